@@ -1,0 +1,21 @@
+# Thin entry points over scripts/ and CMake. `make demo` and `make test` are the way in.
+BUILD_DIR ?= build
+JOBS ?= $(shell nproc)
+
+.PHONY: setup build test demo clean
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	cmake -S . -B $(BUILD_DIR) -G Ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	bash scripts/demo.sh
+
+clean:
+	rm -rf $(BUILD_DIR)

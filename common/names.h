@@ -1,0 +1,19 @@
+// Spelling help for errors: "unknown model 'ViT-B/61'; did you mean 'ViT-B/16'?"
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace vitscale {
+
+// Levenshtein distance, case-insensitive.
+int EditDistance(std::string_view a, std::string_view b);
+
+// The candidate closest to `name`, or "" when none is within a plausible typo distance.
+std::string NearestName(std::string_view name, const std::vector<std::string>& candidates);
+
+// "; did you mean 'X'?" or "" — to append to an error message.
+std::string DidYouMean(std::string_view name, const std::vector<std::string>& candidates);
+
+}  // namespace vitscale

@@ -1,0 +1,82 @@
+// The architecture registry: every model name vitscale knows, decoded into a config, with its
+// exact parameter count and forward multiply-adds. No LibTorch here: the coordinator, the CLI
+// and sweep costing use it, and the LibTorch modules (models/zoo.h) are built from it.
+//
+// Names:
+//   ViT-{size}/{patch}           e.g. ViT-B/16, ViT-Ti/7
+//   R{depth}x{width_factor}      BiT ResNet-v2, e.g. R50x1, R152x2
+//   R{depth}s[x{width_factor}]   small-image ResNet for 28x28-ish inputs, e.g. R20s
+//   {resnet}+ViT-{size}/{stride} hybrid; stride = the backbone's total downsampling, e.g.
+//                                R50+ViT-B/16 (option ii), R50+ViT-B/32 (option i)
+// docs/models.md lists every name with its numbers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vitscale::models {
+
+enum class Family { kViT, kResNet, kHybrid };
+const char* FamilyName(Family family);  // "ViT", "ResNet", "hybrid"
+
+enum class Pooling { kClassToken, kGlobalAverage };
+
+struct TransformerConfig {
+  int depth = 0;    // L: encoder blocks
+  int width = 0;    // D: hidden size
+  int mlp_dim = 0;  // MLP hidden size
+  int heads = 0;
+  int patch = 0;    // P: patch side in input pixels (ViT); 1 for hybrids (over the feature map)
+};
+
+struct ResNetConfig {
+  std::vector<int> blocks;     // bottleneck blocks per stage, e.g. {3, 4, 6, 3}
+  int width_factor = 1;        // BiT's "x2": every channel count times this
+  int base_width = 64;         // stem output channels before the width factor
+  bool small_stem = false;     // 3x3 stride-1 stem without max-pool (small images) vs 7x7/2 + pool
+  int groupnorm_groups = 32;
+};
+
+struct ModelConfig {
+  std::string name;
+  Family family = Family::kViT;
+  TransformerConfig transformer;  // ViT and hybrid
+  ResNetConfig resnet;            // ResNet, and the hybrid's backbone
+  Pooling pooling = Pooling::kClassToken;  // ViT and hybrid
+  int pre_logits = 0;             // width of the tanh pre_logits layer; 0 = none
+  double dropout = 0.0;           // after dense layers (not qkv) and after the position embedding
+};
+
+// Total downsampling of a ResNet config's feature map (4 x 2^(stages-1) with the BiT stem).
+int ResNetStride(const ResNetConfig& resnet);
+// Channels of the last stage's output.
+int ResNetOutputChannels(const ResNetConfig& resnet);
+
+// Decodes a registered name; unknown names get an error naming the nearest registered one.
+Expected<ModelConfig> LookupModel(std::string_view name);
+// Every registered name, the paper's first, in a stable order.
+const std::vector<std::string>& ModelNames();
+
+struct ModelCost {
+  int64_t params = 0;        // every trainable parameter, head included
+  int64_t forward_macs = 0;  // multiply-adds of one image's forward pass
+};
+
+// Checks that `config` can run at `resolution` with `num_classes` (e.g. resolution divisible by
+// the patch size or backbone stride, classes > 0); the error names the value to fix.
+Status CheckShape(const ModelConfig& config, int resolution, int num_classes);
+
+// Exact counts for `config` at a square `resolution` with a `num_classes` head. MACs count every
+// matmul, convolution and the two attention products (QK^T and AV); normalisation, activations,
+// softmax, pooling, residual adds and biases are left out (docs/models.md).
+// REQUIRES: CheckShape(config, resolution, num_classes).ok()
+ModelCost ComputeCost(const ModelConfig& config, int resolution, int num_classes);
+
+// The paper's convention: a training step costs 3 forward passes, and a FLOP is half a MAC.
+inline double TrainFlopsPerImage(int64_t forward_macs) { return 6.0 * static_cast<double>(forward_macs); }
+
+}  // namespace vitscale::models

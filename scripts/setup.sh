@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages vitscale builds and runs with. Idempotent: when every package
+# is already installed it only checks them (a second or so) and touches nothing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libtorch-dev libopenblas0-openmp python3-torch
+  libopenmpi-dev openmpi-bin
+  libsqlite3-dev sqlite3
+  libboost-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev
+  libzip-dev zlib1g-dev libjpeg62-turbo-dev libpng-dev
+  dataset-fashion-mnist python3-sklearn
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#packages[@]} packages present"
+fi
