@@ -1,0 +1,20 @@
+// Files written so that kill -9 at any moment leaves either the old content or the new, never a
+// torn mix: write a temp file beside the target, fsync it, rename over the target, fsync the dir.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace vitscale {
+
+Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0644);
+
+// Reads a whole file; kNotFound when it does not exist.
+Expected<std::string> ReadFile(const std::string& path);
+
+// fsyncs the directory holding `path`, so that a rename into it survives a crash.
+Status SyncParentDirectory(const std::string& path);
+
+}  // namespace vitscale
