@@ -1,0 +1,39 @@
+#include "models/zoo.h"
+
+#include <c10/util/Exception.h>
+
+#include <memory>
+#include <string>
+
+#include "models/resnet.h"
+#include "models/vit.h"
+
+namespace vitscale::models {
+
+Expected<Model> BuildModel(std::string_view name, int num_classes, int resolution) {
+  ASSIGN_OR_RETURN(ModelConfig config, LookupModel(name));
+  return BuildModel(config, num_classes, resolution);
+}
+
+Expected<Model> BuildModel(const ModelConfig& config, int num_classes, int resolution) {
+  RETURN_IF_ERROR(CheckShape(config, resolution, num_classes));
+  try {
+    switch (config.family) {
+      case Family::kViT:
+        return Model(std::make_shared<ViTImpl>(config, num_classes, resolution, nullptr));
+      case Family::kHybrid:
+        // The paper's hybrids use a post-activation ResNet trunk (its released code): option
+        // (i) or (ii) is whatever stages config.resnet lists.
+        return Model(std::make_shared<ViTImpl>(config, num_classes, resolution,
+                                               ResNetTrunk(config.resnet, /*preact=*/false)));
+      case Family::kResNet:
+        return Model(std::make_shared<ResNetImpl>(config, num_classes, resolution));
+    }
+  } catch (const std::exception& e) {
+    // Allocation failures for the largest models land here.
+    return Internal("building '" + config.name + "': " + e.what());
+  }
+  return Internal("unknown model family for '" + config.name + "'");
+}
+
+}  // namespace vitscale::models

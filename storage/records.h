@@ -1,0 +1,139 @@
+// The rows of the vitscale database as plain structs. The Store (storage/store.h) reads and
+// writes them; the sweep expander fills JobRecord from YAML; the coordinator, the agent and the
+// CLI pass them around. No SQLite types leak out of storage/: these structs are the interface.
+//
+// Times are seconds since the Unix epoch (UTC) as doubles; FLOPs are plain FLOPs (not exa).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vitscale::storage {
+
+// DESIGN.md "Job life": pending -> leased -> running -> succeeded | failed | cancelled;
+// running -> preempted -> pending; failed -> pending while retries remain.
+enum class JobState { kPending, kLeased, kRunning, kSucceeded, kFailed, kCancelled, kPreempted };
+const char* JobStateName(JobState state);  // "pending", "leased", ...
+// Parses the name JobStateName gives; the error lists the valid names.
+Expected<JobState> ParseJobState(std::string_view name);
+
+// One job: a pretraining run plus its transfer evaluations, as the sweep expansion produced it.
+struct JobRecord {
+  std::string id;           // lower-case hex SHA-256 of config_json (the canonical config)
+  std::string model;        // registry name, e.g. "ViT-B/16"
+  std::string family;       // "ViT", "ResNet" or "hybrid" (models::FamilyName)
+  std::string dataset;      // pretraining dataset, e.g. "jft-300m", "fashion-mnist"
+  int64_t subset_size = 0;  // pretraining examples used (the nested subset), > 0
+  double epochs = 0;        // passes over the subset, > 0
+  std::string config_json;  // the canonical config, as hashed into `id`
+  double planned_train_flops = 0;  // 6 x MACs x images seen, from the registry
+  int priority = 0;         // higher runs first
+  int ranks = 1;            // MPI ranks of one attempt
+  int gpus_per_rank = 0;    // 0 = CPU ranks
+  int retries_left = 0;     // failed -> pending while > 0
+  // Set by the store; ignored by AddSweep.
+  JobState state = JobState::kPending;
+  int64_t submit_order = 0;  // global submission order, ties broken by position in the sweep
+  double submitted_at = 0;
+  double updated_at = 0;
+};
+
+struct SweepRecord {
+  int64_t id = 0;
+  std::string name;
+  std::string definition;  // the YAML text as submitted
+  double created_at = 0;
+};
+
+struct AddSweepOutcome {
+  int64_t sweep_id = 0;
+  int added = 0;          // jobs new to the database
+  int already_known = 0;  // jobs that existed (from this or another sweep) and were linked
+};
+
+// Selects jobs for ListJobs; unset fields do not filter. Results come in submission order.
+struct JobFilter {
+  std::optional<std::string> sweep;  // sweep name
+  std::optional<JobState> state;
+  std::optional<std::string> model;
+  int64_t limit = -1;  // -1 = no limit
+  int64_t offset = 0;
+};
+
+// How an attempt ended. `kLost` = the lease ran out (the worker vanished); like kPreempted it
+// never counts as a failure.
+enum class AttemptOutcome { kSucceeded, kFailed, kCancelled, kPreempted, kLost };
+const char* AttemptOutcomeName(AttemptOutcome outcome);
+Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name);
+
+struct AttemptRecord {
+  std::string job_id;
+  int number = 0;                    // 1, 2, ... per job, assigned by the store
+  std::optional<std::string> agent_id;  // the leader agent; unset for standalone runs
+  std::string hosts;                 // mpirun -H form, e.g. "h1:4,h2:4"
+  double started_at = 0;
+  std::optional<double> ended_at;
+  std::optional<AttemptOutcome> outcome;
+  std::optional<int> exit_status;
+  std::optional<int64_t> resumed_from_step;  // unset = started from scratch
+};
+
+struct AgentRecord {
+  std::string id;
+  std::string host;
+  int slots = 0;  // ranks the host can run at once
+  int gpus = 0;
+  double last_heartbeat_at = 0;
+};
+
+// One scalar of a training curve. Appended in batches; never updated.
+struct MetricPoint {
+  int64_t step = 0;
+  std::string name;  // e.g. "train/loss", "lr"
+  double value = 0;
+  double time = 0;
+};
+
+struct CheckpointRecord {
+  std::string job_id;
+  int64_t step = 0;
+  std::string path;
+  std::string sha256;  // lower-case hex of the checkpoint file
+  double created_at = 0;
+};
+
+enum class Evaluation { kPretrain, kFewShot, kFineTune };
+const char* EvaluationName(Evaluation evaluation);  // "pretrain", "few_shot", "fine_tune"
+Expected<Evaluation> ParseEvaluation(std::string_view name);
+
+// The metric name the result table reads; its value is a fraction in [0, 1].
+inline constexpr std::string_view kAccuracyMetric = "accuracy";
+
+struct ResultRecord {
+  std::string job_id;
+  Evaluation evaluation = Evaluation::kFewShot;
+  std::string dataset;        // e.g. "imagenet", "cifar10"
+  std::optional<int> shots;   // required for few_shot, unset otherwise
+  std::optional<int> seed;    // few-shot sampling seed; unset when there is one run
+  std::string metric;         // e.g. "accuracy"
+  double value = 0;
+};
+
+// What one attempt cost. Recorded once per attempt; recording it again replaces it.
+struct LedgerEntry {
+  std::string job_id;
+  int attempt = 0;
+  double train_flops = 0;  // analytic: 6 x MACs x images seen in this attempt
+  double eval_flops = 0;
+  int64_t images_seen = 0;
+  std::string device_kind;  // e.g. "cpu", "NVIDIA H100"
+  double device_seconds = 0;  // summed over ranks' devices
+  double wall_seconds = 0;
+};
+
+}  // namespace vitscale::storage

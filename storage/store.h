@@ -1,0 +1,142 @@
+// Store: the vitscale database (one SQLite file, WAL) behind a small typed API.
+//
+// Every method returns Status or Expected and never throws. Each mutating method is one
+// transaction: it happens whole or not at all, also when the process is killed mid-call.
+// Open() applies the migrations of storage/migrations.h and refuses a database written by a
+// newer vitscale.
+//
+// Ownership and threads: a Store owns its SQLite connection and prepared statements; it is
+// not thread-safe, so use one Store per thread (the coordinator keeps one on its io_context).
+// Several processes may open the same file: WAL lets readers run beside one writer, and a
+// writer waits up to OpenOptions::busy_timeout_ms for another before giving kUnavailable.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "storage/records.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace vitscale::storage {
+
+struct OpenOptions {
+  // Read-only opens never create, migrate or write the file (exports, `vitscale show`).
+  bool read_only = false;
+  int busy_timeout_ms = 5000;
+  // The clock the store stamps rows with; the system clock when unset. Tests inject a fake.
+  std::function<double()> now;
+};
+
+// Per job of a sweep: what its attempts cost, summed over the ledger.
+struct JobCompute {
+  std::string job_id;
+  int ledger_entries = 0;  // 0 = the job has not reported any compute yet
+  double train_flops = 0;
+  double eval_flops = 0;
+  double device_seconds = 0;
+  double wall_seconds = 0;
+};
+
+// A result averaged over seeds, for one job of a sweep.
+struct AveragedResult {
+  std::string job_id;
+  Evaluation evaluation = Evaluation::kFewShot;
+  std::string dataset;
+  std::optional<int> shots;
+  std::string metric;
+  double mean = 0;
+  int runs = 0;  // how many seeds went into the mean
+};
+
+class Store {
+ public:
+  // Opens (creating it unless read-only) the database at `path` and brings its schema to the
+  // newest version this build knows.
+  static Expected<std::unique_ptr<Store>> Open(const std::string& path, OpenOptions options = {});
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  const std::string& path() const { return path_; }
+  // PRAGMA user_version of the open database.
+  Expected<int> SchemaVersion();
+
+  // Sweeps and jobs -----------------------------------------------------------------------
+  // Records a sweep and its jobs in one transaction. Jobs already in the database (by id) are
+  // linked to the sweep, not duplicated. Re-adding a sweep with the same name and the same job
+  // ids adds nothing; the same name with different jobs is kAlreadyExists.
+  Expected<AddSweepOutcome> AddSweep(const std::string& name, const std::string& definition,
+                                     const std::vector<JobRecord>& jobs);
+  Expected<SweepRecord> GetSweep(const std::string& name);  // kNotFound suggests a near name
+  Expected<std::vector<SweepRecord>> ListSweeps();          // oldest first
+
+  Expected<JobRecord> GetJob(const std::string& id);
+  Expected<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
+  // Moves a job to `to`. With `expected_from`, the move happens only if the job is in that
+  // state (kFailedPrecondition otherwise), so two deciders cannot both move one job.
+  Status SetJobState(const std::string& id, JobState to,
+                     std::optional<JobState> expected_from = std::nullopt);
+
+  // Attempts and agents --------------------------------------------------------------------
+  // Starts the job's next attempt (numbered 1, 2, ...) and returns its number.
+  Expected<int> AddAttempt(const std::string& job_id, const std::optional<std::string>& agent_id,
+                           const std::string& hosts,
+                           std::optional<int64_t> resumed_from_step = std::nullopt);
+  // Ends a running attempt; ending one twice is kFailedPrecondition.
+  Status EndAttempt(const std::string& job_id, int number, AttemptOutcome outcome,
+                    std::optional<int> exit_status);
+  Expected<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id);
+
+  // Registers an agent or refreshes it; stamps last_heartbeat_at with the clock.
+  Status UpsertAgent(const AgentRecord& agent);
+  Expected<std::vector<AgentRecord>> ListAgents();
+
+  // Metrics, checkpoints, results, compute ------------------------------------------------
+  // Appends the whole batch in one transaction: after a crash, all of it or none of it is there.
+  Status AppendMetrics(const std::string& job_id, int attempt,
+                       const std::vector<MetricPoint>& points);
+  // Points of a job with step > after_step, in step order (a live curve polls with its last step).
+  Expected<std::vector<MetricPoint>> ReadMetrics(const std::string& job_id,
+                                                 int64_t after_step = -1);
+  Expected<int64_t> CountMetrics(const std::string& job_id);
+
+  Status AddCheckpoint(const CheckpointRecord& checkpoint);  // created_at from the clock
+  Expected<std::vector<CheckpointRecord>> ListCheckpoints(const std::string& job_id);  // by step
+
+  // Adds a batch of results in one transaction; a result reported again replaces the old value.
+  Status AddResults(const std::vector<ResultRecord>& results);
+  Expected<std::vector<ResultRecord>> ListResults(const std::string& job_id);
+
+  Status AddLedgerEntry(const LedgerEntry& entry);
+
+  // Queries for tables and plots over a sweep (storage/results_table.h) -------------------
+  Expected<std::vector<JobCompute>> SweepCompute(const std::string& sweep_name);
+  Expected<std::vector<AveragedResult>> SweepResults(const std::string& sweep_name);
+
+ private:
+  class Transaction;
+  Store(sqlite3* db, std::string path, OpenOptions options);
+
+  // The cached prepared statement for `sql`, reset and with its bindings cleared.
+  Expected<sqlite3_stmt*> Prepare(const char* sql);
+  Status Exec(const char* sql);
+  // A Status for the last error on the connection, saying what `what` was doing.
+  Status Error(const std::string& what);
+  Status CheckJobExists(const std::string& job_id);
+  Status CheckAttemptExists(const std::string& job_id, int attempt);
+  double Now() const;
+
+  sqlite3* db_;
+  std::string path_;
+  OpenOptions options_;
+  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+};
+
+}  // namespace vitscale::storage

@@ -1,0 +1,69 @@
+// A job's canonical config: everything that decides what a training run computes, with every
+// default filled in. Its JSON form (ToJson) is what the trainer runs and what the job id hashes;
+// resources and priority are kept out on purpose, so rescheduling a job never renames it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace vitscale::sweep {
+
+// Bumped when the meaning of a field changes, so that old ids cannot collide with new ones.
+inline constexpr int kJobConfigVersion = 1;
+
+struct TrainConfig {
+  std::string optimizer = "adam";  // "adam" or "sgd" (momentum 0.9)
+  int64_t batch_size = 0;          // global, summed over ranks
+  double epochs = 0;               // the one canonical training length; steps convert to it
+  double lr = 0;                   // base learning rate (peak, after warmup)
+  double weight_decay = 0;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  int64_t warmup_steps = 0;        // linear warmup from 0 to lr
+  std::string lr_decay = "linear";  // after warmup: "linear" or "cosine" to 0
+  double grad_clip_norm = 0;       // clip at this global norm; 0 = no clipping
+  double dropout = 0;
+  int64_t resolution = 0;          // square input side in pixels
+};
+
+// Linear few-shot evaluation (Sec. 4.1): closed-form ridge regression on frozen features.
+struct FewShotConfig {
+  std::vector<std::string> datasets;  // empty = no few-shot evaluation
+  std::vector<int64_t> shots;
+  int64_t seeds = 0;   // independent draws of the k-shot training set
+  double l2 = 0;       // ridge regularisation
+};
+
+// Fine-tuning (Table 4): SGD momentum 0.9, cosine decay, no weight decay, clipping at norm 1.
+struct FineTuneConfig {
+  std::string dataset;
+  int64_t steps = 0;
+  int64_t resolution = 0;
+  std::vector<double> lrs;  // grid; the best on a held-out slice of train is reported
+  int64_t batch_size = 0;
+};
+
+struct JobConfig {
+  std::string model;    // a models/registry.h name
+  std::string dataset;  // a sweep/datasets.h name
+  int64_t subset = 0;   // first `subset` examples of the permutation drawn with subset_seed
+  int64_t subset_seed = 0;
+  int64_t seed = 0;     // initialisation and data order
+  TrainConfig train;
+  FewShotConfig few_shot;
+  std::vector<FineTuneConfig> fine_tune;
+};
+
+// Canonical JSON: sorted keys, integers as integers, reals as reals, every field present.
+nlohmann::json ToJson(const JobConfig& config);
+// Lower-case hex SHA-256 of ToJson(config).dump().
+std::string JobId(const JobConfig& config);
+// Reads a canonical config back (e.g. a trainer's spec file); the error names the field.
+Expected<JobConfig> JobConfigFromJson(const nlohmann::json& json);
+
+}  // namespace vitscale::sweep

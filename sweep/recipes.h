@@ -1,0 +1,43 @@
+// Named training recipes: the paper's pretraining setups (Sec. 4.1, Table 3, App. B.1) and one
+// for 28x28 CPU studies. A sweep names one recipe and overrides any field; every field a recipe
+// leaves to the model (the base learning rate on JFT-300M) is filled from the paper's table.
+// Immutable static data: safe to call from any thread.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "sweep/job_config.h"
+
+namespace vitscale::sweep {
+
+struct Recipe {
+  std::string name;
+  std::string description;
+  std::string dataset;  // the pretraining dataset when a sweep names none
+  TrainConfig train;    // train.lr == 0: per-model base learning rate, see BaseLearningRate
+  // Transfer defaults. Few-shot: Sec. 4.1 and big_vision's practice. Fine-tuning: Table 4,
+  // except that `small-images` fine-tunes at its own resolution and batch.
+  std::vector<int64_t> few_shot_shots = {1, 5, 10, 25};
+  int64_t few_shot_seeds = 3;
+  double few_shot_l2 = 1024;
+  int64_t fine_tune_resolution = 384;
+  int64_t fine_tune_batch_size = 512;
+  std::vector<double> fine_tune_lrs = {0.001, 0.003, 0.01, 0.03};
+};
+
+// Every recipe, in a stable order.
+const std::vector<Recipe>& Recipes();
+std::vector<std::string> RecipeNames();
+// Unknown names get an error naming the nearest recipe.
+Expected<Recipe> LookupRecipe(std::string_view name);
+
+// The learning rate `recipe` trains `model` with when a sweep sets none: the recipe's own
+// train.lr, or for jft-300m the paper's per-model value (R200x3 is not in the paper's table and
+// takes R152's, the deepest ResNet there). nullopt when the paper gives none for this model.
+std::optional<double> BaseLearningRate(const Recipe& recipe, std::string_view model);
+
+}  // namespace vitscale::sweep

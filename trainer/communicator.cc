@@ -1,0 +1,173 @@
+#include "trainer/communicator.h"
+
+#include <mpi.h>
+#include <torch/torch.h>
+
+#include <climits>
+#include <string>
+
+namespace vitscale::trainer {
+namespace {
+
+Status MpiError(const char* call, int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  return Unavailable(std::string(call) + " failed: " + std::string(text, length) +
+                     " (a peer rank may have died; see its output)");
+}
+
+Expected<MPI_Datatype> MpiType(const torch::Tensor& tensor) {
+  if (!tensor.defined()) return InvalidArgument("communicator: undefined tensor");
+  if (!tensor.device().is_cpu()) {
+    return InvalidArgument("MpiCommunicator takes CPU tensors; use a GPU communicator for " +
+                           tensor.device().str());
+  }
+  switch (tensor.scalar_type()) {
+    case torch::kFloat32:
+      return MPI_FLOAT;
+    case torch::kFloat64:
+      return MPI_DOUBLE;
+    default:
+      return InvalidArgument(std::string("MpiCommunicator supports float32 and float64, not ") +
+                             c10::toString(tensor.scalar_type()));
+  }
+}
+
+// The tensors of one bucket laid end to end in a fresh contiguous buffer.
+torch::Tensor Pack(const std::vector<torch::Tensor>& tensors, const std::vector<size_t>& bucket) {
+  std::vector<torch::Tensor> flat;
+  flat.reserve(bucket.size());
+  for (size_t i : bucket) flat.push_back(tensors[i].detach().reshape({-1}));
+  return torch::cat(flat);
+}
+
+void Unpack(const torch::Tensor& buffer, const std::vector<torch::Tensor>& tensors,
+            const std::vector<size_t>& bucket) {
+  torch::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (size_t i : bucket) {
+    const int64_t n = tensors[i].numel();
+    tensors[i].copy_(buffer.narrow(0, offset, n).view(tensors[i].sizes()));
+    offset += n;
+  }
+}
+
+}  // namespace
+
+struct MpiCommunicator::Impl {
+  MPI_Comm comm = MPI_COMM_NULL;
+};
+
+std::vector<std::vector<size_t>> PlanBuckets(const std::vector<torch::Tensor>& tensors,
+                                             size_t bucket_bytes) {
+  std::vector<std::vector<size_t>> buckets;
+  size_t current_bytes = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const size_t bytes = tensors[i].numel() * tensors[i].element_size();
+    const bool fits = !buckets.empty() &&
+                      tensors[buckets.back().front()].scalar_type() == tensors[i].scalar_type() &&
+                      current_bytes + bytes <= bucket_bytes;
+    if (!fits) {
+      buckets.emplace_back();
+      current_bytes = 0;
+    }
+    buckets.back().push_back(i);
+    current_bytes += bytes;
+  }
+  return buckets;
+}
+
+Expected<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(size_t bucket_bytes) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized) {
+    // The training thread alone calls MPI; data loading threads never do.
+    int provided = 0;
+    int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS) return MpiError("MPI_Init_thread", rc);
+  }
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (finalized) return FailedPrecondition("MPI was already finalised in this process");
+
+  auto impl = std::make_unique<Impl>();
+  int rc = MPI_Comm_dup(MPI_COMM_WORLD, &impl->comm);
+  if (rc != MPI_SUCCESS) return MpiError("MPI_Comm_dup", rc);
+  MPI_Comm_set_errhandler(impl->comm, MPI_ERRORS_RETURN);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(impl->comm, &rank);
+  MPI_Comm_size(impl->comm, &size);
+  if (bucket_bytes == 0) bucket_bytes = kDefaultBucketBytes;
+  return std::unique_ptr<MpiCommunicator>(
+      new MpiCommunicator(std::move(impl), rank, size, bucket_bytes));
+}
+
+MpiCommunicator::MpiCommunicator(std::unique_ptr<Impl> impl, int rank, int size,
+                                 size_t bucket_bytes)
+    : impl_(std::move(impl)), rank_(rank), size_(size), bucket_bytes_(bucket_bytes) {}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
+}
+
+Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
+  for (const torch::Tensor& t : tensors) {
+    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t));
+    (void)type;
+  }
+  if (size_ == 1) return Status::Ok();
+  for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes_)) {
+    torch::Tensor buffer = Pack(tensors, bucket);
+    if (buffer.numel() > INT_MAX) return InvalidArgument("tensor too large for one MPI message");
+    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(buffer));
+    int rc = MPI_Bcast(buffer.data_ptr(), static_cast<int>(buffer.numel()), type, 0, impl_->comm);
+    if (rc != MPI_SUCCESS) return MpiError("MPI_Bcast", rc);
+    if (rank_ != 0) Unpack(buffer, tensors, bucket);
+  }
+  return Status::Ok();
+}
+
+Status MpiCommunicator::AllReduceMean(const std::vector<torch::Tensor>& tensors) {
+  for (const torch::Tensor& t : tensors) {
+    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t));
+    (void)type;
+  }
+  if (size_ == 1) return Status::Ok();
+  for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes_)) {
+    torch::Tensor buffer = Pack(tensors, bucket);
+    if (buffer.numel() > INT_MAX) return InvalidArgument("tensor too large for one MPI message");
+    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(buffer));
+    int rc = MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), static_cast<int>(buffer.numel()), type,
+                           MPI_SUM, impl_->comm);
+    if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
+    buffer.div_(static_cast<double>(size_));
+    Unpack(buffer, tensors, bucket);
+  }
+  return Status::Ok();
+}
+
+Status MpiCommunicator::AllReduceSum(std::vector<double>* values) {
+  if (size_ == 1 || values->empty()) return Status::Ok();
+  int rc = MPI_Allreduce(MPI_IN_PLACE, values->data(), static_cast<int>(values->size()),
+                         MPI_DOUBLE, MPI_SUM, impl_->comm);
+  if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
+  return Status::Ok();
+}
+
+Status MpiCommunicator::Barrier() {
+  int rc = MPI_Barrier(impl_->comm);
+  if (rc != MPI_SUCCESS) return MpiError("MPI_Barrier", rc);
+  return Status::Ok();
+}
+
+void FinalizeMpi() {
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (initialized && !finalized) MPI_Finalize();
+}
+
+}  // namespace vitscale::trainer

@@ -1,0 +1,82 @@
+// Communicator: the collectives that data-parallel training needs, behind one interface so that
+// an NCCL implementation (GPU tensors on their own streams) can sit beside the MPI one.
+//
+// MPI rules apply to every implementation: each rank calls the same collectives in the same
+// order, with tensors of the same shapes and dtypes. A Communicator is used from one thread (the
+// training loop); it is not thread-safe.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vitscale::trainer {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Overwrites every rank's `tensors` with rank 0's, in place (parameters at start, so that all
+  // ranks begin from one initialisation). Runs under no-grad, so leaf parameters are fine.
+  virtual Status Broadcast(const std::vector<torch::Tensor>& tensors) = 0;
+
+  // Replaces each tensor by its mean over ranks, in place (gradients after backward). Tensors
+  // are packed into flat buckets so that a model with hundreds of small tensors costs a few
+  // messages instead of hundreds.
+  virtual Status AllReduceMean(const std::vector<torch::Tensor>& tensors) = 0;
+
+  // Replaces each value by its sum over ranks (loss sums, correct counts, stop flags).
+  virtual Status AllReduceSum(std::vector<double>* values) = 0;
+
+  virtual Status Barrier() = 0;
+};
+
+// Open MPI over CPU float buffers. Supports float32 and float64 CPU tensors.
+class MpiCommunicator final : public Communicator {
+ public:
+  static constexpr size_t kDefaultBucketBytes = 25u << 20;
+
+  // Initialises MPI for this process on first use (later calls reuse it) and duplicates
+  // MPI_COMM_WORLD, with errors returned instead of aborting. Started without mpirun, this is a
+  // world of one rank.
+  static Expected<std::unique_ptr<MpiCommunicator>> Create(
+      size_t bucket_bytes = kDefaultBucketBytes);
+  ~MpiCommunicator() override;
+
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  Status Broadcast(const std::vector<torch::Tensor>& tensors) override;
+  Status AllReduceMean(const std::vector<torch::Tensor>& tensors) override;
+  Status AllReduceSum(std::vector<double>* values) override;
+  Status Barrier() override;
+
+ private:
+  struct Impl;
+  explicit MpiCommunicator(std::unique_ptr<Impl> impl, int rank, int size, size_t bucket_bytes);
+
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0;
+  int size_ = 1;
+  size_t bucket_bytes_ = kDefaultBucketBytes;
+};
+
+// Finalises MPI if it was initialised and is not finalised yet. Called once by whoever owns the
+// process (the trainer's main, a test environment) after every communicator is destroyed.
+void FinalizeMpi();
+
+// Consecutive runs of `tensors` with one dtype and at most `bucket_bytes` together (a tensor
+// larger than that forms a bucket of its own); each inner vector holds indices into `tensors`.
+std::vector<std::vector<size_t>> PlanBuckets(const std::vector<torch::Tensor>& tensors,
+                                             size_t bucket_bytes);
+
+}  // namespace vitscale::trainer
