@@ -154,6 +154,12 @@ std::string BearerToken(const http::request<http::string_body>& request) {
 
 }  // namespace
 
+Handler Immediate(std::function<HttpResponse(const HttpRequest&)> handler) {
+  return [handler = std::move(handler)](const HttpRequest& request, Respond respond) {
+    respond(handler(request));
+  };
+}
+
 void Router::Add(const std::string& method, const std::string& pattern, Access access,
                  Handler handler) {
   routes_.push_back({method, SplitPath(pattern), access, std::move(handler)});
@@ -303,30 +309,38 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     if (auto it = request.find(http::field::content_type); it != request.end()) {
       parsed.content_type = std::string(it->value());
     }
-    Write(Handle(parsed, authorised), request.keep_alive());
+    Handle(parsed, authorised, request.keep_alive());
   }
 
-  HttpResponse Handle(HttpRequest& request, bool authorised) {
+  void Handle(HttpRequest& request, bool authorised, bool keep_alive) {
     const HttpServerOptions& options = server_.options_;
     bool is_api = request.path.rfind("/api/", 0) == 0;
     if (!is_api && request.method == "GET" && !options.static_dir.empty()) {
-      return ServeStatic(options.static_dir, request.path);
+      return Write(ServeStatic(options.static_dir, request.path), keep_alive);
     }
     Router::Match match = server_.router_.Find(request.method, request.path);
     if (!match.handler) {
-      if (match.path_known) return ErrorResponse(405, request.method + " is not allowed on " + request.path);
-      return ErrorResponse(404, "no route " + request.method + " " + request.path);
+      if (match.path_known) {
+        return Write(ErrorResponse(405, request.method + " is not allowed on " + request.path),
+                     keep_alive);
+      }
+      return Write(ErrorResponse(404, "no route " + request.method + " " + request.path),
+                   keep_alive);
     }
     bool open = match.access == Access::kRead && options.open_read_access;
     if (!authorised && !open) {
-      return ErrorResponse(401, "missing or wrong bearer token (Authorization: Bearer <token>; the "
-                                "coordinator's token file has it)");
+      return Write(ErrorResponse(401, "missing or wrong bearer token (Authorization: Bearer "
+                                      "<token>; the coordinator's token file has it)"),
+                   keep_alive);
     }
     request.params = std::move(match.params);
+    Respond respond = [self = shared_from_this(), keep_alive](HttpResponse response) {
+      self->Write(std::move(response), keep_alive);
+    };
     try {
-      return (*match.handler)(request);
+      (*match.handler)(request, respond);
     } catch (const std::exception& e) {
-      return ErrorResponse(500, std::string("internal error: ") + e.what());
+      respond(ErrorResponse(500, std::string("internal error: ") + e.what()));
     }
   }
 

@@ -48,7 +48,12 @@ enum class Access {
   kMutate,  // always needs the bearer token
 };
 
-using Handler = std::function<HttpResponse(const HttpRequest&)>;
+// A handler answers by calling `respond` exactly once, now or later (a long poll keeps it and
+// answers when work arrives); always on the io thread.
+using Respond = std::function<void(HttpResponse)>;
+using Handler = std::function<void(const HttpRequest&, Respond)>;
+// Wraps a handler that answers at once.
+Handler Immediate(std::function<HttpResponse(const HttpRequest&)> handler);
 
 class Router {
  public:

@@ -76,6 +76,20 @@ Status CheckShape(const ModelConfig& config, int resolution, int num_classes);
 // REQUIRES: CheckShape(config, resolution, num_classes).ok()
 ModelCost ComputeCost(const ModelConfig& config, int resolution, int num_classes);
 
+// The input a registered model is quoted at: 224x224 with 1000 classes for the paper's models,
+// 28x28 with 10 classes for the small variants (ViTs narrower than Base, small-stem ResNets and
+// their hybrids), which are sized for Fashion-MNIST-like data.
+struct InputShape {
+  int resolution = 224;
+  int num_classes = 1000;
+};
+InputShape ReferenceInput(const ModelConfig& config);
+
+// Tokens the transformer sees before the [class] token is added: (resolution / total stride)^2,
+// where the total stride is the patch size (ViT) or the backbone stride (hybrid). 0 for ResNets.
+// REQUIRES: CheckShape(config, resolution, any).ok()
+int SequenceLength(const ModelConfig& config, int resolution);
+
 // The paper's convention: a training step costs 3 forward passes, and a FLOP is half a MAC.
 inline double TrainFlopsPerImage(int64_t forward_macs) { return 6.0 * static_cast<double>(forward_macs); }
 

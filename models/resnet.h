@@ -84,6 +84,6 @@ class ResNetImpl : public ModelImpl {
 // A zero-initialised linear layer: the fine-tuning head of every model in the zoo.
 torch::nn::Linear ZeroLinear(int64_t in_features, int64_t out_features);
 // A linear layer that adds its multiply-adds to the active MacCountScope.
-torch::Tensor CountedLinear(const torch::nn::Linear& layer, const torch::Tensor& x);
+torch::Tensor CountedLinear(torch::nn::Linear& layer, const torch::Tensor& x);
 
 }  // namespace vitscale::models

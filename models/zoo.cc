@@ -18,17 +18,22 @@ Expected<Model> BuildModel(std::string_view name, int num_classes, int resolutio
 Expected<Model> BuildModel(const ModelConfig& config, int num_classes, int resolution) {
   RETURN_IF_ERROR(CheckShape(config, resolution, num_classes));
   try {
+    std::shared_ptr<ModelImpl> model;
     switch (config.family) {
       case Family::kViT:
-        return Model(std::make_shared<ViTImpl>(config, num_classes, resolution, nullptr));
+        model = std::make_shared<ViTImpl>(config, num_classes, resolution, nullptr);
+        break;
       case Family::kHybrid:
         // The paper's hybrids use a post-activation ResNet trunk (its released code): option
         // (i) or (ii) is whatever stages config.resnet lists.
-        return Model(std::make_shared<ViTImpl>(config, num_classes, resolution,
-                                               ResNetTrunk(config.resnet, /*preact=*/false)));
+        model = std::make_shared<ViTImpl>(config, num_classes, resolution,
+                                          ResNetTrunk(config.resnet, /*preact=*/false));
+        break;
       case Family::kResNet:
-        return Model(std::make_shared<ResNetImpl>(config, num_classes, resolution));
+        model = std::make_shared<ResNetImpl>(config, num_classes, resolution);
+        break;
     }
+    if (model) return Model(model);
   } catch (const std::exception& e) {
     // Allocation failures for the largest models land here.
     return Internal("building '" + config.name + "': " + e.what());

@@ -63,8 +63,19 @@ struct Resources {
 // One grid block: the product of its groups, in the order they are written.
 struct GridBlock {
   std::vector<AxisGroup> groups;
+  std::optional<Recipe> recipe;  // replaces the sweep's recipe for this block's jobs
   std::optional<Resources> resources;  // overrides the sweep's for this block's jobs
   std::optional<int64_t> priority;
+  SourceMark mark;
+};
+
+// A fine-tuning evaluation as written, defaults filled in from the recipe and Table 4.
+struct FineTuneSpec {
+  FineTuneConfig config;
+  // Without an explicit resolution, each job fine-tunes at the recipe's resolution rounded down
+  // to a multiple of its model's patch (or backbone stride): ViT-H/14 at 378 where the others
+  // use 384, as the paper's patch convolution without padding drops the remainder.
+  bool resolution_given = false;
   SourceMark mark;
 };
 
@@ -78,8 +89,7 @@ struct Sweep {
   SourceMark pretrain_mark;
   std::vector<GridBlock> grid;    // empty: one job from `pretrain:` alone
   FewShotConfig few_shot;         // defaults filled in from the recipe
-  std::vector<FineTuneConfig> fine_tune;
-  std::vector<SourceMark> fine_tune_marks;  // one per fine_tune entry
+  std::vector<FineTuneSpec> fine_tune;
   Resources resources;
   int64_t priority = 0;  // higher runs first
 };

@@ -32,6 +32,8 @@ TEST(StatusTest, AssignOrReturnPropagates) {
 
 TEST(NamesTest, SuggestsNearestWithinTypoDistance) {
   std::vector<std::string> names = {"ViT-B/16", "ViT-B/32", "R50x1"};
+  EXPECT_EQ(EditDistance("ViT-B/61", "ViT-B/16"), 1);
+  EXPECT_EQ(EditDistance("kitten", "sitting"), 3);
   EXPECT_EQ(NearestName("vit-b/61", names), "ViT-B/16");
   EXPECT_EQ(NearestName("R50x", names), "R50x1");
   EXPECT_EQ(NearestName("completely-different", names), "");

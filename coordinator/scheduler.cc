@@ -1,0 +1,554 @@
+#include "coordinator/scheduler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "common/names.h"
+
+namespace vitscale::coordinator {
+namespace {
+
+bool IsFinal(JobState state) {
+  return state == JobState::kSucceeded || state == JobState::kFailed ||
+         state == JobState::kCancelled;
+}
+
+// Our own names, so that this target needs no link to the store; they match JobStateName.
+const char* StateName(JobState state) {
+  switch (state) {
+    case JobState::kPending: return "pending";
+    case JobState::kLeased: return "leased";
+    case JobState::kRunning: return "running";
+    case JobState::kSucceeded: return "succeeded";
+    case JobState::kFailed: return "failed";
+    case JobState::kCancelled: return "cancelled";
+    case JobState::kPreempted: return "preempted";
+  }
+  return "unknown";
+}
+
+// Ranks of a job with `gpus_per_rank` that fit into free `slots` and `gpus`.
+int RanksThatFit(int gpus_per_rank, int slots, int gpus) {
+  if (gpus_per_rank <= 0) return std::max(slots, 0);
+  return std::max(std::min(slots, gpus / gpus_per_rank), 0);
+}
+
+std::vector<std::string> AgentIds(const JobView& job) {
+  std::vector<std::string> ids;
+  for (const Holder& h : job.holders) ids.push_back(h.placement.agent_id);
+  return ids;
+}
+
+}  // namespace
+
+const char* ReasonName(Reason reason) {
+  switch (reason) {
+    case Reason::kPlaced: return "placed";
+    case Reason::kStarted: return "started";
+    case Reason::kSucceeded: return "succeeded";
+    case Reason::kRetry: return "retry";
+    case Reason::kFailed: return "failed";
+    case Reason::kConfigError: return "config_error";
+    case Reason::kPreemptRequested: return "preempt_requested";
+    case Reason::kPreempted: return "preempted";
+    case Reason::kLeaseLost: return "lease_lost";
+    case Reason::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+Expected<Scheduler> Scheduler::Create(const Clock* clock, SchedulerOptions options) {
+  if (clock == nullptr) return InvalidArgument("the scheduler needs a clock");
+  if (options.lease_duration <= Duration::zero()) {
+    return InvalidArgument("lease_duration must be > 0");
+  }
+  if (options.backoff_initial < Duration::zero()) {
+    return InvalidArgument("backoff_initial must be >= 0");
+  }
+  if (!(options.backoff_factor >= 1.0)) {
+    return InvalidArgument(fmt::format("backoff_factor must be >= 1, got {}",
+                                       options.backoff_factor));
+  }
+  if (options.backoff_max < options.backoff_initial) {
+    return InvalidArgument("backoff_max must be >= backoff_initial");
+  }
+  if (options.preempt_grace < Duration::zero()) {
+    return InvalidArgument("preempt_grace must be >= 0");
+  }
+  return Scheduler(clock, options);
+}
+
+Scheduler::Scheduler(const Clock* clock, SchedulerOptions options)
+    : clock_(clock), options_(options) {}
+
+// Jobs ------------------------------------------------------------------------------------
+
+Status Scheduler::CheckSpec(const JobSpec& spec) {
+  if (spec.id.empty()) return InvalidArgument("job id must not be empty");
+  if (spec.ranks < 1) {
+    return InvalidArgument(fmt::format("job '{}': ranks must be >= 1, got {}", spec.id, spec.ranks));
+  }
+  if (spec.gpus_per_rank < 0) {
+    return InvalidArgument(fmt::format("job '{}': gpus_per_rank must be >= 0, got {}", spec.id,
+                                       spec.gpus_per_rank));
+  }
+  if (spec.retries_left < 0) {
+    return InvalidArgument(fmt::format("job '{}': retries_left must be >= 0, got {}", spec.id,
+                                       spec.retries_left));
+  }
+  return Status::Ok();
+}
+
+Status Scheduler::AddJob(const JobSpec& spec) {
+  RETURN_IF_ERROR(CheckSpec(spec));
+  if (jobs_.count(spec.id) > 0) {
+    return AlreadyExists(fmt::format("job '{}' is already scheduled", spec.id));
+  }
+  JobView job;
+  job.spec = spec;
+  job.eligible_at = clock_->Now();
+  jobs_.emplace(spec.id, std::move(job));
+  pending_.insert(KeyOf(spec));
+  return Status::Ok();
+}
+
+Status Scheduler::RestoreJob(const JobSpec& spec, JobState state,
+                             std::vector<Placement> placements) {
+  RETURN_IF_ERROR(CheckSpec(spec));
+  if (jobs_.count(spec.id) > 0) {
+    return AlreadyExists(fmt::format("job '{}' is already scheduled", spec.id));
+  }
+  if (state != JobState::kLeased && state != JobState::kRunning &&
+      state != JobState::kPreempted) {
+    return InvalidArgument(fmt::format(
+        "job '{}': only a leased, running or preempted job holds slots to restore, not a {} one",
+        spec.id, StateName(state)));
+  }
+  int ranks = 0;
+  for (const Placement& p : placements) {
+    if (p.agent_id.empty() || p.ranks < 1) {
+      return InvalidArgument(fmt::format(
+          "job '{}': each placement needs an agent id and ranks >= 1", spec.id));
+    }
+    ranks += p.ranks;
+  }
+  if (ranks != spec.ranks) {
+    return InvalidArgument(fmt::format("job '{}': placements hold {} ranks but the job has {}",
+                                       spec.id, ranks, spec.ranks));
+  }
+  TimePoint now = clock_->Now();
+  JobView job;
+  job.spec = spec;
+  job.state = state;
+  job.eligible_at = now;
+  job.leased_at = now;
+  for (Placement& p : placements) job.holders.push_back({std::move(p), now + options_.lease_duration});
+  jobs_.emplace(spec.id, std::move(job));
+  leased_.insert(spec.id);
+  return Status::Ok();
+}
+
+Expected<JobView*> Scheduler::FindJob(const std::string& job_id) {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return NotFound(fmt::format("no job '{}' is scheduled", job_id));
+  return &it->second;
+}
+
+Status Scheduler::SetPriority(const std::string& job_id, int priority) {
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  if (IsFinal(job->state)) {
+    return FailedPrecondition(
+        fmt::format("job '{}' is {}; its priority no longer matters", job_id, StateName(job->state)));
+  }
+  if (job->state == JobState::kPending) pending_.erase(KeyOf(job->spec));
+  job->spec.priority = priority;
+  if (job->state == JobState::kPending) pending_.insert(KeyOf(job->spec));
+  return Status::Ok();
+}
+
+void Scheduler::MoveTo(JobView& job, JobState to, Reason reason, std::vector<Action>& actions) {
+  if (job.state == JobState::kPending) pending_.erase(KeyOf(job.spec));
+  if (to == JobState::kPending) pending_.insert(KeyOf(job.spec));
+  actions.push_back(Transition{job.spec.id, job.state, to, reason, job.spec.retries_left,
+                               job.eligible_at});
+  job.state = to;
+}
+
+void Scheduler::ReleaseLease(JobView& job) {
+  job.holders.clear();
+  leased_.erase(job.spec.id);
+}
+
+Expected<std::vector<Action>> Scheduler::Cancel(const std::string& job_id) {
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  if (IsFinal(job->state)) {
+    return FailedPrecondition(
+        fmt::format("job '{}' is already {}; only unfinished jobs can be cancelled", job_id,
+                    StateName(job->state)));
+  }
+  std::vector<Action> actions;
+  MoveTo(*job, JobState::kCancelled, Reason::kCancelled, actions);
+  if (!job->holders.empty()) actions.push_back(Kill{job_id, AgentIds(*job)});
+  return actions;
+}
+
+Expected<std::vector<Action>> Scheduler::Preempt(const std::string& job_id) {
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  if (job->state == JobState::kPreempted) return std::vector<Action>{};  // already on its way
+  if (job->state != JobState::kLeased && job->state != JobState::kRunning) {
+    return FailedPrecondition(fmt::format(
+        "job '{}' is {}; only a leased or running job can be preempted", job_id,
+        StateName(job->state)));
+  }
+  std::vector<Action> actions;
+  MoveTo(*job, JobState::kPreempted, Reason::kPreemptRequested, actions);
+  actions.push_back(Signal{job_id, job->holders.front().placement.agent_id, options_.preempt_grace});
+  return actions;
+}
+
+// Agents ----------------------------------------------------------------------------------
+
+Status Scheduler::RegisterAgent(const AgentSpec& spec) {
+  if (spec.id.empty()) return InvalidArgument("agent id must not be empty");
+  if (spec.host.empty()) {
+    return InvalidArgument(fmt::format("agent '{}': host must not be empty", spec.id));
+  }
+  if (spec.slots < 0 || spec.gpus < 0) {
+    return InvalidArgument(fmt::format("agent '{}': slots and gpus must be >= 0, got {} and {}",
+                                       spec.id, spec.slots, spec.gpus));
+  }
+  AgentView& agent = agents_[spec.id];
+  agent.spec = spec;
+  agent.last_heartbeat = clock_->Now();
+  return Status::Ok();
+}
+
+Status Scheduler::CheckAgent(const std::string& agent_id) const {
+  if (agents_.count(agent_id) > 0) return Status::Ok();
+  std::vector<std::string> known;
+  for (const auto& [id, agent] : agents_) known.push_back(id);
+  return NotFound(fmt::format("agent '{}' is not registered; register it first{}", agent_id,
+                              DidYouMean(agent_id, known)));
+}
+
+bool Scheduler::Alive(const AgentView& agent) const {
+  return clock_->Now() < agent.last_heartbeat + options_.lease_duration;
+}
+
+Status Scheduler::Heartbeat(const std::string& agent_id, const std::vector<std::string>& job_ids) {
+  RETURN_IF_ERROR(CheckAgent(agent_id));
+  // Check every lease before touching any, so that a rejected heartbeat changes nothing.
+  std::vector<Holder*> holders;
+  for (const std::string& job_id : job_ids) {
+    Holder* held = nullptr;
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) {
+      for (Holder& h : it->second.holders) {
+        if (h.placement.agent_id == agent_id) held = &h;
+      }
+    }
+    if (held == nullptr) {
+      return FailedPrecondition(fmt::format(
+          "agent '{}' holds no lease on job '{}' (it ran out or was never granted); stop that job",
+          agent_id, job_id));
+    }
+    holders.push_back(held);
+  }
+  TimePoint now = clock_->Now();
+  agents_[agent_id].last_heartbeat = now;
+  for (Holder* h : holders) (void)h; if (false) holders[0]->deadline = now + options_.lease_duration;
+  return Status::Ok();
+}
+
+Expected<std::vector<Action>> Scheduler::ReportStarted(const std::string& agent_id,
+                                                       const std::string& job_id) {
+  RETURN_IF_ERROR(CheckAgent(agent_id));
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  if (job->holders.empty() || job->holders.front().placement.agent_id != agent_id) {
+    return FailedPrecondition(
+        fmt::format("agent '{}' does not lead job '{}'; stop that job", agent_id, job_id));
+  }
+  agents_[agent_id].last_heartbeat = clock_->Now();  // any report proves the agent alive
+  std::vector<Action> actions;
+  if (job->state == JobState::kLeased) MoveTo(*job, JobState::kRunning, Reason::kStarted, actions);
+  return actions;
+}
+
+Expected<std::vector<Action>> Scheduler::ReportExit(const std::string& agent_id,
+                                                    const std::string& job_id, ExitKind exit) {
+  RETURN_IF_ERROR(CheckAgent(agent_id));
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  if (job->holders.empty() || job->holders.front().placement.agent_id != agent_id) {
+    return FailedPrecondition(fmt::format(
+        "agent '{}' does not lead job '{}' (its lease ran out or was never granted); its exit "
+        "is not recorded",
+        agent_id, job_id));
+  }
+  agents_[agent_id].last_heartbeat = clock_->Now();
+  ReleaseLease(*job);
+  std::vector<Action> actions;
+  if (IsFinal(job->state)) return actions;  // cancelled while running: the exit only frees slots
+  TimePoint now = clock_->Now();
+  switch (exit) {
+    case ExitKind::kSucceeded:
+      MoveTo(*job, JobState::kSucceeded, Reason::kSucceeded, actions);
+      break;
+    case ExitKind::kConfigError:
+      MoveTo(*job, JobState::kFailed, Reason::kConfigError, actions);
+      break;
+    case ExitKind::kPreempted:
+      job->eligible_at = now;
+      MoveTo(*job, JobState::kPending, Reason::kPreempted, actions);
+      break;
+    case ExitKind::kFailed: {
+      job->failures += 1;
+      if (job->spec.retries_left <= 0) {
+        MoveTo(*job, JobState::kFailed, Reason::kFailed, actions);
+        break;
+      }
+      job->spec.retries_left -= 1;
+      double scale = std::pow(options_.backoff_factor, job->failures - 1);
+      double delay = std::min(static_cast<double>(options_.backoff_initial.count()) * scale,
+                              static_cast<double>(options_.backoff_max.count()));
+      job->eligible_at = now + Duration(static_cast<Duration::rep>(delay));
+      MoveTo(*job, JobState::kPending, Reason::kRetry, actions);
+      break;
+    }
+  }
+  return actions;
+}
+
+// Scheduling ------------------------------------------------------------------------------
+
+void Scheduler::ExpireLeases(std::vector<Action>& actions) {
+  TimePoint now = clock_->Now();
+  std::vector<std::string> expired;
+  for (const std::string& job_id : leased_) {
+    const JobView& job = jobs_.at(job_id);
+    for (const Holder& h : job.holders) {
+      if (now >= h.deadline) {
+        expired.push_back(job_id);
+        break;
+      }
+    }
+  }
+  for (const std::string& job_id : expired) {
+    JobView& job = jobs_.at(job_id);
+    // One lost holder breaks the gang; the others must stop before the job runs elsewhere.
+    actions.push_back(Kill{job_id, AgentIds(job)});
+    ReleaseLease(job);
+    if (IsFinal(job.state)) continue;
+    job.eligible_at = now;
+    MoveTo(job, JobState::kPending, Reason::kLeaseLost, actions);
+  }
+}
+
+void Scheduler::ComputeCapacity(CapacityMap& free, CapacityMap& releasing) const {
+  for (const auto& [id, agent] : agents_) {
+    if (!Alive(agent)) continue;
+    free[id] = {agent.spec.slots, agent.spec.gpus};
+    releasing[id] = {0, 0};
+  }
+  for (const std::string& job_id : leased_) {
+    const JobView& job = jobs_.at(job_id);
+    bool giving_back = job.state == JobState::kPreempted || IsFinal(job.state);
+    for (const Holder& h : job.holders) {
+      auto it = free.find(h.placement.agent_id);
+      if (it == free.end()) continue;
+      it->second.slots -= h.placement.ranks;
+      it->second.gpus -= h.placement.gpus;
+      if (giving_back) {
+        releasing[h.placement.agent_id].slots += h.placement.ranks;
+        releasing[h.placement.agent_id].gpus += h.placement.gpus;
+      }
+    }
+  }
+}
+
+std::optional<std::vector<Placement>> Scheduler::PlaceGang(const JobSpec& spec,
+                                                           const CapacityMap& capacity) const {
+  auto placement_on = [&](const std::string& agent_id, int ranks) {
+    return Placement{agent_id, agents_.at(agent_id).spec.host, ranks, ranks * spec.gpus_per_rank};
+  };
+  // One host when possible, the tightest fit, to keep large holes for large gangs.
+  const std::string* best = nullptr;
+  int best_fit = 0;
+  int total = 0;
+  std::vector<std::pair<int, const std::string*>> by_room;
+  for (const auto& [id, room] : capacity) {
+    int fit = RanksThatFit(spec.gpus_per_rank, room.slots, room.gpus);
+    if (fit <= 0) continue;
+    total += fit;
+    by_room.emplace_back(fit, &id);
+    if (fit >= spec.ranks && (best == nullptr || fit < best_fit)) {
+      best = &id;
+      best_fit = fit;
+    }
+  }
+  if (best != nullptr) return std::vector<Placement>{placement_on(*best, spec.ranks)};
+  if (!spec.multi_host || total < spec.ranks) return std::nullopt;
+  // Several hosts: the roomiest first, so the gang spans as few hosts as it can; the leader
+  // (first) runs the most ranks.
+  std::stable_sort(by_room.begin(), by_room.end(),
+                   [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<Placement> placements;
+  int left = spec.ranks;
+  for (const auto& [fit, id] : by_room) {
+    if (left == 0) break;
+    int take = std::min(fit, left);
+    placements.push_back(placement_on(*id, take));
+    left -= take;
+  }
+  return placements;
+}
+
+std::vector<JobView*> Scheduler::VictimCandidates(const JobSpec& for_job) {
+  std::vector<JobView*> victims;
+  for (const std::string& job_id : leased_) {
+    JobView& job = jobs_.at(job_id);
+    if ((job.state == JobState::kLeased || job.state == JobState::kRunning) &&
+        job.spec.priority < for_job.priority) {
+      victims.push_back(&job);
+    }
+  }
+  // Lowest priority first; among equals the most recently started, which loses the least work.
+  std::sort(victims.begin(), victims.end(), [](const JobView* a, const JobView* b) {
+    if (a->spec.priority != b->spec.priority) return a->spec.priority < b->spec.priority;
+    if (a->leased_at != b->leased_at) return a->leased_at > b->leased_at;
+    return a->spec.submit_order > b->spec.submit_order;
+  });
+  return victims;
+}
+
+namespace {
+
+template <typename Map>
+Map Sum(const Map& a, const Map& b) {
+  Map sum = a;
+  for (const auto& [id, room] : b) {
+    sum[id].slots += room.slots;
+    sum[id].gpus += room.gpus;
+  }
+  return sum;
+}
+
+template <typename Map>
+void AddHolders(Map& map, const std::vector<Holder>& holders) {
+  for (const Holder& h : holders) {
+    auto it = map.find(h.placement.agent_id);
+    if (it == map.end()) continue;
+    it->second.slots += h.placement.ranks;
+    it->second.gpus += h.placement.gpus;
+  }
+}
+
+// Takes `placements` out of `free` first and then out of `releasing`, so that later (lower
+// priority) jobs in the same pass cannot take what a waiting job has been promised.
+template <typename Map>
+void Reserve(const std::vector<Placement>& placements, Map& free, Map& releasing) {
+  for (const Placement& p : placements) {
+    auto& f = free[p.agent_id];
+    auto& r = releasing[p.agent_id];
+    int slots = std::min(p.ranks, std::max(f.slots, 0));
+    f.slots -= slots;
+    r.slots -= p.ranks - slots;
+    int gpus = std::min(p.gpus, std::max(f.gpus, 0));
+    f.gpus -= gpus;
+    r.gpus -= p.gpus - gpus;
+  }
+}
+
+}  // namespace
+
+std::vector<Action> Scheduler::Schedule() {
+  std::vector<Action> actions;
+  ExpireLeases(actions);
+  CapacityMap free;
+  CapacityMap releasing;
+  ComputeCapacity(free, releasing);
+  TimePoint now = clock_->Now();
+  // Copy the order first: launching and preempting edit pending_.
+  std::vector<QueueKey> queue(pending_.begin(), pending_.end());
+  for (const QueueKey& key : queue) {
+    JobView& job = jobs_.at(std::get<2>(key));
+    if (now < job.eligible_at) continue;
+    if (auto placements = PlaceGang(job.spec, free)) {
+      Reserve(*placements, free, releasing);
+      job.leased_at = now;
+      for (Placement& p : *placements) job.holders.push_back({p, now + options_.lease_duration});
+      leased_.insert(job.spec.id);
+      MoveTo(job, JobState::kLeased, Reason::kPlaced, actions);
+      actions.push_back(Launch{job.spec.id, std::move(*placements), now + options_.lease_duration});
+      continue;
+    }
+    CapacityMap soon = Sum(free, releasing);
+    if (auto placements = PlaceGang(job.spec, soon)) {
+      Reserve(*placements, free, releasing);  // wait for jobs already on their way out
+      continue;
+    }
+    // Preempt: add victims in order until the gang fits, then spare those it fits without.
+    std::vector<JobView*> candidates = VictimCandidates(job.spec);
+    std::vector<JobView*> chosen;
+    bool fits = false;
+    for (JobView* victim : candidates) {
+      chosen.push_back(victim);
+      AddHolders(soon, victim->holders);
+      if (PlaceGang(job.spec, soon)) {
+        fits = true;
+        break;
+      }
+    }
+    if (!fits) continue;  // cannot run even with every lower-priority job gone: leave it queued
+    for (size_t i = chosen.size(); i-- > 0;) {
+      CapacityMap without = Sum(free, releasing);
+      for (size_t j = 0; j < chosen.size(); ++j) {
+        if (j != i) AddHolders(without, chosen[j]->holders);
+      }
+      if (PlaceGang(job.spec, without)) chosen.erase(chosen.begin() + i);
+    }
+    for (JobView* victim : chosen) {
+      MoveTo(*victim, JobState::kPreempted, Reason::kPreemptRequested, actions);
+      actions.push_back(Signal{victim->spec.id, victim->holders.front().placement.agent_id,
+                               options_.preempt_grace});
+      AddHolders(releasing, victim->holders);
+    }
+    Reserve(*PlaceGang(job.spec, Sum(free, releasing)), free, releasing);
+  }
+  return actions;
+}
+
+// Views -----------------------------------------------------------------------------------
+
+std::optional<JobView> Scheduler::GetJob(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const {
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return std::nullopt;
+  AgentView view = it->second;
+  view.alive = Alive(view);
+  view.free_slots = view.spec.slots;
+  view.free_gpus = view.spec.gpus;
+  for (const std::string& job_id : leased_) {
+    for (const Holder& h : jobs_.at(job_id).holders) {
+      if (h.placement.agent_id != agent_id) continue;
+      view.free_slots -= h.placement.ranks;
+      view.free_gpus -= h.placement.gpus;
+    }
+  }
+  return view;
+}
+
+std::vector<std::string> Scheduler::PendingQueue() const {
+  std::vector<std::string> ids;
+  for (const QueueKey& key : pending_) ids.push_back(std::get<2>(key));
+  return ids;
+}
+
+}  // namespace vitscale::coordinator

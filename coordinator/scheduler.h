@@ -1,0 +1,231 @@
+// Scheduler: the coordinator's decisions about jobs and agent slots, with no I/O.
+//
+// It keeps, in memory, the jobs that are not finished and the agents that offer slots, and
+// answers each event (a job added, a heartbeat, an exit report, a cancel, a timer tick) with
+// explicit actions: state transitions for the store to persist and commands for agents to carry
+// out (Launch, Signal, Kill). The coordinator applies each returned list in order: it persists a
+// Transition (Store::SetJobState with `expected_from` = Transition::from) before it sends the
+// commands that follow it. The scheduler never calls out, so every rule is unit-testable with a
+// FakeClock. docs/scheduling.md explains the rules and why.
+//
+// Job states are storage::JobState. kPreempted is the transitional "preempting" state: the
+// leader agent has been told to SIGTERM the job and the scheduler waits for it to exit
+// checkpointed; then the job is pending again. Preemption and lost leases never use a retry.
+//
+// Ownership and threads: a Scheduler does not own its Clock, which must outlive it. It is not
+// thread-safe; the coordinator calls it from its io_context thread only.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "coordinator/clock.h"
+#include "storage/records.h"
+
+namespace vitscale::coordinator {
+
+using storage::JobState;
+
+struct SchedulerOptions {
+  // A lease (and an agent's liveness) lasts this long after the last heartbeat.
+  Duration lease_duration = std::chrono::seconds(30);
+  // Failure n (1, 2, ...) waits backoff_initial * backoff_factor^(n-1), at most backoff_max,
+  // before the job is eligible again.
+  Duration backoff_initial = std::chrono::seconds(10);
+  double backoff_factor = 2.0;
+  Duration backoff_max = std::chrono::minutes(10);
+  // Passed on in Signal: how long the agent lets a preempted job checkpoint before it kills it.
+  Duration preempt_grace = std::chrono::seconds(60);
+};
+
+// What the scheduler needs to know of a job; the rest of the record stays in the store.
+struct JobSpec {
+  std::string id;
+  int priority = 0;            // higher runs first
+  int64_t submit_order = 0;    // among equal priorities, lower runs first
+  int ranks = 1;               // MPI ranks, all placed at once or not at all
+  int gpus_per_rank = 0;       // 0 = CPU ranks
+  bool multi_host = false;     // may the ranks span several agents?
+  int retries_left = 0;        // failures still allowed before the job is failed for good
+};
+
+struct AgentSpec {
+  std::string id;
+  std::string host;  // what mpirun -H names
+  int slots = 0;     // ranks the host runs at once
+  int gpus = 0;
+};
+
+// Part of a gang: `ranks` ranks of a job on one agent.
+struct Placement {
+  std::string agent_id;
+  std::string host;
+  int ranks = 0;
+  int gpus = 0;  // ranks x gpus_per_rank
+};
+
+// Why a transition happened; tells the coordinator how to end the attempt it records.
+enum class Reason {
+  kPlaced,            // pending -> leased: a Launch follows
+  kStarted,           // leased -> running: the leader reports mpirun started
+  kSucceeded,         // -> succeeded
+  kRetry,             // -> pending after a failure; eligible again after the backoff
+  kFailed,            // -> failed: no retries left
+  kConfigError,       // -> failed: the trainer rejected its spec; retrying cannot help
+  kPreemptRequested,  // -> preempted: a Signal follows
+  kPreempted,         // -> pending: exited checkpointed after SIGTERM; no retry used
+  kLeaseLost,         // -> pending: a holder stopped heartbeating; no retry used
+  kCancelled,         // -> cancelled
+};
+const char* ReasonName(Reason reason);
+
+// How the trainer ended, as the leader agent classifies its exit status.
+enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted };
+
+// Actions --------------------------------------------------------------------------------
+struct Transition {
+  std::string job_id;
+  JobState from = JobState::kPending;
+  JobState to = JobState::kPending;
+  Reason reason = Reason::kPlaced;
+  int retries_left = 0;    // after the transition
+  TimePoint eligible_at;   // for a job back in pending: not placed before this time
+};
+
+// Start the job: the leader (placements[0]) runs `mpirun -H host:ranks,...`; the other agents
+// of the gang hold their slots. Each holder heartbeats the job to keep its lease.
+struct Launch {
+  std::string job_id;
+  std::vector<Placement> placements;
+  TimePoint lease_deadline;
+};
+
+// Preempt: the leader agent sends SIGTERM and kills after `grace` if the job has not exited.
+struct Signal {
+  std::string job_id;
+  std::string agent_id;  // the leader
+  Duration grace{};
+};
+
+// Stop the job now on every listed agent (cancel, or a gang whose lease was lost).
+struct Kill {
+  std::string job_id;
+  std::vector<std::string> agent_ids;
+};
+
+using Action = std::variant<Transition, Launch, Signal, Kill>;
+
+// Read-only views, for the API and tests --------------------------------------------------
+struct Holder {
+  Placement placement;
+  TimePoint deadline;  // this holder's lease runs out then unless it heartbeats
+};
+
+struct JobView {
+  JobSpec spec;
+  JobState state = JobState::kPending;
+  int failures = 0;               // failures so far (drives the backoff)
+  TimePoint eligible_at;          // pending jobs wait until then
+  TimePoint leased_at;            // when the current lease began
+  std::vector<Holder> holders;    // non-empty while a lease is live; [0] is the leader
+};
+
+struct AgentView {
+  AgentSpec spec;
+  TimePoint last_heartbeat;
+  bool alive = false;  // heartbeat within lease_duration: may receive work
+  int free_slots = 0;
+  int free_gpus = 0;
+};
+
+class Scheduler {
+ public:
+  // kInvalidArgument when an option is out of range (the message names it).
+  static Expected<Scheduler> Create(const Clock* clock, SchedulerOptions options = {});
+
+  // Jobs -----------------------------------------------------------------------------------
+  // Queues a pending job. kAlreadyExists for a known id; kInvalidArgument for bad fields.
+  Status AddJob(const JobSpec& spec);
+  // After a coordinator restart: re-adopts a job the store shows as leased, running or
+  // preempted, with the slots its attempt holds ([0] = leader). Each holder gets a fresh
+  // deadline; an agent that does not come back lets it run out, and the job is requeued.
+  Status RestoreJob(const JobSpec& spec, JobState state, std::vector<Placement> placements);
+  // Reorders a pending job, or changes whom a running job may be preempted by.
+  Status SetPriority(const std::string& job_id, int priority);
+  // From any non-final state: -> cancelled, and Kill to the holders if a lease is live. The
+  // slots stay held until the leader reports the exit or the lease runs out.
+  Expected<std::vector<Action>> Cancel(const std::string& job_id);
+  // `vitscale preempt`: a leased or running job -> preempted, and a Signal to its leader.
+  Expected<std::vector<Action>> Preempt(const std::string& job_id);
+
+  // Agents ---------------------------------------------------------------------------------
+  // Adds an agent or refreshes it (re-registration after an agent or coordinator restart).
+  Status RegisterAgent(const AgentSpec& spec);
+  // The agent is alive and still holds the leases of `job_ids` (may be empty). All or
+  // nothing: kNotFound for an unregistered agent, kFailedPrecondition naming the first job
+  // whose lease the agent does not hold; then nothing changes, and the agent must stop that job.
+  Status Heartbeat(const std::string& agent_id, const std::vector<std::string>& job_ids);
+  // The two reports below also count as the agent's heartbeat (not as its leases').
+  // The leader reports the job's processes started: leased -> running.
+  Expected<std::vector<Action>> ReportStarted(const std::string& agent_id,
+                                              const std::string& job_id);
+  // The leader reports how the job ended; the lease ends and its slots are free again.
+  Expected<std::vector<Action>> ReportExit(const std::string& agent_id, const std::string& job_id,
+                                           ExitKind exit);
+
+  // The timer ---------------------------------------------------------------------------------
+  // Requeues jobs whose leases ran out, then places eligible pending jobs by priority and
+  // submission order, preempting lower-priority jobs for one that cannot otherwise be placed.
+  std::vector<Action> Schedule();
+
+  // Views ----------------------------------------------------------------------------------
+  std::optional<JobView> GetJob(const std::string& job_id) const;
+  std::optional<AgentView> GetAgent(const std::string& agent_id) const;
+  // Ids of pending jobs in the order Schedule considers them (eligible or still backing off).
+  std::vector<std::string> PendingQueue() const;
+
+ private:
+  // Free capacity per live agent, in agent-id order so decisions are deterministic.
+  struct Capacity {
+    int slots = 0;
+    int gpus = 0;
+  };
+  using CapacityMap = std::map<std::string, Capacity>;
+  // Pending order: priority descending, then submission order, then id.
+  using QueueKey = std::tuple<int, int64_t, std::string>;
+
+  Scheduler(const Clock* clock, SchedulerOptions options);
+
+  static Status CheckSpec(const JobSpec& spec);
+  static QueueKey KeyOf(const JobSpec& spec) { return {-spec.priority, spec.submit_order, spec.id}; }
+  Expected<JobView*> FindJob(const std::string& job_id);
+  Status CheckAgent(const std::string& agent_id) const;
+  bool Alive(const AgentView& agent) const;
+  // Ends the job's lease, freeing its slots.
+  void ReleaseLease(JobView& job);
+  void MoveTo(JobView& job, JobState to, Reason reason, std::vector<Action>& actions);
+  void ExpireLeases(std::vector<Action>& actions);
+  // Capacity of live agents: what no lease holds (`free`), and what jobs that are being
+  // preempted or cancelled hold and will give back (`releasing`).
+  void ComputeCapacity(CapacityMap& free, CapacityMap& releasing) const;
+  std::optional<std::vector<Placement>> PlaceGang(const JobSpec& spec,
+                                                  const CapacityMap& capacity) const;
+  // Running or leased jobs the job `for_job` may preempt, best victim first.
+  std::vector<JobView*> VictimCandidates(const JobSpec& for_job);
+
+  const Clock* clock_;
+  SchedulerOptions options_;
+  std::map<std::string, JobView> jobs_;
+  std::map<std::string, AgentView> agents_;
+  std::set<QueueKey> pending_;
+  std::set<std::string> leased_;  // jobs with a live lease, whatever their state
+};
+
+}  // namespace vitscale::coordinator

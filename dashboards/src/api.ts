@@ -1,0 +1,219 @@
+// The coordinator's HTTP API (docs/api.md) as typed calls. The page is served by the
+// coordinator itself, so every path is relative to the page's origin. The token, when the user
+// entered one, lives in localStorage and goes with every call; reads work without it when the
+// coordinator runs with --open-read.
+
+export interface Sweep {
+  name: string;
+  created_at: string;
+  jobs: number;
+  by_state: Record<string, number>;
+  planned_exaflops: number;
+  spent_exaflops: number;
+  definition?: string;
+}
+
+export interface Job {
+  id: string;
+  model: string;
+  family: string;
+  dataset: string;
+  subset_size: number;
+  epochs: number;
+  state: string;
+  priority: number;
+  attempts: number;
+  planned_exaflops: number;
+  images_seen: number;
+  progress: number;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface JobPage {
+  total: number;
+  offset: number;
+  limit: number;
+  jobs: Job[];
+}
+
+export interface Attempt {
+  number: number;
+  agent: string;
+  hosts: string[];
+  started_at: string | null;
+  ended_at: string | null;
+  outcome: string | null;
+  exit_status: number | null;
+  resumed_from_step: number | null;
+}
+
+export interface Checkpoint {
+  step: number;
+  path: string;
+  sha256: string;
+  created_at: string;
+}
+
+export interface Result {
+  evaluation: string;
+  dataset: string;
+  shots: number | null;
+  seed: number | null;
+  metric: string;
+  value: number;
+}
+
+export interface Ledger {
+  train_flops?: number;
+  eval_flops?: number;
+  images_seen?: number;
+  device_seconds?: Record<string, number>;
+  wall_seconds?: number;
+}
+
+// The detail's `attempts` is the list of attempts where the row's is their count.
+export interface JobDetail extends Omit<Job, 'attempts'> {
+  config: unknown;
+  sweeps: string[];
+  attempts: Attempt[];
+  checkpoints: Checkpoint[];
+  results: Result[];
+  ledger: Ledger | null;
+}
+
+export interface MetricPoint {
+  step: number;
+  name: string;
+  value: number;
+  time?: string;
+}
+
+export interface Agent {
+  id: string;
+  host: string;
+  slots: number;
+  gpus: number;
+  free_slots: number;
+  last_heartbeat: string;
+  alive: boolean;
+  jobs: string[];
+}
+
+export interface UtilisationSample {
+  time: string;
+  busy_slots: number;
+  total_slots: number;
+}
+
+export interface StudyRow {
+  job: string;
+  model: string;
+  family: string;
+  epochs: number;
+  dataset: string;
+  subset_size: number;
+  state: string;
+  exaflops: number;
+  planned: boolean;
+  device_hours: number;
+  results: Record<string, number>;
+  average: number | null;
+}
+
+export interface Study {
+  columns: string[];
+  rows: StudyRow[];
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const kTokenKey = 'vitscale.token';
+
+export function getToken(): string {
+  try {
+    return localStorage.getItem(kTokenKey) ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export function setToken(token: string): void {
+  if (token) localStorage.setItem(kTokenKey, token);
+  else localStorage.removeItem(kTokenKey);
+}
+
+type Query = Record<string, string | number | string[] | null | undefined>;
+
+export function apiUrl(path: string, query: Query = {}): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value === null || value === undefined || value === '') continue;
+    for (const v of Array.isArray(value) ? value : [value]) params.append(key, String(v));
+  }
+  const qs = params.toString();
+  return `/api/v1/${path}${qs ? `?${qs}` : ''}`;
+}
+
+async function request(method: string, path: string, query: Query, body?: unknown): Promise<Response> {
+  const headers: Record<string, string> = {};
+  const token = getToken();
+  if (token) headers['Authorization'] = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let response: Response;
+  try {
+    response = await fetch(apiUrl(path, query), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (e) {
+    throw new ApiError(0, `cannot reach the coordinator (${method} /api/v1/${path}): ${String(e)}`);
+  }
+  if (response.ok) return response;
+  let detail = response.statusText;
+  try {
+    const text = await response.text();
+    try {
+      detail = (JSON.parse(text) as { error?: string }).error ?? text;
+    } catch {
+      detail = text || detail;
+    }
+  } catch {
+    // keep the status text
+  }
+  let message = `${method} /api/v1/${path}: ${response.status} ${detail}`;
+  if (response.status === 401) {
+    message += token
+      ? ' — the token entered is not the coordinator\'s; check <state dir>/token'
+      : ' — enter the coordinator\'s token (from <state dir>/token) with the Token button';
+  }
+  throw new ApiError(response.status, message);
+}
+
+export async function getJson<T>(path: string, query: Query = {}): Promise<T> {
+  const response = await request('GET', path, query);
+  try {
+    return (await response.json()) as T;
+  } catch (e) {
+    throw new ApiError(response.status, `GET /api/v1/${path}: the answer is not JSON (${String(e)})`);
+  }
+}
+
+export async function getText(path: string, query: Query = {}): Promise<string> {
+  return (await request('GET', path, query)).text();
+}
+
+export async function postJson<T>(path: string, body: unknown = {}): Promise<T> {
+  const response = await request('POST', path, {}, body);
+  return (await response.json()) as T;
+}
+
+export const enc = encodeURIComponent;

@@ -1,0 +1,251 @@
+// The study of one sweep, drawn from /study/{sweep}: transfer accuracy against pretraining
+// compute with one series per family (the paper's Fig. 5), accuracy against pretraining subset
+// size with one line per model (Fig. 4), and the Table 6-shaped table with its CSV, Markdown
+// and LaTeX exports. Result, job and sweep events refetch the study at most twice a second.
+
+import { enc, getJson, getText, type Study, type StudyRow, type Sweep } from '../api';
+import { createChart, kBaseOption, kFamilyColors, kPalette, powerOfTen, type ChartCard } from '../charts';
+import { clear, download, errorBox, fmtCount, fmtFlops, fmtNumber, fmtPercent, h, stateBadge, throttle } from '../dom';
+import { errorText, markReady, showLoadError, type Page, type PageContext } from '../page';
+
+const kFamilies = ['ResNet', 'ViT', 'hybrid'];
+const kFamilySymbols: Record<string, string> = { ResNet: 'rect', ViT: 'circle', hybrid: 'triangle' };
+const kFamilyLines: Record<string, string> = { ResNet: 'dashed', ViT: 'solid', hybrid: 'dotted' };
+const kAverage = 'average';
+
+function valueOf(row: StudyRow, column: string): number | null {
+  const v = column === kAverage ? row.average : row.results[column];
+  return v === undefined || v === null || !Number.isFinite(v) ? null : v;
+}
+
+function familyRank(family: string): number {
+  const i = kFamilies.indexOf(family);
+  return i < 0 ? kFamilies.length : i;
+}
+
+function chooseSweep(root: HTMLElement): Page {
+  let disposed = false;
+  root.append(h('div', { class: 'page-head' }, h('h2', null, 'Study')));
+  const list = h('div', { class: 'card' }, 'loading…');
+  root.append(list);
+  void getJson<{ sweeps: Sweep[] }>('sweeps').then((answer) => {
+    if (disposed) return;
+    clear(list);
+    if (answer.sweeps.length === 0) {
+      list.append(h('p', { class: 'empty' }, 'No sweeps yet: the study plots appear once a sweep is submitted.'));
+    } else {
+      const newest = [...answer.sweeps].sort((a, b) => b.created_at.localeCompare(a.created_at))[0];
+      location.replace(`#/study/${enc(newest.name)}`);
+      return;
+    }
+    markReady();
+  }).catch((e) => {
+    if (disposed) return;
+    clear(list);
+    list.append(errorBox(errorText(e)));
+    markReady();
+  });
+  return { dispose: () => { disposed = true; } };
+}
+
+export function mountStudy(root: HTMLElement, context: PageContext, sweep?: string): Page {
+  if (!sweep) return chooseSweep(root);
+  let disposed = false;
+  let study: Study | null = null;
+  let column = context.query.get('column') ?? kAverage;
+  const jobsInStudy = new Set<string>();
+
+  const errorSlot = h('div');
+  const columnSelect = h('select', { id: 'study-column', 'aria-label': 'accuracy column', onchange: (e: Event) => {
+    column = (e.target as HTMLSelectElement).value;
+    history.replaceState(null, '', `#/study/${enc(sweep)}${column === kAverage ? '' : `?column=${enc(column)}`}`);
+    render();
+  } });
+  const countLine = h('p', { class: 'note', id: 'study-count' });
+  const fig5 = createChart('study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-exaflops`, {
+    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining exaFLOPs.',
+  });
+  const fig4 = createChart('study-data', 'Accuracy vs pretraining data size', `${sweep}-accuracy-vs-subset`, {
+    height: 380, note: 'One line per model over the nested pretraining subsets (paper Fig. 4).',
+  });
+  const charts: ChartCard[] = [fig5, fig4];
+  const tableBox = h('section', { class: 'card' });
+  const exportMessage = h('span', { class: 'small-text', id: 'export-message' });
+
+  root.append(
+    h('div', { class: 'page-head' },
+      h('h2', null, 'Study: ', sweep),
+      h('label', { class: 'inline' }, 'Accuracy: ', columnSelect),
+      h('a', { href: `#/jobs?sweep=${enc(sweep)}`, class: 'small-text' }, 'jobs of this sweep')),
+    countLine, errorSlot,
+    h('div', { class: 'chart-row two' }, fig5.element, fig4.element),
+    tableBox,
+  );
+
+  const accuracyAxis = (name: string) => ({
+    type: 'value', name, nameLocation: 'middle', nameGap: 44, scale: true,
+    axisLabel: { formatter: (v: number) => `${v.toFixed(0)}%` },
+  });
+
+  const renderFig5 = (rows: StudyRow[]) => {
+    const points = rows.filter((r) => !r.planned && r.exaflops > 0 && valueOf(r, column) !== null);
+    const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
+    fig5.chart.setOption({
+      ...kBaseOption,
+      grid: { left: 64, right: 24, top: 40, bottom: 56 },
+      legend: { top: 4, left: 'center' },
+      tooltip: {
+        trigger: 'item',
+        formatter: (p: { data: { row: StudyRow; value: [number, number] } }) =>
+          `<b>${escapeHtml(p.data.row.model)}</b> · ${fmtCount(p.data.row.subset_size)} images · ${p.data.row.epochs} ep<br>` +
+          `${fmtFlops(p.data.value[0])} exaFLOPs · ${p.data.value[1].toFixed(1)}%`,
+      },
+      xAxis: {
+        type: 'log', logBase: 10, name: 'Pretraining compute (exaFLOPs)', nameLocation: 'middle', nameGap: 30,
+        axisLabel: { formatter: powerOfTen }, splitLine: { show: true, lineStyle: { color: '#eee' } },
+      },
+      yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
+      series: families.map((family) => ({
+        type: 'scatter',
+        name: family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)',
+        symbol: kFamilySymbols[family] ?? 'diamond',
+        symbolSize: 11,
+        color: kFamilyColors[family] ?? '#9467bd',
+        itemStyle: { borderColor: '#fff', borderWidth: 1 },
+        data: points.filter((r) => r.family === family).map((r) => ({ value: [r.exaflops, valueOf(r, column)! * 100], row: r, job: r.job })),
+      })),
+    }, { replaceMerge: ['series'] });
+  };
+
+  const renderFig4 = (rows: StudyRow[]) => {
+    const done = rows.filter((r) => !r.planned && valueOf(r, column) !== null);
+    const epochsByModel = new Map<string, Set<number>>();
+    for (const r of done) {
+      if (!epochsByModel.has(r.model)) epochsByModel.set(r.model, new Set());
+      epochsByModel.get(r.model)!.add(r.epochs);
+    }
+    const groups = new Map<string, StudyRow[]>();
+    for (const r of done) {
+      const key = epochsByModel.get(r.model)!.size > 1 ? `${r.model} (${r.epochs} ep)` : r.model;
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key)!.push(r);
+    }
+    const keys = [...groups.keys()].sort((a, b) => {
+      const fa = familyRank(groups.get(a)![0].family);
+      const fb = familyRank(groups.get(b)![0].family);
+      return fa - fb || a.localeCompare(b);
+    });
+    fig4.chart.setOption({
+      ...kBaseOption,
+      grid: { left: 64, right: 24, top: 40 + 22 * Math.max(0, Math.ceil(keys.length / 5) - 1), bottom: 56 },
+      legend: { top: 4, left: 'center', type: 'plain' },
+      tooltip: {
+        trigger: 'item',
+        formatter: (p: { seriesName: string; value: [number, number] }) =>
+          `<b>${escapeHtml(p.seriesName)}</b><br>${fmtCount(p.value[0])} images · ${p.value[1].toFixed(1)}%`,
+      },
+      xAxis: {
+        type: 'log', logBase: 10, name: 'Pretraining examples', nameLocation: 'middle', nameGap: 30,
+        axisLabel: { formatter: (v: number) => fmtCount(v) }, splitLine: { show: true, lineStyle: { color: '#eee' } },
+      },
+      yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
+      series: keys.map((key, i) => {
+        const list = groups.get(key)!.sort((a, b) => a.subset_size - b.subset_size);
+        const family = list[0].family;
+        return {
+          type: 'line', name: key, color: kPalette[i % kPalette.length],
+          symbol: kFamilySymbols[family] ?? 'circle', symbolSize: 8,
+          lineStyle: { type: kFamilyLines[family] ?? 'solid', width: 2 },
+          data: list.map((r) => [r.subset_size, valueOf(r, column)! * 100]),
+        };
+      }),
+    }, { replaceMerge: ['series'] });
+  };
+
+  const exportButton = (format: string, label: string, extension: string) =>
+    h('button', { class: 'small', 'data-export': format, onclick: async () => {
+      exportMessage.textContent = '';
+      try {
+        const text = await getText('export', { sweep, format });
+        download(`${sweep}-table.${extension}`, new Blob([text], { type: 'text/plain' }));
+      } catch (e) {
+        exportMessage.textContent = errorText(e);
+        exportMessage.classList.add('failed');
+      }
+    } }, label);
+
+  const renderTable = (s: Study) => {
+    clear(tableBox);
+    tableBox.append(h('header', null, h('h3', null, 'Results (Table 6 layout)'), h('span', { class: 'spacer' }),
+      exportMessage, exportButton('csv', 'CSV', 'csv'), exportButton('markdown', 'Markdown', 'md'), exportButton('latex', 'LaTeX', 'tex')));
+    const rows = [...s.rows].sort((a, b) =>
+      familyRank(a.family) - familyRank(b.family) || a.model.localeCompare(b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size);
+    tableBox.append(h('div', { class: 'table-wrap' }, h('table', { class: 'grid study', id: 'study-table' },
+      h('thead', null, h('tr', null,
+        ['Model', 'Epochs', 'Pretrained on', ...s.columns, 'Average', 'exaFLOPs', 'Device h', 'State'].map((t) => h('th', null, t)))),
+      h('tbody', null, rows.map((r) => h('tr', { 'data-job': r.job },
+        h('td', null, h('a', { href: `#/jobs/${r.job}` }, r.model)),
+        h('td', { class: 'num' }, String(r.epochs)),
+        h('td', null, `${r.dataset} (${fmtCount(r.subset_size)})`),
+        s.columns.map((c) => h('td', { class: 'num' }, fmtPercent(r.results[c]))),
+        h('td', { class: 'num strong' }, fmtPercent(r.average)),
+        h('td', { class: `num${r.planned ? ' planned' : ''}`, title: r.planned ? 'planned: the job has not run' : 'spent' },
+          fmtFlops(r.exaflops), r.planned ? ' (planned)' : ''),
+        h('td', { class: 'num' }, fmtNumber(r.device_hours, 2)),
+        h('td', null, stateBadge(r.state))))))));
+  };
+
+  function render() {
+    if (!study) return;
+    renderFig5(study.rows);
+    renderFig4(study.rows);
+    const plotted = study.rows.filter((r) => !r.planned && valueOf(r, column) !== null).length;
+    countLine.textContent = `${study.rows.length} jobs; ${plotted} with ${column === kAverage ? 'results' : column} plotted; ` +
+      `${study.rows.filter((r) => r.planned).length} not yet run.`;
+  }
+
+  const load = async () => {
+    try {
+      const answer = await getJson<Study>(`study/${enc(sweep)}`);
+      if (disposed) return;
+      study = answer;
+      jobsInStudy.clear();
+      for (const r of answer.rows) jobsInStudy.add(r.job);
+      if (column !== kAverage && !answer.columns.includes(column)) column = kAverage;
+      clear(columnSelect);
+      columnSelect.append(h('option', { value: kAverage, selected: column === kAverage }, 'average of all columns'),
+        ...answer.columns.map((c) => h('option', { value: c, selected: c === column }, c)));
+      clear(errorSlot);
+      render();
+      renderTable(answer);
+    } catch (e) {
+      if (disposed) return;
+      if (!study) {
+        charts.forEach((c) => c.dispose());
+        showLoadError(root, e, `Sweep '${sweep}'`, ['Go to the sweeps overview', '#/sweeps']);
+        return;
+      }
+      errorSlot.replaceChildren(errorBox(errorText(e)));
+    }
+    markReady();
+  };
+  void load();
+  const refetch = throttle(() => void load(), 500);
+
+  return {
+    onEvent(event) {
+      if (event.type === 'reset') void load();
+      else if (event.type === 'result' || (event.type === 'job' && event.job && jobsInStudy.has(event.job))) refetch();
+      else if (event.type === 'sweep' && event.data?.name === sweep) refetch();
+    },
+    dispose() {
+      disposed = true;
+      refetch.cancel();
+      charts.forEach((c) => c.dispose());
+    },
+  };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

@@ -1,0 +1,84 @@
+// The study the browser tests and the demo screenshots put into a coordinator through its API:
+// a 60-job sweep of small models on Fashion-MNIST, some of whose jobs an agent runs to the end
+// with metrics, checkpoints, a preemption and transfer results.
+
+import { Agent } from './harness.mjs';
+
+export const kSweepName = 'dash-test';
+export const kModels = ['ViT-Mu/7', 'ViT-Mu/4', 'R11s', 'R20s', 'R11s+ViT-Mu/4'];
+export const kSubsets = [1000, 2000, 3000, 5000, 10000, 20000];
+export const kSeeds = [0, 1];
+export const kJobCount = kModels.length * kSubsets.length * kSeeds.length;
+export const kFewShot = 'fashion-mnist/5-9';
+
+export const kSweepYaml = `name: ${kSweepName}
+description: the dashboard's browser test
+recipe: small-images
+pretrain:
+  dataset: fashion-mnist/0-4
+  epochs: 1
+grid:
+  model: [${kModels.join(', ')}]
+  subset: [${kSubsets.join(', ')}]
+  seed: [${kSeeds.join(', ')}]
+transfer:
+  few_shot:
+    datasets: [${kFewShot}]
+    shots: [5]
+    seeds: 1
+`;
+
+// Training curves as the trainer reports them: loss falling, a warmup-then-cosine lr.
+export function curvePoints(fromStep, toStep, every, totalSteps) {
+  const points = [];
+  for (let step = fromStep; step <= toStep; step += every) {
+    const t = step / totalSteps;
+    points.push({ step, name: 'loss', value: 2.3 * Math.exp(-3 * t) + 0.25 + 0.03 * Math.sin(step / 7) });
+    const lr = step < totalSteps * 0.1 ? (1e-3 * step) / (totalSteps * 0.1) : 0.5e-3 * (1 + Math.cos(Math.PI * t));
+    points.push({ step, name: 'lr', value: lr });
+    points.push({ step, name: 'images_per_s', value: 1800 + 120 * Math.sin(step / 13) });
+  }
+  return points;
+}
+
+// Submits the sweep, runs `finished` of its jobs to the end (the first one preempted once on
+// the way) and leaves one more running. Returns the finished jobs with the compute each spent.
+export async function fillStudy(coordinator, { finished = 7 } = {}) {
+  const submitted = (await coordinator.call('POST', 'sweeps', { yaml: kSweepYaml })).body;
+  const agent = new Agent(coordinator, 'test-agent', finished + 1);
+  await agent.register();
+  const launches = await agent.pollLaunches(finished + 1);
+  if (launches.length < finished + 1) {
+    throw new Error(`the coordinator launched ${launches.length} jobs, expected ${finished + 1}`);
+  }
+  const done = [];
+  for (let i = 0; i < finished; i++) {
+    let launch = launches[i];
+    const totalSteps = 400;
+    if (i === 0) {
+      await agent.metrics(launch, curvePoints(0, 200, 10, totalSteps));
+      await coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/checkpoints`, {
+        step: 200, path: `/tmp/ckpt/${launch.job.slice(0, 8)}/step-200`, sha256: 'a'.repeat(64),
+      });
+      await agent.exit(launch, 'preempted', 75, 200);
+      const again = await agent.pollLaunches(1);
+      if (again.length !== 1 || again[0].job !== launch.job) {
+        throw new Error(`after a preemption the job ${launch.job} was not launched again`);
+      }
+      launch = again[0];
+      launches[i] = launch;
+    }
+    await agent.metrics(launch, curvePoints(i === 0 ? 210 : 0, totalSteps, 10, totalSteps));
+    const trainFlops = 10 ** (12 + 0.5 * i);
+    const accuracy = 0.5 + 0.05 * i;
+    await agent.finish(launch, {
+      results: [{ evaluation: 'few_shot', dataset: kFewShot, shots: 5, seed: 0, metric: 'accuracy', value: accuracy }],
+      ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000, device_seconds: { cpu: 30 + i }, wall_seconds: 15 + i },
+      step: totalSteps,
+    });
+    done.push({ job: launch.job, exaflops: trainFlops / 1e18, accuracy });
+  }
+  const running = launches[finished];
+  await agent.metrics(running, curvePoints(0, 100, 10, 400));
+  return { submitted, agent, done, running };
+}

@@ -1,0 +1,499 @@
+#include "coordinator/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "coordinator/clock.h"
+
+namespace vitscale::coordinator {
+namespace {
+
+using std::chrono::seconds;
+
+SchedulerOptions TestOptions() {
+  SchedulerOptions options;
+  options.lease_duration = seconds(30);
+  options.backoff_initial = seconds(10);
+  options.backoff_factor = 2;
+  options.backoff_max = seconds(25);
+  options.preempt_grace = seconds(60);
+  return options;
+}
+
+template <typename T>
+std::vector<T> Only(const std::vector<Action>& actions) {
+  std::vector<T> out;
+  for (const Action& a : actions) {
+    if (const T* t = std::get_if<T>(&a)) out.push_back(*t);
+  }
+  return out;
+}
+
+std::vector<Action> Must(Expected<std::vector<Action>> actions) {
+  EXPECT_TRUE(actions.ok()) << actions.status().ToString();
+  return actions.ok() ? std::move(actions).value() : std::vector<Action>{};
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void AddAgent(const std::string& id, int slots, int gpus = 0) {
+    ASSERT_TRUE(sched_.RegisterAgent({id, "host-" + id, slots, gpus}).ok());
+  }
+  void AddJob(const std::string& id, int priority, int ranks, bool multi_host = false,
+              int retries = 0, int gpus_per_rank = 0) {
+    JobSpec spec;
+    spec.id = id;
+    spec.priority = priority;
+    spec.submit_order = next_order_++;
+    spec.ranks = ranks;
+    spec.gpus_per_rank = gpus_per_rank;
+    spec.multi_host = multi_host;
+    spec.retries_left = retries;
+    ASSERT_TRUE(sched_.AddJob(spec).ok());
+  }
+  // Runs one pass and returns the ids of the jobs it launched, in launch order.
+  std::vector<std::string> Launched(std::vector<Action>* all = nullptr) {
+    std::vector<Action> actions = sched_.Schedule();
+    std::vector<std::string> ids;
+    for (const Launch& l : Only<Launch>(actions)) ids.push_back(l.job_id);
+    if (all != nullptr) *all = actions;
+    return ids;
+  }
+  JobState StateOf(const std::string& id) { return sched_.GetJob(id)->state; }
+  int FreeSlots(const std::string& agent) { return sched_.GetAgent(agent)->free_slots; }
+  // The agent that leads the job's current lease.
+  std::string Leader(const std::string& id) {
+    return sched_.GetJob(id)->holders.at(0).placement.agent_id;
+  }
+
+  FakeClock clock_;
+  Scheduler sched_ = Scheduler::Create(&clock_, TestOptions()).value();
+  int64_t next_order_ = 0;
+};
+
+TEST_F(SchedulerTest, PendingJobsRunByPriorityThenSubmissionOrder) {
+  AddJob("low-first", 0, 1);
+  AddJob("high-first", 5, 1);
+  AddJob("low-second", 0, 1);
+  AddJob("high-second", 5, 1);
+  EXPECT_EQ(sched_.PendingQueue(),
+            (std::vector<std::string>{"high-first", "high-second", "low-first", "low-second"}));
+
+  AddAgent("a", 1);
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    std::vector<std::string> launched = Launched();
+    ASSERT_EQ(launched.size(), 1u) << "one slot runs one job at a time";
+    order.push_back(launched[0]);
+    ASSERT_TRUE(sched_.ReportExit("a", launched[0], ExitKind::kSucceeded).ok());
+  }
+  EXPECT_EQ(order,
+            (std::vector<std::string>{"high-first", "high-second", "low-first", "low-second"}));
+  EXPECT_EQ(StateOf("low-second"), JobState::kSucceeded);
+}
+
+TEST_F(SchedulerTest, RaisingPriorityMovesAJobAhead) {
+  AddJob("first", 0, 1);
+  AddJob("second", 0, 1);
+  ASSERT_TRUE(sched_.SetPriority("second", 3).ok());
+  EXPECT_EQ(sched_.PendingQueue(), (std::vector<std::string>{"second", "first"}));
+  EXPECT_EQ(sched_.SetPriority("nope", 1).code(), StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, GangGoesToOneHostWhenOneHasRoom) {
+  AddAgent("a", 2);
+  AddAgent("b", 4);
+  AddAgent("c", 3);
+  AddJob("job", 0, 3, /*multi_host=*/true);
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"job"});
+  std::vector<Launch> launch = Only<Launch>(actions);
+  ASSERT_EQ(launch[0].placements.size(), 1u);
+  EXPECT_EQ(launch[0].placements[0].agent_id, "c") << "the tightest host that holds the gang";
+  EXPECT_EQ(launch[0].placements[0].host, "host-c");
+  EXPECT_EQ(launch[0].placements[0].ranks, 3);
+  EXPECT_EQ(launch[0].lease_deadline, clock_.Now() + seconds(30));
+  std::vector<Transition> moves = Only<Transition>(actions);
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].from, JobState::kPending);
+  EXPECT_EQ(moves[0].to, JobState::kLeased);
+  EXPECT_EQ(FreeSlots("c"), 0);
+  EXPECT_EQ(FreeSlots("b"), 4);
+}
+
+TEST_F(SchedulerTest, GangSpansHostsWhenAllowed) {
+  AddAgent("a", 2);
+  AddAgent("b", 3);
+  AddJob("wide", 0, 4, /*multi_host=*/true);
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"wide"});
+  std::vector<Placement> p = Only<Launch>(actions)[0].placements;
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_EQ(p[0].agent_id, "b") << "the leader is the host with the most ranks";
+  EXPECT_EQ(p[0].ranks, 3);
+  EXPECT_EQ(p[1].agent_id, "a");
+  EXPECT_EQ(p[1].ranks, 1);
+  EXPECT_EQ(FreeSlots("a"), 1);
+  EXPECT_EQ(FreeSlots("b"), 0);
+  // Every holder heartbeats its own part of the gang; the non-leader cannot report the exit.
+  EXPECT_TRUE(sched_.Heartbeat("a", {"wide"}).ok());
+  EXPECT_EQ(sched_.ReportExit("a", "wide", ExitKind::kSucceeded).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(sched_.ReportExit("b", "wide", ExitKind::kSucceeded).ok());
+  EXPECT_EQ(FreeSlots("a"), 2);
+}
+
+TEST_F(SchedulerTest, NoPartialGangWhenSlotsAreShort) {
+  AddAgent("a", 2);
+  AddAgent("b", 2);
+  AddJob("single-host-only", 5, 4, /*multi_host=*/false);
+  AddJob("too-big", 4, 5, /*multi_host=*/true);
+  EXPECT_TRUE(Launched().empty());
+  EXPECT_EQ(FreeSlots("a"), 2);
+  EXPECT_EQ(FreeSlots("b"), 2);
+  EXPECT_EQ(StateOf("single-host-only"), JobState::kPending);
+  EXPECT_EQ(StateOf("too-big"), JobState::kPending);
+  // A job that fits still runs behind the two that cannot.
+  AddJob("small", 0, 2);
+  EXPECT_EQ(Launched(), std::vector<std::string>{"small"});
+}
+
+TEST_F(SchedulerTest, GpuRanksNeedFreeGpus) {
+  AddAgent("cpu-rich", 8, 2);
+  AddJob("gpu-job", 0, 2, false, 0, /*gpus_per_rank=*/2);
+  EXPECT_TRUE(Launched().empty()) << "2 ranks x 2 GPUs do not fit on 2 GPUs";
+  AddAgent("gpu-host", 2, 4);
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"gpu-job"});
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].agent_id, "gpu-host");
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].gpus, 4);
+  EXPECT_EQ(sched_.GetAgent("gpu-host")->free_gpus, 0);
+}
+
+TEST_F(SchedulerTest, ExpiredLeaseRequeuesWithoutCountingAFailure) {
+  AddAgent("a", 1);
+  AddJob("job", 0, 1, false, /*retries=*/1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"job"});
+  ASSERT_TRUE(sched_.ReportStarted("a", "job").ok());
+  EXPECT_EQ(StateOf("job"), JobState::kRunning);
+  AddAgent("b", 1);  // registers at t=0 too
+
+  clock_.Advance(seconds(20));
+  ASSERT_TRUE(sched_.Heartbeat("b", {}).ok());  // b stays alive; a falls silent
+  clock_.Advance(seconds(9));
+  EXPECT_TRUE(sched_.Schedule().empty()) << "the lease has 1 s left";
+
+  clock_.Advance(seconds(1));
+  std::vector<Action> actions;
+  EXPECT_EQ(Launched(&actions), std::vector<std::string>{"job"});
+  std::vector<Kill> kills = Only<Kill>(actions);
+  ASSERT_EQ(kills.size(), 1u);
+  EXPECT_EQ(kills[0].agent_ids, std::vector<std::string>{"a"});
+  std::vector<Transition> moves = Only<Transition>(actions);
+  ASSERT_EQ(moves.size(), 2u);
+  EXPECT_EQ(moves[0].from, JobState::kRunning);
+  EXPECT_EQ(moves[0].to, JobState::kPending);
+  EXPECT_EQ(moves[0].reason, Reason::kLeaseLost);
+  EXPECT_EQ(moves[1].to, JobState::kLeased);
+  EXPECT_EQ(Leader("job"), "b") << "not on the silent agent";
+  EXPECT_EQ(sched_.GetJob("job")->spec.retries_left, 1);
+  EXPECT_EQ(sched_.GetJob("job")->failures, 0);
+  EXPECT_FALSE(sched_.GetAgent("a")->alive);
+}
+
+TEST_F(SchedulerTest, HeartbeatExtendsTheLease) {
+  AddAgent("a", 1);
+  AddJob("job", 0, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"job"});
+  clock_.Advance(seconds(20));
+  ASSERT_TRUE(sched_.Heartbeat("a", {"job"}).ok());
+  EXPECT_EQ(sched_.GetJob("job")->holders[0].deadline, clock_.Now() + seconds(30));
+  clock_.Advance(seconds(25));  // t=45: past the first deadline, before the extended one
+  EXPECT_TRUE(sched_.Schedule().empty());
+  EXPECT_EQ(StateOf("job"), JobState::kLeased);
+  clock_.Advance(seconds(5));  // t=50
+  sched_.Schedule();
+  EXPECT_EQ(StateOf("job"), JobState::kPending);
+}
+
+TEST_F(SchedulerTest, HeartbeatForALeaseNotHeldIsRejectedAndChangesNothing) {
+  AddAgent("a", 1);
+  AddAgent("b", 1);
+  AddJob("on-a", 0, 1);
+  AddJob("on-b", 0, 1);
+  ASSERT_EQ(Launched().size(), 2u);
+  std::string job_on_a = Leader("on-a") == "a" ? "on-a" : "on-b";
+  std::string job_on_b = job_on_a == "on-a" ? "on-b" : "on-a";
+  clock_.Advance(seconds(10));
+  TimePoint deadline_before = sched_.GetJob(job_on_a)->holders[0].deadline;
+  TimePoint heartbeat_before = sched_.GetAgent("a")->last_heartbeat;
+
+  // One held lease and one not: the whole heartbeat is refused.
+  Status status = sched_.Heartbeat("a", {job_on_a, job_on_b});
+  EXPECT_EQ(status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find(job_on_b), std::string::npos) << status.message();
+  EXPECT_EQ(sched_.GetJob(job_on_a)->holders[0].deadline, deadline_before);
+  EXPECT_EQ(sched_.GetAgent("a")->last_heartbeat, heartbeat_before);
+  EXPECT_EQ(sched_.Heartbeat("a", {"no-such-job"}).code(), StatusCode::kFailedPrecondition);
+
+  Status unknown = sched_.Heartbeat("aa", {});
+  EXPECT_EQ(unknown.code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.message().find("did you mean 'a'"), std::string::npos) << unknown.message();
+
+  // A lease that ran out is no longer held: the agent that comes back late is refused.
+  clock_.Advance(seconds(25));
+  sched_.Schedule();
+  EXPECT_EQ(sched_.Heartbeat("a", {job_on_a}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sched_.ReportExit("a", job_on_a, ExitKind::kSucceeded).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_NE(StateOf(job_on_a), JobState::kSucceeded);
+}
+
+TEST_F(SchedulerTest, PreemptionPicksLowestPriorityMostRecentVictim) {
+  AddAgent("a", 2);
+  AddAgent("b", 2);
+  AddAgent("c", 2);
+  AddJob("mid", 1, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"mid"});
+  clock_.Advance(seconds(1));
+  AddJob("low-older", 0, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"low-older"});
+  clock_.Advance(seconds(1));
+  AddJob("low-newer", 0, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"low-newer"});
+  for (const char* job : {"mid", "low-older", "low-newer"}) {
+    ASSERT_TRUE(sched_.ReportStarted(Leader(job), job).ok());
+  }
+  std::string victim_agent = Leader("low-newer");
+
+  AddJob("urgent", 9, 2);
+  std::vector<Action> actions;
+  EXPECT_TRUE(Launched(&actions).empty()) << "the victim has not exited yet";
+  std::vector<Signal> signals = Only<Signal>(actions);
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(signals[0].job_id, "low-newer");
+  EXPECT_EQ(signals[0].agent_id, victim_agent);
+  EXPECT_EQ(signals[0].grace, seconds(60));
+  EXPECT_EQ(StateOf("low-newer"), JobState::kPreempted);
+  EXPECT_EQ(StateOf("low-older"), JobState::kRunning);
+  EXPECT_EQ(StateOf("mid"), JobState::kRunning);
+
+  // While the victim checkpoints, no one else is signalled.
+  EXPECT_TRUE(Only<Signal>(sched_.Schedule()).empty());
+
+  std::vector<Transition> requeue =
+      Only<Transition>(Must(sched_.ReportExit(victim_agent, "low-newer", ExitKind::kPreempted)));
+  ASSERT_EQ(requeue.size(), 1u);
+  EXPECT_EQ(requeue[0].to, JobState::kPending);
+  EXPECT_EQ(requeue[0].reason, Reason::kPreempted);
+  EXPECT_EQ(Launched(), std::vector<std::string>{"urgent"});
+  EXPECT_EQ(Leader("urgent"), victim_agent);
+  EXPECT_EQ(StateOf("low-newer"), JobState::kPending);
+  EXPECT_EQ(sched_.GetJob("low-newer")->failures, 0);
+}
+
+TEST_F(SchedulerTest, PreemptionPrefersLowerPriorityOverRecency) {
+  AddAgent("a", 2);
+  AddAgent("b", 2);
+  AddJob("lowest", 0, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"lowest"});
+  clock_.Advance(seconds(1));
+  AddJob("middle", 3, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"middle"});
+  AddJob("urgent", 9, 2);
+  std::vector<Signal> signals = Only<Signal>(sched_.Schedule());
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(signals[0].job_id, "lowest");
+}
+
+TEST_F(SchedulerTest, PreemptionSparesVictimsThatDoNotHelp) {
+  AddAgent("small", 1);
+  AddAgent("big", 2);
+  AddJob("on-big", 1, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"on-big"});
+  clock_.Advance(seconds(1));
+  AddJob("on-small", 0, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"on-small"});
+  // "on-small" is the first candidate (lowest priority) but its slot cannot hold 2 ranks.
+  AddJob("urgent", 9, 2);
+  std::vector<Signal> signals = Only<Signal>(sched_.Schedule());
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(signals[0].job_id, "on-big");
+  EXPECT_EQ(StateOf("on-small"), JobState::kLeased);
+}
+
+TEST_F(SchedulerTest, SlotsPromisedToAWaitingJobAreNotTakenByLowerPriority) {
+  AddAgent("a", 4);
+  AddJob("running", 0, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"running"});
+  AddJob("urgent", 9, 4);
+  AddJob("filler", 0, 2);
+  std::vector<Action> actions;
+  EXPECT_TRUE(Launched(&actions).empty()) << "filler would take the 2 slots urgent waits for";
+  EXPECT_EQ(Only<Signal>(actions).size(), 1u);
+  ASSERT_TRUE(sched_.ReportExit("a", "running", ExitKind::kPreempted).ok());
+  EXPECT_EQ(Launched(), std::vector<std::string>{"urgent"});
+}
+
+TEST_F(SchedulerTest, EqualPriorityNeverPreempts) {
+  AddAgent("a", 1);
+  AddJob("first", 5, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"first"});
+  AddJob("second", 5, 1);
+  std::vector<Action> actions = sched_.Schedule();
+  EXPECT_TRUE(actions.empty());
+}
+
+TEST_F(SchedulerTest, FailuresRetryWithExponentialBackoff) {
+  AddAgent("a", 1);
+  AddJob("flaky", 0, 1, false, /*retries=*/3);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"flaky"});
+
+  std::vector<Transition> moves =
+      Only<Transition>(Must(sched_.ReportExit("a", "flaky", ExitKind::kFailed)));
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].reason, Reason::kRetry);
+  EXPECT_EQ(moves[0].retries_left, 2);
+  EXPECT_EQ(moves[0].eligible_at, clock_.Now() + seconds(10));
+  clock_.Advance(seconds(9));
+  EXPECT_TRUE(Launched().empty()) << "1 s of the first 10 s backoff left";
+  clock_.Advance(seconds(1));
+  ASSERT_EQ(Launched(), std::vector<std::string>{"flaky"});
+
+  ASSERT_TRUE(sched_.ReportExit("a", "flaky", ExitKind::kFailed).ok());
+  clock_.Advance(seconds(19));
+  EXPECT_TRUE(Launched().empty()) << "the second backoff doubles to 20 s";
+  clock_.Advance(seconds(1));
+  ASSERT_EQ(Launched(), std::vector<std::string>{"flaky"});
+
+  ASSERT_TRUE(sched_.ReportExit("a", "flaky", ExitKind::kFailed).ok());
+  EXPECT_EQ(sched_.GetJob("flaky")->eligible_at, clock_.Now() + seconds(25)) << "capped";
+  clock_.Advance(seconds(25));
+  ASSERT_EQ(Launched(), std::vector<std::string>{"flaky"});
+
+  moves = Only<Transition>(Must(sched_.ReportExit("a", "flaky", ExitKind::kFailed)));
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].to, JobState::kFailed) << "no retries left";
+  EXPECT_EQ(moves[0].reason, Reason::kFailed);
+  clock_.Advance(seconds(100));
+  EXPECT_TRUE(Launched().empty());
+  EXPECT_EQ(sched_.GetJob("flaky")->failures, 4);
+}
+
+TEST_F(SchedulerTest, ConfigurationErrorsAreNeverRetried) {
+  AddAgent("a", 1);
+  AddJob("bad-spec", 0, 1, false, /*retries=*/3);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"bad-spec"});
+  std::vector<Transition> moves =
+      Only<Transition>(Must(sched_.ReportExit("a", "bad-spec", ExitKind::kConfigError)));
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].to, JobState::kFailed);
+  EXPECT_EQ(moves[0].reason, Reason::kConfigError);
+  clock_.Advance(seconds(3600));
+  EXPECT_TRUE(Launched().empty());
+  EXPECT_EQ(sched_.GetJob("bad-spec")->spec.retries_left, 3);
+  EXPECT_EQ(FreeSlots("a"), 1);
+}
+
+TEST_F(SchedulerTest, CancelFromEveryUnfinishedState) {
+  AddAgent("a", 2);
+  AddJob("running", 0, 1);
+  AddJob("leased", 0, 1);
+  ASSERT_EQ(Launched().size(), 2u);
+  ASSERT_TRUE(sched_.ReportStarted("a", "running").ok());
+  AddJob("pending", 0, 1);
+
+  std::vector<Action> actions = Must(sched_.Cancel("pending"));
+  EXPECT_TRUE(Only<Kill>(actions).empty()) << "nothing runs yet";
+  EXPECT_EQ(StateOf("pending"), JobState::kCancelled);
+  EXPECT_TRUE(sched_.PendingQueue().empty());
+
+  actions = Must(sched_.Cancel("running"));
+  ASSERT_EQ(Only<Kill>(actions).size(), 1u);
+  EXPECT_EQ(Only<Kill>(actions)[0].agent_ids, std::vector<std::string>{"a"});
+  EXPECT_EQ(Only<Transition>(actions)[0].from, JobState::kRunning);
+  EXPECT_EQ(StateOf("running"), JobState::kCancelled);
+  EXPECT_EQ(FreeSlots("a"), 0) << "slots stay held until the killed job has exited";
+  EXPECT_TRUE(Must(sched_.ReportExit("a", "running", ExitKind::kFailed)).empty());
+  EXPECT_EQ(StateOf("running"), JobState::kCancelled);
+  EXPECT_EQ(FreeSlots("a"), 1);
+
+  ASSERT_TRUE(sched_.Preempt("leased").ok());
+  EXPECT_EQ(StateOf("leased"), JobState::kPreempted);
+  actions = Must(sched_.Cancel("leased"));
+  EXPECT_EQ(Only<Transition>(actions)[0].from, JobState::kPreempted);
+  EXPECT_EQ(StateOf("leased"), JobState::kCancelled);
+
+  EXPECT_EQ(sched_.Cancel("running").status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sched_.Cancel("missing").status().code(), StatusCode::kNotFound);
+  // The killed job's agent falls silent: its slots come back when the lease runs out.
+  clock_.Advance(seconds(30));
+  EXPECT_TRUE(Only<Transition>(sched_.Schedule()).empty()) << "a cancelled job stays cancelled";
+  EXPECT_EQ(StateOf("leased"), JobState::kCancelled);
+}
+
+TEST_F(SchedulerTest, UserPreemptRequeuesOnExit) {
+  AddAgent("a", 1);
+  AddJob("job", 0, 1, false, /*retries=*/0);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"job"});
+  EXPECT_EQ(sched_.Preempt("missing").status().code(), StatusCode::kNotFound);
+  std::vector<Action> actions = Must(sched_.Preempt("job"));
+  ASSERT_EQ(Only<Signal>(actions).size(), 1u);
+  EXPECT_TRUE(Must(sched_.Preempt("job")).empty()) << "a second preempt is a no-op";
+  ASSERT_TRUE(sched_.ReportExit("a", "job", ExitKind::kPreempted).ok());
+  EXPECT_EQ(StateOf("job"), JobState::kPending);
+  EXPECT_EQ(Launched(), std::vector<std::string>{"job"}) << "resumes with no retry used";
+  EXPECT_EQ(sched_.Preempt("job").status().code(), StatusCode::kOk);
+  AddJob("queued", 0, 1);
+  EXPECT_EQ(sched_.Preempt("queued").status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(SchedulerTest, RestoredLeasesSurviveOnlyIfTheirAgentsReturn) {
+  JobSpec kept{"kept", 0, 1, 2, 0, false, 0};
+  JobSpec lost{"lost", 0, 2, 1, 0, false, 0};
+  ASSERT_TRUE(sched_.RestoreJob(kept, JobState::kRunning, {{"a", "host-a", 2, 0}}).ok());
+  ASSERT_TRUE(sched_.RestoreJob(lost, JobState::kRunning, {{"b", "host-b", 1, 0}}).ok());
+  EXPECT_EQ(sched_.RestoreJob(lost, JobState::kRunning, {{"b", "host-b", 1, 0}}).code(),
+            StatusCode::kAlreadyExists);
+  EXPECT_EQ(sched_.RestoreJob({"x", 0, 3, 2, 0, false, 0}, JobState::kRunning,
+                              {{"a", "host-a", 1, 0}})
+                .code(),
+            StatusCode::kInvalidArgument);
+  AddAgent("a", 2);
+  EXPECT_EQ(FreeSlots("a"), 0) << "the restored lease holds its slots";
+  clock_.Advance(seconds(20));
+  ASSERT_TRUE(sched_.Heartbeat("a", {"kept"}).ok());
+  clock_.Advance(seconds(10));
+  sched_.Schedule();
+  EXPECT_EQ(StateOf("kept"), JobState::kRunning);
+  EXPECT_EQ(StateOf("lost"), JobState::kPending);
+}
+
+TEST(SchedulerOptionsTest, BadOptionsAreRefused) {
+  FakeClock clock;
+  SchedulerOptions options;
+  options.lease_duration = seconds(0);
+  EXPECT_EQ(Scheduler::Create(&clock, options).status().code(), StatusCode::kInvalidArgument);
+  options = {};
+  options.backoff_factor = 0.5;
+  EXPECT_EQ(Scheduler::Create(&clock, options).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Scheduler::Create(nullptr).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Scheduler::Create(&clock).ok());
+}
+
+TEST(SchedulerSpecTest, BadJobsAndAgentsAreRefused) {
+  FakeClock clock;
+  Scheduler sched = Scheduler::Create(&clock).value();
+  EXPECT_EQ(sched.AddJob({"", 0, 0, 1, 0, false, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sched.AddJob({"j", 0, 0, 0, 0, false, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(sched.AddJob({"j", 0, 0, 1, 0, false, 0}).ok());
+  EXPECT_EQ(sched.AddJob({"j", 0, 0, 1, 0, false, 0}).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(sched.RegisterAgent({"a", "", 1, 0}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(sched.RegisterAgent({"a", "h", -1, 0}).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vitscale::coordinator

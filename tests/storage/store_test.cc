@@ -1,0 +1,444 @@
+#include "storage/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "storage/migrations.h"
+#include "tests/storage/test_util.h"
+
+namespace vitscale::storage {
+namespace {
+
+using testing::MakeJob;
+using testing::TempDir;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_FALSE(dir_.path().empty());
+    OpenOptions options;
+    options.now = [this] { return now_; };
+    auto store = Store::Open(dir_.File("vitscale.db"), options);
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    store_ = std::move(store).value();
+  }
+
+  // Runs `sql` on its own connection and returns the first column of the first row as text.
+  std::string QueryText(const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(dir_.File("vitscale.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* stmt = nullptr;
+    std::string text = "<error>";
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      const unsigned char* value = sqlite3_column_text(stmt, 0);
+      text = value ? reinterpret_cast<const char*>(value) : "NULL";
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    return text;
+  }
+
+  TempDir dir_;
+  double now_ = 1700000000.0;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(StoreTest, FreshDatabaseHasLatestSchemaWalAndForeignKeys) {
+  auto version = store_->SchemaVersion();
+  ASSERT_TRUE(version.ok());
+  EXPECT_EQ(*version, LatestSchemaVersion());
+  EXPECT_EQ(QueryText("PRAGMA journal_mode"), "wal");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "9");
+}
+
+TEST_F(StoreTest, SweepAndJobsRoundTrip) {
+  std::vector<JobRecord> jobs = {MakeJob("ViT-B/16", "jft-300m", 303000000, 7),
+                                 MakeJob("R50x1", "jft-300m", 303000000, 7),
+                                 MakeJob("R50+ViT-B/16", "jft-300m", 303000000, 7)};
+  jobs[1].priority = 5;
+  jobs[2].ranks = 4;
+  jobs[2].gpus_per_rank = 8;
+  jobs[2].retries_left = 2;
+  auto added = store_->AddSweep("scaling", "name: scaling\n", jobs);
+  ASSERT_TRUE(added.ok()) << added.status().ToString();
+  EXPECT_EQ(added->added, 3);
+  EXPECT_EQ(added->already_known, 0);
+
+  auto sweep = store_->GetSweep("scaling");
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->definition, "name: scaling\n");
+  EXPECT_EQ(sweep->created_at, now_);
+
+  auto job = store_->GetJob(jobs[2].id);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->model, "R50+ViT-B/16");
+  EXPECT_EQ(job->family, "hybrid");
+  EXPECT_EQ(job->dataset, "jft-300m");
+  EXPECT_EQ(job->subset_size, 303000000);
+  EXPECT_EQ(job->epochs, 7.0);
+  EXPECT_EQ(job->config_json, jobs[2].config_json);
+  EXPECT_EQ(job->planned_train_flops, jobs[2].planned_train_flops);
+  EXPECT_EQ(job->state, JobState::kPending);
+  EXPECT_EQ(job->ranks, 4);
+  EXPECT_EQ(job->gpus_per_rank, 8);
+  EXPECT_EQ(job->retries_left, 2);
+  EXPECT_EQ(job->submit_order, 3);
+  EXPECT_EQ(job->submitted_at, now_);
+
+  auto all = store_->ListJobs({});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].id, jobs[0].id);
+
+  JobFilter paged;
+  paged.limit = 2;
+  paged.offset = 1;
+  auto page = store_->ListJobs(paged);
+  ASSERT_TRUE(page.ok());
+  ASSERT_EQ(page->size(), 2u);
+  EXPECT_EQ((*page)[0].id, jobs[1].id);
+  EXPECT_EQ((*page)[1].id, jobs[2].id);
+
+  JobFilter by_model;
+  by_model.model = "R50x1";
+  auto r50 = store_->ListJobs(by_model);
+  ASSERT_TRUE(r50.ok());
+  ASSERT_EQ(r50->size(), 1u);
+  EXPECT_EQ((*r50)[0].priority, 5);
+
+  EXPECT_EQ(store_->GetJob(std::string(64, 'f')).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, ReaddedSweepAddsNothingAndSharedJobsAreLinked) {
+  std::vector<JobRecord> jobs = {MakeJob("ViT-B/32", "imagenet21k", 14000000, 30),
+                                 MakeJob("ViT-L/16", "imagenet21k", 14000000, 30)};
+  ASSERT_TRUE(store_->AddSweep("fig3", "a", jobs).ok());
+  auto again = store_->AddSweep("fig3", "a  # same, reformatted", jobs);
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->added, 0);
+  EXPECT_EQ(again->already_known, 2);
+
+  // Another sweep sharing one job links it instead of copying it.
+  std::vector<JobRecord> other = {jobs[1], MakeJob("ViT-H/14", "imagenet21k", 14000000, 30)};
+  auto shared = store_->AddSweep("table5", "b", other);
+  ASSERT_TRUE(shared.ok());
+  EXPECT_EQ(shared->added, 1);
+  EXPECT_EQ(shared->already_known, 1);
+  EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "3");
+
+  JobFilter in_table5;
+  in_table5.sweep = "table5";
+  auto listed = store_->ListJobs(in_table5);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].id, jobs[1].id);
+
+  // The same name with different jobs is refused, and nothing of it is written.
+  auto changed = store_->AddSweep("fig3", "c", other);
+  EXPECT_EQ(changed.status().code(), StatusCode::kAlreadyExists);
+  EXPECT_NE(changed.status().message().find("new sweep name"), std::string::npos);
+  EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "3");
+
+  auto unknown = store_->ListJobs(JobFilter{std::string("fig"), {}, {}, -1, 0});
+  EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(unknown.status().message().find("did you mean 'fig3'"), std::string::npos)
+      << unknown.status().message();
+}
+
+TEST_F(StoreTest, InvalidJobIsRefusedWholeSweepUnwritten) {
+  std::vector<JobRecord> jobs = {MakeJob("ViT-B/16", "cifar10", 50000, 7),
+                                 MakeJob("ViT-B/32", "cifar10", 50000, 7)};
+  jobs[1].subset_size = 0;
+  auto added = store_->AddSweep("bad", "x", jobs);
+  ASSERT_EQ(added.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(added.status().message().find("job 1 (ViT-B/32"), std::string::npos);
+  EXPECT_NE(added.status().message().find("subset_size"), std::string::npos);
+  jobs[1] = MakeJob("ViT-B/32", "cifar10", 50000, 7);
+  jobs[1].id = "not-a-hash";
+  EXPECT_EQ(store_->AddSweep("bad", "x", jobs).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sweeps"), "0");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "0");
+}
+
+TEST_F(StoreTest, JobStateCompareAndSet) {
+  JobRecord job = MakeJob("R50x2", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  now_ += 10;
+  ASSERT_TRUE(store_->SetJobState(job.id, JobState::kLeased, JobState::kPending).ok());
+  Status lost_race = store_->SetJobState(job.id, JobState::kLeased, JobState::kPending);
+  EXPECT_EQ(lost_race.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(lost_race.message().find("is leased, not pending"), std::string::npos);
+  ASSERT_TRUE(store_->SetJobState(job.id, JobState::kCancelled).ok());
+  auto read = store_->GetJob(job.id);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->state, JobState::kCancelled);
+  EXPECT_EQ(read->updated_at, now_);
+  JobFilter cancelled;
+  cancelled.state = JobState::kCancelled;
+  EXPECT_EQ(store_->ListJobs(cancelled)->size(), 1u);
+  EXPECT_EQ(store_->SetJobState(std::string(64, '0'), JobState::kRunning).code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
+  JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 8, 8, 0}).ok());
+  now_ += 5;
+  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0}).ok());
+  auto agents = store_->ListAgents();
+  ASSERT_TRUE(agents.ok());
+  ASSERT_EQ(agents->size(), 1u);
+  EXPECT_EQ((*agents)[0].slots, 4);
+  EXPECT_EQ((*agents)[0].last_heartbeat_at, now_);
+
+  auto first = store_->AddAttempt(job.id, std::string("agent-a"), "host-a:4");
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(*first, 1);
+  EXPECT_EQ(store_->AddAttempt(job.id, std::nullopt, "x").status().code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->EndAttempt(job.id, 1, AttemptOutcome::kPreempted, 143).ok());
+  EXPECT_EQ(store_->EndAttempt(job.id, 1, AttemptOutcome::kFailed, 1).code(),
+            StatusCode::kFailedPrecondition);
+  auto second = store_->AddAttempt(job.id, std::nullopt, "localhost:2", 1200);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, 2);
+  auto attempts = store_->ListAttempts(job.id);
+  ASSERT_TRUE(attempts.ok());
+  ASSERT_EQ(attempts->size(), 2u);
+  EXPECT_EQ((*attempts)[0].agent_id, "agent-a");
+  EXPECT_EQ((*attempts)[0].outcome, AttemptOutcome::kPreempted);
+  EXPECT_EQ((*attempts)[0].exit_status, 143);
+  EXPECT_FALSE((*attempts)[1].agent_id.has_value());
+  EXPECT_FALSE((*attempts)[1].ended_at.has_value());
+  EXPECT_EQ((*attempts)[1].resumed_from_step, 1200);
+
+  std::vector<MetricPoint> points = {{1200, "train/loss", 2.5, now_},
+                                     {1300, "train/loss", std::nan(""), now_ + 1},
+                                     {1300, "lr", 8e-4, now_ + 1}};
+  ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
+  auto read = store_->ReadMetrics(job.id, 1200);
+  ASSERT_TRUE(read.ok());
+  ASSERT_EQ(read->size(), 2u);
+  EXPECT_TRUE(std::isnan((*read)[0].value));
+  EXPECT_EQ((*read)[1].name, "lr");
+  EXPECT_EQ(*store_->CountMetrics(job.id), 3);
+  EXPECT_EQ(store_->AppendMetrics(job.id, 3, points).code(), StatusCode::kNotFound);
+
+  std::string digest(64, 'a');
+  ASSERT_TRUE(store_->AddCheckpoint({job.id, 1000, "/ckpt/1000", digest, 0}).ok());
+  ASSERT_TRUE(store_->AddCheckpoint({job.id, 1000, "/ckpt/1000b", digest, 0}).ok());
+  auto checkpoints = store_->ListCheckpoints(job.id);
+  ASSERT_TRUE(checkpoints.ok());
+  ASSERT_EQ(checkpoints->size(), 1u);
+  EXPECT_EQ((*checkpoints)[0].path, "/ckpt/1000b");
+
+  std::vector<ResultRecord> results = {
+      {job.id, Evaluation::kFewShot, "imagenet", 5, 0, "accuracy", 0.70},
+      {job.id, Evaluation::kFewShot, "imagenet", 5, 1, "accuracy", 0.72},
+      {job.id, Evaluation::kFineTune, "cifar10", std::nullopt, std::nullopt, "accuracy", 0.98}};
+  ASSERT_TRUE(store_->AddResults(results).ok());
+  results[2].value = 0.99;  // reported again: replaces
+  ASSERT_TRUE(store_->AddResults({results[2]}).ok());
+  auto listed = store_->ListResults(job.id);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 3u);
+  EXPECT_EQ((*listed)[0].evaluation, Evaluation::kFewShot);
+  EXPECT_EQ((*listed)[2].value, 0.99);
+  ResultRecord no_shots = results[0];
+  no_shots.shots.reset();
+  EXPECT_EQ(store_->AddResults({no_shots}).code(), StatusCode::kInvalidArgument);
+
+  ASSERT_TRUE(store_->AddLedgerEntry({job.id, 1, 1e20, 1e18, 1000, "tpu", 3600, 60}).ok());
+  ASSERT_TRUE(store_->AddLedgerEntry({job.id, 2, 2e20, 1e18, 2000, "tpu", 7200, 120}).ok());
+  auto compute = store_->SweepCompute("s");
+  ASSERT_TRUE(compute.ok());
+  ASSERT_EQ(compute->size(), 1u);
+  EXPECT_EQ((*compute)[0].ledger_entries, 2);
+  EXPECT_DOUBLE_EQ((*compute)[0].train_flops, 3e20);
+  EXPECT_DOUBLE_EQ((*compute)[0].device_seconds, 10800);
+  auto averaged = store_->SweepResults("s");
+  ASSERT_TRUE(averaged.ok());
+  ASSERT_EQ(averaged->size(), 2u);
+  EXPECT_EQ((*averaged)[0].evaluation, Evaluation::kFewShot);
+  EXPECT_EQ((*averaged)[0].runs, 2);
+  EXPECT_DOUBLE_EQ((*averaged)[0].mean, 0.71);
+}
+
+TEST_F(StoreTest, ForeignKeyViolationsAreErrors) {
+  std::string ghost(64, 'e');
+  EXPECT_EQ(store_->AddAttempt(ghost, std::nullopt, "h").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->AppendMetrics(ghost, 1, {{0, "loss", 1, 0}}).code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->AddResults({{ghost, Evaluation::kFineTune, "cifar10", {}, {}, "accuracy", 1}})
+                .code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(store_->AddLedgerEntry({ghost, 1, 0, 0, 0, "cpu", 0, 0}).code(),
+            StatusCode::kNotFound);
+  JobRecord job = MakeJob("R50x1", "cifar10", 50000, 1);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  EXPECT_EQ(store_->AddAttempt(job.id, std::string("no-such-agent"), "h").status().code(),
+            StatusCode::kNotFound);
+  ASSERT_TRUE(store_->AddAttempt(job.id, std::nullopt, "h").ok());
+  ASSERT_TRUE(store_->AppendMetrics(job.id, 1, {{0, "loss", 1, 0}}).ok());
+
+  // Below the Store's own checks, SQLite's foreign keys still hold: a raw insert on a second
+  // connection with foreign_keys on is refused.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(dir_.File("vitscale.db").c_str(), &db), SQLITE_OK);
+  sqlite3_exec(db, "PRAGMA foreign_keys = ON", nullptr, nullptr, nullptr);
+  std::string insert = "INSERT INTO metrics VALUES ('" + ghost + "', 1, 0, 'loss', 1, 0)";
+  EXPECT_NE(sqlite3_exec(db, insert.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_NE(std::string(sqlite3_errmsg(db)).find("FOREIGN KEY"), std::string::npos);
+  // Metrics are append-only.
+  EXPECT_NE(sqlite3_exec(db, "DELETE FROM metrics", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_NE(std::string(sqlite3_errmsg(db)).find("append-only"), std::string::npos);
+  EXPECT_NE(sqlite3_exec(db, "UPDATE metrics SET value = 2", nullptr, nullptr, nullptr), SQLITE_OK);
+  EXPECT_EQ(*store_->CountMetrics(job.id), 1);
+  sqlite3_close(db);
+}
+
+TEST(StoreOpenTest, NewerSchemaVersionIsRefusedAndFileLeftAlone) {
+  TempDir dir;
+  std::string path = dir.File("future.db");
+  { ASSERT_TRUE(Store::Open(path).ok()); }
+  int newer = LatestSchemaVersion() + 1;
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string bump = "PRAGMA user_version = " + std::to_string(newer);
+  ASSERT_EQ(sqlite3_exec(db, bump.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+
+  for (bool read_only : {false, true}) {
+    OpenOptions options;
+    options.read_only = read_only;
+    auto store = Store::Open(path, options);
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+    const std::string& message = store.status().message();
+    EXPECT_NE(message.find("schema version " + std::to_string(newer)), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("versions up to " + std::to_string(LatestSchemaVersion())),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("upgrade vitscale"), std::string::npos) << message;
+  }
+}
+
+TEST(StoreOpenTest, NonSqliteFileGivesClearErrorAndIsNotTouched) {
+  TempDir dir;
+  std::string path = dir.File("notes.txt");
+  std::string content(4096, 'x');
+  content.replace(0, 26, "this is not a database at");
+  { std::ofstream(path) << content; }
+  for (bool read_only : {false, true}) {
+    OpenOptions options;
+    options.read_only = read_only;
+    auto store = Store::Open(path, options);
+    ASSERT_FALSE(store.ok());
+    EXPECT_EQ(store.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(store.status().message().find("is not a vitscale database"), std::string::npos)
+        << store.status().message();
+  }
+  std::ifstream in(path);
+  std::string after((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(after, content);
+}
+
+TEST(StoreOpenTest, DamagedDatabaseGivesCorruptionNotCrash) {
+  TempDir dir;
+  std::string path = dir.File("damaged.db");
+  {
+    auto store = Store::Open(path);
+    ASSERT_TRUE(store.ok());
+    std::vector<JobRecord> jobs;
+    for (int i = 0; i < 200; ++i) jobs.push_back(MakeJob("ViT-B/16", "cifar10", 50000, 1, i));
+    ASSERT_TRUE((*store)->AddSweep("s", std::string(10000, 'y'), jobs).ok());
+  }
+  // Overwrite the pages after the first with garbage; the header still says SQLite.
+  {
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(4096);
+    std::string garbage(8 * 4096, '\xa5');
+    file.write(garbage.data(), static_cast<std::streamsize>(garbage.size()));
+  }
+  auto store = Store::Open(path);
+  if (!store.ok()) {
+    EXPECT_NE(store.status().message().find(path), std::string::npos);
+    return;
+  }
+  // If the schema page survived, reads of the damaged pages fail with an error, not a crash.
+  auto jobs = (*store)->ListJobs({});
+  EXPECT_FALSE(jobs.ok());
+}
+
+TEST(StoreOpenTest, ReadOnlyOpenOfMissingFileCreatesNothing) {
+  TempDir dir;
+  std::string path = dir.File("missing.db");
+  OpenOptions options;
+  options.read_only = true;
+  auto store = Store::Open(path, options);
+  ASSERT_EQ(store.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(store.status().message().find("does not exist"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+
+  auto no_dir = Store::Open(dir.File("no/such/dir/x.db"));
+  EXPECT_EQ(no_dir.status().code(), StatusCode::kIOError);
+  EXPECT_NE(no_dir.status().message().find("directory exists"), std::string::npos);
+}
+
+TEST(StoreOpenTest, ForeignSqliteDatabaseIsNotMigrated) {
+  TempDir dir;
+  std::string path = dir.File("other.db");
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db, "CREATE TABLE t (x)", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  auto store = Store::Open(path);
+  ASSERT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(store.status().message().find("not a vitscale one"), std::string::npos);
+}
+
+TEST(MigrationTest, AppendedMigrationUpgradesOldDatabaseOnce) {
+  TempDir dir;
+  std::string path = dir.File("old.db");
+  { ASSERT_TRUE(Store::Open(path).ok()); }
+  std::vector<Migration> next = Migrations();
+  int version = LatestSchemaVersion() + 1;
+  next.push_back({version, "add a note to sweeps", "ALTER TABLE sweeps ADD COLUMN note TEXT;"});
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  ASSERT_TRUE(Migrate(db, path, next).ok());
+  // Running it again (another process, a restart) changes nothing.
+  Status again = Migrate(db, path, next);
+  EXPECT_TRUE(again.ok()) << again.ToString();
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), version);
+  sqlite3_finalize(stmt);
+  EXPECT_EQ(sqlite3_exec(db, "SELECT note FROM sweeps", nullptr, nullptr, nullptr), SQLITE_OK);
+
+  // A migration that fails leaves the version where it was.
+  next.push_back({version + 1, "broken", "ALTER TABLE no_such_table ADD COLUMN y;"});
+  Status broken = Migrate(db, path, next);
+  EXPECT_FALSE(broken.ok());
+  EXPECT_NE(broken.message().find("migration " + std::to_string(version + 1)), std::string::npos);
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &stmt, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), version);
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+
+  // This build's Store refuses the upgraded file.
+  EXPECT_EQ(Store::Open(path).status().code(), StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace vitscale::storage

@@ -1,0 +1,418 @@
+#include "sweep/sweep.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "models/registry.h"
+#include "sweep/datasets.h"
+#include "sweep/job_config.h"
+#include "sweep/recipes.h"
+
+namespace vitscale::sweep {
+namespace {
+
+Expected<std::vector<Job>> Expand(const std::string& text) {
+  Expected<Sweep> sweep = ParseSweep(text, "s.yaml");
+  if (!sweep.ok()) return sweep.status();
+  return ExpandSweep(*sweep);
+}
+
+std::vector<Job> ExpandOk(const std::string& text) {
+  Expected<std::vector<Job>> jobs = Expand(text);
+  EXPECT_TRUE(jobs.ok()) << jobs.status().ToString() << "\n" << text;
+  return jobs.ok() ? *jobs : std::vector<Job>{};
+}
+
+// The error of a sweep that must fail, as "s.yaml:LINE:COL: message".
+std::string ErrorOf(const std::string& text) {
+  Expected<std::vector<Job>> jobs = Expand(text);
+  EXPECT_FALSE(jobs.ok()) << "accepted:\n" << text;
+  if (jobs.ok()) return "";
+  EXPECT_EQ(jobs.status().code(), StatusCode::kInvalidArgument) << jobs.status().ToString();
+  return jobs.status().message();
+}
+
+const char* kMinimal = R"(name: tiny
+recipe: jft-300m
+pretrain:
+  model: ViT-B/16
+)";
+
+TEST(DatasetCatalog, KnowsThePaperAndLocalSets) {
+  Expected<DatasetInfo> jft = LookupDataset("jft-300m");
+  ASSERT_TRUE(jft.ok());
+  EXPECT_EQ(jft->train_size, 303'000'000);
+  EXPECT_EQ(jft->num_classes, 18291);
+  EXPECT_EQ(LookupDataset("imagenet21k")->num_classes, 21843);
+  EXPECT_EQ(LookupDataset("imagenet")->train_size, 1'281'167);
+  EXPECT_EQ(LookupDataset("pets")->test_size, 3669);
+  EXPECT_EQ(LookupDataset("flowers")->num_classes, 102);
+  Expected<DatasetInfo> first = LookupDataset("fashion-mnist/0-4");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(first->train_size, 30000);
+  EXPECT_EQ(first->num_classes, 5);
+  EXPECT_EQ(first->image_size, 28);
+  EXPECT_EQ(first->channels, 1);
+  EXPECT_EQ(LookupDataset("digits")->train_size + LookupDataset("digits")->test_size, 1797);
+}
+
+TEST(DatasetCatalog, UnknownNameSuggestsNearest) {
+  Expected<DatasetInfo> d = LookupDataset("cifar-10");
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(d.status().message().find("did you mean 'cifar10'"), std::string::npos);
+}
+
+TEST(Recipes, JftLearningRatesFollowTable3) {
+  Recipe jft = LookupRecipe("jft-300m").value();
+  EXPECT_DOUBLE_EQ(*BaseLearningRate(jft, "ViT-B/16"), 8e-4);
+  EXPECT_DOUBLE_EQ(*BaseLearningRate(jft, "ViT-L/16"), 4e-4);
+  EXPECT_DOUBLE_EQ(*BaseLearningRate(jft, "R50+ViT-L/32"), 2e-4);
+  EXPECT_FALSE(BaseLearningRate(jft, "ViT-Ti/7").has_value());
+  EXPECT_DOUBLE_EQ(*BaseLearningRate(LookupRecipe("imagenet").value(), "ViT-B/16"), 3e-3);
+  EXPECT_FALSE(LookupRecipe("jft300m").ok());
+}
+
+TEST(Expand, MinimalSweepFillsEveryDefault) {
+  std::vector<Job> jobs = ExpandOk(kMinimal);
+  ASSERT_EQ(jobs.size(), 1u);
+  const Job& job = jobs[0];
+  EXPECT_EQ(job.id.size(), 64u);
+  EXPECT_EQ(job.family, "ViT");
+  EXPECT_EQ(job.config.dataset, "jft-300m");
+  EXPECT_EQ(job.config.subset, 303'000'000);
+  const nlohmann::json& c = job.canonical;
+  EXPECT_EQ(c["train"]["batch_size"], 4096);
+  EXPECT_DOUBLE_EQ(c["train"]["lr"].get<double>(), 8e-4);
+  EXPECT_DOUBLE_EQ(c["train"]["epochs"].get<double>(), 7.0);
+  EXPECT_DOUBLE_EQ(c["train"]["weight_decay"].get<double>(), 0.1);
+  EXPECT_EQ(c["train"]["warmup_steps"], 10000);
+  EXPECT_EQ(c["train"]["lr_decay"], "linear");
+  EXPECT_EQ(c["train"]["resolution"], 224);
+  EXPECT_EQ(c["few_shot"]["datasets"].size(), 0u);
+  EXPECT_EQ(c["few_shot"]["shots"], nlohmann::json({1, 5, 10, 25}));
+  EXPECT_EQ(c["few_shot"]["seeds"], 3);
+  EXPECT_EQ(job.examples, 7LL * 303'000'000);
+  // The brief's check: 17.56 GMACs x 6 x 303M x 7 = 224e18.
+  EXPECT_NEAR(job.train_flops / 1e18, 224, 224 * 0.02);
+  EXPECT_EQ(job.id, JobId(job.config));
+}
+
+TEST(Expand, IdIgnoresSpellingOrderCommentsAndSpelledOutDefaults) {
+  std::string spelled = R"(
+# the same job, written differently
+pretrain: {epochs: 7.0, seed: 0, subset: 303M, model: "ViT-B/16",   lr: 0.0008,
+           weight_decay: 1e-1, dataset: jft-300m, warmup_steps: 10k, resolution: 224,
+           batch_size: 4096, subset_seed: 0, lr_decay: linear, beta1: 0.9}
+recipe: jft-300m   # trailing comment
+name: tiny
+)";
+  std::vector<Job> a = ExpandOk(kMinimal);
+  std::vector<Job> b = ExpandOk(spelled);
+  ASSERT_EQ(a.size(), 1u);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].id, b[0].id);
+  EXPECT_EQ(a[0].canonical.dump(), b[0].canonical.dump());
+}
+
+TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
+  std::string scheduled = std::string(kMinimal) + "priority: 5\nresources: {ranks: 8, gpus_per_rank: 1}\n";
+  std::vector<Job> a = ExpandOk(kMinimal);
+  std::vector<Job> b = ExpandOk(scheduled);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(a[0].id, b[0].id);
+  EXPECT_EQ(b[0].priority, 5);
+  EXPECT_EQ(b[0].resources.ranks, 8);
+  EXPECT_EQ(b[0].resources.gpus_per_rank, 1);
+}
+
+TEST(Expand, AnyTrainingFieldChangesTheId) {
+  std::vector<Job> base = ExpandOk(kMinimal);
+  for (const char* change : {"  lr: 0.0009\n", "  seed: 1\n", "  subset: 30M\n", "  dropout: 0.1\n",
+                             "  epochs: 14\n"}) {
+    std::vector<Job> changed = ExpandOk(std::string(kMinimal) + change);
+    ASSERT_EQ(changed.size(), 1u);
+    EXPECT_NE(changed[0].id, base[0].id) << change;
+  }
+}
+
+TEST(Expand, ProductWalksTheFirstAxisSlowest) {
+  std::vector<Job> jobs = ExpandOk(R"(name: grid
+recipe: small-images
+grid:
+  model: [ViT-Mu/7, R11s]
+  seed: [0, 1, 2]
+)");
+  ASSERT_EQ(jobs.size(), 6u);
+  EXPECT_EQ(jobs[0].config.model, "ViT-Mu/7");
+  EXPECT_EQ(jobs[2].config.seed, 2);
+  EXPECT_EQ(jobs[3].config.model, "R11s");
+  EXPECT_EQ(jobs[3].config.seed, 0);
+  EXPECT_EQ(jobs[0].config.dataset, "fashion-mnist");
+}
+
+TEST(Expand, ZipPairsValuesAndBlocksAddUp) {
+  std::vector<Job> jobs = ExpandOk(R"(name: zip
+recipe: small-images
+pretrain: {dataset: fashion-mnist/0-4}
+grid:
+  - model: [ViT-Mu/7, ViT-Mi/7]
+    zip:
+      subset: [3k, 10k, 30k]
+      lr: [3e-3, 2e-3, 1e-3]
+  - model: R11s
+    epochs: 2
+)");
+  ASSERT_EQ(jobs.size(), 7u);
+  EXPECT_EQ(jobs[0].config.subset, 3000);
+  EXPECT_DOUBLE_EQ(jobs[0].config.train.lr, 3e-3);
+  EXPECT_EQ(jobs[2].config.subset, 30000);
+  EXPECT_DOUBLE_EQ(jobs[2].config.train.lr, 1e-3);
+  EXPECT_EQ(jobs[3].config.model, "ViT-Mi/7");
+  EXPECT_EQ(jobs[6].config.model, "R11s");
+  EXPECT_EQ(jobs[6].config.subset, 30000);
+  EXPECT_DOUBLE_EQ(jobs[6].config.train.epochs, 2.0);
+}
+
+TEST(Expand, StepsConvertToEpochs) {
+  std::vector<Job> jobs = ExpandOk(R"(name: steps
+recipe: small-images
+pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 10000, batch_size: 100}
+grid:
+  - steps: 500
+  - epochs: 3
+)");
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_DOUBLE_EQ(jobs[0].config.train.epochs, 5.0);
+  EXPECT_EQ(jobs[0].examples, 50000);
+  // 500 steps of 100 on 10000 images is 5 epochs: the same job as writing epochs: 5.
+  std::vector<Job> same = ExpandOk(R"(name: steps
+recipe: small-images
+pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 10000, batch_size: 100, epochs: 5}
+)");
+  EXPECT_EQ(jobs[0].id, same[0].id);
+}
+
+TEST(Expand, TransferDefaultsFollowTable4) {
+  std::vector<Job> jobs = ExpandOk(R"(name: transfer
+recipe: jft-300m
+grid:
+  model: [ViT-B/16, ViT-H/14]
+transfer:
+  few_shot:
+    datasets: [imagenet, cifar10]
+  fine_tune:
+    - dataset: imagenet
+    - dataset: pets
+      lrs: [0.01]
+)");
+  ASSERT_EQ(jobs.size(), 2u);
+  const JobConfig& b16 = jobs[0].config;
+  EXPECT_EQ(b16.few_shot.datasets, (std::vector<std::string>{"imagenet", "cifar10"}));
+  EXPECT_EQ(b16.few_shot.shots, (std::vector<int64_t>{1, 5, 10, 25}));
+  EXPECT_DOUBLE_EQ(b16.few_shot.l2, 1024);
+  ASSERT_EQ(b16.fine_tune.size(), 2u);
+  EXPECT_EQ(b16.fine_tune[0].steps, 20000);
+  EXPECT_EQ(b16.fine_tune[0].resolution, 384);
+  EXPECT_EQ(b16.fine_tune[0].batch_size, 512);
+  EXPECT_EQ(b16.fine_tune[0].lrs, (std::vector<double>{0.001, 0.003, 0.01, 0.03}));
+  EXPECT_EQ(b16.fine_tune[1].steps, 500);
+  EXPECT_EQ(b16.fine_tune[1].lrs, (std::vector<double>{0.01}));
+  // H/14's patch does not divide 384: it fine-tunes at 378, as an unpadded patch conv would.
+  EXPECT_EQ(jobs[1].config.fine_tune[0].resolution, 378);
+}
+
+TEST(JobConfigJson, RoundTripsAndNamesBadFields) {
+  std::vector<Job> jobs = ExpandOk(R"(name: rt
+recipe: jft-300m
+pretrain: {model: ViT-L/16}
+transfer: {few_shot: {datasets: [pets]}, fine_tune: [{dataset: cifar100}]}
+)");
+  ASSERT_EQ(jobs.size(), 1u);
+  Expected<JobConfig> back = JobConfigFromJson(nlohmann::json::parse(jobs[0].canonical.dump()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(JobId(*back), jobs[0].id);
+
+  nlohmann::json broken = jobs[0].canonical;
+  broken["train"]["lr"] = "fast";
+  Expected<JobConfig> bad = JobConfigFromJson(broken);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.lr"), std::string::npos);
+  broken = jobs[0].canonical;
+  broken.erase("subset");
+  EXPECT_NE(JobConfigFromJson(broken).status().message().find("'subset' is missing"),
+            std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bad input: each error names file:line:column and what to fix.
+
+TEST(BadInput, MalformedYaml) {
+  std::string e = ErrorOf("name: x\nrecipe: [jft-300m\npretrain: {model: ViT-B/16}\n");
+  EXPECT_EQ(e.rfind("s.yaml:", 0), 0u) << e;
+  EXPECT_NE(e.find("malformed YAML"), std::string::npos) << e;
+}
+
+TEST(BadInput, UnknownTopLevelKeySuggestsNearest) {
+  std::string e = ErrorOf(std::string(kMinimal) + "recipie: imagenet\n");
+  EXPECT_EQ(e.rfind("s.yaml:5:1: unknown key 'recipie'", 0), 0u) << e;
+  EXPECT_NE(e.find("did you mean 'recipe'"), std::string::npos) << e;
+}
+
+TEST(BadInput, UnknownSettingKeySuggestsNearest) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  - model: ViT-B/16\n    weight_dacay: 0.1\n");
+  EXPECT_EQ(e.rfind("s.yaml:5:5: unknown key 'weight_dacay'", 0), 0u) << e;
+  EXPECT_NE(e.find("did you mean 'weight_decay'"), std::string::npos) << e;
+}
+
+TEST(BadInput, UnknownModelSuggestsNearest) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: [ViT-B/16, ViT-B/61]\n");
+  EXPECT_EQ(e.rfind("s.yaml:4:21: ", 0), 0u) << e;
+  EXPECT_NE(e.find("ViT-B/61"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean"), std::string::npos) << e;
+}
+
+TEST(BadInput, UnknownDatasetSuggestsNearest) {
+  std::string e = ErrorOf(std::string(kMinimal) + "  dataset: imagenet-21k\n");
+  EXPECT_EQ(e.rfind("s.yaml:5:12: unknown dataset 'imagenet-21k'", 0), 0u) << e;
+  EXPECT_NE(e.find("did you mean 'imagenet21k'"), std::string::npos) << e;
+  e = ErrorOf(std::string(kMinimal) + "transfer: {few_shot: {datasets: [cifar-10]}}\n");
+  EXPECT_NE(e.find("did you mean 'cifar10'"), std::string::npos) << e;
+}
+
+TEST(BadInput, ZeroAndNegativeSizes) {
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  subset: 0\n").find("s.yaml:5:11: 'subset' must be above 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  batch_size: -8\n").find("'batch_size' must be above 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  lr: -1e-3\n").find("'lr' must be above 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  epochs: 0\n").find("'epochs' must be above 0"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  subset: 1.5\n").find("must be an integer"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  dropout: 1.5\n").find("below 1"), std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "resources: {ranks: 0}\n").find("'ranks' must be at least 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "transfer: {few_shot: {datasets: [pets], shots: [0, 5]}}\n")
+                .find("'shots' must be above 0"),
+            std::string::npos);
+}
+
+TEST(BadInput, DuplicateAxisValuesComparedAsTypedValues) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  subset: [9M, 30M, 9000000]\n");
+  EXPECT_EQ(e.rfind("s.yaml:5:21: 'subset' lists 9000000 twice (first at line 5, column 12)", 0), 0u) << e;
+  e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: [1e-3, 0.001]\n");
+  EXPECT_NE(e.find("twice"), std::string::npos) << e;
+}
+
+TEST(BadInput, ZipAxesOfUnequalLength) {
+  std::string e = ErrorOf(R"(name: x
+recipe: jft-300m
+grid:
+  model: ViT-B/16
+  zip:
+    subset: [9M, 30M, 90M]
+    lr: [1e-3, 8e-4]
+)");
+  EXPECT_EQ(e.rfind("s.yaml:7:5: zip axes must have equal lengths: 'lr' has 2 values but 'subset' has 3", 0), 0u) << e;
+}
+
+TEST(BadInput, SameKeyInZipAndBesideIt) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: 1e-3\n  zip: {lr: [1e-3], seed: [1]}\n");
+  EXPECT_NE(e.find("'lr' is already an axis of this block"), std::string::npos) << e;
+}
+
+TEST(BadInput, SubsetLargerThanItsDataset) {
+  std::string e = ErrorOf(R"(name: x
+recipe: small-images
+pretrain: {dataset: fashion-mnist/0-4}
+grid:
+  model: ViT-Mu/7
+  subset: [3000, 40000]
+)");
+  EXPECT_EQ(e.rfind("s.yaml:6:18: subset 40000 is larger than fashion-mnist/0-4's 30000 training examples", 0), 0u) << e;
+}
+
+TEST(BadInput, EmptyAndBinaryFiles) {
+  EXPECT_EQ(ErrorOf("").rfind("s.yaml:1:1: the file is empty", 0), 0u);
+  EXPECT_EQ(ErrorOf("# only a comment\n\n").rfind("s.yaml:1:1: the file is empty", 0), 0u);
+  std::string binary("name: x\nrec\x00ipe\x01\x02", 16);
+  std::string e = ErrorOf(binary);
+  EXPECT_EQ(e.rfind("s.yaml:2:4: byte 0x00 is not text", 0), 0u) << e;
+  EXPECT_EQ(ErrorOf("\x89PNG\r\n\x1a\n").rfind("s.yaml:2:1: byte 0x1a is not text", 0), 0u)
+      << ErrorOf("\x89PNG\r\n\x1a\n");
+}
+
+TEST(BadInput, ShapeTheModelCannotRun) {
+  std::string e = ErrorOf(R"(name: x
+recipe: small-images
+grid:
+  model: ViT-Mu/7
+  resolution: 30
+)");
+  EXPECT_EQ(e.rfind("s.yaml:5:15: ViT-Mu/7 cannot pretrain at resolution 30", 0), 0u) << e;
+  EXPECT_NE(e.find("divisible"), std::string::npos) << e;
+  e = ErrorOf(R"(name: x
+recipe: small-images
+pretrain: {model: ViT-Mu/7}
+transfer:
+  fine_tune:
+    - dataset: digits
+      resolution: 30
+)");
+  EXPECT_EQ(e.rfind("s.yaml:6:7: ViT-Mu/7 cannot fine-tune at resolution 30 on digits", 0), 0u) << e;
+}
+
+TEST(BadInput, StructuralMistakes) {
+  // Repeated key, both training lengths, list where one value belongs, several documents.
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "name: y\n").find("'name' appears twice"), std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  epochs: 7\n  steps: 1000\n").find("not both"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  seed: [0, 1]\n").find("put a list of values in a grid block"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "---\nname: y\n").find("one YAML document"), std::string::npos);
+  EXPECT_NE(ErrorOf("- a\n- b\n").find("top level must be a mapping"), std::string::npos);
+  EXPECT_NE(ErrorOf("recipe: jft-300m\npretrain: {model: ViT-B/16}\n").find("needs a 'name:'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\npretrain: {model: ViT-B/16}\n").find("needs a 'recipe:'"), std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft300m\npretrain: {model: ViT-B/16}\n").find("did you mean 'jft-300m'"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  seed: [1, 2]\n").find("s.yaml:4:3: no model"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: []\n").find("lists no values"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: ViT-B/16, lr_decay: cosin}\n")
+                .find("did you mean 'cosine'"),
+            std::string::npos);
+}
+
+TEST(BadInput, RepeatedJobAcrossBlocks) {
+  std::string e = ErrorOf(R"(name: x
+recipe: jft-300m
+grid:
+  - model: [ViT-B/32, ViT-B/16]
+  - model: ViT-B/16
+    epochs: 7
+)");
+  EXPECT_EQ(e.rfind("s.yaml:5:5: this block repeats a job made by the block at line 4", 0), 0u) << e;
+}
+
+TEST(BadInput, NoPaperLearningRateForModel) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: ViT-Ti/7}\n");
+  EXPECT_NE(e.find("no base learning rate for ViT-Ti/7"), std::string::npos) << e;
+  EXPECT_NE(e.find("set 'lr'"), std::string::npos) << e;
+}
+
+TEST(BadInput, TooManyShotsForTheDataset) {
+  std::string e = ErrorOf(std::string(kMinimal) +
+                          "transfer:\n  few_shot:\n    datasets: [flowers]\n    shots: [10, 25]\n");
+  EXPECT_NE(e.find("25-shot needs 2550 training examples of flowers but it has 2040"),
+            std::string::npos)
+      << e;
+}
+
+}  // namespace
+}  // namespace vitscale::sweep

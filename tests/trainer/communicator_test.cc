@@ -1,0 +1,173 @@
+// Runs under mpirun (1 or 2 ranks, see CMakeLists.txt). Every test calls the same collectives in
+// the same order on every rank, whatever its expectations find, so that a failure on one rank
+// reports instead of hanging the other.
+#include "trainer/communicator.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "trainer/optim.h"
+
+namespace vitscale::trainer {
+namespace {
+
+Communicator* comm = nullptr;
+
+// Bucket small enough that the tests below span several buckets.
+constexpr size_t kTinyBucketBytes = 64;
+
+TEST(PlanBucketsTest, GroupsConsecutiveTensorsOfOneDtypeUpToTheCap) {
+  std::vector<torch::Tensor> t = {torch::zeros({4}), torch::zeros({4}), torch::zeros({20}),
+                                  torch::zeros({2}, torch::kFloat64), torch::zeros({2})};
+  auto buckets = PlanBuckets(t, 32);
+  ASSERT_EQ(buckets.size(), 4u);
+  EXPECT_EQ(buckets[0], (std::vector<size_t>{0, 1}));  // 16 + 16 bytes
+  EXPECT_EQ(buckets[1], (std::vector<size_t>{2}));     // 80 bytes: alone
+  EXPECT_EQ(buckets[2], (std::vector<size_t>{3}));     // other dtype
+  EXPECT_EQ(buckets[3], (std::vector<size_t>{4}));
+}
+
+TEST(MpiCommunicatorTest, RankAndSizeMatchTheLauncher) {
+  const char* world = std::getenv("OMPI_COMM_WORLD_SIZE");
+  EXPECT_EQ(comm->size(), world ? std::atoi(world) : 1);
+  EXPECT_GE(comm->rank(), 0);
+  EXPECT_LT(comm->rank(), comm->size());
+}
+
+TEST(MpiCommunicatorTest, BroadcastCopiesRankZerosTensors) {
+  const double r = comm->rank();
+  std::vector<torch::Tensor> t = {torch::full({3, 5}, r + 1), torch::full({7}, r + 1),
+                                  torch::full({2, 2}, r + 1, torch::kFloat64),
+                                  torch::arange(40, torch::kFloat32) * (r + 1)};
+  // A leaf that requires grad, as model parameters do.
+  t.push_back(torch::full({4}, r + 1).set_requires_grad(true));
+  auto tiny = MpiCommunicator::Create(kTinyBucketBytes);
+  ASSERT_TRUE(tiny.ok()) << tiny.status().ToString();
+  Status status = (*tiny)->Broadcast(t);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  EXPECT_TRUE(torch::equal(t[0], torch::ones({3, 5})));
+  EXPECT_TRUE(torch::equal(t[1], torch::ones({7})));
+  EXPECT_TRUE(torch::equal(t[2], torch::ones({2, 2}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(t[3], torch::arange(40, torch::kFloat32)));
+  EXPECT_TRUE(torch::equal(t[4].detach(), torch::ones({4})));
+}
+
+TEST(MpiCommunicatorTest, AllReduceMeanAveragesOverRanks) {
+  auto tiny = MpiCommunicator::Create(kTinyBucketBytes);
+  ASSERT_TRUE(tiny.ok());
+  const double r = comm->rank(), n = comm->size();
+  std::vector<torch::Tensor> t = {torch::full({9}, 2 * r), torch::full({3, 3}, r, torch::kFloat64),
+                                  torch::arange(30, torch::kFloat32) + r};
+  Status status = (*tiny)->AllReduceMean(t);
+  ASSERT_TRUE(status.ok()) << status.ToString();
+  const double mean_r = (n - 1) / 2;  // mean of 0..n-1
+  EXPECT_TRUE(torch::allclose(t[0], torch::full({9}, 2 * mean_r)));
+  EXPECT_TRUE(torch::allclose(t[1], torch::full({3, 3}, mean_r, torch::kFloat64)));
+  EXPECT_TRUE(torch::allclose(t[2], torch::arange(30, torch::kFloat32) + mean_r));
+}
+
+TEST(MpiCommunicatorTest, RefusesIntegerTensors) {
+  std::vector<torch::Tensor> t = {torch::zeros({3}, torch::kInt64)};
+  EXPECT_EQ(comm->AllReduceMean(t).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->Broadcast(t).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(MpiCommunicatorTest, AllReduceSumAddsScalars) {
+  std::vector<double> v = {1.0, static_cast<double>(comm->rank()), 0.5};
+  ASSERT_TRUE(comm->AllReduceSum(&v).ok());
+  const double n = comm->size();
+  EXPECT_EQ(v[0], n);
+  EXPECT_EQ(v[1], n * (n - 1) / 2);
+  EXPECT_EQ(v[2], 0.5 * n);
+  EXPECT_TRUE(comm->Barrier().ok());
+}
+
+// A small MLP, initialised from `seed` alone.
+torch::nn::Sequential MakeNet(uint64_t seed) {
+  torch::manual_seed(seed);
+  return torch::nn::Sequential(torch::nn::Linear(6, 16), torch::nn::GELU(),
+                               torch::nn::Linear(16, 3));
+}
+
+// One data-parallel step on this rank's shard of `inputs`, then the same AdamW update
+// everywhere. Returns the global gradient norm.
+double Step(torch::nn::Sequential& net, torch::optim::Optimizer& optimizer,
+            Communicator& communicator, const torch::Tensor& inputs, const torch::Tensor& labels,
+            int64_t step) {
+  const int64_t shard = inputs.size(0) / communicator.size();
+  torch::Tensor x = inputs.narrow(0, communicator.rank() * shard, shard);
+  torch::Tensor y = labels.narrow(0, communicator.rank() * shard, shard);
+  optimizer.zero_grad();
+  SmoothedCrossEntropy(net->forward(x), y, 0.1).backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : net->parameters()) grads.push_back(p.grad());
+  EXPECT_TRUE(communicator.AllReduceMean(grads).ok());
+  const double norm = ClipGradGlobalNorm(net->parameters(), 0.5);
+  Schedule schedule{1e-2, 2, 6, Decay::kCosine, 0.0};
+  SetLearningRate(optimizer, LearningRate(schedule, step));
+  optimizer.step();
+  return norm;
+}
+
+TEST(DataParallelTest, RanksStayBitIdenticalAndMatchOneRankWithTheWholeBatch) {
+  constexpr int64_t kGlobalBatch = 8;
+  OptimizerConfig config;
+  config.weight_decay = 0.1;
+  // Each rank starts from its own initialisation; the broadcast makes rank 0's everyone's.
+  torch::nn::Sequential net = MakeNet(100 + comm->rank());
+  ASSERT_TRUE(comm->Broadcast(net->parameters()).ok());
+  auto optimizer = MakeOptimizer(config, net->parameters());
+
+  // The reference: one process, the whole global batch, rank 0's initialisation.
+  torch::nn::Sequential reference = MakeNet(100);
+  auto reference_optimizer = MakeOptimizer(config, reference->parameters());
+  struct Alone : Communicator {
+    int rank() const override { return 0; }
+    int size() const override { return 1; }
+    Status Broadcast(const std::vector<torch::Tensor>&) override { return Status::Ok(); }
+    Status AllReduceMean(const std::vector<torch::Tensor>&) override { return Status::Ok(); }
+    Status AllReduceSum(std::vector<double>*) override { return Status::Ok(); }
+    Status Barrier() override { return Status::Ok(); }
+  } alone;  // the one-rank run, beside the real ranks
+
+  torch::manual_seed(7);
+  for (int64_t step = 0; step < 6; ++step) {
+    torch::Tensor inputs = torch::randn({kGlobalBatch, 6});
+    torch::Tensor labels = torch::randint(0, 3, {kGlobalBatch});
+    Step(net, *optimizer, *comm, inputs, labels, step);
+    Step(reference, *reference_optimizer, alone, inputs, labels, step);
+
+    // Bit-identical across ranks: rank 0's copy equals ours exactly.
+    std::vector<torch::Tensor> copies;
+    for (auto& p : net->parameters()) copies.push_back(p.detach().clone());
+    ASSERT_TRUE(comm->Broadcast(copies).ok());
+    for (size_t i = 0; i < copies.size(); ++i) {
+      EXPECT_TRUE(torch::equal(copies[i], net->parameters()[i].detach()))
+          << "rank " << comm->rank() << " parameter " << i << " differs after step " << step;
+      EXPECT_TRUE(torch::allclose(net->parameters()[i], reference->parameters()[i], 1e-5, 1e-6))
+          << "parameter " << i << " drifts from the one-rank run after step " << step;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace vitscale::trainer
+
+int main(int argc, char** argv) {
+  testing::InitGoogleTest(&argc, argv);
+  torch::set_num_threads(1);  // ranks x threads <= cores
+  auto comm = vitscale::trainer::MpiCommunicator::Create();
+  if (!comm.ok()) {
+    std::fprintf(stderr, "%s\n", comm.status().ToString().c_str());
+    return 1;
+  }
+  vitscale::trainer::comm = comm->get();
+  if (comm.value()->rank() != 0) {
+    // One full report is enough; the other ranks print their failures only.
+    GTEST_FLAG_SET(brief, true);
+  }
+  int result = RUN_ALL_TESTS();
+  comm.value().reset();
+  vitscale::trainer::FinalizeMpi();
+  return result;
+}
