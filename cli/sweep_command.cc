@@ -1,10 +1,10 @@
 // `vitscale sweep check|cost FILE [--json]`: validate and expand a sweep definition, or price it.
 // Output is assembled in full before anything is printed, so a bad sweep prints only its error.
-#include <cstdio>
-#include <string>
-
 #include <fmt/format.h>
+
+#include <cstdio>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "cli/commands.h"
 #include "sweep/sweep.h"
@@ -18,6 +18,12 @@ constexpr const char* kUsage =
 
 constexpr double kExa = 1e18;
 constexpr size_t kShortId = 12;
+
+// Plain decimals from the scaling study's thousands down to 0.01; exponents for CPU studies.
+std::string ExaFlops(double flops) {
+  double exa = flops / kExa;
+  return exa >= 0.01 ? fmt::format("{:.2f}", exa) : fmt::format("{:.4g}", exa);
+}
 
 std::string JoinList(const std::vector<std::string>& items) {
   std::string out;
@@ -35,14 +41,14 @@ std::string JoinNumbers(const std::vector<T>& values) {
 std::string TransferSummary(const sweep::Sweep& s) {
   std::string out;
   if (!s.few_shot.datasets.empty()) {
-    out += fmt::format("few-shot {} shots x {} seeds (l2 {}) on {}\n",
-                       JoinNumbers(s.few_shot.shots), s.few_shot.seeds, s.few_shot.l2,
-                       JoinList(s.few_shot.datasets));
+    out +=
+        fmt::format("few-shot {} shots x {} seeds (l2 {}) on {}\n", JoinNumbers(s.few_shot.shots),
+                    s.few_shot.seeds, s.few_shot.l2, JoinList(s.few_shot.datasets));
   }
   for (const sweep::FineTuneSpec& spec : s.fine_tune) {
     const sweep::FineTuneConfig& f = spec.config;
-    out += fmt::format("fine-tune {}: {} steps, batch {}, resolution {}{}, lr grid {}\n",
-                       f.dataset, f.steps, f.batch_size, f.resolution,
+    out += fmt::format("fine-tune {}: {} steps, batch {}, resolution {}{}, lr grid {}\n", f.dataset,
+                       f.steps, f.batch_size, f.resolution,
                        spec.resolution_given ? "" : " (per model: a multiple of its patch)",
                        JoinNumbers(f.lrs));
   }
@@ -57,10 +63,10 @@ std::string CheckText(const sweep::Sweep& s, const std::vector<sweep::Job>& jobs
                      "ranks", "priority");
   for (const sweep::Job& j : jobs) {
     const sweep::JobConfig& c = j.config;
-    out += fmt::format("{:<12}  {:<14} {:<18} {:>11} {:>7.4g} {:>9.3g} {:>6} {:>4} {:>4} {:>5} {:>8}\n",
-                       j.id.substr(0, kShortId), c.model, c.dataset, c.subset, c.train.epochs,
-                       c.train.lr, c.train.batch_size, c.train.resolution, c.seed,
-                       j.resources.ranks, j.priority);
+    out += fmt::format(
+        "{:<12}  {:<14} {:<18} {:>11} {:>7.4g} {:>9.3g} {:>6} {:>4} {:>4} {:>5} {:>8}\n",
+        j.id.substr(0, kShortId), c.model, c.dataset, c.subset, c.train.epochs, c.train.lr,
+        c.train.batch_size, c.train.resolution, c.seed, j.resources.ranks, j.priority);
   }
   out += TransferSummary(s);
   return out;
@@ -86,20 +92,21 @@ nlohmann::json CheckJson(const sweep::Sweep& s, const std::vector<sweep::Job>& j
 }
 
 std::string CostText(const sweep::Sweep& s, const std::vector<sweep::Job>& jobs) {
-  std::string out = fmt::format("sweep {}: planned pretraining compute (6 x MACs x images)\n", s.name);
+  std::string out =
+      fmt::format("sweep {}: planned pretraining compute (6 x MACs x images)\n", s.name);
   out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12}\n", "job", "model", "dataset",
                      "epochs", "examples", "exaflops");
   int64_t examples = 0;
   double flops = 0;
   for (const sweep::Job& j : jobs) {
-    out += fmt::format("{:<12}  {:<14} {:<18} {:>7.4g} {:>16} {:>12.4g}\n", j.id.substr(0, kShortId),
+    out += fmt::format("{:<12}  {:<14} {:<18} {:>7.4g} {:>16} {:>12}\n", j.id.substr(0, kShortId),
                        j.config.model, j.config.dataset, j.config.train.epochs, j.examples,
-                       j.train_flops / kExa);
+                       ExaFlops(j.train_flops));
     examples += j.examples;
     flops += j.train_flops;
   }
-  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12.4g}\n", "total",
-                     fmt::format("{} jobs", jobs.size()), "", "", examples, flops / kExa);
+  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12}\n", "total",
+                     fmt::format("{} jobs", jobs.size()), "", "", examples, ExaFlops(flops));
   return out;
 }
 
@@ -118,7 +125,8 @@ nlohmann::json CostJson(const sweep::Sweep& s, const std::vector<sweep::Job>& jo
     examples += j.examples;
     flops += j.train_flops;
   }
-  nlohmann::json total = {{"jobs", jobs.size()}, {"examples", examples}, {"exaflops", flops / kExa}};
+  nlohmann::json total = {
+      {"jobs", jobs.size()}, {"examples", examples}, {"exaflops", flops / kExa}};
   return {{"sweep", s.name}, {"jobs", list}, {"total", total}};
 }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "common/names.h"
@@ -19,13 +20,20 @@ bool IsFinal(JobState state) {
 // Our own names, so that this target needs no link to the store; they match JobStateName.
 const char* StateName(JobState state) {
   switch (state) {
-    case JobState::kPending: return "pending";
-    case JobState::kLeased: return "leased";
-    case JobState::kRunning: return "running";
-    case JobState::kSucceeded: return "succeeded";
-    case JobState::kFailed: return "failed";
-    case JobState::kCancelled: return "cancelled";
-    case JobState::kPreempted: return "preempted";
+    case JobState::kPending:
+      return "pending";
+    case JobState::kLeased:
+      return "leased";
+    case JobState::kRunning:
+      return "running";
+    case JobState::kSucceeded:
+      return "succeeded";
+    case JobState::kFailed:
+      return "failed";
+    case JobState::kCancelled:
+      return "cancelled";
+    case JobState::kPreempted:
+      return "preempted";
   }
   return "unknown";
 }
@@ -46,16 +54,26 @@ std::vector<std::string> AgentIds(const JobView& job) {
 
 const char* ReasonName(Reason reason) {
   switch (reason) {
-    case Reason::kPlaced: return "placed";
-    case Reason::kStarted: return "started";
-    case Reason::kSucceeded: return "succeeded";
-    case Reason::kRetry: return "retry";
-    case Reason::kFailed: return "failed";
-    case Reason::kConfigError: return "config_error";
-    case Reason::kPreemptRequested: return "preempt_requested";
-    case Reason::kPreempted: return "preempted";
-    case Reason::kLeaseLost: return "lease_lost";
-    case Reason::kCancelled: return "cancelled";
+    case Reason::kPlaced:
+      return "placed";
+    case Reason::kStarted:
+      return "started";
+    case Reason::kSucceeded:
+      return "succeeded";
+    case Reason::kRetry:
+      return "retry";
+    case Reason::kFailed:
+      return "failed";
+    case Reason::kConfigError:
+      return "config_error";
+    case Reason::kPreemptRequested:
+      return "preempt_requested";
+    case Reason::kPreempted:
+      return "preempted";
+    case Reason::kLeaseLost:
+      return "lease_lost";
+    case Reason::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -69,8 +87,8 @@ Expected<Scheduler> Scheduler::Create(const Clock* clock, SchedulerOptions optio
     return InvalidArgument("backoff_initial must be >= 0");
   }
   if (!(options.backoff_factor >= 1.0)) {
-    return InvalidArgument(fmt::format("backoff_factor must be >= 1, got {}",
-                                       options.backoff_factor));
+    return InvalidArgument(
+        fmt::format("backoff_factor must be >= 1, got {}", options.backoff_factor));
   }
   if (options.backoff_max < options.backoff_initial) {
     return InvalidArgument("backoff_max must be >= backoff_initial");
@@ -89,15 +107,16 @@ Scheduler::Scheduler(const Clock* clock, SchedulerOptions options)
 Status Scheduler::CheckSpec(const JobSpec& spec) {
   if (spec.id.empty()) return InvalidArgument("job id must not be empty");
   if (spec.ranks < 1) {
-    return InvalidArgument(fmt::format("job '{}': ranks must be >= 1, got {}", spec.id, spec.ranks));
+    return InvalidArgument(
+        fmt::format("job '{}': ranks must be >= 1, got {}", spec.id, spec.ranks));
   }
   if (spec.gpus_per_rank < 0) {
-    return InvalidArgument(fmt::format("job '{}': gpus_per_rank must be >= 0, got {}", spec.id,
-                                       spec.gpus_per_rank));
+    return InvalidArgument(
+        fmt::format("job '{}': gpus_per_rank must be >= 0, got {}", spec.id, spec.gpus_per_rank));
   }
   if (spec.retries_left < 0) {
-    return InvalidArgument(fmt::format("job '{}': retries_left must be >= 0, got {}", spec.id,
-                                       spec.retries_left));
+    return InvalidArgument(
+        fmt::format("job '{}': retries_left must be >= 0, got {}", spec.id, spec.retries_left));
   }
   return Status::Ok();
 }
@@ -121,8 +140,7 @@ Status Scheduler::RestoreJob(const JobSpec& spec, JobState state,
   if (jobs_.count(spec.id) > 0) {
     return AlreadyExists(fmt::format("job '{}' is already scheduled", spec.id));
   }
-  if (state != JobState::kLeased && state != JobState::kRunning &&
-      state != JobState::kPreempted) {
+  if (state != JobState::kLeased && state != JobState::kRunning && state != JobState::kPreempted) {
     return InvalidArgument(fmt::format(
         "job '{}': only a leased, running or preempted job holds slots to restore, not a {} one",
         spec.id, StateName(state)));
@@ -130,8 +148,8 @@ Status Scheduler::RestoreJob(const JobSpec& spec, JobState state,
   int ranks = 0;
   for (const Placement& p : placements) {
     if (p.agent_id.empty() || p.ranks < 1) {
-      return InvalidArgument(fmt::format(
-          "job '{}': each placement needs an agent id and ranks >= 1", spec.id));
+      return InvalidArgument(
+          fmt::format("job '{}': each placement needs an agent id and ranks >= 1", spec.id));
     }
     ranks += p.ranks;
   }
@@ -145,7 +163,8 @@ Status Scheduler::RestoreJob(const JobSpec& spec, JobState state,
   job.state = state;
   job.eligible_at = now;
   job.leased_at = now;
-  for (Placement& p : placements) job.holders.push_back({std::move(p), now + options_.lease_duration});
+  for (Placement& p : placements)
+    job.holders.push_back({std::move(p), now + options_.lease_duration});
   jobs_.emplace(spec.id, std::move(job));
   leased_.insert(spec.id);
   return Status::Ok();
@@ -160,8 +179,8 @@ Expected<JobView*> Scheduler::FindJob(const std::string& job_id) {
 Status Scheduler::SetPriority(const std::string& job_id, int priority) {
   ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
   if (IsFinal(job->state)) {
-    return FailedPrecondition(
-        fmt::format("job '{}' is {}; its priority no longer matters", job_id, StateName(job->state)));
+    return FailedPrecondition(fmt::format("job '{}' is {}; its priority no longer matters", job_id,
+                                          StateName(job->state)));
   }
   if (job->state == JobState::kPending) pending_.erase(KeyOf(job->spec));
   job->spec.priority = priority;
@@ -172,8 +191,8 @@ Status Scheduler::SetPriority(const std::string& job_id, int priority) {
 void Scheduler::MoveTo(JobView& job, JobState to, Reason reason, std::vector<Action>& actions) {
   if (job.state == JobState::kPending) pending_.erase(KeyOf(job.spec));
   if (to == JobState::kPending) pending_.insert(KeyOf(job.spec));
-  actions.push_back(Transition{job.spec.id, job.state, to, reason, job.spec.retries_left,
-                               job.eligible_at});
+  actions.push_back(
+      Transition{job.spec.id, job.state, to, reason, job.spec.retries_left, job.eligible_at});
   job.state = to;
 }
 
@@ -199,13 +218,14 @@ Expected<std::vector<Action>> Scheduler::Preempt(const std::string& job_id) {
   ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
   if (job->state == JobState::kPreempted) return std::vector<Action>{};  // already on its way
   if (job->state != JobState::kLeased && job->state != JobState::kRunning) {
-    return FailedPrecondition(fmt::format(
-        "job '{}' is {}; only a leased or running job can be preempted", job_id,
-        StateName(job->state)));
+    return FailedPrecondition(
+        fmt::format("job '{}' is {}; only a leased or running job can be preempted", job_id,
+                    StateName(job->state)));
   }
   std::vector<Action> actions;
   MoveTo(*job, JobState::kPreempted, Reason::kPreemptRequested, actions);
-  actions.push_back(Signal{job_id, job->holders.front().placement.agent_id, options_.preempt_grace});
+  actions.push_back(
+      Signal{job_id, job->holders.front().placement.agent_id, options_.preempt_grace});
   return actions;
 }
 
@@ -259,7 +279,7 @@ Status Scheduler::Heartbeat(const std::string& agent_id, const std::vector<std::
   }
   TimePoint now = clock_->Now();
   agents_[agent_id].last_heartbeat = now;
-  for (Holder* h : holders) (void)h; if (false) holders[0]->deadline = now + options_.lease_duration;
+  for (Holder* h : holders) h->deadline = now + options_.lease_duration;
   return Status::Ok();
 }
 
@@ -338,11 +358,13 @@ void Scheduler::ExpireLeases(std::vector<Action>& actions) {
   for (const std::string& job_id : expired) {
     JobView& job = jobs_.at(job_id);
     // One lost holder breaks the gang; the others must stop before the job runs elsewhere.
-    actions.push_back(Kill{job_id, AgentIds(job)});
+    std::vector<std::string> holders = AgentIds(job);
     ReleaseLease(job);
-    if (IsFinal(job.state)) continue;
-    job.eligible_at = now;
-    MoveTo(job, JobState::kPending, Reason::kLeaseLost, actions);
+    if (!IsFinal(job.state)) {
+      job.eligible_at = now;
+      MoveTo(job, JobState::kPending, Reason::kLeaseLost, actions);
+    }
+    actions.push_back(Kill{job_id, std::move(holders)});
   }
 }
 
@@ -461,6 +483,14 @@ void Reserve(const std::vector<Placement>& placements, Map& free, Map& releasing
   }
 }
 
+// Slots not yet spoken for; an agent overcommitted by a shrunken re-registration counts as 0.
+template <typename Map>
+int OpenSlots(const Map& map) {
+  int open = 0;
+  for (const auto& [id, room] : map) open += std::max(room.slots, 0);
+  return open;
+}
+
 }  // namespace
 
 std::vector<Action> Scheduler::Schedule() {
@@ -470,30 +500,50 @@ std::vector<Action> Scheduler::Schedule() {
   CapacityMap releasing;
   ComputeCapacity(free, releasing);
   TimePoint now = clock_->Now();
-  // Copy the order first: launching and preempting edit pending_.
-  std::vector<QueueKey> queue(pending_.begin(), pending_.end());
-  for (const QueueKey& key : queue) {
-    JobView& job = jobs_.at(std::get<2>(key));
+  // Shortcuts that keep a pass over thousands of queued jobs cheap when the cluster is full:
+  // slots open now or soon, and the priority a job must beat to preempt anyone. The latter may
+  // go stale (too low) as victims are chosen; that only costs a needless look at candidates.
+  int open_slots = OpenSlots(free) + OpenSlots(releasing);
+  int lowest_victim_priority = std::numeric_limits<int>::max();
+  for (const std::string& job_id : leased_) {
+    const JobView& job = jobs_.at(job_id);
+    if (job.state == JobState::kLeased || job.state == JobState::kRunning) {
+      lowest_victim_priority = std::min(lowest_victim_priority, job.spec.priority);
+    }
+  }
+  // Launching a job erases its own key from pending_ and nothing else enters or leaves it
+  // during the pass, so the iterator to the next key stays valid.
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    JobView& job = jobs_.at(std::get<2>(*it));
+    ++it;
     if (now < job.eligible_at) continue;
-    if (auto placements = PlaceGang(job.spec, free)) {
-      Reserve(*placements, free, releasing);
-      job.leased_at = now;
-      for (Placement& p : *placements) job.holders.push_back({p, now + options_.lease_duration});
-      leased_.insert(job.spec.id);
-      MoveTo(job, JobState::kLeased, Reason::kPlaced, actions);
-      actions.push_back(Launch{job.spec.id, std::move(*placements), now + options_.lease_duration});
-      continue;
+    bool may_preempt = job.spec.priority > lowest_victim_priority;
+    // The queue is in priority order, so no later job can preempt either: nothing more to do.
+    if (open_slots == 0 && !may_preempt) break;
+    if (job.spec.ranks <= open_slots) {
+      if (auto placements = PlaceGang(job.spec, free)) {
+        Reserve(*placements, free, releasing);
+        open_slots = OpenSlots(free) + OpenSlots(releasing);
+        job.leased_at = now;
+        for (Placement& p : *placements) job.holders.push_back({p, now + options_.lease_duration});
+        leased_.insert(job.spec.id);
+        MoveTo(job, JobState::kLeased, Reason::kPlaced, actions);
+        actions.push_back(
+            Launch{job.spec.id, std::move(*placements), now + options_.lease_duration});
+        continue;
+      }
+      if (auto placements = PlaceGang(job.spec, Sum(free, releasing))) {
+        Reserve(*placements, free, releasing);  // wait for jobs already on their way out
+        open_slots = OpenSlots(free) + OpenSlots(releasing);
+        continue;
+      }
     }
-    CapacityMap soon = Sum(free, releasing);
-    if (auto placements = PlaceGang(job.spec, soon)) {
-      Reserve(*placements, free, releasing);  // wait for jobs already on their way out
-      continue;
-    }
+    if (!may_preempt) continue;
     // Preempt: add victims in order until the gang fits, then spare those it fits without.
-    std::vector<JobView*> candidates = VictimCandidates(job.spec);
+    CapacityMap soon = Sum(free, releasing);
     std::vector<JobView*> chosen;
     bool fits = false;
-    for (JobView* victim : candidates) {
+    for (JobView* victim : VictimCandidates(job.spec)) {
       chosen.push_back(victim);
       AddHolders(soon, victim->holders);
       if (PlaceGang(job.spec, soon)) {
@@ -516,6 +566,7 @@ std::vector<Action> Scheduler::Schedule() {
       AddHolders(releasing, victim->holders);
     }
     Reserve(*PlaceGang(job.spec, Sum(free, releasing)), free, releasing);
+    open_slots = OpenSlots(free) + OpenSlots(releasing);
   }
   return actions;
 }
@@ -548,6 +599,20 @@ std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const 
 std::vector<std::string> Scheduler::PendingQueue() const {
   std::vector<std::string> ids;
   for (const QueueKey& key : pending_) ids.push_back(std::get<2>(key));
+  return ids;
+}
+
+std::vector<std::string> Scheduler::JobsOnAgent(const std::string& agent_id) const {
+  std::vector<std::string> ids;
+  for (const std::string& id : leased_) {
+    const JobView& job = jobs_.at(id);
+    for (const Holder& holder : job.holders) {
+      if (holder.placement.agent_id == agent_id) {
+        ids.push_back(id);
+        break;
+      }
+    }
+  }
   return ids;
 }
 

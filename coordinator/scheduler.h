@@ -48,12 +48,12 @@ struct SchedulerOptions {
 // What the scheduler needs to know of a job; the rest of the record stays in the store.
 struct JobSpec {
   std::string id;
-  int priority = 0;            // higher runs first
-  int64_t submit_order = 0;    // among equal priorities, lower runs first
-  int ranks = 1;               // MPI ranks, all placed at once or not at all
-  int gpus_per_rank = 0;       // 0 = CPU ranks
-  bool multi_host = false;     // may the ranks span several agents?
-  int retries_left = 0;        // failures still allowed before the job is failed for good
+  int priority = 0;          // higher runs first
+  int64_t submit_order = 0;  // among equal priorities, lower runs first
+  int ranks = 1;             // MPI ranks, all placed at once or not at all
+  int gpus_per_rank = 0;     // 0 = CPU ranks
+  bool multi_host = false;   // may the ranks span several agents?
+  int retries_left = 0;      // failures still allowed before the job is failed for good
 };
 
 struct AgentSpec {
@@ -95,8 +95,8 @@ struct Transition {
   JobState from = JobState::kPending;
   JobState to = JobState::kPending;
   Reason reason = Reason::kPlaced;
-  int retries_left = 0;    // after the transition
-  TimePoint eligible_at;   // for a job back in pending: not placed before this time
+  int retries_left = 0;   // after the transition
+  TimePoint eligible_at;  // for a job back in pending: not placed before this time
 };
 
 // Start the job: the leader (placements[0]) runs `mpirun -H host:ranks,...`; the other agents
@@ -131,10 +131,10 @@ struct Holder {
 struct JobView {
   JobSpec spec;
   JobState state = JobState::kPending;
-  int failures = 0;               // failures so far (drives the backoff)
-  TimePoint eligible_at;          // pending jobs wait until then
-  TimePoint leased_at;            // when the current lease began
-  std::vector<Holder> holders;    // non-empty while a lease is live; [0] is the leader
+  int failures = 0;             // failures so far (drives the backoff)
+  TimePoint eligible_at;        // pending jobs wait until then
+  TimePoint leased_at;          // when the current lease began
+  std::vector<Holder> holders;  // non-empty while a lease is live; [0] is the leader
 };
 
 struct AgentView {
@@ -190,6 +190,8 @@ class Scheduler {
   std::optional<AgentView> GetAgent(const std::string& agent_id) const;
   // Ids of pending jobs in the order Schedule considers them (eligible or still backing off).
   std::vector<std::string> PendingQueue() const;
+  // Ids of the jobs whose live lease includes the agent's slots.
+  std::vector<std::string> JobsOnAgent(const std::string& agent_id) const;
 
  private:
   // Free capacity per live agent, in agent-id order so decisions are deterministic.
@@ -204,7 +206,9 @@ class Scheduler {
   Scheduler(const Clock* clock, SchedulerOptions options);
 
   static Status CheckSpec(const JobSpec& spec);
-  static QueueKey KeyOf(const JobSpec& spec) { return {-spec.priority, spec.submit_order, spec.id}; }
+  static QueueKey KeyOf(const JobSpec& spec) {
+    return {-spec.priority, spec.submit_order, spec.id};
+  }
   Expected<JobView*> FindJob(const std::string& job_id);
   Status CheckAgent(const std::string& agent_id) const;
   bool Alive(const AgentView& agent) const;

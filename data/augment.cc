@@ -63,8 +63,9 @@ Status ValidateAugmentOptions(const AugmentOptions& options) {
                            std::to_string(options.crop_padding));
   }
   if (options.resize == ResizeMode::kShorterSideCrop && !(options.resize_ratio >= 1.0)) {
-    return InvalidArgument("augment.resize_ratio must be >= 1 (the shorter side is resized to "
-                           "resolution * ratio before cropping)");
+    return InvalidArgument(
+        "augment.resize_ratio must be >= 1 (the shorter side is resized to "
+        "resolution * ratio before cropping)");
   }
   for (float s : options.std) {
     if (!(s > 0.f)) return InvalidArgument("augment.std entries must be > 0");

@@ -1,5 +1,6 @@
 #include "data/datasets.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -78,7 +79,8 @@ Expected<std::string> FindFile(const std::string& dir, const std::string& name) 
     std::string path = (fs::path(dir) / candidate).string();
     if (fs::exists(path, error)) return path;
   }
-  return NotFound((fs::path(dir) / name).string() + "[.gz]: no such file (install the dataset, "
+  return NotFound((fs::path(dir) / name).string() +
+                  "[.gz]: no such file (install the dataset, "
                   "or point the data root elsewhere)");
 }
 
@@ -91,8 +93,8 @@ Expected<Dataset> LoadFashionMnist(const DataRoots& roots) {
   ASSIGN_OR_RETURN(Split train, ReadIdxSplit(train_images, train_labels, 10));
   ASSIGN_OR_RETURN(Split test, ReadIdxSplit(test_images, test_labels, 10));
   return FromDenseSplits("fashion-mnist", std::move(train), std::move(test),
-                         {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                          "Shirt", "Sneaker", "Bag", "Ankle boot"});
+                         {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                          "Sneaker", "Bag", "Ankle boot"});
 }
 
 Expected<Dataset> LoadDigits(const DataRoots& roots) {
@@ -119,8 +121,7 @@ std::vector<std::string> CifarClassNames(const std::string& dir, CifarKind kind)
   return static_cast<int>(names.size()) == n ? names : Numbered(n);
 }
 
-Expected<Dataset> LoadCifar(const std::string& reference, const std::string& dir,
-                            CifarKind kind) {
+Expected<Dataset> LoadCifar(const std::string& reference, const std::string& dir, CifarKind kind) {
   std::error_code error;
   if (!fs::is_directory(dir, error)) {
     return NotFound(reference + ": " + dir + " is not a directory (give the folder holding the " +
@@ -177,6 +178,21 @@ std::vector<std::string> NamedDatasets() {
   return {"fashion-mnist", "fashion-mnist/0-4", "fashion-mnist/5-9", "digits"};
 }
 
+AugmentOptions DefaultAugment(const Dataset& dataset, int resolution) {
+  AugmentOptions options;
+  options.resolution = resolution;
+  options.mean = dataset.mean;
+  options.std = dataset.std;
+  options.flip = dataset.reference.rfind("digits", 0) != 0;
+  if (dataset.train.dense()) {
+    options.resize = ResizeMode::kStretch;
+    options.crop_padding = std::max(1, (std::min(dataset.height, dataset.width) + 4) / 8);
+  } else {
+    options.resize = ResizeMode::kShorterSideCrop;
+  }
+  return options;
+}
+
 Expected<Dataset> ClassRange(const Dataset& dataset, int first, int last) {
   if (first < 0 || last < first || last >= dataset.num_classes) {
     return InvalidArgument("class range " + std::to_string(first) + "-" + std::to_string(last) +
@@ -193,8 +209,8 @@ Expected<Dataset> ClassRange(const Dataset& dataset, int first, int last) {
     }
     return split.Select(indices, label_map, classes);
   };
-  std::string reference = dataset.reference + "/" + std::to_string(first) + "-" +
-                          std::to_string(last);
+  std::string reference =
+      dataset.reference + "/" + std::to_string(first) + "-" + std::to_string(last);
   std::vector<std::string> names(dataset.class_names.begin() + first,
                                  dataset.class_names.begin() + last + 1);
   if (!dataset.train.dense()) {
@@ -215,8 +231,8 @@ Expected<Dataset> LoadDataset(std::string_view reference, const DataRoots& roots
   if (colon != std::string::npos) {
     const std::string kind = ref.substr(0, colon), dir = ref.substr(colon + 1);
     if (dir.empty()) {
-      return InvalidArgument("dataset reference '" + ref + "' names no directory after '" +
-                             kind + ":'");
+      return InvalidArgument("dataset reference '" + ref + "' names no directory after '" + kind +
+                             ":'");
     }
     if (kind == "cifar10") return LoadCifar(ref, dir, CifarKind::kCifar10);
     if (kind == "cifar100") return LoadCifar(ref, dir, CifarKind::kCifar100);

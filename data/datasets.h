@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "data/augment.h"
 #include "data/split.h"
 
 namespace vitscale::data {
@@ -52,6 +53,13 @@ Expected<Dataset> LoadDataset(std::string_view reference, const DataRoots& roots
 
 // The names LoadDataset knows without a ':' prefix (for help text and spelling suggestions).
 std::vector<std::string> NamedDatasets();
+
+// The default preprocessing of `dataset` at `resolution`, which a recipe may then override:
+// dense images are stretched to the resolution, with training crops from a zero padding of
+// 1/8 of their side (4 for 28x28 and 32x32, 1 for 8x8) and flips (not for digits, whose
+// mirror images are other glyphs); image folders are resized and cropped (random in training,
+// centre otherwise) with flips. Normalised with the dataset's mean and std.
+AugmentOptions DefaultAugment(const Dataset& dataset, int resolution);
 
 // Classes [first, last] of `dataset`, both splits, labels remapped to 0..last-first.
 Expected<Dataset> ClassRange(const Dataset& dataset, int first, int last);

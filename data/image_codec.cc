@@ -1,12 +1,12 @@
 #include "data/image_codec.h"
 
+#include <jpeglib.h>
+#include <png.h>
+
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-
-#include <jpeglib.h>
-#include <png.h>
 
 #include "common/files.h"
 
@@ -146,10 +146,12 @@ Expected<Image> ReadImageFile(const std::string& path) {
     return DecodePng(bytes, path);
   }
   if (bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
-      static_cast<unsigned char>(bytes[1]) == 0xD8 && static_cast<unsigned char>(bytes[2]) == 0xFF) {
+      static_cast<unsigned char>(bytes[1]) == 0xD8 &&
+      static_cast<unsigned char>(bytes[2]) == 0xFF) {
     return DecodeJpeg(bytes, path);
   }
-  return Corruption(path + ": neither a JPEG nor a PNG file (unknown leading bytes); image "
+  return Corruption(path +
+                    ": neither a JPEG nor a PNG file (unknown leading bytes); image "
                     "folders may hold only .jpg/.jpeg/.png images");
 }
 

@@ -1,10 +1,10 @@
 #include "data/loader.h"
 
+#include <ATen/ATen.h>
+
 #include <algorithm>
 #include <exception>
 #include <utility>
-
-#include <ATen/ATen.h>
 
 namespace vitscale::data {
 namespace {
@@ -36,8 +36,8 @@ Status FillRange(const Split& split, const std::vector<uint32_t>& indices,
 }  // namespace
 
 Expected<Batch> MakeBatch(const Split& split, const std::vector<uint32_t>& indices,
-                          const AugmentOptions& options, bool train, uint64_t seed,
-                          uint64_t epoch, int threads) {
+                          const AugmentOptions& options, bool train, uint64_t seed, uint64_t epoch,
+                          int threads) {
   RETURN_IF_ERROR(ValidateAugmentOptions(options));
   const int64_t n = static_cast<int64_t>(indices.size());
   const int64_t r = options.resolution;
@@ -52,8 +52,8 @@ Expected<Batch> MakeBatch(const Split& split, const std::vector<uint32_t>& indic
   float* images = batch.images.data_ptr<float>();
   int64_t* labels = batch.labels.data_ptr<int64_t>();
   const size_t count = indices.size();
-  const size_t workers = std::clamp<size_t>(static_cast<size_t>(std::max(threads, 1)), 1,
-                                            std::max<size_t>(count, 1));
+  const size_t workers =
+      std::clamp<size_t>(static_cast<size_t>(std::max(threads, 1)), 1, std::max<size_t>(count, 1));
   if (workers == 1) {
     RETURN_IF_ERROR(
         FillRange(split, indices, options, train, seed, epoch, 0, count, images, labels));
@@ -120,8 +120,7 @@ void Loader::Work() {
       std::unique_lock<std::mutex> lock(mutex_);
       // Bounded: at most `prefetch` steps beyond the consumer are in flight or waiting.
       work_.wait(lock, [this] {
-        return stopping_ ||
-               produce_step_ < consumer_step_ + static_cast<size_t>(options_.prefetch);
+        return stopping_ || produce_step_ < consumer_step_ + static_cast<size_t>(options_.prefetch);
       });
       if (stopping_) return;
       step = produce_step_++;

@@ -6,6 +6,8 @@
 // the augmentation keyed by (seed, epoch, example); the thread count changes only the speed.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -14,8 +16,6 @@
 #include <mutex>
 #include <thread>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "common/status.h"
 #include "data/augment.h"
@@ -34,8 +34,8 @@ struct Batch {
 // tensors, by `threads` threads (1 = the caller's). Augmentation of example i uses
 // AugmentKey(seed, epoch, i) when `train`; evaluation ignores seed and epoch.
 Expected<Batch> MakeBatch(const Split& split, const std::vector<uint32_t>& indices,
-                          const AugmentOptions& options, bool train, uint64_t seed,
-                          uint64_t epoch, int threads = 1);
+                          const AugmentOptions& options, bool train, uint64_t seed, uint64_t epoch,
+                          int threads = 1);
 
 // The whole split with the evaluation transform (for test accuracy and few-shot features).
 Expected<Batch> WholeSplit(const Split& split, const AugmentOptions& options, int threads = 1);

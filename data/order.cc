@@ -47,9 +47,9 @@ std::vector<uint32_t> SeededPermutation(size_t n, uint64_t seed) {
 Expected<std::vector<uint32_t>> NestedSubset(size_t split_size, size_t n, uint64_t seed) {
   if (n > split_size) {
     return InvalidArgument("a subset of " + std::to_string(n) +
-                           " examples is larger than its split of " +
-                           std::to_string(split_size) + "; use at most " +
-                           std::to_string(split_size) + " (or 0 for the whole split)");
+                           " examples is larger than its split of " + std::to_string(split_size) +
+                           "; use at most " + std::to_string(split_size) +
+                           " (or 0 for the whole split)");
   }
   std::vector<uint32_t> order = SeededPermutation(split_size, seed);
   if (n > 0) order.resize(n);

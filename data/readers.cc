@@ -129,8 +129,10 @@ Expected<Split> ReadIdxSplit(const std::string& images_path, const std::string& 
   ASSIGN_OR_RETURN(IdxArray images, ReadIdxFile(images_path));
   ASSIGN_OR_RETURN(IdxArray labels, ReadIdxFile(labels_path));
   if (images.dims.size() != 3 && images.dims.size() != 4) {
-    return Corruption(images_path + ": an images file has 3 (N,H,W) or 4 (N,H,W,C) dimensions, "
-                      "this one has " + std::to_string(images.dims.size()));
+    return Corruption(images_path +
+                      ": an images file has 3 (N,H,W) or 4 (N,H,W,C) dimensions, "
+                      "this one has " +
+                      std::to_string(images.dims.size()));
   }
   int channels = images.dims.size() == 4 ? static_cast<int>(images.dims[3]) : 1;
   if (channels != 1 && channels != 3) {
@@ -153,8 +155,8 @@ Expected<Split> ReadIdxSplit(const std::string& images_path, const std::string& 
                         std::to_string(num_classes) + ")");
     }
   }
-  return Split::Dense(static_cast<int>(images.dims[1]), static_cast<int>(images.dims[2]),
-                      channels, std::move(images.data), std::move(label_values), num_classes);
+  return Split::Dense(static_cast<int>(images.dims[1]), static_cast<int>(images.dims[2]), channels,
+                      std::move(images.data), std::move(label_values), num_classes);
 }
 
 std::vector<std::string> CifarFileNames(CifarKind kind, bool train) {
@@ -215,14 +217,14 @@ Expected<Split> ReadImageFolder(const std::string& dir, const std::vector<std::s
   ASSIGN_OR_RETURN(std::vector<std::string> subfolders, SortedEntries(dir, true));
   std::vector<std::string> classes = class_names.empty() ? subfolders : class_names;
   if (classes.empty()) {
-    return InvalidArgument(dir + ": no class subfolders (put each class's images in "
+    return InvalidArgument(dir +
+                           ": no class subfolders (put each class's images in "
                            "<dir>/<class name>/)");
   }
   for (const std::string& folder : subfolders) {
     if (std::find(classes.begin(), classes.end(), folder) == classes.end()) {
       return InvalidArgument(dir + ": class folder '" + folder +
-                             "' is not one of the training classes" +
-                             DidYouMean(folder, classes));
+                             "' is not one of the training classes" + DidYouMean(folder, classes));
     }
   }
   std::vector<std::string> paths;

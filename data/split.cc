@@ -20,8 +20,7 @@ Split Split::Dense(int height, int width, int channels, std::vector<uint8_t> pix
   return split;
 }
 
-Split Split::Files(std::vector<std::string> paths, std::vector<int32_t> labels,
-                   int num_classes) {
+Split Split::Files(std::vector<std::string> paths, std::vector<int32_t> labels, int num_classes) {
   Split split;
   split.paths_ = std::make_shared<const std::vector<std::string>>(std::move(paths));
   split.labels_ = std::move(labels);
@@ -35,8 +34,7 @@ std::string Split::path(size_t i) const { return paths_ ? (*paths_)[Storage(i)] 
 
 Expected<ImageView> Split::Get(size_t i, Image* scratch) const {
   if (i >= size()) {
-    return Internal("example " + std::to_string(i) + " of a split of " +
-                    std::to_string(size()));
+    return Internal("example " + std::to_string(i) + " of a split of " + std::to_string(size()));
   }
   if (dense_) {
     size_t bytes = static_cast<size_t>(dense_->height) * dense_->width * dense_->channels;

@@ -41,8 +41,7 @@ class Split {
   // (the readers check this and report a Corruption before they get here).
   static Split Dense(int height, int width, int channels, std::vector<uint8_t> pixels,
                      std::vector<int32_t> labels, int num_classes);
-  static Split Files(std::vector<std::string> paths, std::vector<int32_t> labels,
-                     int num_classes);
+  static Split Files(std::vector<std::string> paths, std::vector<int32_t> labels, int num_classes);
 
   size_t size() const { return labels_.size(); }
   int num_classes() const { return num_classes_; }

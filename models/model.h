@@ -43,6 +43,8 @@ class ModelImpl : public torch::nn::Module {
  protected:
   void set_num_classes(int num_classes) { num_classes_ = num_classes; }
   void set_resolution(int resolution) { resolution_ = resolution; }
+  // ReplaceHead drops pre_logits; the config follows so that checkpoints rebuild the same shape.
+  void clear_pre_logits() { config_.pre_logits = 0; }
 
  private:
   ModelConfig config_;

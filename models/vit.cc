@@ -139,6 +139,7 @@ Status ViTImpl::ReplaceHead(int num_classes) {
   if (has_pre_logits()) {
     unregister_module("pre_logits");
     pre_logits_ = nullptr;
+    clear_pre_logits();
   }
   torch::nn::Linear head = ZeroLinear(FeatureDim(), num_classes);
   head->to(head_->weight.device(), head_->weight.scalar_type());

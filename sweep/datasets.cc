@@ -13,8 +13,7 @@ std::vector<DatasetInfo> BuildCatalog() {
   std::vector<DatasetInfo> d;
   d.push_back({"jft-300m", 303'000'000, 0, 18291, 0, 3, 0, false,
                "Google-internal JFT-300M (Sec. 4.1); pretraining only"});
-  d.push_back({"imagenet21k", 14'197'122, 0, 21843, 0, 3, 0, false,
-               "ImageNet-21k, full release"});
+  d.push_back({"imagenet21k", 14'197'122, 0, 21843, 0, 3, 0, false, "ImageNet-21k, full release"});
   d.push_back({"imagenet", 1'281'167, 50'000, 1000, 0, 3, 20000, false,
                "ILSVRC-2012; test = the validation set"});
   d.push_back({"cifar10", 50'000, 10'000, 10, 32, 3, 10000, false, "CIFAR-10"});
@@ -52,8 +51,8 @@ Expected<DatasetInfo> LookupDataset(std::string_view name) {
   }
   std::string known;
   for (const std::string& n : DatasetNames()) known += (known.empty() ? "" : ", ") + n;
-  return NotFound("unknown dataset '" + std::string(name) + "'" +
-                  DidYouMean(name, DatasetNames()) + " (known: " + known + ")");
+  return NotFound("unknown dataset '" + std::string(name) + "'" + DidYouMean(name, DatasetNames()) +
+                  " (known: " + known + ")");
 }
 
 }  // namespace vitscale::sweep

@@ -14,11 +14,11 @@
 namespace vitscale::sweep {
 
 struct DatasetInfo {
-  std::string name;         // e.g. "imagenet", "fashion-mnist/0-4"
-  int64_t train_size = 0;   // examples in the training split (what subsets are drawn from)
-  int64_t test_size = 0;    // examples in the evaluation split; 0 where there is no public one
+  std::string name;        // e.g. "imagenet", "fashion-mnist/0-4"
+  int64_t train_size = 0;  // examples in the training split (what subsets are drawn from)
+  int64_t test_size = 0;   // examples in the evaluation split; 0 where there is no public one
   int num_classes = 0;
-  int image_size = 0;       // native side in pixels; 0 where images vary in size
+  int image_size = 0;  // native side in pixels; 0 where images vary in size
   int channels = 3;
   int fine_tune_steps = 0;  // the paper's Table 4 fine-tuning steps for this dataset
   bool local = false;       // shipped with Debian packages and read by the CPU trainer

@@ -11,12 +11,18 @@ using nlohmann::json;
 json ToJson(const JobConfig& c) {
   const TrainConfig& t = c.train;
   json train = {
-      {"optimizer", t.optimizer},       {"batch_size", t.batch_size},
-      {"epochs", t.epochs},             {"lr", t.lr},
-      {"weight_decay", t.weight_decay}, {"beta1", t.beta1},
-      {"beta2", t.beta2},               {"warmup_steps", t.warmup_steps},
-      {"lr_decay", t.lr_decay},         {"grad_clip_norm", t.grad_clip_norm},
-      {"dropout", t.dropout},           {"resolution", t.resolution},
+      {"optimizer", t.optimizer},
+      {"batch_size", t.batch_size},
+      {"epochs", t.epochs},
+      {"lr", t.lr},
+      {"weight_decay", t.weight_decay},
+      {"beta1", t.beta1},
+      {"beta2", t.beta2},
+      {"warmup_steps", t.warmup_steps},
+      {"lr_decay", t.lr_decay},
+      {"grad_clip_norm", t.grad_clip_norm},
+      {"dropout", t.dropout},
+      {"resolution", t.resolution},
   };
   json few_shot = {{"datasets", c.few_shot.datasets},
                    {"shots", c.few_shot.shots},
@@ -79,8 +85,7 @@ class Reader {
     *out = v->get<double>();
   }
   template <typename T>
-  void Get(const json& object, const std::string& path, std::string_view key,
-           std::vector<T>* out) {
+  void Get(const json& object, const std::string& path, std::string_view key, std::vector<T>* out) {
     const json* v = Field(object, path, key);
     if (v == nullptr) return;
     if (!v->is_array()) return Fail(path + std::string(key), "must be a list");

@@ -4,10 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 
@@ -24,19 +23,19 @@ struct TrainConfig {
   double weight_decay = 0;
   double beta1 = 0.9;
   double beta2 = 0.999;
-  int64_t warmup_steps = 0;        // linear warmup from 0 to lr
+  int64_t warmup_steps = 0;         // linear warmup from 0 to lr
   std::string lr_decay = "linear";  // after warmup: "linear" or "cosine" to 0
-  double grad_clip_norm = 0;       // clip at this global norm; 0 = no clipping
+  double grad_clip_norm = 0;        // clip at this global norm; 0 = no clipping
   double dropout = 0;
-  int64_t resolution = 0;          // square input side in pixels
+  int64_t resolution = 0;  // square input side in pixels
 };
 
 // Linear few-shot evaluation (Sec. 4.1): closed-form ridge regression on frozen features.
 struct FewShotConfig {
   std::vector<std::string> datasets;  // empty = no few-shot evaluation
   std::vector<int64_t> shots;
-  int64_t seeds = 0;   // independent draws of the k-shot training set
-  double l2 = 0;       // ridge regularisation
+  int64_t seeds = 0;  // independent draws of the k-shot training set
+  double l2 = 0;      // ridge regularisation
 };
 
 // Fine-tuning (Table 4): SGD momentum 0.9, cosine decay, no weight decay, clipping at norm 1.
@@ -53,7 +52,7 @@ struct JobConfig {
   std::string dataset;  // a sweep/datasets.h name
   int64_t subset = 0;   // first `subset` examples of the permutation drawn with subset_seed
   int64_t subset_seed = 0;
-  int64_t seed = 0;     // initialisation and data order
+  int64_t seed = 0;  // initialisation and data order
   TrainConfig train;
   FewShotConfig few_shot;
   std::vector<FineTuneConfig> fine_tune;

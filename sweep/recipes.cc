@@ -81,10 +81,9 @@ std::vector<Recipe> BuildRecipes() {
 
 // Table 3 base learning rates for JFT-300M pretraining.
 const std::pair<const char*, double> kJftLearningRates[] = {
-    {"ViT-B/32", 8e-4},     {"ViT-B/16", 8e-4},     {"ViT-L/32", 6e-4},
-    {"ViT-L/16", 4e-4},     {"ViT-H/14", 3e-4},     {"R50x1", 1e-3},
-    {"R50x2", 1e-3},        {"R101x1", 8e-4},       {"R152x1", 6e-4},
-    {"R152x2", 6e-4},       {"R200x3", 6e-4},       {"R50+ViT-B/32", 8e-4},
+    {"ViT-B/32", 8e-4},     {"ViT-B/16", 8e-4},     {"ViT-L/32", 6e-4},     {"ViT-L/16", 4e-4},
+    {"ViT-H/14", 3e-4},     {"R50x1", 1e-3},        {"R50x2", 1e-3},        {"R101x1", 8e-4},
+    {"R152x1", 6e-4},       {"R152x2", 6e-4},       {"R200x3", 6e-4},       {"R50+ViT-B/32", 8e-4},
     {"R50+ViT-B/16", 8e-4}, {"R50+ViT-L/32", 2e-4}, {"R50+ViT-L/16", 4e-4},
 };
 

@@ -1,5 +1,8 @@
 #include "sweep/sweep.h"
 
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -9,9 +12,6 @@
 #include <regex>
 #include <set>
 #include <utility>
-
-#include <fmt/format.h>
-#include <yaml-cpp/yaml.h>
 
 #include "common/files.h"
 #include "common/names.h"
@@ -31,7 +31,7 @@ enum class Kind {
   kCount,    // an integer that may carry a k/M/B suffix ("9M")
   kInteger,  // a plain integer
   kReal,
-  kChoice,   // one of `choices`
+  kChoice,  // one of `choices`
 };
 
 struct KeySpec {
@@ -213,7 +213,8 @@ Expected<int64_t> Parser::Integer(const YAML::Node& node, const std::string& wha
   ASSIGN_OR_RETURN(std::string text, Text(node, what));
   std::optional<int64_t> value = ParseCount(text, /*allow_suffix=*/false);
   if (!value) return Error(node, fmt::format("{} must be an integer, not '{}'", what, text));
-  if (*value < min) return Error(node, fmt::format("{} must be at least {}, not {}", what, min, *value));
+  if (*value < min)
+    return Error(node, fmt::format("{} must be at least {}, not {}", what, min, *value));
   return *value;
 }
 
@@ -223,8 +224,8 @@ Expected<double> Parser::Real(const YAML::Node& node, const std::string& what, d
   std::optional<double> value = ParseReal(text);
   if (!value) return Error(node, fmt::format("{} must be a number, not '{}'", what, text));
   if (min_open ? *value <= min : *value < min) {
-    return Error(node, fmt::format("{} must be {} {}, not {}", what, min_open ? "above" : "at least",
-                                   min, text));
+    return Error(node, fmt::format("{} must be {} {}, not {}", what,
+                                   min_open ? "above" : "at least", min, text));
   }
   return *value;
 }
@@ -250,9 +251,9 @@ Expected<Setting> Parser::ParseSetting(const std::string& spec_key, const YAML::
     }
     case Kind::kChoice: {
       if (std::find(spec.choices.begin(), spec.choices.end(), text) == spec.choices.end()) {
-        return Error(node, fmt::format("'{}' must be one of {}, not '{}'{}", key,
-                                       JoinNames(spec.choices), text,
-                                       DidYouMean(text, spec.choices)));
+        return Error(node,
+                     fmt::format("'{}' must be one of {}, not '{}'{}", key, JoinNames(spec.choices),
+                                 text, DidYouMean(text, spec.choices)));
       }
       setting.value = text;
       return setting;
@@ -261,9 +262,10 @@ Expected<Setting> Parser::ParseSetting(const std::string& spec_key, const YAML::
     case Kind::kInteger: {
       std::optional<int64_t> value = ParseCount(text, spec.kind == Kind::kCount);
       if (!value) {
-        return Error(node, fmt::format("'{}' must be an integer{}, not '{}'", key,
-                                       spec.kind == Kind::kCount ? " (suffixes k, M, B allowed)" : "",
-                                       text));
+        return Error(
+            node,
+            fmt::format("'{}' must be an integer{}, not '{}'", key,
+                        spec.kind == Kind::kCount ? " (suffixes k, M, B allowed)" : "", text));
       }
       if (spec.min_open ? *value <= spec.min : *value < spec.min) {
         return Error(node, fmt::format("'{}' must be {} {}, not {}", key,
@@ -303,8 +305,9 @@ Expected<Axis> Parser::ParseAxis(const std::string& spec_key, const YAML::Node& 
       }
       ASSIGN_OR_RETURN(Setting setting, ParseSetting(spec_key, item, label));
       // Typed comparison: 9M and 9000000, or 1e-3 and 0.001, are the same value.
-      std::string canonical = nlohmann::json(std::visit(
-          [](const auto& v) { return nlohmann::json(v); }, setting.value)).dump();
+      std::string canonical =
+          nlohmann::json(std::visit([](const auto& v) { return nlohmann::json(v); }, setting.value))
+              .dump();
       auto [previous, inserted] = seen.emplace(canonical, setting.mark);
       if (!inserted) {
         return Error(item, fmt::format("'{}' lists {} twice (first at line {}, column {}); "
@@ -342,8 +345,9 @@ Expected<std::vector<Setting>> Parser::ParsePretrain(const YAML::Node& node) con
   std::vector<Setting> settings;
   for (const Entry& e : entries) {
     if (e.value.IsSequence()) {
-      return Error(e.value, "'" + e.key + "' under pretrain is fixed for every job; "
-                            "put a list of values in a grid block instead");
+      return Error(e.value, "'" + e.key +
+                                "' under pretrain is fixed for every job; "
+                                "put a list of values in a grid block instead");
     }
     ASSIGN_OR_RETURN(Setting s, ParseSetting(e.key, e.value));
     settings.push_back(std::move(s));
@@ -445,8 +449,8 @@ Status Parser::ParseFewShot(const YAML::Node& node, Sweep* sweep) const {
       ASSIGN_OR_RETURN(f.l2, Real(e.value, "'l2'", 0, false));
     } else {
       // datasets and shots: lists (a single value is a list of one).
-      ASSIGN_OR_RETURN(Axis axis, ParseAxis(e.key == "datasets" ? "dataset" : "subset",
-                                            e.key_node, e.value, false, e.key));
+      ASSIGN_OR_RETURN(Axis axis, ParseAxis(e.key == "datasets" ? "dataset" : "subset", e.key_node,
+                                            e.value, false, e.key));
       if (e.key == "datasets") {
         datasets_entry = &e;
         f.datasets.clear();
@@ -499,8 +503,9 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
         ft.lrs.clear();
         for (const Setting& s : axis.values) ft.lrs.push_back(std::get<double>(s.value));
       } else {
-        const char* key = e.key == "steps" ? "steps" : e.key == "resolution" ? "resolution"
-                                                                             : "batch_size";
+        const char* key = e.key == "steps"        ? "steps"
+                          : e.key == "resolution" ? "resolution"
+                                                  : "batch_size";
         ASSIGN_OR_RETURN(Setting s, ParseSetting(key, e.value));
         int64_t v = std::get<int64_t>(s.value);
         if (e.key == "steps") steps = v;
@@ -514,8 +519,8 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
     if (ft.dataset.empty()) return Error(item, "a fine_tune entry needs 'dataset'");
     DatasetInfo d = LookupDataset(ft.dataset).value();
     if (!steps && d.fine_tune_steps == 0) {
-      return Error(item, "the paper gives no fine-tuning steps for " + ft.dataset +
-                             "; set 'steps'");
+      return Error(item,
+                   "the paper gives no fine-tuning steps for " + ft.dataset + "; set 'steps'");
     }
     ft.steps = steps.value_or(d.fine_tune_steps);
     for (size_t i = 0; i < sweep->fine_tune.size(); ++i) {
@@ -533,7 +538,8 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
 }
 
 Status Parser::ParseTransfer(const YAML::Node& node, Sweep* sweep) const {
-  ASSIGN_OR_RETURN(std::vector<Entry> entries, Entries(node, "transfer", {"few_shot", "fine_tune"}));
+  ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                   Entries(node, "transfer", {"few_shot", "fine_tune"}));
   for (const Entry& e : entries) {
     if (e.key == "few_shot") {
       RETURN_IF_ERROR(ParseFewShot(e.value, sweep));
@@ -580,15 +586,18 @@ Expected<Sweep> Parser::Parse(std::string_view text) {
     return Error(SourceMark{}, std::string("the file is empty; ") + kMinimal);
   }
   if (documents.size() > 1) {
-    return Error(MarkOf(documents[1]), "a sweep file holds one YAML document; remove the `---` "
-                                       "and what follows, or split it into two files");
+    return Error(MarkOf(documents[1]),
+                 "a sweep file holds one YAML document; remove the `---` "
+                 "and what follows, or split it into two files");
   }
   const YAML::Node& root = documents.front();
-  if (!root.IsMap()) return Error(root, std::string("the top level must be a mapping; ") + kMinimal);
+  if (!root.IsMap())
+    return Error(root, std::string("the top level must be a mapping; ") + kMinimal);
 
   ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                   Entries(root, "the sweep", {"name", "description", "recipe", "pretrain", "grid",
-                                               "transfer", "resources", "priority"}));
+                   Entries(root, "the sweep",
+                           {"name", "description", "recipe", "pretrain", "grid", "transfer",
+                            "resources", "priority"}));
   std::map<std::string, const Entry*> by_key;
   for (const Entry& e : entries) by_key[e.key] = &e;
 
@@ -735,10 +744,11 @@ class Expander {
     DatasetInfo dataset = LookupDataset(c.dataset).value();
     c.subset = integer("subset", dataset.train_size);
     if (c.subset > dataset.train_size) {
-      return parser_.Error(get("subset")->mark,
-                           fmt::format("subset {} is larger than {}'s {} training examples; use "
-                                       "at most {}",
-                                       c.subset, c.dataset, dataset.train_size, dataset.train_size));
+      return parser_.Error(
+          get("subset")->mark,
+          fmt::format("subset {} is larger than {}'s {} training examples; use "
+                      "at most {}",
+                      c.subset, c.dataset, dataset.train_size, dataset.train_size));
     }
     c.subset_seed = integer("subset_seed", 0);
     c.seed = integer("seed", 0);
@@ -812,11 +822,11 @@ class Expander {
 
     auto [previous, inserted] = first_mark_.emplace(job.id, block_mark);
     if (!inserted) {
-      return parser_.Error(block_mark,
-                           fmt::format("this block repeats a job made by the block at line {} "
-                                       "({} on {}, subset {}, {} epochs, seed {}); remove one",
-                                       previous->second.line, c.model, c.dataset, c.subset,
-                                       t.epochs, c.seed));
+      return parser_.Error(
+          block_mark,
+          fmt::format("this block repeats a job made by the block at line {} "
+                      "({} on {}, subset {}, {} epochs, seed {}); remove one",
+                      previous->second.line, c.model, c.dataset, c.subset, t.epochs, c.seed));
     }
     jobs_.push_back(std::move(job));
     return Status::Ok();

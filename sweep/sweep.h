@@ -7,13 +7,12 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "sweep/job_config.h"
@@ -63,7 +62,7 @@ struct Resources {
 // One grid block: the product of its groups, in the order they are written.
 struct GridBlock {
   std::vector<AxisGroup> groups;
-  std::optional<Recipe> recipe;  // replaces the sweep's recipe for this block's jobs
+  std::optional<Recipe> recipe;        // replaces the sweep's recipe for this block's jobs
   std::optional<Resources> resources;  // overrides the sweep's for this block's jobs
   std::optional<int64_t> priority;
   SourceMark mark;
@@ -87,8 +86,8 @@ struct Sweep {
   SourceMark recipe_mark;
   std::vector<Setting> pretrain;  // fixed for every job, under the grid's values
   SourceMark pretrain_mark;
-  std::vector<GridBlock> grid;    // empty: one job from `pretrain:` alone
-  FewShotConfig few_shot;         // defaults filled in from the recipe
+  std::vector<GridBlock> grid;  // empty: one job from `pretrain:` alone
+  FewShotConfig few_shot;       // defaults filled in from the recipe
   std::vector<FineTuneSpec> fine_tune;
   Resources resources;
   int64_t priority = 0;  // higher runs first
@@ -96,12 +95,12 @@ struct Sweep {
 
 // One expanded job: its canonical config and id, and what scheduling and costing need.
 struct Job {
-  std::string id;           // JobId(config)
+  std::string id;  // JobId(config)
   JobConfig config;
   nlohmann::json canonical;  // ToJson(config)
-  std::string family;       // models::FamilyName of the model
-  int64_t examples = 0;     // images seen in pretraining: epochs x subset
-  double train_flops = 0;   // 6 x forward MACs (pretraining resolution and classes) x examples
+  std::string family;        // models::FamilyName of the model
+  int64_t examples = 0;      // images seen in pretraining: epochs x subset
+  double train_flops = 0;    // 6 x forward MACs (pretraining resolution and classes) x examples
   int64_t priority = 0;
   Resources resources;
 };

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <climits>
+#include <cstdlib>
 #include <string>
 
 namespace vitscale::trainer {
@@ -130,7 +131,7 @@ Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
   return Status::Ok();
 }
 
-Status MpiCommunicator::AllReduceMean(const std::vector<torch::Tensor>& tensors) {
+Status MpiCommunicator::AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) {
   for (const torch::Tensor& t : tensors) {
     ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t));
     (void)type;
@@ -143,13 +144,13 @@ Status MpiCommunicator::AllReduceMean(const std::vector<torch::Tensor>& tensors)
     int rc = MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), static_cast<int>(buffer.numel()), type,
                            MPI_SUM, impl_->comm);
     if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
-    buffer.div_(static_cast<double>(size_));
+    if (reduce == Reduce::kMean) buffer.div_(static_cast<double>(size_));
     Unpack(buffer, tensors, bucket);
   }
   return Status::Ok();
 }
 
-Status MpiCommunicator::AllReduceSum(std::vector<double>* values) {
+Status MpiCommunicator::AllReduceScalars(std::vector<double>* values) {
   if (size_ == 1 || values->empty()) return Status::Ok();
   int rc = MPI_Allreduce(MPI_IN_PLACE, values->data(), static_cast<int>(values->size()),
                          MPI_DOUBLE, MPI_SUM, impl_->comm);
@@ -161,6 +162,11 @@ Status MpiCommunicator::Barrier() {
   int rc = MPI_Barrier(impl_->comm);
   if (rc != MPI_SUCCESS) return MpiError("MPI_Barrier", rc);
   return Status::Ok();
+}
+
+void MpiCommunicator::Abort(int exit_status) {
+  MPI_Abort(impl_->comm, exit_status);
+  std::_Exit(exit_status);  // MPI_Abort does not return; this keeps [[noreturn]] honest
 }
 
 void FinalizeMpi() {

@@ -27,15 +27,21 @@ class Communicator {
   // ranks begin from one initialisation). Runs under no-grad, so leaf parameters are fine.
   virtual Status Broadcast(const std::vector<torch::Tensor>& tensors) = 0;
 
-  // Replaces each tensor by its mean over ranks, in place (gradients after backward). Tensors
-  // are packed into flat buckets so that a model with hundreds of small tensors costs a few
-  // messages instead of hundreds.
-  virtual Status AllReduceMean(const std::vector<torch::Tensor>& tensors) = 0;
+  // Replaces each tensor by its sum or mean over ranks, in place: the mean of gradients after
+  // backward; the sum of zero-padded shards to gather evaluation features exactly. Tensors are
+  // packed into flat buckets so that a model with hundreds of small tensors costs a few messages
+  // instead of hundreds.
+  enum class Reduce { kSum, kMean };
+  virtual Status AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) = 0;
 
   // Replaces each value by its sum over ranks (loss sums, correct counts, stop flags).
-  virtual Status AllReduceSum(std::vector<double>* values) = 0;
+  virtual Status AllReduceScalars(std::vector<double>* values) = 0;
 
   virtual Status Barrier() = 0;
+
+  // Ends every rank of the job with `exit_status`: for a failure one rank meets alone, which
+  // would otherwise leave the others waiting in a collective forever.
+  [[noreturn]] virtual void Abort(int exit_status) = 0;
 };
 
 // Open MPI over CPU float buffers. Supports float32 and float64 CPU tensors.
@@ -56,9 +62,10 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   Status Broadcast(const std::vector<torch::Tensor>& tensors) override;
-  Status AllReduceMean(const std::vector<torch::Tensor>& tensors) override;
-  Status AllReduceSum(std::vector<double>* values) override;
+  Status AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) override;
+  Status AllReduceScalars(std::vector<double>* values) override;
   Status Barrier() override;
+  [[noreturn]] void Abort(int exit_status) override;
 
  private:
   struct Impl;

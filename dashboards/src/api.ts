@@ -189,11 +189,13 @@ async function request(method: string, path: string, query: Query, body?: unknow
   } catch {
     // keep the status text
   }
-  let message = `${method} /api/v1/${path}: ${response.status} ${detail}`;
+  // Long job ids make the message hard to read; the first 12 digits name a job well enough.
+  const where = `${method} /api/v1/${path.replace(/([0-9a-f]{12})[0-9a-f]{52}/g, '$1…')}`;
+  let message = `${detail} (${response.status}, ${where})`;
   if (response.status === 401) {
     message += token
-      ? ' — the token entered is not the coordinator\'s; check <state dir>/token'
-      : ' — enter the coordinator\'s token (from <state dir>/token) with the Token button';
+      ? '. The token entered is not the coordinator\'s: check <state dir>/token'
+      : '. Enter the coordinator\'s token (from <state dir>/token) with the Token button';
   }
   throw new ApiError(response.status, message);
 }

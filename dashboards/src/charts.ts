@@ -46,6 +46,8 @@ const registry: Record<string, EChart> = {};
 export interface ChartCard {
   element: HTMLElement;
   chart: EChart;
+  // A line over the plot while it has nothing to draw (null removes it).
+  setEmpty(message: string | null): void;
   dispose(): void;
 }
 
@@ -66,12 +68,15 @@ export function powerOfTen(value: number): string {
 
 export const kBaseOption: ChartOption = {
   animation: false,
-  textStyle: { fontFamily: 'system-ui, -apple-system, "Segoe UI", sans-serif' },
+  // No double quotes: ECharts writes this into a double-quoted SVG attribute unescaped.
+  textStyle: { fontFamily: "system-ui, -apple-system, 'Segoe UI', sans-serif" },
   grid: { left: 64, right: 24, top: 36, bottom: 48, containLabel: false },
   tooltip: { trigger: 'item', confine: true },
 };
 
+// Appends the card to `parent` before ECharts starts: it reads the plot's size at init.
 export function createChart(
+  parent: HTMLElement,
   id: string,
   title: string,
   filename: string,
@@ -79,6 +84,7 @@ export function createChart(
 ): ChartCard {
   const plot = h('div', { class: 'chart', 'data-chart': id });
   plot.style.height = `${options.height ?? 320}px`;
+  const empty = h('div', { class: 'chart-empty', hidden: true });
   const svgButton = h('button', { class: 'small', 'data-download': 'svg' }, 'SVG');
   const pngButton = h('button', { class: 'small', 'data-download': 'png' }, 'PNG');
   const element = h(
@@ -86,10 +92,10 @@ export function createChart(
     { class: 'card chart-card' },
     h('header', null, h('h3', null, title), h('span', { class: 'spacer' }), svgButton, pngButton),
     options.note ? h('p', { class: 'note' }, options.note) : null,
-    plot,
+    h('div', { class: 'chart-box' }, plot, empty),
   );
-  // The plot's size is known only once it is in the document; ECharts needs it at init.
-  const chart = echarts.init(plot, null, { renderer: 'svg', width: 'auto', height: 'auto' });
+  parent.append(element);
+  const chart = echarts.init(plot, null, { renderer: 'svg' });
   chart.setOption(kBaseOption);
   registry[id] = chart;
   svgButton.addEventListener('click', () => {
@@ -103,6 +109,10 @@ export function createChart(
   return {
     element,
     chart,
+    setEmpty(message) {
+      empty.hidden = message === null;
+      empty.textContent = message ?? '';
+    },
     dispose() {
       observer.disconnect();
       chart.dispose();

@@ -41,8 +41,10 @@ export function curvePoints(fromStep, toStep, every, totalSteps) {
   return points;
 }
 
-// Submits the sweep, runs `finished` of its jobs to the end (the first one preempted once on
-// the way) and leaves one more running. Returns the finished jobs with the compute each spent.
+// Submits the sweep and runs `finished` of its jobs to the end (the first of them preempted once
+// and resumed on the way), leaving one more running. Then the agent registers again with the
+// one slot it still uses, so that its heartbeat keeps that job's lease without taking new work.
+// Returns the finished jobs with the compute each spent.
 export async function fillStudy(coordinator, { finished = 7 } = {}) {
   const submitted = (await coordinator.call('POST', 'sweeps', { yaml: kSweepYaml })).body;
   const agent = new Agent(coordinator, 'test-agent', finished + 1);
@@ -51,34 +53,47 @@ export async function fillStudy(coordinator, { finished = 7 } = {}) {
   if (launches.length < finished + 1) {
     throw new Error(`the coordinator launched ${launches.length} jobs, expected ${finished + 1}`);
   }
+  const totalSteps = 400;
   const done = [];
-  for (let i = 0; i < finished; i++) {
-    let launch = launches[i];
-    const totalSteps = 400;
-    if (i === 0) {
-      await agent.metrics(launch, curvePoints(0, 200, 10, totalSteps));
-      await coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/checkpoints`, {
-        step: 200, path: `/tmp/ckpt/${launch.job.slice(0, 8)}/step-200`, sha256: 'a'.repeat(64),
-      });
-      await agent.exit(launch, 'preempted', 75, 200);
-      const again = await agent.pollLaunches(1);
-      if (again.length !== 1 || again[0].job !== launch.job) {
-        throw new Error(`after a preemption the job ${launch.job} was not launched again`);
-      }
-      launch = again[0];
-      launches[i] = launch;
-    }
-    await agent.metrics(launch, curvePoints(i === 0 ? 210 : 0, totalSteps, 10, totalSteps));
+  const finish = async (launch, i, fromStep) => {
+    await agent.metrics(launch, curvePoints(fromStep, totalSteps, 10, totalSteps));
     const trainFlops = 10 ** (12 + 0.5 * i);
     const accuracy = 0.5 + 0.05 * i;
     await agent.finish(launch, {
       results: [{ evaluation: 'few_shot', dataset: kFewShot, shots: 5, seed: 0, metric: 'accuracy', value: accuracy }],
-      ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000, device_seconds: { cpu: 30 + i }, wall_seconds: 15 + i },
+      ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000 * (i + 1), device_seconds: { cpu: 30 + i }, wall_seconds: 15 + i },
       step: totalSteps,
     });
     done.push({ job: launch.job, exaflops: trainFlops / 1e18, accuracy });
+  };
+  for (let i = 1; i < finished; i++) await finish(launches[i], i, 0);
+
+  // The first job: preempted at step 200 after a checkpoint, launched again, run to the end.
+  const preempted = launches[0];
+  await agent.metrics(preempted, curvePoints(0, 200, 10, totalSteps));
+  await coordinator.post(`jobs/${preempted.job}/attempts/${preempted.attempt}/checkpoints`, {
+    step: 200, path: `/tmp/ckpt/${preempted.job.slice(0, 8)}/step-200`, sha256: 'a'.repeat(64),
+  });
+  await agent.exit(preempted, 'preempted', 75, 200);
+  const extra = [];
+  let resumed = null;
+  const deadline = Date.now() + 30_000;
+  while (!resumed && Date.now() < deadline) {
+    for (const launch of await agent.pollLaunches(1, 5000)) {
+      if (launch.job === preempted.job) resumed = launch;
+      else extra.push(launch);
+    }
   }
+  if (!resumed) throw new Error(`the preempted job ${preempted.job} was not launched again within 30 s`);
+  await finish(resumed, 0, 210);
+  // Jobs launched into the slots the finished ones freed go back as preempted, so that the
+  // sweep holds exactly `finished` succeeded jobs and one running.
+  for (const launch of extra) await agent.exit(launch, 'preempted', 75, 0);
+
   const running = launches[finished];
-  await agent.metrics(running, curvePoints(0, 100, 10, 400));
-  return { submitted, agent, done, running };
+  await agent.metrics(running, curvePoints(0, 100, 10, totalSteps));
+  agent.slots = 1;
+  await agent.register();
+  agent.startHeartbeat();
+  return { submitted, agent, done, running, preempted: resumed.job };
 }

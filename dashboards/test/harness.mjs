@@ -171,6 +171,41 @@ export class Agent {
     return launches;
   }
 
+  // Keeps the leases of what it runs alive by polling in the background (a poll answers after
+  // at most 20 s, inside the 30 s lease). Launches it receives are kept as running. Survives a
+  // coordinator restart by registering again, as a real agent does.
+  startHeartbeat() {
+    this.beating = true;
+    this.heartbeat = (async () => {
+      while (this.beating) {
+        this.abort = new AbortController();
+        try {
+          const response = await fetch(`${this.coordinator.url}/api/v1/agents/${encodeURIComponent(this.host)}/poll`, {
+            method: 'POST',
+            headers: { Authorization: `Bearer ${this.coordinator.token()}`, 'Content-Type': 'application/json' },
+            body: JSON.stringify({ running: this.running }),
+            signal: this.abort.signal,
+          });
+          if (response.ok) {
+            for (const launch of (await response.json()).launch ?? []) this.running.push({ job: launch.job, attempt: launch.attempt });
+          } else if (response.status === 404) {
+            await this.register();
+          }
+        } catch {
+          if (!this.beating) break;
+          await sleep(300);
+          await this.register().catch(() => {});
+        }
+      }
+    })();
+  }
+
+  async stopHeartbeat() {
+    this.beating = false;
+    this.abort?.abort();
+    await this.heartbeat;
+  }
+
   async metrics(launch, points) {
     await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/metrics`, { points });
   }
@@ -218,7 +253,9 @@ export class Browser {
   async open(baseUrl, hash) {
     await this.page.evaluate(() => document.body?.removeAttribute('data-page-ready')).catch(() => {});
     const url = `${baseUrl}/#${hash}`;
-    if (this.page.url().startsWith(baseUrl)) await this.page.evaluate((u) => { location.href = u; }, url);
+    // The same route again is a reload; another route of the open app is a hash change.
+    if (this.page.url() === url) await this.page.reload();
+    else if (this.page.url().startsWith(baseUrl)) await this.page.evaluate((u) => { location.href = u; }, url);
     else await this.page.goto(url);
     await this.page.waitForSelector('body[data-page-ready]', { timeout: 15_000 });
   }

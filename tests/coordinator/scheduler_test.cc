@@ -204,6 +204,24 @@ TEST_F(SchedulerTest, ExpiredLeaseRequeuesWithoutCountingAFailure) {
   EXPECT_FALSE(sched_.GetAgent("a")->alive);
 }
 
+TEST_F(SchedulerTest, OneSilentHolderBreaksTheWholeGang) {
+  AddAgent("a", 2);
+  AddAgent("b", 2);
+  AddJob("gang", 0, 4, /*multi_host=*/true);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"gang"});
+  clock_.Advance(seconds(20));
+  ASSERT_TRUE(sched_.Heartbeat("a", {"gang"}).ok());  // b falls silent
+  clock_.Advance(seconds(10));
+  std::vector<Action> actions = sched_.Schedule();
+  ASSERT_EQ(actions.size(), 2u) << "no relaunch: a alone has 2 of the 4 slots";
+  ASSERT_TRUE(std::holds_alternative<Transition>(actions[0])) << "persist before commands";
+  EXPECT_EQ(std::get<Transition>(actions[0]).reason, Reason::kLeaseLost);
+  ASSERT_TRUE(std::holds_alternative<Kill>(actions[1]));
+  EXPECT_EQ(std::get<Kill>(actions[1]).agent_ids, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(FreeSlots("a"), 2);
+  EXPECT_EQ(StateOf("gang"), JobState::kPending);
+}
+
 TEST_F(SchedulerTest, HeartbeatExtendsTheLease) {
   AddAgent("a", 1);
   AddJob("job", 0, 1);
@@ -334,6 +352,7 @@ TEST_F(SchedulerTest, SlotsPromisedToAWaitingJobAreNotTakenByLowerPriority) {
   std::vector<Action> actions;
   EXPECT_TRUE(Launched(&actions).empty()) << "filler would take the 2 slots urgent waits for";
   EXPECT_EQ(Only<Signal>(actions).size(), 1u);
+  EXPECT_TRUE(Launched().empty()) << "nor on the next pass, while the victim checkpoints";
   ASSERT_TRUE(sched_.ReportExit("a", "running", ExitKind::kPreempted).ok());
   EXPECT_EQ(Launched(), std::vector<std::string>{"urgent"});
 }
@@ -458,10 +477,10 @@ TEST_F(SchedulerTest, RestoredLeasesSurviveOnlyIfTheirAgentsReturn) {
   ASSERT_TRUE(sched_.RestoreJob(lost, JobState::kRunning, {{"b", "host-b", 1, 0}}).ok());
   EXPECT_EQ(sched_.RestoreJob(lost, JobState::kRunning, {{"b", "host-b", 1, 0}}).code(),
             StatusCode::kAlreadyExists);
-  EXPECT_EQ(sched_.RestoreJob({"x", 0, 3, 2, 0, false, 0}, JobState::kRunning,
-                              {{"a", "host-a", 1, 0}})
-                .code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      sched_.RestoreJob({"x", 0, 3, 2, 0, false, 0}, JobState::kRunning, {{"a", "host-a", 1, 0}})
+          .code(),
+      StatusCode::kInvalidArgument);
   AddAgent("a", 2);
   EXPECT_EQ(FreeSlots("a"), 0) << "the restored lease holds its slots";
   clock_.Advance(seconds(20));

@@ -1,17 +1,19 @@
 // The LibTorch loader: batches equal the pure MakeBatch of the plan's rank slice, whatever the
 // thread count or the step a run resumes at; shutdown is clean while workers wait.
+#include "data/loader.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <ATen/ATen.h>
-#include <gtest/gtest.h>
-
 #include "data/datasets.h"
 #include "data/image_codec.h"
-#include "data/loader.h"
 
 namespace vitscale::data {
 namespace {
@@ -24,7 +26,8 @@ Split SyntheticSplit() {
   std::vector<uint8_t> pixels;
   std::vector<int32_t> labels;
   for (int i = 0; i < n; ++i) {
-    for (int p = 0; p < side * side; ++p) pixels.push_back(static_cast<uint8_t>((i * 31 + p * 7) % 256));
+    for (int p = 0; p < side * side; ++p)
+      pixels.push_back(static_cast<uint8_t>((i * 31 + p * 7) % 256));
     labels.push_back(i % 10);
   }
   return Split::Dense(side, side, 1, std::move(pixels), std::move(labels), 10);
@@ -139,6 +142,13 @@ TEST(Loader, StopsCleanlyWithAFullQueueAndBeforeAnyNext) {
 TEST(Loader, ACorruptImageFileFailsItsStepWithThePath) {
   std::string dir = (fs::temp_directory_path() / "vitscale-loader-XXXXXX").string();
   ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  struct RemoveOnExit {
+    std::string path;
+    ~RemoveOnExit() {
+      std::error_code error;
+      fs::remove_all(path, error);
+    }
+  } cleanup{dir};
   Image image{8, 8, 3, std::vector<uint8_t>(192, 100)};
   for (const char* split : {"train", "test"}) {
     fs::create_directories(dir + "/" + split + "/a");
@@ -164,8 +174,6 @@ TEST(Loader, ACorruptImageFileFailsItsStepWithThePath) {
   Expected<Batch> test = WholeSplit(dataset->test, options.augment, 2);
   ASSERT_TRUE(test.ok()) << test.status().ToString();
   EXPECT_EQ(test->images.size(0), 4);
-  loader->reset();
-  fs::remove_all(dir);
 }
 
 TEST(RealData, WholeFashionMnistTestSplit) {

@@ -1,11 +1,11 @@
 // Example order (subsets, batch plans, rank slices) and per-example augmentation.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <set>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "data/augment.h"
 #include "data/order.h"
@@ -100,7 +100,8 @@ TEST(BatchPlan, ARecreatedPlanResumesWithTheSameBatches) {
   std::vector<std::vector<uint32_t>> uninterrupted;
   for (size_t step = 0; step < 60; ++step) uninterrupted.push_back(first.RankSlice(step, 1));
   BatchPlan resumed = *BatchPlan::Create(*NestedSubset(60000, 3000, 21), 128, 21, 2);
-  for (size_t step = 17; step < 60; ++step) EXPECT_EQ(resumed.RankSlice(step, 1), uninterrupted[step]);
+  for (size_t step = 17; step < 60; ++step)
+    EXPECT_EQ(resumed.RankSlice(step, 1), uninterrupted[step]);
 }
 
 ImageView View(const std::vector<uint8_t>& pixels, int h, int w, int c) {
@@ -174,8 +175,8 @@ TEST(Augment, PaddedCropShiftsWithZerosAndFlipMirrors) {
           for (int y = 0; y < 4 && all; ++y) {
             for (int x = 0; x < 4 && all; ++x) {
               int sx = (mirror ? 3 - x : x) + dx, sy = y + dy;
-              float want = (sy >= 0 && sy < 4 && sx >= 0 && sx < 4) ? image[sy * 4 + sx] / 255.f
-                                                                     : 0.f;
+              float want =
+                  (sy >= 0 && sy < 4 && sx >= 0 && sx < 4) ? image[sy * 4 + sx] / 255.f : 0.f;
               all = std::fabs(out[y * 4 + x] - want) < 1e-6;
             }
           }

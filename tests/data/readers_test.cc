@@ -1,5 +1,8 @@
 // Readers and named datasets, on files the tests write themselves (IDX plain and gzip, CIFAR
 // binary, JPEG, PNG) plus the real Fashion-MNIST and digits files installed on this machine.
+#include "data/readers.h"
+
+#include <gtest/gtest.h>
 #include <zlib.h>
 
 #include <array>
@@ -9,11 +12,8 @@
 #include <string>
 #include <vector>
 
-#include <gtest/gtest.h>
-
 #include "data/datasets.h"
 #include "data/image_codec.h"
-#include "data/readers.h"
 
 namespace vitscale::data {
 namespace {
@@ -95,7 +95,7 @@ TEST(IdxReader, ReadsPlainAndGzipFilesAlike) {
     Image scratch;
     Expected<ImageView> view = split->Get(3, &scratch);
     ASSERT_TRUE(view.ok());
-    EXPECT_EQ(view->pixels[0], 21);       // 3 * 7
+    EXPECT_EQ(view->pixels[0], 21);          // 3 * 7
     EXPECT_EQ(view->pixels[1 * 4 + 2], 27);  // 21 + 6
   }
 }
@@ -290,6 +290,7 @@ TEST(ImageFolder, ClassesFromSortedSubfoldersAndFilesDecodeLazily) {
   EXPECT_EQ(view->width, 12);
   EXPECT_EQ(view->channels, 1);
   EXPECT_EQ(dataset->train.Get(2, &scratch)->channels, 3);
+  EXPECT_EQ(DefaultAugment(*dataset, 224).resize, ResizeMode::kShorterSideCrop);
 }
 
 TEST(ImageFolder, TestClassesMustMatchTrain) {
@@ -335,8 +336,8 @@ TEST(NamedDatasets, UnknownNamesSuggestTheNearest) {
 
 TEST(NamedDatasets, DataRootPointsElsewhere) {
   TempDir dir;
-  WriteIdxPair(dir / "fashion-mnist/train-images-idx3-ubyte", dir / "fashion-mnist/train-labels-idx1-ubyte",
-               40, 28, 28, false);
+  WriteIdxPair(dir / "fashion-mnist/train-images-idx3-ubyte",
+               dir / "fashion-mnist/train-labels-idx1-ubyte", 40, 28, 28, false);
   WriteIdxPair(dir / "fashion-mnist/t10k-images-idx3-ubyte.gz",
                dir / "fashion-mnist/t10k-labels-idx1-ubyte.gz", 20, 28, 28, true);
   DataRoots roots;
@@ -374,6 +375,10 @@ TEST(RealData, FashionMnistSplitsAndClassViews) {
   EXPECT_EQ(dataset->channels, 1);
   for (int count : Histogram(dataset->test)) EXPECT_EQ(count, 1000);
   for (int count : Histogram(dataset->train)) EXPECT_EQ(count, 6000);
+  AugmentOptions augment = DefaultAugment(*dataset, 28);
+  EXPECT_TRUE(augment.flip);
+  EXPECT_EQ(augment.crop_padding, 4);
+  EXPECT_EQ(augment.mean, dataset->mean);
   EXPECT_NEAR(dataset->mean[0], 0.286, 0.001);
   EXPECT_NEAR(dataset->std[0], 0.353, 0.001);
 
@@ -403,6 +408,10 @@ TEST(RealData, DigitsSplitIsFixedAndScaled) {
   EXPECT_EQ(first.pixels[2], 80);   // round(5 * 255 / 16)
   EXPECT_EQ(first.pixels[3], 207);  // round(13 * 255 / 16)
   EXPECT_EQ(all->label(0), 0);
+  AugmentOptions augment = DefaultAugment(*dataset, 28);
+  EXPECT_FALSE(augment.flip);
+  EXPECT_EQ(augment.crop_padding, 1);
+  EXPECT_EQ(augment.resize, ResizeMode::kStretch);
   // Same split on every load.
   Expected<Dataset> again = LoadDataset("digits");
   EXPECT_EQ(again->train.labels(), dataset->train.labels());

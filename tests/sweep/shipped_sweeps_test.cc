@@ -38,12 +38,12 @@ TEST(ShippedSweeps, EveryFileChecksClean) {
 
 // Table 6 of the paper: pretraining exaFLOPs per (model, epochs) on JFT-300M.
 const std::map<std::pair<std::string, int>, double> kTable6 = {
-    {{"ViT-B/32", 7}, 55},       {{"ViT-B/16", 7}, 224},      {{"ViT-L/32", 7}, 196},
-    {{"ViT-L/16", 7}, 783},      {{"ViT-L/16", 14}, 1567},    {{"ViT-H/14", 14}, 4262},
-    {{"R50x1", 7}, 50},          {{"R50x2", 7}, 199},         {{"R101x1", 7}, 96},
-    {{"R152x1", 7}, 141},        {{"R152x2", 7}, 563},        {{"R152x2", 14}, 1126},
-    {{"R200x3", 14}, 3306},      {{"R50+ViT-B/32", 7}, 106},  {{"R50+ViT-B/16", 7}, 274},
-    {{"R50+ViT-L/32", 7}, 246},  {{"R50+ViT-L/16", 7}, 859}, {{"R50+ViT-L/16", 14}, 1668},
+    {{"ViT-B/32", 7}, 55},      {{"ViT-B/16", 7}, 224},     {{"ViT-L/32", 7}, 196},
+    {{"ViT-L/16", 7}, 783},     {{"ViT-L/16", 14}, 1567},   {{"ViT-H/14", 14}, 4262},
+    {{"R50x1", 7}, 50},         {{"R50x2", 7}, 199},        {{"R101x1", 7}, 96},
+    {{"R152x1", 7}, 141},       {{"R152x2", 7}, 563},       {{"R152x2", 14}, 1126},
+    {{"R200x3", 14}, 3306},     {{"R50+ViT-B/32", 7}, 106}, {{"R50+ViT-B/16", 7}, 274},
+    {{"R50+ViT-L/32", 7}, 246}, {{"R50+ViT-L/16", 7}, 859}, {{"R50+ViT-L/16", 14}, 1668},
 };
 
 TEST(ShippedSweeps, ScalingStudyMatchesTable6Compute) {
@@ -58,12 +58,12 @@ TEST(ShippedSweeps, ScalingStudyMatchesTable6Compute) {
     double exaflops = job.train_flops / 1e18;
     // Analytic counts differ from the paper's only in what each side leaves out (heads, norms);
     // 10% is far above that and far below a wrong epoch count or resolution.
-    EXPECT_NEAR(exaflops, it->second, 0.10 * it->second) << job.config.model << " "
-                                                         << job.config.train.epochs << " epochs";
+    EXPECT_NEAR(exaflops, it->second, 0.10 * it->second)
+        << job.config.model << " " << job.config.train.epochs << " epochs";
     EXPECT_EQ(job.config.dataset, "jft-300m");
     EXPECT_EQ(job.config.train.batch_size, 4096);
     EXPECT_EQ(job.config.fine_tune.size(), 5u);
-    EXPECT_EQ(job.config.few_shot.datasets.size(), 5u);
+    EXPECT_EQ(job.config.few_shot.datasets.size(), 4u);
   }
   EXPECT_EQ(seen.size(), kTable6.size());
 }
@@ -94,8 +94,8 @@ TEST(ShippedSweeps, PretrainDatasetStudyCoversThreeDatasets) {
   ASSERT_EQ(jobs.size(), 15u);
   std::map<std::string, int> per_dataset;
   for (const Job& job : jobs) ++per_dataset[job.config.dataset];
-  EXPECT_EQ(per_dataset, (std::map<std::string, int>{{"imagenet", 5}, {"imagenet21k", 5},
-                                                       {"jft-300m", 5}}));
+  EXPECT_EQ(per_dataset,
+            (std::map<std::string, int>{{"imagenet", 5}, {"imagenet21k", 5}, {"jft-300m", 5}}));
   for (const Job& job : jobs) {
     if (job.config.dataset == "imagenet") {
       EXPECT_DOUBLE_EQ(job.config.train.lr, 3e-3);

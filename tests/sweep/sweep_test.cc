@@ -118,7 +118,8 @@ name: tiny
 }
 
 TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
-  std::string scheduled = std::string(kMinimal) + "priority: 5\nresources: {ranks: 8, gpus_per_rank: 1}\n";
+  std::string scheduled =
+      std::string(kMinimal) + "priority: 5\nresources: {ranks: 8, gpus_per_rank: 1}\n";
   std::vector<Job> a = ExpandOk(kMinimal);
   std::vector<Job> b = ExpandOk(scheduled);
   ASSERT_EQ(b.size(), 1u);
@@ -130,8 +131,8 @@ TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
 
 TEST(Expand, AnyTrainingFieldChangesTheId) {
   std::vector<Job> base = ExpandOk(kMinimal);
-  for (const char* change : {"  lr: 0.0009\n", "  seed: 1\n", "  subset: 30M\n", "  dropout: 0.1\n",
-                             "  epochs: 14\n"}) {
+  for (const char* change :
+       {"  lr: 0.0009\n", "  seed: 1\n", "  subset: 30M\n", "  dropout: 0.1\n", "  epochs: 14\n"}) {
     std::vector<Job> changed = ExpandOk(std::string(kMinimal) + change);
     ASSERT_EQ(changed.size(), 1u);
     EXPECT_NE(changed[0].id, base[0].id) << change;
@@ -262,7 +263,8 @@ TEST(BadInput, UnknownTopLevelKeySuggestsNearest) {
 }
 
 TEST(BadInput, UnknownSettingKeySuggestsNearest) {
-  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  - model: ViT-B/16\n    weight_dacay: 0.1\n");
+  std::string e =
+      ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  - model: ViT-B/16\n    weight_dacay: 0.1\n");
   EXPECT_EQ(e.rfind("s.yaml:5:5: unknown key 'weight_dacay'", 0), 0u) << e;
   EXPECT_NE(e.find("did you mean 'weight_decay'"), std::string::npos) << e;
 }
@@ -283,10 +285,12 @@ TEST(BadInput, UnknownDatasetSuggestsNearest) {
 }
 
 TEST(BadInput, ZeroAndNegativeSizes) {
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  subset: 0\n").find("s.yaml:5:11: 'subset' must be above 0"),
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  subset: 0\n")
+                .find("s.yaml:5:11: 'subset' must be above 0"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  batch_size: -8\n").find("'batch_size' must be above 0"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "  batch_size: -8\n").find("'batch_size' must be above 0"),
+      std::string::npos);
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "  lr: -1e-3\n").find("'lr' must be above 0"),
             std::string::npos);
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "  epochs: 0\n").find("'epochs' must be above 0"),
@@ -294,16 +298,21 @@ TEST(BadInput, ZeroAndNegativeSizes) {
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "  subset: 1.5\n").find("must be an integer"),
             std::string::npos);
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "  dropout: 1.5\n").find("below 1"), std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "resources: {ranks: 0}\n").find("'ranks' must be at least 1"),
-            std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "transfer: {few_shot: {datasets: [pets], shots: [0, 5]}}\n")
-                .find("'shots' must be above 0"),
-            std::string::npos);
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "resources: {ranks: 0}\n").find("'ranks' must be at least 1"),
+      std::string::npos);
+  EXPECT_NE(
+      ErrorOf(std::string(kMinimal) + "transfer: {few_shot: {datasets: [pets], shots: [0, 5]}}\n")
+          .find("'shots' must be above 0"),
+      std::string::npos);
 }
 
 TEST(BadInput, DuplicateAxisValuesComparedAsTypedValues) {
-  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  subset: [9M, 30M, 9000000]\n");
-  EXPECT_EQ(e.rfind("s.yaml:5:21: 'subset' lists 9000000 twice (first at line 5, column 12)", 0), 0u) << e;
+  std::string e = ErrorOf(
+      "name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  subset: [9M, 30M, 9000000]\n");
+  EXPECT_EQ(e.rfind("s.yaml:5:21: 'subset' lists 9000000 twice (first at line 5, column 12)", 0),
+            0u)
+      << e;
   e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: [1e-3, 0.001]\n");
   EXPECT_NE(e.find("twice"), std::string::npos) << e;
 }
@@ -317,11 +326,17 @@ grid:
     subset: [9M, 30M, 90M]
     lr: [1e-3, 8e-4]
 )");
-  EXPECT_EQ(e.rfind("s.yaml:7:5: zip axes must have equal lengths: 'lr' has 2 values but 'subset' has 3", 0), 0u) << e;
+  EXPECT_EQ(
+      e.rfind("s.yaml:7:5: zip axes must have equal lengths: 'lr' has 2 values but 'subset' has 3",
+              0),
+      0u)
+      << e;
 }
 
 TEST(BadInput, SameKeyInZipAndBesideIt) {
-  std::string e = ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: 1e-3\n  zip: {lr: [1e-3], seed: [1]}\n");
+  std::string e = ErrorOf(
+      "name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: 1e-3\n  zip: {lr: [1e-3], seed: "
+      "[1]}\n");
   EXPECT_NE(e.find("'lr' is already an axis of this block"), std::string::npos) << e;
 }
 
@@ -333,7 +348,12 @@ grid:
   model: ViT-Mu/7
   subset: [3000, 40000]
 )");
-  EXPECT_EQ(e.rfind("s.yaml:6:18: subset 40000 is larger than fashion-mnist/0-4's 30000 training examples", 0), 0u) << e;
+  EXPECT_EQ(
+      e.rfind(
+          "s.yaml:6:18: subset 40000 is larger than fashion-mnist/0-4's 30000 training examples",
+          0),
+      0u)
+      << e;
 }
 
 TEST(BadInput, EmptyAndBinaryFiles) {
@@ -363,26 +383,34 @@ transfer:
     - dataset: digits
       resolution: 30
 )");
-  EXPECT_EQ(e.rfind("s.yaml:6:7: ViT-Mu/7 cannot fine-tune at resolution 30 on digits", 0), 0u) << e;
+  EXPECT_EQ(e.rfind("s.yaml:6:7: ViT-Mu/7 cannot fine-tune at resolution 30 on digits", 0), 0u)
+      << e;
 }
 
 TEST(BadInput, StructuralMistakes) {
   // Repeated key, both training lengths, list where one value belongs, several documents.
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "name: y\n").find("'name' appears twice"), std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "name: y\n").find("'name' appears twice"),
+            std::string::npos);
   EXPECT_NE(ErrorOf(std::string(kMinimal) + "  epochs: 7\n  steps: 1000\n").find("not both"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  seed: [0, 1]\n").find("put a list of values in a grid block"),
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "  seed: [0, 1]\n")
+                .find("put a list of values in a grid block"),
             std::string::npos);
-  EXPECT_NE(ErrorOf(std::string(kMinimal) + "---\nname: y\n").find("one YAML document"), std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "---\nname: y\n").find("one YAML document"),
+            std::string::npos);
   EXPECT_NE(ErrorOf("- a\n- b\n").find("top level must be a mapping"), std::string::npos);
   EXPECT_NE(ErrorOf("recipe: jft-300m\npretrain: {model: ViT-B/16}\n").find("needs a 'name:'"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("name: x\npretrain: {model: ViT-B/16}\n").find("needs a 'recipe:'"), std::string::npos);
-  EXPECT_NE(ErrorOf("name: x\nrecipe: jft300m\npretrain: {model: ViT-B/16}\n").find("did you mean 'jft-300m'"),
+  EXPECT_NE(ErrorOf("name: x\npretrain: {model: ViT-B/16}\n").find("needs a 'recipe:'"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  seed: [1, 2]\n").find("s.yaml:4:3: no model"),
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft300m\npretrain: {model: ViT-B/16}\n")
+                .find("did you mean 'jft-300m'"),
             std::string::npos);
-  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: []\n").find("lists no values"),
+  EXPECT_NE(
+      ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  seed: [1, 2]\n").find("s.yaml:4:3: no model"),
+      std::string::npos);
+  EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\ngrid:\n  model: ViT-B/16\n  lr: []\n")
+                .find("lists no values"),
             std::string::npos);
   EXPECT_NE(ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: ViT-B/16, lr_decay: cosin}\n")
                 .find("did you mean 'cosine'"),
@@ -397,7 +425,8 @@ grid:
   - model: ViT-B/16
     epochs: 7
 )");
-  EXPECT_EQ(e.rfind("s.yaml:5:5: this block repeats a job made by the block at line 4", 0), 0u) << e;
+  EXPECT_EQ(e.rfind("s.yaml:5:5: this block repeats a job made by the block at line 4", 0), 0u)
+      << e;
 }
 
 TEST(BadInput, NoPaperLearningRateForModel) {

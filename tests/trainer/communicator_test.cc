@@ -52,29 +52,37 @@ TEST(MpiCommunicatorTest, BroadcastCopiesRankZerosTensors) {
   EXPECT_TRUE(torch::equal(t[4].detach(), torch::ones({4})));
 }
 
-TEST(MpiCommunicatorTest, AllReduceMeanAveragesOverRanks) {
+TEST(MpiCommunicatorTest, AllReduceAveragesAndSumsOverRanks) {
   auto tiny = MpiCommunicator::Create(kTinyBucketBytes);
   ASSERT_TRUE(tiny.ok());
   const double r = comm->rank(), n = comm->size();
   std::vector<torch::Tensor> t = {torch::full({9}, 2 * r), torch::full({3, 3}, r, torch::kFloat64),
                                   torch::arange(30, torch::kFloat32) + r};
-  Status status = (*tiny)->AllReduceMean(t);
+  Status status = (*tiny)->AllReduce(t, Communicator::Reduce::kMean);
   ASSERT_TRUE(status.ok()) << status.ToString();
   const double mean_r = (n - 1) / 2;  // mean of 0..n-1
   EXPECT_TRUE(torch::allclose(t[0], torch::full({9}, 2 * mean_r)));
   EXPECT_TRUE(torch::allclose(t[1], torch::full({3, 3}, mean_r, torch::kFloat64)));
   EXPECT_TRUE(torch::allclose(t[2], torch::arange(30, torch::kFloat32) + mean_r));
+
+  // Sum of zero-padded shards: an exact gather.
+  torch::Tensor rows = torch::zeros({comm->size(), 3});
+  rows[comm->rank()] = torch::tensor({0.1f, 0.2f, 0.3f}) * (r + 1);
+  ASSERT_TRUE((*tiny)->AllReduce({rows}, Communicator::Reduce::kSum).ok());
+  for (int i = 0; i < comm->size(); ++i) {
+    EXPECT_TRUE(torch::equal(rows[i], torch::tensor({0.1f, 0.2f, 0.3f}) * (i + 1.0)));
+  }
 }
 
 TEST(MpiCommunicatorTest, RefusesIntegerTensors) {
   std::vector<torch::Tensor> t = {torch::zeros({3}, torch::kInt64)};
-  EXPECT_EQ(comm->AllReduceMean(t).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(comm->AllReduce(t, Communicator::Reduce::kMean).code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(comm->Broadcast(t).code(), StatusCode::kInvalidArgument);
 }
 
-TEST(MpiCommunicatorTest, AllReduceSumAddsScalars) {
+TEST(MpiCommunicatorTest, AllReduceScalarsAddsOverRanks) {
   std::vector<double> v = {1.0, static_cast<double>(comm->rank()), 0.5};
-  ASSERT_TRUE(comm->AllReduceSum(&v).ok());
+  ASSERT_TRUE(comm->AllReduceScalars(&v).ok());
   const double n = comm->size();
   EXPECT_EQ(v[0], n);
   EXPECT_EQ(v[1], n * (n - 1) / 2);
@@ -101,7 +109,7 @@ double Step(torch::nn::Sequential& net, torch::optim::Optimizer& optimizer,
   SmoothedCrossEntropy(net->forward(x), y, 0.1).backward();
   std::vector<torch::Tensor> grads;
   for (auto& p : net->parameters()) grads.push_back(p.grad());
-  EXPECT_TRUE(communicator.AllReduceMean(grads).ok());
+  EXPECT_TRUE(communicator.AllReduce(grads, Communicator::Reduce::kMean).ok());
   const double norm = ClipGradGlobalNorm(net->parameters(), 0.5);
   Schedule schedule{1e-2, 2, 6, Decay::kCosine, 0.0};
   SetLearningRate(optimizer, LearningRate(schedule, step));
@@ -125,9 +133,10 @@ TEST(DataParallelTest, RanksStayBitIdenticalAndMatchOneRankWithTheWholeBatch) {
     int rank() const override { return 0; }
     int size() const override { return 1; }
     Status Broadcast(const std::vector<torch::Tensor>&) override { return Status::Ok(); }
-    Status AllReduceMean(const std::vector<torch::Tensor>&) override { return Status::Ok(); }
-    Status AllReduceSum(std::vector<double>*) override { return Status::Ok(); }
+    Status AllReduce(const std::vector<torch::Tensor>&, Reduce) override { return Status::Ok(); }
+    Status AllReduceScalars(std::vector<double>*) override { return Status::Ok(); }
     Status Barrier() override { return Status::Ok(); }
+    void Abort(int exit_status) override { std::_Exit(exit_status); }
   } alone;  // the one-rank run, beside the real ranks
 
   torch::manual_seed(7);

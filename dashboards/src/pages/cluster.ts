@@ -21,7 +21,9 @@ export function mountCluster(root: HTMLElement): Page {
     windowSeconds = Number((e.target as HTMLSelectElement).value);
     void loadUtilisation(true);
   } }, kWindows.map(([label, s]) => h('option', { value: s, selected: s === windowSeconds }, label)));
-  const card = createChart('cluster-utilisation', 'Slot utilisation', 'cluster-utilisation', { height: 280 });
+  const chartSlot = h('div');
+  root.append(h('div', { class: 'page-head' }, h('h2', null, 'Cluster')), errorSlot, summary, chartSlot, agentBox);
+  const card = createChart(chartSlot, 'cluster-utilisation', 'Slot utilisation', 'cluster-utilisation', { height: 280 });
   card.element.querySelector('header')!.insertBefore(select, card.element.querySelector('header .spacer')!.nextSibling);
   card.chart.setOption({
     ...kBaseOption,
@@ -34,7 +36,6 @@ export function mountCluster(root: HTMLElement): Page {
       { type: 'line', name: 'total slots', step: 'end', showSymbol: false, lineStyle: { type: 'dashed' }, color: '#7f7f7f', data: [] },
     ],
   });
-  root.append(h('div', { class: 'page-head' }, h('h2', null, 'Cluster')), errorSlot, summary, card.element, agentBox);
 
   const renderAgents = () => {
     clear(agentBox);

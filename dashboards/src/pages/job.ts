@@ -58,7 +58,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
   root.append(head, body);
 
   for (const curve of kCurves) {
-    const card = createChart(`job-${curve.name}`, curve.title, `job-${id.slice(0, 12)}-${curve.name}`, { height: 240 });
+    const card = createChart(chartRow, `job-${curve.name}`, curve.title, `job-${id.slice(0, 12)}-${curve.name}`, { height: 240 });
     card.chart.setOption({
       ...kBaseOption,
       grid: { left: 64, right: 16, top: 16, bottom: 40 },
@@ -68,12 +68,13 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
       series: [{ type: 'line', name: curve.name, showSymbol: false, color: curve.color, data: [] }],
     });
     charts.push(card);
-    chartRow.append(card.element);
   }
 
   const redrawCharts = () => {
     kCurves.forEach((curve, i) => {
-      charts[i].chart.setOption({ series: [{ data: series.get(curve.name) ?? [] }] });
+      const data = series.get(curve.name) ?? [];
+      charts[i].chart.setOption({ series: [{ data }] });
+      charts[i].setEmpty(data.length ? null : `No ${curve.unit} reported yet.`);
     });
   };
   let redrawQueued = false;
@@ -112,7 +113,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
       h('dl', { class: 'facts' },
         h('dt', null, 'State'), h('dd', { id: 'job-state' }, stateBadge(j.state)),
         h('dt', null, 'Model'), h('dd', null, `${j.model} (${j.family})`),
-        h('dt', null, 'Pretraining'), h('dd', null, `${j.dataset}, ${fmtCount(j.subset_size)} images, ${j.epochs} epochs`),
+        h('dt', null, 'Pretraining'), h('dd', null, `${j.dataset}, ${fmtCount(j.subset_size)} images, ${j.epochs} epoch${j.epochs === 1 ? '' : 's'}`),
         h('dt', null, 'Progress'), h('dd', null, progressBar(j.progress), ` ${fmtCount(j.images_seen)} images seen`),
         h('dt', null, 'Compute'), h('dd', null,
           `planned ${fmtFlops(j.planned_exaflops)} EFLOPs; spent ${fmtFlops(ledger?.train_flops !== undefined ? ledger.train_flops / 1e18 : null)} EFLOPs training`,

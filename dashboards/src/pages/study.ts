@@ -62,25 +62,23 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     render();
   } });
   const countLine = h('p', { class: 'note', id: 'study-count' });
-  const fig5 = createChart('study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-exaflops`, {
-    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining exaFLOPs.',
-  });
-  const fig4 = createChart('study-data', 'Accuracy vs pretraining data size', `${sweep}-accuracy-vs-subset`, {
-    height: 380, note: 'One line per model over the nested pretraining subsets (paper Fig. 4).',
-  });
-  const charts: ChartCard[] = [fig5, fig4];
+  const chartRow = h('div', { class: 'chart-row two' });
   const tableBox = h('section', { class: 'card' });
   const exportMessage = h('span', { class: 'small-text', id: 'export-message' });
-
   root.append(
     h('div', { class: 'page-head' },
       h('h2', null, 'Study: ', sweep),
       h('label', { class: 'inline' }, 'Accuracy: ', columnSelect),
       h('a', { href: `#/jobs?sweep=${enc(sweep)}`, class: 'small-text' }, 'jobs of this sweep')),
-    countLine, errorSlot,
-    h('div', { class: 'chart-row two' }, fig5.element, fig4.element),
-    tableBox,
+    countLine, errorSlot, chartRow, tableBox,
   );
+  const fig5 = createChart(chartRow, 'study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-exaflops`, {
+    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining exaFLOPs.',
+  });
+  const fig4 = createChart(chartRow, 'study-data', 'Accuracy vs pretraining data size', `${sweep}-accuracy-vs-subset`, {
+    height: 380, note: 'One line per model over the nested pretraining subsets (paper Fig. 4).',
+  });
+  const charts: ChartCard[] = [fig5, fig4];
 
   const accuracyAxis = (name: string) => ({
     type: 'value', name, nameLocation: 'middle', nameGap: 44, scale: true,
@@ -89,6 +87,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
 
   const renderFig5 = (rows: StudyRow[]) => {
     const points = rows.filter((r) => !r.planned && r.exaflops > 0 && valueOf(r, column) !== null);
+    fig5.setEmpty(points.length ? null : 'No finished job has results yet: points appear as jobs finish.');
     const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
     fig5.chart.setOption({
       ...kBaseOption,
@@ -119,6 +118,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
 
   const renderFig4 = (rows: StudyRow[]) => {
     const done = rows.filter((r) => !r.planned && valueOf(r, column) !== null);
+    fig4.setEmpty(done.length ? null : 'No finished job has results yet.');
     const epochsByModel = new Map<string, Set<number>>();
     for (const r of done) {
       if (!epochsByModel.has(r.model)) epochsByModel.set(r.model, new Set());
@@ -141,8 +141,9 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       legend: { top: 4, left: 'center', type: 'plain' },
       tooltip: {
         trigger: 'item',
-        formatter: (p: { seriesName: string; value: [number, number] }) =>
-          `<b>${escapeHtml(p.seriesName)}</b><br>${fmtCount(p.value[0])} images · ${p.value[1].toFixed(1)}%`,
+        formatter: (p: { seriesName: string; value: [number, number, number] }) =>
+          `<b>${escapeHtml(p.seriesName)}</b><br>${fmtCount(p.value[0])} images · ${p.value[1].toFixed(1)}%` +
+          (p.value[2] > 1 ? ` (mean of ${p.value[2]} runs)` : ''),
       },
       xAxis: {
         type: 'log', logBase: 10, name: 'Pretraining examples', nameLocation: 'middle', nameGap: 30,
@@ -150,13 +151,21 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       },
       yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
       series: keys.map((key, i) => {
-        const list = groups.get(key)!.sort((a, b) => a.subset_size - b.subset_size);
+        const list = groups.get(key)!;
         const family = list[0].family;
+        // Seeds of one model and size are one point: their mean, as the paper reports.
+        const bySize = new Map<number, number[]>();
+        for (const r of list) {
+          if (!bySize.has(r.subset_size)) bySize.set(r.subset_size, []);
+          bySize.get(r.subset_size)!.push(valueOf(r, column)! * 100);
+        }
+        const data = [...bySize.entries()].sort((a, b) => a[0] - b[0])
+          .map(([size, values]) => [size, values.reduce((x, y) => x + y, 0) / values.length, values.length]);
         return {
           type: 'line', name: key, color: kPalette[i % kPalette.length],
           symbol: kFamilySymbols[family] ?? 'circle', symbolSize: 8,
           lineStyle: { type: kFamilyLines[family] ?? 'solid', width: 2 },
-          data: list.map((r) => [r.subset_size, valueOf(r, column)! * 100]),
+          data,
         };
       }),
     }, { replaceMerge: ['series'] });

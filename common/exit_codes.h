@@ -1,0 +1,13 @@
+// How vitscale-train ends, as an exit status: the agent reads it to tell the coordinator whether
+// a job succeeded, failed (retried with backoff), was preempted (requeued, not a failure) or had
+// a configuration error (never retried). The values follow sysexits.h where one fits.
+#pragma once
+
+namespace vitscale {
+
+inline constexpr int kTrainExitSucceeded = 0;
+inline constexpr int kTrainExitFailed = 1;
+inline constexpr int kTrainExitPreempted = 75;    // EX_TEMPFAIL: checkpointed, run me again
+inline constexpr int kTrainExitConfigError = 78;  // EX_CONFIG: the spec is wrong; retrying cannot help
+
+}  // namespace vitscale

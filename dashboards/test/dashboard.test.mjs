@@ -1,0 +1,223 @@
+// Browser tests of the dashboard against a real coordinator: the test starts
+// vitscale-coordinator on a free loopback port with a fresh state dir, fills it through the API
+// (a sweep, an agent that runs jobs and reports metrics, results and exits), and checks the pages
+// in headless chromium. Screenshots go to $VITSCALE_ARTIFACTS (default build/dashboard-artifacts).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { Browser, Coordinator, missingPrerequisites } from './harness.mjs';
+import { fillStudy, kJobCount, kModels, kSweepName, kFewShot } from './fill.mjs';
+
+const missing = missingPrerequisites();
+
+describe('dashboard against a real coordinator', { skip: missing.length ? missing.join('; ') : false }, () => {
+  let coordinator;
+  let browser;
+  let study;
+
+  before(async () => {
+    coordinator = await Coordinator.start({ openRead: true });
+    study = await fillStudy(coordinator);
+    browser = await Browser.start();
+  });
+
+  after(async () => {
+    await study?.agent.stopHeartbeat();
+    await browser?.close();
+    await coordinator?.close();
+  });
+
+  const rowIds = () => browser.page.$$eval('#jobs-table tbody tr[data-job]', (rows) => rows.map((r) => r.dataset.job));
+  const rangeText = () => browser.page.textContent('#jobs-range');
+
+  test('the job table shows the right rows and pages', async () => {
+    const page = browser.page;
+    await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}`);
+    const first = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50&offset=0`);
+    assert.equal(first.total, kJobCount);
+    assert.deepEqual(await rowIds(), first.jobs.map((j) => j.id));
+    assert.equal(await rangeText(), `1–50 of ${kJobCount}`);
+    await browser.screenshot('jobs-page-1');
+
+    await page.click('button[data-page="next"]');
+    await page.waitForFunction((n) => document.querySelector('#jobs-range')?.textContent?.startsWith('51–'), kJobCount);
+    const second = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50&offset=50`);
+    assert.deepEqual(await rowIds(), second.jobs.map((j) => j.id));
+    assert.equal(await rangeText(), `51–${kJobCount} of ${kJobCount}`);
+    const all = new Set([...first.jobs, ...second.jobs].map((j) => j.id));
+    assert.equal(all.size, kJobCount);
+    assert.ok(study.submitted.jobs.every((id) => all.has(id)), 'every submitted job is on one of the pages');
+
+    // Filter by state: exactly the jobs the agent finished.
+    await page.check('input[data-state-filter="succeeded"]');
+    await page.waitForFunction(() => document.querySelector('#jobs-range')?.textContent?.endsWith(' of 7'));
+    assert.deepEqual(new Set(await rowIds()), new Set(study.done.map((d) => d.job)));
+    assert.match(page.url(), /state=succeeded/);
+    await page.uncheck('input[data-state-filter="succeeded"]');
+
+    // Filter by model and sort by subset, descending.
+    await page.fill('input[aria-label="model"]', kModels[2]);
+    await page.press('input[aria-label="model"]', 'Enter');
+    await page.waitForFunction(() => / of 12$/.test(document.querySelector('#jobs-range')?.textContent ?? ''));
+    await page.click('th[data-sort="subset"]');
+    await page.click('th[data-sort="subset"]');
+    await page.waitForFunction(() => location.hash.includes('order=desc'));
+    await page.waitForFunction(() => document.querySelector('#jobs-table tbody tr td:nth-child(5)')?.textContent === '20k');
+    const expected = await coordinator.get(`jobs?sweep=${kSweepName}&model=${encodeURIComponent(kModels[2])}&sort=subset&order=desc`);
+    assert.deepEqual(await rowIds(), expected.jobs.map((j) => j.id));
+    const models = await page.$$eval('#jobs-table tbody tr td:nth-child(2)', (cells) => cells.map((c) => c.textContent));
+    assert.deepEqual([...new Set(models)], [kModels[2]]);
+    await browser.screenshot('jobs-filtered');
+  });
+
+  test('the study plot has one point per finished job at the right x', async () => {
+    const page = browser.page;
+    await browser.open(coordinator.url, `/study/${kSweepName}`);
+    const api = await coordinator.get(`study/${kSweepName}`);
+    assert.ok(api.columns.includes(`${kFewShot} 5-shot`), `columns ${JSON.stringify(api.columns)}`);
+    for (const d of study.done) {
+      const row = api.rows.find((r) => r.job === d.job);
+      assert.ok(row && !row.planned, `study row of finished job ${d.job}`);
+      assert.ok(Math.abs(row.exaflops / d.exaflops - 1) < 1e-9, `exaflops ${row.exaflops} vs ledger ${d.exaflops}`);
+    }
+    // The points as drawn: every scatter symbol in the chart's SVG, mapped back through the
+    // chart's own axes to data coordinates.
+    const drawn = await page.evaluate(() => {
+      const chart = window.vitscaleCharts['study-compute'];
+      const svg = document.querySelector('[data-chart="study-compute"] svg');
+      const colours = chart.getOption().series.map((s) => s.color);
+      const points = [];
+      for (const path of svg.querySelectorAll('path[transform^="matrix"]')) {
+        if (!colours.includes(path.getAttribute('fill'))) continue;
+        const m = path.getAttribute('transform').match(/matrix\(([^)]*)\)/)[1].split(',').map(Number);
+        const [x, y] = chart.convertFromPixel({ gridIndex: 0 }, [m[4], m[5]]);
+        points.push({ x, y, fill: path.getAttribute('fill') });
+      }
+      return points;
+    });
+    // The legend draws one symbol per series too; keep the ones inside the plot.
+    const inPlot = drawn.filter((p) => Number.isFinite(p.x) && p.x > 0 && p.y > 0 && p.y <= 100);
+    const expected = study.done.map((d) => ({ x: d.exaflops, y: d.accuracy * 100 }));
+    const matched = expected.filter((e) =>
+      inPlot.some((p) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    assert.equal(matched.length, expected.length, `drawn ${JSON.stringify(inPlot)} expected ${JSON.stringify(expected)}`);
+    const onPoints = inPlot.filter((p) =>
+      expected.some((e) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    assert.equal(onPoints.length, study.done.length, 'one point per finished job, no more');
+    const axisType = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].type);
+    assert.equal(axisType, 'log');
+    assert.match(await page.textContent('#study-count'), /7 with results plotted/);
+    await browser.screenshot('study');
+
+    // The plot downloads as SVG and PNG; the table as CSV, Markdown and LaTeX.
+    const svg = await downloadText(page, '.chart-card:has([data-chart="study-compute"]) button[data-download="svg"]');
+    assert.match(svg, /<svg[\s\S]*<\/svg>/);
+    const parseError = await page.evaluate((text) =>
+      new DOMParser().parseFromString(text, 'image/svg+xml').querySelector('parsererror')?.textContent ?? '', svg);
+    assert.equal(parseError, '', 'the SVG download is well-formed XML');
+    assert.equal((svg.match(/<path[^>]*transform="matrix/g) ?? []).length >= study.done.length, true);
+    const png = await downloadBytes(page, '.chart-card:has([data-chart="study-compute"]) button[data-download="png"]');
+    assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    for (const format of ['csv', 'markdown', 'latex']) {
+      const text = await downloadText(page, `button[data-export="${format}"]`);
+      const fromApi = (await coordinator.call('GET', `export?sweep=${kSweepName}&format=${format}`)).body;
+      assert.equal(text, fromApi, `${format} download`);
+    }
+  });
+
+  test('a metric point posted now shows on the open job page within 2 s', async () => {
+    const page = browser.page;
+    const running = study.running;
+    await browser.open(coordinator.url, `/jobs/${running.job}`);
+    await page.waitForSelector('#live[data-state="live"]');
+    const before = await page.evaluate(() => window.vitscaleCharts['job-loss'].getOption().series[0].data.length);
+    assert.ok(before > 0, 'the loss curve so far is drawn');
+    const started = Date.now();
+    await study.agent.metrics(running, [{ step: 150, name: 'loss', value: 0.123 }, { step: 150, name: 'lr', value: 4e-4 }]);
+    await page.waitForFunction(() => {
+      const data = window.vitscaleCharts['job-loss'].getOption().series[0].data;
+      const last = data[data.length - 1];
+      return last && last[0] === 150 && Math.abs(last[1] - 0.123) < 1e-9;
+    }, null, { timeout: 2000 });
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 2000, `shown after ${elapsed} ms`);
+    await browser.screenshot('job-live');
+  });
+
+  test('an action without the token is refused and says so; with it, it works', async () => {
+    const page = browser.page;
+    const job = study.running.job;
+    await browser.open(coordinator.url, `/jobs/${job}`);
+    await page.click('button[data-action="cancel"]');
+    await page.waitForSelector('#action-message.failed');
+    const message = await page.textContent('#action-message');
+    assert.match(message, /refused/);
+    assert.match(message, /401/);
+    assert.equal((await coordinator.get(`jobs/${job}`)).state, 'running', 'a refused cancel changes nothing');
+    await browser.screenshot('action-refused');
+
+    await page.click('#token-button');
+    await page.fill('.token-form input', coordinator.token());
+    await page.click('.token-form button[type="submit"]');
+    await page.waitForSelector('body[data-page-ready]');
+    await page.fill('input.priority-input', '7');
+    await page.click('button[data-action="priority"]');
+    await page.waitForSelector('#action-message.ok');
+    assert.equal((await coordinator.get(`jobs/${job}`)).priority, 7);
+    await page.evaluate(() => localStorage.removeItem('vitscale.token'));
+  });
+
+  test('unknown job and sweep ids show a not-found page', async () => {
+    await browser.open(coordinator.url, '/jobs/0123456789abcdef0123');
+    assert.ok(await browser.page.$('[data-not-found]'));
+    assert.match(await browser.page.textContent('.not-found'), /does not exist/);
+    await browser.screenshot('not-found');
+    await browser.open(coordinator.url, '/study/no-such-sweep');
+    assert.ok(await browser.page.$('[data-not-found]'));
+  });
+
+  test('the other pages draw without errors', async () => {
+    await browser.open(coordinator.url, '/sweeps');
+    assert.equal(await browser.page.textContent(`#sweeps-table tr[data-sweep="${kSweepName}"] td:nth-child(3)`), String(kJobCount));
+    await browser.screenshot('sweeps');
+    await browser.open(coordinator.url, '/cluster');
+    assert.ok(await browser.page.$('#agents-table tr[data-agent="test-agent"]'));
+    await browser.screenshot('cluster');
+    await browser.open(coordinator.url, `/jobs/${study.preempted}`);
+    assert.ok((await browser.page.$$('#attempts-table tbody tr')).length >= 2, 'the preempted attempt and its resume');
+    await browser.screenshot('job-finished');
+    const unexpected = browser.errors.filter((e) => !/status of (401|404)/.test(e));
+    assert.deepEqual(unexpected, []);
+  });
+
+  test('a restarted coordinator: the page reconnects and reloads', async () => {
+    const page = browser.page;
+    await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}`);
+    await page.waitForSelector('#live[data-state="live"]');
+    await coordinator.stop();
+    await page.waitForSelector('#live[data-state="reconnecting"]', { timeout: 10_000 });
+    await coordinator.launch();
+    await page.waitForSelector('#live[data-state="live"]', { timeout: 15_000 });
+    // A change made after the restart reaches the open page without a reload.
+    const job = study.submitted.jobs[kJobCount - 1];
+    const onPage2 = (await rowIds()).includes(job);
+    await coordinator.post(`jobs/${job}/cancel`);
+    if (!onPage2) await page.click('button[data-page="last"]');
+    await page.waitForFunction((id) => document.querySelector(`tr[data-job="${id}"] .state`)?.textContent === 'cancelled', job, { timeout: 5000 });
+  });
+});
+
+async function downloadBytes(page, selector) {
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+  const file = await download.path();
+  return fs.readFileSync(file);
+}
+
+async function downloadText(page, selector) {
+  return (await downloadBytes(page, selector)).toString('utf8');
+}
+
+test('prerequisites for the browser tests', { skip: missing.length === 0 }, () => {
+  assert.fail(`the browser tests cannot run: ${missing.join('; ')}`);
+});

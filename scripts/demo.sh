@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The main job: a small real study on Fashion-MNIST, end to end. Starts a coordinator (with the
+# dashboard) and one local agent, submits experiments/fashion-mnist/study.yaml, shows progress
+# until every job has finished, and prints the Table 6-shaped result table.
+#
+# State lives in runs/demo/ (database, token, checkpoints, logs), so running it again runs
+# nothing that already finished: the same sweep adds no jobs. `rm -rf runs/demo` starts over.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=build/bin
+state=runs/demo
+sweep_file=experiments/fashion-mnist/study.yaml
+port=${VITSCALE_DEMO_PORT:-8470}
+slots=$(nproc)
+mkdir -p "$state"
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+rm -f "$state/address"
+"$bin/vitscale-coordinator" --state-dir "$state" --listen "127.0.0.1:$port" --open-read \
+  --dashboard dashboards/dist >>"$state/coordinator.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 100); do [[ -s "$state/address" ]] && break; sleep 0.1; done
+if [[ ! -s "$state/address" ]]; then
+  echo "demo: the coordinator did not start; see $state/coordinator.log" >&2
+  exit 1
+fi
+url=$(cat "$state/address")
+export VITSCALE_COORDINATOR="$url" VITSCALE_TOKEN_FILE="$state/token"
+
+"$bin/vitscale-agent" --coordinator "$url" --token-file "$state/token" --slots "$slots" \
+  --train-command "$PWD/$bin/vitscale-train" >>"$state/agent.log" 2>&1 &
+pids+=($!)
+
+echo "demo: dashboard at $url/  (logs in $state/)"
+"$bin/vitscale" submit "$sweep_file"
+name=$("$bin/vitscale" sweep check "$sweep_file" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sweep"])')
+"$bin/vitscale" watch --sweep "$name"
+echo
+"$bin/vitscale" export --sweep "$name" --format markdown
+echo
+echo "demo: done. The dashboard stays up until you press Ctrl-C: $url/"
+if [[ -t 0 ]]; then wait; fi

@@ -1,0 +1,350 @@
+// The agent end to end: real processes through real mpirun, against a scripted coordinator that
+// speaks the agent half of docs/api.md (register, long poll, exit reports).
+#include "worker/agent.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "common/files.h"
+#include "tests/worker/test_server.h"
+
+namespace vitscale::worker {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using testing::TestReply;
+using testing::TestRequest;
+using testing::TestServer;
+namespace fs = std::filesystem;
+
+TEST(ClassifyExitTest, FollowsTheTrainersStatusesAndWhoSentTheKill) {
+  auto exited = [](int code) { return ProcessExit{1, false, code, 0}; };
+  ProcessExit sigkill{1, true, 0, SIGKILL};
+  ProcessExit segv{1, true, 0, SIGSEGV};
+  EXPECT_EQ(ClassifyExit(exited(0), false, false), Outcome::kSucceeded);
+  EXPECT_EQ(ClassifyExit(exited(75), true, false), Outcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(exited(78), false, false), Outcome::kConfigError);
+  EXPECT_EQ(ClassifyExit(exited(1), false, false), Outcome::kFailed);
+  EXPECT_EQ(ClassifyExit(sigkill, false, true), Outcome::kKilled);
+  EXPECT_EQ(ClassifyExit(sigkill, true, false), Outcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(sigkill, false, false), Outcome::kFailed);
+  EXPECT_EQ(ClassifyExit(segv, true, false), Outcome::kFailed);
+  EXPECT_STREQ(OutcomeName(Outcome::kConfigError), "config_error");
+}
+
+TEST(MpirunHostsTest, NamesThisHostLocalhostAndKeepsTheOthers) {
+  EXPECT_EQ(*MpirunHosts(json("agent-a:2"), "agent-a"), "localhost:2");
+  EXPECT_EQ(*MpirunHosts(json("agent-a:2,agent-b:4"), "agent-a"), "localhost:2,agent-b:4");
+  EXPECT_EQ(*MpirunHosts(json::array({"b:1", "a:3"}), "a"), "b:1,localhost:3");
+  EXPECT_FALSE(MpirunHosts(json(""), "a").ok());
+  EXPECT_FALSE(MpirunHosts(json(3), "a").ok());
+  EXPECT_FALSE(MpirunHosts(json(":2"), "a").ok());
+}
+
+TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
+  AgentOptions options;
+  options.train_command = "/opt/bin/vitscale-train";
+  options.allow_run_as_root = true;
+  EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json"),
+            (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                                      "-H", "localhost:2", "/opt/bin/vitscale-train", "--spec",
+                                      "/w/spec.json"}));
+  options.allow_run_as_root = false;
+  EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
+}
+
+// A coordinator that records what the agent sends and answers polls from a queue.
+class ScriptedCoordinator {
+ public:
+  explicit ScriptedCoordinator(uint16_t port = 0) { Start(port); }
+
+  void Start(uint16_t port) {
+    server_ = std::make_unique<TestServer>([this](const TestRequest& r) { return Handle(r); }, port);
+  }
+  // Drops every connection and stops listening, as a killed coordinator does.
+  void Kill() { server_.reset(); }
+  uint16_t port() const { return server_->port(); }
+  std::string url() const { return server_->url(); }
+
+  void QueuePollReply(json reply) {
+    std::lock_guard<std::mutex> lock(mu_);
+    replies_.push_back(std::move(reply));
+    cv_.notify_all();
+  }
+  // Answers the next poll that lists `job` with a 409 naming it.
+  void RefuseNextPollWith(const std::string& job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    refuse_job_ = job;
+  }
+
+  bool WaitFor(const std::function<bool()>& done, milliseconds timeout = milliseconds(20000)) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return cv_.wait_for(lock, timeout, done);
+  }
+  // Access to the records; call inside WaitFor's predicate or under Lock().
+  std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(mu_); }
+  std::vector<json> registers;
+  std::vector<json> polls;
+  std::vector<std::pair<std::string, json>> exits;  // (path, body)
+
+  bool PollListed(const std::string& job) const {
+    for (const json& poll : polls) {
+      for (const json& entry : poll["running"]) {
+        if (entry["job"] == job) return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  TestReply Handle(const TestRequest& request) {
+    EXPECT_EQ(request.authorization, "Bearer test-token");
+    std::unique_lock<std::mutex> lock(mu_);
+    json body = json::parse(request.body, nullptr, false);
+    TestReply reply;
+    if (request.target == "/api/v1/agents/register") {
+      registers.push_back(body);
+      reply.body = json{{"agent", body["host"]}, {"lease_seconds", 30}, {"not_held", json::array()}}.dump();
+    } else if (request.target == "/api/v1/agents/agent-a/poll") {
+      polls.push_back(body);
+      cv_.notify_all();
+      if (!refuse_job_.empty()) {
+        for (const json& entry : body["running"]) {
+          if (entry["job"] == refuse_job_) {
+            json not_held = json::array({entry});
+            refuse_job_.clear();
+            return TestReply{409, json{{"error", "not held"}, {"not_held", not_held}}.dump()};
+          }
+        }
+      }
+      // A short long poll keeps the tests quick; the real one holds up to 20 s.
+      cv_.wait_for(lock, milliseconds(200), [this] { return !replies_.empty(); });
+      json answer = {{"launch", json::array()}, {"signal", json::array()}, {"lease_seconds", 30}};
+      if (!replies_.empty()) {
+        json queued = replies_.front();
+        replies_.pop_front();
+        for (auto& [key, value] : queued.items()) answer[key] = value;
+      }
+      reply.body = answer.dump();
+    } else if (request.target.find("/exit") != std::string::npos) {
+      exits.emplace_back(request.target, body);
+    } else {
+      reply = TestReply{404, R"({"error": "unknown route"})"};
+    }
+    cv_.notify_all();
+    return reply;
+  }
+
+  std::unique_ptr<TestServer> server_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<json> replies_;
+  std::string refuse_job_;
+};
+
+// The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
+constexpr const char* kTrainer = R"(#!/bin/sh
+spec="$2"
+echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec"
+case "$(cat "$spec")" in
+  *'"mode": "succeed"'*) exit 0 ;;
+  *'"mode": "finish-later"'*) sleep 2; exit 0 ;;
+  *'"mode": "checkpoint-on-term"'*) trap 'echo checkpointed; exit 75' TERM; sleep 60 & wait ;;
+  *'"mode": "ignore-term"'*) trap '' TERM; sleep 60 & wait; sleep 60 ;;
+esac
+exit 1
+)";
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("vitscale-agent-test-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    trainer_ = (dir_ / "fake-train").string();
+    ASSERT_TRUE(WriteFileAtomically(trainer_, kTrainer, 0755).ok());
+  }
+  void TearDown() override {
+    if (agent_) {
+      agent_->RequestStop();
+      if (run_thread_.joinable()) run_thread_.join();
+    }
+    fs::remove_all(dir_);
+  }
+
+  void StartAgent(const std::string& url) {
+    AgentOptions options;
+    options.coordinator_url = url;
+    options.token = "test-token";
+    options.host = "agent-a";
+    options.slots = 2;
+    options.work_dir = (dir_ / "work").string();
+    options.train_command = trainer_;
+    options.allow_run_as_root = ::geteuid() == 0;
+    options.max_backoff = milliseconds(200);
+    Expected<std::unique_ptr<Agent>> agent = Agent::Create(options, launcher_);
+    ASSERT_TRUE(agent.ok()) << agent.status().ToString();
+    agent_ = std::move(agent).value();
+    run_thread_ = std::thread([this] { ASSERT_TRUE(agent_->Run().ok()); });
+  }
+  void StopAgent() {
+    agent_->RequestStop();
+    run_thread_.join();
+  }
+
+  json Launch(const std::string& job, const std::string& mode, int grace = 30) {
+    json spec = {{"job_id", job}, {"mode", mode}, {"log", LogPath(job)}};
+    return {{"launch", json::array({{{"job", job}, {"attempt", 1}, {"ranks", 2},
+                                     {"hosts", "agent-a:2"}, {"grace_seconds", grace},
+                                     {"spec", spec}}})}};
+  }
+  std::string LogPath(const std::string& job) const {
+    return (dir_ / "runs" / job / "attempt-1.log").string();
+  }
+  std::string Log(const std::string& job) const {
+    Expected<std::string> text = ReadFile(LogPath(job));
+    return text.ok() ? *text : "";
+  }
+  // Waits for the exit report of `job` and returns its body.
+  json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000)) {
+    json found;
+    coordinator_.WaitFor(
+        [&] {
+          for (const auto& [path, body] : coordinator_.exits) {
+            if (path == "/api/v1/jobs/" + job + "/attempts/1/exit") found = body;
+          }
+          return !found.is_null();
+        },
+        timeout);
+    return found;
+  }
+  void WaitListed(const std::string& job) {
+    ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.PollListed(job); }));
+  }
+
+  fs::path dir_;
+  std::string trainer_;
+  ScriptedCoordinator coordinator_;
+  ProcessLauncher launcher_;
+  std::unique_ptr<Agent> agent_;
+  std::thread run_thread_;
+};
+
+TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
+  coordinator_.QueuePollReply(Launch("job1", "succeed"));
+  StartAgent(coordinator_.url());
+  json exit = WaitExit("job1");
+  ASSERT_FALSE(exit.is_null()) << Log("job1");
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+  std::string log = Log("job1");
+  EXPECT_NE(log.find("vitscale-agent: job job1 attempt 1 on agent-a: mpirun"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
+  EXPECT_TRUE(fs::exists(dir_ / "work" / "specs" / "job1" / "attempt-1.json"));
+  auto lock = coordinator_.Lock();
+  ASSERT_FALSE(coordinator_.registers.empty());
+  EXPECT_EQ(coordinator_.registers[0],
+            (json{{"host", "agent-a"}, {"slots", 2}, {"gpus", 0}, {"running", json::array()}}));
+}
+
+TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {
+  coordinator_.QueuePollReply(Launch("job2", "checkpoint-on-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job2");
+  std::this_thread::sleep_for(milliseconds(1000));  // let mpirun start its ranks
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", "job2"}, {"attempt", 1}, {"action", "preempt"},
+                                {"grace_seconds", 20}}})}});
+  json exit = WaitExit("job2");
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
+      << Log("job2");
+  EXPECT_NE(Log("job2").find("checkpointed"), std::string::npos);
+}
+
+TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
+  coordinator_.QueuePollReply(Launch("job3", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job3");
+  coordinator_.QueuePollReply({{"signal", json::array({{{"job", "job3"}, {"action", "kill"}}})}});
+  json exit = WaitExit("job3", milliseconds(10000));
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+}
+
+TEST_F(AgentTest, APreemptedJobThatOutlivesItsGraceIsKilledAndCountsAsPreempted) {
+  coordinator_.QueuePollReply(Launch("job4", "ignore-term", /*grace=*/1));
+  StartAgent(coordinator_.url());
+  WaitListed("job4");
+  std::this_thread::sleep_for(milliseconds(1000));
+  auto start = std::chrono::steady_clock::now();
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", "job4"}, {"attempt", 1}, {"action", "preempt"}}})}});
+  json exit = WaitExit("job4");
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 137}}));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(900));
+}
+
+TEST_F(AgentTest, AJobOutlivesACoordinatorRestartAndItsExitIsReportedAfterwards) {
+  coordinator_.QueuePollReply(Launch("job5", "finish-later"));
+  StartAgent(coordinator_.url());
+  WaitListed("job5");
+  uint16_t port = coordinator_.port();
+  coordinator_.Kill();
+  std::this_thread::sleep_for(milliseconds(3000));  // the job ends while nobody listens
+  coordinator_.Start(port);
+  json exit = WaitExit("job5");
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}))
+      << Log("job5");
+  auto lock = coordinator_.Lock();
+  // It registered again after the restart, still listing the job it had not reported.
+  ASSERT_FALSE(coordinator_.registers.empty());
+  EXPECT_EQ(coordinator_.registers.front()["running"],
+            json::array({{{"job", "job5"}, {"attempt", 1}}}));
+}
+
+TEST_F(AgentTest, ANotHeldJobIsKilledAndDroppedWithoutAReport) {
+  coordinator_.QueuePollReply(Launch("job6", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job6");
+  coordinator_.RefuseNextPollWith("job6");
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    // Polls after the refusal no longer list it.
+    return !coordinator_.polls.empty() && coordinator_.polls.back()["running"].empty();
+  }));
+  for (int i = 0; i < 100 && !agent_->Jobs().empty(); ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(agent_->Jobs().empty());
+  std::this_thread::sleep_for(milliseconds(500));
+  auto lock = coordinator_.Lock();
+  EXPECT_TRUE(coordinator_.exits.empty());
+}
+
+TEST_F(AgentTest, StoppingTheAgentPreemptsItsJobsReportsThemAndTakesNoMoreWork) {
+  coordinator_.QueuePollReply(Launch("job7", "checkpoint-on-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job7");
+  std::this_thread::sleep_for(milliseconds(1000));
+  StopAgent();
+  auto lock = coordinator_.Lock();
+  ASSERT_EQ(coordinator_.exits.size(), 1u);
+  EXPECT_EQ(coordinator_.exits[0].second,
+            (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}));
+  ASSERT_GE(coordinator_.registers.size(), 2u);
+  EXPECT_EQ(coordinator_.registers.back()["slots"], 0);
+}
+
+}  // namespace
+}  // namespace vitscale::worker

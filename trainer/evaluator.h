@@ -1,0 +1,55 @@
+// Transfer evaluations behind one interface (big_vision's evaluators): each has a name and a
+// Run that takes the pretrained model and returns result records. They are built from the job
+// config by MakeEvaluators and run on every rank (collectives inside); rank 0 reports.
+//
+//   few_shot   frozen features, k-shot ridge regression (few_shot.h), per dataset x shots x seed
+//              plus the mean over seeds
+//   fine_tune  a copy of the model with a zero-initialised head (optionally at a higher
+//              resolution), SGD momentum 0.9, cosine decay after a 10% warm-up, clipping at 1,
+//              no weight decay; one run per learning rate of the grid on train minus a held-out
+//              10%, and the test accuracy of the lr with the best held-out accuracy
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "data/datasets.h"
+#include "models/model.h"
+#include "sweep/job_config.h"
+#include "trainer/communicator.h"
+#include "trainer/report.h"
+
+namespace vitscale::trainer {
+
+// What evaluators share; owned by the caller and outliving them.
+struct EvalEnv {
+  Communicator* comm = nullptr;
+  data::DataRoots roots;
+  int64_t eval_batch = 256;  // per-rank examples per forward
+  int loader_threads = 1;
+  uint64_t seed = 0;         // the job's seed: k-shot draws and fine-tune data order
+  const std::atomic<bool>* stop_requested = nullptr;
+  ReportSink* sink = nullptr;   // rank 0's, for fine-tune curves; null elsewhere
+  double eval_flops = 0.0;      // evaluators add what they spend (FLOPs = 2 x MACs)
+};
+
+class Evaluator {
+ public:
+  virtual ~Evaluator() = default;
+  virtual std::string name() const = 0;
+  // kInvalidArgument for what the job got wrong (missing dataset, too few examples for the
+  // shots); kUnavailable when a stop was requested mid-way.
+  virtual Expected<std::vector<ResultRecord>> Run(models::ModelImpl& model) = 0;
+};
+
+// The evaluators of `job` in a fixed order: few-shot (if it names datasets), then each fine-tune.
+std::vector<std::unique_ptr<Evaluator>> MakeEvaluators(const sweep::JobConfig& job, EvalEnv* env);
+
+// Means over seeds: one record with seed -1 per (evaluation, dataset, shots, metric) that has
+// per-seed records.
+std::vector<ResultRecord> AddSeedMeans(std::vector<ResultRecord> records);
+
+}  // namespace vitscale::trainer

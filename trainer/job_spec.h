@@ -1,0 +1,57 @@
+// The job spec vitscale-train runs (docs/train-spec.md): a JSON object with
+//   "job": the canonical job config (sweep/job_config.h) — what is computed, hashed into the id;
+//   "run": how this run goes — directories, checkpoint cadence, threads, reporting — which may
+//          change between attempts without changing the job.
+// Parsing is strict: a missing field, a wrong type or an unknown "run" field is a configuration
+// error naming the field (and the nearest valid name for a typo).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "sweep/job_config.h"
+
+namespace vitscale::trainer {
+
+// vitscale-train's exit statuses (sysexits.h values where one fits). The coordinator retries
+// kExitFailure while retries remain, requeues kExitPreempted without counting an attempt, and
+// never retries kExitConfigError.
+enum ExitStatus : int {
+  kExitDone = 0,
+  kExitFailure = 1,        // I/O errors, a dead peer rank, diverged replicas, bugs
+  kExitPreempted = 75,     // EX_TEMPFAIL: stopped on SIGTERM after checkpointing; resume later
+  kExitConfigError = 78,   // EX_CONFIG: the spec, a dataset or a checkpoint is wrong for the job
+};
+
+struct RunOptions {
+  std::string dir;                     // required: checkpoints/, report.jsonl and final.pt go here
+  int64_t checkpoint_every_steps = 0;  // 0: only at the end and on preemption
+  int64_t keep_checkpoints = 2;
+  double grace_seconds = 30;           // the time SIGTERM leaves; warned about if steps are slower
+  std::string init_from;               // weights to start from when there is no checkpoint
+  bool stdout_report = true;           // human-readable lines on stdout (rank 0)
+  int64_t metrics_every_steps = 10;
+  int64_t threads = 1;                 // LibTorch intra-op threads per rank
+  int64_t loader_threads = 1;          // decode/augment threads per rank
+  int64_t micro_batch = 0;             // per-rank examples per forward; 0 = the whole rank batch
+  int64_t eval_batch = 256;            // per-rank examples per forward in evaluations
+  std::string datasets_dir = "/usr/share/datasets";
+  bool verify_replicas = false;        // check every step that all ranks hold equal parameters
+};
+
+struct JobSpec {
+  std::string job_id;  // sweep::JobId(job)
+  sweep::JobConfig job;
+  RunOptions run;
+};
+
+// `origin` names the text in errors (the spec file's path).
+Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origin);
+Expected<JobSpec> LoadJobSpec(const std::string& path);
+
+// ParseJobSpec's checks of values against what the trainer supports (model name, optimizer,
+// decay, positive sizes); the error names the field.
+Status ValidateJobSpec(const JobSpec& spec);
+
+}  // namespace vitscale::trainer

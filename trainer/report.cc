@@ -1,0 +1,122 @@
+#include "trainer/report.h"
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <nlohmann/json.hpp>
+
+namespace vitscale::trainer {
+
+using nlohmann::json;
+
+Expected<std::unique_ptr<JsonlFileSink>> JsonlFileSink::Open(const std::string& path,
+                                                             const std::string& job_id) {
+  std::FILE* file = std::fopen(path.c_str(), "a");
+  if (file == nullptr) {
+    return IOError("cannot open report file " + path + ": " + std::strerror(errno));
+  }
+  return std::unique_ptr<JsonlFileSink>(new JsonlFileSink(file, path, job_id));
+}
+
+JsonlFileSink::~JsonlFileSink() { std::fclose(file_); }
+
+Status JsonlFileSink::WriteLines(const std::string& lines) {
+  if (std::fwrite(lines.data(), 1, lines.size(), file_) != lines.size() ||
+      std::fflush(file_) != 0) {
+    return IOError("cannot write report file " + path_ + ": " + std::strerror(errno));
+  }
+  return Status::Ok();
+}
+
+Status JsonlFileSink::Metrics(const std::vector<MetricPoint>& points) {
+  std::string lines;
+  for (const MetricPoint& p : points) {
+    lines += json{{"kind", "metric"}, {"job", job_id_}, {"step", p.step}, {"name", p.name},
+                  {"value", p.value}}
+                 .dump() +
+             "\n";
+  }
+  return WriteLines(lines);
+}
+
+Status JsonlFileSink::Results(const std::vector<ResultRecord>& results) {
+  std::string lines;
+  for (const ResultRecord& r : results) {
+    lines += json{{"kind", "result"},      {"job", job_id_},     {"evaluation", r.evaluation},
+                  {"dataset", r.dataset},  {"shots", r.shots},   {"seed", r.seed},
+                  {"metric", r.metric},    {"value", r.value}}
+                 .dump() +
+             "\n";
+  }
+  return WriteLines(lines);
+}
+
+Status JsonlFileSink::Ledger(const ComputeLedger& l) {
+  return WriteLines(json{{"kind", "ledger"},
+                         {"job", job_id_},
+                         {"train_flops", l.train_flops},
+                         {"eval_flops", l.eval_flops},
+                         {"images_seen", l.images_seen},
+                         {"device_kind", l.device_kind},
+                         {"device_seconds", l.device_seconds},
+                         {"wall_seconds", l.wall_seconds}}
+                        .dump() +
+                    "\n");
+}
+
+Status StreamSink::Metrics(const std::vector<MetricPoint>& points) {
+  // One line per step, its metrics in the order given.
+  std::map<int64_t, std::string> lines;
+  for (const MetricPoint& p : points) {
+    lines[p.step] += " " + p.name + "=" + json(p.value).dump();
+  }
+  for (const auto& [step, text] : lines) std::fprintf(stream_, "step %lld%s\n", (long long)step, text.c_str());
+  std::fflush(stream_);
+  return Status::Ok();
+}
+
+Status StreamSink::Results(const std::vector<ResultRecord>& results) {
+  for (const ResultRecord& r : results) {
+    std::fprintf(stream_, "result %-9s %-20s shots=%-3lld seed=%-3lld %s=%.4f\n",
+                 r.evaluation.c_str(), r.dataset.c_str(), (long long)r.shots, (long long)r.seed,
+                 r.metric.c_str(), r.value);
+  }
+  std::fflush(stream_);
+  return Status::Ok();
+}
+
+Status StreamSink::Ledger(const ComputeLedger& l) {
+  std::fprintf(stream_,
+               "compute train_flops=%.4g eval_flops=%.4g images_seen=%lld device=%s "
+               "device_seconds=%.1f wall_seconds=%.1f\n",
+               l.train_flops, l.eval_flops, (long long)l.images_seen, l.device_kind.c_str(),
+               l.device_seconds, l.wall_seconds);
+  std::fflush(stream_);
+  return Status::Ok();
+}
+
+namespace {
+
+template <typename Fn>
+Status ForEach(std::vector<std::unique_ptr<ReportSink>>& sinks, Fn&& fn) {
+  Status first;
+  for (auto& sink : sinks) {
+    Status status = fn(*sink);
+    if (first.ok() && !status.ok()) first = status;
+  }
+  return first;
+}
+
+}  // namespace
+
+Status FanoutSink::Metrics(const std::vector<MetricPoint>& points) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.Metrics(points); });
+}
+Status FanoutSink::Results(const std::vector<ResultRecord>& results) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.Results(results); });
+}
+Status FanoutSink::Ledger(const ComputeLedger& ledger) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.Ledger(ledger); });
+}
+
+}  // namespace vitscale::trainer

@@ -1,0 +1,101 @@
+// What a training job reports, and where it goes. The trainer's rank 0 alone writes reports;
+// other ranks hold no sink. A ReportSink is called from the training thread only.
+//
+// Records:
+//   MetricPoint    one training-curve value (loss, lr, grad_norm, images_per_sec, images_seen,
+//                  train_flops, test accuracy...) at a step; sent in batches.
+//   ResultRecord   one final figure: pretraining test accuracy, each few-shot (dataset, shots,
+//                  seed) accuracy and its mean over seeds, each fine-tune accuracy.
+//   ComputeLedger  the job's cost: analytic FLOPs and measured seconds.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vitscale::trainer {
+
+struct MetricPoint {
+  int64_t step = 0;
+  std::string name;
+  double value = 0.0;
+};
+
+struct ResultRecord {
+  std::string evaluation;  // "pretrain", "few_shot", "fine_tune"
+  std::string dataset;
+  int64_t shots = 0;       // few-shot only; 0 otherwise
+  int64_t seed = -1;       // the k-shot draw; -1 for a mean over draws or a single run
+  std::string metric;      // "accuracy", or e.g. "accuracy@lr=0.01"
+  double value = 0.0;
+};
+
+struct ComputeLedger {
+  double train_flops = 0.0;  // 6 x forward MACs x images seen (PAPER.md)
+  double eval_flops = 0.0;   // 2 x forward MACs per evaluated image (+ 6x for fine-tune steps)
+  int64_t images_seen = 0;   // pretraining images, over all ranks
+  std::string device_kind;   // "cpu", or the GPU's name
+  double device_seconds = 0.0;  // wall seconds x ranks (each rank holds one device or CPU slot)
+  double wall_seconds = 0.0;    // this attempt's wall time, resumes not included
+};
+
+class ReportSink {
+ public:
+  virtual ~ReportSink() = default;
+  virtual Status Metrics(const std::vector<MetricPoint>& points) = 0;
+  virtual Status Results(const std::vector<ResultRecord>& results) = 0;
+  virtual Status Ledger(const ComputeLedger& ledger) = 0;
+};
+
+// One JSON object per line, appended to `path` (a resumed job continues the same file, so a
+// reader may see a step's metrics twice and keeps the last). Each line carries "job" and "kind"
+// ("metric", "result" or "ledger"); each call is flushed before it returns.
+class JsonlFileSink final : public ReportSink {
+ public:
+  static Expected<std::unique_ptr<JsonlFileSink>> Open(const std::string& path,
+                                                       const std::string& job_id);
+  ~JsonlFileSink() override;
+  Status Metrics(const std::vector<MetricPoint>& points) override;
+  Status Results(const std::vector<ResultRecord>& results) override;
+  Status Ledger(const ComputeLedger& ledger) override;
+
+ private:
+  JsonlFileSink(std::FILE* file, std::string path, std::string job_id)
+      : file_(file), path_(std::move(path)), job_id_(std::move(job_id)) {}
+  Status WriteLines(const std::string& lines);
+
+  std::FILE* file_;
+  std::string path_;
+  std::string job_id_;
+};
+
+// Human-readable lines on a stdio stream (stdout by default): one line per metric batch step,
+// a table of results, the ledger.
+class StreamSink final : public ReportSink {
+ public:
+  explicit StreamSink(std::FILE* stream = stdout) : stream_(stream) {}
+  Status Metrics(const std::vector<MetricPoint>& points) override;
+  Status Results(const std::vector<ResultRecord>& results) override;
+  Status Ledger(const ComputeLedger& ledger) override;
+
+ private:
+  std::FILE* stream_;
+};
+
+// Sends every record to each of its sinks in turn; the first error wins but all sinks are tried.
+class FanoutSink final : public ReportSink {
+ public:
+  explicit FanoutSink(std::vector<std::unique_ptr<ReportSink>> sinks) : sinks_(std::move(sinks)) {}
+  Status Metrics(const std::vector<MetricPoint>& points) override;
+  Status Results(const std::vector<ResultRecord>& results) override;
+  Status Ledger(const ComputeLedger& ledger) override;
+
+ private:
+  std::vector<std::unique_ptr<ReportSink>> sinks_;
+};
+
+}  // namespace vitscale::trainer

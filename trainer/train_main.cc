@@ -1,0 +1,314 @@
+// vitscale-train: one MPI rank of a job (docs/train-spec.md).
+//   mpirun -np N build/bin/vitscale-train --spec job.json
+// Reads top to bottom in phases: input; model and optimizer; checkpoint (resume, then
+// init-from, then scratch); reporting; the training loop; evaluations. Exit statuses are
+// trainer::ExitStatus (0 done, 75 preempted, 78 configuration error, 1 other failure).
+#include <torch/torch.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "data/datasets.h"
+#include "data/loader.h"
+#include "data/order.h"
+#include "models/checkpoint.h"
+#include "models/npz.h"
+#include "models/registry.h"
+#include "models/zoo.h"
+#include "trainer/checkpoint_store.h"
+#include "trainer/communicator.h"
+#include "trainer/evaluator.h"
+#include "trainer/job_spec.h"
+#include "trainer/optim.h"
+#include "trainer/report.h"
+#include "trainer/train_state.h"
+#include "trainer/training.h"
+
+namespace vitscale::trainer {
+namespace {
+
+std::atomic<bool> stop_requested{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the signal handler needs a lock-free flag");
+
+extern "C" void OnSigterm(int) { stop_requested.store(true); }
+
+// A failed phase: the exit status it maps to and the message.
+struct Failure {
+  ExitStatus exit_status;
+  Status status;
+};
+
+// Configuration errors are the job's fault: the coordinator must not retry them.
+Failure ConfigError(const Status& status) { return {kExitConfigError, status}; }
+Failure OtherFailure(const Status& status) { return {kExitFailure, status}; }
+Failure FromStatus(const Status& status) {
+  return status.code() == StatusCode::kInvalidArgument ? ConfigError(status)
+                                                       : OtherFailure(status);
+}
+
+#define TRY_CONFIG(lhs, expr)                                     \
+  auto VITSCALE_CONCAT(_c_, __LINE__) = (expr);                   \
+  if (!VITSCALE_CONCAT(_c_, __LINE__).ok())                       \
+    return ConfigError(VITSCALE_CONCAT(_c_, __LINE__).status());  \
+  lhs = std::move(VITSCALE_CONCAT(_c_, __LINE__)).value()
+#define TRY(lhs, expr)                                             \
+  auto VITSCALE_CONCAT(_t_, __LINE__) = (expr);                    \
+  if (!VITSCALE_CONCAT(_t_, __LINE__).ok())                        \
+    return FromStatus(VITSCALE_CONCAT(_t_, __LINE__).status());    \
+  lhs = std::move(VITSCALE_CONCAT(_t_, __LINE__)).value()
+#define TRY_STATUS(expr)                           \
+  do {                                             \
+    Status _s = (expr);                            \
+    if (!_s.ok()) return FromStatus(_s);           \
+  } while (0)
+
+class Job {
+ public:
+  explicit Job(Communicator& comm) : comm_(comm) {}
+
+  // Runs the spec at `spec_path`; returns the failure, or kExitDone / kExitPreempted.
+  Failure Run(const std::string& spec_path) {
+    const auto started = std::chrono::steady_clock::now();
+    // ---- Phase 1: input.
+    TRY_CONFIG(spec_, LoadJobSpec(spec_path));
+    const sweep::JobConfig& job = spec_.job;
+    const RunOptions& run = spec_.run;
+    torch::set_num_threads(static_cast<int>(run.threads));
+    data::DataRoots roots;
+    roots.datasets_dir = run.datasets_dir;
+    Expected<data::Dataset> loaded = data::LoadDataset(job.dataset, roots);
+    if (!loaded.ok()) return ConfigError(InvalidArgument("field 'job.dataset': " + loaded.status().message()));
+    data::Dataset dataset = std::move(loaded).value();
+    Expected<std::vector<uint32_t>> subset =
+        data::NestedSubset(dataset.train.size(), job.subset, job.subset_seed);
+    if (!subset.ok()) return ConfigError(InvalidArgument("field 'job.subset': " + subset.status().message()));
+    Expected<data::BatchPlan> plan =
+        data::BatchPlan::Create(*subset, job.train.batch_size, job.seed, comm_.size());
+    if (!plan.ok()) {
+      return ConfigError(InvalidArgument("field 'job.train.batch_size' with " +
+                                         std::to_string(comm_.size()) +
+                                         " ranks: " + plan.status().message()));
+    }
+    const int resolution = static_cast<int>(job.train.resolution);
+    const int64_t total_steps = std::max<int64_t>(
+        1, std::llround(job.train.epochs * static_cast<double>(plan->steps_per_epoch())));
+
+    // ---- Phase 2: model and optimizer.
+    TRY_CONFIG(models::ModelConfig model_config, models::LookupModel(job.model));
+    model_config.dropout = job.train.dropout;
+    torch::manual_seed(job.seed);
+    Expected<models::Model> built = models::BuildModel(model_config, dataset.num_classes, resolution);
+    if (!built.ok()) return ConfigError(InvalidArgument("field 'job.train.resolution' or 'job.model': " + built.status().message()));
+    models::Model model = std::move(built).value();
+    OptimizerConfig optimizer_config;
+    optimizer_config.kind = job.train.optimizer == "sgd" ? OptimizerKind::kSgd : OptimizerKind::kAdamW;
+    optimizer_config.beta1 = job.train.beta1;
+    optimizer_config.beta2 = job.train.beta2;
+    optimizer_config.weight_decay = job.train.weight_decay;
+    auto optimizer = MakeOptimizer(optimizer_config, model->parameters());
+    TRY_CONFIG(const Decay decay, ParseDecay(job.train.lr_decay));
+    const Schedule schedule{job.train.lr, job.train.warmup_steps, total_steps, decay, 0.0};
+
+    // ---- Phase 3: checkpoint. Precedence: resume from our newest good checkpoint, else the
+    // spec's init_from weights, else the seeded initialisation. Rank 0's state then goes to all.
+    TRY(CheckpointStore store,
+        CheckpointStore::Open((std::filesystem::path(run.dir) / "checkpoints").string(),
+                              static_cast<int>(run.keep_checkpoints)));
+    TrainProgress progress;
+    progress.seed = static_cast<uint64_t>(job.seed);
+    progress.model = job.model;
+    progress.schedule = schedule;
+    std::vector<std::string> warnings;
+    Expected<Checkpoint> checkpoint = store.LoadNewest(&warnings);
+    for (const std::string& w : warnings) Log("warning: " + w);
+    if (checkpoint.ok()) {
+      TRY(TrainProgress saved, ParseProgress(checkpoint->blobs[kStateBlob]));
+      if (saved.model != job.model) {
+        return ConfigError(InvalidArgument("checkpoint " + checkpoint->path + " is of model '" +
+                                           saved.model + "', the job trains '" + job.model + "'"));
+      }
+      TRY_STATUS(LoadModule(checkpoint->blobs[kModelBlob], *model));
+      TRY_STATUS(LoadOptimizer(checkpoint->blobs[kOptimizerBlob], *optimizer));
+      progress.step = saved.step;
+      progress.images_seen = saved.images_seen;
+      Log("resuming from " + checkpoint->path + " at step " + std::to_string(saved.step));
+    } else if (checkpoint.status().code() != StatusCode::kNotFound) {
+      return OtherFailure(checkpoint.status());
+    } else if (!run.init_from.empty()) {
+      const bool npz = std::filesystem::path(run.init_from).extension() == ".npz";
+      Status status = npz ? models::ImportNpz(*model, run.init_from)
+                          : models::LoadWeights(run.init_from, *model);
+      if (!status.ok()) return ConfigError(InvalidArgument("field 'run.init_from': " + status.message()));
+      Log("initialised from " + run.init_from);
+    }
+    // Every rank must agree on where it starts (a checkpoint directory that is not shared, or
+    // one that changed between the ranks' reads, would split them).
+    std::vector<double> start = {static_cast<double>(progress.step)};
+    TRY_STATUS(comm_.AllReduceScalars(&start));
+    if (start[0] != static_cast<double>(progress.step) * comm_.size()) {
+      return OtherFailure(FailedPrecondition(
+          "ranks found different checkpoints in " + store.dir() +
+          "; the checkpoint directory must be shared by every rank"));
+    }
+    TRY_STATUS(comm_.Broadcast(model->parameters()));
+    TRY_STATUS(comm_.Broadcast(model->buffers()));
+
+    // ---- Phase 4: reporting (rank 0 only).
+    std::unique_ptr<ReportSink> sink;
+    if (comm_.rank() == 0) {
+      std::vector<std::unique_ptr<ReportSink>> sinks;
+      TRY(auto jsonl, JsonlFileSink::Open((std::filesystem::path(run.dir) / "report.jsonl").string(),
+                                          spec_.job_id));
+      sinks.push_back(std::move(jsonl));
+      if (run.stdout_report) sinks.push_back(std::make_unique<StreamSink>(stdout));
+      sink = std::make_unique<FanoutSink>(std::move(sinks));
+    }
+    const double forward_macs = static_cast<double>(
+        models::ComputeCost(model->config(), resolution, dataset.num_classes).forward_macs);
+
+    // ---- Phase 5: the training loop.
+    data::LoaderOptions loader_options;
+    loader_options.augment = data::DefaultAugment(dataset, resolution);
+    loader_options.threads = static_cast<int>(run.loader_threads);
+    loader_options.prefetch = std::max(2, loader_options.threads);
+    if (progress.step < total_steps) {
+      TRY(std::unique_ptr<data::Loader> loader,
+          data::Loader::Create(dataset.train, *plan, comm_.rank(), progress.step, loader_options));
+      LoopOptions loop;
+      loop.total_steps = total_steps;
+      loop.schedule = schedule;
+      loop.clip_norm = job.train.grad_clip_norm;
+      loop.micro_batch = run.micro_batch;
+      loop.seed = progress.seed;
+      loop.metrics_every = run.metrics_every_steps;
+      loop.train_flops_per_image = models::TrainFlopsPerImage(static_cast<int64_t>(forward_macs));
+      loop.verify_replicas = run.verify_replicas;
+      LoopHooks hooks;
+      hooks.sink = sink.get();
+      hooks.stop_requested = &stop_requested;
+      hooks.after_step = [&](int64_t steps_done, bool stopping) -> Status {
+        const bool due = stopping || steps_done == total_steps ||
+                         (run.checkpoint_every_steps > 0 &&
+                          steps_done % run.checkpoint_every_steps == 0);
+        if (!due || comm_.rank() != 0) return Status::Ok();
+        progress.step = steps_done;
+        ASSIGN_OR_RETURN(auto blobs, SnapshotTraining(*model, *optimizer, progress));
+        return store.Save(steps_done, blobs);
+      };
+      Expected<LoopEnd> end = RunTrainingLoop(*model, *optimizer, comm_, *loader, loop, hooks,
+                                              &progress.step, &progress.images_seen);
+      if (!end.ok()) return OtherFailure(end.status());
+      if (*end == LoopEnd::kStopped) {
+        TRY_STATUS(comm_.Barrier());  // rank 0's checkpoint is on disk before anyone exits
+        Log("preempted: checkpoint at step " + std::to_string(progress.step) + " written");
+        return {kExitPreempted, Status::Ok()};
+      }
+    }
+
+    // ---- Phase 6: evaluations.
+    std::vector<ResultRecord> results;
+    TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
+                                               run.eval_batch, loader_options.threads));
+    results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    EvalEnv env;
+    env.comm = &comm_;
+    env.roots = roots;
+    env.eval_batch = run.eval_batch;
+    env.loader_threads = loader_options.threads;
+    env.seed = static_cast<uint64_t>(job.seed);
+    env.stop_requested = &stop_requested;
+    env.sink = sink.get();
+    env.eval_flops = 2.0 * forward_macs * static_cast<double>(dataset.test.size());
+    if (comm_.rank() == 0) {
+      TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
+    }
+    for (auto& evaluator : MakeEvaluators(job, &env)) {
+      Expected<std::vector<ResultRecord>> records = evaluator->Run(*model);
+      if (!records.ok()) {
+        if (records.status().code() == StatusCode::kUnavailable && stop_requested.load()) {
+          Log("preempted during " + evaluator->name() + "; it reruns on resume");
+          return {kExitPreempted, Status::Ok()};
+        }
+        return FromStatus(records.status());
+      }
+      results.insert(results.end(), records->begin(), records->end());
+    }
+
+    // ---- Phase 7: results and the compute ledger.
+    if (sink) {
+      const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      ComputeLedger ledger;
+      ledger.images_seen = progress.images_seen;
+      ledger.train_flops = models::TrainFlopsPerImage(static_cast<int64_t>(forward_macs)) *
+                           static_cast<double>(progress.images_seen);
+      ledger.eval_flops = env.eval_flops;
+      ledger.device_kind = "cpu";
+      ledger.wall_seconds = wall;
+      ledger.device_seconds = wall * comm_.size();
+      TRY_STATUS(sink->Results(results));
+      TRY_STATUS(sink->Ledger(ledger));
+    }
+    return {kExitDone, Status::Ok()};
+  }
+
+ private:
+  void Log(const std::string& line) {
+    if (comm_.rank() == 0) std::fprintf(stderr, "vitscale-train: %s\n", line.c_str());
+  }
+
+  Communicator& comm_;
+  JobSpec spec_;
+};
+
+int Main(int argc, char** argv) {
+  std::string spec_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--spec" && i + 1 < argc) {
+      spec_path = argv[++i];
+    } else if (arg == "--help" || arg == "-h") {
+      std::printf("usage: [mpirun -np N] vitscale-train --spec JOB.json\n"
+                  "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
+                  "1 other failure (docs/train-spec.md)\n");
+      return kExitDone;
+    } else {
+      std::fprintf(stderr, "vitscale-train: unknown argument '%s'; usage: vitscale-train --spec JOB.json\n",
+                   arg.c_str());
+      return kExitConfigError;
+    }
+  }
+  if (spec_path.empty()) {
+    std::fprintf(stderr, "vitscale-train: --spec JOB.json is required\n");
+    return kExitConfigError;
+  }
+  std::signal(SIGTERM, OnSigterm);
+  Expected<std::unique_ptr<MpiCommunicator>> comm = MpiCommunicator::Create();
+  if (!comm.ok()) {
+    std::fprintf(stderr, "vitscale-train: %s\n", comm.status().ToString().c_str());
+    return kExitFailure;
+  }
+  Failure result = Job(**comm).Run(spec_path);
+  if (!result.status.ok()) {
+    // Configuration errors are the same on every rank: rank 0 says it once.
+    if (result.exit_status != kExitConfigError || (*comm)->rank() == 0) {
+      std::fprintf(stderr, "vitscale-train: rank %d: %s\n", (*comm)->rank(),
+                   result.status.ToString().c_str());
+    }
+    // A failure one rank meets alone leaves the others in a collective: end them all.
+    if (result.exit_status == kExitFailure && (*comm)->size() > 1) {
+      (*comm)->Abort(kExitFailure);
+    }
+  }
+  comm->reset();
+  FinalizeMpi();
+  return result.exit_status;
+}
+
+}  // namespace
+}  // namespace vitscale::trainer
+
+int main(int argc, char** argv) { return vitscale::trainer::Main(argc, argv); }

@@ -1,0 +1,574 @@
+#include "worker/agent.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/files.h"
+
+namespace vitscale::worker {
+namespace {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr milliseconds kFirstBackoff{100};
+constexpr milliseconds kControlTick{50};
+// A 404 to an exit report right after a coordinator restart means "register first": the poller
+// is about to. After this many the job itself is unknown, and retrying cannot help.
+constexpr int kMaxNotFoundReplies = 10;
+
+void Log(const std::string& message) {
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
+  std::fprintf(stderr, "%s vitscale-agent: %s\n", stamp, message.c_str());
+}
+
+// Job ids become path segments of files and URLs.
+bool SafeId(const std::string& id) {
+  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+std::optional<json> ParseObject(const std::string& text) {
+  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!parsed.is_object()) return std::nullopt;
+  return parsed;
+}
+
+int IntOr(const json& object, const char* key, int fallback) {
+  auto it = object.find(key);
+  if (it == object.end() || !it->is_number_integer()) return fallback;
+  return it->get<int>();
+}
+
+}  // namespace
+
+const char* OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kSucceeded: return "succeeded";
+    case Outcome::kFailed: return "failed";
+    case Outcome::kPreempted: return "preempted";
+    case Outcome::kConfigError: return "config_error";
+    case Outcome::kKilled: return "killed";
+  }
+  return "failed";
+}
+
+Outcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_requested) {
+  if (exit.signaled && exit.signal == SIGKILL) {
+    if (kill_requested) return Outcome::kKilled;
+    if (preempt_requested) return Outcome::kPreempted;
+    return Outcome::kFailed;
+  }
+  if (exit.signaled) return Outcome::kFailed;
+  switch (exit.exit_code) {
+    case 0: return Outcome::kSucceeded;
+    case kExitPreempted: return Outcome::kPreempted;
+    case kExitConfigError: return Outcome::kConfigError;
+    default: return Outcome::kFailed;
+  }
+}
+
+Expected<std::string> MpirunHosts(const json& hosts, const std::string& own_host) {
+  std::vector<std::string> entries;
+  auto split = [&entries](const std::string& text) {
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t comma = text.find(',', start);
+      if (comma == std::string::npos) comma = text.size();
+      if (comma > start) entries.push_back(text.substr(start, comma - start));
+      start = comma + 1;
+    }
+  };
+  if (hosts.is_string()) {
+    split(hosts.get<std::string>());
+  } else if (hosts.is_array()) {
+    for (const json& entry : hosts) {
+      if (!entry.is_string()) return InvalidArgument("'hosts' entries must be strings like \"host-a:2\"");
+      split(entry.get<std::string>());
+    }
+  } else {
+    return InvalidArgument("'hosts' must be a string \"host-a:2,host-b:2\" or a list of them");
+  }
+  if (entries.empty()) return InvalidArgument("'hosts' is empty");
+  std::string joined;
+  for (const std::string& entry : entries) {
+    size_t colon = entry.rfind(':');
+    std::string name = entry.substr(0, colon);
+    std::string slots = colon == std::string::npos ? "" : entry.substr(colon);
+    if (name.empty()) return InvalidArgument("'hosts' entry '" + entry + "' has no host name");
+    if (!joined.empty()) joined += ",";
+    joined += (name == own_host ? "localhost" : name) + slots;
+  }
+  return joined;
+}
+
+std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
+                                       const std::string& hosts, const std::string& spec_file) {
+  std::vector<std::string> argv = {options.mpirun};
+  if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
+  // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
+  argv.push_back("--oversubscribe");
+  for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"), hosts,
+                                 options.train_command, std::string("--spec"), spec_file}) {
+    argv.push_back(arg);
+  }
+  return argv;
+}
+
+int DetectGpus() {
+  FILE* pipe = ::popen("nvidia-smi -L 2>/dev/null", "r");
+  if (pipe == nullptr) return 0;
+  int gpus = 0;
+  char line[512];
+  while (std::fgets(line, sizeof(line), pipe) != nullptr) {
+    if (std::string(line).rfind("GPU ", 0) == 0) ++gpus;
+  }
+  int status = ::pclose(pipe);
+  return status == 0 ? gpus : 0;
+}
+
+Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& launcher) {
+  if (options.host.empty() || options.host.find_first_of(":,/ ") != std::string::npos) {
+    return InvalidArgument("--host '" + options.host +
+                           "' must be a non-empty host name without ':', ',', '/' or spaces");
+  }
+  if (options.slots < 0 || options.gpus < 0) {
+    return InvalidArgument("--slots and --gpus must be >= 0");
+  }
+  if (options.train_command.empty()) return InvalidArgument("--train-command must not be empty");
+  HttpClientOptions poll_options{options.coordinator_url, options.token, milliseconds(3000),
+                                 options.poll_read_timeout};
+  ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> poll_client, HttpClient::Create(poll_options));
+  HttpClientOptions report_options{options.coordinator_url, options.token, milliseconds(3000),
+                                   milliseconds(10000)};
+  ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> report_client, HttpClient::Create(report_options));
+  return std::unique_ptr<Agent>(
+      new Agent(std::move(options), launcher, std::move(poll_client), std::move(report_client)));
+}
+
+Agent::Agent(AgentOptions options, Launcher& launcher, std::unique_ptr<HttpClient> poll_client,
+             std::unique_ptr<HttpClient> report_client)
+    : options_(std::move(options)),
+      launcher_(launcher),
+      poll_client_(std::move(poll_client)),
+      report_client_(std::move(report_client)) {}
+
+Agent::~Agent() = default;
+
+void Agent::RequestStop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+}
+
+std::vector<std::pair<std::string, int>> Agent::Jobs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::pair<std::string, int>> jobs;
+  for (const auto& [id, job] : jobs_) jobs.emplace_back(id, job.attempt);
+  return jobs;
+}
+
+void Agent::WaitLocked(std::unique_lock<std::mutex>& lock, milliseconds delay) {
+  cv_.wait_for(lock, delay);
+}
+
+Status Agent::Run() {
+  Log(fmt::format("host {} offers {} slots and {} GPUs to {}", options_.host, options_.slots,
+                  options_.gpus, poll_client_->base_url()));
+  std::thread poller([this] { PollLoop(); });
+  std::thread reporter([this] { ReportLoop(); });
+  while (ControlPass()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    WaitLocked(lock, kControlTick);
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, options_.shutdown_report_timeout, [this] { return reports_.empty(); });
+    for (const ExitReport& report : reports_) {
+      Log(fmt::format("gave up reporting the exit of job {} attempt {}: the coordinator is away; "
+                      "its lease will run out and the job will be requeued",
+                      report.job, report.attempt));
+    }
+    finished_ = true;
+    cv_.notify_all();
+  }
+  poll_client_->Abort();
+  report_client_->Abort();
+  poller.join();
+  reporter.join();
+  Log("stopped");
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control thread
+
+bool Agent::ControlPass() {
+  std::vector<Job> to_launch;
+  std::vector<std::pair<pid_t, int>> to_signal;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    SteadyClock::time_point now = SteadyClock::now();
+    for (pid_t pid : orphans_to_kill_) to_signal.emplace_back(pid, SIGKILL);
+    orphans_to_kill_.clear();
+    for (auto& [id, job] : jobs_) {
+      if (stopping_) job.preempt_requested = true;
+      if (job.state == JobState::kStarting) {
+        if (job.kill_requested) {
+          QueueExitLocked(job, Outcome::kKilled, std::nullopt);
+        } else if (job.preempt_requested) {
+          QueueExitLocked(job, Outcome::kPreempted, std::nullopt);
+        } else {
+          to_launch.push_back(job);
+        }
+      } else if (job.state == JobState::kRunning) {
+        if (job.kill_requested && !job.kill_sent) {
+          to_signal.emplace_back(job.pid, SIGKILL);
+          job.kill_sent = true;
+        } else if (job.preempt_requested && !job.term_sent) {
+          to_signal.emplace_back(job.pid, SIGTERM);
+          job.term_sent = true;
+          job.kill_at = now + std::chrono::seconds(job.grace_seconds);
+          Log(fmt::format("preempting job {} attempt {}: SIGTERM, SIGKILL in {} s if still running",
+                          id, job.attempt, job.grace_seconds));
+        } else if (job.term_sent && !job.kill_sent && now >= job.kill_at) {
+          to_signal.emplace_back(job.pid, SIGKILL);
+          job.kill_sent = true;
+          Log(fmt::format("job {} attempt {} outlived its {} s grace: SIGKILL", id, job.attempt,
+                          job.grace_seconds));
+        }
+      }
+    }
+  }
+
+  for (const Job& job : to_launch) {
+    Expected<pid_t> pid = LaunchJob(job);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = jobs_.find(job.id);
+    if (!pid.ok()) {
+      Log(fmt::format("cannot launch job {} attempt {}: {}", job.id, job.attempt,
+                      pid.status().message()));
+      if (it != jobs_.end() && it->second.attempt == job.attempt) {
+        QueueExitLocked(it->second, Outcome::kFailed, std::nullopt);
+      }
+      continue;
+    }
+    Log(fmt::format("launched job {} attempt {} as process {}", job.id, job.attempt, *pid));
+    if (it != jobs_.end() && it->second.attempt == job.attempt) {
+      it->second.state = JobState::kRunning;
+      it->second.pid = *pid;
+    } else {
+      to_signal.emplace_back(*pid, SIGKILL);  // dropped while it was starting
+    }
+  }
+  for (const auto& [pid, signal] : to_signal) {
+    Status status = launcher_.Signal(pid, signal);
+    if (!status.ok()) Log(status.ToString());
+  }
+
+  std::vector<ProcessExit> exits = launcher_.Reap();
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const ProcessExit& exit : exits) {
+    auto it = std::find_if(jobs_.begin(), jobs_.end(), [&](const auto& entry) {
+      return entry.second.state == JobState::kRunning && entry.second.pid == exit.pid;
+    });
+    if (it == jobs_.end()) continue;  // a process of a job dropped as not held
+    Job& job = it->second;
+    QueueExitLocked(job, ClassifyExit(exit, job.preempt_requested, job.kill_requested),
+                    exit.ShellStatus());
+  }
+  bool active = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
+    return entry.second.state == JobState::kStarting || entry.second.state == JobState::kRunning;
+  });
+  return !stopping_ || active;
+}
+
+Expected<pid_t> Agent::LaunchJob(const Job& job) {
+  auto spec = job.launch.find("spec");
+  if (spec == job.launch.end() || !spec->is_object()) {
+    return InvalidArgument("the launch entry has no 'spec' object");
+  }
+  namespace fs = std::filesystem;
+  fs::path spec_dir = fs::path(options_.work_dir) / "specs" / job.id;
+  std::error_code ec;
+  fs::create_directories(spec_dir, ec);
+  if (ec) return IOError("cannot create " + spec_dir.string() + ": " + ec.message());
+  std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
+  RETURN_IF_ERROR(WriteFileAtomically(spec_file, spec->dump(2) + "\n"));
+
+  std::string log = spec->value("log", std::string());
+  if (log.empty()) {
+    log = (fs::path(options_.work_dir) / "logs" / job.id / fmt::format("attempt-{}.log", job.attempt))
+              .string();
+  }
+  int ranks = IntOr(job.launch, "ranks", IntOr(*spec, "ranks", 1));
+  if (ranks < 1) return InvalidArgument(fmt::format("'ranks' must be >= 1, got {}", ranks));
+  json hosts_field = job.launch.contains("hosts") ? job.launch["hosts"]
+                     : spec->contains("hosts")    ? (*spec)["hosts"]
+                                                  : json(fmt::format("{}:{}", options_.host, ranks));
+  ASSIGN_OR_RETURN(std::string hosts, MpirunHosts(hosts_field, options_.host));
+
+  LaunchRequest request;
+  request.argv = MpirunCommand(options_, ranks, hosts, spec_file);
+  request.log_path = log;
+  request.work_dir = options_.work_dir;
+  request.spare_leader_on_term = true;
+  // A header line per attempt, so that a log read alone says what ran.
+  fs::path log_path(log);
+  if (log_path.has_parent_path()) fs::create_directories(log_path.parent_path(), ec);
+  {
+    std::ofstream header(log, std::ios::app);
+    std::string command;
+    for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
+    header << fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id, job.attempt,
+                          options_.host, command);
+  }
+  return launcher_.Start(request);
+}
+
+void Agent::QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status) {
+  job.state = JobState::kExited;
+  json body = {{"agent", options_.host}, {"outcome", OutcomeName(outcome)}};
+  if (exit_status) body["exit_status"] = *exit_status;
+  Log(fmt::format("job {} attempt {} ended: {}{}", job.id, job.attempt, OutcomeName(outcome),
+                  exit_status ? fmt::format(" (exit status {})", *exit_status) : ""));
+  reports_.push_back({job.id, job.attempt, std::move(body), 0});
+  cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poller
+
+json Agent::RunningJsonLocked() const {
+  json running = json::array();
+  for (const auto& [id, job] : jobs_) running.push_back({{"job", id}, {"attempt", job.attempt}});
+  return running;
+}
+
+void Agent::ApplyPollLocked(const json& reply) {
+  lease_seconds_ = IntOr(reply, "lease_seconds", lease_seconds_);
+  if (auto launches = reply.find("launch"); launches != reply.end() && launches->is_array()) {
+    for (const json& entry : *launches) {
+      std::string id = entry.is_object() ? entry.value("job", std::string()) : std::string();
+      int attempt = entry.is_object() ? IntOr(entry, "attempt", 0) : 0;
+      if (!SafeId(id) || attempt < 1) {
+        Log("ignored a launch entry without a valid 'job' and 'attempt': " + entry.dump());
+        continue;
+      }
+      if (auto known = jobs_.find(id); known != jobs_.end()) {
+        if (known->second.attempt != attempt) {
+          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here", id,
+                          attempt, known->second.attempt));
+        }
+        continue;
+      }
+      Job job;
+      job.id = id;
+      job.attempt = attempt;
+      job.launch = entry;
+      job.grace_seconds = std::max(0, IntOr(entry, "grace_seconds", 60));
+      job.state = entry.value("hold", false) ? JobState::kHolding : JobState::kStarting;
+      if (job.state == JobState::kHolding && stopping_) continue;
+      Log(fmt::format("{} job {} attempt {}", job.state == JobState::kHolding ? "holding slots for"
+                                                                              : "told to launch",
+                      id, attempt));
+      jobs_[id] = std::move(job);
+    }
+  }
+  if (auto signals = reply.find("signal"); signals != reply.end() && signals->is_array()) {
+    for (const json& entry : *signals) {
+      if (!entry.is_object()) continue;
+      auto it = jobs_.find(entry.value("job", std::string()));
+      if (it == jobs_.end()) continue;
+      Job& job = it->second;
+      int attempt = IntOr(entry, "attempt", 0);
+      if (attempt != 0 && attempt != job.attempt) continue;  // meant for an older attempt
+      std::string action = entry.value("action", std::string());
+      if (job.state == JobState::kHolding) {
+        if (action == "kill") jobs_.erase(it);  // the leader's agent stops the processes
+        continue;
+      }
+      if (action == "kill") {
+        job.kill_requested = true;
+      } else if (action == "preempt") {
+        job.preempt_requested = true;
+        job.grace_seconds = std::max(0, IntOr(entry, "grace_seconds", job.grace_seconds));
+      } else {
+        Log("ignored a signal with an unknown action: " + entry.dump());
+      }
+    }
+  }
+  cv_.notify_all();
+}
+
+void Agent::DropNotHeldLocked(const json& not_held) {
+  if (!not_held.is_array()) return;
+  for (const json& entry : not_held) {
+    if (!entry.is_object()) continue;
+    auto it = jobs_.find(entry.value("job", std::string()));
+    if (it == jobs_.end()) continue;
+    Job& job = it->second;
+    Log(fmt::format("the coordinator says job {} attempt {} is no longer ours: stopping it",
+                    job.id, job.attempt));
+    reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
+                                  [&](const ExitReport& r) { return r.job == job.id; }),
+                   reports_.end());
+    if (job.state == JobState::kRunning) {
+      // Killed without a report: the process stays in the launcher until reaped, and no entry
+      // is left to match it.
+      pid_t pid = job.pid;
+      jobs_.erase(it);
+      orphans_to_kill_.push_back(pid);
+    } else {
+      jobs_.erase(it);
+    }
+  }
+  cv_.notify_all();
+}
+
+void Agent::PollLoop() {
+  milliseconds backoff = kFirstBackoff;
+  bool away = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  auto failed = [&](const std::string& why) {
+    registered_ = false;
+    draining_registered_ = false;
+    if (!away) Log("coordinator unreachable (" + why + "); retrying");
+    away = true;
+    WaitLocked(lock, backoff);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  };
+  while (!finished_) {
+    bool stopping = stopping_;
+    if (!registered_ || (stopping && !draining_registered_)) {
+      // Stopping: offering no slots keeps new work away while the heartbeats go on.
+      json body = {{"host", options_.host},
+                   {"slots", stopping ? 0 : options_.slots},
+                   {"gpus", stopping ? 0 : options_.gpus},
+                   {"running", RunningJsonLocked()}};
+      lock.unlock();
+      Expected<HttpReply> reply = poll_client_->PostJson("/api/v1/agents/register", body.dump());
+      lock.lock();
+      if (finished_) break;
+      if (!reply.ok()) {
+        failed(reply.status().message());
+        continue;
+      }
+      if (reply->status != 200) {
+        failed(fmt::format("register answered {}: {}", reply->status, HttpErrorMessage(*reply)));
+        continue;
+      }
+      std::optional<json> parsed = ParseObject(reply->body);
+      if (parsed) {
+        lease_seconds_ = IntOr(*parsed, "lease_seconds", lease_seconds_);
+        if (parsed->contains("not_held")) DropNotHeldLocked((*parsed)["not_held"]);
+      }
+      Log(stopping ? "told the coordinator this host takes no more work"
+                   : "registered with the coordinator");
+      registered_ = true;
+      draining_registered_ = stopping;
+      away = false;
+      backoff = kFirstBackoff;
+      cv_.notify_all();
+      continue;
+    }
+    json body = {{"running", RunningJsonLocked()}};
+    lock.unlock();
+    Expected<HttpReply> reply =
+        poll_client_->PostJson("/api/v1/agents/" + options_.host + "/poll", body.dump());
+    lock.lock();
+    if (finished_) break;
+    if (!reply.ok()) {
+      failed(reply.status().message());
+      continue;
+    }
+    std::optional<json> parsed = ParseObject(reply->body);
+    if (reply->status == 409 && parsed && parsed->contains("not_held")) {
+      DropNotHeldLocked((*parsed)["not_held"]);
+      continue;
+    }
+    if (reply->status == 404) {  // the coordinator forgot us (a restart): register again
+      registered_ = false;
+      continue;
+    }
+    if (reply->status != 200 || !parsed) {
+      failed(fmt::format("poll answered {}: {}", reply->status, HttpErrorMessage(*reply)));
+      continue;
+    }
+    backoff = kFirstBackoff;
+    ApplyPollLocked(*parsed);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporter
+
+void Agent::ReportLoop() {
+  milliseconds backoff = kFirstBackoff;
+  bool away = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!finished_) {
+    if (reports_.empty()) {
+      cv_.wait(lock, [this] { return finished_ || !reports_.empty(); });
+      continue;
+    }
+    ExitReport report = reports_.front();
+    lock.unlock();
+    Expected<HttpReply> reply = report_client_->PostJson(
+        fmt::format("/api/v1/jobs/{}/attempts/{}/exit", report.job, report.attempt),
+        report.body.dump());
+    lock.lock();
+    auto queued = std::find_if(reports_.begin(), reports_.end(), [&](const ExitReport& r) {
+      return r.job == report.job && r.attempt == report.attempt;
+    });
+    bool done = false;
+    if (reply.ok()) {
+      int status = reply->status;
+      if (status >= 200 && status < 300) {
+        done = true;
+      } else if (status == 404 && queued != reports_.end() &&
+                 ++queued->not_found_replies < kMaxNotFoundReplies) {
+        registered_ = false;  // most likely a restarted coordinator: the poller registers again
+        cv_.notify_all();
+      } else if (status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
+        Log(fmt::format("the coordinator refused the exit report of job {} attempt {} ({}): {}",
+                        report.job, report.attempt, status, HttpErrorMessage(*reply)));
+        done = true;
+      }
+    }
+    if (done) {
+      if (queued != reports_.end()) reports_.erase(queued);
+      auto job = jobs_.find(report.job);
+      if (job != jobs_.end() && job->second.attempt == report.attempt &&
+          job->second.state == JobState::kExited) {
+        jobs_.erase(job);
+      }
+      away = false;
+      backoff = kFirstBackoff;
+      cv_.notify_all();
+      continue;
+    }
+    if (!away) {
+      Log(fmt::format("cannot report the exit of job {} attempt {} yet ({}); retrying", report.job,
+                      report.attempt,
+                      reply.ok() ? fmt::format("HTTP {}", reply->status) : reply.status().message()));
+    }
+    away = true;
+    WaitLocked(lock, backoff);
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+}  // namespace vitscale::worker

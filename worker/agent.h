@@ -1,0 +1,151 @@
+// Agent: the worker daemon's logic (vitscale-agent is main.cc around it). See docs/agent.md.
+//
+// Three threads share one table of jobs under one mutex:
+//  - the control thread (the caller of Run()) starts, signals and reaps job processes; it is
+//    the only thread that touches the Launcher, so a job's death signal follows a thread that
+//    lives as long as the agent;
+//  - the poller registers, then long-polls POST /agents/{host}/poll with what the agent runs
+//    (the poll is the heartbeat), and writes what it is told into the table;
+//  - the reporter delivers exit reports in order, retrying until the coordinator takes them.
+// The coordinator may vanish at any time: both HTTP threads retry with a capped backoff, the
+// poller registers again after any failure, and nothing is dropped while it is away.
+//
+// Ownership: the Agent does not own the Launcher, which must outlive it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/http_client.h"
+#include "common/status.h"
+#include "worker/launcher.h"
+
+namespace vitscale::worker {
+
+struct AgentOptions {
+  std::string coordinator_url;  // http://host:port (the API is under /api/v1 there)
+  std::string token;
+  std::string host;             // the agent's id, and the name mpirun -H gets for this host
+  int slots = 1;
+  int gpus = 0;
+  std::string work_dir;         // spec files, and logs when a spec names none
+  std::string train_command;    // run by every rank as `<train_command> --spec FILE`
+  std::string mpirun = "mpirun";
+  bool allow_run_as_root = false;  // passes --allow-run-as-root (Open MPI refuses root without)
+  std::chrono::milliseconds max_backoff{2000};
+  // How long the coordinator may hold a poll, plus slack; the coordinator answers within 20 s.
+  std::chrono::milliseconds poll_read_timeout{30000};
+  // At shutdown, how long undelivered exit reports are retried before the agent gives up.
+  std::chrono::milliseconds shutdown_report_timeout{10000};
+};
+
+enum class Outcome { kSucceeded, kFailed, kPreempted, kConfigError, kKilled };
+const char* OutcomeName(Outcome outcome);
+
+// The trainer's documented exit statuses (docs/train-spec.md): 0 done, 75 checkpointed after
+// SIGTERM, 78 the spec is wrong. A process we SIGKILLed after a cancel was killed; one we
+// SIGKILLed after its preemption grace ran out was preempted (it resumes from its newest good
+// checkpoint, which is what a preemption means). Everything else failed.
+Outcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_requested);
+constexpr int kExitPreempted = 75;
+constexpr int kExitConfigError = 78;
+
+// The -H argument for mpirun: the coordinator's "host:ranks,..." (or a list of those) with this
+// agent's own host written as localhost, which Open MPI runs locally without a remote launch.
+Expected<std::string> MpirunHosts(const nlohmann::json& hosts, const std::string& own_host);
+
+// mpirun [--allow-run-as-root] --oversubscribe -np R -H HOSTS TRAIN --spec SPEC_FILE
+std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
+                                       const std::string& hosts, const std::string& spec_file);
+
+// GPUs that `nvidia-smi -L` lists; 0 when it is missing or fails.
+int DetectGpus();
+
+class Agent {
+ public:
+  // kInvalidArgument for a bad URL or empty host.
+  static Expected<std::unique_ptr<Agent>> Create(AgentOptions options, Launcher& launcher);
+  ~Agent();
+
+  // Runs until RequestStop(), then preempts the running jobs, waits for them (each up to its
+  // grace), reports their exits and returns. Call it once, from a thread that outlives the jobs.
+  Status Run();
+  // Thread-safe. Not async-signal-safe: a signal handler should wake a thread that calls it.
+  void RequestStop();
+
+  // (job, attempt) of every job the agent runs or holds, in the form the poll sends. Thread-safe.
+  std::vector<std::pair<std::string, int>> Jobs() const;
+
+ private:
+  enum class JobState {
+    kStarting,  // told to launch; the control thread has not started it yet
+    kRunning,   // a process runs
+    kHolding,   // a gang member: slots held for another host's mpirun, nothing runs here
+    kExited,    // ended; its exit report waits for delivery
+  };
+  struct Job {
+    std::string id;
+    int attempt = 0;
+    JobState state = JobState::kStarting;
+    nlohmann::json launch;  // the poll's launch entry
+    pid_t pid = 0;
+    int grace_seconds = 60;
+    bool preempt_requested = false;
+    bool kill_requested = false;
+    bool term_sent = false;
+    bool kill_sent = false;
+    std::chrono::steady_clock::time_point kill_at;  // when term_sent: the end of the grace
+  };
+  struct ExitReport {
+    std::string job;
+    int attempt = 0;
+    nlohmann::json body;
+    int not_found_replies = 0;
+  };
+
+  Agent(AgentOptions options, Launcher& launcher, std::unique_ptr<HttpClient> poll_client,
+        std::unique_ptr<HttpClient> report_client);
+
+  void PollLoop();
+  void ReportLoop();
+  // One pass of the control thread over the table; false once stopping and nothing runs.
+  bool ControlPass();
+  Expected<pid_t> LaunchJob(const Job& job);
+
+  // REQUIRES: mu_ held.
+  nlohmann::json RunningJsonLocked() const;
+  void ApplyPollLocked(const nlohmann::json& reply);
+  void DropNotHeldLocked(const nlohmann::json& not_held);
+  void QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status);
+  // Sleeps up to `delay`, or less when another thread notifies. REQUIRES: `lock` holds mu_.
+  void WaitLocked(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds delay);
+
+  const AgentOptions options_;
+  Launcher& launcher_;
+  std::unique_ptr<HttpClient> poll_client_;
+  std::unique_ptr<HttpClient> report_client_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Job> jobs_;  // by job id
+  std::deque<ExitReport> reports_;
+  std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
+  bool stopping_ = false;       // RequestStop() was called
+  bool finished_ = false;       // the control thread is done; the HTTP threads may end
+  bool registered_ = false;     // since the last failure to reach the coordinator
+  bool draining_registered_ = false;  // told the coordinator it offers no slots any more
+  int lease_seconds_ = 30;
+};
+
+}  // namespace vitscale::worker

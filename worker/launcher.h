@@ -1,0 +1,77 @@
+// Launcher: how the agent starts, signals and reaps job processes.
+//
+// Each job is one process (normally `mpirun`) started in a session of its own (setsid), with
+// stdout and stderr appended to the attempt's log. The session, not the process group, is the
+// unit that signals reach: Open MPI puts every rank in a process group of its own, but the ranks
+// stay in mpirun's session. Signal() therefore walks /proc for the session's members.
+//
+// A job dies with the agent: the launched process gets PR_SET_PDEATHSIG(SIGKILL), and Open MPI
+// ranks end when their mpirun dies. A restarted agent does not adopt old jobs; their leases run
+// out and the coordinator resumes them from their checkpoints. The death signal follows the
+// THREAD that called Start(), so call Start() from a thread that lives as long as the jobs.
+//
+// Threads: a ProcessLauncher is used by one thread at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace vitscale::worker {
+
+struct LaunchRequest {
+  std::vector<std::string> argv;  // argv[0] is a path, or a name looked up in PATH
+  std::string log_path;           // created with its directories; appended to
+  std::string work_dir;           // the process's working directory; "" = the agent's
+  // SIGTERM spares the session leader (and reaches everything else in the session). Set for
+  // mpirun, which answers SIGTERM by killing its ranks about a second later (Open MPI 4.1),
+  // before they can checkpoint; the ranks get SIGTERM directly, and mpirun exits with the status
+  // they exit with.
+  bool spare_leader_on_term = false;
+};
+
+struct ProcessExit {
+  pid_t pid = 0;
+  bool signaled = false;  // killed by `signal`, else exited with `exit_code`
+  int exit_code = 0;
+  int signal = 0;
+  // exit_code, or 128 + signal, as a shell reports it.
+  int ShellStatus() const { return signaled ? 128 + signal : exit_code; }
+};
+
+class Launcher {
+ public:
+  virtual ~Launcher() = default;
+  // Starts the process; returns its pid, which is also its session id. kIOError when the log
+  // cannot be opened or the program cannot be run (the log says why, too).
+  virtual Expected<pid_t> Start(const LaunchRequest& request) = 0;
+  // SIGTERM: the session (see LaunchRequest::spare_leader_on_term). SIGKILL and others: every
+  // process of the session. A session that has already ended is not an error.
+  virtual Status Signal(pid_t pid, int signal) = 0;
+  // Processes started here that have ended since the last call; never blocks. Whatever an ended
+  // leader left behind in its session is killed before the leader is reaped.
+  virtual std::vector<ProcessExit> Reap() = 0;
+};
+
+class ProcessLauncher : public Launcher {
+ public:
+  Expected<pid_t> Start(const LaunchRequest& request) override;
+  Status Signal(pid_t pid, int signal) override;
+  std::vector<ProcessExit> Reap() override;
+
+ private:
+  struct Child {
+    pid_t pid;
+    bool spare_leader_on_term;
+  };
+  std::vector<Child> children_;
+};
+
+// Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none).
+// Returns how many live (non-zombie) processes it signalled.
+int SignalSession(pid_t sid, int signal, pid_t except = 0);
+
+}  // namespace vitscale::worker
