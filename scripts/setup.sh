@@ -9,7 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libsqlite3-dev sqlite3
   libboost-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev
-  libssl-dev libzip-dev libzip-tools zlib1g-dev libjpeg62-turbo-dev libpng-dev
+  libssl-dev libzip-dev zipcmp zipmerge ziptool zlib1g-dev libjpeg62-turbo-dev libpng-dev
   dataset-fashion-mnist python3-sklearn
 )
 

@@ -154,14 +154,15 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
   HttpClientOptions report_options{options.coordinator_url, options.token, milliseconds(3000),
                                    milliseconds(10000)};
   ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> report_client, HttpClient::Create(report_options));
-  return std::unique_ptr<Agent>(
-      new Agent(std::move(options), launcher, std::move(poll_client), std::move(report_client)));
+  return std::unique_ptr<Agent>(new Agent(std::move(options), launcher, poll_options,
+                                          std::move(poll_client), std::move(report_client)));
 }
 
-Agent::Agent(AgentOptions options, Launcher& launcher, std::unique_ptr<HttpClient> poll_client,
-             std::unique_ptr<HttpClient> report_client)
+Agent::Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
+             std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client)
     : options_(std::move(options)),
       launcher_(launcher),
+      poll_options_(std::move(poll_options)),
       poll_client_(std::move(poll_client)),
       report_client_(std::move(report_client)) {}
 
@@ -169,7 +170,11 @@ Agent::~Agent() = default;
 
 void Agent::RequestStop() {
   std::lock_guard<std::mutex> lock(mu_);
-  stopping_ = true;
+  if (!stopping_) {
+    stopping_ = true;
+    poll_client_aborted_ = true;
+    poll_client_->Abort();
+  }
   cv_.notify_all();
 }
 
@@ -203,8 +208,8 @@ Status Agent::Run() {
     }
     finished_ = true;
     cv_.notify_all();
+    poll_client_->Abort();
   }
-  poll_client_->Abort();
   report_client_->Abort();
   poller.join();
   reporter.join();
@@ -451,6 +456,14 @@ void Agent::PollLoop() {
     backoff = std::min(backoff * 2, options_.max_backoff);
   };
   while (!finished_) {
+    if (poll_client_aborted_) {
+      Expected<std::unique_ptr<HttpClient>> fresh = HttpClient::Create(poll_options_);
+      if (fresh.ok()) {
+        std::unique_ptr<HttpClient> old = std::move(poll_client_);
+        poll_client_ = std::move(fresh).value();
+      }
+      poll_client_aborted_ = false;
+    }
     bool stopping = stopping_;
     if (!registered_ || (stopping && !draining_registered_)) {
       // Stopping: offering no slots keeps new work away while the heartbeats go on.
@@ -463,7 +476,7 @@ void Agent::PollLoop() {
       lock.lock();
       if (finished_) break;
       if (!reply.ok()) {
-        failed(reply.status().message());
+        if (!poll_client_aborted_) failed(reply.status().message());
         continue;
       }
       if (reply->status != 200) {
@@ -491,7 +504,7 @@ void Agent::PollLoop() {
     lock.lock();
     if (finished_) break;
     if (!reply.ok()) {
-      failed(reply.status().message());
+      if (!poll_client_aborted_) failed(reply.status().message());
       continue;
     }
     std::optional<json> parsed = ParseObject(reply->body);

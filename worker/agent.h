@@ -114,8 +114,8 @@ class Agent {
     int not_found_replies = 0;
   };
 
-  Agent(AgentOptions options, Launcher& launcher, std::unique_ptr<HttpClient> poll_client,
-        std::unique_ptr<HttpClient> report_client);
+  Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
+        std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client);
 
   void PollLoop();
   void ReportLoop();
@@ -133,7 +133,11 @@ class Agent {
 
   const AgentOptions options_;
   Launcher& launcher_;
+  const HttpClientOptions poll_options_;
+  // Replaced (under mu_) by the poller only: RequestStop() aborts the long poll in flight so
+  // that the poller can tell the coordinator at once that this host takes no more work.
   std::unique_ptr<HttpClient> poll_client_;
+  bool poll_client_aborted_ = false;
   std::unique_ptr<HttpClient> report_client_;
 
   mutable std::mutex mu_;

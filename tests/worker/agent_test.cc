@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -309,9 +310,9 @@ TEST_F(AgentTest, AJobOutlivesACoordinatorRestartAndItsExitIsReportedAfterwards)
       << Log("job5");
   auto lock = coordinator_.Lock();
   // It registered again after the restart, still listing the job it had not reported.
-  ASSERT_FALSE(coordinator_.registers.empty());
-  EXPECT_EQ(coordinator_.registers.front()["running"],
-            json::array({{{"job", "job5"}, {"attempt", 1}}}));
+  json listed = json::array({{{"job", "job5"}, {"attempt", 1}}});
+  EXPECT_TRUE(std::any_of(coordinator_.registers.begin(), coordinator_.registers.end(),
+                          [&](const json& r) { return r["running"] == listed; }));
 }
 
 TEST_F(AgentTest, ANotHeldJobIsKilledAndDroppedWithoutAReport) {

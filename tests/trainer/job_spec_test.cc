@@ -1,0 +1,72 @@
+#include "trainer/job_spec.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace vitscale::trainer {
+namespace {
+
+nlohmann::json ValidSpec() {
+  return nlohmann::json::parse(R"({
+    "job": {"version": 1, "model": "ViT-Mu/7", "dataset": "fashion-mnist/0-4", "subset": 500,
+            "subset_seed": 0, "seed": 0,
+            "train": {"optimizer": "adam", "batch_size": 32, "epochs": 1.0, "lr": 0.001,
+                      "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999, "warmup_steps": 10,
+                      "lr_decay": "cosine", "grad_clip_norm": 1.0, "dropout": 0.0,
+                      "resolution": 28},
+            "few_shot": {"datasets": ["digits"], "shots": [1, 5], "seeds": 2, "l2": 1024.0},
+            "fine_tune": []},
+    "run": {"dir": "runs/x", "threads": 2, "checkpoint_every_steps": 50}
+  })");
+}
+
+std::string Error(const nlohmann::json& spec) {
+  Expected<JobSpec> parsed = ParseJobSpec(spec.dump(), "spec.json");
+  return parsed.ok() ? "" : parsed.status().message();
+}
+
+TEST(JobSpecTest, ParsesAValidSpecWithDefaults) {
+  Expected<JobSpec> spec = ParseJobSpec(ValidSpec().dump(), "spec.json");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->job.model, "ViT-Mu/7");
+  EXPECT_EQ(spec->run.threads, 2);
+  EXPECT_EQ(spec->run.keep_checkpoints, 2);  // default
+  EXPECT_EQ(spec->job_id, sweep::JobId(spec->job));
+  EXPECT_EQ(spec->job_id.size(), 64u);
+}
+
+TEST(JobSpecTest, ErrorsNameTheField) {
+  nlohmann::json s = ValidSpec();
+  s["job"]["train"].erase("lr");
+  EXPECT_NE(Error(s).find("'train.lr' is missing"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["run"]["threads"] = "two";
+  EXPECT_NE(Error(s).find("'run.threads' must be an integer"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["run"]["checkpoint_evry_steps"] = 5;
+  EXPECT_NE(Error(s).find("did you mean 'checkpoint_every_steps'"), std::string::npos)
+      << Error(s);
+  s = ValidSpec();
+  s["run"].erase("dir");
+  EXPECT_NE(Error(s).find("'run.dir' is missing"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["job"]["model"] = "ViT-Mu/8";
+  EXPECT_NE(Error(s).find("job.model"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["job"]["train"]["lr_decay"] = "cosin";
+  EXPECT_NE(Error(s).find("did you mean 'cosine'"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["job"]["train"]["batch_size"] = 0;
+  EXPECT_NE(Error(s).find("'job.train.batch_size' must be > 0"), std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["jobs"] = s["job"];
+  EXPECT_NE(Error(s).find("did you mean 'job'"), std::string::npos) << Error(s);
+  EXPECT_NE(ParseJobSpec("{\"job\": ", "spec.json").status().message().find("spec.json"),
+            std::string::npos);
+  EXPECT_EQ(LoadJobSpec("/nonexistent/spec.json").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace vitscale::trainer
