@@ -25,7 +25,14 @@ int UsageError(const std::string& message) {
 }
 
 int ExitCodeFor(const Status& status) {
-  return status.code() == StatusCode::kNotFound ? kExitNotFound : kExitFailure;
+  switch (status.code()) {
+    case StatusCode::kNotFound:
+      return kExitNotFound;
+    case StatusCode::kCorruption:
+      return kExitBadInput;  // --db names a file that is no database
+    default:
+      return kExitFailure;
+  }
 }
 
 }  // namespace

@@ -1,16 +1,16 @@
 #include "common/http_client.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <algorithm>
 #include <cctype>
-#include <optional>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace vitscale {
 namespace {
@@ -34,7 +34,8 @@ Expected<ParsedUrl> ParseUrl(const std::string& url) {
     return InvalidArgument("coordinator URL '" + url + "': https is not supported; use http://");
   }
   if (url.rfind(scheme, 0) != 0) {
-    return InvalidArgument("URL '" + url + "' must start with http:// (e.g. http://127.0.0.1:8470)");
+    return InvalidArgument("URL '" + url +
+                           "' must start with http:// (e.g. http://127.0.0.1:8470)");
   }
   std::string rest = url.substr(scheme.size());
   ParsedUrl parsed;
@@ -54,7 +55,8 @@ Expected<ParsedUrl> ParseUrl(const std::string& url) {
                  std::all_of(parsed.port.begin(), parsed.port.end(),
                              [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
   if (parsed.host.empty() || !port_ok) {
-    return InvalidArgument("URL '" + url + "' needs a host and a numeric port, e.g. http://127.0.0.1:8470");
+    return InvalidArgument("URL '" + url +
+                           "' needs a host and a numeric port, e.g. http://127.0.0.1:8470");
   }
   return parsed;
 }
@@ -185,7 +187,9 @@ void HttpClient::Abort() {
   impl_->io.stop();
 }
 
-Expected<HttpReply> HttpClient::Get(const std::string& path) { return Request("GET", path, "", ""); }
+Expected<HttpReply> HttpClient::Get(const std::string& path) {
+  return Request("GET", path, "", "");
+}
 
 Expected<HttpReply> HttpClient::PostJson(const std::string& path, const std::string& json_body) {
   return Request("POST", path, json_body, "application/json");

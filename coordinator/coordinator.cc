@@ -1068,3 +1068,5 @@ HttpResponse Coordinator::PostExit(const HttpRequest& request) {
   Tick();
   return JsonResponse(200, "{}");
 }
+
+}  // namespace vitscale::coordinator

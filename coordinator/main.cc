@@ -135,7 +135,6 @@ int Run(const Flags& flags) {
                  flags.listen.c_str());
     return kExitUsage;
   }
-  HttpServerOptionsCheck:;
   std::string host = flags.listen.substr(0, colon);
   int port = std::atoi(flags.listen.c_str() + colon + 1);
   if (port < 0 || port > 65535) {

@@ -65,7 +65,7 @@ Expected<ModelConfig> ConfigFromJson(const std::string& text, std::string_view w
     c.resnet.small_stem = r.at("small_stem").get<bool>();
     c.resnet.groupnorm_groups = r.at("groupnorm_groups").get<int>();
     c.pooling = j.at("pooling").get<std::string>() == "gap" ? Pooling::kGlobalAverage
-                                                             : Pooling::kClassToken;
+                                                            : Pooling::kClassToken;
     c.pre_logits = j.at("pre_logits").get<int>();
     c.dropout = j.at("dropout").get<double>();
     return c;
@@ -83,7 +83,8 @@ std::string SizesString(const torch::Tensor& t) {
 // Parameters and buffers under their module paths, in registration order.
 std::vector<std::pair<std::string, torch::Tensor>> ModelState(ModelImpl& model) {
   std::vector<std::pair<std::string, torch::Tensor>> state;
-  for (const auto& item : model.named_parameters(true)) state.emplace_back(item.key(), item.value());
+  for (const auto& item : model.named_parameters(true))
+    state.emplace_back(item.key(), item.value());
   for (const auto& item : model.named_buffers(true)) state.emplace_back(item.key(), item.value());
   return state;
 }
@@ -109,8 +110,10 @@ Expected<Decoded> Decode(std::string_view bytes, std::string_view what) {
     }
     return decoded;
   } catch (const std::exception& e) {
-    return Corruption(where + ": not a readable vitscale model checkpoint (truncated or not a "
-                      "torch zip file): " + std::string(e.what()).substr(0, 200));
+    return Corruption(where +
+                      ": not a readable vitscale model checkpoint (truncated or not a "
+                      "torch zip file): " +
+                      std::string(e.what()).substr(0, 200));
   }
 }
 
@@ -151,8 +154,10 @@ Expected<CheckpointInfo> DecodeInfo(std::string_view bytes, std::string_view wha
     info.resolution = static_cast<int>(decoded.dict.at(std::string("resolution")).toInt());
     return info;
   } catch (const std::exception& e) {
-    return Corruption(std::string(what) + ": checkpoint lacks name, config, num_classes or "
-                      "resolution: " + std::string(e.what()).substr(0, 200));
+    return Corruption(std::string(what) +
+                      ": checkpoint lacks name, config, num_classes or "
+                      "resolution: " +
+                      std::string(e.what()).substr(0, 200));
   }
 }
 

@@ -162,8 +162,8 @@ std::string SerializeNpy(const NpyArray& array) {
   const char* descr = array.dtype == NpyDtype::kFloat32   ? "<f4"
                       : array.dtype == NpyDtype::kFloat16 ? "<f2"
                                                           : "<V2";
-  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': " +
-                       (array.fortran_order ? "True" : "False") +
+  std::string header = std::string("{'descr': '") + descr +
+                       "', 'fortran_order': " + (array.fortran_order ? "True" : "False") +
                        ", 'shape': " + ShapeString(array.shape) + ", }";
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to a multiple of 64.
   const size_t unpadded = 10 + header.size() + 1;
@@ -188,8 +188,8 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     if (error_code == ZIP_ER_OPEN || error_code == ZIP_ER_READ) {
       return IOError(path + ": cannot read: " + ZipErrorString(error_code));
     }
-    return Corruption(path + ": not a readable .npz (zip) archive: " +
-                      ZipErrorString(error_code) + "; is the file complete?");
+    return Corruption(path + ": not a readable .npz (zip) archive: " + ZipErrorString(error_code) +
+                      "; is the file complete?");
   }
   std::map<std::string, NpyArray> arrays;
   const zip_int64_t entries = zip_get_num_entries(archive.get(), 0);
@@ -197,8 +197,8 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     zip_stat_t stat;
     if (zip_stat_index(archive.get(), i, 0, &stat) != 0 || !(stat.valid & ZIP_STAT_NAME) ||
         !(stat.valid & ZIP_STAT_SIZE)) {
-      return Corruption(path + ": member " + std::to_string(i) + " has no readable header: " +
-                        zip_strerror(archive.get()));
+      return Corruption(path + ": member " + std::to_string(i) +
+                        " has no readable header: " + zip_strerror(archive.get()));
     }
     std::string key = stat.name;
     if (key.size() >= 4 && key.compare(key.size() - 4, 4, ".npy") == 0) key.resize(key.size() - 4);

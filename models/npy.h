@@ -22,7 +22,7 @@ struct NpyArray {
   NpyDtype dtype = NpyDtype::kFloat32;
   std::vector<int64_t> shape;  // () for a scalar
   bool fortran_order = false;
-  std::string data;            // little-endian elements, exactly numel * item size bytes
+  std::string data;  // little-endian elements, exactly numel * item size bytes
 
   int64_t numel() const;
 };

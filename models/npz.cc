@@ -25,7 +25,7 @@ struct Entry {
   std::vector<int64_t> npz_shape;  // as the released files have it
   torch::Tensor target;            // our parameter, or a view of the part this key fills
   Layout layout = Layout::kPlain;
-  int in_dims = 1;                 // kDense: how many leading npz dims are the input
+  int in_dims = 1;  // kDense: how many leading npz dims are the input
 };
 
 std::vector<int64_t> Sizes(const torch::Tensor& t) { return t.sizes().vec(); }
@@ -35,8 +35,7 @@ Entry Plain(std::string key, torch::Tensor target, std::vector<int64_t> npz_shap
   return {std::move(key), std::move(npz_shape), std::move(target), Layout::kPlain, 1};
 }
 
-Entry Dense(std::string key, torch::Tensor target, std::vector<int64_t> npz_shape,
-            int in_dims) {
+Entry Dense(std::string key, torch::Tensor target, std::vector<int64_t> npz_shape, int in_dims) {
   return {std::move(key), std::move(npz_shape), std::move(target), Layout::kDense, in_dims};
 }
 
@@ -121,9 +120,8 @@ bool MapParameter(const std::string& name, const torch::Tensor& param, const Mod
     const std::string attention = block + "MultiHeadDotProductAttention_1/";
     const std::string& layer = p[2];
     if (layer == "norm1" || layer == "norm2") {
-      entries->push_back(Plain(block + (layer == "norm1" ? "LayerNorm_0/" : "LayerNorm_2/") +
-                                   NormLeaf(leaf),
-                               param));
+      entries->push_back(Plain(
+          block + (layer == "norm1" ? "LayerNorm_0/" : "LayerNorm_2/") + NormLeaf(leaf), param));
     } else if (layer == "qkv") {
       const char* parts[] = {"query", "key", "value"};
       for (int j = 0; j < 3; ++j) {
@@ -138,7 +136,8 @@ bool MapParameter(const std::string& name, const torch::Tensor& param, const Mod
                              ? Dense(attention + "out/kernel", param, {heads, head_dim, width}, 2)
                              : Plain(attention + "out/bias", param));
     } else if (layer == "fc1" || layer == "fc2") {
-      const std::string dense = block + (layer == "fc1" ? "MlpBlock_3/Dense_0/" : "MlpBlock_3/Dense_1/");
+      const std::string dense =
+          block + (layer == "fc1" ? "MlpBlock_3/Dense_0/" : "MlpBlock_3/Dense_1/");
       entries->push_back(leaf == "weight" ? Dense(dense + "kernel", param)
                                           : Plain(dense + "bias", param));
     } else {
@@ -158,8 +157,7 @@ Expected<std::vector<Entry>> MapModel(ModelImpl& model) {
   std::vector<Entry> entries;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     if (!MapParameter(item.key(), item.value(), model.config(), &entries)) {
-      return Internal("parameter '" + item.key() + "' of '" + model.name() +
-                      "' has no .npz name");
+      return Internal("parameter '" + item.key() + "' of '" + model.name() + "' has no .npz name");
     }
   }
   return entries;
@@ -182,10 +180,9 @@ torch::Tensor ToTensor(const NpyArray& array) {
   std::vector<int64_t> shape = array.shape;
   if (array.fortran_order) std::reverse(shape.begin(), shape.end());
   // from_blob does not copy and wants a mutable pointer; the clone below owns the data.
-  torch::Tensor t =
-      torch::from_blob(const_cast<char*>(array.data.data()), shape,
-                       torch::TensorOptions().dtype(TorchType(array.dtype)))
-          .to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
+  torch::Tensor t = torch::from_blob(const_cast<char*>(array.data.data()), shape,
+                                     torch::TensorOptions().dtype(TorchType(array.dtype)))
+                        .to(torch::kFloat, /*non_blocking=*/false, /*copy=*/true);
   if (array.fortran_order && t.dim() > 1) {
     std::vector<int64_t> reversed(t.dim());
     for (int64_t i = 0; i < t.dim(); ++i) reversed[i] = t.dim() - 1 - i;
@@ -245,8 +242,8 @@ Status ImportNpz(ModelImpl& model, const std::string& path) {
     }
     used.insert(entry.key);
     if (it->second.shape != entry.npz_shape) {
-      wrong_shape.push_back(entry.key + " is " + ShapeString(it->second.shape) +
-                            " in the file, " + ShapeString(entry.npz_shape) + " in the model");
+      wrong_shape.push_back(entry.key + " is " + ShapeString(it->second.shape) + " in the file, " +
+                            ShapeString(entry.npz_shape) + " in the model");
     }
   }
   for (const auto& [key, array] : arrays) {
@@ -260,8 +257,9 @@ Status ImportNpz(ModelImpl& model, const std::string& path) {
     if (!unexpected.empty()) message += "; unexpected keys: " + ListSome(unexpected);
     if (!wrong_shape.empty()) message += "; wrong shapes: " + ListSome(wrong_shape);
     if (!wrong_shape.empty() || !unexpected.empty()) {
-      message += " (build the model with the file's class count and resolution, then "
-                 "ReplaceHead / ResizePositionEmbedding)";
+      message +=
+          " (build the model with the file's class count and resolution, then "
+          "ReplaceHead / ResizePositionEmbedding)";
     }
     return InvalidArgument(message);
   }

@@ -89,9 +89,10 @@ torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
 ResNetTrunkImpl::ResNetTrunkImpl(const ResNetConfig& config, bool preact)
     : config_(config), preact_(preact) {
   const int64_t stem_width = int64_t{config.base_width} * config.width_factor;
-  stem_ = register_module("stem", StdConv2d(3, stem_width, config.small_stem ? 3 : 7,
-                                            config.small_stem ? 1 : 2));
-  if (!preact) stem_norm_ = register_module("stem_norm", MakeGroupNorm(config.groupnorm_groups, stem_width));
+  stem_ = register_module(
+      "stem", StdConv2d(3, stem_width, config.small_stem ? 3 : 7, config.small_stem ? 1 : 2));
+  if (!preact)
+    stem_norm_ = register_module("stem_norm", MakeGroupNorm(config.groupnorm_groups, stem_width));
   stages_ = register_module("stages", torch::nn::ModuleList());
   int64_t in_channels = stem_width;
   for (size_t s = 0; s < config.blocks.size(); ++s) {
@@ -100,9 +101,8 @@ ResNetTrunkImpl::ResNetTrunkImpl(const ResNetConfig& config, bool preact)
     torch::nn::Sequential stage;
     for (int b = 0; b < config.blocks[s]; ++b) {
       const int64_t stride = (b == 0 && s > 0) ? 2 : 1;
-      stage->push_back(std::to_string(b),
-                       Bottleneck(in_channels, mid_channels, out_channels, stride,
-                                  config.groupnorm_groups, preact));
+      stage->push_back(std::to_string(b), Bottleneck(in_channels, mid_channels, out_channels,
+                                                     stride, config.groupnorm_groups, preact));
       in_channels = out_channels;
     }
     stages_->push_back(stage);

@@ -24,7 +24,8 @@ inline at::Tensor DotProductAttention(const at::Tensor& q, const at::Tensor& k,
   at::Tensor q3 = q.reshape({batch * heads, tokens, dim});
   at::Tensor k3 = k.reshape({batch * heads, keys, dim});
   at::Tensor v3 = v.reshape({batch * heads, keys, dim});
-  at::Tensor scores = at::bmm(q3, k3.transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(dim)));
+  at::Tensor scores =
+      at::bmm(q3, k3.transpose(1, 2)).mul_(1.0 / std::sqrt(static_cast<double>(dim)));
   return at::bmm(scores.softmax(-1), v3).view({batch, heads, tokens, dim});
 #endif
 }

@@ -64,13 +64,12 @@ torch::Tensor TransformerBlockImpl::Attention(const torch::Tensor& x) {
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = x + Attention(norm1_(x));
-  torch::Tensor h = MaybeDropout(torch::gelu(CountedLinear(fc1_, norm2_(y))), dropout_,
-                                 is_training());
+  torch::Tensor h =
+      MaybeDropout(torch::gelu(CountedLinear(fc1_, norm2_(y))), dropout_, is_training());
   return y + MaybeDropout(CountedLinear(fc2_, h), dropout_, is_training());
 }
 
-ViTImpl::ViTImpl(const ModelConfig& config, int num_classes, int resolution,
-                 ResNetTrunk backbone)
+ViTImpl::ViTImpl(const ModelConfig& config, int num_classes, int resolution, ResNetTrunk backbone)
     : ModelImpl(config, num_classes, resolution) {
   const TransformerConfig& t = config.transformer;
   int64_t in_channels = 3;

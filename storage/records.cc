@@ -9,8 +9,8 @@ namespace vitscale::storage {
 namespace {
 
 template <typename Enum, size_t N>
-Expected<Enum> ParseName(std::string_view name, const std::array<std::pair<Enum, const char*>, N>&
-                                                    names,
+Expected<Enum> ParseName(std::string_view name,
+                         const std::array<std::pair<Enum, const char*>, N>& names,
                          const char* what) {
   std::string valid;
   for (const auto& [value, spelling] : names) {
@@ -45,6 +45,15 @@ constexpr std::array<std::pair<Evaluation, const char*>, 3> kEvaluations = {{
     {Evaluation::kFineTune, "fine_tune"},
 }};
 
+constexpr std::array<std::pair<JobSort, const char*>, 6> kJobSorts = {{
+    {JobSort::kSubmitted, "submitted"},
+    {JobSort::kPriority, "priority"},
+    {JobSort::kModel, "model"},
+    {JobSort::kSubset, "subset"},
+    {JobSort::kState, "state"},
+    {JobSort::kUpdated, "updated"},
+}};
+
 template <typename Enum, size_t N>
 const char* NameOf(Enum value, const std::array<std::pair<Enum, const char*>, N>& names) {
   for (const auto& [candidate, spelling] : names) {
@@ -58,6 +67,11 @@ const char* NameOf(Enum value, const std::array<std::pair<Enum, const char*>, N>
 const char* JobStateName(JobState state) { return NameOf(state, kJobStates); }
 Expected<JobState> ParseJobState(std::string_view name) {
   return ParseName(name, kJobStates, "job state");
+}
+
+const char* JobSortName(JobSort sort) { return NameOf(sort, kJobSorts); }
+Expected<JobSort> ParseJobSort(std::string_view name) {
+  return ParseName(name, kJobSorts, "job sort");
 }
 
 const char* AttemptOutcomeName(AttemptOutcome outcome) { return NameOf(outcome, kOutcomes); }

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,18 +25,18 @@ Expected<JobState> ParseJobState(std::string_view name);
 
 // One job: a pretraining run plus its transfer evaluations, as the sweep expansion produced it.
 struct JobRecord {
-  std::string id;           // lower-case hex SHA-256 of config_json (the canonical config)
-  std::string model;        // registry name, e.g. "ViT-B/16"
-  std::string family;       // "ViT", "ResNet" or "hybrid" (models::FamilyName)
-  std::string dataset;      // pretraining dataset, e.g. "jft-300m", "fashion-mnist"
-  int64_t subset_size = 0;  // pretraining examples used (the nested subset), > 0
-  double epochs = 0;        // passes over the subset, > 0
-  std::string config_json;  // the canonical config, as hashed into `id`
+  std::string id;                  // lower-case hex SHA-256 of config_json (the canonical config)
+  std::string model;               // registry name, e.g. "ViT-B/16"
+  std::string family;              // "ViT", "ResNet" or "hybrid" (models::FamilyName)
+  std::string dataset;             // pretraining dataset, e.g. "jft-300m", "fashion-mnist"
+  int64_t subset_size = 0;         // pretraining examples used (the nested subset), > 0
+  double epochs = 0;               // passes over the subset, > 0
+  std::string config_json;         // the canonical config, as hashed into `id`
   double planned_train_flops = 0;  // 6 x MACs x images seen, from the registry
-  int priority = 0;         // higher runs first
-  int ranks = 1;            // MPI ranks of one attempt
-  int gpus_per_rank = 0;    // 0 = CPU ranks
-  int retries_left = 0;     // failed -> pending while > 0
+  int priority = 0;                // higher runs first
+  int ranks = 1;                   // MPI ranks of one attempt
+  int gpus_per_rank = 0;           // 0 = CPU ranks
+  int retries_left = 0;            // failed -> pending while > 0
   // Set by the store; ignored by AddSweep.
   JobState state = JobState::kPending;
   int64_t submit_order = 0;  // global submission order, ties broken by position in the sweep
@@ -56,11 +57,30 @@ struct AddSweepOutcome {
   int already_known = 0;  // jobs that existed (from this or another sweep) and were linked
 };
 
-// Selects jobs for ListJobs; unset fields do not filter. Results come in submission order.
+// Per sweep: how many jobs are in each state and what they cost, for lists and dashboards.
+struct SweepSummary {
+  int64_t id = 0;
+  std::string name;
+  double created_at = 0;
+  int64_t jobs = 0;
+  std::map<std::string, int64_t> jobs_by_state;  // JobStateName -> count; absent states = 0
+  double planned_train_flops = 0;                // sum over the sweep's jobs
+  double spent_train_flops = 0;                  // sum over their ledger entries
+};
+
+// The orders ListJobs offers; each breaks ties by submission order.
+enum class JobSort { kSubmitted, kPriority, kModel, kSubset, kState, kUpdated };
+const char* JobSortName(JobSort sort);  // "submitted", "priority", "model", "subset", ...
+Expected<JobSort> ParseJobSort(std::string_view name);
+
+// Selects jobs for ListJobs and CountJobs; unset or empty fields do not filter.
 struct JobFilter {
-  std::optional<std::string> sweep;  // sweep name
-  std::optional<JobState> state;
+  std::optional<std::string> sweep;  // sweep name; kSubmitted then means the sweep's own order
+  std::vector<JobState> states;      // any of these
   std::optional<std::string> model;
+  std::optional<int64_t> subset_size;
+  JobSort sort = JobSort::kSubmitted;
+  bool descending = false;
   int64_t limit = -1;  // -1 = no limit
   int64_t offset = 0;
 };
@@ -73,9 +93,9 @@ Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name);
 
 struct AttemptRecord {
   std::string job_id;
-  int number = 0;                    // 1, 2, ... per job, assigned by the store
+  int number = 0;                       // 1, 2, ... per job, assigned by the store
   std::optional<std::string> agent_id;  // the leader agent; unset for standalone runs
-  std::string hosts;                 // mpirun -H form, e.g. "h1:4,h2:4"
+  std::string hosts;                    // mpirun -H form, e.g. "h1:4,h2:4"
   double started_at = 0;
   std::optional<double> ended_at;
   std::optional<AttemptOutcome> outcome;
@@ -117,10 +137,10 @@ inline constexpr std::string_view kAccuracyMetric = "accuracy";
 struct ResultRecord {
   std::string job_id;
   Evaluation evaluation = Evaluation::kFewShot;
-  std::string dataset;        // e.g. "imagenet", "cifar10"
-  std::optional<int> shots;   // required for few_shot, unset otherwise
-  std::optional<int> seed;    // few-shot sampling seed; unset when there is one run
-  std::string metric;         // e.g. "accuracy"
+  std::string dataset;       // e.g. "imagenet", "cifar10"
+  std::optional<int> shots;  // required for few_shot, unset otherwise
+  std::optional<int> seed;   // few-shot sampling seed; unset when there is one run
+  std::string metric;        // e.g. "accuracy"
   double value = 0;
 };
 
@@ -131,7 +151,7 @@ struct LedgerEntry {
   double train_flops = 0;  // analytic: 6 x MACs x images seen in this attempt
   double eval_flops = 0;
   int64_t images_seen = 0;
-  std::string device_kind;  // e.g. "cpu", "NVIDIA H100"
+  std::string device_kind;    // e.g. "cpu", "NVIDIA H100"
   double device_seconds = 0;  // summed over ranks' devices
   double wall_seconds = 0;
 };

@@ -57,8 +57,8 @@ std::vector<std::string> HumanCells(const ResultsTableRow& row, const std::strin
 }
 
 std::vector<std::string> HumanHeader(const ResultsTable& table) {
-  std::vector<std::string> header = {"model",    "epochs",       "pretraining data",
-                                     "examples", "exaFLOPs",     "device-hours"};
+  std::vector<std::string> header = {"model",    "epochs",   "pretraining data",
+                                     "examples", "exaFLOPs", "device-hours"};
   for (const TransferColumn& column : table.columns) header.push_back(column.Title());
   header.push_back("average");
   return header;
@@ -87,9 +87,8 @@ std::string CsvLine(const std::vector<std::string>& fields) {
 }
 
 std::string FormatCsv(const ResultsTable& table) {
-  std::vector<std::string> header = {"job",   "model",    "epochs",  "pretraining data",
-                                     "examples", "state", "exaFLOPs", "compute",
-                                     "device-hours"};
+  std::vector<std::string> header = {"job",   "model",    "epochs",  "pretraining data", "examples",
+                                     "state", "exaFLOPs", "compute", "device-hours"};
   for (const TransferColumn& column : table.columns) header.push_back(column.Title());
   header.push_back("average");
   std::string out = CsvLine(header);
@@ -120,9 +119,12 @@ std::string FormatCsv(const ResultsTable& table) {
 std::string MarkdownCell(const std::string& text) {
   std::string cell;
   for (char c : text) {
-    if (c == '|') cell += "\\|";
-    else if (c == '\n' || c == '\r') cell += ' ';
-    else cell += c;
+    if (c == '|')
+      cell += "\\|";
+    else if (c == '\n' || c == '\r')
+      cell += ' ';
+    else
+      cell += c;
   }
   return cell;
 }
@@ -147,15 +149,31 @@ std::string LatexEscape(const std::string& text) {
   std::string escaped;
   for (char c : text) {
     switch (c) {
-      case '\\': escaped += "\\textbackslash{}"; break;
-      case '~': escaped += "\\textasciitilde{}"; break;
-      case '^': escaped += "\\textasciicircum{}"; break;
-      case '&': case '%': case '$': case '#': case '_': case '{': case '}':
+      case '\\':
+        escaped += "\\textbackslash{}";
+        break;
+      case '~':
+        escaped += "\\textasciitilde{}";
+        break;
+      case '^':
+        escaped += "\\textasciicircum{}";
+        break;
+      case '&':
+      case '%':
+      case '$':
+      case '#':
+      case '_':
+      case '{':
+      case '}':
         escaped += '\\';
         escaped += c;
         break;
-      case '\n': case '\r': escaped += ' '; break;
-      default: escaped += c;
+      case '\n':
+      case '\r':
+        escaped += ' ';
+        break;
+      default:
+        escaped += c;
     }
   }
   return escaped;
@@ -186,7 +204,8 @@ std::string FormatLatex(const ResultsTable& table) {
 
 std::string TransferColumn::Title() const {
   if (evaluation == Evaluation::kFineTune) return dataset + " fine-tune";
-  if (evaluation == Evaluation::kFewShot) return fmt::format("{} {}-shot", dataset, shots.value_or(0));
+  if (evaluation == Evaluation::kFewShot)
+    return fmt::format("{} {}-shot", dataset, shots.value_or(0));
   return dataset + " " + EvaluationName(evaluation);
 }
 
@@ -210,10 +229,9 @@ Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_
       table.columns.push_back(column);
     }
   }
-  std::sort(table.columns.begin(), table.columns.end(),
-            [](const TransferColumn& a, const TransferColumn& b) {
-              return ColumnKey(a) < ColumnKey(b);
-            });
+  std::sort(
+      table.columns.begin(), table.columns.end(),
+      [](const TransferColumn& a, const TransferColumn& b) { return ColumnKey(a) < ColumnKey(b); });
 
   std::map<std::string, const JobCompute*> compute_by_job;
   for (const JobCompute& c : compute) compute_by_job[c.job_id] = &c;
@@ -240,10 +258,9 @@ Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_
   }
   for (const AveragedResult* r : transfer) {
     TransferColumn column{r->evaluation, r->dataset, r->shots};
-    auto found = std::find_if(table.columns.begin(), table.columns.end(),
-                              [&](const TransferColumn& c) {
-                                return ColumnKey(c) == ColumnKey(column);
-                              });
+    auto found =
+        std::find_if(table.columns.begin(), table.columns.end(),
+                     [&](const TransferColumn& c) { return ColumnKey(c) == ColumnKey(column); });
     auto row = row_of_job.find(r->job_id);
     if (row == row_of_job.end()) continue;  // linked to the sweep after ListJobs read it
     table.rows[row->second].transfer[found - table.columns.begin()] = 100.0 * r->mean;
@@ -271,9 +288,12 @@ Expected<TableFormat> ParseTableFormat(std::string_view name) {
 
 std::string FormatResultsTable(const ResultsTable& table, TableFormat format) {
   switch (format) {
-    case TableFormat::kCsv: return FormatCsv(table);
-    case TableFormat::kMarkdown: return FormatMarkdown(table);
-    case TableFormat::kLatex: return FormatLatex(table);
+    case TableFormat::kCsv:
+      return FormatCsv(table);
+    case TableFormat::kMarkdown:
+      return FormatMarkdown(table);
+    case TableFormat::kLatex:
+      return FormatLatex(table);
   }
   return "";
 }

@@ -39,8 +39,8 @@ struct ResultsTableRow {
   int64_t examples = 0;
   JobState state = JobState::kPending;
   double exaflops = 0;
-  bool compute_planned = true;         // exaflops is the plan, not the ledger
-  std::optional<double> device_hours;  // from the ledger, once the job succeeded
+  bool compute_planned = true;                  // exaflops is the plan, not the ledger
+  std::optional<double> device_hours;           // from the ledger, once the job succeeded
   std::vector<std::optional<double>> transfer;  // percent, one per ResultsTable::columns
   std::optional<double> average;                // percent
 };

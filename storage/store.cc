@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <set>
 #include <utility>
 
@@ -47,9 +48,7 @@ class Query {
     Keep(sqlite3_bind_null(stmt_, ++index_));
     return *this;
   }
-  Query& OptText(const std::optional<std::string>& value) {
-    return value ? Text(*value) : Null();
-  }
+  Query& OptText(const std::optional<std::string>& value) { return value ? Text(*value) : Null(); }
   template <typename T>
   Query& OptInt(const std::optional<T>& value) {
     return value ? Int(*value) : Null();
@@ -107,8 +106,8 @@ Status ValidateJob(const JobRecord& job, size_t index) {
   std::string where = fmt::format("job {} ({} on {})", index, job.model, job.dataset);
   if (!IsLowerHex(job.id, 64)) {
     return InvalidArgument(fmt::format(
-        "{}: id '{}' must be 64 lower-case hex digits (the SHA-256 of its canonical config)",
-        where, job.id));
+        "{}: id '{}' must be 64 lower-case hex digits (the SHA-256 of its canonical config)", where,
+        job.id));
   }
   if (job.model.empty()) return InvalidArgument(where + ": model is empty");
   bool known_family = false;
@@ -129,7 +128,8 @@ Status ValidateJob(const JobRecord& job, size_t index) {
     return InvalidArgument(
         fmt::format("{}: planned_train_flops {} must be >= 0", where, job.planned_train_flops));
   }
-  if (job.ranks < 1) return InvalidArgument(fmt::format("{}: ranks {} must be >= 1", where, job.ranks));
+  if (job.ranks < 1)
+    return InvalidArgument(fmt::format("{}: ranks {} must be >= 1", where, job.ranks));
   if (job.gpus_per_rank < 0 || job.retries_left < 0) {
     return InvalidArgument(where + ": gpus_per_rank and retries_left must be >= 0");
   }
@@ -183,6 +183,87 @@ Expected<AttemptRecord> ReadAttempt(const Query& q) {
   return attempt;
 }
 
+Status ValidateResult(const ResultRecord& r, size_t index) {
+  std::string where = fmt::format("result {} (job {}, {} on {})", index, r.job_id,
+                                  EvaluationName(r.evaluation), r.dataset);
+  if (r.dataset.empty() || r.metric.empty()) {
+    return InvalidArgument(where + ": needs a dataset and a metric");
+  }
+  if ((r.evaluation == Evaluation::kFewShot) != r.shots.has_value()) {
+    return InvalidArgument(where + ": few_shot results need shots; others must leave it unset");
+  }
+  if (r.shots && *r.shots <= 0) return InvalidArgument(where + ": shots must be > 0");
+  if (!std::isfinite(r.value)) return InvalidArgument(where + ": value must be a finite number");
+  return Status::Ok();
+}
+
+Status ValidateLedgerEntry(const LedgerEntry& e) {
+  bool counts_ok = e.train_flops >= 0 && e.eval_flops >= 0 && e.device_seconds >= 0 &&
+                   e.wall_seconds >= 0 && e.images_seen >= 0;
+  if (!counts_ok || e.device_kind.empty()) {
+    return InvalidArgument(fmt::format(
+        "ledger entry of job {} attempt {}: FLOPs, images and seconds must be >= 0 and the "
+        "device kind set",
+        e.job_id, e.attempt));
+  }
+  return Status::Ok();
+}
+
+// FROM and WHERE of ListJobs and CountJobs, shared so that a page and its total agree. The
+// selected id is `page_id`. A sweep's page in its own order never touches the jobs table, which
+// keeps deep pages of big sweeps cheap.
+std::string JobFilterSql(const JobFilter& filter) {
+  bool needs_jobs = !filter.sweep || !filter.states.empty() || filter.model ||
+                    filter.subset_size || filter.sort != JobSort::kSubmitted;
+  std::string sql;
+  if (filter.sweep) {
+    sql = " FROM sweep_jobs sj JOIN sweeps s ON s.id = sj.sweep_id";
+    if (needs_jobs) sql += " JOIN jobs j ON j.id = sj.job_id";
+    sql += " WHERE s.name = ?";
+  } else {
+    sql = " FROM jobs j WHERE 1";
+  }
+  if (!filter.states.empty()) {
+    sql += " AND j.state IN (?";
+    for (size_t i = 1; i < filter.states.size(); ++i) sql += ", ?";
+    sql += ")";
+  }
+  if (filter.model) sql += " AND j.model = ?";
+  if (filter.subset_size) sql += " AND j.subset_size = ?";
+  return sql;
+}
+
+// The column JobFilterSql's rows carry the job id in.
+const char* JobIdColumn(const JobFilter& filter) { return filter.sweep ? "sj.job_id" : "j.id"; }
+
+void BindJobFilter(const JobFilter& filter, Query& q) {
+  if (filter.sweep) q.Text(*filter.sweep);
+  for (JobState state : filter.states) q.Text(JobStateName(state));
+  if (filter.model) q.Text(*filter.model);
+  if (filter.subset_size) q.Int(*filter.subset_size);
+}
+
+std::string JobOrderSql(const JobFilter& filter) {
+  const char* direction = filter.descending ? " DESC" : "";
+  std::string order = filter.sweep ? "sj.position" : "j.submit_order";
+  std::string tie = fmt::format(", j.submit_order{}", direction);
+  switch (filter.sort) {
+    case JobSort::kSubmitted:
+      return fmt::format(" ORDER BY {}{}", order, direction);
+    case JobSort::kPriority:
+      return fmt::format(" ORDER BY j.priority{}{}", direction, tie);
+    case JobSort::kModel:
+      return fmt::format(" ORDER BY j.model{}{}", direction, tie);
+    case JobSort::kSubset:
+      return fmt::format(" ORDER BY j.subset_size{}{}", direction, tie);
+    case JobSort::kState:
+      return fmt::format(" ORDER BY j.state{}{}", direction, tie);
+    case JobSort::kUpdated:
+      return fmt::format(" ORDER BY j.updated_at{}{}", direction, tie);
+  }
+  return "";
+}
+
 }  // namespace
 
 // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
@@ -234,8 +315,9 @@ Status Store::Error(const std::string& what) {
       return Unavailable(message + " (another process holds the database; retry)");
     case SQLITE_CONSTRAINT:
       if (code == SQLITE_CONSTRAINT_FOREIGNKEY) {
-        return InvalidArgument(message + " (it refers to a job, attempt, sweep or agent that "
-                                         "does not exist)");
+        return InvalidArgument(message +
+                               " (it refers to a job, attempt, sweep or agent that "
+                               "does not exist)");
       }
       return InvalidArgument(message);
     case SQLITE_CORRUPT:
@@ -279,9 +361,10 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : "out of memory";
     sqlite3_close(db);
-    return IOError(fmt::format("cannot open database {}: {}; check that its directory exists "
-                               "and is writable",
-                               path, message));
+    return IOError(
+        fmt::format("cannot open database {}: {}; check that its directory exists "
+                    "and is writable",
+                    path, message));
   }
   bool read_only = options.read_only;
   std::unique_ptr<Store> store(new Store(db, path, std::move(options)));
@@ -299,9 +382,9 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
   Expected<int> objects = count_objects();
   if (!objects.ok()) {
     if (objects.status().code() != StatusCode::kCorruption) return objects.status();
-    return Corruption(fmt::format(
-        "{} is not a vitscale database, or it is damaged (SQLite: {}); check the path", path,
-        sqlite3_errmsg(db)));
+    return Corruption(
+        fmt::format("{} is not a vitscale database, or it is damaged (SQLite: {}); check the path",
+                    path, sqlite3_errmsg(db)));
   }
   int version = 0;
   ASSIGN_OR_RETURN(version, store->SchemaVersion());
@@ -333,9 +416,10 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt, store->Prepare("PRAGMA journal_mode = WAL"));
     Query q(stmt);
     if (q.Step() != SQLITE_ROW || q.ColText(0) != "wal") {
-      return IOError(fmt::format("{}: cannot switch to WAL journaling ({}); put the database on "
-                                 "a local filesystem",
-                                 path, sqlite3_errmsg(db)));
+      return IOError(
+          fmt::format("{}: cannot switch to WAL journaling ({}); put the database on "
+                      "a local filesystem",
+                      path, sqlite3_errmsg(db)));
     }
   }
   RETURN_IF_ERROR(store->Exec("PRAGMA synchronous = FULL"));
@@ -371,8 +455,10 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT id FROM sweeps WHERE name = ?"));
     Query q(stmt);
     int rc = q.Text(name).Step();
-    if (rc == SQLITE_ROW) existing = q.ColInt(0);
-    else if (rc != SQLITE_DONE) return Error("cannot look up sweep " + name);
+    if (rc == SQLITE_ROW)
+      existing = q.ColInt(0);
+    else if (rc != SQLITE_DONE)
+      return Error("cannot look up sweep " + name);
   }
   if (existing) {
     std::set<std::string> linked;
@@ -478,6 +564,55 @@ Expected<std::vector<SweepRecord>> Store::ListSweeps() {
   return sweeps;
 }
 
+Expected<std::vector<SweepSummary>> Store::SweepSummaries() {
+  std::vector<SweepSummary> sweeps;
+  std::map<int64_t, size_t> index;
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT s.id, s.name, s.created_at, j.state, count(j.id), "
+                             "ifnull(sum(j.planned_train_flops), 0) FROM sweeps s "
+                             "LEFT JOIN sweep_jobs sj ON sj.sweep_id = s.id "
+                             "LEFT JOIN jobs j ON j.id = sj.job_id "
+                             "GROUP BY s.id, j.state ORDER BY s.id"));
+    Query q(stmt);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      auto [it, added] = index.emplace(q.ColInt(0), sweeps.size());
+      if (added) sweeps.push_back({q.ColInt(0), q.ColText(1), q.ColReal(2), 0, {}, 0, 0});
+      SweepSummary& sweep = sweeps[it->second];
+      if (q.IsNull(3)) continue;  // a sweep without jobs
+      sweep.jobs += q.ColInt(4);
+      sweep.jobs_by_state[q.ColText(3)] = q.ColInt(4);
+      sweep.planned_train_flops += q.ColReal(5);
+    }
+    if (rc != SQLITE_DONE) return Error("cannot summarize sweeps");
+  }
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT sj.sweep_id, sum(l.train_flops) FROM sweep_jobs sj "
+                           "JOIN compute_ledger l ON l.job_id = sj.job_id GROUP BY sj.sweep_id"));
+  Query q(stmt);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    auto it = index.find(q.ColInt(0));
+    if (it != index.end()) sweeps[it->second].spent_train_flops = q.ColReal(1);
+  }
+  if (rc != SQLITE_DONE) return Error("cannot sum the compute of sweeps");
+  return sweeps;
+}
+
+Expected<std::vector<std::string>> Store::JobSweeps(const std::string& job_id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT s.name FROM sweep_jobs sj JOIN sweeps s ON s.id = sj.sweep_id "
+                           "WHERE sj.job_id = ? ORDER BY s.id"));
+  Query q(stmt);
+  q.Text(job_id);
+  std::vector<std::string> names;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) names.push_back(q.ColText(0));
+  if (rc != SQLITE_DONE) return Error("cannot list the sweeps of job " + job_id);
+  return names;
+}
+
 Expected<JobRecord> Store::GetJob(const std::string& id) {
   static const std::string sql = fmt::format("SELECT {} FROM jobs j WHERE j.id = ?", kJobColumns);
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
@@ -488,34 +623,76 @@ Expected<JobRecord> Store::GetJob(const std::string& id) {
   return NotFound(fmt::format("no job with id '{}'", id));
 }
 
-Expected<std::vector<JobRecord>> Store::ListJobs(const JobFilter& filter) {
-  if (filter.sweep) RETURN_IF_ERROR(GetSweep(*filter.sweep).status());
-  // At most eight shapes of this query, each prepared once.
-  std::string sql = fmt::format("SELECT {} FROM jobs j", kJobColumns);
-  if (filter.sweep) {
-    sql += " JOIN sweep_jobs sj ON sj.job_id = j.id JOIN sweeps s ON s.id = sj.sweep_id"
-           " WHERE s.name = ?";
-  } else {
-    sql += " WHERE 1";
+Expected<JobRecord> Store::GetJobByPrefix(const std::string& prefix) {
+  bool hex = !prefix.empty() && prefix.size() <= 64 &&
+             prefix.find_first_not_of("0123456789abcdef") == std::string::npos;
+  if (!hex) {
+    return InvalidArgument(
+        fmt::format("job id '{}' must be lower-case hex digits (a prefix of the id)", prefix));
   }
-  if (filter.state) sql += " AND j.state = ?";
-  if (filter.model) sql += " AND j.model = ?";
-  sql += filter.sweep ? " ORDER BY sj.position" : " ORDER BY j.submit_order";
-  sql += " LIMIT ? OFFSET ?";
+  // The prefix is hex, so it holds no GLOB wildcard; GLOB on the key is a range scan.
+  static const std::string sql =
+      fmt::format("SELECT {} FROM jobs j WHERE j.id GLOB ? || '*' LIMIT 2", kJobColumns);
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
   Query q(stmt);
-  if (filter.sweep) q.Text(*filter.sweep);
-  if (filter.state) q.Text(JobStateName(*filter.state));
-  if (filter.model) q.Text(*filter.model);
-  q.Int(filter.limit).Int(filter.offset);
+  q.Text(prefix);
   std::vector<JobRecord> jobs;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     ASSIGN_OR_RETURN(JobRecord job, ReadJob(q));
     jobs.push_back(std::move(job));
   }
-  if (rc != SQLITE_DONE) return Error("cannot list jobs");
+  if (rc != SQLITE_DONE) return Error("cannot look up job " + prefix);
+  if (jobs.empty()) return NotFound(fmt::format("no job with id '{}'", prefix));
+  if (jobs.size() > 1) {
+    return InvalidArgument(
+        fmt::format("job id prefix '{}' matches several jobs; give more digits", prefix));
+  }
+  return std::move(jobs.front());
+}
+
+Expected<std::vector<JobRecord>> Store::ListJobs(const JobFilter& filter) {
+  if (filter.sweep) RETURN_IF_ERROR(GetSweep(*filter.sweep).status());
+  // The page is chosen over ids alone, then its rows are read by key: sorting and skipping the
+  // narrow rows is several times faster than carrying config_json through the sort.
+  std::string sql = fmt::format("SELECT {}{}{} LIMIT ? OFFSET ?", JobIdColumn(filter),
+                                JobFilterSql(filter), JobOrderSql(filter));
+  std::vector<std::string> ids;
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));  // a few dozen shapes at most
+    Query q(stmt);
+    BindJobFilter(filter, q);
+    q.Int(filter.limit).Int(filter.offset);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) ids.push_back(q.ColText(0));
+    if (rc != SQLITE_DONE) return Error("cannot list jobs");
+  }
+  std::vector<JobRecord> jobs;
+  jobs.reserve(ids.size());
+  for (const std::string& id : ids) {
+    ASSIGN_OR_RETURN(JobRecord job, GetJob(id));
+    jobs.push_back(std::move(job));
+  }
   return jobs;
+}
+
+Expected<int64_t> Store::CountJobs(const JobFilter& filter) {
+  if (filter.sweep) RETURN_IF_ERROR(GetSweep(*filter.sweep).status());
+  std::string sql = "SELECT count(*)" + JobFilterSql(filter);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
+  Query q(stmt);
+  BindJobFilter(filter, q);
+  if (q.Step() != SQLITE_ROW) return Error("cannot count jobs");
+  return q.ColInt(0);
+}
+
+Status Store::SetJobPriority(const std::string& id, int priority) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("UPDATE jobs SET priority = ?, updated_at = ? WHERE id = ?"));
+  Query q(stmt);
+  if (!q.Int(priority).Real(Now()).Text(id).Run()) return Error("cannot set the priority of " + id);
+  if (sqlite3_changes(db_) == 0) return NotFound(fmt::format("no job with id '{}'", id));
+  return Status::Ok();
 }
 
 Status Store::SetJobState(const std::string& id, JobState to,
@@ -557,7 +734,8 @@ Status Store::CheckAttemptExists(const std::string& job_id, int attempt) {
 
 Expected<int> Store::AddAttempt(const std::string& job_id,
                                 const std::optional<std::string>& agent_id,
-                                const std::string& hosts, std::optional<int64_t> resumed_from_step) {
+                                const std::string& hosts,
+                                std::optional<int64_t> resumed_from_step) {
   if (resumed_from_step && *resumed_from_step < 0) {
     return InvalidArgument(fmt::format("resumed_from_step {} must be >= 0", *resumed_from_step));
   }
@@ -624,8 +802,8 @@ Status Store::EndAttempt(const std::string& job_id, int number, AttemptOutcome o
 }
 
 Expected<std::vector<AttemptRecord>> Store::ListAttempts(const std::string& job_id) {
-  static const std::string sql = fmt::format(
-      "SELECT {} FROM attempts WHERE job_id = ? ORDER BY number", kAttemptColumns);
+  static const std::string sql =
+      fmt::format("SELECT {} FROM attempts WHERE job_id = ? ORDER BY number", kAttemptColumns);
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
   Query q(stmt);
   q.Text(job_id);
@@ -679,9 +857,9 @@ Status Store::AppendMetrics(const std::string& job_id, int attempt,
                             const std::vector<MetricPoint>& points) {
   for (size_t i = 0; i < points.size(); ++i) {
     if (points[i].step < 0 || points[i].name.empty()) {
-      return InvalidArgument(fmt::format(
-          "metric point {} of job {}: needs a step >= 0 (got {}) and a name", i, job_id,
-          points[i].step));
+      return InvalidArgument(
+          fmt::format("metric point {} of job {}: needs a step >= 0 (got {}) and a name", i, job_id,
+                      points[i].step));
     }
   }
   if (points.empty()) return Status::Ok();
@@ -693,7 +871,11 @@ Status Store::AppendMetrics(const std::string& job_id, int attempt,
                            "VALUES (?, ?, ?, ?, ?, ?)"));
   for (const MetricPoint& point : points) {
     Query q(stmt);
-    if (!q.Text(job_id).Int(attempt).Int(point.step).Text(point.name).Real(point.value)
+    if (!q.Text(job_id)
+             .Int(attempt)
+             .Int(point.step)
+             .Text(point.name)
+             .Real(point.value)
              .Real(point.time)
              .Run()) {
       return Error(fmt::format("cannot append metric {} of job {}", point.name, job_id));
@@ -725,12 +907,24 @@ Expected<int64_t> Store::CountMetrics(const std::string& job_id) {
   return q.ColInt(0);
 }
 
+Expected<std::optional<double>> Store::LatestMetric(const std::string& job_id,
+                                                    const std::string& name) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT value FROM metrics WHERE job_id = ? AND name = ? "
+                           "ORDER BY step DESC, rowid DESC LIMIT 1"));
+  Query q(stmt);
+  int rc = q.Text(job_id).Text(name).Step();
+  if (rc == SQLITE_DONE) return std::optional<double>();
+  if (rc != SQLITE_ROW) return Error(fmt::format("cannot read metric {} of job {}", name, job_id));
+  return std::optional<double>(q.ColReal(0));
+}
+
 Status Store::AddCheckpoint(const CheckpointRecord& checkpoint) {
   if (checkpoint.step < 0 || checkpoint.path.empty() || !IsLowerHex(checkpoint.sha256, 64)) {
-    return InvalidArgument(fmt::format(
-        "checkpoint of job {} at step {}: needs a step >= 0, a path and a sha256 of 64 "
-        "lower-case hex digits",
-        checkpoint.job_id, checkpoint.step));
+    return InvalidArgument(
+        fmt::format("checkpoint of job {} at step {}: needs a step >= 0, a path and a sha256 of 64 "
+                    "lower-case hex digits",
+                    checkpoint.job_id, checkpoint.step));
   }
   Transaction tx(this);
   RETURN_IF_ERROR(tx.Begin());
@@ -764,25 +958,9 @@ Expected<std::vector<CheckpointRecord>> Store::ListCheckpoints(const std::string
   return checkpoints;
 }
 
-Status Store::AddResults(const std::vector<ResultRecord>& results) {
+Status Store::InsertResults(const std::vector<ResultRecord>& results) {
   std::set<std::string> job_ids;
-  for (size_t i = 0; i < results.size(); ++i) {
-    const ResultRecord& r = results[i];
-    std::string where = fmt::format("result {} (job {}, {} on {})", i, r.job_id,
-                                    EvaluationName(r.evaluation), r.dataset);
-    if (r.dataset.empty() || r.metric.empty()) {
-      return InvalidArgument(where + ": needs a dataset and a metric");
-    }
-    if ((r.evaluation == Evaluation::kFewShot) != r.shots.has_value()) {
-      return InvalidArgument(where + ": few_shot results need shots; others must leave it unset");
-    }
-    if (r.shots && *r.shots <= 0) return InvalidArgument(where + ": shots must be > 0");
-    if (std::isnan(r.value)) return InvalidArgument(where + ": value is NaN");
-    job_ids.insert(r.job_id);
-  }
-  if (results.empty()) return Status::Ok();
-  Transaction tx(this);
-  RETURN_IF_ERROR(tx.Begin());
+  for (const ResultRecord& r : results) job_ids.insert(r.job_id);
   for (const std::string& id : job_ids) RETURN_IF_ERROR(CheckJobExists(id));
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                    Prepare("INSERT OR REPLACE INTO results (job_id, evaluation, dataset, shots, "
@@ -794,7 +972,11 @@ Status Store::AddResults(const std::vector<ResultRecord>& results) {
       return Error("cannot add a result of job " + r.job_id);
     }
   }
-  return tx.Commit();
+  return Status::Ok();
+}
+
+Status Store::AddResults(const std::vector<ResultRecord>& results) {
+  return AddResultsAndLedger(results, std::nullopt);
 }
 
 Expected<std::vector<ResultRecord>> Store::ListResults(const std::string& job_id) {
@@ -821,30 +1003,49 @@ Expected<std::vector<ResultRecord>> Store::ListResults(const std::string& job_id
   return results;
 }
 
-Status Store::AddLedgerEntry(const LedgerEntry& e) {
-  if (!(e.train_flops >= 0 && e.eval_flops >= 0 && e.device_seconds >= 0 &&
-        e.wall_seconds >= 0 && e.images_seen >= 0) ||
-      e.device_kind.empty()) {
-    return InvalidArgument(fmt::format(
-        "ledger entry of job {} attempt {}: FLOPs, images and seconds must be >= 0 and the "
-        "device kind set",
-        e.job_id, e.attempt));
-  }
-  Transaction tx(this);
-  RETURN_IF_ERROR(tx.Begin());
+Status Store::InsertLedgerEntry(const LedgerEntry& e) {
   RETURN_IF_ERROR(CheckAttemptExists(e.job_id, e.attempt));
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                    Prepare("INSERT OR REPLACE INTO compute_ledger (job_id, attempt, train_flops, "
                            "eval_flops, images_seen, device_kind, device_seconds, wall_seconds) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-  {
-    Query q(stmt);
-    q.Text(e.job_id).Int(e.attempt).Real(e.train_flops).Real(e.eval_flops).Int(e.images_seen);
-    if (!q.Text(e.device_kind).Real(e.device_seconds).Real(e.wall_seconds).Run()) {
-      return Error("cannot record the compute of job " + e.job_id);
-    }
+  Query q(stmt);
+  q.Text(e.job_id).Int(e.attempt).Real(e.train_flops).Real(e.eval_flops).Int(e.images_seen);
+  if (!q.Text(e.device_kind).Real(e.device_seconds).Real(e.wall_seconds).Run()) {
+    return Error("cannot record the compute of job " + e.job_id);
   }
+  return Status::Ok();
+}
+
+Status Store::AddLedgerEntry(const LedgerEntry& entry) { return AddResultsAndLedger({}, entry); }
+
+Status Store::AddResultsAndLedger(const std::vector<ResultRecord>& results,
+                                  const std::optional<LedgerEntry>& entry) {
+  for (size_t i = 0; i < results.size(); ++i) RETURN_IF_ERROR(ValidateResult(results[i], i));
+  if (entry) RETURN_IF_ERROR(ValidateLedgerEntry(*entry));
+  if (results.empty() && !entry) return Status::Ok();
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  RETURN_IF_ERROR(InsertResults(results));
+  if (entry) RETURN_IF_ERROR(InsertLedgerEntry(*entry));
   return tx.Commit();
+}
+
+Expected<std::vector<LedgerEntry>> Store::ListLedger(const std::string& job_id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT job_id, attempt, train_flops, eval_flops, images_seen, "
+                           "device_kind, device_seconds, wall_seconds FROM compute_ledger "
+                           "WHERE job_id = ? ORDER BY attempt"));
+  Query q(stmt);
+  q.Text(job_id);
+  std::vector<LedgerEntry> entries;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    entries.push_back({q.ColText(0), static_cast<int>(q.ColInt(1)), q.ColReal(2), q.ColReal(3),
+                       q.ColInt(4), q.ColText(5), q.ColReal(6), q.ColReal(7)});
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read the ledger of job " + job_id);
+  return entries;
 }
 
 // Queries for tables and plots --------------------------------------------------------------

@@ -76,13 +76,23 @@ class Store {
                                      const std::vector<JobRecord>& jobs);
   Expected<SweepRecord> GetSweep(const std::string& name);  // kNotFound suggests a near name
   Expected<std::vector<SweepRecord>> ListSweeps();          // oldest first
+  Expected<std::vector<SweepSummary>> SweepSummaries();     // oldest first
+  // Names of the sweeps a job belongs to, oldest first.
+  Expected<std::vector<std::string>> JobSweeps(const std::string& job_id);
 
   Expected<JobRecord> GetJob(const std::string& id);
+  // The one job whose id starts with `prefix` (hex digits); several matches are
+  // kInvalidArgument asking for more digits.
+  Expected<JobRecord> GetJobByPrefix(const std::string& prefix);
+  // Paging happens in SQLite (limit, offset), so a page of a 100k-job table stays cheap.
   Expected<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
+  Expected<int64_t> CountJobs(const JobFilter& filter);  // ignores limit and offset
   // Moves a job to `to`. With `expected_from`, the move happens only if the job is in that
   // state (kFailedPrecondition otherwise), so two deciders cannot both move one job.
   Status SetJobState(const std::string& id, JobState to,
                      std::optional<JobState> expected_from = std::nullopt);
+
+  Status SetJobPriority(const std::string& id, int priority);
 
   // Attempts and agents --------------------------------------------------------------------
   // Starts the job's next attempt (numbered 1, 2, ...) and returns its number.
@@ -106,6 +116,8 @@ class Store {
   Expected<std::vector<MetricPoint>> ReadMetrics(const std::string& job_id,
                                                  int64_t after_step = -1);
   Expected<int64_t> CountMetrics(const std::string& job_id);
+  // The value of `name` at the job's highest step; unset when the job has none.
+  Expected<std::optional<double>> LatestMetric(const std::string& job_id, const std::string& name);
 
   Status AddCheckpoint(const CheckpointRecord& checkpoint);  // created_at from the clock
   Expected<std::vector<CheckpointRecord>> ListCheckpoints(const std::string& job_id);  // by step
@@ -115,6 +127,10 @@ class Store {
   Expected<std::vector<ResultRecord>> ListResults(const std::string& job_id);
 
   Status AddLedgerEntry(const LedgerEntry& entry);
+  // What an attempt reports when it ends: its results and its cost, in one transaction.
+  Status AddResultsAndLedger(const std::vector<ResultRecord>& results,
+                             const std::optional<LedgerEntry>& entry);
+  Expected<std::vector<LedgerEntry>> ListLedger(const std::string& job_id);  // by attempt
 
   // Queries for tables and plots over a sweep (storage/results_table.h) -------------------
   Expected<std::vector<JobCompute>> SweepCompute(const std::string& sweep_name);
@@ -129,6 +145,9 @@ class Store {
   Status Exec(const char* sql);
   // A Status for the last error on the connection, saying what `what` was doing.
   Status Error(const std::string& what);
+  // Bodies of AddResults and AddLedgerEntry, to run inside a caller's transaction.
+  Status InsertResults(const std::vector<ResultRecord>& results);
+  Status InsertLedgerEntry(const LedgerEntry& entry);
   Status CheckJobExists(const std::string& job_id);
   Status CheckAttemptExists(const std::string& job_id, int attempt);
   double Now() const;

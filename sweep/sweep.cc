@@ -7,10 +7,10 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <regex>
-#include <set>
 #include <utility>
 
 #include "common/files.h"
@@ -554,13 +554,19 @@ Status Parser::ParseTransfer(const YAML::Node& node, Sweep* sweep) const {
 // name the first offending byte instead.
 Status CheckText(std::string_view text, const Parser& parser) {
   SourceMark mark;
+  bool indenting = true;
   for (char c : text) {
     auto byte = static_cast<unsigned char>(c);
     if (byte == '\n') {
       ++mark.line;
       mark.column = 1;
+      indenting = true;
       continue;
     }
+    if (byte == '\t' && indenting) {
+      return parser.Error(mark, "a tab indents this line; YAML indents with spaces only");
+    }
+    indenting = indenting && byte == ' ';
     if ((byte < 0x20 && byte != '\t' && byte != '\r') || byte == 0x7f) {
       return parser.Error(mark, fmt::format("byte 0x{:02x} is not text: a sweep is a YAML text "
                                             "file (is this the right file?)",
@@ -850,10 +856,22 @@ const std::vector<std::string>& JobSettingKeys() {
 }
 
 Expected<Sweep> ParseSweep(std::string_view text, const std::string& file) {
-  return Parser(file).Parse(text);
+  // The parser checks node kinds before reading them, so yaml-cpp should not throw past the
+  // load; this is the edge where a miss would still become a message rather than a crash.
+  try {
+    return Parser(file).Parse(text);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(fmt::format("{}:{}:{}: cannot read the sweep: {}", file, e.mark.line + 1,
+                                       e.mark.column + 1, e.msg));
+  }
 }
 
 Expected<Sweep> LoadSweepFile(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return InvalidArgument(path + " is a directory; give one sweep file, e.g. " + path +
+                           "/study.yaml");
+  }
   Expected<std::string> text = ReadFile(path);
   if (!text.ok()) return text.status();
   return ParseSweep(*text, path);

@@ -1,6 +1,7 @@
 #include "trainer/training.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "common/sha256.h"

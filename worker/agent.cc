@@ -1,5 +1,6 @@
 #include "worker/agent.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 
 #include <algorithm>
@@ -8,8 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "common/files.h"
 
@@ -56,11 +55,16 @@ int IntOr(const json& object, const char* key, int fallback) {
 
 const char* OutcomeName(Outcome outcome) {
   switch (outcome) {
-    case Outcome::kSucceeded: return "succeeded";
-    case Outcome::kFailed: return "failed";
-    case Outcome::kPreempted: return "preempted";
-    case Outcome::kConfigError: return "config_error";
-    case Outcome::kKilled: return "killed";
+    case Outcome::kSucceeded:
+      return "succeeded";
+    case Outcome::kFailed:
+      return "failed";
+    case Outcome::kPreempted:
+      return "preempted";
+    case Outcome::kConfigError:
+      return "config_error";
+    case Outcome::kKilled:
+      return "killed";
   }
   return "failed";
 }
@@ -73,10 +77,14 @@ Outcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_
   }
   if (exit.signaled) return Outcome::kFailed;
   switch (exit.exit_code) {
-    case 0: return Outcome::kSucceeded;
-    case kExitPreempted: return Outcome::kPreempted;
-    case kExitConfigError: return Outcome::kConfigError;
-    default: return Outcome::kFailed;
+    case 0:
+      return Outcome::kSucceeded;
+    case kExitPreempted:
+      return Outcome::kPreempted;
+    case kExitConfigError:
+      return Outcome::kConfigError;
+    default:
+      return Outcome::kFailed;
   }
 }
 
@@ -95,7 +103,8 @@ Expected<std::string> MpirunHosts(const json& hosts, const std::string& own_host
     split(hosts.get<std::string>());
   } else if (hosts.is_array()) {
     for (const json& entry : hosts) {
-      if (!entry.is_string()) return InvalidArgument("'hosts' entries must be strings like \"host-a:2\"");
+      if (!entry.is_string())
+        return InvalidArgument("'hosts' entries must be strings like \"host-a:2\"");
       split(entry.get<std::string>());
     }
   } else {
@@ -120,8 +129,8 @@ std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
   if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
   // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
   argv.push_back("--oversubscribe");
-  for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"), hosts,
-                                 options.train_command, std::string("--spec"), spec_file}) {
+  for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"),
+                                 hosts, options.train_command, std::string("--spec"), spec_file}) {
     argv.push_back(arg);
   }
   return argv;
@@ -186,7 +195,7 @@ std::vector<std::pair<std::string, int>> Agent::Jobs() const {
 }
 
 void Agent::WaitLocked(std::unique_lock<std::mutex>& lock, milliseconds delay) {
-  cv_.wait_for(lock, delay);
+  cv_.wait_for(lock, delay, [this] { return finished_; });
 }
 
 Status Agent::Run() {
@@ -202,7 +211,8 @@ Status Agent::Run() {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, options_.shutdown_report_timeout, [this] { return reports_.empty(); });
     for (const ExitReport& report : reports_) {
-      Log(fmt::format("gave up reporting the exit of job {} attempt {}: the coordinator is away; "
+      Log(
+          fmt::format("gave up reporting the exit of job {} attempt {}: the coordinator is away; "
                       "its lease will run out and the job will be requeued",
                       report.job, report.attempt));
     }
@@ -315,14 +325,15 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
 
   std::string log = spec->value("log", std::string());
   if (log.empty()) {
-    log = (fs::path(options_.work_dir) / "logs" / job.id / fmt::format("attempt-{}.log", job.attempt))
-              .string();
+    log =
+        (fs::path(options_.work_dir) / "logs" / job.id / fmt::format("attempt-{}.log", job.attempt))
+            .string();
   }
   int ranks = IntOr(job.launch, "ranks", IntOr(*spec, "ranks", 1));
   if (ranks < 1) return InvalidArgument(fmt::format("'ranks' must be >= 1, got {}", ranks));
   json hosts_field = job.launch.contains("hosts") ? job.launch["hosts"]
                      : spec->contains("hosts")    ? (*spec)["hosts"]
-                                                  : json(fmt::format("{}:{}", options_.host, ranks));
+                                               : json(fmt::format("{}:{}", options_.host, ranks));
   ASSIGN_OR_RETURN(std::string hosts, MpirunHosts(hosts_field, options_.host));
 
   LaunchRequest request;
@@ -386,9 +397,9 @@ void Agent::ApplyPollLocked(const json& reply) {
       job.grace_seconds = std::max(0, IntOr(entry, "grace_seconds", 60));
       job.state = entry.value("hold", false) ? JobState::kHolding : JobState::kStarting;
       if (job.state == JobState::kHolding && stopping_) continue;
-      Log(fmt::format("{} job {} attempt {}", job.state == JobState::kHolding ? "holding slots for"
-                                                                              : "told to launch",
-                      id, attempt));
+      Log(fmt::format("{} job {} attempt {}",
+                      job.state == JobState::kHolding ? "holding slots for" : "told to launch", id,
+                      attempt));
       jobs_[id] = std::move(job);
     }
   }
@@ -425,8 +436,8 @@ void Agent::DropNotHeldLocked(const json& not_held) {
     auto it = jobs_.find(entry.value("job", std::string()));
     if (it == jobs_.end()) continue;
     Job& job = it->second;
-    Log(fmt::format("the coordinator says job {} attempt {} is no longer ours: stopping it",
-                    job.id, job.attempt));
+    Log(fmt::format("the coordinator says job {} attempt {} is no longer ours: stopping it", job.id,
+                    job.attempt));
     reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
                                   [&](const ExitReport& r) { return r.job == job.id; }),
                    reports_.end());
@@ -533,8 +544,10 @@ void Agent::ReportLoop() {
   bool away = false;
   std::unique_lock<std::mutex> lock(mu_);
   while (!finished_) {
-    if (reports_.empty()) {
-      cv_.wait(lock, [this] { return finished_ || !reports_.empty(); });
+    // Only to a coordinator that knows this agent: after a restart it answers an exit report
+    // from an agent that has not registered again with a 404.
+    if (reports_.empty() || !registered_) {
+      cv_.wait(lock, [this] { return finished_ || (!reports_.empty() && registered_); });
       continue;
     }
     ExitReport report = reports_.front();
@@ -573,10 +586,12 @@ void Agent::ReportLoop() {
       cv_.notify_all();
       continue;
     }
+    if (!reply.ok()) registered_ = false;  // the poller registers again once it is back
     if (!away) {
-      Log(fmt::format("cannot report the exit of job {} attempt {} yet ({}); retrying", report.job,
-                      report.attempt,
-                      reply.ok() ? fmt::format("HTTP {}", reply->status) : reply.status().message()));
+      Log(fmt::format(
+          "cannot report the exit of job {} attempt {} yet ({}); retrying", report.job,
+          report.attempt,
+          reply.ok() ? fmt::format("HTTP {}", reply->status) : reply.status().message()));
     }
     away = true;
     WaitLocked(lock, backoff);

@@ -20,12 +20,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "common/http_client.h"
 #include "common/status.h"
@@ -36,11 +35,11 @@ namespace vitscale::worker {
 struct AgentOptions {
   std::string coordinator_url;  // http://host:port (the API is under /api/v1 there)
   std::string token;
-  std::string host;             // the agent's id, and the name mpirun -H gets for this host
+  std::string host;  // the agent's id, and the name mpirun -H gets for this host
   int slots = 1;
   int gpus = 0;
-  std::string work_dir;         // spec files, and logs when a spec names none
-  std::string train_command;    // run by every rank as `<train_command> --spec FILE`
+  std::string work_dir;       // spec files, and logs when a spec names none
+  std::string train_command;  // run by every rank as `<train_command> --spec FILE`
   std::string mpirun = "mpirun";
   bool allow_run_as_root = false;  // passes --allow-run-as-root (Open MPI refuses root without)
   std::chrono::milliseconds max_backoff{2000};
@@ -128,7 +127,8 @@ class Agent {
   void ApplyPollLocked(const nlohmann::json& reply);
   void DropNotHeldLocked(const nlohmann::json& not_held);
   void QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status);
-  // Sleeps up to `delay`, or less when another thread notifies. REQUIRES: `lock` holds mu_.
+  // Sleeps up to `delay`, less when another thread notifies, none once finished_. REQUIRES:
+  // `lock` holds mu_.
   void WaitLocked(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds delay);
 
   const AgentOptions options_;
@@ -145,10 +145,10 @@ class Agent {
   std::map<std::string, Job> jobs_;  // by job id
   std::deque<ExitReport> reports_;
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
-  bool stopping_ = false;       // RequestStop() was called
-  bool finished_ = false;       // the control thread is done; the HTTP threads may end
-  bool registered_ = false;     // since the last failure to reach the coordinator
-  bool draining_registered_ = false;  // told the coordinator it offers no slots any more
+  bool stopping_ = false;               // RequestStop() was called
+  bool finished_ = false;               // the control thread is done; the HTTP threads may end
+  bool registered_ = false;             // since the last failure to reach the coordinator
+  bool draining_registered_ = false;    // told the coordinator it offers no slots any more
   int lease_seconds_ = 30;
 };
 

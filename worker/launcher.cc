@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +13,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
-#include <fmt/format.h>
 
 namespace vitscale::worker {
 namespace {
@@ -51,6 +50,18 @@ Status ErrnoStatus(const std::string& what) { return IOError(what + ": " + std::
 
 }  // namespace
 
+namespace {
+
+// SIGKILL lands asynchronously, and a process may fork while the scan runs: scan again until
+// nothing live is left, for at most about a second.
+void KillSession(pid_t sid, pid_t except) {
+  for (int round = 0; round < 100 && SignalSession(sid, SIGKILL, except) > 0; ++round) {
+    ::usleep(10000);
+  }
+}
+
+}  // namespace
+
 int SignalSession(pid_t sid, int signal, pid_t except) {
   if (sid <= 1) return 0;  // never the whole machine
   DIR* dir = ::opendir("/proc");
@@ -73,7 +84,8 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   std::error_code ec;
   std::filesystem::path log_path(request.log_path);
   if (log_path.has_parent_path()) std::filesystem::create_directories(log_path.parent_path(), ec);
-  if (ec) return IOError("cannot create the directory of log " + request.log_path + ": " + ec.message());
+  if (ec)
+    return IOError("cannot create the directory of log " + request.log_path + ": " + ec.message());
   int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return ErrnoStatus("cannot open log " + request.log_path);
   // The child reports a failed exec through this pipe; a successful exec closes it empty.
@@ -105,7 +117,8 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2}) ::signal(s, SIG_DFL);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2})
+      ::signal(s, SIG_DFL);
     int null_fd = ::open("/dev/null", O_RDONLY);
     if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
     ::dup2(log_fd, STDOUT_FILENO);
@@ -154,9 +167,7 @@ Status ProcessLauncher::Signal(pid_t pid, int signal) {
     return Status::Ok();
   }
   if (signal == SIGKILL) {
-    // A process may fork while the scan runs; scan again until nothing live is left.
-    for (int round = 0; round < 5 && SignalSession(pid, SIGKILL) > 0; ++round) {
-    }
+    KillSession(pid, /*except=*/0);
     return Status::Ok();
   }
   SignalSession(pid, signal);
@@ -179,8 +190,7 @@ std::vector<ProcessExit> ProcessLauncher::Reap() {
       }
       continue;
     }
-    for (int round = 0; round < 5 && SignalSession(it->pid, SIGKILL, it->pid) > 0; ++round) {
-    }
+    KillSession(it->pid, /*except=*/it->pid);
     int status = 0;
     ::waitpid(it->pid, &status, 0);
     ProcessExit exit;

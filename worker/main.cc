@@ -4,6 +4,7 @@
 //                  [--gpus auto|N] [--work-dir DIR] [--train-command PATH] [--mpirun PATH]
 //
 // SIGTERM or SIGINT: stop taking work, preempt the running jobs, report how they ended, exit 0.
+#include <fmt/format.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -14,9 +15,8 @@
 #include <string>
 #include <thread>
 
-#include <fmt/format.h>
-
 #include "common/files.h"
+#include "common/names.h"
 #include "worker/agent.h"
 #include "worker/launcher.h"
 
@@ -94,12 +94,16 @@ Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
       Usage();
       std::exit(0);
     } else {
-      return InvalidArgument("unknown flag '" + flag + "'");
+      return InvalidArgument(
+          "unknown flag '" + flag + "'" +
+          DidYouMean(flag, {"--coordinator", "--token-file", "--host", "--slots", "--gpus",
+                            "--work-dir", "--train-command", "--mpirun"}));
     }
   }
   if (options.coordinator_url.empty()) return InvalidArgument("--coordinator URL is required");
   if (token_file.empty()) {
-    return InvalidArgument("--token-file is required (the coordinator writes it to <state dir>/token)");
+    return InvalidArgument(
+        "--token-file is required (the coordinator writes it to <state dir>/token)");
   }
   Expected<std::string> token = ReadFile(token_file);
   if (!token.ok()) return InvalidArgument("--token-file: " + token.status().message());
@@ -112,7 +116,8 @@ Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
     }
     options.host = name;
   }
-  if (!slots_given) options.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (!slots_given)
+    options.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (gpus == "auto") {
     options.gpus = worker::DetectGpus();
   } else {

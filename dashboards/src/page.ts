@@ -19,7 +19,7 @@ export function markReady(): void {
   document.body.setAttribute('data-page-ready', String(performance.now()));
 }
 
-export function notFound(root: HTMLElement, message: string, linkText: string, href: string): Page {
+export function notFound(root: HTMLElement, message: string, linkText: string, href: string, detail = ''): Page {
   clear(root);
   root.append(
     h(
@@ -27,6 +27,7 @@ export function notFound(root: HTMLElement, message: string, linkText: string, h
       { class: 'not-found', 'data-not-found': true },
       h('h2', null, 'Not found'),
       h('p', null, message),
+      detail ? h('p', { class: 'small-text' }, `The coordinator said: ${detail}`) : null,
       h('a', { href }, linkText),
     ),
   );
@@ -38,7 +39,7 @@ export function notFound(root: HTMLElement, message: string, linkText: string, h
 // with the coordinator's message (never swallowed).
 export function showLoadError(root: HTMLElement, error: unknown, what: string, back: [string, string]): void {
   if (error instanceof ApiError && error.status === 404) {
-    notFound(root, `${what} does not exist: ${error.message}`, back[0], back[1]);
+    notFound(root, `${what} does not exist.`, back[0], back[1], error.message);
     return;
   }
   clear(root);

@@ -1,5 +1,7 @@
 // Every registered model: built from the registry, run forward and backward on the CPU, its
 // parameter count and counted multiply-adds equal to the registry's analytic numbers.
+#include "models/zoo.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -8,7 +10,6 @@
 #include "models/macs.h"
 #include "models/registry.h"
 #include "models/vit.h"
-#include "models/zoo.h"
 
 namespace vitscale::models {
 namespace {
@@ -130,8 +131,8 @@ TEST(ZooTest, PreLogitsAndGlobalPoolingAreCountedToo) {
 
 TEST(ZooTest, OddFeatureMapSizesAreCountedLikeTheRegistry) {
   // 100 → 50 → 25 → 13 → 7 → 4 exercises the rounding of every strided layer.
-  for (const auto& [name, resolution] : {std::pair<const char*, int>{"R50x1", 100},
-                                         {"R20s", 27}, {"R11s", 9}}) {
+  for (const auto& [name, resolution] :
+       {std::pair<const char*, int>{"R50x1", 100}, {"R20s", 27}, {"R11s", 9}}) {
     SCOPED_TRACE(name);
     const ModelConfig config = *LookupModel(name);
     Model model = *BuildModel(config, 10, resolution);
@@ -176,8 +177,7 @@ TEST(ZooTest, ReplaceHeadGivesZeroLogitsAndDropsPreLogits) {
 
   Model resnet = *BuildModel("R11s", 10, 28);
   ASSERT_TRUE(resnet->ReplaceHead(3).ok());
-  EXPECT_EQ(resnet->Forward(torch::randn({2, 3, 28, 28})).sizes(),
-            (std::vector<int64_t>{2, 3}));
+  EXPECT_EQ(resnet->Forward(torch::randn({2, 3, 28, 28})).sizes(), (std::vector<int64_t>{2, 3}));
 
   Status bad = model->ReplaceHead(0);
   EXPECT_EQ(bad.code(), StatusCode::kInvalidArgument);
@@ -205,8 +205,8 @@ TEST(ZooTest, InterpolationKeepsTheClassEntryAndSmoothFields) {
   torch::Tensor resized = ResizePositionGrid(pos, 1, 8);
   ASSERT_EQ(resized.sizes(), (std::vector<int64_t>{1, 1 + 8 * 8, 3}));
   EXPECT_TRUE(torch::equal(resized[0][0], pos[0][0]));
-  EXPECT_TRUE(torch::allclose(resized.narrow(1, 1, 64), torch::ones({1, 64, 3}) *
-                                                            torch::tensor({1.0f, 2.0f, 3.0f})));
+  EXPECT_TRUE(torch::allclose(resized.narrow(1, 1, 64),
+                              torch::ones({1, 64, 3}) * torch::tensor({1.0f, 2.0f, 3.0f})));
 }
 
 TEST(ZooTest, ResizedModelsRunForward) {
@@ -215,9 +215,9 @@ TEST(ZooTest, ResizedModelsRunForward) {
     int classes, from, to;
     int64_t tokens;  // position embeddings after the resize
   };
-  for (const Case& c : {Case{"ViT-Mu/4", 10, 28, 56, 1 + 14 * 14},
-                        Case{"ViT-B/32", 1000, 224, 384, 1 + 12 * 12},
-                        Case{"R11s+ViT-Mu/4", 10, 28, 56, 1 + 14 * 14}}) {
+  for (const Case& c :
+       {Case{"ViT-Mu/4", 10, 28, 56, 1 + 14 * 14}, Case{"ViT-B/32", 1000, 224, 384, 1 + 12 * 12},
+        Case{"R11s+ViT-Mu/4", 10, 28, 56, 1 + 14 * 14}}) {
     SCOPED_TRACE(c.name);
     Model model = *BuildModel(c.name, c.classes, c.from);
     Status resized = model->ResizePositionEmbedding(c.to);

@@ -35,7 +35,8 @@ constexpr int kBatchSize = 200000;
   std::vector<MetricPoint> batch(kBatchSize);
   for (int64_t round = 0;; ++round) {
     for (int i = 0; i < kBatchSize; ++i) {
-      batch[i] = {*first + round * kBatchSize + i, i % 2 ? "train/loss" : "lr", 1.0 / (i + 1), 0.5 * i};
+      batch[i] = {*first + round * kBatchSize + i, i % 2 ? "train/loss" : "lr", 1.0 / (i + 1),
+                  0.5 * i};
     }
     if (::write(report, "b", 1) != 1) _exit(3);
     if (!(*store)->AppendMetrics(job_id, 1, batch).ok()) _exit(4);
@@ -128,10 +129,11 @@ TEST(CrashTest, SigkillDuringBatchLeavesWholeBatchesOnly) {
       EXPECT_EQ(tail->back().name, "train/loss");
     }
   }
-  std::printf("[ crash    ] %d kills, %d inside a batch, %lld points kept, %.0f ms a batch "
-              "of %d (seed %u)\n",
-              kKills, killed_mid_batch, static_cast<long long>(previous), 1000 * batch_time.count(),
-              kBatchSize, seed);
+  std::printf(
+      "[ crash    ] %d kills, %d inside a batch, %lld points kept, %.0f ms a batch "
+      "of %d (seed %u)\n",
+      kKills, killed_mid_batch, static_cast<long long>(previous), 1000 * batch_time.count(),
+      kBatchSize, seed);
   EXPECT_GE(killed_mid_batch, 1) << "no kill landed inside a batch; the test proved nothing";
 }
 

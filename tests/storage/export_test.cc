@@ -36,10 +36,11 @@ class ExportTest : public ::testing::Test {
       ASSERT_TRUE(store.EndAttempt(job->id, 1, AttemptOutcome::kSucceeded, 0).ok());
       ASSERT_TRUE(store.SetJobState(job->id, JobState::kSucceeded).ok());
     }
-    ASSERT_TRUE(store.AddLedgerEntry({vit_.id, 1, 4.262e21, 1e18, 2121000000, "tpu-v3",
-                                      360000, 3600}).ok());
-    ASSERT_TRUE(store.AddLedgerEntry({resnet_.id, 1, 5.55e19, 0, 115305030, "cpu", 37800,
-                                      37800}).ok());
+    ASSERT_TRUE(
+        store.AddLedgerEntry({vit_.id, 1, 4.262e21, 1e18, 2121000000, "tpu-v3", 360000, 3600})
+            .ok());
+    ASSERT_TRUE(
+        store.AddLedgerEntry({resnet_.id, 1, 5.55e19, 0, 115305030, "cpu", 37800, 37800}).ok());
     std::vector<ResultRecord> results = {
         {vit_.id, Evaluation::kFineTune, "cifar10", {}, {}, "accuracy", 0.9912},
         {vit_.id, Evaluation::kFewShot, "imagenet", 5, 0, "accuracy", 0.76},
@@ -116,8 +117,9 @@ TEST_F(ExportTest, ThreeFormatsExactly) {
   EXPECT_EQ(FormatResultsTable(*table, TableFormat::kCsv),
             "job,model,epochs,pretraining data,examples,state,exaFLOPs,compute,device-hours,"
             "cifar10 fine-tune,imagenet 5-shot,average\n" +
-                vit_.id + ",ViT-B/16,7,jft-300m,303000000,succeeded,4262,ledger,100,99.12,76.50,"
-                          "87.81\n" +
+                vit_.id +
+                ",ViT-B/16,7,jft-300m,303000000,succeeded,4262,ledger,100,99.12,76.50,"
+                "87.81\n" +
                 resnet_.id + ",R50x1,90,imagenet_1k,1281167,succeeded,55.5,ledger,10.5,80.00,,\n" +
                 pending_.id + ",ViT-L/16,14,jft-300m,303000000,pending,25.452,planned,,,,\n");
 }
@@ -184,8 +186,7 @@ TEST_F(ExportTest, CommandPrintsTableAndExitCodes) {
   EXPECT_FALSE(std::filesystem::exists(missing));
 
   ::testing::internal::CaptureStderr();
-  EXPECT_EQ(cli::RunExport({"--db", path_, "--sweep", "demo", "--format", "pdf"}),
-            cli::kExitUsage);
+  EXPECT_EQ(cli::RunExport({"--db", path_, "--sweep", "demo", "--format", "pdf"}), cli::kExitUsage);
   EXPECT_EQ(cli::RunExport({"--db", path_, "--swep", "demo"}), cli::kExitUsage);
   EXPECT_EQ(cli::RunExport({"--db", path_}), cli::kExitUsage);
   err = ::testing::internal::GetCapturedStderr();

@@ -144,7 +144,9 @@ TEST_F(StoreTest, ReaddedSweepAddsNothingAndSharedJobsAreLinked) {
   EXPECT_NE(changed.status().message().find("new sweep name"), std::string::npos);
   EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "3");
 
-  auto unknown = store_->ListJobs(JobFilter{std::string("fig"), {}, {}, -1, 0});
+  JobFilter typo;
+  typo.sweep = "fig";
+  auto unknown = store_->ListJobs(typo);
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
   EXPECT_NE(unknown.status().message().find("did you mean 'fig3'"), std::string::npos)
       << unknown.status().message();
@@ -179,7 +181,7 @@ TEST_F(StoreTest, JobStateCompareAndSet) {
   EXPECT_EQ(read->state, JobState::kCancelled);
   EXPECT_EQ(read->updated_at, now_);
   JobFilter cancelled;
-  cancelled.state = JobState::kCancelled;
+  cancelled.states = {JobState::kCancelled};
   EXPECT_EQ(store_->ListJobs(cancelled)->size(), 1u);
   EXPECT_EQ(store_->SetJobState(std::string(64, '0'), JobState::kRunning).code(),
             StatusCode::kNotFound);
@@ -274,11 +276,10 @@ TEST_F(StoreTest, ForeignKeyViolationsAreErrors) {
   std::string ghost(64, 'e');
   EXPECT_EQ(store_->AddAttempt(ghost, std::nullopt, "h").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(store_->AppendMetrics(ghost, 1, {{0, "loss", 1, 0}}).code(), StatusCode::kNotFound);
-  EXPECT_EQ(store_->AddResults({{ghost, Evaluation::kFineTune, "cifar10", {}, {}, "accuracy", 1}})
-                .code(),
-            StatusCode::kNotFound);
-  EXPECT_EQ(store_->AddLedgerEntry({ghost, 1, 0, 0, 0, "cpu", 0, 0}).code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(
+      store_->AddResults({{ghost, Evaluation::kFineTune, "cifar10", {}, {}, "accuracy", 1}}).code(),
+      StatusCode::kNotFound);
+  EXPECT_EQ(store_->AddLedgerEntry({ghost, 1, 0, 0, 0, "cpu", 0, 0}).code(), StatusCode::kNotFound);
   JobRecord job = MakeJob("R50x1", "cifar10", 50000, 1);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
   EXPECT_EQ(store_->AddAttempt(job.id, std::string("no-such-agent"), "h").status().code(),
@@ -300,6 +301,121 @@ TEST_F(StoreTest, ForeignKeyViolationsAreErrors) {
   EXPECT_NE(sqlite3_exec(db, "UPDATE metrics SET value = 2", nullptr, nullptr, nullptr), SQLITE_OK);
   EXPECT_EQ(*store_->CountMetrics(job.id), 1);
   sqlite3_close(db);
+}
+
+TEST_F(StoreTest, FiltersSortsCountsAndPages) {
+  std::vector<JobRecord> jobs;
+  for (int i = 0; i < 6; ++i) {
+    std::string model = i % 2 ? "ViT-S/7" : "R26s";
+    jobs.push_back(MakeJob(model, "fashion-mnist", i < 3 ? 10000 : 30000, 2, i));
+    jobs.back().priority = i;
+  }
+  jobs[4].priority = 9;
+  ASSERT_TRUE(store_->AddSweep("fm", "d", jobs).ok());
+  ASSERT_TRUE(store_->SetJobState(jobs[1].id, JobState::kRunning).ok());
+  ASSERT_TRUE(store_->SetJobState(jobs[2].id, JobState::kFailed).ok());
+
+  JobFilter filter;
+  filter.states = {JobState::kRunning, JobState::kFailed};
+  EXPECT_EQ(*store_->CountJobs(filter), 2);
+  filter.states.clear();
+  filter.subset_size = 30000;
+  filter.model = "R26s";
+  auto r26 = store_->ListJobs(filter);
+  ASSERT_TRUE(r26.ok());
+  ASSERT_EQ(r26->size(), 1u);  // jobs 3 (ViT), 4 (R26s), 5 (ViT)
+  EXPECT_EQ((*r26)[0].id, jobs[4].id);
+
+  JobFilter by_priority;
+  by_priority.sort = JobSort::kPriority;
+  by_priority.descending = true;
+  by_priority.limit = 2;
+  auto top = store_->ListJobs(by_priority);
+  ASSERT_TRUE(top.ok());
+  ASSERT_EQ(top->size(), 2u);
+  EXPECT_EQ((*top)[0].id, jobs[4].id);
+  EXPECT_EQ(*store_->CountJobs(by_priority), 6);  // paging does not change the total
+
+  ASSERT_TRUE(store_->SetJobPriority(jobs[0].id, 100).ok());
+  top = store_->ListJobs(by_priority);
+  EXPECT_EQ((*top)[0].id, jobs[0].id);
+  EXPECT_EQ(store_->SetJobPriority(std::string(64, '1'), 1).code(), StatusCode::kNotFound);
+  EXPECT_EQ(*ParseJobSort("updated"), JobSort::kUpdated);
+  EXPECT_FALSE(ParseJobSort("speed").ok());
+}
+
+TEST_F(StoreTest, JobByUniquePrefix) {
+  JobRecord a = MakeJob("ViT-B/16", "cifar10", 50000, 1, 1);
+  JobRecord b = MakeJob("ViT-B/16", "cifar10", 50000, 1, 2);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {a, b}).ok());
+  auto found = store_->GetJobByPrefix(a.id.substr(0, 12));
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(found->id, a.id);
+  EXPECT_EQ(store_->GetJobByPrefix(a.id)->id, a.id);
+  EXPECT_EQ(store_->GetJobByPrefix("").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store_->GetJobByPrefix("*").status().code(), StatusCode::kInvalidArgument);
+  // The prefix both ids share is ambiguous; one digit more, unlike either, matches nothing.
+  size_t common = 0;
+  while (a.id[common] == b.id[common]) ++common;
+  if (common > 0) {
+    EXPECT_EQ(store_->GetJobByPrefix(a.id.substr(0, common)).status().code(),
+              StatusCode::kInvalidArgument);
+  }
+  std::string other_digit = "0";
+  while (other_digit[0] == a.id[common] || other_digit[0] == b.id[common]) ++other_digit[0];
+  EXPECT_EQ(store_->GetJobByPrefix(a.id.substr(0, common) + other_digit).status().code(),
+            StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, SweepSummariesLedgerAndLatestMetric) {
+  JobRecord a = MakeJob("ViT-Ti/7", "fashion-mnist", 10000, 2);
+  JobRecord b = MakeJob("R26s", "fashion-mnist", 10000, 2);
+  ASSERT_TRUE(store_->AddSweep("one", "d", {a, b}).ok());
+  ASSERT_TRUE(store_->AddSweep("two", "d", {b}).ok());
+  ASSERT_TRUE(store_->AddSweep("empty", "d", {}).ok());
+  ASSERT_TRUE(store_->SetJobState(a.id, JobState::kSucceeded).ok());
+  ASSERT_TRUE(store_->AddAttempt(a.id, std::nullopt, "localhost:1").ok());
+  ASSERT_TRUE(
+      store_
+          ->AppendMetrics(
+              a.id, 1,
+              {{5, "images_seen", 640, 0}, {10, "images_seen", 1280, 1}, {10, "loss", 0.5, 1}})
+          .ok());
+  EXPECT_EQ(*store_->LatestMetric(a.id, "images_seen"), 1280);
+  EXPECT_FALSE(store_->LatestMetric(b.id, "images_seen")->has_value());
+
+  // Results and ledger land together or not at all.
+  std::vector<ResultRecord> results = {
+      {a.id, Evaluation::kFewShot, "digits", 5, std::nullopt, "accuracy", 0.8}};
+  LedgerEntry bad{a.id, 7, 1e12, 0, 20000, "cpu", 10, 5};  // attempt 7 does not exist
+  EXPECT_EQ(store_->AddResultsAndLedger(results, bad).code(), StatusCode::kNotFound);
+  EXPECT_TRUE(store_->ListResults(a.id)->empty());
+  LedgerEntry good{a.id, 1, 1e12, 1e10, 20000, "cpu", 10, 5};
+  ASSERT_TRUE(store_->AddResultsAndLedger(results, good).ok());
+  EXPECT_EQ(store_->ListResults(a.id)->size(), 1u);
+  auto ledger = store_->ListLedger(a.id);
+  ASSERT_TRUE(ledger.ok());
+  ASSERT_EQ(ledger->size(), 1u);
+  EXPECT_EQ((*ledger)[0].images_seen, 20000);
+  EXPECT_EQ((*ledger)[0].device_kind, "cpu");
+
+  auto summaries = store_->SweepSummaries();
+  ASSERT_TRUE(summaries.ok()) << summaries.status().ToString();
+  ASSERT_EQ(summaries->size(), 3u);
+  const SweepSummary& one = (*summaries)[0];
+  EXPECT_EQ(one.name, "one");
+  EXPECT_EQ(one.jobs, 2);
+  EXPECT_EQ(one.jobs_by_state.at("succeeded"), 1);
+  EXPECT_EQ(one.jobs_by_state.at("pending"), 1);
+  EXPECT_DOUBLE_EQ(one.planned_train_flops, a.planned_train_flops + b.planned_train_flops);
+  EXPECT_DOUBLE_EQ(one.spent_train_flops, 1e12);
+  EXPECT_EQ((*summaries)[1].jobs, 1);
+  EXPECT_EQ((*summaries)[1].spent_train_flops, 0);
+  EXPECT_EQ((*summaries)[2].jobs, 0);
+
+  auto sweeps_of_b = store_->JobSweeps(b.id);
+  ASSERT_TRUE(sweeps_of_b.ok());
+  EXPECT_EQ(*sweeps_of_b, (std::vector<std::string>{"one", "two"}));
 }
 
 TEST(StoreOpenTest, NewerSchemaVersionIsRefusedAndFileLeftAlone) {

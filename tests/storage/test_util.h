@@ -37,12 +37,14 @@ class TempDir {
 inline JobRecord MakeJob(const std::string& model, const std::string& dataset, int64_t subset,
                          double epochs, int seed = 0) {
   JobRecord job;
-  job.config_json = fmt::format(
-      R"({{"dataset":"{}","epochs":{},"model":"{}","seed":{},"subset":{}}})", dataset, epochs,
-      model, seed, subset);
+  job.config_json =
+      fmt::format(R"({{"dataset":"{}","epochs":{},"model":"{}","seed":{},"subset":{}}})", dataset,
+                  epochs, model, seed, subset);
   job.id = Sha256Hex(job.config_json);
   job.model = model;
-  job.family = model.rfind("ViT", 0) == 0 ? "ViT" : (model.find('+') != std::string::npos ? "hybrid" : "ResNet");
+  job.family = model.rfind("ViT", 0) == 0
+                   ? "ViT"
+                   : (model.find('+') != std::string::npos ? "hybrid" : "ResNet");
   job.dataset = dataset;
   job.subset_size = subset;
   job.epochs = epochs;

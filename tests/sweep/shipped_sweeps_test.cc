@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/files.h"
 #include "sweep/sweep.h"
 
 namespace vitscale::sweep {
@@ -120,6 +121,23 @@ TEST(ShippedSweeps, FashionMnistStudyFitsACpuBudget) {
   // Two CPU cores in about ten minutes: a few TFLOPs of training in all.
   EXPECT_LT(flops, 6e12);
   EXPECT_GT(flops, 1e12);
+}
+
+TEST(ShippedSweeps, DocumentedExampleExpandsAsDescribed) {
+  Expected<std::string> doc = ReadFile(std::string(VITSCALE_SOURCE_DIR) + "/docs/sweeps.md");
+  ASSERT_TRUE(doc.ok()) << doc.status().ToString();
+  size_t begin = doc->find("```yaml\n");
+  ASSERT_NE(begin, std::string::npos);
+  begin += 8;
+  size_t end = doc->find("```", begin);
+  Expected<Sweep> sweep = ParseSweep(doc->substr(begin, end - begin), "docs/sweeps.md");
+  ASSERT_TRUE(sweep.ok()) << sweep.status().ToString();
+  Expected<std::vector<Job>> jobs = ExpandSweep(*sweep);
+  ASSERT_TRUE(jobs.ok()) << jobs.status().ToString();
+  ASSERT_EQ(jobs->size(), 15u);  // 2 x 3 x 2 + 2 + 1, as the page says
+  EXPECT_EQ((*jobs)[12].resources.ranks, 16);
+  EXPECT_EQ((*jobs)[12].priority, 10);
+  EXPECT_EQ((*jobs)[14].config.dataset, "imagenet");
 }
 
 }  // namespace

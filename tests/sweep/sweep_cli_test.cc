@@ -139,6 +139,9 @@ TEST_F(SweepCliTest, UsageAndMissingFiles) {
   EXPECT_EQ(Vitscale("sweep chekc x.yaml").status, vitscale::cli::kExitUsage);
   EXPECT_EQ(Vitscale("sweep check").status, vitscale::cli::kExitUsage);
   EXPECT_EQ(Vitscale("sweep check a.yaml --jsn").status, vitscale::cli::kExitUsage);
+  Outcome directory = Vitscale("sweep check '" + dir_.string() + "'");
+  EXPECT_EQ(directory.status, vitscale::cli::kExitBadInput);
+  EXPECT_NE(directory.err.find("is a directory"), std::string::npos) << directory.err;
   Outcome missing = Vitscale("sweep check '" + (dir_ / "nope.yaml").string() + "'");
   EXPECT_EQ(missing.status, vitscale::cli::kExitNotFound);
   EXPECT_NE(missing.err.find("nope.yaml"), std::string::npos);

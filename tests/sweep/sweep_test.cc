@@ -256,6 +256,11 @@ TEST(BadInput, MalformedYaml) {
   EXPECT_NE(e.find("malformed YAML"), std::string::npos) << e;
 }
 
+TEST(BadInput, TabIndentation) {
+  std::string e = ErrorOf("name: x\nrecipe: jft-300m\npretrain:\n \tmodel: ViT-B/16\n");
+  EXPECT_EQ(e.rfind("s.yaml:4:2: a tab indents this line", 0), 0u) << e;
+}
+
 TEST(BadInput, UnknownTopLevelKeySuggestsNearest) {
   std::string e = ErrorOf(std::string(kMinimal) + "recipie: imagenet\n");
   EXPECT_EQ(e.rfind("s.yaml:5:1: unknown key 'recipie'", 0), 0u) << e;
@@ -441,6 +446,34 @@ TEST(BadInput, TooManyShotsForTheDataset) {
   EXPECT_NE(e.find("25-shot needs 2550 training examples of flowers but it has 2040"),
             std::string::npos)
       << e;
+}
+
+TEST(BadInput, NoPrefixOrCorruptionOfAValidFileCrashes) {
+  const std::string valid = R"(name: cut
+recipe: small-images
+pretrain: {dataset: fashion-mnist/0-4, epochs: 2}
+grid:
+  - model: [ViT-Mu/7, R11s+ViT-Mu/4]
+    zip: {subset: [500, 5000], lr: [1e-3, 2e-3]}
+    resources: {ranks: 2}
+transfer:
+  few_shot: {datasets: [digits], shots: [1, 5]}
+  fine_tune:
+    - dataset: fashion-mnist/5-9
+      steps: 100
+)";
+  ASSERT_FALSE(ExpandOk(valid).empty());
+  for (size_t cut = 0; cut < valid.size(); ++cut) {
+    for (const std::string& text :
+         {valid.substr(0, cut), valid.substr(0, cut) + "]" + valid.substr(cut + 1),
+          valid.substr(0, cut) + ":" + valid.substr(cut + 1)}) {
+      Expected<std::vector<Job>> jobs = Expand(text);
+      if (!jobs.ok()) {
+        EXPECT_EQ(jobs.status().code(), StatusCode::kInvalidArgument) << text;
+        EXPECT_EQ(jobs.status().message().rfind("s.yaml:", 0), 0u) << jobs.status().message();
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -58,8 +58,8 @@ TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
   options.train_command = "/opt/bin/vitscale-train";
   options.allow_run_as_root = true;
   EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json"),
-            (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np", "2",
-                                      "-H", "localhost:2", "/opt/bin/vitscale-train", "--spec",
+            (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
+                                      "2", "-H", "localhost:2", "/opt/bin/vitscale-train", "--spec",
                                       "/w/spec.json"}));
   options.allow_run_as_root = false;
   EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
@@ -71,7 +71,8 @@ class ScriptedCoordinator {
   explicit ScriptedCoordinator(uint16_t port = 0) { Start(port); }
 
   void Start(uint16_t port) {
-    server_ = std::make_unique<TestServer>([this](const TestRequest& r) { return Handle(r); }, port);
+    server_ =
+        std::make_unique<TestServer>([this](const TestRequest& r) { return Handle(r); }, port);
   }
   // Drops every connection and stops listening, as a killed coordinator does.
   void Kill() { server_.reset(); }
@@ -116,7 +117,8 @@ class ScriptedCoordinator {
     TestReply reply;
     if (request.target == "/api/v1/agents/register") {
       registers.push_back(body);
-      reply.body = json{{"agent", body["host"]}, {"lease_seconds", 30}, {"not_held", json::array()}}.dump();
+      reply.body =
+          json{{"agent", body["host"]}, {"lease_seconds", 30}, {"not_held", json::array()}}.dump();
     } else if (request.target == "/api/v1/agents/agent-a/poll") {
       polls.push_back(body);
       cv_.notify_all();
@@ -155,7 +157,7 @@ class ScriptedCoordinator {
 };
 
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
-constexpr const char* kTrainer = R"(#!/bin/sh
+constexpr const char* kTrainer = R"SH(#!/bin/sh
 spec="$2"
 echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec"
 case "$(cat "$spec")" in
@@ -165,7 +167,7 @@ case "$(cat "$spec")" in
   *'"mode": "ignore-term"'*) trap '' TERM; sleep 60 & wait; sleep 60 ;;
 esac
 exit 1
-)";
+)SH";
 
 class AgentTest : public ::testing::Test {
  protected:
@@ -208,8 +210,11 @@ class AgentTest : public ::testing::Test {
 
   json Launch(const std::string& job, const std::string& mode, int grace = 30) {
     json spec = {{"job_id", job}, {"mode", mode}, {"log", LogPath(job)}};
-    return {{"launch", json::array({{{"job", job}, {"attempt", 1}, {"ranks", 2},
-                                     {"hosts", "agent-a:2"}, {"grace_seconds", grace},
+    return {{"launch", json::array({{{"job", job},
+                                     {"attempt", 1},
+                                     {"ranks", 2},
+                                     {"hosts", "agent-a:2"},
+                                     {"grace_seconds", grace},
                                      {"spec", spec}}})}};
   }
   std::string LogPath(const std::string& job) const {
@@ -232,6 +237,30 @@ class AgentTest : public ::testing::Test {
         timeout);
     return found;
   }
+  // Waits until both ranks of `job` have started (each prints a line first).
+  void WaitRanksStarted(const std::string& job) {
+    for (int i = 0; i < 1000; ++i) {
+      std::string log = Log(job);
+      if (log.find("rank 0 of 2") != std::string::npos &&
+          log.find("rank 1 of 2") != std::string::npos) {
+        std::this_thread::sleep_for(milliseconds(200));  // and reached their traps
+        return;
+      }
+      std::this_thread::sleep_for(milliseconds(20));
+    }
+    FAIL() << "the ranks of " << job << " did not start: " << Log(job);
+  }
+  // Live processes running the stand-in trainer, found by their command lines.
+  int TrainerProcesses() const {
+    int count = 0;
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+      Expected<std::string> cmdline = ReadFile((entry.path() / "cmdline").string());
+      Expected<std::string> stat = ReadFile((entry.path() / "stat").string());
+      if (!cmdline.ok() || !stat.ok() || cmdline->find(trainer_) == std::string::npos) continue;
+      if (stat->find(") Z ") == std::string::npos) ++count;
+    }
+    return count;
+  }
   void WaitListed(const std::string& job) {
     ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.PollListed(job); }));
   }
@@ -251,7 +280,8 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
   ASSERT_FALSE(exit.is_null()) << Log("job1");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
   std::string log = Log("job1");
-  EXPECT_NE(log.find("vitscale-agent: job job1 attempt 1 on agent-a: mpirun"), std::string::npos) << log;
+  EXPECT_NE(log.find("vitscale-agent: job job1 attempt 1 on agent-a: mpirun"), std::string::npos)
+      << log;
   EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(dir_ / "work" / "specs" / "job1" / "attempt-1.json"));
@@ -265,10 +295,11 @@ TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {
   coordinator_.QueuePollReply(Launch("job2", "checkpoint-on-term"));
   StartAgent(coordinator_.url());
   WaitListed("job2");
-  std::this_thread::sleep_for(milliseconds(1000));  // let mpirun start its ranks
+  WaitRanksStarted("job2");
   coordinator_.QueuePollReply(
-      {{"signal", json::array({{{"job", "job2"}, {"attempt", 1}, {"action", "preempt"},
-                                {"grace_seconds", 20}}})}});
+      {{"signal",
+        json::array(
+            {{{"job", "job2"}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
   json exit = WaitExit("job2");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job2");
@@ -279,16 +310,18 @@ TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
   coordinator_.QueuePollReply(Launch("job3", "ignore-term"));
   StartAgent(coordinator_.url());
   WaitListed("job3");
+  WaitRanksStarted("job3");
   coordinator_.QueuePollReply({{"signal", json::array({{{"job", "job3"}, {"action", "kill"}}})}});
   json exit = WaitExit("job3", milliseconds(10000));
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+  EXPECT_EQ(TrainerProcesses(), 0);
 }
 
 TEST_F(AgentTest, APreemptedJobThatOutlivesItsGraceIsKilledAndCountsAsPreempted) {
   coordinator_.QueuePollReply(Launch("job4", "ignore-term", /*grace=*/1));
   StartAgent(coordinator_.url());
   WaitListed("job4");
-  std::this_thread::sleep_for(milliseconds(1000));
+  WaitRanksStarted("job4");
   auto start = std::chrono::steady_clock::now();
   coordinator_.QueuePollReply(
       {{"signal", json::array({{{"job", "job4"}, {"attempt", 1}, {"action", "preempt"}}})}});
@@ -319,6 +352,8 @@ TEST_F(AgentTest, ANotHeldJobIsKilledAndDroppedWithoutAReport) {
   coordinator_.QueuePollReply(Launch("job6", "ignore-term"));
   StartAgent(coordinator_.url());
   WaitListed("job6");
+  WaitRanksStarted("job6");
+  EXPECT_EQ(TrainerProcesses(), 3);  // mpirun and its two ranks
   coordinator_.RefuseNextPollWith("job6");
   ASSERT_TRUE(coordinator_.WaitFor([&] {
     // Polls after the refusal no longer list it.
@@ -329,6 +364,7 @@ TEST_F(AgentTest, ANotHeldJobIsKilledAndDroppedWithoutAReport) {
   }
   EXPECT_TRUE(agent_->Jobs().empty());
   std::this_thread::sleep_for(milliseconds(500));
+  EXPECT_EQ(TrainerProcesses(), 0);
   auto lock = coordinator_.Lock();
   EXPECT_TRUE(coordinator_.exits.empty());
 }
@@ -337,7 +373,7 @@ TEST_F(AgentTest, StoppingTheAgentPreemptsItsJobsReportsThemAndTakesNoMoreWork) 
   coordinator_.QueuePollReply(Launch("job7", "checkpoint-on-term"));
   StartAgent(coordinator_.url());
   WaitListed("job7");
-  std::this_thread::sleep_for(milliseconds(1000));
+  WaitRanksStarted("job7");
   StopAgent();
   auto lock = coordinator_.Lock();
   ASSERT_EQ(coordinator_.exits.size(), 1u);

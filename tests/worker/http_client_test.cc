@@ -10,10 +10,10 @@
 namespace vitscale {
 namespace {
 
+using std::chrono::milliseconds;
 using testing::TestReply;
 using testing::TestRequest;
 using testing::TestServer;
-using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<HttpClient> MakeClient(const std::string& url, const std::string& token = "",

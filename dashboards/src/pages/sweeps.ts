@@ -2,7 +2,7 @@
 // from `sweep` events.
 
 import { enc, getJson, type Sweep } from '../api';
-import { clear, fmtFlops, h, timeCell } from '../dom';
+import { clear, fmtFlops, h, throttle, timeCell } from '../dom';
 import { markReady, showLoadError, type Page } from '../page';
 
 const kStateOrder = ['succeeded', 'running', 'leased', 'pending', 'preempted', 'failed', 'cancelled'];
@@ -99,17 +99,24 @@ export function mountSweeps(root: HTMLElement): Page {
     markReady();
   };
   void load();
+  // Job state changes move a sweep's counts; a sweep event may carry the whole entry or only
+  // the name. Either way one refetch a second keeps the page current.
+  const refetch = throttle(() => void load(), 1000);
 
   return {
     onEvent(event) {
-      if (event.type === 'reset') void load();
-      if (event.type === 'sweep' && event.data?.name) {
+      if (event.type === 'reset') {
+        void load();
+      } else if (event.type === 'sweep' && event.data?.name && event.data.by_state) {
         sweeps.set(event.data.name, event.data as Sweep);
         render();
+      } else if (event.type === 'sweep' || event.type === 'job' || event.type === 'result') {
+        refetch();
       }
     },
     dispose() {
       disposed = true;
+      refetch.cancel();
     },
   };
 }

@@ -1,0 +1,218 @@
+// vitscale-train end to end, as the agent runs it: real mpirun, real ranks, real Fashion-MNIST
+// (skipped where /usr/share/datasets/fashion-mnist is missing). CPU, 1 thread per rank.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "models/checkpoint.h"
+#include "trainer/job_spec.h"
+
+namespace vitscale::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kFashionMnist = "/usr/share/datasets/fashion-mnist";
+
+class TrainE2eTest : public testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = (fs::temp_directory_path() / ("vitscale_train_e2e_" + std::to_string(getpid())))
+                .string();
+    fs::create_directories(root_);
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  void SetUp() override {
+    if (!fs::exists(kFashionMnist)) GTEST_SKIP() << "needs " << kFashionMnist;
+  }
+
+  // A 32-step ViT-Mu/7 job on 1024 Fashion-MNIST images, no evaluations.
+  static nlohmann::json Spec(const std::string& name) {
+    nlohmann::json spec = nlohmann::json::parse(R"({
+      "job": {"version": 1, "model": "ViT-Mu/7", "dataset": "fashion-mnist/0-4", "subset": 1024,
+              "subset_seed": 0, "seed": 5,
+              "train": {"optimizer": "adam", "batch_size": 32, "epochs": 1.0, "lr": 0.001,
+                        "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.999, "warmup_steps": 4,
+                        "lr_decay": "cosine", "grad_clip_norm": 1.0, "dropout": 0.0,
+                        "resolution": 28},
+              "few_shot": {"datasets": [], "shots": [], "seeds": 0, "l2": 1024.0},
+              "fine_tune": []},
+      "run": {"threads": 1, "loader_threads": 1, "stdout_report": false,
+              "checkpoint_every_steps": 4, "eval_batch": 512}
+    })");
+    spec["run"]["dir"] = root_ + "/" + name;
+    return spec;
+  }
+
+  static std::string WriteSpec(const nlohmann::json& spec, const std::string& name) {
+    const std::string path = root_ + "/" + name + ".json";
+    std::ofstream(path) << spec.dump(2);
+    return path;
+  }
+
+  // Starts `ranks` ranks under mpirun (0: one rank without mpirun) in a process group of their
+  // own; returns the pid of mpirun (or of the rank).
+  static pid_t Start(int ranks, const std::string& spec_path) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+      if (ranks == 0) {
+        execl(VITSCALE_TRAIN_BIN, VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), nullptr);
+        _exit(127);
+      }
+      std::string n = std::to_string(ranks);
+      std::vector<const char*> argv = {VITSCALE_MPIEXEC, "-np", n.c_str(), "--oversubscribe"};
+      if (getuid() == 0) argv.push_back("--allow-run-as-root");
+      argv.insert(argv.end(), {VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), nullptr});
+      execv(argv[0], const_cast<char* const*>(argv.data()));
+      _exit(127);
+    }
+    setpgid(pid, pid);
+    return pid;
+  }
+
+  static int Wait(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  static int Train(int ranks, const nlohmann::json& spec, const std::string& name) {
+    return Wait(Start(ranks, WriteSpec(spec, name)));
+  }
+
+  // Starts the job and, once the checkpoint of `step` exists, sends `signal` to the whole job.
+  // Returns the exit status; fails the test if the job ended before the signal.
+  static int SignalAt(int ranks, const nlohmann::json& spec, const std::string& name,
+                      int64_t step, int signal) {
+    pid_t pid = Start(ranks, WriteSpec(spec, name));
+    char dir[32];
+    std::snprintf(dir, sizeof(dir), "step-%010lld", static_cast<long long>(step));
+    const fs::path checkpoint = fs::path(spec["run"]["dir"].get<std::string>()) / "checkpoints" / dir;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
+    while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    int status = 0;
+    EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the job ended before it could be signalled";
+    kill(-pid, signal);
+    return Wait(pid);
+  }
+
+  static std::vector<torch::Tensor> FinalParameters(const std::string& name) {
+    Expected<models::Model> model = models::LoadModel(root_ + "/" + name + "/final.pt");
+    EXPECT_TRUE(model.ok()) << model.status().ToString();
+    if (!model.ok()) return {};
+    return (*model)->parameters();
+  }
+
+  static void ExpectBitIdentical(const std::string& a, const std::string& b) {
+    auto pa = FinalParameters(a), pb = FinalParameters(b);
+    ASSERT_EQ(pa.size(), pb.size());
+    ASSERT_FALSE(pa.empty());
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << i;
+  }
+
+  static std::string root_;
+};
+
+std::string TrainE2eTest::root_;
+
+TEST_F(TrainE2eTest, TwoRanksStayIdenticalAndMatchOneRankWithTheWholeBatch) {
+  nlohmann::json spec = Spec("two");
+  spec["run"]["verify_replicas"] = true;  // exits 1 at the first step where ranks differ
+  ASSERT_EQ(Train(2, spec, "two"), kExitDone);
+  ASSERT_EQ(Train(1, Spec("one"), "one"), kExitDone);
+  auto two = FinalParameters("two"), one = FinalParameters("one");
+  ASSERT_EQ(two.size(), one.size());
+  for (size_t i = 0; i < two.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(two[i], one[i], 1e-4, 1e-5)) << "parameter " << i;
+  }
+  // The report holds the curve, the pretraining accuracy and the ledger.
+  std::ifstream report(root_ + "/two/report.jsonl");
+  int metrics = 0, results = 0, ledgers = 0;
+  for (std::string line; std::getline(report, line);) {
+    auto j = nlohmann::json::parse(line);
+    metrics += j["kind"] == "metric";
+    results += j["kind"] == "result";
+    ledgers += j["kind"] == "ledger";
+    if (j["kind"] == "ledger") {
+      EXPECT_EQ(j["images_seen"], 1024);
+    }
+  }
+  EXPECT_GT(metrics, 0);
+  EXPECT_EQ(results, 1);
+  EXPECT_EQ(ledgers, 1);
+}
+
+TEST_F(TrainE2eTest, KilledRunResumesBitIdenticalToUninterruptedRun) {
+  ASSERT_EQ(Train(2, Spec("whole"), "whole"), kExitDone);
+  nlohmann::json spec = Spec("killed");
+  EXPECT_EQ(SignalAt(2, spec, "killed", 8, SIGKILL), 128 + SIGKILL);
+  EXPECT_FALSE(fs::exists(root_ + "/killed/final.pt"));
+  // A torn newest checkpoint, as a kill during a write on another filesystem might leave.
+  const fs::path checkpoints = root_ + "/killed/checkpoints";
+  std::vector<fs::path> steps;
+  for (const auto& e : fs::directory_iterator(checkpoints)) steps.push_back(e.path());
+  std::sort(steps.begin(), steps.end());
+  ASSERT_GE(steps.size(), 2u);
+  fs::resize_file(steps.back() / "model.pt", 10);
+  ASSERT_EQ(Train(2, spec, "killed"), kExitDone);
+  ExpectBitIdentical("whole", "killed");
+}
+
+TEST_F(TrainE2eTest, SigtermCheckpointsAndExitsPreempted) {
+  ASSERT_EQ(Train(1, Spec("whole1"), "whole1"), kExitDone);
+  nlohmann::json spec = Spec("term");
+  // SIGTERM straight to a rank started without mpirun (mpirun's own signal handling is the
+  // agent's concern).
+  EXPECT_EQ(SignalAt(0, spec, "term", 4, SIGTERM), kExitPreempted);
+  EXPECT_FALSE(fs::exists(root_ + "/term/final.pt"));
+  ASSERT_EQ(Train(1, spec, "term"), kExitDone);
+  ExpectBitIdentical("whole1", "term");
+}
+
+TEST_F(TrainE2eTest, ConfigurationErrorsExit78) {
+  nlohmann::json spec = Spec("bad");
+  spec["job"]["train"].erase("lr");
+  EXPECT_EQ(Train(1, spec, "bad"), kExitConfigError);
+  spec = Spec("bad");
+  spec["job"]["subset"] = 999999;  // larger than the split
+  EXPECT_EQ(Train(1, spec, "bad"), kExitConfigError);
+  spec = Spec("bad");
+  spec["job"]["dataset"] = "cifar10:/nonexistent";
+  EXPECT_EQ(Train(1, spec, "bad"), kExitConfigError);
+  // A checkpoint directory of another model.
+  ASSERT_EQ(Train(1, Spec("other"), "other"), kExitDone);
+  spec = Spec("other");
+  spec["job"]["model"] = "ViT-Mi/7";
+  EXPECT_EQ(Train(1, spec, "other"), kExitConfigError);
+}
+
+TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {
+  Expected<JobSpec> example = LoadJobSpec(VITSCALE_EXAMPLE_SPEC);
+  ASSERT_TRUE(example.ok()) << example.status().ToString();
+  std::ifstream example_file(VITSCALE_EXAMPLE_SPEC);
+  nlohmann::json spec = nlohmann::json::parse(example_file);
+  spec["run"]["dir"] = root_ + "/example";
+  ASSERT_EQ(Train(2, spec, "example"), kExitDone);
+  std::ifstream report(root_ + "/example/report.jsonl");
+  int few_shot = 0;
+  for (std::string line; std::getline(report, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["kind"] == "result" && j["evaluation"] == "few_shot") ++few_shot;
+  }
+  EXPECT_GT(few_shot, 0);
+}
+
+}  // namespace
+}  // namespace vitscale::trainer
