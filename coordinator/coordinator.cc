@@ -245,13 +245,14 @@ Status Coordinator::Apply(const std::vector<Action>& actions, std::optional<int>
         note(attempt.status());
         continue;
       }
-      json spec = LaunchSpec(*job, *attempt, launch->placements);
+      json spec = LaunchSpec(*job, *attempt);
       for (size_t i = 0; i < launch->placements.size(); ++i) {
         json entry = {{"job", job->id}, {"attempt", *attempt}};
         if (i == 0) {
           entry["ranks"] = job->ranks;
           entry["hosts"] = HostsString(launch->placements);
           entry["grace_seconds"] = options_.grace_seconds;
+          entry["log"] = fmt::format("{}/{}/attempt-{}.log", options_.runs_dir, job->id, *attempt);
           entry["spec"] = spec;
         } else {
           entry["hold"] = true;  // a gang member: keep the slots and heartbeat the job
@@ -381,20 +382,19 @@ nlohmann::json Coordinator::AgentJson(const AgentView& agent) const {
               {"jobs", jobs}};
 }
 
-nlohmann::json Coordinator::LaunchSpec(const JobRecord& job, int attempt,
-                                       const std::vector<Placement>& placements) const {
-  std::string job_dir = (std::filesystem::path(options_.runs_dir) / job.id).string();
+nlohmann::json Coordinator::LaunchSpec(const JobRecord& job, int attempt) const {
+  // docs/train-spec.md: "job" is the canonical config (what is computed), "run" how this attempt
+  // runs. Every attempt of a job shares its directory, so a resumed attempt finds the
+  // checkpoints of the one before.
   json config = json::parse(job.config_json, nullptr, /*allow_exceptions=*/false);
-  return json{{"job_id", job.id},
-              {"attempt", attempt},
-              {"config", config},
-              {"ranks", job.ranks},
-              {"hosts", HostsString(placements)},
-              {"checkpoint_dir", job_dir + "/checkpoints"},
-              {"output_dir", fmt::format("{}/attempt-{}", job_dir, attempt)},
-              {"log", fmt::format("{}/attempt-{}.log", job_dir, attempt)},
-              {"grace_seconds", options_.grace_seconds},
-              {"report", {{"url", options_.public_url}, {"token", options_.token}}}};
+  return json{{"job", config},
+              {"run",
+               {{"dir", (std::filesystem::path(options_.runs_dir) / job.id).string()},
+                {"grace_seconds", options_.grace_seconds},
+                {"checkpoint_every_steps", options_.checkpoint_every_steps},
+                {"report_url", options_.public_url},
+                {"report_token", options_.token},
+                {"attempt", attempt}}}};
 }
 
 Expected<std::pair<JobRecord, int>> Coordinator::AttemptFromPath(const HttpRequest& request) {

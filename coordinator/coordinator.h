@@ -39,6 +39,7 @@ struct CoordinatorOptions {
   std::chrono::milliseconds poll_timeout{20000};
   int max_retries = 2;       // failures retried per job before it fails for good
   int grace_seconds = 60;    // SIGTERM to SIGKILL for a preempted job
+  int checkpoint_every_steps = 200;
 };
 
 class Coordinator {
@@ -106,8 +107,8 @@ class Coordinator {
   Expected<storage::AttemptRecord> OpenAttempt(const std::string& job_id);
   Expected<nlohmann::json> JobJson(const storage::JobRecord& job);
   nlohmann::json AgentJson(const AgentView& agent) const;
-  nlohmann::json LaunchSpec(const storage::JobRecord& job, int attempt,
-                            const std::vector<Placement>& placements) const;
+  // The spec vitscale-train runs for this attempt (docs/train-spec.md).
+  nlohmann::json LaunchSpec(const storage::JobRecord& job, int attempt) const;
   // Parses {id} and {n} of /jobs/{id}/attempts/{n}/... and checks the attempt exists.
   Expected<std::pair<storage::JobRecord, int>> AttemptFromPath(const HttpRequest& request);
 

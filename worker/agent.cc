@@ -323,17 +323,17 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
   RETURN_IF_ERROR(WriteFileAtomically(spec_file, spec->dump(2) + "\n"));
 
-  std::string log = spec->value("log", std::string());
+  std::string log = job.launch.value("log", std::string());
   if (log.empty()) {
     log =
         (fs::path(options_.work_dir) / "logs" / job.id / fmt::format("attempt-{}.log", job.attempt))
             .string();
   }
-  int ranks = IntOr(job.launch, "ranks", IntOr(*spec, "ranks", 1));
+  int ranks = IntOr(job.launch, "ranks", 1);
   if (ranks < 1) return InvalidArgument(fmt::format("'ranks' must be >= 1, got {}", ranks));
-  json hosts_field = job.launch.contains("hosts") ? job.launch["hosts"]
-                     : spec->contains("hosts")    ? (*spec)["hosts"]
-                                               : json(fmt::format("{}:{}", options_.host, ranks));
+  json hosts_field = job.launch.contains("hosts")
+                         ? job.launch["hosts"]
+                         : json(fmt::format("{}:{}", options_.host, ranks));
   ASSIGN_OR_RETURN(std::string hosts, MpirunHosts(hosts_field, options_.host));
 
   LaunchRequest request;

@@ -40,7 +40,7 @@ export interface JobPage {
 export interface Attempt {
   number: number;
   agent: string;
-  hosts: string[];
+  hosts: string[] | string; // "host-a:2" lists, or one comma-separated string
   started_at: string | null;
   ended_at: string | null;
   outcome: string | null;

@@ -61,7 +61,7 @@ export async function fillStudy(coordinator, { finished = 7 } = {}) {
     const accuracy = 0.5 + 0.05 * i;
     await agent.finish(launch, {
       results: [{ evaluation: 'few_shot', dataset: kFewShot, shots: 5, seed: 0, metric: 'accuracy', value: accuracy }],
-      ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000 * (i + 1), device_seconds: { cpu: 30 + i }, wall_seconds: 15 + i },
+      ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000 * (i + 1), device_kind: 'cpu', device_seconds: 30 + i, wall_seconds: 15 + i },
       step: totalSteps,
     });
     done.push({ job: launch.job, exaflops: trainFlops / 1e18, accuracy });

@@ -216,7 +216,7 @@ export class Agent {
   }
 
   async exit(launch, outcome, exitStatus, step) {
-    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/exit`, { outcome, exit_status: exitStatus, step });
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/exit`, { agent: this.host, outcome, exit_status: exitStatus, step });
     this.running = this.running.filter((r) => !(r.job === launch.job && r.attempt === launch.attempt));
   }
 }

@@ -209,12 +209,13 @@ class AgentTest : public ::testing::Test {
   }
 
   json Launch(const std::string& job, const std::string& mode, int grace = 30) {
-    json spec = {{"job_id", job}, {"mode", mode}, {"log", LogPath(job)}};
+    json spec = {{"job_id", job}, {"mode", mode}};
     return {{"launch", json::array({{{"job", job},
                                      {"attempt", 1},
                                      {"ranks", 2},
                                      {"hosts", "agent-a:2"},
                                      {"grace_seconds", grace},
+                                     {"log", LogPath(job)},
                                      {"spec", spec}}})}};
   }
   std::string LogPath(const std::string& job) const {

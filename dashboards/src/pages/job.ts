@@ -137,7 +137,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
     attempts.append(h('header', null, h('h3', null, 'Attempts')), table(
       ['#', 'Agent', 'Hosts', 'Started', 'Ended', 'Outcome', 'Exit', 'Resumed from step'],
       j.attempts.map((a) => [
-        String(a.number), a.agent, a.hosts.join(' '), timeCell(a.started_at), timeCell(a.ended_at),
+        String(a.number), a.agent ?? '–', Array.isArray(a.hosts) ? a.hosts.join(' ') : String(a.hosts ?? ''), timeCell(a.started_at), timeCell(a.ended_at),
         a.outcome ? stateBadge(a.outcome) : h('span', { class: 'small-text' }, 'running'),
         a.exit_status === null ? '–' : String(a.exit_status),
         a.resumed_from_step ? String(a.resumed_from_step) : 'start',
