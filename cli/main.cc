@@ -16,13 +16,27 @@ struct Command {
 const Command kCommands[] = {
     {"models", vitscale::cli::RunModels, "list every registered model with params and GMACs"},
     {"sweep", vitscale::cli::RunSweep, "check FILE | cost FILE: validate, expand and cost a sweep"},
-    {"export", vitscale::cli::RunExport, "--db FILE --sweep NAME --format csv|markdown|latex"},
+    {"submit", vitscale::cli::RunSubmit, "FILE: submit a sweep to the coordinator"},
+    {"list", vitscale::cli::RunList, "jobs, filtered by sweep, state, model, subset"},
+    {"show", vitscale::cli::RunShow, "JOB: config, attempts, checkpoints, results, ledger"},
+    {"watch", vitscale::cli::RunWatch, "[--sweep NAME | JOB]: live progress until finished"},
+    {"logs", vitscale::cli::RunLogs, "JOB [--attempt N] [--follow]: an attempt's log"},
+    {"cancel", vitscale::cli::RunCancel, "JOB: cancel a job (kills it if running)"},
+    {"preempt", vitscale::cli::RunPreempt, "JOB: checkpoint, requeue and resume later"},
+    {"priority", vitscale::cli::RunPriority, "JOB N: set a job's priority"},
+    {"export", vitscale::cli::RunExportAny,
+     "--sweep NAME [--db FILE] --format csv|markdown|latex: Table 6"},
 };
 
 void PrintUsage(FILE* out) {
   std::fprintf(out, "usage: vitscale COMMAND [ARGS]\n\ncommands:\n");
   for (const Command& c : kCommands) std::fprintf(out, "  %-8s %s\n", c.name, c.summary);
-  std::fprintf(out, "\n`--json` gives machine-readable output where a command prints data.\n");
+  std::fprintf(out,
+               "\n`--json` gives machine-readable output where a command prints data.\n"
+               "The coordinator is --coordinator URL, $VITSCALE_COORDINATOR or "
+               "http://127.0.0.1:8470;\nits token --token-file FILE, $VITSCALE_TOKEN_FILE or "
+               "$VITSCALE_TOKEN. See docs/cli.md.\n"
+               "`vitscale COMMAND --help` tells more.\n");
 }
 
 }  // namespace

@@ -307,7 +307,7 @@ void Coordinator::SampleUtilisation() {
     std::optional<AgentView> agent = scheduler_.GetAgent(id);
     if (!agent || !agent->alive) continue;
     total += agent->spec.slots;
-    busy += agent->spec.slots - agent->free_slots;
+    busy += std::min(agent->spec.slots, agent->spec.slots - agent->free_slots);
   }
   double now = WallNow();
   if (!utilisation_.empty()) {
@@ -376,7 +376,8 @@ nlohmann::json Coordinator::AgentJson(const AgentView& agent) const {
               {"host", agent.spec.host},
               {"slots", agent.spec.slots},
               {"gpus", agent.spec.gpus},
-              {"free_slots", agent.free_slots},
+              // A stopping agent re-registers with 0 slots while its jobs finish: never < 0.
+              {"free_slots", std::max(agent.free_slots, 0)},
               {"last_heartbeat", IsoTime(WallNow() - since_heartbeat)},
               {"alive", agent.alive},
               {"jobs", jobs}};
@@ -597,17 +598,20 @@ HttpResponse Coordinator::JobMetrics(const HttpRequest& request) {
 HttpResponse Coordinator::JobLogs(const HttpRequest& request) {
   Expected<JobRecord> job = FindJob(request.params.at("id"));
   if (!job.ok()) return StatusResponse(job.status());
-  Expected<std::vector<storage::AttemptRecord>> attempts = store_.ListAttempts(job->id);
-  if (!attempts.ok()) return StatusResponse(attempts.status());
-  if (attempts->empty()) return ErrorResponse(404, "job " + job->id + " has not run yet");
-  Expected<int64_t> attempt = QueryInt(request, "attempt", attempts->back().number);
+  // The query is checked before anything is looked up, so bad input is a 400 in every state.
+  Expected<int64_t> attempt = QueryInt(request, "attempt", 0);
   Expected<int64_t> tail = QueryInt(request, "tail_bytes", 65536);
   if (!attempt.ok()) return StatusResponse(attempt.status());
   if (!tail.ok()) return StatusResponse(tail.status());
-  if (*attempt < 1 || *attempt > attempts->back().number) {
+  if (*attempt < 0) return ErrorResponse(400, "attempt must be a positive attempt number");
+  if (*tail < 1 || *tail > (16 << 20)) return ErrorResponse(400, "tail_bytes must be within 1..16777216");
+  Expected<std::vector<storage::AttemptRecord>> attempts = store_.ListAttempts(job->id);
+  if (!attempts.ok()) return StatusResponse(attempts.status());
+  if (attempts->empty()) return ErrorResponse(404, "job " + job->id + " has not run yet");
+  if (*attempt == 0) *attempt = attempts->back().number;
+  if (*attempt > attempts->back().number) {
     return ErrorResponse(404, fmt::format("job {} has no attempt {}", job->id, *attempt));
   }
-  if (*tail < 1 || *tail > (16 << 20)) return ErrorResponse(400, "tail_bytes must be within 1..16777216");
   // The path is built from the job id (validated hex from the database) and a number only, so a
   // request cannot name a file outside the runs folder.
   std::string path = fmt::format("{}/{}/attempt-{}.log", options_.runs_dir, job->id, *attempt);

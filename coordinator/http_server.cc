@@ -87,11 +87,33 @@ std::optional<std::string> UrlDecode(std::string_view text, bool plus_is_space) 
   return out;
 }
 
-bool ParseTarget(std::string_view target, HttpRequest& request) {
+// Splits the target into a decoded path and query. Segments are decoded one by one and may not
+// decode to '/', NUL, "." or "..": an id in a route must stay one segment, and no path may
+// climb out of where it points. `error` says what is wrong.
+bool ParseTarget(std::string_view target, HttpRequest& request, std::string& error) {
   size_t question = target.find('?');
-  auto path = UrlDecode(target.substr(0, question), false);
-  if (!path) return false;
-  request.path = *path;
+  std::string_view raw_path = target.substr(0, question);
+  std::string path;
+  while (!raw_path.empty()) {
+    size_t slash = raw_path.find('/');
+    std::string_view raw_segment = raw_path.substr(0, slash);
+    auto segment = UrlDecode(raw_segment, false);
+    if (!segment) {
+      error = "malformed URL escape in the path";
+      return false;
+    }
+    if (segment->find_first_of(std::string("/\0", 2)) != std::string::npos ||
+        *segment == "." || *segment == "..") {
+      error = "path segment '" + std::string(raw_segment) +
+              "' is not allowed (no '.', '..', or encoded '/' or NUL)";
+      return false;
+    }
+    path += *segment;
+    if (slash == std::string_view::npos) break;
+    path += '/';
+    raw_path.remove_prefix(slash + 1);
+  }
+  request.path = path;
   if (question == std::string_view::npos) return true;
   std::string_view query = target.substr(question + 1);
   while (!query.empty()) {
@@ -100,7 +122,10 @@ bool ParseTarget(std::string_view target, HttpRequest& request) {
     size_t eq = pair.find('=');
     auto key = UrlDecode(pair.substr(0, eq), true);
     auto value = UrlDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-    if (!key || !value) return false;
+    if (!key || !value) {
+      error = "malformed URL escape in the query";
+      return false;
+    }
     if (!key->empty()) request.query[*key] = *value;
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
@@ -282,9 +307,10 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
 
     HttpRequest parsed;
     parsed.method = std::string(request.method_string());
-    if (!ParseTarget(std::string_view(request.target().data(), request.target().size()), parsed)) {
-      return Write(ErrorResponse(400, "malformed URL escape in the request target"),
-                   request.keep_alive());
+    std::string target_error;
+    if (!ParseTarget(std::string_view(request.target().data(), request.target().size()), parsed,
+                     target_error)) {
+      return Write(ErrorResponse(400, target_error), request.keep_alive());
     }
     const HttpServerOptions& options = server_.options_;
     std::string token = BearerToken(request);

@@ -3,6 +3,7 @@
 //   vitscale-coordinator --state-dir DIR [--listen 127.0.0.1:8470] [--open-read]
 //                        [--dashboard DIR] [--runs-dir DIR] [--public-url URL]
 //                        [--lease-seconds 30] [--max-retries 2] [--grace-seconds 60]
+//                        [--checkpoint-every-steps 200]
 //
 // DIR holds vitscale.db, the bearer token (DIR/token, mode 0600, made at first start) and the
 // address it listens on (DIR/address, written once listening, so tests and scripts can use
@@ -41,13 +42,15 @@ struct Flags {
   int lease_seconds = 30;
   int max_retries = 2;
   int grace_seconds = 60;
+  int checkpoint_every_steps = 200;
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: vitscale-coordinator --state-dir DIR [--listen HOST:PORT] [--open-read]\n"
                "         [--dashboard DIR] [--runs-dir DIR] [--public-url URL]\n"
-               "         [--lease-seconds N] [--max-retries N] [--grace-seconds N]\n");
+               "         [--lease-seconds N] [--max-retries N] [--grace-seconds N]\n"
+               "         [--checkpoint-every-steps N]\n");
 }
 
 Expected<Flags> ParseFlags(int argc, char** argv) {
@@ -86,6 +89,8 @@ Expected<Flags> ParseFlags(int argc, char** argv) {
       RETURN_IF_ERROR(number(flags.max_retries, 0, 100));
     } else if (flag == "--grace-seconds") {
       RETURN_IF_ERROR(number(flags.grace_seconds, 1, 3600));
+    } else if (flag == "--checkpoint-every-steps") {
+      RETURN_IF_ERROR(number(flags.checkpoint_every_steps, 0, 1000000000));
     } else {
       return InvalidArgument("unknown flag '" + flag + "'");
     }
@@ -187,6 +192,7 @@ int Run(const Flags& flags) {
   options.lease = std::chrono::seconds(flags.lease_seconds);
   options.max_retries = flags.max_retries;
   options.grace_seconds = flags.grace_seconds;
+  options.checkpoint_every_steps = flags.checkpoint_every_steps;
   coordinator::Coordinator service(io, **store, *scheduler, clock, options);
   service.SetPublisher([&server](const std::string& event) { server.Broadcast(event); });
   server.SetCatchUp([&service](const std::map<std::string, std::string>& query) {

@@ -1,6 +1,7 @@
 // The study the browser tests and the demo screenshots put into a coordinator through its API:
-// a 60-job sweep of small models on Fashion-MNIST, some of whose jobs an agent runs to the end
-// with metrics, checkpoints, a preemption and transfer results.
+// a 60-job sweep of small models on Fashion-MNIST (the first axis of the grid varies slowest, so
+// the first jobs launched cover every model at the small subsets), some of whose jobs an agent
+// runs to the end with metrics, a checkpoint, a preemption and transfer results.
 
 import { Agent } from './harness.mjs';
 
@@ -18,9 +19,9 @@ pretrain:
   dataset: fashion-mnist/0-4
   epochs: 1
 grid:
-  model: [${kModels.join(', ')}]
-  subset: [${kSubsets.join(', ')}]
   seed: [${kSeeds.join(', ')}]
+  subset: [${kSubsets.join(', ')}]
+  model: [${kModels.join(', ')}]
 transfer:
   few_shot:
     datasets: [${kFewShot}]
@@ -45,7 +46,7 @@ export function curvePoints(fromStep, toStep, every, totalSteps) {
 // and resumed on the way), leaving one more running. Then the agent registers again with the
 // one slot it still uses, so that its heartbeat keeps that job's lease without taking new work.
 // Returns the finished jobs with the compute each spent.
-export async function fillStudy(coordinator, { finished = 7 } = {}) {
+export async function fillStudy(coordinator, { finished = 15 } = {}) {
   const submitted = (await coordinator.call('POST', 'sweeps', { yaml: kSweepYaml })).body;
   const agent = new Agent(coordinator, 'test-agent', finished + 1);
   await agent.register();
@@ -57,8 +58,10 @@ export async function fillStudy(coordinator, { finished = 7 } = {}) {
   const done = [];
   const finish = async (launch, i, fromStep) => {
     await agent.metrics(launch, curvePoints(fromStep, totalSteps, 10, totalSteps));
-    const trainFlops = 10 ** (12 + 0.5 * i);
-    const accuracy = 0.5 + 0.05 * i;
+    // Spent compute near the plan, and accuracy rising with it, as in a real study.
+    const planned = (await coordinator.get(`jobs/${launch.job}`)).planned_exaflops * 1e18;
+    const trainFlops = planned * (1 + 0.01 * i);
+    const accuracy = Math.min(0.95, 0.35 + 0.08 * Math.log10(trainFlops / 1e9));
     await agent.finish(launch, {
       results: [{ evaluation: 'few_shot', dataset: kFewShot, shots: 5, seed: 0, metric: 'accuracy', value: accuracy }],
       ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000 * (i + 1), device_kind: 'cpu', device_seconds: 30 + i, wall_seconds: 15 + i },

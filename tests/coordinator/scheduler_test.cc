@@ -491,6 +491,39 @@ TEST_F(SchedulerTest, RestoredLeasesSurviveOnlyIfTheirAgentsReturn) {
   EXPECT_EQ(StateOf("lost"), JobState::kPending);
 }
 
+// A stopping agent registers again with 0 slots while its jobs still run (docs/agent.md): its
+// held ranks overcommit it, and that must never read as room elsewhere or as negative room.
+TEST_F(SchedulerTest, AgentDrainingToZeroSlotsGetsNoWorkAndLendsNoRoom) {
+  AddAgent("a", 2);
+  AddAgent("b", 1);
+  AddJob("on-b", 0, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"on-b"});
+  EXPECT_EQ(Leader("on-b"), "b");
+  clock_.Advance(seconds(1));
+  AddJob("on-a", 0, 2);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"on-a"});
+  EXPECT_EQ(Leader("on-a"), "a");
+
+  AddAgent("a", 0);  // draining: no new work, the job it holds keeps its lease
+  ASSERT_TRUE(sched_.Heartbeat("a", {"on-a"}).ok());
+  AddJob("small", 0, 1);
+  EXPECT_TRUE(Launched().empty()) << "a holds more than its 0 slots; b is full";
+  // The most recent, lowest-priority victim is "on-a", but preempting it frees nothing that a
+  // 0-slot agent can offer: only "on-b" makes room for "urgent".
+  AddJob("urgent", 9, 1);
+  std::vector<Signal> signals = Only<Signal>(sched_.Schedule());
+  ASSERT_EQ(signals.size(), 1u);
+  EXPECT_EQ(signals[0].job_id, "on-b");
+  EXPECT_EQ(StateOf("on-a"), JobState::kLeased);
+  ASSERT_TRUE(sched_.ReportExit("b", "on-b", ExitKind::kPreempted).ok());
+  EXPECT_EQ(Launched(), std::vector<std::string>{"urgent"});
+  EXPECT_EQ(Leader("urgent"), "b");
+  // Once a's job ends it offers nothing still; "small" and "on-b" wait.
+  ASSERT_TRUE(sched_.ReportExit("a", "on-a", ExitKind::kPreempted).ok());
+  EXPECT_TRUE(Launched().empty());
+  EXPECT_EQ(FreeSlots("a"), 0);
+}
+
 TEST(SchedulerOptionsTest, BadOptionsAreRefused) {
   FakeClock clock;
   SchedulerOptions options;

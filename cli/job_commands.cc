@@ -1,0 +1,364 @@
+// The coordinator commands that make one request or a few: submit, list, show, cancel, preempt,
+// priority and export. `--json` prints the API's own body, so scripts read what docs/api.md
+// documents; the text forms are for people.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "cli/api_client.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "common/files.h"
+#include "common/names.h"
+
+namespace vitscale::cli {
+namespace {
+
+using nlohmann::json;
+
+constexpr int kMaxPage = 500;  // the API's largest page
+
+void PrintJson(const json& value) { std::printf("%s\n", value.dump(2).c_str()); }
+
+std::string Text(const json& value, const std::string& fallback = "-") {
+  if (value.is_string()) return value.get<std::string>();
+  if (value.is_null()) return fallback;
+  return value.dump();
+}
+
+// A number in the form a person reads fastest: integers as such, others with 4 digits.
+std::string Number(const json& value) {
+  if (value.is_number_integer()) return value.dump();
+  if (value.is_number()) return fmt::format("{:.4g}", value.get<double>());
+  return Text(value);
+}
+
+std::string Percent(const json& progress) {
+  return progress.is_number() ? fmt::format("{:.0f}%", progress.get<double>() * 100) : "-";
+}
+
+// ---------------------------------------------------------------------------------------------
+// submit
+
+constexpr const char* kSubmitUsage =
+    "usage: vitscale submit FILE [--json]\n"
+    "Submits a sweep definition (YAML). Jobs already known are not added again.\n"
+    "  --json              print the API's answer: sweep, jobs_added, jobs_known, jobs\n";
+
+// ---------------------------------------------------------------------------------------------
+// list
+
+constexpr const char* kListUsage =
+    "usage: vitscale list [--sweep NAME] [--state S[,S]] [--model M] [--subset N]\n"
+    "                     [--sort submitted|priority|model|subset|state|updated] [--desc]\n"
+    "                     [--limit N] [--offset N] [--all] [--json]\n"
+    "  --state S           pending, leased, running, preempted, succeeded, failed, cancelled;\n"
+    "                      repeat it or separate states with commas\n"
+    "  --limit N           jobs per page, 1..500 (default 50); --offset N skips N jobs\n"
+    "  --all               every matching job, fetched page by page\n";
+
+std::string JobTableHeader() {
+  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {}\n", "ID",
+                     "MODEL", "DATASET", "SUBSET", "EPOCHS", "STATE", "PRIO", "ATT", "PROG",
+                     "UPDATED");
+}
+
+std::string JobTableRow(const json& job) {
+  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {}\n",
+                     ShortId(job.value("id", "")), Text(job.value("model", json())),
+                     Text(job.value("dataset", json())), Number(job.value("subset_size", json())),
+                     Number(job.value("epochs", json())), Text(job.value("state", json())),
+                     Number(job.value("priority", json())), Number(job.value("attempts", json())),
+                     Percent(job.value("progress", json())), Text(job.value("updated_at", json())));
+}
+
+// ---------------------------------------------------------------------------------------------
+// show
+
+constexpr const char* kShowUsage =
+    "usage: vitscale show JOB [--json]\n"
+    "JOB is a job id or a unique prefix of 8+ hex digits. Prints the config, attempts\n"
+    "(preemptions and resumes), checkpoints, results and compute ledger.\n";
+
+std::string ShowText(const json& job) {
+  std::string out = fmt::format("job {}\n", job.value("id", ""));
+  out += fmt::format("  model     {} ({})\n", Text(job.value("model", json())),
+                     Text(job.value("family", json())));
+  out += fmt::format("  data      {}, {} examples, {} epochs\n", Text(job.value("dataset", json())),
+                     Number(job.value("subset_size", json())), Number(job.value("epochs", json())));
+  out += fmt::format("  state     {}, priority {}, progress {} ({} images seen), {} ranks\n",
+                     Text(job.value("state", json())), Number(job.value("priority", json())),
+                     Percent(job.value("progress", json())),
+                     Number(job.value("images_seen", json())), Number(job.value("ranks", json())));
+  std::string sweeps;
+  for (const json& s : job.value("sweeps", json::array())) sweeps += (sweeps.empty() ? "" : ", ") + Text(s);
+  out += fmt::format("  sweeps    {}\n", sweeps.empty() ? "-" : sweeps);
+  out += fmt::format("  planned   {} exaFLOPs\n", Number(job.value("planned_exaflops", json())));
+  out += fmt::format("  submitted {}, updated {}\n", Text(job.value("created_at", json())),
+                     Text(job.value("updated_at", json())));
+
+  out += "\nconfig:\n";
+  std::string config = job.value("config", json::object()).dump(2);
+  size_t start = 0;
+  while (start < config.size()) {
+    size_t end = config.find('\n', start);
+    if (end == std::string::npos) end = config.size();
+    out += "  " + config.substr(start, end - start) + "\n";
+    start = end + 1;
+  }
+
+  const json attempts = job.value("attempts", json::array());
+  int preemptions = 0, resumes = 0, lost = 0;
+  for (const json& a : attempts) {
+    std::string outcome = Text(a.value("outcome", json()), "");
+    preemptions += outcome == "preempted";
+    lost += outcome == "lost";
+    resumes += a.value("resumed_from_step", json()).is_number();
+  }
+  out += fmt::format("\nattempts: {} ({} preempted, {} lost, {} resumed from a checkpoint)\n",
+                     attempts.size(), preemptions, lost, resumes);
+  if (!attempts.empty()) {
+    out += fmt::format("  {:>3}  {:<14} {:<20} {:<20} {:<20} {:<10} {:>4} {:>8}\n", "#", "AGENT",
+                       "HOSTS", "STARTED", "ENDED", "OUTCOME", "EXIT", "RESUMED");
+    for (const json& a : attempts) {
+      std::string hosts = Text(a.value("hosts", json()));
+      out += fmt::format("  {:>3}  {:<14} {:<20} {:<20} {:<20} {:<10} {:>4} {:>8}\n",
+                         Number(a.value("number", json())), Text(a.value("agent", json())), hosts,
+                         Text(a.value("started_at", json())),
+                         Text(a.value("ended_at", json()), "(running)"),
+                         Text(a.value("outcome", json())), Number(a.value("exit_status", json())),
+                         a.value("resumed_from_step", json()).is_number()
+                             ? "step " + Number(a["resumed_from_step"])
+                             : std::string("-"));
+    }
+  }
+
+  const json checkpoints = job.value("checkpoints", json::array());
+  out += fmt::format("\ncheckpoints: {}\n", checkpoints.size());
+  for (const json& c : checkpoints) {
+    out += fmt::format("  step {:>8}  {}  sha256 {}  {}\n", Number(c.value("step", json())),
+                       Text(c.value("created_at", json())),
+                       Text(c.value("sha256", json())).substr(0, 12), Text(c.value("path", json())));
+  }
+
+  const json results = job.value("results", json::array());
+  out += fmt::format("\nresults: {}\n", results.size());
+  if (!results.empty()) {
+    out += fmt::format("  {:<10} {:<22} {:>5} {:>4} {:<10} {:>8}\n", "EVALUATION", "DATASET",
+                       "SHOTS", "SEED", "METRIC", "VALUE");
+    for (const json& r : results) {
+      out += fmt::format("  {:<10} {:<22} {:>5} {:>4} {:<10} {:>8}\n",
+                         Text(r.value("evaluation", json())), Text(r.value("dataset", json())),
+                         Number(r.value("shots", json())), Number(r.value("seed", json())),
+                         Text(r.value("metric", json())), Number(r.value("value", json())));
+    }
+  }
+
+  const json ledger = job.value("ledger", json::object());
+  std::string devices;
+  for (const auto& [kind, seconds] : ledger.value("device_seconds", json::object()).items()) {
+    devices += fmt::format("{}{} {} s", devices.empty() ? "" : ", ", kind, Number(seconds));
+  }
+  out += fmt::format(
+      "\nledger: train {} FLOPs, eval {} FLOPs, {} images seen, device {}, wall {} s\n",
+      Number(ledger.value("train_flops", json())), Number(ledger.value("eval_flops", json())),
+      Number(ledger.value("images_seen", json())), devices.empty() ? "-" : devices,
+      Number(ledger.value("wall_seconds", json())));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// cancel, preempt, priority
+
+constexpr const char* kCancelUsage =
+    "usage: vitscale cancel JOB [--json]\n"
+    "Cancels a job; a running one is killed. A finished job is left as it is (exit 1).\n";
+constexpr const char* kPreemptUsage =
+    "usage: vitscale preempt JOB [--json]\n"
+    "The trainer checkpoints within its grace period and the job goes back to pending.\n";
+constexpr const char* kPriorityUsage =
+    "usage: vitscale priority JOB N [--json]\n"
+    "Sets the job's priority (higher runs first; -1000000..1000000).\n";
+
+int PostJobAction(const std::string& command, const Args& raw, const char* usage) {
+  bool priority = command == "priority";
+  Invocation call = StartCommand(command, raw, {{"--json", false}}, usage, priority ? 2 : 1);
+  if (call.exit_code >= 0) return call.exit_code;
+  std::string body = "{}";
+  if (priority) {
+    Expected<long long> value = ParseInteger(call.args.positional[1], "priority", -1000000, 1000000);
+    if (!value.ok()) return UsageError(command, value.status().message(), usage);
+    body = json{{"priority", *value}}.dump();
+  }
+  const std::string& id = call.args.positional[0];
+  Expected<json> job = call.api->Post("/api/v1/jobs/" + UrlEncode(id) + "/" + command, body);
+  if (!job.ok()) return Fail(command, job.status());
+  if (call.args.Has("--json")) {
+    PrintJson(*job);
+  } else {
+    std::printf("job %s: %s, priority %s\n", ShortId(job->value("id", "")).c_str(),
+                Text(job->value("state", json())).c_str(),
+                Number(job->value("priority", json())).c_str());
+  }
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------------
+// export
+
+constexpr const char* kExportUsage =
+    "usage: vitscale export --sweep NAME [--format csv|markdown|latex] [--json]\n"
+    "       vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]\n"
+    "Prints a sweep's Table 6: from the coordinator, or from a database file with --db.\n"
+    "  --format F          csv, markdown (the default) or latex (a booktabs tabular)\n"
+    "  --json              the study rows as JSON (GET /api/v1/study/NAME)\n";
+
+}  // namespace
+
+int RunSubmit(const Args& raw) {
+  Invocation call = StartCommand("submit", raw, {{"--json", false}}, kSubmitUsage, 1);
+  if (call.exit_code >= 0) return call.exit_code;
+  const std::string& file = call.args.positional[0];
+  Expected<std::string> yaml = ReadFile(file);
+  if (!yaml.ok()) return Fail("submit", yaml.status());
+  // The coordinator names the file in its line:column messages, so send the name as typed.
+  Expected<json> reply = call.api->Post("/api/v1/sweeps?file=" + UrlEncode(file), *yaml,
+                                        "application/yaml");
+  if (!reply.ok()) return Fail("submit", reply.status());
+  if (call.args.Has("--json")) {
+    PrintJson(*reply);
+    return kExitOk;
+  }
+  std::printf("sweep %s: %s jobs added, %s already known\n", Text(reply->value("sweep", json())).c_str(),
+              Number(reply->value("jobs_added", json())).c_str(),
+              Number(reply->value("jobs_known", json())).c_str());
+  return kExitOk;
+}
+
+int RunList(const Args& raw) {
+  Invocation call = StartCommand("list", raw,
+                          {{"--sweep", true}, {"--state", true}, {"--model", true},
+                           {"--subset", true}, {"--sort", true}, {"--desc", false},
+                           {"--limit", true}, {"--offset", true}, {"--all", false},
+                           {"--json", false}},
+                          kListUsage, 0);
+  if (call.exit_code >= 0) return call.exit_code;
+  const ParsedArgs& args = call.args;
+  bool all = args.Has("--all");
+  if (all && (args.Has("--limit") || args.Has("--offset"))) {
+    return UsageError("list", "--all pages by itself; leave out --limit and --offset", kListUsage);
+  }
+  long long limit = 50, offset = 0;
+  if (args.Has("--limit")) {
+    Expected<long long> parsed = ParseInteger(args.Get("--limit"), "--limit", 1, kMaxPage);
+    if (!parsed.ok()) return UsageError("list", parsed.status().message(), kListUsage);
+    limit = *parsed;
+  }
+  if (args.Has("--offset")) {
+    Expected<long long> parsed = ParseInteger(args.Get("--offset"), "--offset", 0, 1LL << 40);
+    if (!parsed.ok()) return UsageError("list", parsed.status().message(), kListUsage);
+    offset = *parsed;
+  }
+  std::string query;
+  for (const char* name : {"sweep", "model", "subset", "sort"}) {
+    std::string flag = std::string("--") + name;
+    if (args.Has(flag)) query += fmt::format("&{}={}", name, UrlEncode(args.Get(flag)));
+  }
+  std::string states;
+  for (const std::string& s : args.GetAll("--state")) states += (states.empty() ? "" : ",") + s;
+  if (!states.empty()) query += "&state=" + UrlEncode(states);
+  if (args.Has("--desc")) query += "&order=desc";
+  if (all) limit = kMaxPage;
+
+  json jobs = json::array();
+  long long total = 0;
+  json first_page;
+  do {
+    Expected<json> page = call.api->GetJson(
+        fmt::format("/api/v1/jobs?limit={}&offset={}{}", limit, offset, query));
+    if (!page.ok()) return Fail("list", page.status());
+    total = page->value("total", 0LL);
+    const json rows = page->value("jobs", json::array());
+    for (const json& row : rows) jobs.push_back(row);
+    if (first_page.is_null()) first_page = *page;
+    offset += static_cast<long long>(rows.size());
+    if (rows.empty()) break;
+  } while (all && offset < total);
+
+  if (args.Has("--json")) {
+    if (all) {
+      PrintJson(json{{"total", total}, {"offset", 0}, {"limit", jobs.size()}, {"jobs", jobs}});
+    } else {
+      PrintJson(first_page);
+    }
+    return kExitOk;
+  }
+  std::string out = JobTableHeader();
+  for (const json& job : jobs) out += JobTableRow(job);
+  long long first = all ? 0 : offset - static_cast<long long>(jobs.size());
+  if (jobs.empty()) {
+    out += fmt::format("no jobs (of {} matching)\n", total);
+  } else if (static_cast<long long>(jobs.size()) < total) {
+    out += fmt::format("jobs {}-{} of {}; --offset {} for more, or --all\n", first + 1,
+                       first + static_cast<long long>(jobs.size()), total, offset);
+  } else {
+    out += fmt::format("{} job{}\n", total, total == 1 ? "" : "s");
+  }
+  std::fputs(out.c_str(), stdout);
+  return kExitOk;
+}
+
+int RunShow(const Args& raw) {
+  Invocation call = StartCommand("show", raw, {{"--json", false}}, kShowUsage, 1);
+  if (call.exit_code >= 0) return call.exit_code;
+  Expected<json> job = call.api->GetJson("/api/v1/jobs/" + UrlEncode(call.args.positional[0]));
+  if (!job.ok()) return Fail("show", job.status());
+  if (call.args.Has("--json")) {
+    PrintJson(*job);
+  } else {
+    std::fputs(ShowText(*job).c_str(), stdout);
+  }
+  return kExitOk;
+}
+
+int RunCancel(const Args& args) { return PostJobAction("cancel", args, kCancelUsage); }
+int RunPreempt(const Args& args) { return PostJobAction("preempt", args, kPreemptUsage); }
+int RunPriority(const Args& args) { return PostJobAction("priority", args, kPriorityUsage); }
+
+int RunExportAny(const Args& raw) {
+  for (const std::string& arg : raw) {
+    if (arg == "--db" || arg.rfind("--db=", 0) == 0) return RunExport(raw);
+  }
+  Invocation call = StartCommand("export", raw, {{"--sweep", true}, {"--format", true}, {"--json", false}},
+                          kExportUsage, 0);
+  if (call.exit_code >= 0) return call.exit_code;
+  std::string sweep = call.args.Get("--sweep");
+  if (sweep.empty()) return UsageError("export", "--sweep NAME is required", kExportUsage);
+  if (call.args.Has("--json")) {
+    if (call.args.Has("--format")) {
+      return UsageError("export", "--json and --format exclude each other", kExportUsage);
+    }
+    Expected<json> study = call.api->GetJson("/api/v1/study/" + UrlEncode(sweep));
+    if (!study.ok()) return Fail("export", study.status());
+    PrintJson(*study);
+    return kExitOk;
+  }
+  std::string format = call.args.Get("--format", "markdown");
+  const std::vector<std::string> formats = {"csv", "markdown", "latex"};
+  if (std::find(formats.begin(), formats.end(), format) == formats.end()) {
+    return UsageError("export",
+                      "unknown format '" + format + "'; use csv, markdown or latex" +
+                          DidYouMean(format, formats),
+                      kExportUsage);
+  }
+  Expected<std::string> table = call.api->GetText(
+      fmt::format("/api/v1/export?sweep={}&format={}", UrlEncode(sweep), format));
+  if (!table.ok()) return Fail("export", table.status());
+  std::fwrite(table->data(), 1, table->size(), stdout);
+  return kExitOk;
+}
+
+}  // namespace vitscale::cli

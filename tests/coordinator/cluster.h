@@ -1,0 +1,214 @@
+// Helpers for the tests that run the real daemons on loopback: a temp directory, child
+// processes that are killed when the test ends, a coordinator started on a free port, and a
+// way to wait for a condition without fixed sleeps.
+//
+// Binaries come from the build: VITSCALE_BIN_DIR (a compile definition) holds
+// vitscale-coordinator, vitscale-agent and, once built, vitscale-train. The environment
+// variable VITSCALE_TRAIN overrides the trainer's path.
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "common/http_client.h"
+
+namespace vitscale::testing {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+inline std::string BinPath(const std::string& name) {
+  return std::string(VITSCALE_BIN_DIR) + "/" + name;
+}
+
+// The trainer the agents run: $VITSCALE_TRAIN, else vitscale-train in the build's bin folder;
+// "" when neither exists.
+inline std::string TrainerPath() {
+  if (const char* env = std::getenv("VITSCALE_TRAIN"); env && *env) return env;
+  std::string built = BinPath("vitscale-train");
+  return std::filesystem::exists(built) ? built : "";
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "vitscale-e2e-XXXXXX").string();
+    path_ = ::mkdtemp(pattern.data()) ? pattern : "";
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    if (!path_.empty() && !std::getenv("VITSCALE_KEEP_TEST_DIRS")) {
+      std::filesystem::remove_all(path_, ignored);
+    }
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  std::string File(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Polls `done` every 50 ms until it holds or `timeout` passes; true if it held.
+inline bool WaitFor(const std::function<bool()>& done, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+// A child process with stdout and stderr in `log`. The destructor SIGKILLs it if it still runs.
+class Process {
+ public:
+  Process(std::vector<std::string> argv, const std::string& log) : log_(log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::close(fd);
+      }
+      std::vector<char*> args;
+      for (std::string& arg : argv) args.push_back(arg.data());
+      args.push_back(nullptr);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Process() {
+    if (Running()) {
+      Signal(SIGKILL);
+      Wait(std::chrono::seconds(10));
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  const std::string& log() const { return log_; }
+  void Signal(int signal) {
+    if (pid_ > 0 && !exited_) ::kill(pid_, signal);
+  }
+  bool Running() {
+    if (pid_ <= 0 || exited_) return false;
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      exited_ = true;
+      status_ = status;
+    }
+    return !exited_;
+  }
+  // The wait status, or -1 if it still runs after `timeout`.
+  int Wait(std::chrono::milliseconds timeout) {
+    WaitFor([this] { return !Running(); }, timeout);
+    return exited_ ? status_ : -1;
+  }
+
+ private:
+  std::string log_;
+  pid_t pid_ = -1;
+  bool exited_ = false;
+  int status_ = 0;
+};
+
+// vitscale-coordinator on 127.0.0.1 with its state in `state_dir`. Start() waits until it
+// writes DIR/address; restarting with the same state dir reuses the port it had.
+class Coordinator {
+ public:
+  Coordinator(std::string state_dir, std::vector<std::string> flags)
+      : state_dir_(std::move(state_dir)), flags_(std::move(flags)) {}
+
+  ::testing::AssertionResult Start() {
+    std::string address_file = state_dir_ + "/address";
+    std::error_code ignored;
+    std::filesystem::remove(address_file, ignored);
+    std::vector<std::string> argv = {BinPath("vitscale-coordinator"), "--state-dir", state_dir_,
+                                     "--listen", "127.0.0.1:" + std::to_string(port_)};
+    argv.insert(argv.end(), flags_.begin(), flags_.end());
+    std::filesystem::create_directories(state_dir_, ignored);
+    process_ = std::make_unique<Process>(argv, state_dir_ + "/coordinator.log");
+    bool up = WaitFor([&] { return std::filesystem::exists(address_file) || !process_->Running(); },
+                      std::chrono::seconds(20));
+    if (!up || !process_->Running()) {
+      return ::testing::AssertionFailure()
+             << "the coordinator did not start; its log:\n" << Slurp(process_->log());
+    }
+    url_ = Slurp(address_file);
+    while (!url_.empty() && url_.back() == '\n') url_.pop_back();
+    port_ = std::stoi(url_.substr(url_.rfind(':') + 1));
+    token_ = Slurp(state_dir_ + "/token");
+    while (!token_.empty() && token_.back() == '\n') token_.pop_back();
+    return ::testing::AssertionSuccess();
+  }
+  void Kill() {
+    process_->Signal(SIGKILL);
+    process_->Wait(std::chrono::seconds(10));
+  }
+
+  const std::string& url() const { return url_; }
+  const std::string& token() const { return token_; }
+  int port() const { return port_; }
+  std::string token_file() const { return state_dir_ + "/token"; }
+  Process& process() { return *process_; }
+
+  // A client with the token (`with_token`) or without it.
+  std::unique_ptr<HttpClient> Client(bool with_token = true) const {
+    HttpClientOptions options;
+    options.base_url = url_;
+    if (with_token) options.bearer_token = token_;
+    options.read_timeout = std::chrono::seconds(30);
+    auto client = HttpClient::Create(options);
+    return client.ok() ? std::move(*client) : nullptr;
+  }
+
+ private:
+  std::string state_dir_;
+  std::vector<std::string> flags_;
+  int port_ = 0;
+  std::string url_;
+  std::string token_;
+  std::unique_ptr<Process> process_;
+};
+
+// GET/POST helpers that fail the test on a transport error and parse JSON replies.
+inline HttpReply Call(HttpClient& client, const std::string& method, const std::string& path,
+                      const std::string& body = "",
+                      const std::string& content_type = "application/json") {
+  Expected<HttpReply> reply = client.Request(method, path, body, content_type);
+  EXPECT_TRUE(reply.ok()) << method << " " << path << ": " << reply.status().ToString();
+  return reply.ok() ? *reply : HttpReply{};
+}
+
+inline json JsonOf(const HttpReply& reply) {
+  return json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace vitscale::testing
