@@ -1,0 +1,443 @@
+// `vitscale`'s coordinator commands end to end: the real vitscale-coordinator on 127.0.0.1 (port
+// 0, a temp --state-dir) and the built `vitscale` binary run as a subprocess. Where a job must
+// run, the test plays the agent through the agent API (register, poll, report the exit).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/http_client.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitBadInput = 3,
+              kExitNotFound = 4, kExitUnavailable = 5;
+
+constexpr const char* kSweep = R"(name: cli-test
+recipe: small-images
+pretrain:
+  dataset: fashion-mnist/0-4
+  epochs: 1
+  batch_size: 32
+grid:
+  model: [ViT-Mu/7]
+  subset: [500, 1500]
+resources:
+  ranks: 1
+  gpus_per_rank: 0
+)";
+
+std::string Slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string Quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+struct Outcome {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+// A child process with its output in files; killed if the test leaves it running.
+class Child {
+ public:
+  Child() = default;
+  Child(const std::string& command, const fs::path& out, const fs::path& err) : out_(out), err_(err) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      ::dup2(out_fd, 1);
+      ::dup2(err_fd, 2);
+      ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+  }
+  Child(Child&& other) noexcept { *this = std::move(other); }
+  Child& operator=(Child&& other) noexcept {
+    Kill();
+    pid_ = other.pid_;
+    out_ = other.out_;
+    err_ = other.err_;
+    other.pid_ = -1;
+    return *this;
+  }
+  ~Child() { Kill(); }
+
+  bool running() const { return pid_ > 0; }
+
+  // Waits up to `timeout`; a child still running then is killed and reported as status -1.
+  Outcome Wait(std::chrono::milliseconds timeout) {
+    Outcome outcome;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    int raw = 0;
+    while (pid_ > 0) {
+      pid_t done = ::waitpid(pid_, &raw, WNOHANG);
+      if (done == pid_) {
+        outcome.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+        pid_ = -1;
+        break;
+      }
+      if (std::chrono::steady_clock::now() > deadline) {
+        Kill();
+        break;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    outcome.out = Slurp(out_);
+    outcome.err = Slurp(err_);
+    return outcome;
+  }
+
+  void Signal(int signal) {
+    if (pid_ > 0) ::kill(pid_, signal);
+  }
+
+ private:
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+  pid_t pid_ = -1;
+  fs::path out_, err_;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("vitscale-cli-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    state_ = dir_ / "state";
+    StartCoordinator("127.0.0.1:0");
+    sweep_file_ = Write("cli-test.yaml", kSweep);
+  }
+
+  void TearDown() override {
+    StopCoordinator();
+    fs::remove_all(dir_);
+  }
+
+  void StartCoordinator(const std::string& listen) {
+    fs::remove(state_ / "address");
+    fs::create_directories(state_);
+    coordinator_ = Child(Quote(COORDINATOR_BINARY) + " --state-dir " + Quote(state_.string()) +
+                             " --listen " + listen + " --max-retries 0",
+                         dir_ / "coordinator.out", dir_ / "coordinator.err");
+    for (int i = 0; i < 200 && !fs::exists(state_ / "address"); ++i) std::this_thread::sleep_for(25ms);
+    ASSERT_TRUE(fs::exists(state_ / "address")) << Slurp(dir_ / "coordinator.err");
+    url_ = Slurp(state_ / "address");
+    while (!url_.empty() && url_.back() == '\n') url_.pop_back();
+    token_ = Slurp(state_ / "token");
+    while (!token_.empty() && token_.back() == '\n') token_.pop_back();
+  }
+
+  void StopCoordinator() {
+    coordinator_.Signal(SIGTERM);
+    coordinator_.Wait(10s);
+  }
+
+  std::string Write(const std::string& name, const std::string& content) {
+    fs::path path = dir_ / name;
+    std::ofstream(path, std::ios::binary) << content;
+    return path.string();
+  }
+
+  // The command line for `vitscale ARGS` with the coordinator and token in the environment.
+  std::string Command(const std::string& args, const std::string& env = "") {
+    std::string base = "VITSCALE_COORDINATOR=" + Quote(url_) +
+                       " VITSCALE_TOKEN_FILE=" + Quote((state_ / "token").string());
+    return "env -u VITSCALE_TOKEN " + base + " " + env + " " + Quote(VITSCALE_BINARY) + " " + args;
+  }
+
+  Outcome Vitscale(const std::string& args, const std::string& env = "") {
+    return Child(Command(args, env), dir_ / "stdout", dir_ / "stderr").Wait(60s);
+  }
+
+  Child VitscaleInBackground(const std::string& args, const std::string& name) {
+    return Child(Command(args), dir_ / (name + ".out"), dir_ / (name + ".err"));
+  }
+
+  json SubmitJson() {
+    Outcome run = Vitscale("submit --json " + Quote(sweep_file_));
+    EXPECT_EQ(run.status, kExitOk) << run.err;
+    return json::parse(run.out);
+  }
+
+  // The agent's side of the API, played by the test.
+  std::unique_ptr<vitscale::HttpClient> AgentClient() {
+    vitscale::HttpClientOptions options;
+    options.base_url = url_;
+    options.bearer_token = token_;
+    auto client = vitscale::HttpClient::Create(options);
+    EXPECT_TRUE(client.ok());
+    return std::move(*client);
+  }
+
+  // Registers an agent with `slots` slots and returns the launches of its first poll.
+  std::vector<json> RegisterAndPoll(vitscale::HttpClient& agent, int slots, size_t want) {
+    json body = {{"host", "test-agent"}, {"slots", slots}, {"gpus", 0}, {"running", json::array()}};
+    auto registered = agent.PostJson("/api/v1/agents/register", body.dump());
+    EXPECT_TRUE(registered.ok() && registered->status == 200)
+        << (registered.ok() ? registered->body : registered.status().message());
+    std::vector<json> launches;
+    json running = json::array();
+    for (int round = 0; round < 10 && launches.size() < want; ++round) {
+      auto reply = agent.PostJson("/api/v1/agents/test-agent/poll", json{{"running", running}}.dump());
+      if (!reply.ok() || reply->status != 200) {
+        ADD_FAILURE() << (reply.ok() ? reply->body : reply.status().message());
+        break;
+      }
+      for (const json& launch : json::parse(reply->body)["launch"]) {
+        launches.push_back(launch);
+        running.push_back({{"job", launch["job"]}, {"attempt", launch["attempt"]}});
+      }
+    }
+    return launches;
+  }
+
+  void ReportExit(vitscale::HttpClient& agent, const json& launch, const std::string& outcome) {
+    std::string path = "/api/v1/jobs/" + launch["job"].get<std::string>() + "/attempts/" +
+                       std::to_string(launch["attempt"].get<int>()) + "/exit";
+    json body = {{"agent", "test-agent"}, {"outcome", outcome},
+                 {"exit_status", outcome == "succeeded" ? 0 : 78}};
+    auto reply = agent.PostJson(path, body.dump());
+    ASSERT_TRUE(reply.ok()) << reply.status().message();
+    ASSERT_EQ(reply->status, 200) << reply->body;
+  }
+
+  fs::path dir_, state_;
+  std::string url_, token_, sweep_file_;
+  Child coordinator_;
+};
+
+TEST_F(CliTest, SubmitTwiceAddsNothingTheSecondTime) {
+  Outcome first = Vitscale("submit " + Quote(sweep_file_));
+  ASSERT_EQ(first.status, kExitOk) << first.err;
+  EXPECT_EQ(first.out, "sweep cli-test: 2 jobs added, 0 already known\n");
+
+  json second = SubmitJson();
+  EXPECT_EQ(second["sweep"], "cli-test");
+  EXPECT_EQ(second["jobs_added"], 0);
+  EXPECT_EQ(second["jobs_known"], 2);
+  EXPECT_EQ(second["jobs"].size(), 2u);
+}
+
+TEST_F(CliTest, ListShowPriorityCancel) {
+  json submitted = SubmitJson();
+  ASSERT_EQ(submitted["jobs"].size(), 2u);
+  std::string id = submitted["jobs"][0], other = submitted["jobs"][1];
+
+  Outcome list = Vitscale("list --sweep cli-test --state pending");
+  ASSERT_EQ(list.status, kExitOk) << list.err;
+  EXPECT_NE(list.out.find(id.substr(0, 12)), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find(other.substr(0, 12)), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("2 jobs"), std::string::npos) << list.out;
+
+  Outcome page = Vitscale("list --json --sweep cli-test --limit 1 --sort subset --desc");
+  ASSERT_EQ(page.status, kExitOk) << page.err;
+  json paged = json::parse(page.out);
+  EXPECT_EQ(paged["total"], 2);
+  ASSERT_EQ(paged["jobs"].size(), 1u);
+  EXPECT_EQ(paged["jobs"][0]["subset_size"], 1500);
+  Outcome all = Vitscale("list --json --all --model ViT-Mu/7");
+  ASSERT_EQ(all.status, kExitOk) << all.err;
+  EXPECT_EQ(json::parse(all.out)["jobs"].size(), 2u);
+  Outcome text_page = Vitscale("list --limit 1");
+  EXPECT_NE(text_page.out.find("jobs 1-1 of 2; --offset 1 for more"), std::string::npos)
+      << text_page.out;
+  EXPECT_EQ(Vitscale("list --state pendng").status, kExitBadInput);
+  EXPECT_EQ(Vitscale("list --sweeep cli-test").status, kExitUsage);
+
+  Outcome show = Vitscale("show " + id.substr(0, 8));
+  ASSERT_EQ(show.status, kExitOk) << show.err;
+  EXPECT_NE(show.out.find("job " + id), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("ViT-Mu/7"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("attempts: 0"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("config:"), std::string::npos) << show.out;
+
+  Outcome priority = Vitscale("priority " + id.substr(0, 10) + " -5 --json");
+  ASSERT_EQ(priority.status, kExitOk) << priority.err;
+  EXPECT_EQ(json::parse(priority.out)["priority"], -5);
+  Outcome shown = Vitscale("show --json " + id);
+  ASSERT_EQ(shown.status, kExitOk) << shown.err;
+  EXPECT_EQ(json::parse(shown.out)["priority"], -5);
+  EXPECT_EQ(Vitscale("priority " + id + " high").status, kExitUsage);
+
+  Outcome cancel = Vitscale("cancel " + id);
+  ASSERT_EQ(cancel.status, kExitOk) << cancel.err;
+  EXPECT_EQ(cancel.out, "job " + id.substr(0, 12) + ": cancelled, priority -5\n");
+  Outcome again = Vitscale("cancel " + id);
+  EXPECT_EQ(again.status, kExitFailure);
+  EXPECT_NE(again.err.find("already cancelled"), std::string::npos) << again.err;
+
+  Outcome missing = Vitscale("show 0123456789abcdef");
+  EXPECT_EQ(missing.status, kExitNotFound) << missing.err;
+  EXPECT_EQ(Vitscale("show").status, kExitUsage);
+}
+
+TEST_F(CliTest, ExportFromTheCoordinator) {
+  SubmitJson();
+  Outcome csv = Vitscale("export --sweep cli-test --format csv");
+  ASSERT_EQ(csv.status, kExitOk) << csv.err;
+  EXPECT_NE(csv.out.find("ViT-Mu/7"), std::string::npos) << csv.out;
+  EXPECT_NE(csv.out.find(','), std::string::npos) << csv.out;
+  Outcome markdown = Vitscale("export --sweep cli-test");
+  ASSERT_EQ(markdown.status, kExitOk) << markdown.err;
+  EXPECT_NE(markdown.out.find('|'), std::string::npos) << markdown.out;
+  Outcome study = Vitscale("export --sweep cli-test --json");
+  ASSERT_EQ(study.status, kExitOk) << study.err;
+  EXPECT_EQ(json::parse(study.out)["rows"].size(), 2u);
+
+  EXPECT_EQ(Vitscale("export --sweep nope").status, kExitNotFound);
+  Outcome format = Vitscale("export --sweep cli-test --format latx");
+  EXPECT_EQ(format.status, kExitUsage);
+  EXPECT_NE(format.err.find("did you mean 'latex'"), std::string::npos) << format.err;
+  EXPECT_EQ(Vitscale("export --format csv").status, kExitUsage);
+}
+
+TEST_F(CliTest, InvalidSweepIsBadInputWithLineAndColumn) {
+  std::string bad = Write("bad.yaml", std::string(kSweep).replace(
+                                          std::string(kSweep).find("ViT-Mu/7"), 8, "ViT-Mu/77"));
+  Outcome run = Vitscale("submit " + Quote(bad));
+  EXPECT_EQ(run.status, kExitBadInput) << run.err;
+  EXPECT_TRUE(std::regex_search(run.err, std::regex("bad\\.yaml:8:[0-9]+"))) << run.err;
+  EXPECT_TRUE(run.out.empty()) << run.out;
+
+  Outcome missing = Vitscale("submit " + Quote((dir_ / "absent.yaml").string()));
+  EXPECT_EQ(missing.status, kExitNotFound) << missing.err;
+}
+
+TEST_F(CliTest, WrongTokenSaysWhereTheTokenIs) {
+  std::string wrong = Write("wrong-token", "not-the-token-at-all\n");
+  Outcome run = Vitscale("submit --token-file " + Quote(wrong) + " " + Quote(sweep_file_));
+  EXPECT_NE(run.status, kExitOk);
+  EXPECT_NE(run.err.find("401"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("<state dir>/token"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("--token-file " + wrong), std::string::npos) << run.err;
+
+  Outcome by_env = Vitscale("list", "VITSCALE_TOKEN_FILE= VITSCALE_TOKEN=wrong");
+  EXPECT_EQ(by_env.status, kExitFailure);
+  EXPECT_NE(by_env.err.find("VITSCALE_TOKEN was refused"), std::string::npos) << by_env.err;
+
+  Outcome absent = Vitscale("list --token-file " + Quote((dir_ / "nope").string()));
+  EXPECT_EQ(absent.status, kExitNotFound);
+  EXPECT_NE(absent.err.find("does not exist"), std::string::npos) << absent.err;
+}
+
+TEST_F(CliTest, CoordinatorDownIsUnavailable) {
+  StopCoordinator();
+  for (const std::string& args : {"list", "submit " + Quote(sweep_file_), "show 0123456789ab",
+                                  "watch --sweep cli-test", "export --sweep cli-test"}) {
+    Outcome run = Vitscale(args);
+    EXPECT_EQ(run.status, kExitUnavailable) << args << ": " << run.err;
+    EXPECT_NE(run.err.find("cannot reach the coordinator at " + url_), std::string::npos)
+        << run.err;
+  }
+  EXPECT_EQ(Vitscale("list --coordinator ftp://x").status, kExitBadInput);
+}
+
+TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
+  SubmitJson();
+  Child watch = VitscaleInBackground("watch --sweep cli-test --interval 0.1", "watch");
+  auto agent = AgentClient();
+  std::vector<json> launches = RegisterAndPoll(*agent, 4, 2);
+  ASSERT_EQ(launches.size(), 2u);
+
+  // Running jobs show as plain lines (stdout is a file here); the test's log and `logs` agree.
+  fs::path log = state_ / "runs" / launches[0]["job"].get<std::string>() / "attempt-1.log";
+  fs::create_directories(log.parent_path());
+  std::ofstream(log) << "step 1 loss 2.3\n";
+  Child follow = VitscaleInBackground("logs --follow " + launches[0]["job"].get<std::string>(),
+                                      "follow");
+  std::this_thread::sleep_for(1500ms);
+  std::ofstream(log, std::ios::app) << "step 2 loss 1.9\n";
+  std::this_thread::sleep_for(1500ms);
+  Outcome logs = Vitscale("logs " + launches[0]["job"].get<std::string>().substr(0, 8));
+  EXPECT_EQ(logs.status, kExitOk) << logs.err;
+  EXPECT_EQ(logs.out, "step 1 loss 2.3\nstep 2 loss 1.9\n");
+
+  for (const json& launch : launches) ReportExit(*agent, launch, "succeeded");
+  Outcome watched = watch.Wait(30s);
+  EXPECT_EQ(watched.status, kExitOk) << watched.err << watched.out;
+  EXPECT_NE(watched.out.find("running"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("sweep cli-test: all 2 jobs succeeded"), std::string::npos)
+      << watched.out;
+
+  Outcome followed = follow.Wait(30s);
+  EXPECT_EQ(followed.status, kExitOk) << followed.err;
+  EXPECT_EQ(followed.out, "step 1 loss 2.3\nstep 2 loss 1.9\n");
+
+  Outcome show = Vitscale("show " + launches[0]["job"].get<std::string>());
+  EXPECT_NE(show.out.find("attempts: 1"), std::string::npos) << show.out;
+  EXPECT_NE(show.out.find("succeeded"), std::string::npos) << show.out;
+  EXPECT_EQ(Vitscale("watch " + launches[1]["job"].get<std::string>()).status, kExitOk);
+}
+
+TEST_F(CliTest, WatchSurvivesACoordinatorRestartAndReportsAFailure) {
+  SubmitJson();
+  Child watch = VitscaleInBackground("watch --interval 0.1", "watch");
+  auto agent = AgentClient();
+  std::vector<json> launches = RegisterAndPoll(*agent, 4, 2);
+  ASSERT_EQ(launches.size(), 2u);
+  std::this_thread::sleep_for(500ms);
+
+  // Stop it and start it again on the same port: watch waits, then carries on.
+  std::string port = url_.substr(url_.rfind(':') + 1);
+  StopCoordinator();
+  std::this_thread::sleep_for(1s);
+  ASSERT_TRUE(watch.running());
+  StartCoordinator("127.0.0.1:" + port);
+  agent = AgentClient();
+  // The restarted coordinator learns which jobs the agent still runs from its registration.
+  json running = json::array();
+  for (const json& launch : launches) {
+    running.push_back({{"job", launch["job"]}, {"attempt", launch["attempt"]}});
+  }
+  auto registered = agent->PostJson(
+      "/api/v1/agents/register",
+      json{{"host", "test-agent"}, {"slots", 4}, {"gpus", 0}, {"running", running}}.dump());
+  ASSERT_TRUE(registered.ok() && registered->status == 200);
+
+  ReportExit(*agent, launches[0], "succeeded");
+  ReportExit(*agent, launches[1], "config_error");
+  Outcome watched = watch.Wait(30s);
+  EXPECT_EQ(watched.status, kExitFailure) << watched.err << watched.out;
+  EXPECT_NE(watched.err.find("cannot reach the coordinator"), std::string::npos) << watched.err;
+  EXPECT_NE(watched.err.find("the coordinator is back"), std::string::npos) << watched.err;
+  EXPECT_NE(watched.out.find("1 succeeded, 1 failed"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find(launches[1]["job"].get<std::string>().substr(0, 12)),
+            std::string::npos)
+      << watched.out;
+}
+
+}  // namespace
