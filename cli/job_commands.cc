@@ -159,7 +159,8 @@ std::string ShowText(const json& job) {
 
   const json ledger = job.value("ledger", json::object());
   std::string devices;
-  for (const auto& [kind, seconds] : ledger.value("device_seconds", json::object()).items()) {
+  const json device_seconds = ledger.value("device_seconds", json::object());
+  for (const auto& [kind, seconds] : device_seconds.items()) {
     devices += fmt::format("{}{} {} s", devices.empty() ? "" : ", ", kind, Number(seconds));
   }
   out += fmt::format(

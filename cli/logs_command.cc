@@ -61,7 +61,8 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
   bool away = false;
   while (true) {
     Expected<json> job = api.GetJson("/api/v1/jobs/" + UrlEncode(id));
-    Expected<std::string> text = job.ok() ? Expected<std::string>(std::string()) : job.status();
+    Expected<std::string> text = std::string();
+    if (!job.ok()) text = job.status();
     if (job.ok()) {
       int64_t newest = job->value("attempts", int64_t{0});
       if (attempt == 0 && newest > 0) attempt = newest;

@@ -115,7 +115,8 @@ Expected<SweepView> FetchSweep(ApiClient& api, const std::string& name) {
   SweepView view;
   view.name = name;
   view.jobs = sweep.value("jobs", int64_t{0});
-  for (const auto& [state, count] : sweep.value("by_state", json::object()).items()) {
+  const json by_state = sweep.value("by_state", json::object());
+  for (const auto& [state, count] : by_state.items()) {
     if (IsFinished(state)) view.finished += count.get<int64_t>();
     if (state == "succeeded") view.succeeded = count.get<int64_t>();
   }

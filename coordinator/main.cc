@@ -10,6 +10,7 @@
 // port 0). Stopped by SIGTERM or SIGINT; killed at any moment, it restarts where it was.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
@@ -190,6 +191,10 @@ int Run(const Flags& flags) {
   options.public_url = flags.public_url.empty() ? url : flags.public_url;
   options.token = *token;
   options.lease = std::chrono::seconds(flags.lease_seconds);
+  // The poll is the heartbeat: a held poll must come back well within the lease, or a short
+  // --lease-seconds would expire every job while its agent waits for work.
+  options.poll_timeout = std::min<std::chrono::milliseconds>(std::chrono::seconds(20),
+                                                             options.lease / 3);
   options.max_retries = flags.max_retries;
   options.grace_seconds = flags.grace_seconds;
   options.checkpoint_every_steps = flags.checkpoint_every_steps;

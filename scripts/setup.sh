@@ -11,7 +11,10 @@ packages=(
   libboost-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev libzip-dev zipcmp zipmerge ziptool zlib1g-dev libjpeg62-turbo-dev libpng-dev
   dataset-fashion-mnist python3-sklearn
+  chromium
 )
+# Node.js and npm build the dashboard; the machine's own (newer) install is used when present.
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,4 +31,11 @@ if ((${#missing[@]})); then
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 else
   echo "setup: all ${#packages[@]} packages present"
+fi
+
+# The dashboard's npm packages, from its committed lock file; reinstalled only when it changed.
+dashboards="$(dirname "$0")/../dashboards"
+if [[ ! "$dashboards/node_modules/.package-lock.json" -nt "$dashboards/package-lock.json" ]]; then
+  echo "setup: installing the dashboard's npm packages"
+  (cd "$dashboards" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -135,7 +135,11 @@ TEST_F(TrainE2eTest, TwoRanksStayIdenticalAndMatchOneRankWithTheWholeBatch) {
   auto two = FinalParameters("two"), one = FinalParameters("one");
   ASSERT_EQ(two.size(), one.size());
   for (size_t i = 0; i < two.size(); ++i) {
-    EXPECT_TRUE(torch::allclose(two[i], one[i], 1e-4, 1e-5)) << "parameter " << i;
+    // Summation order differs (two half-batch means vs one mean), and Adam's normalised update
+    // turns rounding in near-zero gradients into steps of up to lr: hence lr-sized tolerance.
+    const double diff = (two[i] - one[i]).abs().max().item<double>();
+    EXPECT_LT(diff, 2e-3) << "parameter " << i;
+    std::printf("parameter %zu: max |2 ranks - 1 rank| = %.3g\n", i, diff);
   }
   // The report holds the curve, the pretraining accuracy and the ledger.
   std::ifstream report(root_ + "/two/report.jsonl");
