@@ -93,14 +93,13 @@ Status ApiClient::ReplyError(const HttpReply& reply, const std::string& method,
       return NotFound(message);
     case 401:
     case 403: {
-      std::string sent = token_source_.empty()
-                             ? "no token was sent"
-                             : "the token from " + token_source_ + " was refused";
+      std::string refused = token_source_.empty() ? "refused a request without a token"
+                                                  : "refused the token from " + token_source_;
       return FailedPrecondition(fmt::format(
-          "the coordinator at {} answered {} ({}): {}. Its token is in <state dir>/token, the "
-          "file named by the coordinator's --state-dir; pass --token-file FILE, or set "
-          "VITSCALE_TOKEN_FILE=FILE (or VITSCALE_TOKEN to the token itself)",
-          url(), reply.status, message, sent));
+          "the coordinator at {} {} (HTTP {}: {}). Its token is in <state dir>/token, in the "
+          "coordinator's --state-dir: pass --token-file FILE, or set VITSCALE_TOKEN_FILE=FILE "
+          "(or VITSCALE_TOKEN to the token itself)",
+          url(), refused, reply.status, message));
     }
     case 409:
       return FailedPrecondition(message);

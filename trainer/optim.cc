@@ -38,14 +38,14 @@ double LearningRate(const Schedule& s, int64_t step) {
 }
 
 const char* OptimizerName(OptimizerKind kind) {
-  return kind == OptimizerKind::kAdamW ? "adamw" : "sgd";
+  return kind == OptimizerKind::kAdamW ? "adam" : "sgd";
 }
 
 Expected<OptimizerKind> ParseOptimizer(const std::string& name) {
   for (OptimizerKind k : {OptimizerKind::kAdamW, OptimizerKind::kSgd}) {
     if (name == OptimizerName(k)) return k;
   }
-  return InvalidArgument("unknown optimizer '" + name + "'; use adamw or sgd");
+  return InvalidArgument("unknown optimizer '" + name + "'; use adam or sgd");
 }
 
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerConfig& config,

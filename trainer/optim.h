@@ -32,8 +32,9 @@ struct Schedule {
 // base_lr at step warmup_steps to end_lr at total_steps (and stays there after).
 double LearningRate(const Schedule& schedule, int64_t step);
 
+// kAdamW is the paper's "Adam" with decoupled weight decay; its job-config name is "adam".
 enum class OptimizerKind { kAdamW, kSgd };
-const char* OptimizerName(OptimizerKind kind);  // "adamw", "sgd"
+const char* OptimizerName(OptimizerKind kind);  // "adam", "sgd"
 Expected<OptimizerKind> ParseOptimizer(const std::string& name);
 
 struct OptimizerConfig {

@@ -106,7 +106,7 @@ class Job {
     if (!built.ok()) return ConfigError(InvalidArgument("field 'job.train.resolution' or 'job.model': " + built.status().message()));
     models::Model model = std::move(built).value();
     OptimizerConfig optimizer_config;
-    optimizer_config.kind = job.train.optimizer == "sgd" ? OptimizerKind::kSgd : OptimizerKind::kAdamW;
+    TRY_CONFIG(optimizer_config.kind, ParseOptimizer(job.train.optimizer));
     optimizer_config.beta1 = job.train.beta1;
     optimizer_config.beta2 = job.train.beta2;
     optimizer_config.weight_decay = job.train.weight_decay;

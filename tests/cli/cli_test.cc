@@ -347,7 +347,7 @@ TEST_F(CliTest, WrongTokenSaysWhereTheTokenIs) {
 
   Outcome by_env = Vitscale("list", "VITSCALE_TOKEN_FILE= VITSCALE_TOKEN=wrong");
   EXPECT_EQ(by_env.status, kExitFailure);
-  EXPECT_NE(by_env.err.find("VITSCALE_TOKEN was refused"), std::string::npos) << by_env.err;
+  EXPECT_NE(by_env.err.find("refused the token from VITSCALE_TOKEN"), std::string::npos) << by_env.err;
 
   Outcome absent = Vitscale("list --token-file " + Quote((dir_ / "nope").string()));
   EXPECT_EQ(absent.status, kExitNotFound);
@@ -356,7 +356,7 @@ TEST_F(CliTest, WrongTokenSaysWhereTheTokenIs) {
 
 TEST_F(CliTest, CoordinatorDownIsUnavailable) {
   StopCoordinator();
-  for (const std::string& args : {"list", "submit " + Quote(sweep_file_), "show 0123456789ab",
+  for (const std::string& args : std::vector<std::string>{"list", "submit " + Quote(sweep_file_), "show 0123456789ab",
                                   "watch --sweep cli-test", "export --sweep cli-test"}) {
     Outcome run = Vitscale(args);
     EXPECT_EQ(run.status, kExitUnavailable) << args << ": " << run.err;

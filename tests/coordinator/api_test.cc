@@ -201,7 +201,10 @@ TEST_F(ApiTest, BodyOverTheLimitIs413) {
   // A body actually sent, over the limit.
   std::string big(9 << 20, 'x');
   Expected<HttpReply> sent = client_->Request("POST", "/api/v1/sweeps", big, "application/yaml");
-  if (sent.ok()) EXPECT_EQ(sent->status, 413) << sent->body.substr(0, 200);
+  // The coordinator may close before the client has sent it all; then there is no reply to read.
+  if (sent.ok()) {
+    EXPECT_EQ(sent->status, 413) << sent->body.substr(0, 200);
+  }
   json sweeps = JsonOf(Call(*client_, "GET", "/api/v1/sweeps"));
   EXPECT_TRUE(sweeps["sweeps"].empty());
 }
@@ -246,20 +249,22 @@ TEST_F(ApiTest, LogRequestsCannotLeaveTheRunsFolder) {
   ASSERT_TRUE(launch.is_object());
   std::string id = launch["job"];
   // A file the coordinator would serve if a request could climb out of runs/<job>/.
-  std::ofstream(dir_.File("state/secret.log")) << "secret";
-  for (const std::string& attempt :
+  // Errors may echo the request; what must never come back is the file's content.
+  std::ofstream(dir_.File("state/secret.log")) << "classified-7f3a";
+  for (const char* attempt :
        {"../../x", "..%2F..%2Fx", "%2e%2e%2f%2e%2e%2fsecret", "1/../../../secret", "1%00",
         "0x1", "1e3", "-1", "99999999999999999999"}) {
-    HttpReply reply = Call(*client_, "GET", "/api/v1/jobs/" + id + "/logs?attempt=" + attempt);
+    HttpReply reply =
+        Call(*client_, "GET", "/api/v1/jobs/" + id + "/logs?attempt=" + std::string(attempt));
     EXPECT_TRUE(reply.status == 400 || reply.status == 404) << attempt << ": " << reply.status;
-    EXPECT_EQ(reply.body.find("secret"), std::string::npos) << attempt;
+    EXPECT_EQ(reply.body.find("classified-7f3a"), std::string::npos) << attempt;
   }
-  for (const std::string& path :
-       {"/api/v1/jobs/..%2F..%2Fsecret/logs", "/api/v1/jobs/%2e%2e/logs",
+  for (const std::string& path : std::vector<std::string>{
+           "/api/v1/jobs/..%2F..%2Fsecret/logs", "/api/v1/jobs/%2e%2e/logs",
         "/api/v1/jobs/../../secret/logs", "/api/v1/jobs/" + id + "%2F..%2F..%2F/logs"}) {
     HttpReply reply = Call(*client_, "GET", path);
     EXPECT_TRUE(reply.status == 400 || reply.status == 404) << path << ": " << reply.status;
-    EXPECT_EQ(reply.body.find("secret"), std::string::npos) << path;
+    EXPECT_EQ(reply.body.find("classified-7f3a"), std::string::npos) << path;
   }
   HttpReply tail = Call(*client_, "GET", "/api/v1/jobs/" + id + "/logs?tail_bytes=../1");
   EXPECT_EQ(tail.status, 400);

@@ -136,10 +136,10 @@ TEST_F(TrainE2eTest, TwoRanksStayIdenticalAndMatchOneRankWithTheWholeBatch) {
   ASSERT_EQ(two.size(), one.size());
   for (size_t i = 0; i < two.size(); ++i) {
     // Summation order differs (two half-batch means vs one mean), and Adam's normalised update
-    // turns rounding in near-zero gradients into steps of up to lr: hence lr-sized tolerance.
+    // can turn rounding in a near-zero gradient into a step of up to lr (1e-3): the tolerance is
+    // half of one such step (measured: at most 7e-5 after 32 steps).
     const double diff = (two[i] - one[i]).abs().max().item<double>();
-    EXPECT_LT(diff, 2e-3) << "parameter " << i;
-    std::printf("parameter %zu: max |2 ranks - 1 rank| = %.3g\n", i, diff);
+    EXPECT_LT(diff, 5e-4) << "parameter " << i << " differs by " << diff;
   }
   // The report holds the curve, the pretraining accuracy and the ledger.
   std::ifstream report(root_ + "/two/report.jsonl");
