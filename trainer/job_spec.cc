@@ -112,8 +112,14 @@ Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origi
   reader.Int("eval_batch", &r.eval_batch);
   reader.String("datasets_dir", &r.datasets_dir);
   reader.Bool("verify_replicas", &r.verify_replicas);
+  reader.String("report_url", &r.report_url);
+  reader.String("report_token", &r.report_token);
+  reader.Int("attempt", &r.attempt);
   RETURN_IF_ERROR(reader.Finish());
   if (r.dir.empty()) return FieldError(origin, "run.dir", "is missing");
+  if (!r.report_url.empty() && r.attempt < 1) {
+    return FieldError(origin, "run.attempt", "must be >= 1 when run.report_url is set");
+  }
   Status valid = ValidateJobSpec(spec);
   if (!valid.ok()) return InvalidArgument(origin + ": " + valid.message());
   return spec;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/exit_codes.h"
 #include "common/status.h"
 #include "sweep/job_config.h"
 
@@ -17,11 +18,12 @@ namespace vitscale::trainer {
 // vitscale-train's exit statuses (sysexits.h values where one fits). The coordinator retries
 // kExitFailure while retries remain, requeues kExitPreempted without counting an attempt, and
 // never retries kExitConfigError.
+// The values live in common/exit_codes.h, which the agent reads too.
 enum ExitStatus : int {
-  kExitDone = 0,
-  kExitFailure = 1,        // I/O errors, a dead peer rank, diverged replicas, bugs
-  kExitPreempted = 75,     // EX_TEMPFAIL: stopped on SIGTERM after checkpointing; resume later
-  kExitConfigError = 78,   // EX_CONFIG: the spec, a dataset or a checkpoint is wrong for the job
+  kExitDone = kTrainExitSucceeded,
+  kExitFailure = kTrainExitFailed,           // I/O errors, a dead peer rank, diverged replicas
+  kExitPreempted = kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
+  kExitConfigError = kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
 };
 
 struct RunOptions {
@@ -38,6 +40,10 @@ struct RunOptions {
   int64_t eval_batch = 256;            // per-rank examples per forward in evaluations
   std::string datasets_dir = "/usr/share/datasets";
   bool verify_replicas = false;        // check every step that all ranks hold equal parameters
+  // Where rank 0 also reports (the coordinator, docs/api.md): empty = files and stdout only.
+  std::string report_url;
+  std::string report_token;
+  int64_t attempt = 0;                 // the coordinator's attempt number, for report_url
 };
 
 struct JobSpec {

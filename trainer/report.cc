@@ -119,4 +119,8 @@ Status FanoutSink::Ledger(const ComputeLedger& ledger) {
   return ForEach(sinks_, [&](ReportSink& s) { return s.Ledger(ledger); });
 }
 
+Status FanoutSink::Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.Checkpoint(step, path, sha256); });
+}
+
 }  // namespace vitscale::trainer

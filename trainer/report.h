@@ -49,6 +49,12 @@ class ReportSink {
   virtual Status Metrics(const std::vector<MetricPoint>& points) = 0;
   virtual Status Results(const std::vector<ResultRecord>& results) = 0;
   virtual Status Ledger(const ComputeLedger& ledger) = 0;
+  // A checkpoint was written (its directory, and the SHA-256 of its manifest). Files and stdout
+  // have no use for it; the coordinator records it.
+  virtual Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
+    (void)step, (void)path, (void)sha256;
+    return Status::Ok();
+  }
 };
 
 // One JSON object per line, appended to `path` (a resumed job continues the same file, so a
@@ -93,6 +99,7 @@ class FanoutSink final : public ReportSink {
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Results(const std::vector<ResultRecord>& results) override;
   Status Ledger(const ComputeLedger& ledger) override;
+  Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
 
  private:
   std::vector<std::unique_ptr<ReportSink>> sinks_;

@@ -20,7 +20,9 @@
 #include "models/npz.h"
 #include "models/registry.h"
 #include "models/zoo.h"
+#include "common/sha256.h"
 #include "trainer/checkpoint_store.h"
+#include "trainer/http_sink.h"
 #include "trainer/communicator.h"
 #include "trainer/evaluator.h"
 #include "trainer/job_spec.h"
@@ -164,12 +166,18 @@ class Job {
 
     // ---- Phase 4: reporting (rank 0 only).
     std::unique_ptr<ReportSink> sink;
+    HttpSink* http_sink = nullptr;  // owned by `sink`; set when the coordinator gets reports
     if (comm_.rank() == 0) {
       std::vector<std::unique_ptr<ReportSink>> sinks;
       TRY(auto jsonl, JsonlFileSink::Open((std::filesystem::path(run.dir) / "report.jsonl").string(),
                                           spec_.job_id));
       sinks.push_back(std::move(jsonl));
       if (run.stdout_report) sinks.push_back(std::make_unique<StreamSink>(stdout));
+      if (!run.report_url.empty()) {
+        TRY(auto http, HttpSink::Create(run.report_url, run.report_token, spec_.job_id, run.attempt));
+        http_sink = http.get();
+        sinks.push_back(std::move(http));
+      }
       sink = std::make_unique<FanoutSink>(std::move(sinks));
     }
     const double forward_macs = static_cast<double>(
@@ -202,7 +210,10 @@ class Job {
         if (!due || comm_.rank() != 0) return Status::Ok();
         progress.step = steps_done;
         ASSIGN_OR_RETURN(auto blobs, SnapshotTraining(*model, *optimizer, progress));
-        return store.Save(steps_done, blobs);
+        RETURN_IF_ERROR(store.Save(steps_done, blobs));
+        std::string path = store.PathOf(steps_done);
+        ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(path + "/MANIFEST.json"));
+        return sink->Checkpoint(steps_done, path, manifest_sha);
       };
       Expected<LoopEnd> end = RunTrainingLoop(*model, *optimizer, comm_, *loader, loop, hooks,
                                               &progress.step, &progress.images_seen);
@@ -210,6 +221,11 @@ class Job {
       if (*end == LoopEnd::kStopped) {
         TRY_STATUS(comm_.Barrier());  // rank 0's checkpoint is on disk before anyone exits
         Log("preempted: checkpoint at step " + std::to_string(progress.step) + " written");
+        if (http_sink) {
+          // Best effort within the grace period: the checkpoint itself is what resumes the job.
+          Status told = http_sink->Flush(std::chrono::seconds(5));
+          if (!told.ok()) Log("preempted before reporting: " + told.message());
+        }
         return {kExitPreempted, Status::Ok()};
       }
     }
@@ -256,6 +272,9 @@ class Job {
       ledger.device_seconds = wall * comm_.size();
       TRY_STATUS(sink->Results(results));
       TRY_STATUS(sink->Ledger(ledger));
+      // Done means the coordinator has the results: wait for them to arrive (it may be
+      // restarting). Failing here retries the job, which resumes from its final checkpoint.
+      if (http_sink) TRY_STATUS(http_sink->Flush(std::chrono::seconds(300)));
     }
     return {kExitDone, Status::Ok()};
   }

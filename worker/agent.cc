@@ -384,11 +384,18 @@ void Agent::ApplyPollLocked(const json& reply) {
         continue;
       }
       if (auto known = jobs_.find(id); known != jobs_.end()) {
-        if (known->second.attempt != attempt) {
-          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here", id,
-                          attempt, known->second.attempt));
+        // The coordinator answers an exit report by placing the job again at once, often here,
+        // before that report's delivery has cleared the entry. The old attempt is over and its
+        // report stays queued, so the newer attempt takes its place.
+        if (known->second.state == JobState::kExited && known->second.attempt < attempt) {
+          jobs_.erase(known);
+        } else {
+          if (known->second.attempt != attempt) {
+            Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here", id,
+                            attempt, known->second.attempt));
+          }
+          continue;
         }
-        continue;
       }
       Job job;
       job.id = id;

@@ -53,7 +53,7 @@ start() {
   # for cores (FORCE:1000 lets every core take up to 1,000 jobs at once).
   cat >"$dir/slurm.conf" <<CONF
 ClusterName=vitscale-bench
-SlurmctldHost=$node(127.0.0.1)
+SlurmctldHost=$(hostname)(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root
@@ -68,6 +68,7 @@ SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/logs/slurmctld.log
 SlurmdLogFile=$dir/logs/slurmd.log
 SlurmctldDebug=error
+MailProg=/bin/true
 SlurmdDebug=error
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -88,8 +89,8 @@ CONF
   slurmctld -i
   slurmd -N "$node"
   local state=""
-  for _ in $(seq 1 100); do
-    state=$(sinfo -h -N -o %T 2>/dev/null || true)
+  for _ in $(seq 1 50); do
+    state=$(timeout 5 sinfo -h -N -o %T 2>/dev/null || true)
     [[ $state == idle ]] && return 0
     sleep 0.2
   done

@@ -73,7 +73,9 @@ class Child {
       int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       ::dup2(out_fd, 1);
       ::dup2(err_fd, 2);
-      ::execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+      // `exec`: the shell becomes the program, so signals and kills reach the program itself.
+      std::string line = "exec " + command;
+      ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
   }
@@ -217,6 +219,7 @@ class CliTest : public ::testing::Test {
         ADD_FAILURE() << (reply.ok() ? reply->body : reply.status().message());
         break;
       }
+      fprintf(stderr, "DEBUG poll %d: %s\n", round, reply->body.substr(0, 200).c_str());
       for (const json& launch : json::parse(reply->body)["launch"]) {
         launches.push_back(launch);
         running.push_back({{"job", launch["job"]}, {"attempt", launch["attempt"]}});

@@ -309,6 +309,33 @@ TEST_F(ApiTest, HeartbeatForALeaseNotHeldIs409AndChangesNothing) {
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/agents/nobody/poll", R"({"running": []})").status, 404);
 }
 
+// A stopping agent registers again with 0 slots and lists the job it still runs: it keeps that
+// lease, gets no new work, and its free slots read 0, not -1.
+TEST_F(ApiTest, AgentDrainingToZeroSlotsKeepsItsJobAndGetsNoMore) {
+  std::vector<std::string> ids = Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string held = launch["job"];
+  HttpReply drained = Call(
+      *client_, "POST", "/api/v1/agents/register",
+      json{{"host", "host-a"}, {"slots", 0}, {"gpus", 0},
+           {"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
+  ASSERT_EQ(drained.status, 200) << drained.body;
+  EXPECT_TRUE(JsonOf(drained)["not_held"].empty()) << drained.body;
+  HttpReply polled = Call(*client_, "POST", "/api/v1/agents/host-a/poll",
+                          json{{"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
+  ASSERT_EQ(polled.status, 200) << polled.body;
+  EXPECT_TRUE(JsonOf(polled)["launch"].empty()) << polled.body;
+  json agents = JsonOf(Call(*client_, "GET", "/api/v1/agents"));
+  ASSERT_EQ(agents["agents"].size(), 1u);
+  EXPECT_EQ(agents["agents"][0]["slots"], 0);
+  EXPECT_EQ(agents["agents"][0]["free_slots"], 0);
+  EXPECT_EQ(agents["agents"][0]["jobs"], json::array({held}));
+  std::string other = held == ids[0] ? ids[1] : ids[0];
+  EXPECT_EQ(GetJob(other)["state"], "pending");
+  EXPECT_EQ(GetJob(held)["state"], "running");
+}
+
 TEST_F(ApiTest, BadMetricBatchStoresNoPoint) {
   Submit();
   json launch = TakeJob("host-a");

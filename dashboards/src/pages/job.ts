@@ -12,7 +12,7 @@ import { errorText, markReady, showLoadError, type Page } from '../page';
 const kCurves: { name: string; title: string; unit: string; color: string; log?: boolean }[] = [
   { name: 'loss', title: 'Training loss', unit: 'loss', color: '#d62728' },
   { name: 'lr', title: 'Learning rate', unit: 'lr', color: '#2ca02c' },
-  { name: 'images_per_s', title: 'Throughput', unit: 'images/s', color: '#1f77b4' },
+  { name: 'images_per_sec', title: 'Throughput', unit: 'images/s', color: '#1f77b4' },
 ];
 const kMetricPage = 5000;
 const kFinished = new Set(['succeeded', 'failed', 'cancelled']);

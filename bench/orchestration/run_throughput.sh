@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Throughput: N trivial jobs (payload /bin/true) run to completion through vitscale (coordinator
+# + one local agent, each job one `mpirun -np 1`) and through a single-node Slurm cluster
+# (`sbatch --wrap /bin/true`, one sbatch per job), timed from the first submission to the last
+# completion. Prints jobs/s for each and the ratio. Benchmarks are run by hand, not by `make test`.
+#
+#   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32] [--skip-slurm]
+#                                         [--direct] [--keep DIR]
+#
+# --slots: the agent's slots, so how many jobs run at once (Slurm's partition is oversubscribed
+#   and runs all it is given). --direct: also run vitscale with mpirun replaced by
+#   direct_exec.sh, which isolates Open MPI's start-up cost from the orchestration's.
+# BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-agent.
+# Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${BUILD_DIR:-build}
+[[ $build = /* ]] || build=$root/$build
+jobs=1000
+slots=32
+run_slurm=1
+direct=0
+keep=""
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --jobs) jobs=$2; shift 2 ;;
+    --slots) slots=$2; shift 2 ;;
+    --skip-slurm) run_slurm=0; shift ;;
+    --direct) direct=1; shift ;;
+    --keep) keep=$2; shift 2 ;;
+    *) echo "run_throughput.sh: unknown argument '$1'" >&2; exit 2 ;;
+  esac
+done
+for binary in vitscale-coordinator vitscale-agent; do
+  if [[ ! -x $build/bin/$binary ]]; then
+    echo "run_throughput.sh: $build/bin/$binary is missing; build it (cmake --build $build --target $binary) or set BUILD_DIR" >&2
+    exit 2
+  fi
+done
+payload=/bin/true
+
+work=${keep:-$(mktemp -d /tmp/vitscale-throughput.XXXXXX)}
+mkdir -p "$work"
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [[ $run_slurm == 1 ]] && bash "$here/slurm_cluster.sh" stop "$work/slurm" || true
+  [[ -n $keep ]] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+elapsed() { python3 -c "print(f'{$2 - $1:.3f}')"; }
+
+# The sweep: N distinct jobs (seeds 0..N-1) of the smallest registered model.
+sweep_file=$work/sweep.yaml
+{
+  echo "name: throughput"
+  echo "recipe: small-images"
+  echo "pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 500, epochs: 1}"
+  echo "grid:"
+  printf '  seed: [%s]\n' "$(seq -s ', ' 0 $((jobs - 1)))"
+  echo "resources: {ranks: 1, gpus_per_rank: 0}"
+} >"$sweep_file"
+
+# run_vitscale NAME MPIRUN: prints "seconds" on stdout, diagnostics on stderr.
+run_vitscale() {
+  local name=$1 mpirun=$2 dir=$work/$1
+  mkdir -p "$dir"
+  "$build/bin/vitscale-coordinator" --state-dir "$dir/state" --listen 127.0.0.1:0 \
+    >"$dir/coordinator.log" 2>&1 &
+  local coordinator=$!
+  pids+=("$coordinator")
+  for _ in $(seq 1 100); do [[ -s $dir/state/address ]] && break; sleep 0.05; done
+  local url token
+  url=$(cat "$dir/state/address")
+  token=$(cat "$dir/state/token")
+  "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/state/token" \
+    --host bench-agent --slots "$slots" --gpus 0 --work-dir "$dir/agent" \
+    --train-command "$payload" --mpirun "$mpirun" >"$dir/agent.log" 2>&1 &
+  local agent=$!
+  pids+=("$agent")
+  local api=(curl -sf -H "Authorization: Bearer $token")
+  for _ in $(seq 1 100); do
+    [[ $("${api[@]}" "$url/api/v1/agents" | jq '[.agents[] | select(.alive)] | length') == 1 ]] && break
+    sleep 0.05
+  done
+
+  local start submitted end added done_count=0 failed=0 summary
+  start=$(now)
+  added=$("${api[@]}" -X POST -H 'Content-Type: application/yaml' --data-binary @"$sweep_file" \
+    "$url/api/v1/sweeps" | jq .jobs_added)
+  submitted=$(now)
+  if [[ $added != "$jobs" ]]; then
+    echo "run_throughput.sh: the coordinator added $added jobs, not $jobs" >&2
+    return 1
+  fi
+  while true; do
+    summary=$("${api[@]}" "$url/api/v1/sweeps/throughput")
+    done_count=$(jq '.by_state.succeeded // 0' <<<"$summary")
+    failed=$(jq '(.by_state.failed // 0) + (.by_state.cancelled // 0)' <<<"$summary")
+    [[ $((done_count + failed)) -ge $jobs ]] && break
+    sleep 0.1
+  done
+  end=$(now)
+  if [[ $failed != 0 ]]; then
+    echo "run_throughput.sh: $failed jobs did not succeed; see $dir (rerun with --keep DIR)" >&2
+    return 1
+  fi
+  # CPU seconds (user + system) each daemon used over the run: /proc/PID/stat fields 14 and 15.
+  local ticks coordinator_cpu agent_cpu
+  ticks=$(getconf CLK_TCK)
+  coordinator_cpu=$(awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$coordinator/stat")
+  agent_cpu=$(awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$agent/stat")
+  kill "$agent" "$coordinator"
+  wait "$agent" "$coordinator" 2>/dev/null || true
+  echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s" >&2
+  echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs)" >&2
+  python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start" >&2
+  elapsed "$start" "$end"
+}
+
+run_slurm_jobs() {
+  local dir=$work/slurm
+  bash "$here/slurm_cluster.sh" start "$dir" </dev/null >"$work/slurm-start.log" 2>&1 || {
+    cat "$work/slurm-start.log" >&2
+    return 1
+  }
+  export SLURM_CONF=$dir/slurm.conf
+  local start submitted end i states
+  cd "$dir/out"
+  start=$(now)
+  for ((i = 0; i < jobs; ++i)); do sbatch --quiet --output=/dev/null --wrap "$payload"; done
+  submitted=$(now)
+  while [[ -n $(squeue -h -o %i | head -1) ]]; do sleep 0.1; done
+  end=$(now)
+  cd "$root"
+  states=$(squeue -h -t all -o %T | sort | uniq -c | tr -s ' ' | tr '\n' ',')
+  echo "  slurm: submit $(elapsed "$start" "$submitted") s, all done after $(elapsed "$start" "$end") s; states:$states" >&2
+  if [[ $(squeue -h -t COMPLETED -o %i | wc -l) != "$jobs" ]]; then
+    echo "run_throughput.sh: not every Slurm job completed ($states)" >&2
+    return 1
+  fi
+  elapsed "$start" "$end"
+}
+
+echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
+vitscale_s=$(run_vitscale vitscale "$(command -v mpirun)")
+rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
+echo "vitscale (mpirun -np 1 per job): $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
+if [[ $direct == 1 ]]; then
+  direct_s=$(run_vitscale direct "$here/direct_exec.sh")
+  echo "vitscale (no mpirun, direct exec): $(rate "$jobs" "$direct_s") jobs/s ($direct_s s)"
+fi
+if [[ $run_slurm == 1 ]]; then
+  slurm_s=$(run_slurm_jobs)
+  echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)"
+  echo "ratio vitscale/slurm: $(python3 -c "print(f'{$slurm_s / $vitscale_s:.2f}')")x (target >= 5x)"
+  if [[ $direct == 1 ]]; then
+    echo "ratio vitscale without mpirun/slurm: $(python3 -c "print(f'{$slurm_s / $direct_s:.2f}')")x"
+  fi
+fi

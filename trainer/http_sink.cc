@@ -1,0 +1,141 @@
+#include "trainer/http_sink.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace vitscale::trainer {
+
+using nlohmann::json;
+
+namespace {
+
+// Metric points queued beyond this are dropped oldest first (with a warning), so that a
+// coordinator that stays away for days cannot exhaust the trainer's memory.
+constexpr size_t kMaxQueuedPosts = 100000;
+
+}  // namespace
+
+Expected<std::unique_ptr<HttpSink>> HttpSink::Create(const std::string& url, const std::string& token,
+                                                     const std::string& job_id, int64_t attempt) {
+  HttpClientOptions options;
+  options.base_url = url;
+  options.bearer_token = token;
+  options.read_timeout = std::chrono::seconds(30);
+  ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client, HttpClient::Create(options));
+  std::string prefix = fmt::format("/api/v1/jobs/{}/attempts/{}/", job_id, attempt);
+  return std::unique_ptr<HttpSink>(new HttpSink(std::move(client), std::move(prefix)));
+}
+
+HttpSink::HttpSink(std::unique_ptr<HttpClient> client, std::string prefix)
+    : client_(std::move(client)), prefix_(std::move(prefix)) {
+  thread_ = std::thread([this] { DeliverLoop(); });
+}
+
+HttpSink::~HttpSink() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  client_->Abort();
+  thread_.join();
+}
+
+void HttpSink::Enqueue(Post post) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (queue_.size() >= kMaxQueuedPosts) {
+      auto metrics = std::find_if(queue_.begin(), queue_.end(),
+                                  [](const Post& p) { return p.what == "metrics"; });
+      if (metrics != queue_.end()) {
+        queue_.erase(metrics);
+        std::fprintf(stderr, "vitscale-train: coordinator unreachable; dropped a metric batch\n");
+      }
+    }
+    queue_.push_back(std::move(post));
+  }
+  changed_.notify_all();
+}
+
+Status HttpSink::Metrics(const std::vector<MetricPoint>& points) {
+  json list = json::array();
+  for (const MetricPoint& p : points) list.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
+  Enqueue({"metrics", json{{"points", list}}});
+  return Status::Ok();
+}
+
+Status HttpSink::Results(const std::vector<ResultRecord>& results) {
+  json list = json::array();
+  for (const ResultRecord& r : results) {
+    // The coordinator averages few-shot seeds itself; the trainer's mean record (seed -1) would
+    // count twice.
+    if (r.evaluation == "few_shot" && r.seed < 0) continue;
+    list.push_back({{"evaluation", r.evaluation},
+                    {"dataset", r.dataset},
+                    {"shots", r.evaluation == "few_shot" ? json(r.shots) : json(nullptr)},
+                    {"seed", r.seed >= 0 ? json(r.seed) : json(nullptr)},
+                    {"metric", r.metric},
+                    {"value", r.value}});
+  }
+  Enqueue({"results", json{{"results", list}}});
+  return Status::Ok();
+}
+
+Status HttpSink::Ledger(const ComputeLedger& ledger) {
+  Enqueue({"results", json{{"results", json::array()},
+                           {"ledger",
+                            {{"train_flops", ledger.train_flops},
+                             {"eval_flops", ledger.eval_flops},
+                             {"images_seen", ledger.images_seen},
+                             {"device_kind", ledger.device_kind},
+                             {"device_seconds", ledger.device_seconds},
+                             {"wall_seconds", ledger.wall_seconds}}}}});
+  return Status::Ok();
+}
+
+Status HttpSink::Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
+  Enqueue({"checkpoints", json{{"step", step}, {"path", path}, {"sha256", sha256}}});
+  return Status::Ok();
+}
+
+Status HttpSink::Flush(std::chrono::seconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  bool done = changed_.wait_for(lock, timeout, [this] { return queue_.empty() && !sending_; });
+  if (done) return Status::Ok();
+  return Unavailable(fmt::format("{} reports still undelivered to {} after {} s", queue_.size(),
+                                 client_->base_url(), timeout.count()));
+}
+
+void HttpSink::DeliverLoop() {
+  auto backoff = std::chrono::milliseconds(100);
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (true) {
+    changed_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (stopping_) return;
+    Post post = queue_.front();
+    sending_ = true;
+    lock.unlock();
+    Expected<HttpReply> reply = client_->PostJson(prefix_ + post.what, post.body.dump());
+    lock.lock();
+    sending_ = false;
+    bool retry = !reply.ok() || reply->status >= 500;
+    if (retry) {
+      // The coordinator is away or restarting: keep the post and try again after a pause.
+      changed_.wait_for(lock, backoff, [this] { return stopping_; });
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+      continue;
+    }
+    backoff = std::chrono::milliseconds(100);
+    if (reply->status >= 400) {
+      // Retrying a rejected report cannot make it acceptable; say so and go on.
+      std::fprintf(stderr, "vitscale-train: coordinator refused %s report (%d): %s\n",
+                   post.what.c_str(), reply->status, HttpErrorMessage(*reply).c_str());
+    }
+    queue_.pop_front();
+    changed_.notify_all();
+  }
+}
+
+}  // namespace vitscale::trainer
