@@ -46,7 +46,8 @@ Expected<std::unique_ptr<ApiClient>> ApiClient::Open(const ParsedArgs& args) {
     Expected<std::string> text = ReadFile(token_file);
     if (!text.ok()) {
       if (text.status().code() == StatusCode::kNotFound) {
-        return NotFound("token file " + token_file + " (from " + source.substr(0, source.find_first_of(" =")) +
+        return NotFound("token file " + token_file + " (from " +
+                        source.substr(0, source.find_first_of(" =")) +
                         ") does not exist; the coordinator writes it as <state dir>/token");
       }
       return text.status();
@@ -73,10 +74,10 @@ Expected<HttpReply> ApiClient::Call(const std::string& method, const std::string
   Expected<HttpReply> reply = client_->Request(method, path, body, content_type);
   if (!reply.ok()) {
     if (reply.status().code() != StatusCode::kUnavailable) return reply.status();
-    return Unavailable(fmt::format(
-        "cannot reach the coordinator at {} ({}); start vitscale-coordinator, or point "
-        "--coordinator or VITSCALE_COORDINATOR at it",
-        url(), reply.status().message()));
+    return Unavailable(
+        fmt::format("cannot reach the coordinator at {} ({}); start vitscale-coordinator, or point "
+                    "--coordinator or VITSCALE_COORDINATOR at it",
+                    url(), reply.status().message()));
   }
   if (reply->status >= 200 && reply->status < 300) return reply;
   return ReplyError(*reply, method, path);
@@ -104,14 +105,16 @@ Status ApiClient::ReplyError(const HttpReply& reply, const std::string& method,
     case 409:
       return FailedPrecondition(message);
     default:
-      return IOError(fmt::format("{} {}{}: HTTP {}: {}", method, url(), path, reply.status, message));
+      return IOError(
+          fmt::format("{} {}{}: HTTP {}: {}", method, url(), path, reply.status, message));
   }
 }
 
 Expected<nlohmann::json> ApiClient::GetJson(const std::string& path) {
   ASSIGN_OR_RETURN(HttpReply reply, Call("GET", path, "", ""));
   nlohmann::json parsed = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return IOError("GET " + url() + path + " answered with malformed JSON");
+  if (parsed.is_discarded())
+    return IOError("GET " + url() + path + " answered with malformed JSON");
   return parsed;
 }
 
@@ -124,7 +127,8 @@ Expected<nlohmann::json> ApiClient::Post(const std::string& path, const std::str
                                          const std::string& content_type) {
   ASSIGN_OR_RETURN(HttpReply reply, Call("POST", path, body, content_type));
   nlohmann::json parsed = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
-  if (parsed.is_discarded()) return IOError("POST " + url() + path + " answered with malformed JSON");
+  if (parsed.is_discarded())
+    return IOError("POST " + url() + path + " answered with malformed JSON");
   return parsed;
 }
 
@@ -170,9 +174,9 @@ Invocation StartCommand(const std::string& command, const Args& raw, std::vector
   }
   size_t given = call.args.positional.size();
   if (given < min_positionals || given > max_positionals) {
-    std::string message = given < min_positionals
-                              ? "missing argument"
-                              : "unexpected argument '" + call.args.positional[max_positionals] + "'";
+    std::string message = given < min_positionals ? "missing argument"
+                                                  : "unexpected argument '" +
+                                                        call.args.positional[max_positionals] + "'";
     call.exit_code = UsageError(command, message, usage);
     return call;
   }

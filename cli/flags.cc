@@ -32,8 +32,8 @@ Expected<ParsedArgs> ParseArgs(const Args& args, const std::vector<FlagSpec>& sp
   bool flags_done = false;
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
-    bool looks_numeric = arg.size() > 1 && arg[0] == '-' &&
-                         std::isdigit(static_cast<unsigned char>(arg[1]));
+    bool looks_numeric =
+        arg.size() > 1 && arg[0] == '-' && std::isdigit(static_cast<unsigned char>(arg[1]));
     if (flags_done || arg.empty() || arg[0] != '-' || looks_numeric) {
       parsed.positional.push_back(arg);
       continue;

@@ -13,8 +13,8 @@
 namespace vitscale::cli {
 
 struct FlagSpec {
-  std::string name;   // "--sweep"
-  bool takes_value;   // false: a switch such as --json
+  std::string name;  // "--sweep"
+  bool takes_value;  // false: a switch such as --json
 };
 
 // The flags every command that talks to the coordinator accepts (see docs/cli.md).

@@ -3,8 +3,8 @@
 // documents; the text forms are for people.
 #include <fmt/format.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -94,7 +94,8 @@ std::string ShowText(const json& job) {
                      Percent(job.value("progress", json())),
                      Number(job.value("images_seen", json())), Number(job.value("ranks", json())));
   std::string sweeps;
-  for (const json& s : job.value("sweeps", json::array())) sweeps += (sweeps.empty() ? "" : ", ") + Text(s);
+  for (const json& s : job.value("sweeps", json::array()))
+    sweeps += (sweeps.empty() ? "" : ", ") + Text(s);
   out += fmt::format("  sweeps    {}\n", sweeps.empty() ? "-" : sweeps);
   out += fmt::format("  planned   {} exaFLOPs\n", Number(job.value("planned_exaflops", json())));
   out += fmt::format("  submitted {}, updated {}\n", Text(job.value("created_at", json())),
@@ -139,9 +140,10 @@ std::string ShowText(const json& job) {
   const json checkpoints = job.value("checkpoints", json::array());
   out += fmt::format("\ncheckpoints: {}\n", checkpoints.size());
   for (const json& c : checkpoints) {
-    out += fmt::format("  step {:>8}  {}  sha256 {}  {}\n", Number(c.value("step", json())),
-                       Text(c.value("created_at", json())),
-                       Text(c.value("sha256", json())).substr(0, 12), Text(c.value("path", json())));
+    out +=
+        fmt::format("  step {:>8}  {}  sha256 {}  {}\n", Number(c.value("step", json())),
+                    Text(c.value("created_at", json())),
+                    Text(c.value("sha256", json())).substr(0, 12), Text(c.value("path", json())));
   }
 
   const json results = job.value("results", json::array());
@@ -190,7 +192,8 @@ int PostJobAction(const std::string& command, const Args& raw, const char* usage
   if (call.exit_code >= 0) return call.exit_code;
   std::string body = "{}";
   if (priority) {
-    Expected<long long> value = ParseInteger(call.args.positional[1], "priority", -1000000, 1000000);
+    Expected<long long> value =
+        ParseInteger(call.args.positional[1], "priority", -1000000, 1000000);
     if (!value.ok()) return UsageError(command, value.status().message(), usage);
     body = json{{"priority", *value}}.dump();
   }
@@ -226,14 +229,15 @@ int RunSubmit(const Args& raw) {
   Expected<std::string> yaml = ReadFile(file);
   if (!yaml.ok()) return Fail("submit", yaml.status());
   // The coordinator names the file in its line:column messages, so send the name as typed.
-  Expected<json> reply = call.api->Post("/api/v1/sweeps?file=" + UrlEncode(file), *yaml,
-                                        "application/yaml");
+  Expected<json> reply =
+      call.api->Post("/api/v1/sweeps?file=" + UrlEncode(file), *yaml, "application/yaml");
   if (!reply.ok()) return Fail("submit", reply.status());
   if (call.args.Has("--json")) {
     PrintJson(*reply);
     return kExitOk;
   }
-  std::printf("sweep %s: %s jobs added, %s already known\n", Text(reply->value("sweep", json())).c_str(),
+  std::printf("sweep %s: %s jobs added, %s already known\n",
+              Text(reply->value("sweep", json())).c_str(),
               Number(reply->value("jobs_added", json())).c_str(),
               Number(reply->value("jobs_known", json())).c_str());
   return kExitOk;
@@ -241,11 +245,17 @@ int RunSubmit(const Args& raw) {
 
 int RunList(const Args& raw) {
   Invocation call = StartCommand("list", raw,
-                          {{"--sweep", true}, {"--state", true}, {"--model", true},
-                           {"--subset", true}, {"--sort", true}, {"--desc", false},
-                           {"--limit", true}, {"--offset", true}, {"--all", false},
-                           {"--json", false}},
-                          kListUsage, 0);
+                                 {{"--sweep", true},
+                                  {"--state", true},
+                                  {"--model", true},
+                                  {"--subset", true},
+                                  {"--sort", true},
+                                  {"--desc", false},
+                                  {"--limit", true},
+                                  {"--offset", true},
+                                  {"--all", false},
+                                  {"--json", false}},
+                                 kListUsage, 0);
   if (call.exit_code >= 0) return call.exit_code;
   const ParsedArgs& args = call.args;
   bool all = args.Has("--all");
@@ -278,8 +288,8 @@ int RunList(const Args& raw) {
   long long total = 0;
   json first_page;
   do {
-    Expected<json> page = call.api->GetJson(
-        fmt::format("/api/v1/jobs?limit={}&offset={}{}", limit, offset, query));
+    Expected<json> page =
+        call.api->GetJson(fmt::format("/api/v1/jobs?limit={}&offset={}{}", limit, offset, query));
     if (!page.ok()) return Fail("list", page.status());
     total = page->value("total", 0LL);
     const json rows = page->value("jobs", json::array());
@@ -333,8 +343,8 @@ int RunExportAny(const Args& raw) {
   for (const std::string& arg : raw) {
     if (arg == "--db" || arg.rfind("--db=", 0) == 0) return RunExport(raw);
   }
-  Invocation call = StartCommand("export", raw, {{"--sweep", true}, {"--format", true}, {"--json", false}},
-                          kExportUsage, 0);
+  Invocation call = StartCommand(
+      "export", raw, {{"--sweep", true}, {"--format", true}, {"--json", false}}, kExportUsage, 0);
   if (call.exit_code >= 0) return call.exit_code;
   std::string sweep = call.args.Get("--sweep");
   if (sweep.empty()) return UsageError("export", "--sweep NAME is required", kExportUsage);
@@ -350,13 +360,13 @@ int RunExportAny(const Args& raw) {
   std::string format = call.args.Get("--format", "markdown");
   const std::vector<std::string> formats = {"csv", "markdown", "latex"};
   if (std::find(formats.begin(), formats.end(), format) == formats.end()) {
-    return UsageError("export",
-                      "unknown format '" + format + "'; use csv, markdown or latex" +
-                          DidYouMean(format, formats),
-                      kExportUsage);
+    return UsageError(
+        "export",
+        "unknown format '" + format + "'; use csv, markdown or latex" + DidYouMean(format, formats),
+        kExportUsage);
   }
-  Expected<std::string> table = call.api->GetText(
-      fmt::format("/api/v1/export?sweep={}&format={}", UrlEncode(sweep), format));
+  Expected<std::string> table =
+      call.api->GetText(fmt::format("/api/v1/export?sweep={}&format={}", UrlEncode(sweep), format));
   if (!table.ok()) return Fail("export", table.status());
   std::fwrite(table->data(), 1, table->size(), stdout);
   return kExitOk;

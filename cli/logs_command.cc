@@ -49,8 +49,8 @@ bool IsFinished(const std::string& state) {
 
 // The attempt's log so far; an attempt that has written nothing yet reads as empty.
 Expected<std::string> FetchLog(ApiClient& api, const std::string& job_id, int64_t attempt) {
-  Expected<std::string> text = api.GetText(fmt::format(
-      "/api/v1/jobs/{}/logs?attempt={}&tail_bytes={}", job_id, attempt, kTailBytes));
+  Expected<std::string> text = api.GetText(
+      fmt::format("/api/v1/jobs/{}/logs?attempt={}&tail_bytes={}", job_id, attempt, kTailBytes));
   if (!text.ok() && text.status().code() == StatusCode::kNotFound) return std::string();
   return text;
 }
@@ -64,7 +64,9 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
     Expected<std::string> text = std::string();
     if (!job.ok()) text = job.status();
     if (job.ok()) {
-      int64_t newest = job->value("attempts", int64_t{0});
+      // The job detail lists its attempts; the newest is the last.
+      const json attempts = job->value("attempts", json::array());
+      int64_t newest = attempts.empty() ? 0 : attempts.back().value("number", int64_t{0});
       if (attempt == 0 && newest > 0) attempt = newest;
       if (attempt > 0) text = FetchLog(api, job->value("id", id), attempt);
       if (text.ok()) {
@@ -73,8 +75,8 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
         std::fflush(stdout);
         shown = std::move(*text);
         // The job state was read before the log: once it is final, that log read was complete.
-        bool over = IsFinished(job->value("state", "")) ||
-                    (pinned_attempt > 0 && newest > pinned_attempt);
+        bool over =
+            IsFinished(job->value("state", "")) || (pinned_attempt > 0 && newest > pinned_attempt);
         if (over) return kExitOk;
         if (pinned_attempt == 0 && newest > attempt) {
           attempt = newest;
@@ -86,7 +88,8 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
     }
     if (!text.ok()) {
       if (text.status().code() != StatusCode::kUnavailable) return Fail("logs", text.status());
-      if (!away) std::fprintf(stderr, "vitscale logs: %s; retrying\n", text.status().message().c_str());
+      if (!away)
+        std::fprintf(stderr, "vitscale logs: %s; retrying\n", text.status().message().c_str());
       away = true;
     } else {
       away = false;
@@ -98,8 +101,8 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
 }  // namespace
 
 int RunLogs(const Args& raw) {
-  Invocation call = StartCommand("logs", raw, {{"--attempt", true}, {"--follow", false}},
-                                 kLogsUsage, 1);
+  Invocation call =
+      StartCommand("logs", raw, {{"--attempt", true}, {"--follow", false}}, kLogsUsage, 1);
   if (call.exit_code >= 0) return call.exit_code;
   int64_t attempt = 0;
   if (call.args.Has("--attempt")) {

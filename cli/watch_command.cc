@@ -80,6 +80,8 @@ Terminal QueryTerminal() {
 class Screen {
  public:
   void Draw(const std::vector<std::string>& lines) {
+    if (drawn_ > 0 && lines == last_) return;  // unchanged: redrawing would only flicker
+    last_ = lines;
     Terminal terminal = QueryTerminal();
     std::string out;
     if (drawn_ > 0) out += fmt::format("\x1b[{}F", drawn_);
@@ -95,12 +97,13 @@ class Screen {
 
  private:
   int drawn_ = 0;
+  std::vector<std::string> last_;
 };
 
 // What one poll saw.
 struct SweepView {
   std::string name;
-  json summary;  // the sweep's entry in GET /api/v1/sweeps, without its definition
+  json summary;              // the sweep's entry in GET /api/v1/sweeps, without its definition
   std::vector<json> active;  // its leased and running jobs
   int64_t jobs = 0;
   int64_t finished = 0;
@@ -163,7 +166,8 @@ Expected<View> PollUntilDone(std::chrono::milliseconds interval,
   while (true) {
     Expected<View> view = fetch();
     if (view.ok()) {
-      if (away) std::fprintf(stderr, "vitscale watch: %s: the coordinator is back\n", Clock().c_str());
+      if (away)
+        std::fprintf(stderr, "vitscale watch: %s: the coordinator is back\n", Clock().c_str());
       away = false;
       render(*view, "");
       if (done(*view)) return view;
@@ -218,7 +222,8 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
     // work, the sweep line when its counts change.
     for (const json& job : view.active) {
       double progress = job.value("progress", 0.0);
-      std::string mark = fmt::format("{} {}", job.value("state", ""), static_cast<int>(progress * 10));
+      std::string mark =
+          fmt::format("{} {}", job.value("state", ""), static_cast<int>(progress * 10));
       std::string& seen = job_marks[job.value("id", "")];
       if (seen != mark) std::printf("%s %s\n", Clock().c_str(), JobLine(job).c_str() + 2);
       seen = mark;
@@ -240,8 +245,8 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
     return kExitOk;
   }
   std::printf("sweep %s: %s\n", name.c_str(), Counts(*final_view).c_str());
-  Expected<json> unlucky = api.GetJson("/api/v1/jobs?sweep=" + UrlEncode(name) +
-                                       "&state=failed,cancelled&limit=20");
+  Expected<json> unlucky =
+      api.GetJson("/api/v1/jobs?sweep=" + UrlEncode(name) + "&state=failed,cancelled&limit=20");
   if (unlucky.ok()) {
     for (const json& job : unlucky->value("jobs", json::array())) {
       std::printf("  %-9s %s %s  (vitscale show %s; vitscale logs %s)\n",
@@ -293,9 +298,9 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
 }  // namespace
 
 int RunWatch(const Args& raw) {
-  Invocation call = StartCommand("watch", raw,
-                                 {{"--sweep", true}, {"--interval", true}, {"--json", false}},
-                                 kWatchUsage, 0, 1);
+  Invocation call =
+      StartCommand("watch", raw, {{"--sweep", true}, {"--interval", true}, {"--json", false}},
+                   kWatchUsage, 0, 1);
   if (call.exit_code >= 0) return call.exit_code;
   const ParsedArgs& args = call.args;
   double seconds = 1.0;
@@ -311,7 +316,8 @@ int RunWatch(const Args& raw) {
   auto interval = std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
   bool json_lines = args.Has("--json");
   if (!args.positional.empty()) {
-    if (args.Has("--sweep")) return UsageError("watch", "give --sweep NAME or JOB, not both", kWatchUsage);
+    if (args.Has("--sweep"))
+      return UsageError("watch", "give --sweep NAME or JOB, not both", kWatchUsage);
     return WatchJob(*call.api, args.positional[0], json_lines, interval);
   }
   std::string sweep = args.Get("--sweep");
@@ -319,7 +325,8 @@ int RunWatch(const Args& raw) {
     Expected<json> sweeps = call.api->GetJson("/api/v1/sweeps");
     if (!sweeps.ok()) return Fail("watch", sweeps.status());
     std::vector<std::string> names;
-    for (const json& s : sweeps->value("sweeps", json::array())) names.push_back(s.value("name", ""));
+    for (const json& s : sweeps->value("sweeps", json::array()))
+      names.push_back(s.value("name", ""));
     if (names.size() != 1) {
       std::string list;
       for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;

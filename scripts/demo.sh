@@ -39,8 +39,10 @@ export VITSCALE_COORDINATOR="$url" VITSCALE_TOKEN_FILE="$state/token"
 pids+=($!)
 
 echo "demo: dashboard at $url/  (logs in $state/)"
-"$bin/vitscale" submit "$sweep_file"
-name=$("$bin/vitscale" sweep check "$sweep_file" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["sweep"])')
+submitted=$("$bin/vitscale" submit "$sweep_file" --json)
+name=$(sed -n 's/.*"sweep":"\([^"]*\)".*/\1/p' <<<"$submitted")
+echo "demo: sweep '$name': $(sed -n 's/.*"jobs_added":\([0-9]*\).*/\1/p' <<<"$submitted") jobs added," \
+  "$(sed -n 's/.*"jobs_known":\([0-9]*\).*/\1/p' <<<"$submitted") already known"
 "$bin/vitscale" watch --sweep "$name"
 echo
 "$bin/vitscale" export --sweep "$name" --format markdown

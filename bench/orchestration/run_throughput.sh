@@ -12,7 +12,8 @@
 #   direct_exec.sh, which isolates Open MPI's start-up cost from the orchestration's.
 # BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-agent.
 # Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'echo "run_throughput.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

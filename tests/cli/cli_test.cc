@@ -26,8 +26,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitBadInput = 3,
-              kExitNotFound = 4, kExitUnavailable = 5;
+constexpr int kExitOk = 0, kExitFailure = 1, kExitUsage = 2, kExitBadInput = 3, kExitNotFound = 4,
+              kExitUnavailable = 5;
 
 constexpr const char* kSweep = R"(name: cli-test
 recipe: small-images
@@ -56,6 +56,16 @@ std::string Quote(const std::string& text) {
   return out + "'";
 }
 
+// Whether `text` shows up in the file at `path` within `timeout`.
+bool WaitForText(const fs::path& path, const std::string& text, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (Slurp(path).find(text) == std::string::npos) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
 struct Outcome {
   int status = -1;
   std::string out;
@@ -66,7 +76,8 @@ struct Outcome {
 class Child {
  public:
   Child() = default;
-  Child(const std::string& command, const fs::path& out, const fs::path& err) : out_(out), err_(err) {
+  Child(const std::string& command, const fs::path& out, const fs::path& err)
+      : out_(out), err_(err) {
     pid_ = ::fork();
     if (pid_ == 0) {
       int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -155,7 +166,8 @@ class CliTest : public ::testing::Test {
     coordinator_ = Child(Quote(COORDINATOR_BINARY) + " --state-dir " + Quote(state_.string()) +
                              " --listen " + listen + " --max-retries 0",
                          dir_ / "coordinator.out", dir_ / "coordinator.err");
-    for (int i = 0; i < 200 && !fs::exists(state_ / "address"); ++i) std::this_thread::sleep_for(25ms);
+    for (int i = 0; i < 200 && !fs::exists(state_ / "address"); ++i)
+      std::this_thread::sleep_for(25ms);
     ASSERT_TRUE(fs::exists(state_ / "address")) << Slurp(dir_ / "coordinator.err");
     url_ = Slurp(state_ / "address");
     while (!url_.empty() && url_.back() == '\n') url_.pop_back();
@@ -214,13 +226,14 @@ class CliTest : public ::testing::Test {
     std::vector<json> launches;
     json running = json::array();
     for (int round = 0; round < 10 && launches.size() < want; ++round) {
-      auto reply = agent.PostJson("/api/v1/agents/test-agent/poll", json{{"running", running}}.dump());
+      auto reply =
+          agent.PostJson("/api/v1/agents/test-agent/poll", json{{"running", running}}.dump());
       if (!reply.ok() || reply->status != 200) {
         ADD_FAILURE() << (reply.ok() ? reply->body : reply.status().message());
         break;
       }
-      fprintf(stderr, "DEBUG poll %d: %s\n", round, reply->body.substr(0, 200).c_str());
-      for (const json& launch : json::parse(reply->body)["launch"]) {
+      const json answer = json::parse(reply->body);
+      for (const json& launch : answer["launch"]) {
         launches.push_back(launch);
         running.push_back({{"job", launch["job"]}, {"attempt", launch["attempt"]}});
       }
@@ -231,7 +244,8 @@ class CliTest : public ::testing::Test {
   void ReportExit(vitscale::HttpClient& agent, const json& launch, const std::string& outcome) {
     std::string path = "/api/v1/jobs/" + launch["job"].get<std::string>() + "/attempts/" +
                        std::to_string(launch["attempt"].get<int>()) + "/exit";
-    json body = {{"agent", "test-agent"}, {"outcome", outcome},
+    json body = {{"agent", "test-agent"},
+                 {"outcome", outcome},
                  {"exit_status", outcome == "succeeded" ? 0 : 78}};
     auto reply = agent.PostJson(path, body.dump());
     ASSERT_TRUE(reply.ok()) << reply.status().message();
@@ -350,7 +364,8 @@ TEST_F(CliTest, WrongTokenSaysWhereTheTokenIs) {
 
   Outcome by_env = Vitscale("list", "VITSCALE_TOKEN_FILE= VITSCALE_TOKEN=wrong");
   EXPECT_EQ(by_env.status, kExitFailure);
-  EXPECT_NE(by_env.err.find("refused the token from VITSCALE_TOKEN"), std::string::npos) << by_env.err;
+  EXPECT_NE(by_env.err.find("refused the token from VITSCALE_TOKEN"), std::string::npos)
+      << by_env.err;
 
   Outcome absent = Vitscale("list --token-file " + Quote((dir_ / "nope").string()));
   EXPECT_EQ(absent.status, kExitNotFound);
@@ -359,8 +374,9 @@ TEST_F(CliTest, WrongTokenSaysWhereTheTokenIs) {
 
 TEST_F(CliTest, CoordinatorDownIsUnavailable) {
   StopCoordinator();
-  for (const std::string& args : std::vector<std::string>{"list", "submit " + Quote(sweep_file_), "show 0123456789ab",
-                                  "watch --sweep cli-test", "export --sweep cli-test"}) {
+  for (const std::string& args :
+       std::vector<std::string>{"list", "submit " + Quote(sweep_file_), "show 0123456789ab",
+                                "watch --sweep cli-test", "export --sweep cli-test"}) {
     Outcome run = Vitscale(args);
     EXPECT_EQ(run.status, kExitUnavailable) << args << ": " << run.err;
     EXPECT_NE(run.err.find("cannot reach the coordinator at " + url_), std::string::npos)
@@ -380,8 +396,8 @@ TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
   fs::path log = state_ / "runs" / launches[0]["job"].get<std::string>() / "attempt-1.log";
   fs::create_directories(log.parent_path());
   std::ofstream(log) << "step 1 loss 2.3\n";
-  Child follow = VitscaleInBackground("logs --follow " + launches[0]["job"].get<std::string>(),
-                                      "follow");
+  Child follow =
+      VitscaleInBackground("logs --follow " + launches[0]["job"].get<std::string>(), "follow");
   std::this_thread::sleep_for(1500ms);
   std::ofstream(log, std::ios::app) << "step 2 loss 1.9\n";
   std::this_thread::sleep_for(1500ms);
@@ -389,10 +405,20 @@ TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
   EXPECT_EQ(logs.status, kExitOk) << logs.err;
   EXPECT_EQ(logs.out, "step 1 loss 2.3\nstep 2 loss 1.9\n");
 
+  // Half of the first job's images: its bar shows 50%.
+  std::string job = launches[0]["job"];
+  int64_t subset = launches[0]["spec"]["job"]["subset"];
+  json points = {{"points", {{{"step", 5}, {"name", "images_seen"}, {"value", subset / 2}}}}};
+  auto posted = agent->PostJson("/api/v1/jobs/" + job + "/attempts/1/metrics", points.dump());
+  ASSERT_TRUE(posted.ok() && posted->status == 200);
+  EXPECT_TRUE(WaitForText(dir_ / "watch.out", "50% leased", 20s)) << Slurp(dir_ / "watch.out");
+
   for (const json& launch : launches) ReportExit(*agent, launch, "succeeded");
   Outcome watched = watch.Wait(30s);
   EXPECT_EQ(watched.status, kExitOk) << watched.err << watched.out;
-  EXPECT_NE(watched.out.find("running"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find(job.substr(0, 12) + " ViT-Mu/7"), std::string::npos) << watched.out;
+  EXPECT_NE(watched.out.find("[##########..........]  50% leased"), std::string::npos)
+      << watched.out;
   EXPECT_NE(watched.out.find("sweep cli-test: all 2 jobs succeeded"), std::string::npos)
       << watched.out;
 
@@ -404,6 +430,38 @@ TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
   EXPECT_NE(show.out.find("attempts: 1"), std::string::npos) << show.out;
   EXPECT_NE(show.out.find("succeeded"), std::string::npos) << show.out;
   EXPECT_EQ(Vitscale("watch " + launches[1]["job"].get<std::string>()).status, kExitOk);
+}
+
+TEST_F(CliTest, PreemptSignalsTheAgentAndRequeues) {
+  std::string pending = SubmitJson()["jobs"][0];
+  Outcome refused = Vitscale("preempt " + pending);
+  EXPECT_EQ(refused.status, kExitFailure);
+  EXPECT_NE(refused.err.find("pending"), std::string::npos) << refused.err;
+
+  auto agent = AgentClient();
+  std::vector<json> launches = RegisterAndPoll(*agent, 4, 2);
+  ASSERT_EQ(launches.size(), 2u);
+  std::string job = launches[0]["job"];
+  Outcome preempt = Vitscale("preempt --json " + job.substr(0, 8));
+  ASSERT_EQ(preempt.status, kExitOk) << preempt.err;
+  EXPECT_EQ(json::parse(preempt.out)["state"], "preempted");
+
+  json running = json::array();
+  for (const json& launch : launches) {
+    running.push_back({{"job", launch["job"]}, {"attempt", launch["attempt"]}});
+  }
+  auto poll = agent->PostJson("/api/v1/agents/test-agent/poll", json{{"running", running}}.dump());
+  ASSERT_TRUE(poll.ok() && poll->status == 200);
+  const json signals = json::parse(poll->body)["signal"];
+  ASSERT_EQ(signals.size(), 1u) << poll->body;
+  EXPECT_EQ(signals[0]["action"], "preempt");
+  ReportExit(*agent, launches[0], "preempted");
+
+  Outcome show = Vitscale("show " + job);
+  EXPECT_NE(show.out.find("(1 preempted, 0 lost"), std::string::npos) << show.out;
+  Outcome state = Vitscale("show --json " + job);
+  std::string now = json::parse(state.out)["state"];
+  EXPECT_TRUE(now == "pending" || now == "leased") << now;
 }
 
 TEST_F(CliTest, WatchSurvivesACoordinatorRestartAndReportsAFailure) {

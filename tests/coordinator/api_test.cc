@@ -233,7 +233,7 @@ TEST_F(ApiTest, BadJobIdsAreClear4xx) {
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/not-a-job").status, 404);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + std::string(64, 'f')).status, 404);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + std::string(65, 'a')).status, 404);
-  EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + ids[0] + "%00").status, 404);
+  EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + ids[0] + "%00").status, 400);
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/zzzzzzzzzz/cancel").status, 404);
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/1/metrics",
                  R"({"points": []})").status,

@@ -84,6 +84,11 @@ class ScriptedCoordinator {
     replies_.push_back(std::move(reply));
     cv_.notify_all();
   }
+  // While set, exit reports get a 503, as from a coordinator that is busy or going away.
+  void RefuseExits(bool refuse) {
+    std::lock_guard<std::mutex> lock(mu_);
+    refuse_exits_ = refuse;
+  }
   // Answers the next poll that lists `job` with a 409 naming it.
   void RefuseNextPollWith(const std::string& job) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -141,6 +146,7 @@ class ScriptedCoordinator {
       }
       reply.body = answer.dump();
     } else if (request.target.find("/exit") != std::string::npos) {
+      if (refuse_exits_) return TestReply{503, R"({"error": "busy"})"};
       exits.emplace_back(request.target, body);
     } else {
       reply = TestReply{404, R"({"error": "unknown route"})"};
@@ -154,6 +160,7 @@ class ScriptedCoordinator {
   std::condition_variable cv_;
   std::deque<json> replies_;
   std::string refuse_job_;
+  bool refuse_exits_ = false;
 };
 
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
@@ -382,6 +389,34 @@ TEST_F(AgentTest, StoppingTheAgentPreemptsItsJobsReportsThemAndTakesNoMoreWork) 
             (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}));
   ASSERT_GE(coordinator_.registers.size(), 2u);
   EXPECT_EQ(coordinator_.registers.back()["slots"], 0);
+}
+
+// The coordinator places a job again as soon as it has an exit report, often on the same agent,
+// and the new launch may arrive before the agent has seen that report acknowledged: the newer
+// attempt must run, and the older attempt's report still goes out.
+TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
+  coordinator_.RefuseExits(true);
+  coordinator_.QueuePollReply(Launch("job8", "succeed"));
+  StartAgent(coordinator_.url());
+  WaitListed("job8");
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return Log("job8").find("rank 1 of 2") != std::string::npos; }));
+  json second = Launch("job8", "succeed")["launch"][0];
+  second["attempt"] = 2;
+  second["log"] = (dir_ / "runs" / "job8" / "attempt-2.log").string();
+  std::this_thread::sleep_for(milliseconds(500));  // attempt 1 has ended; its report waits
+  coordinator_.QueuePollReply({{"launch", json::array({second})}});
+  std::this_thread::sleep_for(milliseconds(500));
+  coordinator_.RefuseExits(false);
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    bool first = false, next = false;
+    for (const auto& [path, body] : coordinator_.exits) {
+      first = first || path == "/api/v1/jobs/job8/attempts/1/exit";
+      next = next || path == "/api/v1/jobs/job8/attempts/2/exit";
+    }
+    return first && next;
+  })) << "both attempts must run and report";
+  auto lock = coordinator_.Lock();
+  EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/job8/attempts/1/exit");
 }
 
 }  // namespace
