@@ -102,8 +102,8 @@ bool ParseTarget(std::string_view target, HttpRequest& request, std::string& err
       error = "malformed URL escape in the path";
       return false;
     }
-    if (segment->find_first_of(std::string("/\0", 2)) != std::string::npos ||
-        *segment == "." || *segment == "..") {
+    if (segment->find_first_of(std::string("/\0", 2)) != std::string::npos || *segment == "." ||
+        *segment == "..") {
       error = "path segment '" + std::string(raw_segment) +
               "' is not allowed (no '.', '..', or encoded '/' or NUL)";
       return false;

@@ -193,8 +193,8 @@ int Run(const Flags& flags) {
   options.lease = std::chrono::seconds(flags.lease_seconds);
   // The poll is the heartbeat: a held poll must come back well within the lease, or a short
   // --lease-seconds would expire every job while its agent waits for work.
-  options.poll_timeout = std::min<std::chrono::milliseconds>(std::chrono::seconds(20),
-                                                             options.lease / 3);
+  options.poll_timeout =
+      std::min<std::chrono::milliseconds>(std::chrono::seconds(20), options.lease / 3);
   options.max_retries = flags.max_retries;
   options.grace_seconds = flags.grace_seconds;
   options.checkpoint_every_steps = flags.checkpoint_every_steps;

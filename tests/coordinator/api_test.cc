@@ -175,9 +175,9 @@ TEST_F(ApiTest, HealthAnswers) {
 }
 
 TEST_F(ApiTest, MalformedJsonIs400AndRegistersNothing) {
-  for (const std::string& body : {std::string("{\"host\": \"h1\", \"slots\": 2"),
-                                  std::string("[1, 2]"), std::string("not json at all"),
-                                  std::string("")}) {
+  for (const std::string& body :
+       {std::string("{\"host\": \"h1\", \"slots\": 2"), std::string("[1, 2]"),
+        std::string("not json at all"), std::string("")}) {
     HttpReply reply = Call(*client_, "POST", "/api/v1/agents/register", body);
     EXPECT_EQ(reply.status, 400) << body;
     EXPECT_TRUE(JsonOf(reply).contains("error")) << reply.body;
@@ -218,7 +218,8 @@ TEST_F(ApiTest, UnknownRoutesAre404AndWrongMethods405) {
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/agents/register").status, 405);
   // Unknown routes are 404 for anyone; the token is not needed to learn that.
   EXPECT_EQ(Call(*anonymous_, "GET", "/api/v1/nothing").status, 404);
-  auto [status, reply] = RawExchange(coordinator_->port(), "BREW /api/v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto [status, reply] =
+      RawExchange(coordinator_->port(), "BREW /api/v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_TRUE(status == 400 || status == 405) << reply;
 }
 
@@ -235,9 +236,10 @@ TEST_F(ApiTest, BadJobIdsAreClear4xx) {
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + std::string(65, 'a')).status, 404);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + ids[0] + "%00").status, 400);
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/zzzzzzzzzz/cancel").status, 404);
-  EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/1/metrics",
-                 R"({"points": []})").status,
-            404);  // no attempt 1 yet
+  EXPECT_EQ(
+      Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/1/metrics", R"({"points": []})")
+          .status,
+      404);  // no attempt 1 yet
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/-1/exit", "{}").status,
             400);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/sweeps/no-such-sweep").status, 404);
@@ -252,8 +254,8 @@ TEST_F(ApiTest, LogRequestsCannotLeaveTheRunsFolder) {
   // Errors may echo the request; what must never come back is the file's content.
   std::ofstream(dir_.File("state/secret.log")) << "classified-7f3a";
   for (const char* attempt :
-       {"../../x", "..%2F..%2Fx", "%2e%2e%2f%2e%2e%2fsecret", "1/../../../secret", "1%00",
-        "0x1", "1e3", "-1", "99999999999999999999"}) {
+       {"../../x", "..%2F..%2Fx", "%2e%2e%2f%2e%2e%2fsecret", "1/../../../secret", "1%00", "0x1",
+        "1e3", "-1", "99999999999999999999"}) {
     HttpReply reply =
         Call(*client_, "GET", "/api/v1/jobs/" + id + "/logs?attempt=" + std::string(attempt));
     EXPECT_TRUE(reply.status == 400 || reply.status == 404) << attempt << ": " << reply.status;
@@ -261,7 +263,7 @@ TEST_F(ApiTest, LogRequestsCannotLeaveTheRunsFolder) {
   }
   for (const std::string& path : std::vector<std::string>{
            "/api/v1/jobs/..%2F..%2Fsecret/logs", "/api/v1/jobs/%2e%2e/logs",
-        "/api/v1/jobs/../../secret/logs", "/api/v1/jobs/" + id + "%2F..%2F..%2F/logs"}) {
+           "/api/v1/jobs/../../secret/logs", "/api/v1/jobs/" + id + "%2F..%2F..%2F/logs"}) {
     HttpReply reply = Call(*client_, "GET", path);
     EXPECT_TRUE(reply.status == 400 || reply.status == 404) << path << ": " << reply.status;
     EXPECT_EQ(reply.body.find("classified-7f3a"), std::string::npos) << path;
@@ -316,14 +318,17 @@ TEST_F(ApiTest, AgentDrainingToZeroSlotsKeepsItsJobAndGetsNoMore) {
   json launch = TakeJob("host-a");
   ASSERT_TRUE(launch.is_object());
   std::string held = launch["job"];
-  HttpReply drained = Call(
-      *client_, "POST", "/api/v1/agents/register",
-      json{{"host", "host-a"}, {"slots", 0}, {"gpus", 0},
-           {"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
+  HttpReply drained = Call(*client_, "POST", "/api/v1/agents/register",
+                           json{{"host", "host-a"},
+                                {"slots", 0},
+                                {"gpus", 0},
+                                {"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}
+                               .dump());
   ASSERT_EQ(drained.status, 200) << drained.body;
   EXPECT_TRUE(JsonOf(drained)["not_held"].empty()) << drained.body;
-  HttpReply polled = Call(*client_, "POST", "/api/v1/agents/host-a/poll",
-                          json{{"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
+  HttpReply polled =
+      Call(*client_, "POST", "/api/v1/agents/host-a/poll",
+           json{{"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
   ASSERT_EQ(polled.status, 200) << polled.body;
   EXPECT_TRUE(JsonOf(polled)["launch"].empty()) << polled.body;
   json agents = JsonOf(Call(*client_, "GET", "/api/v1/agents"));
@@ -361,13 +366,13 @@ TEST_F(ApiTest, MutatingWithoutTheTokenIs401) {
   for (HttpClient* client : {anonymous_.get(), wrong->get()}) {
     EXPECT_EQ(Call(*client, "POST", "/api/v1/sweeps", kSweep, "application/yaml").status, 401);
     EXPECT_EQ(Call(*client, "POST", "/api/v1/jobs/" + ids[0] + "/cancel").status, 401);
-    EXPECT_EQ(Call(*client, "POST", "/api/v1/jobs/" + ids[0] + "/priority", R"({"priority": 3})")
-                  .status,
-              401);
-    EXPECT_EQ(Call(*client, "POST", "/api/v1/agents/register",
-                   R"({"host": "h", "slots": 1, "gpus": 0})")
-                  .status,
-              401);
+    EXPECT_EQ(
+        Call(*client, "POST", "/api/v1/jobs/" + ids[0] + "/priority", R"({"priority": 3})").status,
+        401);
+    EXPECT_EQ(
+        Call(*client, "POST", "/api/v1/agents/register", R"({"host": "h", "slots": 1, "gpus": 0})")
+            .status,
+        401);
   }
   json job = GetJob(ids[0]);
   EXPECT_EQ(job["state"], "pending");
@@ -403,8 +408,8 @@ TEST_F(ApiTest, InvalidSweepIs400NamingLineAndColumn) {
   std::string message = JsonOf(reply).value("error", "");
   EXPECT_TRUE(std::regex_search(message, std::regex("bad\\.yaml:10:\\d+"))) << message;
 
-  HttpReply syntax = Call(*client_, "POST", "/api/v1/sweeps", "name: x\ngrid: [\n  model: {",
-                          "application/yaml");
+  HttpReply syntax =
+      Call(*client_, "POST", "/api/v1/sweeps", "name: x\ngrid: [\n  model: {", "application/yaml");
   EXPECT_EQ(syntax.status, 400);
   EXPECT_TRUE(std::regex_search(JsonOf(syntax).value("error", ""), std::regex(":\\d+:\\d+")))
       << syntax.body;
@@ -450,8 +455,8 @@ TEST_F(ApiTest, EventStreamDeliversMetricsAndCatchesUp) {
 
   // A client that saw everything before the metric catches up with it.
   EventClient late;
-  ASSERT_TRUE(late.Connect(coordinator_->port(),
-                           target + "&since=" + std::to_string(metric_seq - 1)));
+  ASSERT_TRUE(
+      late.Connect(coordinator_->port(), target + "&since=" + std::to_string(metric_seq - 1)));
   json missed = late.Next();
   ASSERT_TRUE(missed.is_object());
   EXPECT_EQ(missed["seq"], metric_seq);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -18,13 +19,11 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "common/http_client.h"
 
@@ -158,8 +157,8 @@ class Coordinator {
     bool up = WaitFor([&] { return std::filesystem::exists(address_file) || !process_->Running(); },
                       std::chrono::seconds(20));
     if (!up || !process_->Running()) {
-      return ::testing::AssertionFailure()
-             << "the coordinator did not start; its log:\n" << Slurp(process_->log());
+      return ::testing::AssertionFailure() << "the coordinator did not start; its log:\n"
+                                           << Slurp(process_->log());
     }
     url_ = Slurp(address_file);
     while (!url_.empty() && url_.back() == '\n') url_.pop_back();

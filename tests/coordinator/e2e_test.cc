@@ -20,14 +20,16 @@ std::string SweepYaml(const std::string& name, const std::string& subsets, int e
 recipe: small-images
 pretrain:
   dataset: fashion-mnist/0-4
-  epochs: )" + std::to_string(epochs) +
+  epochs: )" +
+         std::to_string(epochs) +
          R"(
   batch_size: 32
   warmup_steps: 2
   subset_seed: 0
 grid:
   model: [ViT-Mu/7]
-  subset: [)" + subsets +
+  subset: [)" +
+         subsets +
          R"(]
 transfer:
   few_shot:
@@ -83,7 +85,7 @@ class E2eTest : public ::testing::Test {
     if (trainer_.empty()) GTEST_SKIP() << "vitscale-train is not built; set VITSCALE_TRAIN";
     coordinator_ = std::make_unique<Coordinator>(
         dir_.File("state"),
-        std::vector<std::string>{"--lease-seconds", "3", "--grace-seconds", "30",
+        std::vector<std::string>{"--lease-seconds", "5", "--grace-seconds", "30",
                                  "--checkpoint-every-steps", "2", "--max-retries", "0"});
     ASSERT_TRUE(coordinator_->Start());
     client_ = coordinator_->Client();
@@ -97,7 +99,8 @@ class E2eTest : public ::testing::Test {
       agent->Wait(seconds(10));
     }
     if (HasFailure() && coordinator_) {
-      std::fprintf(stderr, "--- coordinator log\n%s\n", Slurp(dir_.File("state/coordinator.log")).c_str());
+      std::fprintf(stderr, "--- coordinator log\n%s\n",
+                   Slurp(dir_.File("state/coordinator.log")).c_str());
       for (auto& [name, agent] : agents_) {
         std::fprintf(stderr, "--- agent %s log\n%s\n", name.c_str(), Slurp(agent->log()).c_str());
       }
@@ -165,7 +168,8 @@ class E2eTest : public ::testing::Test {
     std::filesystem::path dir = RunDir(id) + "/checkpoints";
     for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
       std::string name = entry.path().filename().string();
-      if (name.rfind("step-", 0) == 0) newest = std::max<int64_t>(newest, std::stoll(name.substr(5)));
+      if (name.rfind("step-", 0) == 0)
+        newest = std::max<int64_t>(newest, std::stoll(name.substr(5)));
     }
     return newest;
   }
@@ -175,8 +179,8 @@ class E2eTest : public ::testing::Test {
   // Runs the spec the coordinator gave `agent` for `attempt` again, alone and uninterrupted, in a
   // fresh directory without reporting to the coordinator: the result every resumed run must match.
   RunOutcome ReferenceRun(const std::string& agent, const std::string& id, int attempt) {
-    std::string spec_path =
-        dir_.File("agent-" + agent + "/specs/" + id + "/attempt-" + std::to_string(attempt) + ".json");
+    std::string spec_path = dir_.File("agent-" + agent + "/specs/" + id + "/attempt-" +
+                                      std::to_string(attempt) + ".json");
     json spec = json::parse(Slurp(spec_path), nullptr, false);
     EXPECT_TRUE(spec.is_object()) << "no spec at " << spec_path;
     if (!spec.is_object()) return {};
@@ -186,8 +190,8 @@ class E2eTest : public ::testing::Test {
     std::ofstream(dir_.File("reference.json")) << spec.dump(2);
     Process train({trainer_, "--spec", dir_.File("reference.json")}, dir_.File("reference.log"));
     int status = train.Wait(seconds(240));
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-        << "the reference run failed:\n" << Slurp(dir_.File("reference.log"));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the reference run failed:\n"
+                                                               << Slurp(dir_.File("reference.log"));
     return ReadReport(dir);
   }
 
@@ -201,10 +205,11 @@ class E2eTest : public ::testing::Test {
   static std::map<std::string, double> StoredResults(const json& job) {
     std::map<std::string, double> out;
     for (const json& r : job["results"]) {
-      std::string key = r.value("evaluation", "") + " " + r.value("dataset", "") + " shots=" +
-                        std::to_string(r["shots"].is_null() ? 0 : r["shots"].get<int>()) +
-                        " seed=" + std::to_string(r["seed"].is_null() ? -1 : r["seed"].get<int>()) +
-                        " " + r.value("metric", "");
+      std::string key =
+          r.value("evaluation", "") + " " + r.value("dataset", "") +
+          " shots=" + std::to_string(r["shots"].is_null() ? 0 : r["shots"].get<int>()) +
+          " seed=" + std::to_string(r["seed"].is_null() ? -1 : r["seed"].get<int>()) + " " +
+          r.value("metric", "");
       out[key] = r.value("value", -1.0);
     }
     return out;
@@ -278,7 +283,8 @@ TEST_F(E2eTest, KilledAgentsJobResumesFromItsCheckpointElsewhere) {
   // The second attempt started from a checkpoint of the first, not from scratch.
   std::string log = Slurp(RunDir(id) + "/attempt-2.log");
   std::smatch resumed;
-  ASSERT_TRUE(std::regex_search(log, resumed, std::regex("resuming from .* at step (\\d+)"))) << log;
+  ASSERT_TRUE(std::regex_search(log, resumed, std::regex("resuming from .* at step (\\d+)")))
+      << log;
   // mpirun dies with the agent at once; its rank notices a moment later (measured here: under a
   // second), so it may add a checkpoint or two, never past the end (5 epochs of 8 steps).
   EXPECT_GE(std::stoll(resumed[1]), 4);

@@ -399,7 +399,8 @@ TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
   coordinator_.QueuePollReply(Launch("job8", "succeed"));
   StartAgent(coordinator_.url());
   WaitListed("job8");
-  ASSERT_TRUE(coordinator_.WaitFor([&] { return Log("job8").find("rank 1 of 2") != std::string::npos; }));
+  ASSERT_TRUE(
+      coordinator_.WaitFor([&] { return Log("job8").find("rank 1 of 2") != std::string::npos; }));
   json second = Launch("job8", "succeed")["launch"][0];
   second["attempt"] = 2;
   second["log"] = (dir_ / "runs" / "job8" / "attempt-2.log").string();
