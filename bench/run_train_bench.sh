@@ -56,7 +56,7 @@ py = min((r for r in runs if r["impl"] == "Python"), key=lambda r: r["seconds"])
 print(f"\n{'':8}{'model':<10}{'batch':>6}{'thr':>4}{'ldr':>4}{'images':>8}{'seconds':>9}"
       f"{'img/s':>8}{'loss':>7}")
 for r in (cpp, py):
-    print(f"{r['impl']:<8}{r['model']:<10}{r['batch']:>6}{r['threads']:>4}{cpp['loader_threads']:>4}"
+    print(f"{r['impl']:<8}{r['model']:<10}{r['batch']:>6}{r['torch_threads']:>4}{cpp['loader_threads']:>4}"
           f"{r['images']:>8}{r['seconds']:>9.1f}{r['images_per_sec']:>8.0f}{r['final_loss']:>7.3f}")
 print(f"python_time / cpp_time = {py['seconds'] / cpp['seconds']:.2f}")
 PY

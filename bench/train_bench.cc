@@ -204,6 +204,7 @@ int Run(const Options& o) {
                {"subset", subset->size()},
                {"batch", o.batch},
                {"threads", o.threads},
+               {"torch_threads", torch::get_num_threads()},  // what LibTorch really applied
                {"loader_threads", o.loader_threads},
                {"lr", o.lr},
                {"weight_decay", o.weight_decay},

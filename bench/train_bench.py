@@ -126,7 +126,8 @@ def main():
         images_seen += len(y)
     seconds = time.perf_counter() - start
     print(json.dumps({"impl": "Python", "model": c["model"], "batch": c["batch"],
-                      "threads": c["threads"], "loader_workers": c["loader_threads"],
+                      "threads": c["threads"],
+                      "torch_threads": torch.get_num_threads(), "loader_workers": c["loader_threads"],
                       "steps": step + 1, "images": images_seen, "params": params,
                       "seconds": seconds, "images_per_sec": images_seen / seconds,
                       "final_loss": loss_value, "final_train_accuracy": accuracy}), flush=True)

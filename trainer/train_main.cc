@@ -17,7 +17,7 @@
 #include "data/loader.h"
 #include "data/order.h"
 #include "models/checkpoint.h"
-#include "models/npz.h"
+#include "models/init_from.h"
 #include "models/registry.h"
 #include "models/zoo.h"
 #include "common/sha256.h"
@@ -142,9 +142,7 @@ class Job {
     } else if (checkpoint.status().code() != StatusCode::kNotFound) {
       return OtherFailure(checkpoint.status());
     } else if (!run.init_from.empty()) {
-      const bool npz = std::filesystem::path(run.init_from).extension() == ".npz";
-      Status status = npz ? models::ImportNpz(*model, run.init_from)
-                          : models::LoadWeights(run.init_from, *model);
+      Status status = models::InitializeFrom(run.init_from, *model);
       if (!status.ok()) return ConfigError(InvalidArgument("field 'run.init_from': " + status.message()));
       Log("initialised from " + run.init_from);
     }

@@ -68,7 +68,7 @@ sweep_file=$work/sweep.yaml
   echo "resources: {ranks: 1, gpus_per_rank: 0}"
 } >"$sweep_file"
 
-# run_vitscale NAME MPIRUN: prints "seconds" on stdout, diagnostics on stderr.
+# run_vitscale NAME MPIRUN: sets `seconds` to the time from submission to the last success.
 run_vitscale() {
   local name=$1 mpirun=$2 dir=$work/$1
   mkdir -p "$dir"
@@ -119,10 +119,11 @@ run_vitscale() {
   agent_cpu=$(awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$agent/stat")
   kill "$agent" "$coordinator"
   wait "$agent" "$coordinator" 2>/dev/null || true
-  echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s" >&2
-  echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs)" >&2
-  python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start" >&2
-  elapsed "$start" "$end"
+  pids=()
+  echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s"
+  echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs)"
+  python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start"
+  seconds=$(elapsed "$start" "$end")
 }
 
 run_slurm_jobs() {
@@ -141,24 +142,27 @@ run_slurm_jobs() {
   end=$(now)
   cd "$root"
   states=$(squeue -h -t all -o %T | sort | uniq -c | tr -s ' ' | tr '\n' ',')
-  echo "  slurm: submit $(elapsed "$start" "$submitted") s, all done after $(elapsed "$start" "$end") s; states:$states" >&2
+  echo "  slurm: submit $(elapsed "$start" "$submitted") s, all done after $(elapsed "$start" "$end") s; states:$states"
   if [[ $(squeue -h -t COMPLETED -o %i | wc -l) != "$jobs" ]]; then
     echo "run_throughput.sh: not every Slurm job completed ($states)" >&2
     return 1
   fi
-  elapsed "$start" "$end"
+  seconds=$(elapsed "$start" "$end")
 }
 
 echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-vitscale_s=$(run_vitscale vitscale "$(command -v mpirun)")
+run_vitscale vitscale "$(command -v mpirun)"
+vitscale_s=$seconds
 rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
 echo "vitscale (mpirun -np 1 per job): $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
 if [[ $direct == 1 ]]; then
-  direct_s=$(run_vitscale direct "$here/direct_exec.sh")
+  run_vitscale direct "$here/direct_exec.sh"
+  direct_s=$seconds
   echo "vitscale (no mpirun, direct exec): $(rate "$jobs" "$direct_s") jobs/s ($direct_s s)"
 fi
 if [[ $run_slurm == 1 ]]; then
-  slurm_s=$(run_slurm_jobs)
+  run_slurm_jobs
+  slurm_s=$seconds
   echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)"
   echo "ratio vitscale/slurm: $(python3 -c "print(f'{$slurm_s / $vitscale_s:.2f}')")x (target >= 5x)"
   if [[ $direct == 1 ]]; then

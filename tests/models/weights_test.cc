@@ -11,6 +11,7 @@
 #include <string>
 
 #include "models/checkpoint.h"
+#include "models/init_from.h"
 #include "models/npy.h"
 #include "models/npz.h"
 #include "models/vit.h"
@@ -346,6 +347,42 @@ TEST_F(WeightsTest, BrokenNpzFilesAreErrors) {
     EXPECT_NE(status.message().find(name), std::string::npos) << status.message();
   }
   EXPECT_EQ(ImportNpz(*model, Path("absent.npz")).code(), StatusCode::kNotFound);
+}
+
+// A job starting from weights pretrained with another head and resolution: every trunk weight
+// arrives, the head is a fresh zero one, and the position embeddings are the source's resized.
+TEST_F(WeightsTest, InitializeFromAnotherHeadAndResolution) {
+  Model source = RandomModel("ViT-Mu/7", 10, 28);
+  ASSERT_TRUE(ExportNpz(*source, Path("source.npz")).ok());
+  ASSERT_TRUE(SaveModel(*source, Path("source.pt")).ok());
+  Model expected = RandomModel("ViT-Mu/7", 10, 28);
+  ASSERT_TRUE(LoadWeights(Path("source.pt"), *expected).ok());
+  ASSERT_TRUE(expected->ReplaceHead(5).ok());
+  ASSERT_TRUE(expected->ResizePositionEmbedding(56).ok());
+
+  for (const std::string file : {"source.npz", "source.pt"}) {
+    SCOPED_TRACE(file);
+    Model target = *BuildModel("ViT-Mu/7", 5, 56);
+    Status status = InitializeFrom(Path(file), *target);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    auto want = expected->named_parameters();
+    for (const auto& item : target->named_parameters()) {
+      EXPECT_TRUE(torch::allclose(item.value(), *want.find(item.key()), 1e-6, 1e-6)) << item.key();
+    }
+    target->eval();
+    torch::Tensor logits = target->Forward(torch::randn({2, 3, 56, 56}));
+    EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{2, 5}));
+    EXPECT_EQ(logits.abs().max().item<float>(), 0.0f);  // the new head starts at zero
+  }
+}
+
+TEST_F(WeightsTest, InitializeFromAnotherArchitectureIsRefused) {
+  Model source = RandomModel("ViT-Mu/7", 10, 28);
+  ASSERT_TRUE(SaveModel(*source, Path("mu.pt")).ok());
+  Model target = *BuildModel("ViT-Mi/7", 10, 28);
+  Status status = InitializeFrom(Path("mu.pt"), *target);
+  EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(status.message().find("ViT-Mu/7"), std::string::npos) << status.message();
 }
 
 }  // namespace
