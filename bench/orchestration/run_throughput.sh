@@ -4,12 +4,12 @@
 # (`sbatch --wrap /bin/true`, one sbatch per job), timed from the first submission to the last
 # completion. Prints jobs/s for each and the ratio. Benchmarks are run by hand, not by `make test`.
 #
-#   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32] [--skip-slurm]
-#                                         [--direct] [--keep DIR]
+#   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32]
+#                                         [--systems vitscale,direct,slurm] [--keep DIR]
 #
 # --slots: the agent's slots, so how many jobs run at once (Slurm's partition is oversubscribed
-#   and runs all it is given). --direct: also run vitscale with mpirun replaced by
-#   direct_exec.sh, which isolates Open MPI's start-up cost from the orchestration's.
+#   and runs all it is given). --systems (default vitscale,slurm): `direct` is vitscale with
+#   mpirun replaced by direct_exec.sh, which separates Open MPI's start-up from the orchestration.
 # BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-agent.
 # Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
 set -Eeuo pipefail
@@ -21,15 +21,13 @@ build=${BUILD_DIR:-build}
 [[ $build = /* ]] || build=$root/$build
 jobs=1000
 slots=32
-run_slurm=1
-direct=0
+systems=vitscale,slurm
 keep=""
 while [[ $# -gt 0 ]]; do
   case $1 in
     --jobs) jobs=$2; shift 2 ;;
     --slots) slots=$2; shift 2 ;;
-    --skip-slurm) run_slurm=0; shift ;;
-    --direct) direct=1; shift ;;
+    --systems) systems=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     *) echo "run_throughput.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -41,6 +39,7 @@ for binary in vitscale-coordinator vitscale-agent; do
   fi
 done
 payload=/bin/true
+wants() { [[ ,$systems, == *,$1,* ]]; }
 
 work=${keep:-$(mktemp -d /tmp/vitscale-throughput.XXXXXX)}
 mkdir -p "$work"
@@ -49,7 +48,7 @@ cleanup() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  [[ $run_slurm == 1 ]] && bash "$here/slurm_cluster.sh" stop "$work/slurm" || true
+  [[ -d $work/slurm ]] && bash "$here/slurm_cluster.sh" stop "$work/slurm" || true
   [[ -n $keep ]] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -151,21 +150,26 @@ run_slurm_jobs() {
 }
 
 echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-run_vitscale vitscale "$(command -v mpirun)"
-vitscale_s=$seconds
 rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
-echo "vitscale (mpirun -np 1 per job): $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
-if [[ $direct == 1 ]]; then
+ratio() { python3 -c "print(f'{$2 / $1:.2f}')"; }
+if wants vitscale; then
+  run_vitscale vitscale "$(command -v mpirun)"
+  vitscale_s=$seconds
+  echo "vitscale (mpirun -np 1 per job): $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
+fi
+if wants direct; then
   run_vitscale direct "$here/direct_exec.sh"
   direct_s=$seconds
   echo "vitscale (no mpirun, direct exec): $(rate "$jobs" "$direct_s") jobs/s ($direct_s s)"
 fi
-if [[ $run_slurm == 1 ]]; then
+if wants slurm; then
   run_slurm_jobs
   slurm_s=$seconds
   echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)"
-  echo "ratio vitscale/slurm: $(python3 -c "print(f'{$slurm_s / $vitscale_s:.2f}')")x (target >= 5x)"
-  if [[ $direct == 1 ]]; then
-    echo "ratio vitscale without mpirun/slurm: $(python3 -c "print(f'{$slurm_s / $direct_s:.2f}')")x"
+  if wants vitscale; then
+    echo "ratio vitscale/slurm: $(ratio "$vitscale_s" "$slurm_s")x (target >= 5x)"
+  fi
+  if wants direct; then
+    echo "ratio vitscale without mpirun/slurm: $(ratio "$direct_s" "$slurm_s")x"
   fi
 fi

@@ -69,6 +69,8 @@ SlurmctldLogFile=$dir/logs/slurmctld.log
 SlurmdLogFile=$dir/logs/slurmd.log
 SlurmctldDebug=error
 MailProg=/bin/true
+# A shared 2-core machine can keep slurmctld busy past the 10 s default.
+MessageTimeout=60
 SlurmdDebug=error
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -99,16 +101,42 @@ CONF
   exit 1
 }
 
+# Job step daemons (slurmstepd) outlive slurmd; ours are the ones holding a socket in our spool.
+step_daemons() {
+  python3 - "$dir/spool" <<'PY'
+import os, sys
+spool = os.path.realpath(sys.argv[1]) + "/"
+inodes = set()
+with open("/proc/net/unix") as table:
+    for line in table.readlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7].startswith(spool):
+            inodes.add(f"socket:[{fields[6]}]")
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{pid}/fd")):
+            print(pid)
+    except OSError:
+        pass
+PY
+}
+
 stop() {
   local pidfile pid
+  if [[ -f $dir/slurm.conf ]] && [[ -f $dir/slurmctld.pid ]]; then
+    SLURM_CONF=$dir/slurm.conf timeout 20 scancel --quiet --user=root 2>/dev/null || true
+  fi
   for pidfile in "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/munge/munged.pid"; do
     [[ -f $pidfile ]] || continue
     pid=$(cat "$pidfile")
     if kill "$pid" 2>/dev/null; then
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
     fi
     rm -f "$pidfile"
   done
+  [[ -d $dir/spool ]] || return 0
+  for pid in $(step_daemons); do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 case $action in
