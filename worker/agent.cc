@@ -205,7 +205,9 @@ Status Agent::Run() {
   std::thread reporter([this] { ReportLoop(); });
   while (ControlPass()) {
     std::unique_lock<std::mutex> lock(mu_);
-    WaitLocked(lock, kControlTick);
+    // The tick reaps children; new work from a poll wakes the control thread at once.
+    cv_.wait_for(lock, kControlTick, [this] { return finished_ || control_work_; });
+    control_work_ = false;
   }
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -433,6 +435,7 @@ void Agent::ApplyPollLocked(const json& reply) {
       }
     }
   }
+  control_work_ = true;
   cv_.notify_all();
 }
 

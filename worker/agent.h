@@ -146,6 +146,7 @@ class Agent {
   std::deque<ExitReport> reports_;
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
   bool stopping_ = false;               // RequestStop() was called
+  bool control_work_ = false;           // a poll brought launches or signals to act on
   bool finished_ = false;               // the control thread is done; the HTTP threads may end
   bool registered_ = false;             // since the last failure to reach the coordinator
   bool draining_registered_ = false;    // told the coordinator it offers no slots any more
