@@ -40,9 +40,10 @@ pids+=($!)
 
 echo "demo: dashboard at $url/  (logs in $state/)"
 submitted=$("$bin/vitscale" submit "$sweep_file" --json)
-name=$(sed -n 's/.*"sweep":"\([^"]*\)".*/\1/p' <<<"$submitted")
-echo "demo: sweep '$name': $(sed -n 's/.*"jobs_added":\([0-9]*\).*/\1/p' <<<"$submitted") jobs added," \
-  "$(sed -n 's/.*"jobs_known":\([0-9]*\).*/\1/p' <<<"$submitted") already known"
+read -r name added known < <(python3 -c 'import json, sys
+reply = json.load(sys.stdin)
+print(reply["sweep"], reply["jobs_added"], reply["jobs_known"])' <<<"$submitted")
+echo "demo: sweep '$name': $added jobs added, $known already known (finished jobs never rerun)"
 "$bin/vitscale" watch --sweep "$name"
 echo
 "$bin/vitscale" export --sweep "$name" --format markdown

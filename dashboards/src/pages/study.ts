@@ -82,7 +82,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
 
   const accuracyAxis = (name: string) => ({
     type: 'value', name, nameLocation: 'middle', nameGap: 44, scale: true,
-    axisLabel: { formatter: (v: number) => `${v.toFixed(0)}%` },
+    // Whole percents repeat when the axis spans a few points; one decimal keeps ticks distinct.
+    axisLabel: { formatter: (v: number) => `${Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)}%` },
   });
 
   const renderFig5 = (rows: StudyRow[]) => {
