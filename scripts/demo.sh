@@ -35,6 +35,7 @@ url=$(cat "$state/address")
 export VITSCALE_COORDINATOR="$url" VITSCALE_TOKEN_FILE="$state/token"
 
 "$bin/vitscale-agent" --coordinator "$url" --token-file "$state/token" --slots "$slots" \
+  --work-dir "$state/agent" \
   --train-command "$PWD/$bin/vitscale-train" >>"$state/agent.log" 2>&1 &
 pids+=($!)
 

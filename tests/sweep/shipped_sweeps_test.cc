@@ -118,9 +118,10 @@ TEST(ShippedSweeps, FashionMnistStudyFitsACpuBudget) {
     EXPECT_FALSE(job.config.few_shot.datasets.empty());
   }
   EXPECT_EQ(families.size(), 3u);  // ViT, ResNet and hybrid
-  // Two CPU cores in about ten minutes: a few TFLOPs of training in all.
-  EXPECT_LT(flops, 6e12);
-  EXPECT_GT(flops, 1e12);
+  // Two CPU cores in about ten minutes (docs/results.md measures it): some 10-20 TFLOPs of
+  // training in all, since small models run far below the cores' peak.
+  EXPECT_LT(flops, 25e12);
+  EXPECT_GT(flops, 5e12);
 }
 
 TEST(ShippedSweeps, DocumentedExampleExpandsAsDescribed) {
