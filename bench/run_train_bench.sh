@@ -35,7 +35,10 @@ if [[ ! -x $bench ]]; then
 fi
 
 # Both sides get the same thread count from torch.set_num_threads; OpenMP/BLAS pools follow it.
+# Passive waiting: with libgomp's default spinning, two threads on a machine where anything else
+# runs are several times slower than one (docs/results.md); both sides get the same setting.
 export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 

@@ -60,9 +60,7 @@ class LastValues final : public trainer::ReportSink {
   vitscale::Status Results(const std::vector<trainer::ResultRecord>&) override {
     return vitscale::Status::Ok();
   }
-  vitscale::Status Ledger(const trainer::ComputeLedger&) override {
-    return vitscale::Status::Ok();
-  }
+  vitscale::Status Ledger(const trainer::ComputeLedger&) override { return vitscale::Status::Ok(); }
   double Get(const std::string& name) const {
     auto it = last_.find(name);
     return it == last_.end() ? 0.0 : it->second;

@@ -84,6 +84,7 @@ def main():
     directory = os.path.join(c["datasets_dir"], "fashion-mnist")
     images = read_idx(idx_path(directory, "train-images-idx3-ubyte"))
     labels = read_idx(idx_path(directory, "train-labels-idx1-ubyte"))
+    # Same size as the C++ subset (a different draw): the work per epoch is what is compared.
     subset = torch.randperm(len(labels))[:c["subset"]].numpy()
     data = AugmentedImages(images[subset], labels[subset], c)
 
