@@ -37,7 +37,7 @@ export function curvePoints(fromStep, toStep, every, totalSteps) {
     points.push({ step, name: 'loss', value: 2.3 * Math.exp(-3 * t) + 0.25 + 0.03 * Math.sin(step / 7) });
     const lr = step < totalSteps * 0.1 ? (1e-3 * step) / (totalSteps * 0.1) : 0.5e-3 * (1 + Math.cos(Math.PI * t));
     points.push({ step, name: 'lr', value: lr });
-    points.push({ step, name: 'images_per_s', value: 1800 + 120 * Math.sin(step / 13) });
+    points.push({ step, name: 'images_per_sec', value: 1800 + 120 * Math.sin(step / 13) });
   }
   return points;
 }
