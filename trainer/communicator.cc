@@ -114,40 +114,61 @@ MpiCommunicator::~MpiCommunicator() {
   if (!finalized && impl_->comm != MPI_COMM_NULL) MPI_Comm_free(&impl_->comm);
 }
 
-Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
+namespace {
+
+// Every tensor must have an MPI type before any rank starts a collective on them.
+Status CheckTypes(const std::vector<torch::Tensor>& tensors) {
   for (const torch::Tensor& t : tensors) {
     ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t));
     (void)type;
-  }
-  if (size_ == 1) return Status::Ok();
-  for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes_)) {
-    torch::Tensor buffer = Pack(tensors, bucket);
-    if (buffer.numel() > INT_MAX) return InvalidArgument("tensor too large for one MPI message");
-    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(buffer));
-    int rc = MPI_Bcast(buffer.data_ptr(), static_cast<int>(buffer.numel()), type, 0, impl_->comm);
-    if (rc != MPI_SUCCESS) return MpiError("MPI_Bcast", rc);
-    if (rank_ != 0) Unpack(buffer, tensors, bucket);
   }
   return Status::Ok();
 }
 
-Status MpiCommunicator::AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) {
-  for (const torch::Tensor& t : tensors) {
-    ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(t));
-    (void)type;
-  }
-  if (size_ == 1) return Status::Ok();
-  for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes_)) {
+// Packs each bucket of `tensors` into one flat buffer and hands it to `collective`, which runs
+// the MPI call on it and unpacks the result where it should.
+template <typename Collective>
+Status ForEachBucket(const std::vector<torch::Tensor>& tensors, size_t bucket_bytes,
+                     Collective collective) {
+  for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes)) {
     torch::Tensor buffer = Pack(tensors, bucket);
     if (buffer.numel() > INT_MAX) return InvalidArgument("tensor too large for one MPI message");
     ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(buffer));
-    int rc = MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(), static_cast<int>(buffer.numel()), type,
-                           MPI_SUM, impl_->comm);
-    if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
-    if (reduce == Reduce::kMean) buffer.div_(static_cast<double>(size_));
-    Unpack(buffer, tensors, bucket);
+    RETURN_IF_ERROR(collective(buffer, type, bucket));
   }
   return Status::Ok();
+}
+
+}  // namespace
+
+Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
+  RETURN_IF_ERROR(CheckTypes(tensors));
+  if (size_ == 1) return Status::Ok();
+  return ForEachBucket(tensors, bucket_bytes_,
+                       [&](torch::Tensor& buffer, MPI_Datatype type,
+                           const std::vector<size_t>& bucket) -> Status {
+                         int rc = MPI_Bcast(buffer.data_ptr(), static_cast<int>(buffer.numel()),
+                                            type, 0, impl_->comm);
+                         if (rc != MPI_SUCCESS) return MpiError("MPI_Bcast", rc);
+                         if (rank_ != 0) Unpack(buffer, tensors, bucket);
+                         return Status::Ok();
+                       });
+}
+
+Status MpiCommunicator::AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) {
+  RETURN_IF_ERROR(CheckTypes(tensors));
+  if (size_ == 1) return Status::Ok();
+  return ForEachBucket(tensors, bucket_bytes_,
+                       [&](torch::Tensor& buffer, MPI_Datatype type,
+                           const std::vector<size_t>& bucket) -> Status {
+                         int rc = MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(),
+                                                static_cast<int>(buffer.numel()), type, MPI_SUM,
+                                                impl_->comm);
+                         if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
+                         if (reduce == Reduce::kMean) buffer.div_(static_cast<double>(size_));
+                         Unpack(buffer, tensors, bucket);
+                         return Status::Ok();
+                       });
 }
 
 Status MpiCommunicator::AllReduceScalars(std::vector<double>* values) {
