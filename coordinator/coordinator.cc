@@ -905,9 +905,16 @@ void Coordinator::Poll(const HttpRequest& request, Respond respond) {
       }
     }
   }
-  if (auto view = scheduler_.GetAgent(agent_id)) {
-    Status stored = store_.UpsertAgent({agent_id, view->spec.host, view->spec.slots, view->spec.gpus, 0});
-    if (!stored.ok()) return respond(StatusResponse(stored));
+  // The live heartbeat is the scheduler's; the database keeps a record of it for people and
+  // restarts, refreshed at most every few seconds so that polls do not each cost a commit.
+  auto& stored_at = agent_stored_at_[agent_id];
+  if (clock_.Now() - stored_at >= std::chrono::seconds(5)) {
+    if (auto view = scheduler_.GetAgent(agent_id)) {
+      Status stored =
+          store_.UpsertAgent({agent_id, view->spec.host, view->spec.slots, view->spec.gpus, 0});
+      if (!stored.ok()) return respond(StatusResponse(stored));
+      stored_at = clock_.Now();
+    }
   }
   // One open poll per agent: an older one (a retry after a timeout) is answered empty.
   if (auto old = waiting_.find(agent_id); old != waiting_.end()) {

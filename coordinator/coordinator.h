@@ -130,6 +130,7 @@ class Coordinator {
   };
   std::deque<UtilisationSample> utilisation_;
   std::vector<std::string> agent_ids_;  // every agent seen, for views
+  std::map<std::string, TimePoint> agent_stored_at_;  // when each agent's heartbeat was stored
 };
 
 }  // namespace vitscale::coordinator
