@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/model_config_json.h"
 #include "models/registry.h"
 #include "models/zoo.h"
 
@@ -19,20 +20,6 @@ namespace {
 
 using nlohmann::json;
 using vitscale::models::Model;
-
-json ConfigJson(const vitscale::models::ModelConfig& c) {
-  return json{{"family", vitscale::models::FamilyName(c.family)},
-              {"depth", c.transformer.depth},
-              {"width", c.transformer.width},
-              {"mlp_dim", c.transformer.mlp_dim},
-              {"heads", c.transformer.heads},
-              {"patch", c.transformer.patch},
-              {"blocks", c.resnet.blocks},
-              {"width_factor", c.resnet.width_factor},
-              {"base_width", c.resnet.base_width},
-              {"small_stem", c.resnet.small_stem},
-              {"groups", c.resnet.groupnorm_groups}};
-}
 
 int Run(int argc, char** argv) {
   int threads = 2, batch = 32, steps = 20, warmup = 3;
@@ -110,7 +97,7 @@ int Run(int argc, char** argv) {
                  {"steps", steps},
                  {"params", params},
                  {"ms_per_step", 1000.0 * seconds / steps},
-                 {"config", ConfigJson(*config)}};
+                 {"config", vitscale::bench::ModelConfigJson(*config)}};
     std::printf("%s\n", line.dump().c_str());
     std::fflush(stdout);
   }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/model_config_json.h"
 #include "data/datasets.h"
 #include "data/loader.h"
 #include "data/order.h"
@@ -69,20 +70,6 @@ class LastValues final : public trainer::ReportSink {
  private:
   std::map<std::string, double> last_;
 };
-
-json ConfigJson(const models::ModelConfig& c) {
-  return json{{"family", models::FamilyName(c.family)},
-              {"depth", c.transformer.depth},
-              {"width", c.transformer.width},
-              {"mlp_dim", c.transformer.mlp_dim},
-              {"heads", c.transformer.heads},
-              {"patch", c.transformer.patch},
-              {"blocks", c.resnet.blocks},
-              {"width_factor", c.resnet.width_factor},
-              {"base_width", c.resnet.base_width},
-              {"small_stem", c.resnet.small_stem},
-              {"groups", c.resnet.groupnorm_groups}};
-}
 
 bool ParseArgs(int argc, char** argv, Options* o) {
   for (int i = 1; i < argc; ++i) {
@@ -190,7 +177,7 @@ int Run(const Options& o) {
   for (const torch::Tensor& p : (*model)->parameters()) params += p.numel();
   json line = {{"impl", "C++"},
                {"model", o.model},
-               {"config", ConfigJson(*config)},
+               {"config", vitscale::bench::ModelConfigJson(*config)},
                {"dataset", o.dataset},
                {"datasets_dir", o.datasets_dir},
                {"num_classes", dataset->num_classes},
