@@ -97,6 +97,9 @@ class Coordinator {
   // The scheduler's decisions, persisted then sent.
   void Tick();
   Status Apply(const std::vector<Action>& actions, std::optional<int> exit_status = {});
+  // Apply's writes; returns the first that failed.
+  Status Persist(const std::vector<Action>& actions, std::optional<int> exit_status);
+  // Queues a command for an agent; FlushPoll answers its parked poll with all queued commands.
   void QueueCommand(const std::string& agent_id, Command command);
   void FlushPoll(const std::string& agent_id);
   void SampleUtilisation();

@@ -213,8 +213,8 @@ Status ValidateLedgerEntry(const LedgerEntry& e) {
 // selected id is `page_id`. A sweep's page in its own order never touches the jobs table, which
 // keeps deep pages of big sweeps cheap.
 std::string JobFilterSql(const JobFilter& filter) {
-  bool needs_jobs = !filter.sweep || !filter.states.empty() || filter.model ||
-                    filter.subset_size || filter.sort != JobSort::kSubmitted;
+  bool needs_jobs = !filter.sweep || !filter.states.empty() || filter.model || filter.subset_size ||
+                    filter.sort != JobSort::kSubmitted;
   std::string sql;
   if (filter.sweep) {
     sql = " FROM sweep_jobs sj JOIN sweeps s ON s.id = sj.sweep_id";
@@ -268,21 +268,32 @@ std::string JobOrderSql(const JobFilter& filter) {
 
 // BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads first and
 // writes later can fail with SQLITE_BUSY half-way, which busy_timeout cannot cure.
+// Inside an open transaction (Store::Atomically) a Transaction is a savepoint instead: it still
+// undoes its own writes when it fails, and the outer transaction commits everything at once.
 class Store::Transaction {
  public:
   explicit Transaction(Store* store) : store_(store) {}
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
   ~Transaction() {
-    if (open_) sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    if (!open_) return;
+    --store_->open_transactions_;
+    if (nested_) {
+      sqlite3_exec(store_->db_, "ROLLBACK TO nested; RELEASE nested", nullptr, nullptr, nullptr);
+    } else {
+      sqlite3_exec(store_->db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
   }
   Status Begin() {
-    RETURN_IF_ERROR(store_->Exec("BEGIN IMMEDIATE"));
+    nested_ = store_->open_transactions_ > 0;
+    RETURN_IF_ERROR(store_->Exec(nested_ ? "SAVEPOINT nested" : "BEGIN IMMEDIATE"));
+    ++store_->open_transactions_;
     open_ = true;
     return Status::Ok();
   }
   Status Commit() {
-    RETURN_IF_ERROR(store_->Exec("COMMIT"));
+    RETURN_IF_ERROR(store_->Exec(nested_ ? "RELEASE nested" : "COMMIT"));
+    --store_->open_transactions_;
     open_ = false;
     return Status::Ok();
   }
@@ -290,7 +301,15 @@ class Store::Transaction {
  private:
   Store* store_;
   bool open_ = false;
+  bool nested_ = false;
 };
+
+Status Store::Atomically(const std::function<Status()>& body) {
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  RETURN_IF_ERROR(body());
+  return tx.Commit();
+}
 
 Store::Store(sqlite3* db, std::string path, OpenOptions options)
     : db_(db), path_(std::move(path)), options_(std::move(options)) {}

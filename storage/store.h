@@ -136,8 +136,13 @@ class Store {
   Expected<std::vector<JobCompute>> SweepCompute(const std::string& sweep_name);
   Expected<std::vector<AveragedResult>> SweepResults(const std::string& sweep_name);
 
+  // Runs `body` in one transaction: every write it makes commits together (one fsync), or none
+  // does if it returns an error. A failed call inside it undoes only its own writes.
+  Status Atomically(const std::function<Status()>& body);
+
  private:
   class Transaction;
+  int open_transactions_ = 0;  // Transactions begun and not yet ended, outermost included
   Store(sqlite3* db, std::string path, OpenOptions options);
 
   // The cached prepared statement for `sql`, reset and with its bindings cleared.

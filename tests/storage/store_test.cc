@@ -187,6 +187,39 @@ TEST_F(StoreTest, JobStateCompareAndSet) {
             StatusCode::kNotFound);
 }
 
+TEST_F(StoreTest, AtomicallyCommitsOnceAndUndoesOnlyTheFailedCall) {
+  JobRecord a = MakeJob("R50x1", "jft-300m", 303000000, 7);
+  JobRecord b = MakeJob("R50x2", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {a, b}).ok());
+  std::vector<JobRecord> bad = {MakeJob("ViT-B/16", "cifar10", 50000, 7),
+                                MakeJob("ViT-B/32", "cifar10", 50000, 7)};
+  bad[1].subset_size = 0;  // refused after the sweep row and the first job are written
+  Status done = store_->Atomically([&] {
+    EXPECT_TRUE(store_->SetJobState(a.id, JobState::kLeased, JobState::kPending).ok());
+    EXPECT_FALSE(store_->AddSweep("bad", "x", bad).ok());
+    EXPECT_TRUE(store_->AddAttempt(a.id, std::nullopt, "h:1").ok());
+    // Another connection sees nothing until the one commit.
+    EXPECT_EQ(QueryText("SELECT state FROM jobs WHERE id = '" + a.id + "'"), "pending");
+    return Status::Ok();
+  });
+  ASSERT_TRUE(done.ok()) << done.ToString();
+  EXPECT_EQ(QueryText("SELECT state FROM jobs WHERE id = '" + a.id + "'"), "leased");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM attempts"), "1");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sweeps"), "1");  // the failed AddSweep left nothing
+  EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "2");
+
+  // A body that fails undoes everything it wrote.
+  Status failed = store_->Atomically([&] {
+    EXPECT_TRUE(store_->SetJobState(b.id, JobState::kLeased, JobState::kPending).ok());
+    return Internal("changed my mind");
+  });
+  EXPECT_EQ(failed.code(), StatusCode::kInternal);
+  EXPECT_EQ(QueryText("SELECT state FROM jobs WHERE id = '" + b.id + "'"), "pending");
+  // The store is usable afterwards, in and out of a transaction.
+  EXPECT_TRUE(store_->SetJobState(b.id, JobState::kLeased, JobState::kPending).ok());
+  EXPECT_EQ(QueryText("SELECT state FROM jobs WHERE id = '" + b.id + "'"), "leased");
+}
+
 TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
