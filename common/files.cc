@@ -31,7 +31,8 @@ Status SyncParentDirectory(const std::string& path) {
   return Status::Ok();
 }
 
-Status WriteFileAtomically(const std::string& path, std::string_view content, int mode) {
+Status WriteFileAtomically(const std::string& path, std::string_view content, int mode,
+                           Durability durability) {
   std::string temp = path + ".tmp." + std::to_string(::getpid());
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, mode);
   if (fd < 0) return ErrnoStatus("cannot create", temp);
@@ -47,7 +48,7 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, in
     }
     written += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0) {
+  if (durability == Durability::kMachineCrash && ::fsync(fd) != 0) {
     Status status = ErrnoStatus("cannot fsync", temp);
     ::close(fd);
     ::unlink(temp.c_str());
@@ -59,7 +60,7 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, in
     ::unlink(temp.c_str());
     return status;
   }
-  return SyncParentDirectory(path);
+  return durability == Durability::kMachineCrash ? SyncParentDirectory(path) : Status::Ok();
 }
 
 Expected<std::string> ReadFile(const std::string& path) {

@@ -9,7 +9,13 @@
 
 namespace vitscale {
 
-Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0644);
+// kMachineCrash: the new content also survives a crash or power loss of the machine once this
+// returns (fsync of the file and of its directory). kProcessCrash skips both fsyncs: kill -9 of
+// any process still leaves old or new content, since the kernel keeps what was written.
+enum class Durability { kMachineCrash, kProcessCrash };
+
+Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0644,
+                           Durability durability = Durability::kMachineCrash);
 
 // Reads a whole file; kNotFound when it does not exist.
 Expected<std::string> ReadFile(const std::string& path);

@@ -60,6 +60,22 @@ void KillSession(pid_t sid, pid_t except) {
   }
 }
 
+// The agent's environment with `overrides` (NAME=value) replacing or adding entries; built
+// before fork, because setenv is not safe in the child of a multi-threaded process.
+std::vector<std::string> MergedEnvironment(const std::vector<std::string>& overrides) {
+  auto name_of = [](const std::string& entry) { return entry.substr(0, entry.find('=')); };
+  std::vector<std::string> merged;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    std::string text = *entry;
+    bool replaced = std::any_of(overrides.begin(), overrides.end(), [&](const std::string& o) {
+      return name_of(o) == name_of(text);
+    });
+    if (!replaced) merged.push_back(std::move(text));
+  }
+  merged.insert(merged.end(), overrides.begin(), overrides.end());
+  return merged;
+}
+
 }  // namespace
 
 int SignalSession(pid_t sid, int signal, pid_t except) {
@@ -98,6 +114,10 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   std::vector<char*> argv;
   for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
+  std::vector<std::string> environment = MergedEnvironment(request.environment);
+  std::vector<char*> envp;
+  for (std::string& entry : environment) envp.push_back(entry.data());
+  envp.push_back(nullptr);
   const char* work_dir = request.work_dir.empty() ? nullptr : request.work_dir.c_str();
   pid_t parent = ::getpid();
 
@@ -127,7 +147,7 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     if (work_dir != nullptr && ::chdir(work_dir) != 0) {
       error = errno;
     } else {
-      ::execvp(argv[0], argv.data());
+      ::execvpe(argv[0], argv.data(), envp.data());
       error = errno;
     }
     ssize_t ignored = ::write(report[1], &error, sizeof(error));

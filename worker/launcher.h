@@ -31,6 +31,7 @@ struct LaunchRequest {
   // before they can checkpoint; the ranks get SIGTERM directly, and mpirun exits with the status
   // they exit with.
   bool spare_leader_on_term = false;
+  std::vector<std::string> environment;  // NAME=value entries set on top of the agent's own
 };
 
 struct ProcessExit {

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Throughput: N trivial jobs (payload /bin/true) run to completion through vitscale (coordinator
-# + one local agent, each job one `mpirun -np 1`) and through a single-node Slurm cluster
-# (`sbatch --wrap /bin/true`, one sbatch per job), timed from the first submission to the last
-# completion. Prints jobs/s for each and the ratio. Benchmarks are run by hand, not by `make test`.
+# + one local agent, which starts a one-rank job without mpirun: docs/agent.md) and through a
+# single-node Slurm cluster (`sbatch --wrap /bin/true`, one sbatch per job), timed from the first
+# submission to the last completion. Prints jobs/s for each and the ratio. Benchmarks are run by hand, not by `make test`.
 #
-#   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32]
-#                                         [--systems vitscale,direct,slurm] [--keep DIR]
+#   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32] [--systems vitscale,slurm]
+#                                         [--keep DIR]
 #
 # --slots: the agent's slots, so how many jobs run at once (Slurm's partition is oversubscribed
-#   and runs all it is given). --systems (default vitscale,slurm): `direct` is vitscale with
-#   mpirun replaced by direct_exec.sh, which separates Open MPI's start-up from the orchestration.
+#   and runs all it is given). --systems: run only one of the two.
 # BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-agent.
 # Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
 set -Eeuo pipefail
@@ -67,9 +66,9 @@ sweep_file=$work/sweep.yaml
   echo "resources: {ranks: 1, gpus_per_rank: 0}"
 } >"$sweep_file"
 
-# run_vitscale NAME MPIRUN: sets `seconds` to the time from submission to the last success.
+# run_vitscale NAME: sets `seconds` to the time from submission to the last success.
 run_vitscale() {
-  local name=$1 mpirun=$2 dir=$work/$1
+  local name=$1 dir=$work/$1
   mkdir -p "$dir"
   "$build/bin/vitscale-coordinator" --state-dir "$dir/state" --listen 127.0.0.1:0 \
     >"$dir/coordinator.log" 2>&1 &
@@ -81,7 +80,7 @@ run_vitscale() {
   token=$(cat "$dir/state/token")
   "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/state/token" \
     --host bench-agent --slots "$slots" --gpus 0 --work-dir "$dir/agent" \
-    --train-command "$payload" --mpirun "$mpirun" >"$dir/agent.log" 2>&1 &
+    --train-command "$payload" >"$dir/agent.log" 2>&1 &
   local agent=$!
   pids+=("$agent")
   local api=(curl -sf -H "Authorization: Bearer $token")
@@ -153,14 +152,9 @@ echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(np
 rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
 ratio() { python3 -c "print(f'{$2 / $1:.2f}')"; }
 if wants vitscale; then
-  run_vitscale vitscale "$(command -v mpirun)"
+  run_vitscale vitscale
   vitscale_s=$seconds
-  echo "vitscale (mpirun -np 1 per job): $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
-fi
-if wants direct; then
-  run_vitscale direct "$here/direct_exec.sh"
-  direct_s=$seconds
-  echo "vitscale (no mpirun, direct exec): $(rate "$jobs" "$direct_s") jobs/s ($direct_s s)"
+  echo "vitscale: $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
 fi
 if wants slurm; then
   run_slurm_jobs
@@ -168,8 +162,5 @@ if wants slurm; then
   echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)"
   if wants vitscale; then
     echo "ratio vitscale/slurm: $(ratio "$vitscale_s" "$slurm_s")x (target >= 5x)"
-  fi
-  if wants direct; then
-    echo "ratio vitscale without mpirun/slurm: $(ratio "$direct_s" "$slurm_s")x"
   fi
 fi

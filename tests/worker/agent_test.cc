@@ -166,7 +166,7 @@ class ScriptedCoordinator {
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
 constexpr const char* kTrainer = R"SH(#!/bin/sh
 spec="$2"
-echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec"
+echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated"
 case "$(cat "$spec")" in
   *'"mode": "succeed"'*) exit 0 ;;
   *'"mode": "finish-later"'*) sleep 2; exit 0 ;;
@@ -215,12 +215,12 @@ class AgentTest : public ::testing::Test {
     run_thread_.join();
   }
 
-  json Launch(const std::string& job, const std::string& mode, int grace = 30) {
+  json Launch(const std::string& job, const std::string& mode, int grace = 30, int ranks = 2) {
     json spec = {{"job_id", job}, {"mode", mode}};
     return {{"launch", json::array({{{"job", job},
                                      {"attempt", 1},
-                                     {"ranks", 2},
-                                     {"hosts", "agent-a:2"},
+                                     {"ranks", ranks},
+                                     {"hosts", "agent-a:" + std::to_string(ranks)},
                                      {"grace_seconds", grace},
                                      {"log", LogPath(job)},
                                      {"spec", spec}}})}};
@@ -312,6 +312,28 @@ TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job2");
   EXPECT_NE(Log("job2").find("checkpointed"), std::string::npos);
+}
+
+TEST_F(AgentTest, OneRankRunsTheTrainerWithoutMpirunAndPreemptsIt) {
+  coordinator_.QueuePollReply(Launch("job7", "checkpoint-on-term", 20, /*ranks=*/1));
+  StartAgent(coordinator_.url());
+  WaitListed("job7");
+  for (int i = 0; i < 1000 && Log("job7").find("isolated=1") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  ASSERT_NE(Log("job7").find("rank  of  spec"), std::string::npos) << Log("job7");
+  std::this_thread::sleep_for(milliseconds(200));  // and reached its trap
+  EXPECT_NE(Log("job7").find("on agent-a: " + trainer_ + " --spec "), std::string::npos)
+      << Log("job7");
+  EXPECT_EQ(TrainerProcesses(), 1);  // no mpirun in front of it
+  coordinator_.QueuePollReply(
+      {{"signal",
+        json::array(
+            {{{"job", "job7"}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
+  json exit = WaitExit("job7");
+  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
+      << Log("job7");
+  EXPECT_NE(Log("job7").find("checkpointed"), std::string::npos);
 }
 
 TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
