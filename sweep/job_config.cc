@@ -24,6 +24,9 @@ json ToJson(const JobConfig& c) {
       {"dropout", t.dropout},
       {"resolution", t.resolution},
   };
+  if (t.label_smoothing != 0) train["label_smoothing"] = t.label_smoothing;
+  if (t.crop_padding) train["crop_padding"] = *t.crop_padding;
+  if (t.flip) train["flip"] = *t.flip;
   json few_shot = {{"datasets", c.few_shot.datasets},
                    {"shots", c.few_shot.shots},
                    {"seeds", c.few_shot.seeds},
@@ -97,6 +100,25 @@ class Reader {
       out->push_back(item);
     }
   }
+  // The optional fields: absent leaves `out` as it is.
+  template <typename T>
+  void GetIfPresent(const json& object, const std::string& path, std::string_view key, T* out) {
+    if (object.contains(key)) Get(object, path, key, out);
+  }
+  template <typename T>
+  void GetIfPresent(const json& object, const std::string& path, std::string_view key,
+                    std::optional<T>* out) {
+    if (!object.contains(key)) return;
+    T value{};
+    Get(object, path, key, &value);
+    *out = value;
+  }
+  void Get(const json& object, const std::string& path, std::string_view key, bool* out) {
+    const json* v = Field(object, path, key);
+    if (v == nullptr) return;
+    if (!v->is_boolean()) return Fail(path + std::string(key), "must be true or false");
+    *out = v->get<bool>();
+  }
   const json* Object(const json& object, const std::string& path, std::string_view key) {
     const json* v = Field(object, path, key);
     if (v != nullptr && !v->is_object()) {
@@ -145,6 +167,9 @@ Expected<JobConfig> JobConfigFromJson(const json& j) {
     r.Get(*t, "train.", "grad_clip_norm", &tc.grad_clip_norm);
     r.Get(*t, "train.", "dropout", &tc.dropout);
     r.Get(*t, "train.", "resolution", &tc.resolution);
+    r.GetIfPresent(*t, "train.", "label_smoothing", &tc.label_smoothing);
+    r.GetIfPresent(*t, "train.", "crop_padding", &tc.crop_padding);
+    r.GetIfPresent(*t, "train.", "flip", &tc.flip);
   }
   if (const json* f = r.Object(j, "", "few_shot")) {
     r.Get(*f, "few_shot.", "datasets", &c.few_shot.datasets);

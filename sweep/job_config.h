@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,11 @@ struct TrainConfig {
   double grad_clip_norm = 0;        // clip at this global norm; 0 = no clipping
   double dropout = 0;
   int64_t resolution = 0;  // square input side in pixels
+  // Written into a job's canonical JSON only when set, so that the ids of jobs that leave them
+  // alone stay what they were before these fields existed.
+  double label_smoothing = 0;          // 0 = plain cross-entropy
+  std::optional<int64_t> crop_padding;  // unset = the dataset's default augmentation
+  std::optional<bool> flip;             // unset = the dataset's default augmentation
 };
 
 // Linear few-shot evaluation (Sec. 4.1): closed-form ridge regression on frozen features.

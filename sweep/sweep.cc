@@ -63,6 +63,9 @@ const std::vector<KeySpec>& KeySpecs() {
       {"grad_clip_norm", Kind::kReal, 0},
       {"dropout", Kind::kReal, 0, false, 1},
       {"resolution", Kind::kCount, 0, true},
+      {"label_smoothing", Kind::kReal, 0, false, 1},
+      {"crop_padding", Kind::kInteger, 0},
+      {"flip", Kind::kChoice, 0, false, 0, {"true", "false"}},
   };
   return specs;
 }
@@ -771,6 +774,9 @@ class Expander {
     t.grad_clip_norm = real("grad_clip_norm", d.grad_clip_norm);
     t.dropout = real("dropout", d.dropout);
     t.resolution = integer("resolution", d.resolution);
+    t.label_smoothing = real("label_smoothing", d.label_smoothing);
+    t.crop_padding = get("crop_padding") ? integer("crop_padding", 0) : d.crop_padding;
+    t.flip = get("flip") ? std::optional<bool>(text("flip", "") == "true") : d.flip;
     if (const Setting* steps = get("steps")) {
       t.epochs = static_cast<double>(std::get<int64_t>(steps->value)) *
                  static_cast<double>(t.batch_size) / static_cast<double>(c.subset);

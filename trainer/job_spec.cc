@@ -169,6 +169,12 @@ Status ValidateJobSpec(const JobSpec& spec) {
   if (t.dropout < 0 || t.dropout >= 1) {
     return InvalidArgument("field 'job.train.dropout' must be in [0, 1)");
   }
+  if (t.label_smoothing < 0 || t.label_smoothing >= 1) {
+    return InvalidArgument("field 'job.train.label_smoothing' must be in [0, 1)");
+  }
+  if (t.crop_padding) {
+    RETURN_IF_ERROR(non_negative("job.train.crop_padding", static_cast<double>(*t.crop_padding)));
+  }
   for (size_t i = 0; i < j.few_shot.shots.size(); ++i) {
     if (j.few_shot.shots[i] <= 0) {
       return InvalidArgument("field 'job.few_shot.shots[" + std::to_string(i) + "]' must be > 0");

@@ -184,6 +184,10 @@ class Job {
     // ---- Phase 5: the training loop.
     data::LoaderOptions loader_options;
     loader_options.augment = data::DefaultAugment(dataset, resolution);
+    if (job.train.crop_padding) {
+      loader_options.augment.crop_padding = static_cast<int>(*job.train.crop_padding);
+    }
+    if (job.train.flip) loader_options.augment.flip = *job.train.flip;
     loader_options.threads = static_cast<int>(run.loader_threads);
     loader_options.prefetch = std::max(2, loader_options.threads);
     if (progress.step < total_steps) {
@@ -193,6 +197,7 @@ class Job {
       loop.total_steps = total_steps;
       loop.schedule = schedule;
       loop.clip_norm = job.train.grad_clip_norm;
+      loop.label_smoothing = job.train.label_smoothing;
       loop.micro_batch = run.micro_batch;
       loop.seed = progress.seed;
       loop.metrics_every = run.metrics_every_steps;

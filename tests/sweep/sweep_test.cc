@@ -132,11 +132,39 @@ TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
 TEST(Expand, AnyTrainingFieldChangesTheId) {
   std::vector<Job> base = ExpandOk(kMinimal);
   for (const char* change :
-       {"  lr: 0.0009\n", "  seed: 1\n", "  subset: 30M\n", "  dropout: 0.1\n", "  epochs: 14\n"}) {
+       {"  lr: 0.0009\n", "  seed: 1\n", "  subset: 30M\n", "  dropout: 0.1\n", "  epochs: 14\n",
+        "  label_smoothing: 0.1\n", "  crop_padding: 2\n", "  flip: true\n"}) {
     std::vector<Job> changed = ExpandOk(std::string(kMinimal) + change);
     ASSERT_EQ(changed.size(), 1u);
     EXPECT_NE(changed[0].id, base[0].id) << change;
   }
+}
+
+TEST(Expand, IdsOfExistingJobsStayTheSame) {
+  // Pinned: a job's id is its identity in every database; fields added later must not move it.
+  EXPECT_EQ(ExpandOk(kMinimal)[0].id,
+            "4d5bc0635502acaf7331a3843acd2fd9427d07873b8c1dc38464c76924f8dfc5");
+}
+
+TEST(Expand, AugmentationAndLabelSmoothingAreWrittenOnlyWhenSet) {
+  const nlohmann::json& plain = ExpandOk(kMinimal)[0].canonical["train"];
+  EXPECT_FALSE(plain.contains("crop_padding"));
+  EXPECT_FALSE(plain.contains("flip"));
+  EXPECT_FALSE(plain.contains("label_smoothing"));
+  std::vector<Job> set = ExpandOk(std::string(kMinimal) +
+                                  "  crop_padding: 0\n  flip: false\n  label_smoothing: 0.1\n");
+  ASSERT_EQ(set.size(), 1u);
+  const nlohmann::json& train = set[0].canonical["train"];
+  EXPECT_EQ(train["crop_padding"], 0);
+  EXPECT_EQ(train["flip"], false);
+  EXPECT_DOUBLE_EQ(train["label_smoothing"].get<double>(), 0.1);
+  EXPECT_EQ(set[0].config.train.crop_padding, 0);
+  EXPECT_EQ(set[0].config.train.flip, false);
+  Expected<JobConfig> back = JobConfigFromJson(set[0].canonical);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(JobId(*back), set[0].id);
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  flip: sometimes\n"),
+            "s.yaml:5:9: 'flip' must be one of true, false, not 'sometimes'");
 }
 
 TEST(Expand, ProductWalksTheFirstAxisSlowest) {
@@ -241,6 +269,10 @@ transfer: {few_shot: {datasets: [pets]}, fine_tune: [{dataset: cifar100}]}
   Expected<JobConfig> bad = JobConfigFromJson(broken);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("train.lr"), std::string::npos);
+  broken = jobs[0].canonical;
+  broken["train"]["flip"] = 1;
+  EXPECT_NE(JobConfigFromJson(broken).status().message().find("'train.flip' must be true or false"),
+            std::string::npos);
   broken = jobs[0].canonical;
   broken.erase("subset");
   EXPECT_NE(JobConfigFromJson(broken).status().message().find("'subset' is missing"),

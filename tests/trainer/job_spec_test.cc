@@ -60,6 +60,14 @@ TEST(JobSpecTest, ErrorsNameTheField) {
   s["job"]["train"]["batch_size"] = 0;
   EXPECT_NE(Error(s).find("'job.train.batch_size' must be > 0"), std::string::npos) << Error(s);
   s = ValidSpec();
+  s["job"]["train"]["label_smoothing"] = 1.0;
+  EXPECT_NE(Error(s).find("'job.train.label_smoothing' must be in [0, 1)"), std::string::npos)
+      << Error(s);
+  s = ValidSpec();
+  s["job"]["train"]["crop_padding"] = -2;
+  EXPECT_NE(Error(s).find("'job.train.crop_padding' must be >= 0"), std::string::npos)
+      << Error(s);
+  s = ValidSpec();
   s["jobs"] = s["job"];
   EXPECT_NE(Error(s).find("did you mean 'job'"), std::string::npos) << Error(s);
   EXPECT_NE(ParseJobSpec("{\"job\": ", "spec.json").status().message().find("spec.json"),
