@@ -30,6 +30,20 @@ const std::vector<Migration>& Migrations() {
   // Append new migrations at the end; never edit or reorder released ones.
   static const std::vector<Migration> kMigrations = {
       {1, "the initial schema (storage/schema.sql)", kSchemaSql},
+      {2, "one row per metric point: a retried batch is not stored twice", R"SQL(
+-- A trainer that lost the answer to a metric batch (the coordinator restarted between storing
+-- it and answering) sends it again; (job, attempt, step, name) names a point, so the copy goes.
+DROP TRIGGER metrics_no_delete;
+DELETE FROM metrics WHERE rowid NOT IN
+  (SELECT min(rowid) FROM metrics GROUP BY job_id, attempt, step, name);
+CREATE TRIGGER metrics_no_delete BEFORE DELETE ON metrics
+BEGIN
+  SELECT RAISE(ABORT, 'metrics are append-only');
+END;
+-- Its (job_id, step) prefix serves the curve queries the old index served.
+DROP INDEX metrics_by_job_step;
+CREATE UNIQUE INDEX metrics_by_job_step_name ON metrics (job_id, step, name, attempt);
+)SQL"},
   };
   return kMigrations;
 }

@@ -886,8 +886,10 @@ Status Store::AppendMetrics(const std::string& job_id, int attempt,
   RETURN_IF_ERROR(tx.Begin());
   RETURN_IF_ERROR(CheckAttemptExists(job_id, attempt));
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   // A point already stored came from a retried batch: the copy is dropped.
                    Prepare("INSERT INTO metrics (job_id, attempt, step, name, value, time) "
-                           "VALUES (?, ?, ?, ?, ?, ?)"));
+                           "VALUES (?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (job_id, step, name, attempt) DO NOTHING"));
   for (const MetricPoint& point : points) {
     Query q(stmt);
     if (!q.Text(job_id)

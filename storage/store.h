@@ -110,6 +110,7 @@ class Store {
 
   // Metrics, checkpoints, results, compute ------------------------------------------------
   // Appends the whole batch in one transaction: after a crash, all of it or none of it is there.
+  // A point is named by (attempt, step, name); one already stored (a retried batch) is skipped.
   Status AppendMetrics(const std::string& job_id, int attempt,
                        const std::vector<MetricPoint>& points);
   // Points of a job with step > after_step, in step order (a live curve polls with its last step).

@@ -263,6 +263,12 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   EXPECT_TRUE(std::isnan((*read)[0].value));
   EXPECT_EQ((*read)[1].name, "lr");
   EXPECT_EQ(*store_->CountMetrics(job.id), 3);
+  // A retried batch (its answer was lost) stores nothing twice; new points in it are stored.
+  ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
+  EXPECT_EQ(*store_->CountMetrics(job.id), 3);
+  points.push_back({1400, "lr", 7e-4, now_ + 2});
+  ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
+  EXPECT_EQ(*store_->CountMetrics(job.id), 4);
   EXPECT_EQ(store_->AppendMetrics(job.id, 3, points).code(), StatusCode::kNotFound);
 
   std::string digest(64, 'a');
@@ -551,6 +557,40 @@ TEST(StoreOpenTest, ForeignSqliteDatabaseIsNotMigrated) {
   auto store = Store::Open(path);
   ASSERT_EQ(store.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(store.status().message().find("not a vitscale one"), std::string::npos);
+}
+
+TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
+  TempDir dir;
+  std::string path = dir.File("v1.db");
+  {
+    auto store = Store::Open(path);
+    ASSERT_TRUE(store.ok());
+    JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
+    ASSERT_TRUE((*store)->AddSweep("s", "d", {job}).ok());
+    ASSERT_TRUE((*store)->AddAttempt(job.id, std::nullopt, "h:1").ok());
+    ASSERT_TRUE((*store)->AppendMetrics(job.id, 1, {{0, "loss", 2, 0}, {1, "loss", 1, 0}}).ok());
+  }
+  // Make it what version 1 was, with each point stored twice (a retried batch).
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  const char* to_v1 =
+      "DROP INDEX metrics_by_job_step_name;"
+      "CREATE INDEX metrics_by_job_step ON metrics (job_id, step);"
+      "INSERT INTO metrics SELECT * FROM metrics;"
+      "PRAGMA user_version = 1;";
+  ASSERT_EQ(sqlite3_exec(db, to_v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(*(*store)->SchemaVersion(), 2);
+  JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
+  EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
+  auto points = (*store)->ReadMetrics(job.id);
+  ASSERT_TRUE(points.ok());
+  ASSERT_EQ(points->size(), 2u);
+  EXPECT_EQ((*points)[0].value, 2);
+  EXPECT_EQ((*points)[1].value, 1);
 }
 
 TEST(MigrationTest, AppendedMigrationUpgradesOldDatabaseOnce) {
