@@ -83,6 +83,7 @@ nlohmann::json CheckJson(const sweep::Sweep& s, const std::vector<sweep::Job>& j
                     {"epochs", j.config.train.epochs},
                     {"examples", j.examples},
                     {"train_flops", j.train_flops},
+                    {"fine_tune_flops", j.fine_tune_flops},
                     {"priority", j.priority},
                     {"ranks", j.resources.ranks},
                     {"gpus_per_rank", j.resources.gpus_per_rank},
@@ -92,28 +93,31 @@ nlohmann::json CheckJson(const sweep::Sweep& s, const std::vector<sweep::Job>& j
 }
 
 std::string CostText(const sweep::Sweep& s, const std::vector<sweep::Job>& jobs) {
-  std::string out =
-      fmt::format("sweep {}: planned pretraining compute (6 x MACs x images)\n", s.name);
-  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12}\n", "job", "model", "dataset",
-                     "epochs", "examples", "exaflops");
+  std::string out = fmt::format(
+      "sweep {}: planned compute (6 x MACs x images), pretraining and fine-tuning\n", s.name);
+  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12} {:>12}\n", "job", "model",
+                     "dataset", "epochs", "examples", "exaflops", "fine-tune");
   int64_t examples = 0;
-  double flops = 0;
+  double flops = 0, fine_tune_flops = 0;
   for (const sweep::Job& j : jobs) {
-    out += fmt::format("{:<12}  {:<14} {:<18} {:>7.4g} {:>16} {:>12}\n", j.id.substr(0, kShortId),
-                       j.config.model, j.config.dataset, j.config.train.epochs, j.examples,
-                       ExaFlops(j.train_flops));
+    out += fmt::format("{:<12}  {:<14} {:<18} {:>7.4g} {:>16} {:>12} {:>12}\n",
+                       j.id.substr(0, kShortId), j.config.model, j.config.dataset,
+                       j.config.train.epochs, j.examples, ExaFlops(j.train_flops),
+                       ExaFlops(j.fine_tune_flops));
     examples += j.examples;
     flops += j.train_flops;
+    fine_tune_flops += j.fine_tune_flops;
   }
-  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12}\n", "total",
-                     fmt::format("{} jobs", jobs.size()), "", "", examples, ExaFlops(flops));
+  out += fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>16} {:>12} {:>12}\n", "total",
+                     fmt::format("{} jobs", jobs.size()), "", "", examples, ExaFlops(flops),
+                     ExaFlops(fine_tune_flops));
   return out;
 }
 
 nlohmann::json CostJson(const sweep::Sweep& s, const std::vector<sweep::Job>& jobs) {
   nlohmann::json list = nlohmann::json::array();
   int64_t examples = 0;
-  double flops = 0;
+  double flops = 0, fine_tune_flops = 0;
   for (const sweep::Job& j : jobs) {
     list.push_back({{"job", j.id},
                     {"model", j.config.model},
@@ -121,12 +125,16 @@ nlohmann::json CostJson(const sweep::Sweep& s, const std::vector<sweep::Job>& jo
                     {"subset", j.config.subset},
                     {"epochs", j.config.train.epochs},
                     {"examples", j.examples},
-                    {"exaflops", j.train_flops / kExa}});
+                    {"exaflops", j.train_flops / kExa},
+                    {"fine_tune_exaflops", j.fine_tune_flops / kExa}});
     examples += j.examples;
     flops += j.train_flops;
+    fine_tune_flops += j.fine_tune_flops;
   }
-  nlohmann::json total = {
-      {"jobs", jobs.size()}, {"examples", examples}, {"exaflops", flops / kExa}};
+  nlohmann::json total = {{"jobs", jobs.size()},
+                          {"examples", examples},
+                          {"exaflops", flops / kExa},
+                          {"fine_tune_exaflops", fine_tune_flops / kExa}};
   return {{"sweep", s.name}, {"jobs", list}, {"total", total}};
 }
 

@@ -802,6 +802,7 @@ class Expander {
                                        t.resolution, c.dataset, shape.message()));
     }
     c.few_shot = sweep_.few_shot;
+    double fine_tune_flops = 0;
     for (const FineTuneSpec& spec : sweep_.fine_tune) {
       FineTuneConfig ft = spec.config;
       if (!spec.resolution_given) {
@@ -816,6 +817,12 @@ class Expander {
                              fmt::format("{} cannot fine-tune at resolution {} on {}: {}", c.model,
                                          ft.resolution, ft.dataset, ft_shape.message()));
       }
+      // One run per learning rate of the grid, each steps x batch images.
+      models::ModelCost ft_cost =
+          models::ComputeCost(model, static_cast<int>(ft.resolution), target.num_classes);
+      fine_tune_flops += models::TrainFlopsPerImage(ft_cost.forward_macs) *
+                         static_cast<double>(ft.steps * ft.batch_size) *
+                         static_cast<double>(ft.lrs.size());
       c.fine_tune.push_back(std::move(ft));
     }
 
@@ -829,6 +836,7 @@ class Expander {
     models::ModelCost cost =
         models::ComputeCost(model, static_cast<int>(t.resolution), dataset.num_classes);
     job.train_flops = models::TrainFlopsPerImage(cost.forward_macs) * examples;
+    job.fine_tune_flops = fine_tune_flops;
     job.priority = block && block->priority ? *block->priority : sweep_.priority;
     job.resources = block && block->resources ? *block->resources : sweep_.resources;
 

@@ -101,6 +101,9 @@ struct Job {
   std::string family;        // models::FamilyName of the model
   int64_t examples = 0;      // images seen in pretraining: epochs x subset
   double train_flops = 0;    // 6 x forward MACs (pretraining resolution and classes) x examples
+  // The same for every fine-tuning run: 6 x MACs (its resolution and classes) x steps x batch,
+  // summed over the learning-rate grid and the fine-tune datasets.
+  double fine_tune_flops = 0;
   int64_t priority = 0;
   Resources resources;
 };

@@ -94,7 +94,8 @@ TEST_F(SweepCliTest, CostRowsAndTotals) {
   double sum = 0;
   int64_t examples = 0;
   for (const nlohmann::json& row : doc["jobs"]) {
-    for (const char* key : {"job", "model", "epochs", "examples", "exaflops"}) {
+    for (const char* key :
+         {"job", "model", "epochs", "examples", "exaflops", "fine_tune_exaflops"}) {
       EXPECT_TRUE(row.contains(key)) << key;
     }
     sum += row["exaflops"].get<double>();
@@ -103,6 +104,7 @@ TEST_F(SweepCliTest, CostRowsAndTotals) {
   EXPECT_NEAR(doc["total"]["exaflops"].get<double>(), sum, 1e-6 * sum);
   EXPECT_EQ(doc["total"]["examples"].get<int64_t>(), examples);
   EXPECT_EQ(doc["total"]["jobs"], 18);
+  EXPECT_GT(doc["total"]["fine_tune_exaflops"].get<double>(), 0.0);  // the study fine-tunes
 
   Outcome text = Vitscale("sweep cost '" + kExperiments + "/paper/scaling-study.yaml'");
   ASSERT_EQ(text.status, vitscale::cli::kExitOk) << text.err;

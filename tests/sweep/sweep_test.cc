@@ -251,6 +251,19 @@ transfer:
   EXPECT_EQ(b16.fine_tune[1].lrs, (std::vector<double>{0.01}));
   // H/14's patch does not divide 384: it fine-tunes at 378, as an unpadded patch conv would.
   EXPECT_EQ(jobs[1].config.fine_tune[0].resolution, 378);
+
+  // Fine-tuning compute: every run of the lr grid, at its own resolution and class count.
+  models::ModelConfig model = models::LookupModel("ViT-B/16").value();
+  auto run_flops = [&](const FineTuneConfig& ft, int classes) {
+    return models::TrainFlopsPerImage(
+               models::ComputeCost(model, static_cast<int>(ft.resolution), classes).forward_macs) *
+           static_cast<double>(ft.steps * ft.batch_size) * static_cast<double>(ft.lrs.size());
+  };
+  const double expected = run_flops(b16.fine_tune[0], 1000) + run_flops(b16.fine_tune[1], 37);
+  EXPECT_NEAR(jobs[0].fine_tune_flops, expected, 1e-9 * expected);
+  // ViT-B/16 at 384: about 55.5 GMACs; 4 x 20000 x 512 images of it is about 13.6 exaFLOPs.
+  EXPECT_NEAR(jobs[0].fine_tune_flops / 1e18, 13.7, 0.5);
+  EXPECT_EQ(ExpandOk(kMinimal)[0].fine_tune_flops, 0.0);
 }
 
 TEST(JobConfigJson, RoundTripsAndNamesBadFields) {
