@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -129,6 +130,8 @@ std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
   if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
   // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
   argv.push_back("--oversubscribe");
+  // Local ranks inherit the environment; ranks on other hosts get only what -x names.
+  argv.insert(argv.end(), {"-x", "OMP_WAIT_POLICY"});
   for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"),
                                  hosts, options.train_command, std::string("--spec"), spec_file}) {
     argv.push_back(arg);
@@ -352,6 +355,12 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   } else {
     request.argv = MpirunCommand(options_, ranks, hosts, spec_file);
     request.spare_leader_on_term = true;
+  }
+  // With libgomp's default spin-waiting, a job of several LibTorch threads runs up to 6x slower
+  // as soon as anything else wants its cores (docs/results.md, section 1), and an agent's jobs
+  // share its host. A value in the agent's own environment wins.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    request.environment.push_back("OMP_WAIT_POLICY=passive");
   }
   request.log_path = log;
   request.work_dir = options_.work_dir;

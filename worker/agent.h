@@ -64,7 +64,8 @@ constexpr int kExitConfigError = 78;
 // agent's own host written as localhost, which Open MPI runs locally without a remote launch.
 Expected<std::string> MpirunHosts(const nlohmann::json& hosts, const std::string& own_host);
 
-// mpirun [--allow-run-as-root] --oversubscribe -np R -H HOSTS TRAIN --spec SPEC_FILE
+// mpirun [--allow-run-as-root] --oversubscribe -x OMP_WAIT_POLICY -np R -H HOSTS TRAIN
+//   --spec SPEC_FILE
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
                                        const std::string& hosts, const std::string& spec_file);
 

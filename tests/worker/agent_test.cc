@@ -58,9 +58,9 @@ TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
   options.train_command = "/opt/bin/vitscale-train";
   options.allow_run_as_root = true;
   EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json"),
-            (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
-                                      "2", "-H", "localhost:2", "/opt/bin/vitscale-train", "--spec",
-                                      "/w/spec.json"}));
+            (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-x",
+                                      "OMP_WAIT_POLICY", "-np", "2", "-H", "localhost:2",
+                                      "/opt/bin/vitscale-train", "--spec", "/w/spec.json"}));
   options.allow_run_as_root = false;
   EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
 }
@@ -166,7 +166,7 @@ class ScriptedCoordinator {
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
 constexpr const char* kTrainer = R"SH(#!/bin/sh
 spec="$2"
-echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated"
+echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated omp=$OMP_WAIT_POLICY"
 case "$(cat "$spec")" in
   *'"mode": "succeed"'*) exit 0 ;;
   *'"mode": "finish-later"'*) sleep 2; exit 0 ;;
@@ -292,6 +292,7 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
       << log;
   EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("omp=passive"), std::string::npos) << log;
   EXPECT_TRUE(fs::exists(dir_ / "work" / "specs" / "job1" / "attempt-1.json"));
   auto lock = coordinator_.Lock();
   ASSERT_FALSE(coordinator_.registers.empty());
