@@ -58,10 +58,10 @@ class LastValues final : public trainer::ReportSink {
     for (const trainer::MetricPoint& p : points) last_[p.name] = p.value;
     return vitscale::Status::Ok();
   }
-  vitscale::Status Results(const std::vector<trainer::ResultRecord>&) override {
+  vitscale::Status Final(const std::vector<trainer::ResultRecord>&,
+                         const trainer::ComputeLedger&) override {
     return vitscale::Status::Ok();
   }
-  vitscale::Status Ledger(const trainer::ComputeLedger&) override { return vitscale::Status::Ok(); }
   double Get(const std::string& name) const {
     auto it = last_.find(name);
     return it == last_.end() ? 0.0 : it->second;

@@ -212,29 +212,37 @@ void Coordinator::Tick() {
   });
 }
 
+std::string Coordinator::RunDir(const std::string& job_id) const {
+  return (std::filesystem::path(options_.runs_dir) / job_id).string();
+}
+
+std::string Coordinator::AttemptLogPath(const std::string& job_id, int attempt) const {
+  return fmt::format("{}/attempt-{}.log", RunDir(job_id), attempt);
+}
+
 Status Coordinator::Apply(const std::vector<Action>& actions, std::optional<int> exit_status) {
+  if (actions.empty()) return Status::Ok();  // no empty transaction on every tick
   // One transaction for the whole batch: a scheduling pass that leases 32 jobs is one fsync,
   // not 64. A write that fails is undone alone (a savepoint); the others still commit.
   Status first_error;
+  std::vector<AgentCommand> commands;
   Status committed = store_.Atomically([&] {
-    first_error = Persist(actions, exit_status);
+    first_error = Persist(actions, exit_status, &commands);
     return Status::Ok();
   });
-  // Only now may an agent hear of the new attempts: a launch sent before the commit could run
-  // an attempt that a crash of the coordinator then forgets.
-  for (const Action& action : actions) {
-    if (const auto* launch = std::get_if<Launch>(&action)) {
-      for (const Placement& placement : launch->placements) FlushPoll(placement.agent_id);
-    } else if (const auto* signal = std::get_if<Signal>(&action)) {
-      FlushPoll(signal->agent_id);
-    } else if (const auto* kill = std::get_if<Kill>(&action)) {
-      for (const std::string& agent : kill->agent_ids) FlushPoll(agent);
-    }
+  // Only now may an agent hear of the new attempts: a launch sent before the commit, or after a
+  // failed one, could run an attempt the database does not have. Such a lease simply runs out.
+  // Signals and kills concern attempts already recorded, so they go out in any case.
+  for (AgentCommand& command : commands) {
+    if (command.command.launch && !committed.ok()) continue;
+    commands_[command.agent_id].push_back(std::move(command.command));
   }
+  for (const AgentCommand& command : commands) FlushPoll(command.agent_id);
   return first_error.ok() ? committed : first_error;
 }
 
-Status Coordinator::Persist(const std::vector<Action>& actions, std::optional<int> exit_status) {
+Status Coordinator::Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
+                            std::vector<AgentCommand>* commands) {
   Status first_error;
   auto note = [&first_error](Status status) {
     if (!status.ok() && first_error.ok()) first_error = status;
@@ -274,35 +282,30 @@ Status Coordinator::Persist(const std::vector<Action>& actions, std::optional<in
           entry["ranks"] = job->ranks;
           entry["hosts"] = HostsString(launch->placements);
           entry["grace_seconds"] = options_.grace_seconds;
-          entry["log"] = fmt::format("{}/{}/attempt-{}.log", options_.runs_dir, job->id, *attempt);
+          entry["log"] = AttemptLogPath(job->id, *attempt);
           entry["spec"] = spec;
         } else {
           entry["hold"] = true;  // a gang member: keep the slots and heartbeat the job
         }
-        QueueCommand(launch->placements[i].agent_id, Command{entry, true});
+        commands->push_back({launch->placements[i].agent_id, Command{entry, true}});
       }
     } else if (const auto* signal = std::get_if<Signal>(&action)) {
       int attempt = 0;
       if (auto open = OpenAttempt(signal->job_id); open.ok()) attempt = open->number;
       int grace = static_cast<int>(
           std::chrono::duration_cast<std::chrono::seconds>(signal->grace).count());
-      QueueCommand(signal->agent_id,
-                   Command{{{"job", signal->job_id},
-                            {"attempt", attempt},
-                            {"action", "preempt"},
-                            {"grace_seconds", grace}},
-                           false});
+      commands->push_back({signal->agent_id, Command{{{"job", signal->job_id},
+                                                      {"attempt", attempt},
+                                                      {"action", "preempt"},
+                                                      {"grace_seconds", grace}},
+                                                     false}});
     } else if (const auto* kill = std::get_if<Kill>(&action)) {
       for (const std::string& agent : kill->agent_ids) {
-        QueueCommand(agent, Command{{{"job", kill->job_id}, {"action", "kill"}}, false});
+        commands->push_back({agent, Command{{{"job", kill->job_id}, {"action", "kill"}}, false}});
       }
     }
   }
   return first_error;
-}
-
-void Coordinator::QueueCommand(const std::string& agent_id, Command command) {
-  commands_[agent_id].push_back(std::move(command));
 }
 
 void Coordinator::FlushPoll(const std::string& agent_id) {
@@ -328,7 +331,7 @@ void Coordinator::SampleUtilisation() {
     std::optional<AgentView> agent = scheduler_.GetAgent(id);
     if (!agent || !agent->alive) continue;
     total += agent->spec.slots;
-    busy += std::min(agent->spec.slots, agent->spec.slots - agent->free_slots);
+    busy += agent->spec.slots - agent->free_slots;
   }
   double now = WallNow();
   if (!utilisation_.empty()) {
@@ -397,8 +400,7 @@ nlohmann::json Coordinator::AgentJson(const AgentView& agent) const {
               {"host", agent.spec.host},
               {"slots", agent.spec.slots},
               {"gpus", agent.spec.gpus},
-              // A stopping agent re-registers with 0 slots while its jobs finish: never < 0.
-              {"free_slots", std::max(agent.free_slots, 0)},
+              {"free_slots", agent.free_slots},
               {"last_heartbeat", IsoTime(WallNow() - since_heartbeat)},
               {"alive", agent.alive},
               {"jobs", jobs}};
@@ -411,7 +413,7 @@ nlohmann::json Coordinator::LaunchSpec(const JobRecord& job, int attempt) const 
   json config = json::parse(job.config_json, nullptr, /*allow_exceptions=*/false);
   return json{{"job", config},
               {"run",
-               {{"dir", (std::filesystem::path(options_.runs_dir) / job.id).string()},
+               {{"dir", RunDir(job.id)},
                 {"grace_seconds", options_.grace_seconds},
                 {"checkpoint_every_steps", options_.checkpoint_every_steps},
                 {"report_url", options_.public_url},
@@ -635,7 +637,7 @@ HttpResponse Coordinator::JobLogs(const HttpRequest& request) {
   }
   // The path is built from the job id (validated hex from the database) and a number only, so a
   // request cannot name a file outside the runs folder.
-  std::string path = fmt::format("{}/{}/attempt-{}.log", options_.runs_dir, job->id, *attempt);
+  std::string path = AttemptLogPath(job->id, *attempt);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) return ErrorResponse(404, fmt::format("no log for attempt {} yet", *attempt));
   std::streamoff size = in.tellg();
@@ -861,6 +863,7 @@ HttpResponse Coordinator::RegisterAgent(const HttpRequest& request) {
   if (!registered.ok()) return StatusResponse(registered);
   Status stored = store_.UpsertAgent({spec.id, spec.host, spec.slots, spec.gpus, 0});
   if (!stored.ok()) return StatusResponse(stored);
+  agent_stored_at_[spec.id] = clock_.Now();  // the next poll need not store it again
   if (std::find(agent_ids_.begin(), agent_ids_.end(), spec.id) == agent_ids_.end()) {
     agent_ids_.push_back(spec.id);
   }
@@ -916,16 +919,18 @@ void Coordinator::Poll(const HttpRequest& request, Respond respond) {
   }
   Status beat = scheduler_.Heartbeat(agent_id, job_ids);
   if (!beat.ok()) return respond(StatusResponse(beat));
+  std::vector<Action> started;  // one transaction for every job this poll shows running
   for (const std::string& id : job_ids) {
     std::optional<JobView> view = scheduler_.GetJob(id);
     if (view && view->state == JobState::kLeased &&
         view->holders.front().placement.agent_id == agent_id) {
       if (auto actions = scheduler_.ReportStarted(agent_id, id); actions.ok()) {
-        Status applied = Apply(*actions);
-        if (!applied.ok()) std::fprintf(stderr, "coordinator: %s\n", applied.ToString().c_str());
+        started.insert(started.end(), actions->begin(), actions->end());
       }
     }
   }
+  Status applied = Apply(started);
+  if (!applied.ok()) std::fprintf(stderr, "coordinator: %s\n", applied.ToString().c_str());
   // The live heartbeat is the scheduler's; the database keeps a record of it for people and
   // restarts, refreshed at most every few seconds so that polls do not each cost a commit.
   auto& stored_at = agent_stored_at_[agent_id];

@@ -66,6 +66,10 @@ class Coordinator {
     nlohmann::json body;  // one entry of "launch" or "signal"
     bool launch = false;
   };
+  struct AgentCommand {
+    std::string agent_id;
+    Command command;
+  };
   struct WaitingPoll {
     Respond respond;
     std::unique_ptr<boost::asio::steady_timer> timer;
@@ -94,13 +98,18 @@ class Coordinator {
   HttpResponse PostCheckpoint(const HttpRequest& request);
   HttpResponse PostExit(const HttpRequest& request);
 
+  // Where a job's trainer keeps its checkpoints and reports, and an attempt's log, under
+  // --runs-dir.
+  std::string RunDir(const std::string& job_id) const;
+  std::string AttemptLogPath(const std::string& job_id, int attempt) const;
+
   // The scheduler's decisions, persisted then sent.
   void Tick();
   Status Apply(const std::vector<Action>& actions, std::optional<int> exit_status = {});
-  // Apply's writes; returns the first that failed.
-  Status Persist(const std::vector<Action>& actions, std::optional<int> exit_status);
-  // Queues a command for an agent; FlushPoll answers its parked poll with all queued commands.
-  void QueueCommand(const std::string& agent_id, Command command);
+  // Apply's writes; returns the first that failed. The commands for agents go to `commands`.
+  Status Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
+                 std::vector<AgentCommand>* commands);
+  // Answers the agent's parked poll, if any, with every command queued for it.
   void FlushPoll(const std::string& agent_id);
   void SampleUtilisation();
 

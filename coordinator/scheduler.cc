@@ -593,6 +593,9 @@ std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const 
       view.free_gpus -= h.placement.gpus;
     }
   }
+  // An agent draining to 0 slots still holds its jobs: it has none free, not fewer than none.
+  view.free_slots = std::max(view.free_slots, 0);
+  view.free_gpus = std::max(view.free_gpus, 0);
   return view;
 }
 

@@ -141,7 +141,7 @@ struct AgentView {
   AgentSpec spec;
   TimePoint last_heartbeat;
   bool alive = false;  // heartbeat within lease_duration: may receive work
-  int free_slots = 0;
+  int free_slots = 0;  // never below 0, also while the agent drains to 0 slots
   int free_gpus = 0;
 };
 

@@ -69,7 +69,6 @@ Expected<JobState> ParseJobState(std::string_view name) {
   return ParseName(name, kJobStates, "job state");
 }
 
-const char* JobSortName(JobSort sort) { return NameOf(sort, kJobSorts); }
 Expected<JobSort> ParseJobSort(std::string_view name) {
   return ParseName(name, kJobSorts, "job sort");
 }

@@ -70,7 +70,6 @@ struct SweepSummary {
 
 // The orders ListJobs offers; each breaks ties by submission order.
 enum class JobSort { kSubmitted, kPriority, kModel, kSubset, kState, kUpdated };
-const char* JobSortName(JobSort sort);  // "submitted", "priority", "model", "subset", ...
 Expected<JobSort> ParseJobSort(std::string_view name);
 
 // Selects jobs for ListJobs and CountJobs; unset or empty fields do not filter.

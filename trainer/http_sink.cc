@@ -66,7 +66,7 @@ Status HttpSink::Metrics(const std::vector<MetricPoint>& points) {
   return Status::Ok();
 }
 
-Status HttpSink::Results(const std::vector<ResultRecord>& results) {
+Status HttpSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) {
   json list = json::array();
   for (const ResultRecord& r : results) {
     // The coordinator averages few-shot seeds itself; the trainer's mean record (seed -1) would
@@ -79,12 +79,8 @@ Status HttpSink::Results(const std::vector<ResultRecord>& results) {
                     {"metric", r.metric},
                     {"value", r.value}});
   }
-  Enqueue({"results", json{{"results", list}}});
-  return Status::Ok();
-}
-
-Status HttpSink::Ledger(const ComputeLedger& ledger) {
-  Enqueue({"results", json{{"results", json::array()},
+  // One post: the coordinator stores the results and the ledger in one transaction.
+  Enqueue({"results", json{{"results", list},
                            {"ledger",
                             {{"train_flops", ledger.train_flops},
                              {"eval_flops", ledger.eval_flops},

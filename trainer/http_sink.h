@@ -4,7 +4,7 @@
 // with backoff while the coordinator is away (restarting, say). Flush() waits for delivery at the
 // end of a job, so results are never reported as done while they still sit in memory.
 //
-// Threads: the Metrics/Results/Ledger/Checkpoint calls and Flush() come from the training thread;
+// Threads: the Metrics/Final/Checkpoint calls and Flush() come from the training thread;
 // one internal thread does the HTTP.
 #pragma once
 
@@ -31,8 +31,7 @@ class HttpSink final : public ReportSink {
   ~HttpSink() override;
 
   Status Metrics(const std::vector<MetricPoint>& points) override;
-  Status Results(const std::vector<ResultRecord>& results) override;
-  Status Ledger(const ComputeLedger& ledger) override;
+  Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
   Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
 
   // Waits until everything queued has been delivered; kUnavailable if `timeout` passes first.

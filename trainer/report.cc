@@ -39,7 +39,7 @@ Status JsonlFileSink::Metrics(const std::vector<MetricPoint>& points) {
   return WriteLines(lines);
 }
 
-Status JsonlFileSink::Results(const std::vector<ResultRecord>& results) {
+Status JsonlFileSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& l) {
   std::string lines;
   for (const ResultRecord& r : results) {
     lines += json{{"kind", "result"},      {"job", job_id_},     {"evaluation", r.evaluation},
@@ -48,20 +48,17 @@ Status JsonlFileSink::Results(const std::vector<ResultRecord>& results) {
                  .dump() +
              "\n";
   }
+  lines += json{{"kind", "ledger"},
+                {"job", job_id_},
+                {"train_flops", l.train_flops},
+                {"eval_flops", l.eval_flops},
+                {"images_seen", l.images_seen},
+                {"device_kind", l.device_kind},
+                {"device_seconds", l.device_seconds},
+                {"wall_seconds", l.wall_seconds}}
+               .dump() +
+           "\n";
   return WriteLines(lines);
-}
-
-Status JsonlFileSink::Ledger(const ComputeLedger& l) {
-  return WriteLines(json{{"kind", "ledger"},
-                         {"job", job_id_},
-                         {"train_flops", l.train_flops},
-                         {"eval_flops", l.eval_flops},
-                         {"images_seen", l.images_seen},
-                         {"device_kind", l.device_kind},
-                         {"device_seconds", l.device_seconds},
-                         {"wall_seconds", l.wall_seconds}}
-                        .dump() +
-                    "\n");
 }
 
 Status StreamSink::Metrics(const std::vector<MetricPoint>& points) {
@@ -75,17 +72,12 @@ Status StreamSink::Metrics(const std::vector<MetricPoint>& points) {
   return Status::Ok();
 }
 
-Status StreamSink::Results(const std::vector<ResultRecord>& results) {
+Status StreamSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& l) {
   for (const ResultRecord& r : results) {
     std::fprintf(stream_, "result %-9s %-20s shots=%-3lld seed=%-3lld %s=%.4f\n",
                  r.evaluation.c_str(), r.dataset.c_str(), (long long)r.shots, (long long)r.seed,
                  r.metric.c_str(), r.value);
   }
-  std::fflush(stream_);
-  return Status::Ok();
-}
-
-Status StreamSink::Ledger(const ComputeLedger& l) {
   std::fprintf(stream_,
                "compute train_flops=%.4g eval_flops=%.4g images_seen=%lld device=%s "
                "device_seconds=%.1f wall_seconds=%.1f\n",
@@ -112,11 +104,8 @@ Status ForEach(std::vector<std::unique_ptr<ReportSink>>& sinks, Fn&& fn) {
 Status FanoutSink::Metrics(const std::vector<MetricPoint>& points) {
   return ForEach(sinks_, [&](ReportSink& s) { return s.Metrics(points); });
 }
-Status FanoutSink::Results(const std::vector<ResultRecord>& results) {
-  return ForEach(sinks_, [&](ReportSink& s) { return s.Results(results); });
-}
-Status FanoutSink::Ledger(const ComputeLedger& ledger) {
-  return ForEach(sinks_, [&](ReportSink& s) { return s.Ledger(ledger); });
+Status FanoutSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.Final(results, ledger); });
 }
 
 Status FanoutSink::Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {

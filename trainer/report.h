@@ -47,8 +47,9 @@ class ReportSink {
  public:
   virtual ~ReportSink() = default;
   virtual Status Metrics(const std::vector<MetricPoint>& points) = 0;
-  virtual Status Results(const std::vector<ResultRecord>& results) = 0;
-  virtual Status Ledger(const ComputeLedger& ledger) = 0;
+  // What a finished job reports once, in one call so that a sink can store it together: its
+  // results and its cost.
+  virtual Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) = 0;
   // A checkpoint was written (its directory, and the SHA-256 of its manifest). Files and stdout
   // have no use for it; the coordinator records it.
   virtual Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
@@ -66,8 +67,7 @@ class JsonlFileSink final : public ReportSink {
                                                        const std::string& job_id);
   ~JsonlFileSink() override;
   Status Metrics(const std::vector<MetricPoint>& points) override;
-  Status Results(const std::vector<ResultRecord>& results) override;
-  Status Ledger(const ComputeLedger& ledger) override;
+  Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
 
  private:
   JsonlFileSink(std::FILE* file, std::string path, std::string job_id)
@@ -85,8 +85,7 @@ class StreamSink final : public ReportSink {
  public:
   explicit StreamSink(std::FILE* stream = stdout) : stream_(stream) {}
   Status Metrics(const std::vector<MetricPoint>& points) override;
-  Status Results(const std::vector<ResultRecord>& results) override;
-  Status Ledger(const ComputeLedger& ledger) override;
+  Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
 
  private:
   std::FILE* stream_;
@@ -97,8 +96,7 @@ class FanoutSink final : public ReportSink {
  public:
   explicit FanoutSink(std::vector<std::unique_ptr<ReportSink>> sinks) : sinks_(std::move(sinks)) {}
   Status Metrics(const std::vector<MetricPoint>& points) override;
-  Status Results(const std::vector<ResultRecord>& results) override;
-  Status Ledger(const ComputeLedger& ledger) override;
+  Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
   Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
 
  private:

@@ -273,8 +273,7 @@ class Job {
       ledger.device_kind = "cpu";
       ledger.wall_seconds = wall;
       ledger.device_seconds = wall * comm_.size();
-      TRY_STATUS(sink->Results(results));
-      TRY_STATUS(sink->Ledger(ledger));
+      TRY_STATUS(sink->Final(results, ledger));
       // Done means the coordinator has the results: wait for them to arrive (it may be
       // restarting). Failing here retries the job, which resumes from its final checkpoint.
       if (http_sink) TRY_STATUS(http_sink->Flush(std::chrono::seconds(300)));

@@ -128,8 +128,7 @@ class Agent {
   void ApplyPollLocked(const nlohmann::json& reply);
   void DropNotHeldLocked(const nlohmann::json& not_held);
   void QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status);
-  // Sleeps up to `delay`, less when another thread notifies, none once finished_. REQUIRES:
-  // `lock` holds mu_.
+  // Sleeps up to `delay`, or until finished_ is set. REQUIRES: `lock` holds mu_.
   void WaitLocked(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds delay);
 
   const AgentOptions options_;

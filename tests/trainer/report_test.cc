@@ -19,11 +19,10 @@ TEST(JsonlFileSinkTest, AppendsOneObjectPerLine) {
     auto sink = JsonlFileSink::Open(path, "job1");
     ASSERT_TRUE(sink.ok()) << sink.status().ToString();
     ASSERT_TRUE((*sink)->Metrics({{10, "loss", 0.5}, {10, "lr", 1e-3}}).ok());
-    ASSERT_TRUE((*sink)->Results({{"few_shot", "digits", 5, 0, "accuracy", 0.8}}).ok());
     ComputeLedger ledger;
     ledger.train_flops = 1e12;
     ledger.images_seen = 640;
-    ASSERT_TRUE((*sink)->Ledger(ledger).ok());
+    ASSERT_TRUE((*sink)->Final({{"few_shot", "digits", 5, 0, "accuracy", 0.8}}, ledger).ok());
   }
   std::ifstream in(path);
   std::vector<nlohmann::json> lines;
