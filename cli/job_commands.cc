@@ -3,7 +3,6 @@
 // documents; the text forms are for people.
 #include <fmt/format.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -12,7 +11,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/files.h"
-#include "common/names.h"
+#include "storage/results_table.h"
 
 namespace vitscale::cli {
 namespace {
@@ -358,12 +357,8 @@ int RunExportAny(const Args& raw) {
     return kExitOk;
   }
   std::string format = call.args.Get("--format", "markdown");
-  const std::vector<std::string> formats = {"csv", "markdown", "latex"};
-  if (std::find(formats.begin(), formats.end(), format) == formats.end()) {
-    return UsageError(
-        "export",
-        "unknown format '" + format + "'; use csv, markdown or latex" + DidYouMean(format, formats),
-        kExportUsage);
+  if (Status known = storage::ParseTableFormat(format).status(); !known.ok()) {
+    return UsageError("export", known.message(), kExportUsage);
   }
   Expected<std::string> table =
       call.api->GetText(fmt::format("/api/v1/export?sweep={}&format={}", UrlEncode(sweep), format));

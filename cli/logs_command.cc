@@ -16,6 +16,7 @@
 #include "cli/api_client.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "storage/records.h"
 
 namespace vitscale::cli {
 namespace {
@@ -41,10 +42,6 @@ std::string Appended(const std::string& before, const std::string& now) {
     if (text.substr(0, overlap.size()) == overlap) return now.substr(overlap.size());
   }
   return "[... more was written than the last 64 KiB shown ...]\n" + now;
-}
-
-bool IsFinished(const std::string& state) {
-  return state == "succeeded" || state == "failed" || state == "cancelled";
 }
 
 // The attempt's log so far; an attempt that has written nothing yet reads as empty.
@@ -76,7 +73,7 @@ int Follow(ApiClient& api, const std::string& id, int64_t pinned_attempt) {
         shown = std::move(*text);
         // The job state was read before the log: once it is final, that log read was complete.
         bool over =
-            IsFinished(job->value("state", "")) || (pinned_attempt > 0 && newest > pinned_attempt);
+            storage::IsFinalStateName(job->value("state", "")) || (pinned_attempt > 0 && newest > pinned_attempt);
         if (over) return kExitOk;
         if (pinned_attempt == 0 && newest > attempt) {
           attempt = newest;

@@ -26,6 +26,7 @@
 #include "cli/api_client.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "storage/records.h"
 
 namespace vitscale::cli {
 namespace {
@@ -42,10 +43,6 @@ constexpr const char* kWatchUsage =
 // The order states are listed in a summary: outcomes first, then what is still to come.
 const char* const kStateOrder[] = {"succeeded", "failed",    "cancelled", "running",
                                    "leased",    "preempted", "pending"};
-
-bool IsFinished(const std::string& state) {
-  return state == "succeeded" || state == "failed" || state == "cancelled";
-}
 
 std::string Clock() {
   std::time_t now = std::time(nullptr);
@@ -120,7 +117,7 @@ Expected<SweepView> FetchSweep(ApiClient& api, const std::string& name) {
   view.jobs = sweep.value("jobs", int64_t{0});
   const json by_state = sweep.value("by_state", json::object());
   for (const auto& [state, count] : by_state.items()) {
-    if (IsFinished(state)) view.finished += count.get<int64_t>();
+    if (storage::IsFinalStateName(state)) view.finished += count.get<int64_t>();
     if (state == "succeeded") view.succeeded = count.get<int64_t>();
   }
   for (const json& job : page.value("jobs", json::array())) view.active.push_back(job);
@@ -192,7 +189,6 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
   Screen screen;
   std::string last_printed;  // plain and JSON output print only what changed
   std::map<std::string, std::string> job_marks;
-  std::string away_since;
   auto render = [&](const SweepView& view, const std::string& note) {
     if (json_lines) {
       json line = {{"sweep", view.summary}, {"active", view.active}};
@@ -290,7 +286,7 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
   };
   Expected<json> final_job = PollUntilDone<json>(
       interval, [&] { return api.GetJson("/api/v1/jobs/" + UrlEncode(id)); },
-      [](const json& job) { return IsFinished(job.value("state", "")); }, render);
+      [](const json& job) { return storage::IsFinalStateName(job.value("state", "")); }, render);
   if (!final_job.ok()) return Fail("watch", final_job.status());
   return final_job->value("state", "") == "succeeded" ? kExitOk : kExitFailure;
 }

@@ -12,11 +12,6 @@
 namespace vitscale::coordinator {
 namespace {
 
-bool IsFinal(JobState state) {
-  return state == JobState::kSucceeded || state == JobState::kFailed ||
-         state == JobState::kCancelled;
-}
-
 // Our own names, so that this target needs no link to the store; they match JobStateName.
 const char* StateName(JobState state) {
   switch (state) {

@@ -69,6 +69,11 @@ Expected<JobState> ParseJobState(std::string_view name) {
   return ParseName(name, kJobStates, "job state");
 }
 
+bool IsFinalStateName(std::string_view name) {
+  Expected<JobState> state = ParseJobState(name);
+  return state.ok() && IsFinal(*state);
+}
+
 Expected<JobSort> ParseJobSort(std::string_view name) {
   return ParseName(name, kJobSorts, "job sort");
 }

@@ -22,6 +22,14 @@ enum class JobState { kPending, kLeased, kRunning, kSucceeded, kFailed, kCancell
 const char* JobStateName(JobState state);  // "pending", "leased", ...
 // Parses the name JobStateName gives; the error lists the valid names.
 Expected<JobState> ParseJobState(std::string_view name);
+// Succeeded, failed or cancelled: the job will not run again. Inline, so that the scheduler,
+// which uses this header for JobState alone, needs no link to the store.
+inline bool IsFinal(JobState state) {
+  return state == JobState::kSucceeded || state == JobState::kFailed ||
+         state == JobState::kCancelled;
+}
+// The same for a state's name (as the API gives it); an unknown name is not final.
+bool IsFinalStateName(std::string_view name);
 
 // One job: a pretraining run plus its transfer evaluations, as the sweep expansion produced it.
 struct JobRecord {
