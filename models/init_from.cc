@@ -46,23 +46,23 @@ Expected<CheckpointInfo> NpzInfo(const std::string& path, const ModelConfig& con
 }  // namespace
 
 Status InitializeFrom(const std::string& path, ModelImpl& model) {
-  const bool npz = std::filesystem::path(path).extension() == ".npz";
-  CheckpointInfo info;
-  if (npz) {
-    ASSIGN_OR_RETURN(info, NpzInfo(path, model.config()));
+  Model source{nullptr};
+  if (std::filesystem::path(path).extension() == ".npz") {
+    ASSIGN_OR_RETURN(CheckpointInfo info, NpzInfo(path, model.config()));
+    ASSIGN_OR_RETURN(source, BuildModel(info.config, info.num_classes, info.resolution));
+    RETURN_IF_ERROR(ImportNpz(*source, path));
   } else {
-    ASSIGN_OR_RETURN(info, ReadCheckpointInfo(path));
-    if (info.config.name != model.name()) {
-      return InvalidArgument(fmt::format("{} holds a {}, not a {}", path, info.config.name,
+    ASSIGN_OR_RETURN(source, LoadModel(path));  // reads and decodes the file once
+    if (source->name() != model.name()) {
+      return InvalidArgument(fmt::format("{} holds a {}, not a {}", path, source->name(),
                                          model.name()));
     }
   }
-  ASSIGN_OR_RETURN(Model source, BuildModel(info.config, info.num_classes, info.resolution));
-  RETURN_IF_ERROR(npz ? ImportNpz(*source, path) : LoadWeights(path, *source));
-  if (info.num_classes != model.num_classes() || info.config.pre_logits != model.config().pre_logits) {
+  if (source->num_classes() != model.num_classes() ||
+      source->config().pre_logits != model.config().pre_logits) {
     RETURN_IF_ERROR(source->ReplaceHead(model.num_classes()));
   }
-  if (info.resolution != model.resolution()) {
+  if (source->resolution() != model.resolution()) {
     RETURN_IF_ERROR(source->ResizePositionEmbedding(model.resolution()));
   }
   // Same architecture and shape now: copy by name, after checking every tensor matches.

@@ -156,11 +156,7 @@ class Job {
           "; the checkpoint directory must be shared by every rank"));
     }
     TRY_STATUS(comm_.Broadcast(model->parameters()));
-    std::vector<torch::Tensor> float_buffers;  // e.g. not a BatchNorm's int64 step counter
-    for (const torch::Tensor& b : model->buffers()) {
-      if (b.is_floating_point()) float_buffers.push_back(b);
-    }
-    TRY_STATUS(comm_.Broadcast(float_buffers));
+    TRY_STATUS(comm_.Broadcast(model->buffers()));
 
     // ---- Phase 4: reporting (rank 0 only).
     std::unique_ptr<ReportSink> sink;
