@@ -69,6 +69,11 @@ Expected<std::string> ReadFile(const std::string& path) {
     if (errno == ENOENT) return NotFound("no such file: " + path);
     return ErrnoStatus("cannot open", path);
   }
+  // A directory opens and reads as empty on Linux; say what it is instead.
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return InvalidArgument(path + " is a directory, not a file");
+  }
   std::ostringstream content;
   content << in.rdbuf();
   if (in.bad()) return IOError("read error in " + path);

@@ -17,7 +17,7 @@ enum class Durability { kMachineCrash, kProcessCrash };
 Status WriteFileAtomically(const std::string& path, std::string_view content, int mode = 0644,
                            Durability durability = Durability::kMachineCrash);
 
-// Reads a whole file; kNotFound when it does not exist.
+// Reads a whole file; kNotFound when it does not exist, kInvalidArgument for a directory.
 Expected<std::string> ReadFile(const std::string& path);
 
 // fsyncs the directory holding `path`, so that a rename into it survives a crash.

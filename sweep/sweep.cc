@@ -881,13 +881,13 @@ Expected<Sweep> ParseSweep(std::string_view text, const std::string& file) {
 }
 
 Expected<Sweep> LoadSweepFile(const std::string& path) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) {
-    return InvalidArgument(path + " is a directory; give one sweep file, e.g. " + path +
+  Expected<std::string> text = ReadFile(path);
+  if (!text.ok()) {
+    std::error_code error;
+    if (!std::filesystem::is_directory(path, error)) return text.status();
+    return InvalidArgument(text.status().message() + "; give one sweep file, e.g. " + path +
                            "/study.yaml");
   }
-  Expected<std::string> text = ReadFile(path);
-  if (!text.ok()) return text.status();
   return ParseSweep(*text, path);
 }
 

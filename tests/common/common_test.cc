@@ -55,6 +55,9 @@ TEST(FilesTest, AtomicWriteReplacesAndLeavesNoTemp) {
   EXPECT_EQ(*Sha256File(path), Sha256Hex("second"));
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), {}), 1);
   EXPECT_EQ(ReadFile((dir / "missing").string()).status().code(), StatusCode::kNotFound);
+  Expected<std::string> directory = ReadFile(dir.string());
+  EXPECT_EQ(directory.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(directory.status().message().find("is a directory"), std::string::npos);
   std::filesystem::remove_all(dir);
 }
 
