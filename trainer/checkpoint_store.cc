@@ -74,7 +74,7 @@ std::vector<int64_t> CheckpointStore::Steps() const {
   return steps;
 }
 
-Status CheckpointStore::Save(int64_t step, const std::map<std::string, std::string>& blobs) {
+Expected<std::string> CheckpointStore::Save(int64_t step, const std::map<std::string, std::string>& blobs) {
   if (step < 0) return InvalidArgument("checkpoint step must be >= 0");
   const std::string final_path = PathOf(step);
   const std::string partial =
@@ -99,7 +99,8 @@ Status CheckpointStore::Save(int64_t step, const std::map<std::string, std::stri
     }
     manifest["blobs"][name] = {{"bytes", bytes.size()}, {"sha256", Sha256Hex(bytes)}};
   }
-  Status written = WriteFileAtomically((fs::path(partial) / kManifest).string(), manifest.dump(2));
+  const std::string manifest_text = manifest.dump(2);
+  Status written = WriteFileAtomically((fs::path(partial) / kManifest).string(), manifest_text);
   if (!written.ok()) {
     fs::remove_all(partial, ec);
     return written;
@@ -120,7 +121,7 @@ Status CheckpointStore::Save(int64_t step, const std::map<std::string, std::stri
     fs::remove_all(PathOf(steps[i]), ec);
     if (ec) return FsError("cannot delete old checkpoint", PathOf(steps[i]), ec);
   }
-  return Status::Ok();
+  return Sha256Hex(manifest_text);
 }
 
 Expected<Checkpoint> CheckpointStore::LoadVerified(int64_t step) const {

@@ -36,8 +36,9 @@ class CheckpointStore {
   static Expected<CheckpointStore> Open(const std::string& dir, int keep_last);
 
   // Writes the checkpoint of `step` atomically, replacing one of the same step, then prunes.
-  // Blob names are plain file names (no '/', not MANIFEST.json).
-  Status Save(int64_t step, const std::map<std::string, std::string>& blobs);
+  // Blob names are plain file names (no '/', not MANIFEST.json). Returns the SHA-256 of the
+  // manifest, which names the checkpoint to the coordinator.
+  Expected<std::string> Save(int64_t step, const std::map<std::string, std::string>& blobs);
 
   // The newest checkpoint that verifies; kNotFound when there is none. Each checkpoint skipped on
   // the way (torn, truncated, bad checksum) adds a line to *warnings.

@@ -209,10 +209,8 @@ class Job {
         if (!due || comm_.rank() != 0) return Status::Ok();
         progress.step = steps_done;
         ASSIGN_OR_RETURN(auto blobs, SnapshotTraining(*model, *optimizer, progress));
-        RETURN_IF_ERROR(store.Save(steps_done, blobs));
-        std::string path = store.PathOf(steps_done);
-        ASSIGN_OR_RETURN(std::string manifest_sha, Sha256File(path + "/MANIFEST.json"));
-        return sink->Checkpoint(steps_done, path, manifest_sha);
+        ASSIGN_OR_RETURN(std::string manifest_sha, store.Save(steps_done, blobs));
+        return sink->Checkpoint(steps_done, store.PathOf(steps_done), manifest_sha);
       };
       Expected<LoopEnd> end = RunTrainingLoop(*model, *optimizer, comm_, *loader, loop, hooks,
                                               &progress.step, &progress.images_seen);

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/sha256.h"
+
 namespace vitscale::trainer {
 namespace {
 
@@ -35,7 +37,10 @@ TEST_F(CheckpointStoreTest, RoundTripIsByteIdentical) {
   auto store = CheckpointStore::Open(dir_, 3);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
   EXPECT_EQ(store->LoadNewest(nullptr).status().code(), StatusCode::kNotFound);
-  ASSERT_TRUE(store->Save(5, Blobs(5)).ok());
+  Expected<std::string> manifest_sha = store->Save(5, Blobs(5));
+  ASSERT_TRUE(manifest_sha.ok()) << manifest_sha.status().ToString();
+  // What it returns is the hash of the manifest it wrote.
+  EXPECT_EQ(*manifest_sha, *Sha256File(store->PathOf(5) + "/MANIFEST.json"));
   std::vector<std::string> warnings;
   auto checkpoint = store->LoadNewest(&warnings);
   ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
@@ -107,8 +112,8 @@ TEST_F(CheckpointStoreTest, RejectsBadArguments) {
   EXPECT_EQ(CheckpointStore::Open(dir_, 0).status().code(), StatusCode::kInvalidArgument);
   auto store = CheckpointStore::Open(dir_, 1);
   ASSERT_TRUE(store.ok());
-  EXPECT_EQ(store->Save(1, {{"../escape", "x"}}).code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(store->Save(1, {{"MANIFEST.json", "x"}}).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Save(1, {{"../escape", "x"}}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(store->Save(1, {{"MANIFEST.json", "x"}}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(store->Steps().empty());
 }
 
