@@ -37,23 +37,22 @@ Expected<std::unique_ptr<ApiClient>> ApiClient::Open(const ParsedArgs& args) {
 
   std::string token, source;
   std::string token_file = args.Get("--token-file");
-  if (!token_file.empty()) {
-    source = "--token-file " + token_file;
-  } else if (!(token_file = Env("VITSCALE_TOKEN_FILE")).empty()) {
-    source = "VITSCALE_TOKEN_FILE=" + token_file;
+  std::string file_from = "--token-file";  // where the file's name came from, for messages
+  if (token_file.empty()) {
+    token_file = Env("VITSCALE_TOKEN_FILE");
+    file_from = "VITSCALE_TOKEN_FILE";
   }
   if (!token_file.empty()) {
-    Expected<std::string> text = ReadFile(token_file);
+    Expected<std::string> text = ReadTokenFile(token_file);
     if (!text.ok()) {
       if (text.status().code() == StatusCode::kNotFound) {
-        return NotFound("token file " + token_file + " (from " +
-                        source.substr(0, source.find_first_of(" =")) +
+        return NotFound("token file " + token_file + " (from " + file_from +
                         ") does not exist; the coordinator writes it as <state dir>/token");
       }
       return text.status();
     }
-    token = Trim(*text);
-    if (token.empty()) return InvalidArgument("token file " + token_file + " is empty");
+    token = *text;
+    source = file_from + (file_from == "--token-file" ? " " : "=") + token_file;
   } else if (!(token = Trim(Env("VITSCALE_TOKEN"))).empty()) {
     source = "VITSCALE_TOKEN";
   }

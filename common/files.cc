@@ -80,4 +80,12 @@ Expected<std::string> ReadFile(const std::string& path) {
   return content.str();
 }
 
+Expected<std::string> ReadTokenFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  const char* space = " \t\r\n";
+  size_t begin = text.find_first_not_of(space);
+  if (begin == std::string::npos) return InvalidArgument("token file " + path + " is empty");
+  return text.substr(begin, text.find_last_not_of(space) - begin + 1);
+}
+
 }  // namespace vitscale

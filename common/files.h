@@ -20,6 +20,10 @@ Status WriteFileAtomically(const std::string& path, std::string_view content, in
 // Reads a whole file; kNotFound when it does not exist, kInvalidArgument for a directory.
 Expected<std::string> ReadFile(const std::string& path);
 
+// A bearer token kept in a file (the coordinator's <state dir>/token): the file's content
+// without surrounding white space; kInvalidArgument when nothing is left.
+Expected<std::string> ReadTokenFile(const std::string& path);
+
 // fsyncs the directory holding `path`, so that a rename into it survives a crash.
 Status SyncParentDirectory(const std::string& path);
 

@@ -102,10 +102,9 @@ Expected<Flags> ParseFlags(int argc, char** argv) {
 
 // The bearer token: read it, or make one at first start. Only the owner may read the file.
 Expected<std::string> LoadOrCreateToken(const std::string& path) {
-  Expected<std::string> existing = ReadFile(path);
+  Expected<std::string> existing = ReadTokenFile(path);
   if (existing.ok()) {
-    std::string token = *existing;
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r')) token.pop_back();
+    const std::string& token = *existing;
     if (token.size() < 16) return InvalidArgument("token file " + path + " holds no usable token");
     struct stat info {};
     if (::stat(path.c_str(), &info) == 0 && (info.st_mode & 077) != 0) {

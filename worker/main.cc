@@ -34,13 +34,6 @@ void Usage() {
                "         [--train-command PATH] [--mpirun PATH]\n");
 }
 
-std::string Trim(std::string text) {
-  const char* space = " \t\r\n";
-  size_t begin = text.find_first_not_of(space);
-  if (begin == std::string::npos) return "";
-  return text.substr(begin, text.find_last_not_of(space) - begin + 1);
-}
-
 Expected<int> ParseCount(const std::string& flag, const std::string& text) {
   char* end = nullptr;
   long value = std::strtol(text.c_str(), &end, 10);
@@ -105,10 +98,9 @@ Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
     return InvalidArgument(
         "--token-file is required (the coordinator writes it to <state dir>/token)");
   }
-  Expected<std::string> token = ReadFile(token_file);
+  Expected<std::string> token = ReadTokenFile(token_file);
   if (!token.ok()) return InvalidArgument("--token-file: " + token.status().message());
-  options.token = Trim(*token);
-  if (options.token.empty()) return InvalidArgument("--token-file " + token_file + " is empty");
+  options.token = *token;
   if (options.host.empty()) {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof(name)) != 0 || name[0] == '\0') {

@@ -505,13 +505,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "vitscale-load-gen: %s\n", endpoint.status().message().c_str());
     return kExitUsage;
   }
-  Expected<std::string> token = ReadFile(flags->token_file);
+  Expected<std::string> token = ReadTokenFile(flags->token_file);
   if (!token.ok()) {
     std::fprintf(stderr, "vitscale-load-gen: %s\n", token.status().ToString().c_str());
     return kExitUsage;
   }
-  std::string bearer = *token;
-  while (!bearer.empty() && (bearer.back() == '\n' || bearer.back() == '\r')) bearer.pop_back();
+  const std::string bearer = *token;
 
   LoadGenerator generator(*flags, *endpoint, bearer);
   Status ready = generator.Setup();

@@ -58,6 +58,12 @@ TEST(FilesTest, AtomicWriteReplacesAndLeavesNoTemp) {
   Expected<std::string> directory = ReadFile(dir.string());
   EXPECT_EQ(directory.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(directory.status().message().find("is a directory"), std::string::npos);
+
+  ASSERT_TRUE(WriteFileAtomically(path, "  abc123\r\n").ok());
+  EXPECT_EQ(*ReadTokenFile(path), "abc123");
+  ASSERT_TRUE(WriteFileAtomically(path, " \n").ok());
+  EXPECT_EQ(ReadTokenFile(path).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadTokenFile((dir / "missing").string()).status().code(), StatusCode::kNotFound);
   std::filesystem::remove_all(dir);
 }
 
