@@ -131,13 +131,7 @@ class ApiTest : public ::testing::Test {
   void SetUp() override { StartCoordinator(); }
 
   // Submits kSweep; returns its job ids.
-  std::vector<std::string> Submit() {
-    HttpReply reply = Call(*client_, "POST", "/api/v1/sweeps", kSweep, "application/yaml");
-    EXPECT_EQ(reply.status, 200) << reply.body;
-    std::vector<std::string> ids;
-    for (const json& id : JsonOf(reply).value("jobs", json::array())) ids.push_back(id);
-    return ids;
-  }
+  std::vector<std::string> Submit() { return SubmitSweep(*client_, kSweep); }
 
   // Plays an agent over the API: registers `host` with one slot and polls until it is given a
   // job; returns the launch entry.

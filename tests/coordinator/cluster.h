@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/files.h"
 #include "common/http_client.h"
 
 namespace vitscale::testing {
@@ -66,11 +67,10 @@ class TempDir {
   std::string path_;
 };
 
+// A file's content, or "" when it cannot be read (a log not written yet).
 inline std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  Expected<std::string> text = ReadFile(path);
+  return text.ok() ? *text : "";
 }
 
 // Polls `done` every 50 ms until it holds or `timeout` passes; true if it held.
@@ -208,6 +208,15 @@ inline HttpReply Call(HttpClient& client, const std::string& method, const std::
 
 inline json JsonOf(const HttpReply& reply) {
   return json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+}
+
+// Submits a sweep (YAML) and returns its job ids; a refusal fails the test.
+inline std::vector<std::string> SubmitSweep(HttpClient& client, const std::string& yaml) {
+  HttpReply reply = Call(client, "POST", "/api/v1/sweeps", yaml, "application/yaml");
+  EXPECT_EQ(reply.status, 200) << reply.body;
+  std::vector<std::string> ids;
+  for (const json& id : JsonOf(reply).value("jobs", json::array())) ids.push_back(id);
+  return ids;
 }
 
 }  // namespace vitscale::testing

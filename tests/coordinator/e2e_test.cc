@@ -137,13 +137,7 @@ class E2eTest : public ::testing::Test {
         seconds(20));
   }
 
-  std::vector<std::string> Submit(const std::string& yaml) {
-    HttpReply reply = Call(*client_, "POST", "/api/v1/sweeps", yaml, "application/yaml");
-    EXPECT_EQ(reply.status, 200) << reply.body;
-    std::vector<std::string> ids;
-    for (const json& id : JsonOf(reply).value("jobs", json::array())) ids.push_back(id);
-    return ids;
-  }
+  std::vector<std::string> Submit(const std::string& yaml) { return SubmitSweep(*client_, yaml); }
 
   // The job's detail, or null while the coordinator is unreachable.
   json Job(const std::string& id) {
