@@ -38,8 +38,7 @@ Expected<CheckpointInfo> NpzInfo(const std::string& path, const ModelConfig& con
     return InvalidArgument(fmt::format("{}: {} position embeddings do not form a square grid", path,
                                        position->second.shape[1]));
   }
-  int stride = config.family == Family::kHybrid ? ResNetStride(config.resnet) : config.transformer.patch;
-  info.resolution = static_cast<int>(grid) * stride;
+  info.resolution = static_cast<int>(grid) * InputStride(config);
   return info;
 }
 

@@ -309,10 +309,21 @@ InputShape ReferenceInput(const ModelConfig& config) {
   return small ? InputShape{28, 10} : InputShape{224, 1000};
 }
 
+int InputStride(const ModelConfig& config) {
+  switch (config.family) {
+    case Family::kViT:
+      return config.transformer.patch;
+    case Family::kHybrid:
+      return config.transformer.patch * ResNetStride(config.resnet);
+    case Family::kResNet:
+      return 1;
+  }
+  return 1;
+}
+
 int SequenceLength(const ModelConfig& config, int resolution) {
   if (config.family == Family::kResNet) return 0;
-  int stride = config.transformer.patch;
-  if (config.family == Family::kHybrid) stride *= ResNetStride(config.resnet);
+  const int stride = InputStride(config);
   if (stride <= 0) return 0;
   return (resolution / stride) * (resolution / stride);
 }
@@ -332,12 +343,8 @@ Status CheckShape(const ModelConfig& config, int resolution, int num_classes) {
     return Status::Ok();
   }
   RETURN_IF_ERROR(CheckTransformerConfig(config));
-  int stride = config.transformer.patch;
-  const char* what = "patch size";
-  if (config.family == Family::kHybrid) {
-    stride *= ResNetStride(config.resnet);
-    what = "backbone stride";
-  }
+  const int stride = InputStride(config);
+  const char* what = config.family == Family::kHybrid ? "backbone stride" : "patch size";
   if (resolution % stride != 0) {
     int lower = resolution / stride * stride;
     return InvalidArgument(Quoted(config) + ": resolution " + std::to_string(resolution) +

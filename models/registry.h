@@ -53,6 +53,9 @@ struct ModelConfig {
 
 // Total downsampling of a ResNet config's feature map (4 x 2^(stages-1) with the BiT stem).
 int ResNetStride(const ResNetConfig& resnet);
+// Input pixels per token side (patch, times the backbone's stride for a hybrid): a ViT or
+// hybrid's resolution must be a multiple of it. 1 for a ResNet.
+int InputStride(const ModelConfig& config);
 // Channels of the last stage's output.
 int ResNetOutputChannels(const ResNetConfig& resnet);
 

@@ -106,8 +106,7 @@ ViTImpl::ViTImpl(const ModelConfig& config, int num_classes, int resolution, Res
 }
 
 int64_t ViTImpl::GridSize(int resolution) const {
-  const int64_t stride = backbone_ ? ResNetStride(config().resnet) : 1;
-  return resolution / stride / config().transformer.patch;
+  return resolution / InputStride(config());
 }
 
 int ViTImpl::FeatureDim() const {

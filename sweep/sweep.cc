@@ -666,19 +666,6 @@ Expected<Sweep> Parser::Parse(std::string_view text) {
 // ---------------------------------------------------------------------------------------------
 // Expansion.
 
-// Input pixels per token side: the resolution must be a multiple of it (1 for ResNets).
-int64_t InputStride(const models::ModelConfig& model) {
-  switch (model.family) {
-    case models::Family::kViT:
-      return model.transformer.patch;
-    case models::Family::kHybrid:
-      return int64_t{model.transformer.patch} * models::ResNetStride(model.resnet);
-    case models::Family::kResNet:
-      return 1;
-  }
-  return 1;
-}
-
 class Expander {
  public:
   explicit Expander(const Sweep& sweep) : sweep_(sweep), parser_(sweep.file) {}
@@ -806,7 +793,7 @@ class Expander {
     for (const FineTuneSpec& spec : sweep_.fine_tune) {
       FineTuneConfig ft = spec.config;
       if (!spec.resolution_given) {
-        int64_t stride = InputStride(model);
+        int64_t stride = models::InputStride(model);
         ft.resolution = std::max(stride, ft.resolution / stride * stride);
       }
       DatasetInfo target = LookupDataset(ft.dataset).value();

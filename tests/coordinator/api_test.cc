@@ -11,6 +11,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <fstream>
 #include <regex>
 
 #include "tests/coordinator/cluster.h"

@@ -4,6 +4,7 @@
 // trainer's own report.jsonl, compared with an uninterrupted run of the same spec.
 //
 // Skipped when vitscale-train is not built (set VITSCALE_TRAIN to use another build's).
+#include <fstream>
 #include <regex>
 #include <set>
 
