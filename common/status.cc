@@ -12,6 +12,8 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kCorruption: return "corruption";
     case StatusCode::kIOError: return "I/O error";
     case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kUnauthenticated: return "unauthenticated";
+    case StatusCode::kPermissionDenied: return "permission denied";
     case StatusCode::kInternal: return "internal error";
   }
   return "unknown";

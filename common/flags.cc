@@ -1,16 +1,17 @@
-#include "cli/flags.h"
+#include "common/flags.h"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 
 #include "common/names.h"
+#include "common/text.h"
 
-namespace vitscale::cli {
-
-const std::vector<FlagSpec> kConnectionFlags = {{"--coordinator", true}, {"--token-file", true}};
+namespace vitscale {
 
 std::string ParsedArgs::Get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
@@ -22,9 +23,10 @@ std::vector<std::string> ParsedArgs::GetAll(const std::string& name) const {
   return it == values_.end() ? std::vector<std::string>() : it->second;
 }
 
-std::vector<FlagSpec> WithConnectionFlags(std::vector<FlagSpec> own) {
-  own.insert(own.end(), kConnectionFlags.begin(), kConnectionFlags.end());
-  return own;
+Expected<long long> ParsedArgs::GetInt(const std::string& name, long long low, long long high,
+                                       long long fallback) const {
+  if (!Has(name)) return fallback;
+  return ParseInteger(Get(name), name, low, high);
 }
 
 Expected<ParsedArgs> ParseArgs(const Args& args, const std::vector<FlagSpec>& specs) {
@@ -54,7 +56,7 @@ Expected<ParsedArgs> ParseArgs(const Args& args, const std::vector<FlagSpec>& sp
       if (candidate.name == name) spec = &candidate;
     }
     if (spec == nullptr) {
-      return InvalidArgument("unknown option '" + arg + "'" + DidYouMean(name, names));
+      return InvalidArgument("unknown option '" + Printable(arg) + "'" + DidYouMean(name, names));
     }
     if (!spec->takes_value) {
       if (name.size() < arg.size()) return InvalidArgument(name + " takes no value");
@@ -79,10 +81,51 @@ Expected<long long> ParseInteger(const std::string& text, const std::string& wha
   errno = 0;
   long long value = std::strtoll(text.c_str(), &end, 10);
   if (text.empty() || *end != '\0' || errno != 0 || value < low || value > high) {
-    return InvalidArgument(
-        fmt::format("{} must be a whole number within {}..{}, not '{}'", what, low, high, text));
+    return InvalidArgument(fmt::format("{} must be a whole number within {}..{}, not '{}'", what,
+                                       low, high, Printable(text)));
   }
   return value;
 }
 
-}  // namespace vitscale::cli
+std::string FlagHelp(const std::vector<FlagSpec>& specs) {
+  std::vector<std::string> heads;
+  size_t width = 0;
+  for (const FlagSpec& spec : specs) {
+    std::string head = spec.name;
+    if (spec.takes_value) head += " " + (spec.value_name.empty() ? "VALUE" : spec.value_name);
+    width = std::max(width, head.size());
+    heads.push_back(std::move(head));
+  }
+  std::string text;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    text += fmt::format("  {:<{}}  {}\n", heads[i], width, specs[i].help);
+  }
+  return text;
+}
+
+CommandLine ParseCommandLine(int argc, char** argv, const std::string& program,
+                             const std::string& usage, const std::vector<FlagSpec>& specs,
+                             size_t max_positionals) {
+  CommandLine line;
+  std::string text = usage + FlagHelp(specs);
+  Expected<ParsedArgs> parsed = ParseArgs(Args(argv + 1, argv + argc), specs);
+  if (parsed.ok() && parsed->help) {
+    std::fputs(text.c_str(), stdout);
+    line.exit_code = 0;
+    return line;
+  }
+  Status error = parsed.status();
+  if (parsed.ok() && parsed->positional.size() > max_positionals) {
+    error = InvalidArgument("unexpected argument '" +
+                            Printable(parsed->positional[max_positionals]) + "'");
+  }
+  if (!error.ok()) {
+    std::fprintf(stderr, "%s: %s\n\n%s", program.c_str(), error.message().c_str(), text.c_str());
+    line.exit_code = 2;
+    return line;
+  }
+  line.args = std::move(parsed).value();
+  return line;
+}
+
+}  // namespace vitscale
