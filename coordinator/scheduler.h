@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "coordinator/clock.h"
+#include "common/clock.h"
 #include "storage/records.h"
 
 namespace vitscale::coordinator {

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/clock.h"
+#include "common/clock.h"
 
 namespace vitscale::coordinator {
 namespace {
