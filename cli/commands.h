@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/flags.h"
+
 namespace vitscale::cli {
 
 // Exit statuses scripts can rely on.
@@ -18,7 +20,7 @@ enum ExitCode : int {
   kExitUnavailable = 5,  // the coordinator cannot be reached; trying again later may work
 };
 
-using Args = std::vector<std::string>;
+using Args = vitscale::Args;  // common/flags.h
 
 int RunModels(const Args& args);  // vitscale models [--json]
 int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
@@ -34,6 +36,8 @@ int RunLogs(const Args& args);      // vitscale logs JOB [--attempt N] [--follow
 int RunCancel(const Args& args);    // vitscale cancel JOB [--json]
 int RunPreempt(const Args& args);   // vitscale preempt JOB [--json]
 int RunPriority(const Args& args);  // vitscale priority JOB N [--json]
+// vitscale agents [--json] | agents issue HOST | agents revoke HOST
+int RunAgents(const Args& args);
 // vitscale export --sweep NAME [--format F] [--json]: from the coordinator; with --db FILE it
 // hands over to RunExport.
 int RunExportAny(const Args& args);

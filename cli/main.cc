@@ -24,6 +24,8 @@ const Command kCommands[] = {
     {"cancel", vitscale::cli::RunCancel, "JOB: cancel a job (kills it if running)"},
     {"preempt", vitscale::cli::RunPreempt, "JOB: checkpoint, requeue and resume later"},
     {"priority", vitscale::cli::RunPriority, "JOB N: set a job's priority"},
+    {"agents", vitscale::cli::RunAgents,
+     "[issue HOST | revoke HOST]: list agents; issue or revoke a host's credential"},
     {"export", vitscale::cli::RunExportAny,
      "--sweep NAME [--db FILE] --format csv|markdown|latex: Table 6"},
 };

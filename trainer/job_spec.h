@@ -9,8 +9,8 @@
 #include <cstdint>
 #include <string>
 
-#include "common/exit_codes.h"
 #include "common/status.h"
+#include "protocol/enums.h"
 #include "sweep/job_config.h"
 
 namespace vitscale::trainer {
@@ -18,12 +18,12 @@ namespace vitscale::trainer {
 // vitscale-train's exit statuses (sysexits.h values where one fits). The coordinator retries
 // kExitFailure while retries remain, requeues kExitPreempted without counting an attempt, and
 // never retries kExitConfigError.
-// The values live in common/exit_codes.h, which the agent reads too.
+// The values live in protocol/enums.h, which the agent reads too.
 enum ExitStatus : int {
-  kExitDone = kTrainExitSucceeded,
-  kExitFailure = kTrainExitFailed,           // I/O errors, a dead peer rank, diverged replicas
-  kExitPreempted = kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
-  kExitConfigError = kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
+  kExitDone = protocol::kTrainExitSucceeded,
+  kExitFailure = protocol::kTrainExitFailed,  // I/O errors, a dead peer rank, diverged replicas
+  kExitPreempted = protocol::kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
+  kExitConfigError = protocol::kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
 };
 
 struct RunOptions {
@@ -42,7 +42,7 @@ struct RunOptions {
   bool verify_replicas = false;        // check every step that all ranks hold equal parameters
   // Where rank 0 also reports (the coordinator, docs/api.md): empty = files and stdout only.
   std::string report_url;
-  std::string report_token;
+  std::string report_token;            // this attempt's own, dead once the attempt ends
   int64_t attempt = 0;                 // the coordinator's attempt number, for report_url
 };
 

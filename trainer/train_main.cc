@@ -20,6 +20,7 @@
 #include "models/init_from.h"
 #include "models/registry.h"
 #include "models/zoo.h"
+#include "common/flags.h"
 #include "common/sha256.h"
 #include "trainer/checkpoint_store.h"
 #include "trainer/http_sink.h"
@@ -285,22 +286,16 @@ class Job {
 };
 
 int Main(int argc, char** argv) {
-  std::string spec_path;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--spec" && i + 1 < argc) {
-      spec_path = argv[++i];
-    } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: [mpirun -np N] vitscale-train --spec JOB.json\n"
-                  "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
-                  "1 other failure (docs/train-spec.md)\n");
-      return kExitDone;
-    } else {
-      std::fprintf(stderr, "vitscale-train: unknown argument '%s'; usage: vitscale-train --spec JOB.json\n",
-                   arg.c_str());
-      return kExitConfigError;
-    }
-  }
+  static const char kUsage[] =
+      "usage: [mpirun -np N] vitscale-train --spec JOB.json\n"
+      "Runs one job spec (docs/train-spec.md). Exit status: 0 done, 75 preempted (resume later),\n"
+      "78 configuration error, 1 other failure.\n\n";
+  CommandLine line = ParseCommandLine(argc, argv, "vitscale-train", kUsage,
+                                      {{"--spec", true, "JOB.json", "the job spec to run (required)"}});
+  // A bad command line is the caller's configuration error: retrying it cannot help.
+  if (line.exit_code > 0) return kExitConfigError;
+  if (line.exit_code == 0) return kExitDone;
+  std::string spec_path = line.args.Get("--spec");
   if (spec_path.empty()) {
     std::fprintf(stderr, "vitscale-train: --spec JOB.json is required\n");
     return kExitConfigError;

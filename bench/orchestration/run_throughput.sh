@@ -78,12 +78,15 @@ run_vitscale() {
   local url token
   url=$(cat "$dir/state/address")
   token=$(cat "$dir/state/token")
-  "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/state/token" \
+  local api=(curl -sf -H "Authorization: Bearer $token")
+  # The agent's own credential (docs/security.md), as `vitscale agents issue bench-agent` makes.
+  "${api[@]}" -X POST -d '{"host": "bench-agent"}' "$url/api/v1/agents/credentials" |
+    jq -r .token >"$dir/agent.token"
+  "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/agent.token" \
     --host bench-agent --slots "$slots" --gpus 0 --work-dir "$dir/agent" \
-    --train-command "$payload" >"$dir/agent.log" 2>&1 &
+    --runs-dir "$dir/state/runs" --train-command "$payload" >"$dir/agent.log" 2>&1 &
   local agent=$!
   pids+=("$agent")
-  local api=(curl -sf -H "Authorization: Bearer $token")
   for _ in $(seq 1 100); do
     [[ $("${api[@]}" "$url/api/v1/agents" | jq '[.agents[] | select(.alive)] | length') == 1 ]] && break
     sleep 0.05
