@@ -73,6 +73,10 @@ th_remove_namespace() {
 
 testhosts_down() {
   local i
+  # The shared connections this namespace opened (those of the hosts die with them).
+  for i in "${!TH_ADDR[@]}"; do
+    ssh -F "$TH_SSH_CONFIG" -O exit "${TH_ADDR[$i]}" 2>/dev/null || true
+  done
   for i in "${!TH_NS[@]}"; do th_remove_namespace "${TH_NS[$i]}"; done
   if [[ -n $TH_MADE_SWITCH ]]; then
     ip link del "$TH_PREFIX-root" 2>/dev/null || true
@@ -108,6 +112,10 @@ Host $TH_SUBNET_BASE.*
   BatchMode yes
   LogLevel ERROR
   ConnectTimeout 5
+  # One connection per host and client host, reused by later commands (ansible runs many).
+  ControlMaster auto
+  ControlPath $dir/cm-%l-%h
+  ControlPersist 300
 EOF
 }
 
