@@ -22,8 +22,9 @@
 # After testhosts_up: TH_ADDR[I] (host I's address), TH_NS[I] (its namespace), TH_NAME[I] (its
 # host name), TH_SSH_CONFIG (an ssh client config for root on every host), TH_SUBNET, TH_GATEWAY.
 # Call `trap testhosts_down EXIT` before testhosts_up: a half-made setup is removed too.
-# Needs root, iproute2, util-linux (unshare, nsenter) and openssh-server. Where namespaces cannot
-# be made, testhosts_up exits 77 (CTest's SKIP_RETURN_CODE) with the reason.
+# Needs root, iproute2, util-linux (unshare, nsenter) and openssh-server (scripts/setup.sh).
+# Where namespaces cannot be made (not root, or no permission), testhosts_up exits 77 (CTest's
+# SKIP_RETURN_CODE) with the reason.
 
 TH_SKIP=77
 TH_ADDR=()
@@ -166,7 +167,10 @@ testhosts_up() {
   local tag=$1 octet=$2 dir=$3 count=${4:-3} i
   if [[ $(id -u) != 0 ]]; then th_skip "test hosts need root (network namespaces, sshd)"; fi
   for tool in ip unshare nsenter ssh ssh-keygen /usr/sbin/sshd; do
-    command -v "$tool" >/dev/null || th_skip "test hosts need '$tool' (scripts/setup.sh installs it)"
+    if ! command -v "$tool" >/dev/null; then
+      th_log "test hosts need '$tool': run scripts/setup.sh"
+      return 1
+    fi
   done
   TH_PREFIX="vs$tag"
   TH_SUBNET_BASE="10.251.$octet"
