@@ -313,15 +313,12 @@ int Main(int argc, char** argv) {
   }
   Failure result = Job(**comm).Run(spec_path);
   if (!result.status.ok()) {
-    // Configuration errors are the same on every rank: rank 0 says it once.
-    if (result.exit_status != kExitConfigError || (*comm)->rank() == 0) {
-      std::fprintf(stderr, "vitscale-train: rank %d: %s\n", (*comm)->rank(),
-                   result.status.ToString().c_str());
-    }
-    // A failure one rank meets alone leaves the others in a collective: end them all.
-    if (result.exit_status == kExitFailure && (*comm)->size() > 1) {
-      (*comm)->Abort(kExitFailure);
-    }
+    std::fprintf(stderr, "vitscale-train: rank %d: %s\n", (*comm)->rank(),
+                 result.status.ToString().c_str());
+    // A failure may be this rank's alone (a spec or dataset missing on its host only) while the
+    // others wait in a collective: end every rank now, with this rank's status. mpirun exits
+    // with it, so a configuration error stays one (and is not retried).
+    if ((*comm)->size() > 1) (*comm)->Abort(result.exit_status);
   }
   comm->reset();
   FinalizeMpi();

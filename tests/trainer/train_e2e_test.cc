@@ -10,7 +10,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "models/checkpoint.h"
 #include "trainer/job_spec.h"
@@ -200,6 +202,34 @@ TEST_F(TrainE2eTest, ConfigurationErrorsExit78) {
   spec = Spec("other");
   spec["job"]["model"] = "ViT-Mi/7";
   EXPECT_EQ(Train(1, spec, "other"), kExitConfigError);
+}
+
+// A failure one rank meets alone (its spec or its dataset missing on its host) ends every rank
+// with that rank's status instead of leaving the others in a collective forever; mpirun's
+// MPMD form gives rank 1 a spec of its own. Each case used to hang rank 0 in its first
+// all-reduce (CTest's timeout is what would end this test then).
+TEST_F(TrainE2eTest, RankLocalConfigErrorEndsEveryRankWith78) {
+  const std::string good = WriteSpec(Spec("local"), "local");
+  nlohmann::json without_data = Spec("local");
+  without_data["run"]["datasets_dir"] = root_ + "/no-datasets-here";
+  const std::vector<std::string> rank1_specs = {root_ + "/no-such-spec.json",
+                                                WriteSpec(without_data, "local-without-data")};
+  for (const std::string& rank1_spec : rank1_specs) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+      std::vector<const char*> argv = {VITSCALE_MPIEXEC, "--oversubscribe"};
+      if (getuid() == 0) argv.push_back("--allow-run-as-root");
+      argv.insert(argv.end(), {"-np", "1", VITSCALE_TRAIN_BIN, "--spec", good.c_str(), ":",
+                               "-np", "1", VITSCALE_TRAIN_BIN, "--spec", rank1_spec.c_str(),
+                               nullptr});
+      execv(argv[0], const_cast<char* const*>(argv.data()));
+      _exit(127);
+    }
+    setpgid(pid, pid);
+    EXPECT_EQ(Wait(pid), kExitConfigError) << "rank 1's spec: " << rank1_spec;
+  }
 }
 
 TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {
