@@ -186,6 +186,8 @@ class Job {
     if (job.train.flip) loader_options.augment.flip = *job.train.flip;
     loader_options.threads = static_cast<int>(run.loader_threads);
     loader_options.prefetch = std::max(2, loader_options.threads);
+    loader_options.max_bad_samples = run.max_bad_samples;
+    loader_options.log = [this](const std::string& line) { Log(line); };
     if (progress.step < total_steps) {
       TRY(std::unique_ptr<data::Loader> loader,
           data::Loader::Create(dataset.train, *plan, comm_.rank(), progress.step, loader_options));
