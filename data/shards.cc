@@ -129,6 +129,7 @@ Status WriteShard(const Split& split, const std::string& dest, const std::string
                   size_t begin, size_t end, int64_t* bytes_written) {
   std::string tar;
   ShardIndex index;
+  index.entries.reserve(end - begin);
   std::string bytes;
   for (size_t i = begin; i < end; ++i) {
     bool png = false;
@@ -160,18 +161,24 @@ Status WriteShard(const Split& split, const std::string& dest, const std::string
 
 // What identifies a pack: the source, the settings and every sample's label (and file).
 std::string PlanText(const Dataset& dataset, const std::string& source, int64_t shard_size) {
-  std::string samples;
+  // Digested a megabyte at a time: ImageNet-21k's list alone is about a gigabyte.
+  std::string samples, digests;
   for (const Split* split : {&dataset.train, &dataset.test}) {
     for (size_t i = 0; i < split->size(); ++i) {
       samples += split->source(i) + "\t" + std::to_string(split->label(i)) + "\n";
+      if (samples.size() > (1 << 20)) {
+        digests += Sha256Hex(samples);
+        samples.clear();
+      }
     }
   }
+  digests += Sha256Hex(samples);
   nlohmann::json plan = {{"source", source},
                          {"shard_size", shard_size},
                          {"train_samples", dataset.train.size()},
                          {"test_samples", dataset.test.size()},
                          {"class_names", dataset.class_names},
-                         {"samples_sha256", Sha256Hex(samples)}};
+                         {"samples_sha256", Sha256Hex(digests)}};
   return plan.dump(1) + "\n";
 }
 
@@ -273,7 +280,12 @@ Expected<Dataset> LoadPacked(const std::string& dir, const std::string& referenc
 
 Expected<Dataset> LoadPackSource(const std::string& source, const DataRoots& roots) {
   std::error_code error;
-  if (!fs::is_directory(source, error)) return LoadDataset(source, roots);
+  if (!fs::is_directory(source, error)) {
+    if (!source.empty() && (source[0] == '/' || source[0] == '.')) {
+      return NotFound(source + ": no such directory (SRC is an image folder or a dataset name)");
+    }
+    return LoadDataset(source, roots);
+  }
   Dataset dataset;
   dataset.reference = source;
   std::string train_dir = Join(source, "train");

@@ -10,7 +10,10 @@ packages=(
   libsqlite3-dev sqlite3
   libboost-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev libzip-dev zipcmp zipmerge ziptool zlib1g-dev libjpeg62-turbo-dev libpng-dev
+  libmatio-dev
   dataset-fashion-mnist python3-sklearn
+  # bench/data/run.sh: the torchvision baseline and the photographs its images are cut from
+  python3-torchvision python3-pil python3-skimage
   chromium
 )
 # Node.js and npm build the dashboard; the machine's own (newer) install is used when present.

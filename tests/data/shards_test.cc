@@ -46,7 +46,7 @@ Dataset PackAndLoad(const std::string& source_dir, const std::string& dest, int6
   return loaded.ok() ? *loaded : Dataset();
 }
 
-std::string Run(const std::string& command) {
+std::string Shell(const std::string& command) {
   std::string out;
   FILE* pipe = popen(command.c_str(), "r");
   char buffer[4096];
@@ -82,15 +82,15 @@ TEST(Pack, FolderSamplesReadBackByteForByteAndPlainTarListsThem) {
   EXPECT_EQ(manifest->train.shards.back().samples, 1);
   EXPECT_EQ(manifest->test.shards.size(), 2u);
   // WebDataset's layout: <key>.jpg and <key>.cls pairs that plain tar lists and extracts.
-  const std::string listing = Run("tar -tf " + (dir / "packed/train-000001.tar"));
+  const std::string listing = Shell("tar -tf " + (dir / "packed/train-000001.tar"));
   EXPECT_EQ(listing,
             "000000004.jpg\n000000004.cls\n000000005.jpg\n000000005.cls\n000000006.jpg\n"
             "000000006.cls\n000000007.jpg\n000000007.cls\n");
-  EXPECT_EQ(Run("tar -xOf " + (dir / "packed/train-000001.tar") + " 000000005.cls"),
+  EXPECT_EQ(Shell("tar -xOf " + (dir / "packed/train-000001.tar") + " 000000005.cls"),
             std::to_string(source->train.label(5)));
   std::string image;
   ASSERT_TRUE(source->train.ReadEncoded(5, &image).ok());
-  EXPECT_EQ(Run("tar -xOf " + (dir / "packed/train-000001.tar") + " 000000005.jpg"), image);
+  EXPECT_EQ(Shell("tar -xOf " + (dir / "packed/train-000001.tar") + " 000000005.jpg"), image);
   Expected<CheckReport> report = CheckPacked(dir / "packed", {true, 2, 100, nullptr});
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_TRUE(report->problems.empty()) << report->problems.front();

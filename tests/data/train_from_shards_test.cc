@@ -25,7 +25,7 @@ struct Ran {
   std::string out;  // stdout and stderr
 };
 
-Ran Run(const std::string& command) {
+Ran Shell(const std::string& command) {
   Ran ran;
   FILE* pipe = popen((command + " 2>&1").c_str(), "r");
   char buffer[4096];
@@ -60,17 +60,28 @@ TEST(TrainFromShards, PackCheckAndTrain) {
   WritePhotoFolder(dir / "photos", "train", 4, 20);
   WritePhotoFolder(dir / "photos", "test", 4, 4);
   const std::string cli = VITSCALE_CLI_BIN;
-  Ran pack = Run(cli + " data pack " + (dir / "photos") + " " + (dir / "packed") +
+  Ran pack = Shell(cli + " data pack " + (dir / "photos") + " " + (dir / "packed") +
                  " --shard-size 16 --threads 2");
   ASSERT_EQ(pack.status, 0) << pack.out;
   EXPECT_NE(pack.out.find("packed 96 samples into 6 shards"), std::string::npos) << pack.out;
-  Ran check = Run(cli + " data check " + (dir / "packed") + " --decode");
+  Ran check = Shell(cli + " data check " + (dir / "packed") + " --decode");
   ASSERT_EQ(check.status, 0) << check.out;
   EXPECT_NE(check.out.find("ok, 6 shards, 96 samples, every image decoded"), std::string::npos)
       << check.out;
 
+  // A sweep names it by path; its manifest gives the sizes a subset is checked against.
+  WriteBytes(dir / "sweep.yaml", "name: packed\nrecipe: small-images\npretrain:\n  dataset: shards:" +
+                                     (dir / "packed") + "\n  model: ViT-Mu/7\n  subset: 80\n");
+  Ran sweep = Shell(cli + " sweep check " + (dir / "sweep.yaml"));
+  EXPECT_EQ(sweep.status, 0) << sweep.out;
+  WriteBytes(dir / "big.yaml", "name: packed\nrecipe: small-images\npretrain:\n  dataset: shards:" +
+                                   (dir / "packed") + "\n  model: ViT-Mu/7\n  subset: 81\n");
+  Ran big = Shell(cli + " sweep check " + (dir / "big.yaml"));
+  EXPECT_EQ(big.status, 3) << big.out;
+  EXPECT_NE(big.out.find("80"), std::string::npos) << big.out;
+
   const std::string train = VITSCALE_TRAIN_BIN;
-  Ran trained = Run(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "run", 0));
+  Ran trained = Shell(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "run", 0));
   ASSERT_EQ(trained.status, 0) << trained.out;
   std::ifstream report(dir / "run/report.jsonl");
   std::string line;
@@ -92,18 +103,18 @@ TEST(TrainFromShards, TooManyBadSamplesFailTheJobWithTheList) {
   WriteBytes(dir / "photos/train/class0/7.jpg", broken);
   WriteBytes(dir / "photos/train/class1/8.jpg", broken);
   const std::string cli = VITSCALE_CLI_BIN;
-  ASSERT_EQ(Run(cli + " data pack " + (dir / "photos") + " " + (dir / "packed")).status, 0);
-  Ran check = Run(cli + " data check " + (dir / "packed") + " --decode");
+  ASSERT_EQ(Shell(cli + " data pack " + (dir / "photos") + " " + (dir / "packed")).status, 0);
+  Ran check = Shell(cli + " data check " + (dir / "packed") + " --decode");
   EXPECT_EQ(check.status, 1);
   EXPECT_NE(check.out.find("2 problems"), std::string::npos) << check.out;
 
   const std::string train = VITSCALE_TRAIN_BIN;
   // A whole-set subset of 64 in batches of 16: every epoch meets both bad samples.
-  Ran tolerated = Run(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "ok", 2));
+  Ran tolerated = Shell(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "ok", 2));
   EXPECT_EQ(tolerated.status, 0) << tolerated.out;
   EXPECT_NE(tolerated.out.find("skipped a bad sample (2 of at most 2)"), std::string::npos)
       << tolerated.out;
-  Ran failed = Run(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "bad", 1));
+  Ran failed = Shell(train + " --spec " + Spec("shards:" + (dir / "packed"), dir / "bad", 1));
   EXPECT_EQ(failed.status, 1) << failed.out;
   EXPECT_NE(failed.out.find("2 samples could not be read, more than run.max_bad_samples (1)"),
             std::string::npos)
