@@ -99,13 +99,35 @@ Expected<Batch> WholeSplit(const Split& split, const AugmentOptions& options, in
 
 // The batch buffers and the lock over the loader's state. Shared with the tensors handed out:
 // a buffer goes back on the free list when the last tensor using it is freed, which may be
-// after the loader is gone.
+// after the loader is gone. `keep` buffers are kept for reuse; a consumer that holds more
+// batches than that gets buffers allocated for them, and freed again when it lets them go.
 struct Loader::Buffers {
   std::mutex mutex;
-  std::condition_variable work;   // a chunk, a step or a buffer is available, or stop
+  std::condition_variable work;   // a chunk or a step is available, or stop
   std::condition_variable ready;  // a batch was finished
-  std::vector<at::Tensor> images;
-  std::vector<int> free;  // guarded by mutex
+  std::vector<at::Tensor> images;  // by slot; undefined once freed; guarded by mutex
+  std::vector<int> free;           // slots ready for reuse; guarded by mutex
+  size_t keep = 0;
+  std::vector<int64_t> sizes;      // [B, 3, R, R]
+
+  // REQUIRES: mutex held. Throws what at::empty throws.
+  int Acquire() {
+    if (!free.empty()) {
+      const int slot = free.back();
+      free.pop_back();
+      return slot;
+    }
+    images.push_back(AllocateBatchMemory(sizes, at::kFloat));
+    return static_cast<int>(images.size()) - 1;
+  }
+  void Release(int slot) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (free.size() < keep) {
+      free.push_back(slot);
+    } else {
+      images[slot] = at::Tensor();
+    }
+  }
 };
 
 Expected<std::unique_ptr<Loader>> Loader::Create(Split split, BatchPlan plan, int rank,
@@ -127,10 +149,12 @@ Expected<std::unique_ptr<Loader>> Loader::Create(Split split, BatchPlan plan, in
   auto buffers = std::make_shared<Buffers>();
   const int64_t b = static_cast<int64_t>(plan.per_rank_batch());
   const int64_t r = options.augment.resolution;
+  buffers->keep = static_cast<size_t>(options.prefetch) + 2;
+  buffers->sizes = {b, 3, r, r};
   try {
-    for (int i = 0; i < options.prefetch + 2; ++i) {
-      buffers->images.push_back(AllocateBatchMemory({b, 3, r, r}, at::kFloat));
-      buffers->free.push_back(i);
+    for (size_t i = 0; i < buffers->keep; ++i) {
+      buffers->images.push_back(AllocateBatchMemory(buffers->sizes, at::kFloat));
+      buffers->free.push_back(static_cast<int>(i));
     }
   } catch (const std::exception& e) {
     return IOError("cannot allocate " + std::to_string(options.prefetch + 2) +
@@ -213,8 +237,7 @@ void Loader::Work() {
     };
     auto may_start = [this] {
       // Bounded: at most `prefetch` steps beyond the consumer are in flight or waiting.
-      return produce_step_ < consumer_step_ + static_cast<size_t>(options_.prefetch) &&
-             !buffers_->free.empty();
+      return produce_step_ < consumer_step_ + static_cast<size_t>(options_.prefetch);
     };
     buffers_->work.wait(lock, [&] { return stopping_ || open_job() != nullptr || may_start(); });
     if (stopping_) return;
@@ -222,8 +245,15 @@ void Loader::Work() {
     if (job == nullptr) {
       InFlight started;
       started.step = produce_step_++;
-      started.buffer = buffers_->free.back();
-      buffers_->free.pop_back();
+      try {
+        started.buffer = buffers_->Acquire();
+      } catch (const std::exception& e) {
+        done_.emplace(started.step, Finished{IOError(std::string("cannot allocate a batch "
+                                                                 "buffer: ") + e.what()),
+                                             {}});
+        buffers_->ready.notify_all();
+        continue;
+      }
       started.indices = plan_.RankSlice(started.step, rank_);
       started.labels = at::empty({static_cast<int64_t>(started.indices.size())}, at::kLong);
       started.chunks = (started.indices.size() + chunk_size_ - 1) / chunk_size_;
@@ -258,7 +288,7 @@ void Loader::Work() {
       }
     }
     if (!failed.ok()) {
-      buffers_->free.push_back(it->buffer);
+      buffers_->free.push_back(it->buffer);  // keep may be exceeded by one: reused next
       finished.batch = failed;
     } else {
       std::sort(it->bad.begin(), it->bad.end(),
@@ -272,11 +302,7 @@ void Loader::Work() {
       const int buffer = it->buffer;
       batch.images = at::from_blob(
           images, {n, 3, r, r},
-          [buffers, buffer](void*) {
-            std::lock_guard<std::mutex> guard(buffers->mutex);
-            buffers->free.push_back(buffer);
-            buffers->work.notify_all();
-          },
+          [buffers, buffer](void*) { buffers->Release(buffer); },
           at::TensorOptions().dtype(at::kFloat));
       batch.labels = std::move(it->labels);
       finished.batch = std::move(batch);

@@ -51,8 +51,8 @@ struct LoaderOptions {
   AugmentOptions augment;
   bool train = true;
   int threads = 2;   // decode/augment threads, >= 1
-  // Batches finished or in progress ahead of the consumer, >= 1. The loader holds prefetch + 2
-  // batch buffers in all (the one the consumer holds and one being released), allocated once.
+  // Batches finished or in progress ahead of the consumer, >= 1. The loader keeps prefetch + 2
+  // batch buffers, allocated once and reused (more only while the consumer holds more).
   int prefetch = 2;
   // A sample that cannot be read or decoded is replaced by the next good sample of its batch
   // (with its own crop), counted and logged, while at most this many distinct samples have
@@ -63,10 +63,11 @@ struct LoaderOptions {
 };
 
 // Thread safety: Next() from one thread at a time. A Batch's images live in one of the
-// loader's buffers, which returns to the loader when the last tensor sharing it is freed (the
-// buffers outlive the loader while batches do). So hold at most two batches at a time, and
-// with a non_blocking copy to a GPU, wait for the copy before dropping the batch. The
-// destructor stops and joins the workers.
+// loader's buffers, which returns to the loader for reuse when the last tensor sharing it is
+// freed (buffers outlive the loader while batches do). So with a non_blocking copy to a GPU,
+// wait for the copy before dropping the batch. A consumer that keeps batches gets new buffers
+// for them; the loader itself never holds more than prefetch + 2. The destructor stops and
+// joins the workers.
 class Loader {
  public:
   // Rank `rank` of plan.world_size(); the first Next() returns step `first_step`.

@@ -85,7 +85,9 @@ TEST(RegionDecode, MatchesAFullDecodeAtEveryScale) {
         for (size_t i = 0; i < n; ++i) sum += std::abs(expected[i] - got[i]);
         // Normalised with std 0.5: 0.04 is about 5 of 255 grey levels on average.
         EXPECT_LT(sum / n, 0.04) << "resolution " << resolution << " train " << train;
-        if (resolution == 160 && !train) EXPECT_LT(sum / n, 0.01);  // full scale, same pixels
+        if (resolution == 160 && !train) {
+          EXPECT_LT(sum / n, 0.01);  // full scale: the same pixels
+        }
       }
     }
   }
@@ -159,7 +161,9 @@ TEST_F(PackedPhotos, BatchesDependOnlyOnSeedStepAndRank) {
     EXPECT_TRUE(at::equal(one[s].images, three[s].images)) << "step " << s;
     EXPECT_TRUE(at::equal(one[s].labels, three[s].labels));
     EXPECT_TRUE(at::equal(one[s].images, from_folder[s].images)) << "step " << s;
-    if (s >= 5) EXPECT_TRUE(at::equal(one[s].images, resumed[s - 5].images)) << "step " << s;
+    if (s >= 5) {
+      EXPECT_TRUE(at::equal(one[s].images, resumed[s - 5].images)) << "step " << s;
+    }
   }
   // One rank with the whole batch sees both ranks' halves, in rank order.
   BatchPlan single =
