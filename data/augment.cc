@@ -160,6 +160,9 @@ void ResampleInto(const ImageView& image, const CropWindow& window, const Augmen
   BuildAxis(image.height, r, window.top, window.height, false, window.zero_outside, &rows);
   BuildAxis(image.width, r, window.left, window.width, window.mirror, window.zero_outside, &cols);
 
+  // Separable: each source row is resampled horizontally once (into planar floats), and each
+  // output row mixes two of those vertically, a loop the compiler vectorises. The sums are the
+  // same as tap by tap: w0y * (w0x * a + w1x * b) + w1y * (w0x * c + w1x * d).
   const int c_in = image.channels;
   const size_t plane = static_cast<size_t>(r) * r;
   const size_t row_stride = static_cast<size_t>(image.width) * c_in;
@@ -168,25 +171,40 @@ void ResampleInto(const ImageView& image, const CropWindow& window, const Augmen
     scale[c] = 1.f / (255.f * options.std[c]);
     shift[c] = -options.mean[c] / options.std[c];
   }
-  for (int oy = 0; oy < r; ++oy) {
-    const Tap& ty = rows[oy];
-    const uint8_t* row0 = image.pixels + ty.i0 * row_stride;
-    const uint8_t* row1 = image.pixels + ty.i1 * row_stride;
-    float* dst = out + static_cast<size_t>(oy) * r;
+  struct Row {
+    int y = -1;
+    std::vector<float> h;  // c_in planes of r floats
+  };
+  thread_local Row cache[2];
+  for (Row& row : cache) {
+    row.y = -1;
+    row.h.resize(static_cast<size_t>(c_in) * r);
+  }
+  auto horizontal = [&](int y, int keep) -> const float* {
+    for (Row& row : cache) {
+      if (row.y == y) return row.h.data();
+    }
+    Row& row = cache[0].y == keep ? cache[1] : cache[0];
+    row.y = y;
+    const uint8_t* src = image.pixels + y * row_stride;
     for (int ox = 0; ox < r; ++ox) {
       const Tap& tx = cols[ox];
       const size_t a = static_cast<size_t>(tx.i0) * c_in, b = static_cast<size_t>(tx.i1) * c_in;
-      if (c_in == 1) {
-        const float v = ty.w0 * (tx.w0 * row0[a] + tx.w1 * row0[b]) +
-                        ty.w1 * (tx.w0 * row1[a] + tx.w1 * row1[b]);
-        for (int c = 0; c < 3; ++c) dst[c * plane + ox] = v * scale[c] + shift[c];
-      } else {
-        for (int c = 0; c < 3; ++c) {
-          const float v = ty.w0 * (tx.w0 * row0[a + c] + tx.w1 * row0[b + c]) +
-                          ty.w1 * (tx.w0 * row1[a + c] + tx.w1 * row1[b + c]);
-          dst[c * plane + ox] = v * scale[c] + shift[c];
-        }
-      }
+      for (int c = 0; c < c_in; ++c) row.h[c * r + ox] = tx.w0 * src[a + c] + tx.w1 * src[b + c];
+    }
+    return row.h.data();
+  };
+  for (int oy = 0; oy < r; ++oy) {
+    const Tap& ty = rows[oy];
+    const float* h0 = horizontal(ty.i0, ty.i1);
+    const float* h1 = horizontal(ty.i1, ty.i0);
+    for (int c = 0; c < 3; ++c) {
+      const int source = c_in == 1 ? 0 : c;
+      const float* a = h0 + source * r;
+      const float* b = h1 + source * r;
+      float* dst = out + c * plane + static_cast<size_t>(oy) * r;
+      const float w0 = ty.w0, w1 = ty.w1, k = scale[c], d = shift[c];
+      for (int ox = 0; ox < r; ++ox) dst[ox] = (w0 * a[ox] + w1 * b[ox]) * k + d;
     }
   }
 }

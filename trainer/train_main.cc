@@ -231,9 +231,11 @@ class Job {
 
     // ---- Phase 6: evaluations.
     std::vector<ResultRecord> results;
-    TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
-                                               run.eval_batch, loader_options.threads));
-    results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    if (dataset.test.size() > 0) {  // ImageNet-21k and JFT have no test split
+      TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
+                                                 run.eval_batch, loader_options.threads));
+      results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    }
     EvalEnv env;
     env.comm = &comm_;
     env.roots = roots;

@@ -4,6 +4,8 @@
 //   --mode read:   every sample's encoded bytes read from the shards through the index, in a
 //                  seeded random order, on one thread; samples/s and MB/s.
 // Prints one JSON line.
+#include <time.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +40,14 @@ int Usage() {
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+// CPU seconds of every thread of this process: the cost that other load on the machine does
+// not inflate the way it inflates wall time.
+double CpuSeconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + t.tv_nsec * 1e-9;
 }
 
 }  // namespace
@@ -107,6 +117,7 @@ int main(int argc, char** argv) {
   // One warm-up batch, as the torchvision side: threads started, first batches in flight.
   if (!(*loader)->Next().ok()) return 1;
   const auto start = Clock::now();
+  const double cpu_start = CpuSeconds();
   int64_t images = 0;
   for (int b = 0; b < o.batches; ++b) {
     Expected<data::Batch> batch = (*loader)->Next();
@@ -117,6 +128,9 @@ int main(int argc, char** argv) {
     images += batch->images.size(0);
   }
   const double seconds = Seconds(start);
+  const double cpu_seconds = CpuSeconds() - cpu_start;
+  out["cpu_seconds"] = cpu_seconds;
+  out["images_per_cpu_sec"] = images / cpu_seconds;
   out["resize"] = options.augment.resize == data::ResizeMode::kInceptionCrop
                       ? "inception-crop"
                       : "other";

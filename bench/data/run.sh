@@ -80,4 +80,12 @@ for cores in $cores_list; do
   printf '%-6s %22s %22s %8s\n' "$cores" "$(calc "$a" 0) ($(calc "$a / $cores" 0))" \
          "$(calc "$b" 0) ($(calc "$b / $cores" 0))" "$(calc "$a / $b" 2)"
 done
+# One core, per CPU-second (process CPU time, which other load on the machine inflates far less
+# than wall time): both sides decode on their own thread only.
+ours=$(taskset -c 0 "$bench" --shards "$packed" --mode loader --threads 1 --batches "$batches")
+theirs=$(taskset -c 0 "$python" "$here/torchvision_bench.py" "$images/train" --workers 0 \
+                 --batches "$batches")
+a=$(json "$ours" images_per_cpu_sec) b=$(json "$theirs" images_per_cpu_sec)
+echo "1 core, per CPU-second: vitscale $(calc "$a" 0), torchvision $(calc "$b" 0)," \
+     "ratio $(calc "$a / $b" 2)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

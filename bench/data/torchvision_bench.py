@@ -35,6 +35,7 @@ def main():
     it = iter(loader)
     next(it)  # warm-up: workers started, first batches in flight
     start = time.perf_counter()
+    cpu_start = time.process_time()  # this process only: exact when --workers 0
     images = 0
     for _ in range(a.batches):
         try:
@@ -44,8 +45,12 @@ def main():
             x, _ = next(it)
         images += x.shape[0]
     seconds = time.perf_counter() - start
-    print(json.dumps({"side": "torchvision", "workers": a.workers, "images": images,
-                      "seconds": seconds, "images_per_sec": images / seconds}))
+    result = {"side": "torchvision", "workers": a.workers, "images": images,
+              "seconds": seconds, "images_per_sec": images / seconds}
+    if a.workers == 0:
+        cpu_seconds = time.process_time() - cpu_start
+        result.update(cpu_seconds=cpu_seconds, images_per_cpu_sec=images / cpu_seconds)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
