@@ -31,12 +31,15 @@ constexpr const char* kUsage =
 
 int ExitFor(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kNotFound: return kExitNotFound;
+    case StatusCode::kNotFound:
+      return kExitNotFound;
     case StatusCode::kInvalidArgument:
     case StatusCode::kCorruption:
     case StatusCode::kAlreadyExists:
-    case StatusCode::kFailedPrecondition: return kExitBadInput;
-    default: return kExitFailure;
+    case StatusCode::kFailedPrecondition:
+      return kExitBadInput;
+    default:
+      return kExitFailure;
   }
 }
 
@@ -121,11 +124,12 @@ int Pack(const ParsedArgs& parsed) {
   if (!result.ok()) return Fail("pack", result.status());
   const data::PackProgress& p = result->progress;
   const double seconds = line.Seconds();
-  std::printf("packed %lld samples into %lld shards in %s (%lld kept from an earlier run), "
-              "%.1f MB written in %.1f s (%.0f samples/s)\n",
-              static_cast<long long>(p.samples_total), static_cast<long long>(p.shards_total),
-              dest.c_str(), static_cast<long long>(p.shards_kept), p.bytes_written / 1e6, seconds,
-              seconds > 0 ? p.samples_total / seconds : 0.0);
+  std::printf(
+      "packed %lld samples into %lld shards in %s (%lld kept from an earlier run), "
+      "%.1f MB written in %.1f s (%.0f samples/s)\n",
+      static_cast<long long>(p.samples_total), static_cast<long long>(p.shards_total), dest.c_str(),
+      static_cast<long long>(p.shards_kept), p.bytes_written / 1e6, seconds,
+      seconds > 0 ? p.samples_total / seconds : 0.0);
   return kExitOk;
 }
 

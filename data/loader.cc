@@ -44,8 +44,8 @@ Status FillRange(const Split& split, const std::vector<uint32_t>& indices,
   for (size_t i = begin; i < end; ++i) {
     const uint32_t index = indices[i];
     const uint64_t key = train ? AugmentKey(seed, epoch, index) : 0;
-    RETURN_IF_ERROR(FillExample(split, index, options, train, key, images + i * example_floats,
-                                &scratch));
+    RETURN_IF_ERROR(
+        FillExample(split, index, options, train, key, images + i * example_floats, &scratch));
     labels[i] = split.label(index);
   }
   return Status::Ok();
@@ -103,12 +103,12 @@ Expected<Batch> WholeSplit(const Split& split, const AugmentOptions& options, in
 // batches than that gets buffers allocated for them, and freed again when it lets them go.
 struct Loader::Buffers {
   std::mutex mutex;
-  std::condition_variable work;   // a chunk or a step is available, or stop
-  std::condition_variable ready;  // a batch was finished
+  std::condition_variable work;    // a chunk or a step is available, or stop
+  std::condition_variable ready;   // a batch was finished
   std::vector<at::Tensor> images;  // by slot; undefined once freed; guarded by mutex
   std::vector<int> free;           // slots ready for reuse; guarded by mutex
   size_t keep = 0;
-  std::vector<int64_t> sizes;      // [B, 3, R, R]
+  std::vector<int64_t> sizes;  // [B, 3, R, R]
 
   // REQUIRES: mutex held. Throws what at::empty throws.
   int Acquire() {
@@ -249,7 +249,8 @@ void Loader::Work() {
         started.buffer = buffers_->Acquire();
       } catch (const std::exception& e) {
         done_.emplace(started.step, Finished{IOError(std::string("cannot allocate a batch "
-                                                                 "buffer: ") + e.what()),
+                                                                 "buffer: ") +
+                                                     e.what()),
                                              {}});
         buffers_->ready.notify_all();
         continue;
@@ -301,8 +302,7 @@ void Loader::Work() {
       std::shared_ptr<Buffers> buffers = buffers_;
       const int buffer = it->buffer;
       batch.images = at::from_blob(
-          images, {n, 3, r, r},
-          [buffers, buffer](void*) { buffers->Release(buffer); },
+          images, {n, 3, r, r}, [buffers, buffer](void*) { buffers->Release(buffer); },
           at::TensorOptions().dtype(at::kFloat));
       batch.labels = std::move(it->labels);
       finished.batch = std::move(batch);

@@ -13,8 +13,8 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <list>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -50,7 +50,7 @@ Expected<Batch> WholeSplit(const Split& split, const AugmentOptions& options, in
 struct LoaderOptions {
   AugmentOptions augment;
   bool train = true;
-  int threads = 2;   // decode/augment threads, >= 1
+  int threads = 2;  // decode/augment threads, >= 1
   // Batches finished or in progress ahead of the consumer, >= 1. The loader keeps prefetch + 2
   // batch buffers, allocated once and reused (more only while the consumer holds more).
   int prefetch = 2;
@@ -118,13 +118,13 @@ class Loader {
   const size_t chunk_size_;
   std::shared_ptr<Buffers> buffers_;  // its mutex guards everything below marked "guarded"
 
-  size_t consumer_step_;          // the step Next() returns next; guarded
-  size_t produce_step_;           // the next step to start; guarded
-  bool stopping_ = false;         // guarded
-  std::list<InFlight> in_flight_;  // started, not finished, by step (stable addresses); guarded
-  std::map<size_t, Finished> done_;      // finished steps not yet taken; guarded
-  std::set<uint32_t> bad_seen_;          // consumer thread only
-  std::vector<std::string> bad_list_;    // consumer thread only
+  size_t consumer_step_;               // the step Next() returns next; guarded
+  size_t produce_step_;                // the next step to start; guarded
+  bool stopping_ = false;              // guarded
+  std::list<InFlight> in_flight_;      // started, not finished, by step (stable addresses); guarded
+  std::map<size_t, Finished> done_;    // finished steps not yet taken; guarded
+  std::set<uint32_t> bad_seen_;        // consumer thread only
+  std::vector<std::string> bad_list_;  // consumer thread only
   std::vector<std::thread> workers_;
 };
 

@@ -182,7 +182,8 @@ Expected<Manifest> DecodeManifest(const std::string& text, const std::string& or
   }
   const json& splits = doc.value("splits", json::object());
   if (!splits.contains("train") || !splits.contains("test")) {
-    return Corruption(origin + ": 'splits' needs 'train' and 'test' (an empty split has no shards)");
+    return Corruption(origin +
+                      ": 'splits' needs 'train' and 'test' (an empty split has no shards)");
   }
   ASSIGN_OR_RETURN(m.train, DecodeSplit(splits["train"], origin + ": splits.train"));
   ASSIGN_OR_RETURN(m.test, DecodeSplit(splits["test"], origin + ": splits.test"));

@@ -39,7 +39,7 @@ struct SplitManifest {
 };
 
 struct Manifest {
-  std::string source;  // what was packed (a path or dataset reference), for people
+  std::string source;      // what was packed (a path or dataset reference), for people
   int64_t shard_size = 0;  // samples per shard (the last one of a split may hold fewer)
   int num_classes = 0;
   std::vector<std::string> class_names;
@@ -66,8 +66,8 @@ struct IndexEntry {
 
 // A shard's index file: "VSIDX001", the sample count, the tar's size and SHA-256, then one
 // 16-byte little-endian record per sample: the data offset in 512-byte tar blocks (so shards
-// up to 2 TiB), the size, the label and flags (1: PNG). Written after its tar, so a complete index is the
-// shard's "finished" mark during packing.
+// up to 2 TiB), the size, the label and flags (1: PNG). Written after its tar, so a complete index
+// is the shard's "finished" mark during packing.
 struct ShardIndex {
   uint64_t tar_bytes = 0;
   std::array<uint8_t, 32> tar_sha256{};

@@ -71,7 +71,8 @@ bool ParseHeader(const uint8_t* block, std::string* name, uint64_t* size) {
   for (size_t i = 0; i < kBlock; ++i) sum += (i >= 148 && i < 156) ? ' ' : block[i];
   if (std::sscanf(reinterpret_cast<const char*>(block) + 148, "%o", &stored) != 1) return false;
   if (stored != sum) return false;
-  name->assign(reinterpret_cast<const char*>(block), strnlen(reinterpret_cast<const char*>(block), 100));
+  name->assign(reinterpret_cast<const char*>(block),
+               strnlen(reinterpret_cast<const char*>(block), 100));
   char digits[13] = {};
   std::memcpy(digits, block + 124, 12);
   char* end = nullptr;
@@ -96,8 +97,8 @@ Status EncodedSample(const Split& split, size_t i, std::string* bytes, bool* png
     image.height = view.height;
     image.width = view.width;
     image.channels = view.channels;
-    image.pixels.assign(view.pixels,
-                        view.pixels + static_cast<size_t>(view.height) * view.width * view.channels);
+    image.pixels.assign(
+        view.pixels, view.pixels + static_cast<size_t>(view.height) * view.width * view.channels);
     ASSIGN_OR_RETURN(*bytes, EncodePng(image));
     *png = true;
     return Status::Ok();
@@ -218,9 +219,8 @@ Expected<ShardSamples> LoadShardSamples(const std::string& dir, const char* spli
       const IndexEntry& e = index.entries[j];
       if (e.label < 0 || e.label >= num_classes) {
         return Corruption(tar_path + " sample " + std::to_string(j) + " (key " +
-                          SampleKey(samples.block.size()) + "): label " +
-                          std::to_string(e.label) + " is out of range [0, " +
-                          std::to_string(num_classes) + ")");
+                          SampleKey(samples.block.size()) + "): label " + std::to_string(e.label) +
+                          " is out of range [0, " + std::to_string(num_classes) + ")");
       }
       samples.block.push_back(static_cast<uint32_t>(e.offset / kBlock));
       samples.bytes.push_back(e.size);
@@ -325,8 +325,10 @@ Expected<PackResult> PackDataset(const Dataset& dataset, const std::string& sour
   Expected<std::string> previous = ReadFile(plan_path);
   if (previous.ok()) {
     if (*previous != plan) {
-      return FailedPrecondition(dest + " holds an unfinished pack of another source or with "
-                                "other settings (" + plan_path + "); remove " + dest +
+      return FailedPrecondition(dest +
+                                " holds an unfinished pack of another source or with "
+                                "other settings (" +
+                                plan_path + "); remove " + dest +
                                 " or pack into another directory");
     }
   } else {
@@ -353,8 +355,8 @@ Expected<PackResult> PackDataset(const Dataset& dataset, const std::string& sour
   const size_t shard_size = static_cast<size_t>(options.shard_size);
   for (int s = 0; s < 2; ++s) {
     for (size_t begin = 0, k = 0; begin < splits[s]->size(); begin += shard_size, ++k) {
-      work.push_back({splits[s], kSplitNames[s], k, begin,
-                      std::min(splits[s]->size(), begin + shard_size)});
+      work.push_back(
+          {splits[s], kSplitNames[s], k, begin, std::min(splits[s]->size(), begin + shard_size)});
     }
   }
   PackResult result;

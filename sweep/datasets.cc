@@ -14,8 +14,7 @@ std::vector<DatasetInfo> BuildCatalog() {
   using L = DatasetLayout;
   std::vector<DatasetInfo> d;
   d.push_back({"jft-300m", 303'000'000, 0, 18291, 0, 3, 0, false,
-               "Google-internal JFT-300M (Sec. 4.1); pretraining only", L::kPackedOnly,
-               "jft-300m",
+               "Google-internal JFT-300M (Sec. 4.1); pretraining only", L::kPackedOnly, "jft-300m",
                "a packed dataset (manifest.json and its shards) made from your copy of JFT with "
                "`vitscale data pack`; JFT is not public"});
   d.push_back({"imagenet21k", 14'197'122, 0, 21843, 0, 3, 0, false, "ImageNet-21k, full release",
@@ -25,13 +24,13 @@ std::vector<DatasetInfo> BuildCatalog() {
                "ILSVRC-2012; test = the validation set", L::kImageFolders, "imagenet",
                "train/<wnid>/*.JPEG and val/<wnid>/*.JPEG (the validation images sorted into "
                "their 1000 class folders)"});
-  d.push_back({"cifar10", 50'000, 10'000, 10, 32, 3, 10000, false, "CIFAR-10",
-               L::kCifar10Binary, "cifar10",
+  d.push_back({"cifar10", 50'000, 10'000, 10, 32, 3, 10000, false, "CIFAR-10", L::kCifar10Binary,
+               "cifar10",
                "the binary version's data_batch_1.bin .. data_batch_5.bin and test_batch.bin"});
   d.push_back({"cifar100", 50'000, 10'000, 100, 32, 3, 10000, false, "CIFAR-100",
                L::kCifar100Binary, "cifar100", "the binary version's train.bin and test.bin"});
-  d.push_back({"pets", 3'680, 3'669, 37, 0, 3, 500, false, "Oxford-IIIT Pets",
-               L::kPetsAnnotations, "pets",
+  d.push_back({"pets", 3'680, 3'669, 37, 0, 3, 500, false, "Oxford-IIIT Pets", L::kPetsAnnotations,
+               "pets",
                "images/<Breed>_<n>.jpg and annotations/trainval.txt, annotations/test.txt as "
                "released"});
   d.push_back({"flowers", 2'040, 6'149, 102, 0, 3, 500, false,

@@ -58,13 +58,20 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (i + 1 >= argc) return Usage();
     const std::string value = argv[++i];
-    if (arg == "--shards") o.shards = value;
-    else if (arg == "--mode") o.mode = value;
-    else if (arg == "--threads") o.threads = std::atoi(value.c_str());
-    else if (arg == "--batch") o.batch = std::atoi(value.c_str());
-    else if (arg == "--batches") o.batches = std::atoi(value.c_str());
-    else if (arg == "--resolution") o.resolution = std::atoi(value.c_str());
-    else return Usage();
+    if (arg == "--shards")
+      o.shards = value;
+    else if (arg == "--mode")
+      o.mode = value;
+    else if (arg == "--threads")
+      o.threads = std::atoi(value.c_str());
+    else if (arg == "--batch")
+      o.batch = std::atoi(value.c_str());
+    else if (arg == "--batches")
+      o.batches = std::atoi(value.c_str());
+    else if (arg == "--resolution")
+      o.resolution = std::atoi(value.c_str());
+    else
+      return Usage();
   }
   if (o.shards.empty() || (o.mode != "loader" && o.mode != "read")) return Usage();
   Expected<data::Dataset> dataset = data::LoadDataset("shards:" + o.shards);
@@ -131,9 +138,8 @@ int main(int argc, char** argv) {
   const double cpu_seconds = CpuSeconds() - cpu_start;
   out["cpu_seconds"] = cpu_seconds;
   out["images_per_cpu_sec"] = images / cpu_seconds;
-  out["resize"] = options.augment.resize == data::ResizeMode::kInceptionCrop
-                      ? "inception-crop"
-                      : "other";
+  out["resize"] =
+      options.augment.resize == data::ResizeMode::kInceptionCrop ? "inception-crop" : "other";
   out["images"] = images;
   out["seconds"] = seconds;
   out["images_per_sec"] = images / seconds;

@@ -95,8 +95,8 @@ TEST(Catalog, PetsFromTheReleasedAnnotations) {
       << bad.status().message();
 }
 
-void WriteMat(const std::string& path, const std::vector<std::pair<std::string,
-                                                                  std::vector<double>>>& vars) {
+void WriteMat(const std::string& path,
+              const std::vector<std::pair<std::string, std::vector<double>>>& vars) {
   fs::create_directories(fs::path(path).parent_path());
   mat_t* mat = Mat_CreateVer(path.c_str(), nullptr, MAT_FT_MAT5);
   ASSERT_NE(mat, nullptr);
@@ -135,8 +135,7 @@ TEST(Catalog, FlowersFromTheReleasedMatFiles) {
   WriteMat(base + "/imagelabels.mat", {{"labels", labels}});
   Expected<Dataset> bad = LoadDataset("flowers", Roots(dir));
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("label 103 of image 7 is out of range"),
-            std::string::npos)
+  EXPECT_NE(bad.status().message().find("label 103 of image 7 is out of range"), std::string::npos)
       << bad.status().message();
 }
 

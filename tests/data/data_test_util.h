@@ -71,9 +71,9 @@ inline void WritePhotoFolder(const std::string& dir, const std::string& split, i
     for (int i = 0; i < per_class; ++i) {
       const int seed = c * 101 + i;
       Image image = Photo(30 + (seed * 7) % 23, 36 + (seed * 5) % 29, i % 5 == 4 ? 1 : 3, seed);
-      WriteBytes(dir + "/" + split + "/class" + std::to_string(c) + "/" + std::to_string(i) +
-                     ".jpg",
-                 *EncodeJpeg(image, 90));
+      WriteBytes(
+          dir + "/" + split + "/class" + std::to_string(c) + "/" + std::to_string(i) + ".jpg",
+          *EncodeJpeg(image, 90));
     }
   }
 }

@@ -97,13 +97,13 @@ TEST(RegionDecode, CorruptAndTruncatedJpegsAreErrorsNamingTheSource) {
   const std::string jpeg = *EncodeJpeg(Photo(64, 64, 3, 1), 90);
   std::vector<float> out(3 * 32 * 32);
   DecodeScratch scratch;
-  Status cut = DecodeAugmentInto(jpeg.substr(0, jpeg.size() / 2), "shard-7 sample 3",
-                                 Inception(32), false, 0, out.data(), &scratch);
+  Status cut = DecodeAugmentInto(jpeg.substr(0, jpeg.size() / 2), "shard-7 sample 3", Inception(32),
+                                 false, 0, out.data(), &scratch);
   EXPECT_EQ(cut.code(), StatusCode::kCorruption);
   EXPECT_NE(cut.message().find("shard-7 sample 3: not a readable JPEG"), std::string::npos)
       << cut.message();
-  Status text = DecodeAugmentInto("not an image", "x.jpg", Inception(32), false, 0, out.data(),
-                                  &scratch);
+  Status text =
+      DecodeAugmentInto("not an image", "x.jpg", Inception(32), false, 0, out.data(), &scratch);
   EXPECT_NE(text.message().find("x.jpg: neither a JPEG nor a PNG"), std::string::npos);
 }
 
@@ -272,8 +272,8 @@ TEST(PackedDense, BatchesEqualTheSourceDataset) {
   EXPECT_EQ(packed_augment.mean, augment.mean);
   BatchPlan plan = *BatchPlan::Create(*NestedSubset(60, 48, 2), 16, 3, 1);
   for (size_t step = 0; step < 6; ++step) {
-    Batch a = *MakeBatch(source.train, plan.RankSlice(step, 0), augment, true, 3,
-                         plan.epoch_of(step), 2);
+    Batch a =
+        *MakeBatch(source.train, plan.RankSlice(step, 0), augment, true, 3, plan.epoch_of(step), 2);
     Batch b = *MakeBatch(packed.train, plan.RankSlice(step, 0), packed_augment, true, 3,
                          plan.epoch_of(step), 1);
     EXPECT_TRUE(at::equal(a.images, b.images)) << "step " << step;

@@ -61,7 +61,7 @@ TEST(TrainFromShards, PackCheckAndTrain) {
   WritePhotoFolder(dir / "photos", "test", 4, 4);
   const std::string cli = VITSCALE_CLI_BIN;
   Ran pack = Shell(cli + " data pack " + (dir / "photos") + " " + (dir / "packed") +
-                 " --shard-size 16 --threads 2");
+                   " --shard-size 16 --threads 2");
   ASSERT_EQ(pack.status, 0) << pack.out;
   EXPECT_NE(pack.out.find("packed 96 samples into 6 shards"), std::string::npos) << pack.out;
   Ran check = Shell(cli + " data check " + (dir / "packed") + " --decode");
@@ -70,8 +70,9 @@ TEST(TrainFromShards, PackCheckAndTrain) {
       << check.out;
 
   // A sweep names it by path; its manifest gives the sizes a subset is checked against.
-  WriteBytes(dir / "sweep.yaml", "name: packed\nrecipe: small-images\npretrain:\n  dataset: shards:" +
-                                     (dir / "packed") + "\n  model: ViT-Mu/7\n  subset: 80\n");
+  WriteBytes(dir / "sweep.yaml",
+             "name: packed\nrecipe: small-images\npretrain:\n  dataset: shards:" +
+                 (dir / "packed") + "\n  model: ViT-Mu/7\n  subset: 80\n");
   Ran sweep = Shell(cli + " sweep check " + (dir / "sweep.yaml"));
   EXPECT_EQ(sweep.status, 0) << sweep.out;
   WriteBytes(dir / "big.yaml", "name: packed\nrecipe: small-images\npretrain:\n  dataset: shards:" +
