@@ -108,6 +108,7 @@ Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origi
   reader.Int("metrics_every_steps", &r.metrics_every_steps);
   reader.Int("threads", &r.threads);
   reader.Int("loader_threads", &r.loader_threads);
+  reader.Int("max_bad_samples", &r.max_bad_samples);
   reader.Int("micro_batch", &r.micro_batch);
   reader.Int("eval_batch", &r.eval_batch);
   reader.String("datasets_dir", &r.datasets_dir);
@@ -201,6 +202,7 @@ Status ValidateJobSpec(const JobSpec& spec) {
   RETURN_IF_ERROR(positive("run.threads", static_cast<double>(r.threads)));
   RETURN_IF_ERROR(positive("run.loader_threads", static_cast<double>(r.loader_threads)));
   RETURN_IF_ERROR(non_negative("run.micro_batch", static_cast<double>(r.micro_batch)));
+  RETURN_IF_ERROR(non_negative("run.max_bad_samples", static_cast<double>(r.max_bad_samples)));
   RETURN_IF_ERROR(positive("run.eval_batch", static_cast<double>(r.eval_batch)));
   return Status::Ok();
 }

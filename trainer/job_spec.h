@@ -36,6 +36,7 @@ struct RunOptions {
   int64_t metrics_every_steps = 10;
   int64_t threads = 1;                 // LibTorch intra-op threads per rank
   int64_t loader_threads = 1;          // decode/augment threads per rank
+  int64_t max_bad_samples = 100;       // unreadable training samples replaced before failing
   int64_t micro_batch = 0;             // per-rank examples per forward; 0 = the whole rank batch
   int64_t eval_batch = 256;            // per-rank examples per forward in evaluations
   std::string datasets_dir = "/usr/share/datasets";

@@ -186,6 +186,8 @@ class Job {
     if (job.train.flip) loader_options.augment.flip = *job.train.flip;
     loader_options.threads = static_cast<int>(run.loader_threads);
     loader_options.prefetch = std::max(2, loader_options.threads);
+    loader_options.max_bad_samples = run.max_bad_samples;
+    loader_options.log = [this](const std::string& line) { Log(line); };
     if (progress.step < total_steps) {
       TRY(std::unique_ptr<data::Loader> loader,
           data::Loader::Create(dataset.train, *plan, comm_.rank(), progress.step, loader_options));
@@ -229,9 +231,11 @@ class Job {
 
     // ---- Phase 6: evaluations.
     std::vector<ResultRecord> results;
-    TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
-                                               run.eval_batch, loader_options.threads));
-    results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    if (dataset.test.size() > 0) {  // ImageNet-21k and JFT have no test split
+      TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
+                                                 run.eval_batch, loader_options.threads));
+      results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    }
     EvalEnv env;
     env.comm = &comm_;
     env.roots = roots;
