@@ -236,9 +236,11 @@ class Job {
     int64_t micro_batch = run.micro_batch > 0 ? std::min(run.micro_batch, rank_batch) : rank_batch;
     if (limits.micro_batch > 0 && micro_batch >= limits.micro_batch) {
       micro_batch = Halve(limits.micro_batch);
-      Log("an earlier attempt ran out of memory at micro-batch " +
-          std::to_string(limits.micro_batch) + "; training with micro-batch " +
-          std::to_string(micro_batch) + " (the same global batch, accumulated)");
+      if (progress.step < total_steps) {
+        Log("an earlier attempt ran out of memory at micro-batch " +
+            std::to_string(limits.micro_batch) + "; training with micro-batch " +
+            std::to_string(micro_batch) + " (the same global batch, accumulated)");
+      }
     }
     int64_t eval_batch = run.eval_batch;
     if (limits.eval_batch > 0 && eval_batch >= limits.eval_batch) {

@@ -171,15 +171,16 @@ Status TrainStep::Capture(const torch::Tensor& images, const torch::Tensor& labe
     graph->graph.capture_begin();
     try {
       captured = Enqueue(graph->images, graph->labels, /*capturing=*/true);
-    } catch (...) {
+      graph->graph.capture_end();
+    } catch (const c10::Error& e) {
       try {
         graph->graph.capture_end();  // leaves capture mode so the stream works again
       } catch (const c10::Error&) {
       }
-      if (reducer_) reducer_->Reset();
-      throw;
+      captured = models::compat::IsOutOfMemory(e)
+                     ? OutOfMemory(e, images.size(0))
+                     : Internal(FirstLine(e.what_without_backtrace()));
     }
-    graph->graph.capture_end();
   }
   // Every rank replays, or none does: a graph recorded collectives that must match.
   std::vector<double> failed = {captured.ok() ? 0.0 : 1.0};
@@ -210,13 +211,8 @@ Expected<StepResult> TrainStep::Run(const torch::Tensor& images, const torch::Te
     if (!graph_ && graphs_allowed_ && steps_run_ >= 1) {
       // The first step ran eagerly (it initialised cuBLAS, cuDNN and the optimiser state,
       // which a capture may not); capture the second.
-      Status captured;
-      try {
-        captured = Capture(images, labels);
-      } catch (const c10::Error& e) {
-        if (models::compat::IsOutOfMemory(e)) return OutOfMemory(e, rank_batch);
-        captured = Internal(FirstLine(e.what_without_backtrace()));
-      }
+      Status captured = Capture(images, labels);
+      if (captured.code() == StatusCode::kResourceExhausted) return captured;
       if (!captured.ok()) {
         graphs_allowed_ = false;
         if (comm_.rank() == 0) {
