@@ -41,7 +41,7 @@ mapfile -t OBJECTS < <(ninja -C "$BUILD/cpu-build" -t targets all |
   grep -vE 'vitscale_(registry|npy|data_readers|train_io|common)|/(npy|registry|job_spec|report|checkpoint_store)_test|orchestration' |
   cut -d: -f1)
 echo "${#OBJECTS[@]} objects"
-ninja -C "$BUILD/cpu-build" -j "$JOBS" "${OBJECTS[@]}"
+ninja -C "$BUILD/cpu-build" -k 0 -j "$JOBS" "${OBJECTS[@]}"
 
 echo "== 2. LibTorch 2.6 (CUDA headers): the trainer's CUDA paths, syntax only"
 CUDA_INCLUDE=/usr/local/cuda/include

@@ -6,7 +6,7 @@
 //   vitscale-gpu-bench --model ViT-B/16 [--batch 256] [--resolution 224] [--steps 30]
 //                      [--warmup 5] [--precision bf16|fp32] [--no-graphs]
 //
-// Prints one JSON line: model, batch (halved until it fits, from --batch), images_per_sec over
+// Prints one JSON line: impl ("vitscale", or "vitscale-eager" with --no-graphs), model, batch (halved until it fits, from --batch), images_per_sec over
 // the timed steps, step_ms, peak_gib (the most GPU memory live tensors held), and whether steps
 // replayed a CUDA graph. bench/gpu/run.sh runs it beside timm's eager and compiled models.
 #include <torch/torch.h>
@@ -139,10 +139,11 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "vitscale-gpu-bench: %s\n", m.status().ToString().c_str());
       break;
     }
-    std::printf("{\"impl\": \"vitscale\", \"model\": \"%s\", \"batch\": %lld, \"resolution\": %d, "
+    std::printf("{\"impl\": \"%s\", \"model\": \"%s\", \"batch\": %lld, \"resolution\": %d, "
                 "\"precision\": \"%s\", \"cuda_graph\": %s, \"images_per_sec\": %.1f, "
                 "\"step_ms\": %.2f, \"peak_gib\": %.2f, \"device\": \"%s\"}\n",
-                o.model.c_str(), static_cast<long long>(batch), o.resolution,
+                o.graphs ? "vitscale" : "vitscale-eager", o.model.c_str(),
+                static_cast<long long>(batch), o.resolution,
                 PrecisionName(o.precision), m->replayed ? "true" : "false", m->images_per_sec,
                 m->step_ms, m->peak_gib, DeviceKind(device).c_str());
     std::fflush(stdout);

@@ -28,9 +28,11 @@ def main(path):
             f"{impls[i]['peak_gib']:.1f}" if i in impls else "-"
             for i in ("vitscale", "timm-eager", "timm-compile"))
         graph = impls.get("vitscale", {}).get("cuda_graph")
+        eager = impls.get("vitscale-eager")
         print(f"{model:14} {cell('vitscale'):>14} {cell('timm-eager'):>14} "
               f"{cell('timm-compile'):>14} {ratio('timm-eager'):>7} {ratio('timm-compile'):>8}  "
-              f"{peaks}" + ("" if graph is None else f"  cuda_graph={graph}"))
+              f"{peaks}" + ("" if graph is None else f"  cuda_graph={graph}") +
+              ("" if eager is None else f"  without graphs {eager['images_per_sec']:.0f}"))
 
 
 if __name__ == "__main__":

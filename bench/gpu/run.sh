@@ -70,6 +70,11 @@ say "vitscale"
 for m in $MODELS; do
   within 90 "$BUILD/bin/vitscale-gpu-bench" --model "$m" --batch 256 >>"$RESULTS" || say "vitscale $m: exit $?"
 done
+say "vitscale without CUDA graphs (what the graphs add)"
+for m in $MODELS; do
+  within 60 "$BUILD/bin/vitscale-gpu-bench" --model "$m" --batch 256 --no-graphs --steps 15 \
+      >>"$RESULTS" || say "vitscale-eager $m: exit $?"
+done
 if [[ "${SKIP_TIMM:-0}" != 1 ]]; then
   for mode in eager compile; do
     say "timm $mode"
