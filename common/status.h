@@ -20,6 +20,7 @@ enum class StatusCode {
   kIOError,            // the OS or a library refused an operation
   kUnavailable,        // a peer is away; the call may succeed later
   kInternal,           // a broken invariant: a bug in vitscale
+  kResourceExhausted,  // memory (or another resource) ran out: a smaller request may fit
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -51,6 +52,9 @@ inline Status Corruption(std::string m) { return {StatusCode::kCorruption, std::
 inline Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 
 // Either a T or a non-ok Status.
 template <typename T>

@@ -116,7 +116,15 @@ Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origi
   reader.String("report_url", &r.report_url);
   reader.String("report_token", &r.report_token);
   reader.Int("attempt", &r.attempt);
+  reader.Int("gpus_per_rank", &r.gpus_per_rank);
+  std::string precision = PrecisionName(r.precision);
+  reader.String("precision", &precision);
+  reader.Bool("cuda_graphs", &r.cuda_graphs);
+  reader.Bool("deterministic", &r.deterministic);
   RETURN_IF_ERROR(reader.Finish());
+  Expected<Precision> parsed = ParsePrecision(precision);
+  if (!parsed.ok()) return FieldError(origin, "run.precision", parsed.status().message());
+  r.precision = *parsed;
   if (r.dir.empty()) return FieldError(origin, "run.dir", "is missing");
   if (!r.report_url.empty() && r.attempt < 1) {
     return FieldError(origin, "run.attempt", "must be >= 1 when run.report_url is set");
@@ -204,6 +212,10 @@ Status ValidateJobSpec(const JobSpec& spec) {
   RETURN_IF_ERROR(non_negative("run.micro_batch", static_cast<double>(r.micro_batch)));
   RETURN_IF_ERROR(non_negative("run.max_bad_samples", static_cast<double>(r.max_bad_samples)));
   RETURN_IF_ERROR(positive("run.eval_batch", static_cast<double>(r.eval_batch)));
+  if (r.gpus_per_rank != 0 && r.gpus_per_rank != 1) {
+    return InvalidArgument("field 'run.gpus_per_rank' is " + std::to_string(r.gpus_per_rank) +
+                           "; a rank drives 0 (CPU) or 1 GPU: use one rank per GPU");
+  }
   return Status::Ok();
 }
 

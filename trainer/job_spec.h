@@ -12,6 +12,7 @@
 #include "common/exit_codes.h"
 #include "common/status.h"
 #include "sweep/job_config.h"
+#include "trainer/precision.h"
 
 namespace vitscale::trainer {
 
@@ -24,6 +25,7 @@ enum ExitStatus : int {
   kExitFailure = kTrainExitFailed,           // I/O errors, a dead peer rank, diverged replicas
   kExitPreempted = kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
   kExitConfigError = kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
+  kExitOutOfMemory = kTrainExitOutOfMemory,  // the next attempt halves the batch that failed
 };
 
 struct RunOptions {
@@ -45,6 +47,12 @@ struct RunOptions {
   std::string report_url;
   std::string report_token;
   int64_t attempt = 0;                 // the coordinator's attempt number, for report_url
+  // Devices (docs/gpu.md): 0 = CPU ranks; 1 = each rank on its own GPU, the local rank's among
+  // those CUDA_VISIBLE_DEVICES shows.
+  int64_t gpus_per_rank = 0;
+  Precision precision = Precision::kAuto;  // auto = bf16 autocast on a GPU
+  bool cuda_graphs = true;             // capture GPU steps as CUDA graphs where LibTorch allows
+  bool deterministic = false;          // GPU kernels that repeat bit for bit (slower)
 };
 
 struct JobSpec {
