@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build test demo clean
+.PHONY: setup build test demo clean check-torch2
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,11 @@ test: build
 
 demo: build
 	bash scripts/demo.sh
+
+# Compiles the LibTorch code against LibTorch 2.6 headers (CPU and CUDA) from Debian trixie's
+# packages, unpacked under build-torch2/; downloads them the first time. Not part of `make test`.
+check-torch2:
+	bash scripts/check_torch2.sh
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -26,6 +26,8 @@ int RunModels(const Args& args);  // vitscale models [--json]
 int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);
+// vitscale data pack SRC DEST [...] | data check DEST [--decode] [--json]: packed datasets.
+int RunData(const Args& args);
 
 // Commands that talk to a coordinator (cli/api_client.h says how it is found).
 int RunSubmit(const Args& args);    // vitscale submit FILE [--json]

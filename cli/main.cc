@@ -16,6 +16,7 @@ struct Command {
 const Command kCommands[] = {
     {"models", vitscale::cli::RunModels, "list every registered model with params and GMACs"},
     {"sweep", vitscale::cli::RunSweep, "check FILE | cost FILE: validate, expand and cost a sweep"},
+    {"data", vitscale::cli::RunData, "pack SRC DEST | check DEST: packed (sharded) datasets"},
     {"submit", vitscale::cli::RunSubmit, "FILE: submit a sweep to the coordinator"},
     {"list", vitscale::cli::RunList, "jobs, filtered by sweep, state, model, subset"},
     {"show", vitscale::cli::RunShow, "JOB: config, attempts, checkpoints, results, ledger"},

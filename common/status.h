@@ -22,6 +22,7 @@ enum class StatusCode {
   kUnauthenticated,    // no credential, or one that is not valid (HTTP 401)
   kPermissionDenied,   // a valid credential that may not do this (HTTP 403)
   kInternal,           // a broken invariant: a bug in vitscale
+  kResourceExhausted,  // memory (or another resource) ran out: a smaller request may fit
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -59,6 +60,9 @@ inline Status PermissionDenied(std::string m) {
   return {StatusCode::kPermissionDenied, std::move(m)};
 }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 
 // Either a T or a non-ok Status.
 template <typename T>

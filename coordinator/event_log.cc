@@ -27,19 +27,23 @@ void EventLog::Append(const std::string& type, const std::string& job_id, protoc
   if (publish_) publish_(std::move(text));
 }
 
-std::vector<EventLog::Message> EventLog::Since(int64_t since) const {
-  std::vector<Message> missed;
+std::vector<EventLog::Message> EventLog::Since(int64_t since, size_t max_bytes) const {
+  auto reset = [this] {
+    protocol::Event event;
+    event.seq = last_seq();
+    event.type = "reset";
+    return std::vector<Message>{std::make_shared<const std::string>(protocol::Dump(event.ToJson()))};
+  };
   bool lost_some = !events_.empty() && since < events_.front().first - 1;
   bool from_elsewhere = since > last_seq();
-  if (lost_some || from_elsewhere) {
-    protocol::Event reset;
-    reset.seq = last_seq();
-    reset.type = "reset";
-    missed.push_back(std::make_shared<const std::string>(protocol::Dump(reset.ToJson())));
-    return missed;
-  }
+  if (lost_some || from_elsewhere) return reset();
+  std::vector<Message> missed;
+  size_t bytes = 0;
   for (const auto& [seq, text] : events_) {
-    if (seq > since) missed.push_back(text);
+    if (seq <= since) continue;
+    bytes += text->size();
+    if (bytes > max_bytes) return reset();
+    missed.push_back(text);
   }
   return missed;
 }

@@ -32,9 +32,10 @@ class EventLog {
   // Stamps, keeps and publishes {"seq", "time", "type", "job", "data"}.
   void Append(const std::string& type, const std::string& job_id, protocol::Json data);
 
-  // Events after `since`. When some of them are no longer kept, or `since` is ahead of this
+  // Events after `since`. When some of them are no longer kept, when they are more than
+  // `max_bytes` (more than a client may have queued), or when `since` is ahead of this
   // coordinator (it restarted), a single {"type":"reset","seq":N} tells the client to reload.
-  std::vector<Message> Since(int64_t since) const;
+  std::vector<Message> Since(int64_t since, size_t max_bytes = 8 << 20) const;
 
   int64_t last_seq() const { return next_seq_ - 1; }
   size_t size() const { return events_.size(); }

@@ -50,5 +50,9 @@ inline constexpr int kTrainExitSucceeded = 0;
 inline constexpr int kTrainExitFailed = 1;
 inline constexpr int kTrainExitPreempted = 75;    // EX_TEMPFAIL: checkpointed, run me again
 inline constexpr int kTrainExitConfigError = 78;  // EX_CONFIG: the spec is wrong; retrying cannot help
+// Out of (GPU or host) memory: the trainer recorded the size that failed in the run directory,
+// and a retry (a failure, to the agent) trains or evaluates with half of it. Past sysexits'
+// range: none of its means this.
+inline constexpr int kTrainExitOutOfMemory = 79;
 
 }  // namespace vitscale::protocol

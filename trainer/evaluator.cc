@@ -9,6 +9,7 @@
 #include "data/order.h"
 #include "models/registry.h"
 #include "models/zoo.h"
+#include "trainer/device.h"
 #include "trainer/few_shot.h"
 #include "trainer/optim.h"
 #include "trainer/train_state.h"
@@ -137,6 +138,7 @@ class FineTuneEvaluator final : public Evaluator {
       prefix << "fine_tune/" << config_.dataset << "/lr=" << lr << "/";
       loop.metric_prefix = prefix.str();
       loop.train_flops_per_image = 3.0 * flops_per_image;
+      loop.device = env_->device;
       LoopHooks hooks;
       hooks.sink = env_->sink;
       hooks.stop_requested = env_->stop_requested;
@@ -197,6 +199,7 @@ class FineTuneEvaluator final : public Evaluator {
                                         pretrained.resolution()));
     ASSIGN_OR_RETURN(std::string weights, SerializeModule(pretrained));
     RETURN_IF_ERROR(LoadModule(weights, *model));
+    model->to(DeviceOf(pretrained));
     RETURN_IF_ERROR(model->ReplaceHead(num_classes));
     Status resized = model->ResizePositionEmbedding(resolution);
     if (!resized.ok()) {

@@ -21,6 +21,7 @@
 #include "sweep/job_config.h"
 #include "trainer/communicator.h"
 #include "trainer/report.h"
+#include "trainer/train_step.h"
 
 namespace vitscale::trainer {
 
@@ -34,6 +35,7 @@ struct EvalEnv {
   const std::atomic<bool>* stop_requested = nullptr;
   ReportSink* sink = nullptr;   // rank 0's, for fine-tune curves; null elsewhere
   double eval_flops = 0.0;      // evaluators add what they spend (FLOPs = 2 x MACs)
+  DeviceOptions device;         // how fine-tuning steps run on a GPU
 };
 
 class Evaluator {

@@ -12,6 +12,7 @@
 #include "common/status.h"
 #include "protocol/enums.h"
 #include "sweep/job_config.h"
+#include "trainer/precision.h"
 
 namespace vitscale::trainer {
 
@@ -24,6 +25,7 @@ enum ExitStatus : int {
   kExitFailure = protocol::kTrainExitFailed,  // I/O errors, a dead peer rank, diverged replicas
   kExitPreempted = protocol::kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
   kExitConfigError = protocol::kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
+  kExitOutOfMemory = protocol::kTrainExitOutOfMemory,  // the next attempt halves the batch that failed
 };
 
 struct RunOptions {
@@ -36,6 +38,7 @@ struct RunOptions {
   int64_t metrics_every_steps = 10;
   int64_t threads = 1;                 // LibTorch intra-op threads per rank
   int64_t loader_threads = 1;          // decode/augment threads per rank
+  int64_t max_bad_samples = 100;       // unreadable training samples replaced before failing
   int64_t micro_batch = 0;             // per-rank examples per forward; 0 = the whole rank batch
   int64_t eval_batch = 256;            // per-rank examples per forward in evaluations
   std::string datasets_dir = "/usr/share/datasets";
@@ -44,6 +47,12 @@ struct RunOptions {
   std::string report_url;
   std::string report_token;            // this attempt's own, dead once the attempt ends
   int64_t attempt = 0;                 // the coordinator's attempt number, for report_url
+  // Devices (docs/gpu.md): 0 = CPU ranks; 1 = each rank on its own GPU, the local rank's among
+  // those CUDA_VISIBLE_DEVICES shows.
+  int64_t gpus_per_rank = 0;
+  Precision precision = Precision::kAuto;  // auto = bf16 autocast on a GPU
+  bool cuda_graphs = true;             // capture GPU steps as CUDA graphs where LibTorch allows
+  bool deterministic = false;          // GPU kernels that repeat bit for bit (slower)
 };
 
 struct JobSpec {

@@ -1,7 +1,9 @@
 // vitscale-train end to end, as the agent runs it: real mpirun, real ranks, real Fashion-MNIST
 // (skipped where /usr/share/datasets/fashion-mnist is missing). CPU, 1 thread per rank.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -10,7 +12,9 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "models/checkpoint.h"
 #include "trainer/job_spec.h"
@@ -200,6 +204,89 @@ TEST_F(TrainE2eTest, ConfigurationErrorsExit78) {
   spec = Spec("other");
   spec["job"]["model"] = "ViT-Mi/7";
   EXPECT_EQ(Train(1, spec, "other"), kExitConfigError);
+}
+
+// A failure one rank meets alone (its spec or its dataset missing on its host) ends every rank
+// with that rank's status instead of leaving the others in a collective forever; mpirun's
+// MPMD form gives rank 1 a spec of its own. Each case used to hang rank 0 in its first
+// all-reduce (CTest's timeout is what would end this test then).
+TEST_F(TrainE2eTest, RankLocalConfigErrorEndsEveryRankWith78) {
+  const std::string good = WriteSpec(Spec("local"), "local");
+  nlohmann::json without_data = Spec("local");
+  without_data["run"]["datasets_dir"] = root_ + "/no-datasets-here";
+  const std::vector<std::string> rank1_specs = {root_ + "/no-such-spec.json",
+                                                WriteSpec(without_data, "local-without-data")};
+  for (const std::string& rank1_spec : rank1_specs) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+      std::vector<const char*> argv = {VITSCALE_MPIEXEC, "--oversubscribe"};
+      if (getuid() == 0) argv.push_back("--allow-run-as-root");
+      argv.insert(argv.end(), {"-np", "1", VITSCALE_TRAIN_BIN, "--spec", good.c_str(), ":",
+                               "-np", "1", VITSCALE_TRAIN_BIN, "--spec", rank1_spec.c_str(),
+                               nullptr});
+      execv(argv[0], const_cast<char* const*>(argv.data()));
+      _exit(127);
+    }
+    setpgid(pid, pid);
+    EXPECT_EQ(Wait(pid), kExitConfigError) << "rank 1's spec: " << rank1_spec;
+  }
+}
+
+// Out of memory, for real: one rank under an address-space limit that a 1024-image micro-batch
+// of ViT-Mu/4 exceeds (about 2.8 GB of address space here) and a 256-image one fits (1.6 GB;
+// 512 is near the limit and may go either way). Each attempt that runs out exits 79 naming the
+// model and micro-batch, and the next attempt of the same run directory trains with half of it,
+// until one finishes.
+TEST_F(TrainE2eTest, OutOfMemoryEndsTheAttemptAndTheRetryHalvesTheMicroBatch) {
+  nlohmann::json spec = Spec("oom");
+  spec["job"]["model"] = "ViT-Mu/4";
+  spec["job"]["train"]["batch_size"] = 1024;
+  spec["job"]["train"]["epochs"] = 2.0;  // two steps
+  spec["job"]["train"]["warmup_steps"] = 1;
+  spec["run"]["checkpoint_every_steps"] = 0;
+  const std::string spec_path = WriteSpec(spec, "oom");
+  const std::string limits = root_ + "/oom/out_of_memory.json";
+  int64_t failed_micro_batch = 1024 * 2;  // the first attempt runs the whole rank batch
+  int status = -1;
+  for (int attempt = 1; attempt <= 4 && status != kExitDone; ++attempt) {
+    const std::string log = root_ + "/oom-" + std::to_string(attempt) + ".log";
+    pid_t pid = fork();
+    if (pid == 0) {
+      const rlim_t bytes = 2100ull << 20;
+      struct rlimit limit = {bytes, bytes};
+      setrlimit(RLIMIT_AS, &limit);
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      setenv("OMPI_MCA_ess_singleton_isolated", "1", 1);
+      execl(VITSCALE_TRAIN_BIN, VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), nullptr);
+      _exit(127);
+    }
+    status = Wait(pid);
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (attempt == 1) {
+      ASSERT_EQ(status, kExitOutOfMemory) << text;
+    }
+    if (status == kExitOutOfMemory) {
+      const int64_t micro = failed_micro_batch / 2;
+      EXPECT_NE(text.find("out of memory training ViT-Mu/4 at 28 px with micro-batch " +
+                          std::to_string(micro) + " of this rank's 1024 images"),
+                std::string::npos) << text;
+      EXPECT_NE(text.find("the next attempt will train with run.micro_batch " +
+                          std::to_string(micro / 2)), std::string::npos) << text;
+      std::ifstream recorded(limits);
+      ASSERT_TRUE(recorded.good()) << "no " << limits;
+      EXPECT_EQ(nlohmann::json::parse(recorded)["micro_batch"], micro);
+      failed_micro_batch = micro;
+    } else {
+      ASSERT_EQ(status, kExitDone) << text;
+      EXPECT_NE(text.find("training with micro-batch " + std::to_string(failed_micro_batch / 2)),
+                std::string::npos) << text;
+    }
+  }
+  EXPECT_EQ(status, kExitDone) << "still out of memory after 4 attempts";
 }
 
 TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {
