@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 JOBS ?= $(shell nproc)
 
-.PHONY: setup build test demo clean
+.PHONY: setup build test demo clean fuzz sanitize
 
 setup:
 	bash scripts/setup.sh
@@ -17,6 +17,16 @@ test: build
 
 demo: build
 	bash scripts/demo.sh
+
+# The libFuzzer harnesses (fuzz/README.md), each for FUZZ_SECONDS, in the fuzz tree that
+# `make build` also makes.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	cmake -S . -B $(BUILD_DIR)/fuzz -G Ninja -DVITSCALE_FUZZ=ON \
+	  -DCMAKE_CXX_COMPILER=$$(command -v clang++-14 || command -v clang++) \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	cmake --build $(BUILD_DIR)/fuzz --target fuzzers -j $(JOBS)
+	bash fuzz/run.sh $(BUILD_DIR)/fuzz $(FUZZ_SECONDS)
 
 clean:
 	rm -rf $(BUILD_DIR)

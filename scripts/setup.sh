@@ -12,6 +12,7 @@ packages=(
   libssl-dev libzip-dev zipcmp zipmerge ziptool zlib1g-dev libjpeg62-turbo-dev libpng-dev
   dataset-fashion-mnist python3-sklearn
   chromium
+  clang-14 libclang-rt-14-dev llvm-14  # fuzz/: clang, libFuzzer, llvm-symbolizer
 )
 # Node.js and npm build the dashboard; the machine's own (newer) install is used when present.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
