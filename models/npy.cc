@@ -2,6 +2,7 @@
 
 #include <zip.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -148,11 +149,16 @@ Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
   }
 
   const std::string_view data = bytes.substr(header_start + header_len);
-  const uint64_t expected = static_cast<uint64_t>(array.numel()) * NpyItemSize(array.dtype);
-  if (data.size() != expected) {
+  // Dimensions are checked one by one above, but their product can still overflow.
+  uint64_t expected = static_cast<uint64_t>(NpyItemSize(array.dtype));
+  bool overflow = false;
+  for (int64_t dim : array.shape) {
+    overflow = overflow || __builtin_mul_overflow(expected, static_cast<uint64_t>(dim), &expected);
+  }
+  if (overflow || data.size() != expected) {
     return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
-                      " needs " + std::to_string(expected) + " data bytes, the file has " +
-                      std::to_string(data.size()) + " (truncated?)");
+                      " needs " + (overflow ? "more than 2^64" : std::to_string(expected)) +
+                      " data bytes, the file has " + std::to_string(data.size()) + " (truncated?)");
   }
   array.data.assign(data.data(), data.size());
   return array;
@@ -207,11 +213,21 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     if (file == nullptr) {
       return Corruption(what + ": cannot open member: " + zip_strerror(archive.get()));
     }
-    std::string bytes(stat.size, '\0');
-    const zip_int64_t read = zip_fread(file, bytes.data(), stat.size);
+    // The size in the header is a claim: memory grows with the data actually read, so that a
+    // small file cannot make the reader allocate gigabytes before it fails.
+    std::string bytes;
+    constexpr zip_uint64_t kChunk = zip_uint64_t{1} << 20;
+    zip_int64_t read = 0;
+    while (bytes.size() < stat.size) {
+      const size_t before = bytes.size();
+      bytes.resize(before + std::min<zip_uint64_t>(kChunk, stat.size - before));
+      read = zip_fread(file, bytes.data() + before, bytes.size() - before);
+      bytes.resize(before + std::max<zip_int64_t>(read, 0));
+      if (read <= 0) break;
+    }
     std::string read_error = read < 0 ? zip_error_strerror(zip_file_get_error(file)) : "";
     zip_fclose(file);
-    if (read != static_cast<zip_int64_t>(stat.size)) {
+    if (bytes.size() != stat.size) {
       return Corruption(what + ": member is truncated or corrupt" +
                         (read_error.empty() ? std::string() : ": " + read_error));
     }
