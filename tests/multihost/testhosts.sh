@@ -59,7 +59,7 @@ th_kill_namespace() {
     sleep 0.1
   done
   kill -KILL $pids 2>/dev/null || true
-  for _ in $(seq 30); do
+  for _ in $(seq 100); do
     [[ -n $(ip netns pids "$ns" 2>/dev/null) ]] || return 0
     sleep 0.1
   done

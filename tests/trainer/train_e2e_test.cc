@@ -59,7 +59,7 @@ class TrainE2eTest : public testing::Test {
   }
 
   static std::string WriteSpec(const nlohmann::json& spec, const std::string& name) {
-    const std::string path = root_ + "/" + name + ".json";
+    const std::string path = spec_path_of(name);
     std::ofstream(path) << spec.dump(2);
     return path;
   }
@@ -123,7 +123,29 @@ class TrainE2eTest : public testing::Test {
     int status = 0;
     EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the job ended before it could be signalled";
     kill(-pid, signal);
-    return Wait(pid);
+    const int exit_status = Wait(pid);
+    if (signal == SIGKILL) WaitUntilNoProcessRuns(spec_path_of(name));
+    return exit_status;
+  }
+
+  static std::string spec_path_of(const std::string& name) { return root_ + "/" + name + ".json"; }
+
+  // Open MPI may start ranks in process groups of their own: a rank that outlives a killed
+  // mpirun can still write a checkpoint until it notices. Waits until no process runs the spec.
+  static void WaitUntilNoProcessRuns(const std::string& spec_path) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool running = false;
+      for (const auto& entry : fs::directory_iterator("/proc")) {
+        std::ifstream in(entry.path() / "cmdline");
+        std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        if (cmdline.find(spec_path) != std::string::npos) running = true;
+      }
+      if (!running) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "a process still runs " << spec_path << " a minute after mpirun was killed";
   }
 
   static fs::path CheckpointDir(const nlohmann::json& spec, int64_t step) {
@@ -137,7 +159,9 @@ class TrainE2eTest : public testing::Test {
     std::vector<int64_t> steps;
     for (const auto& e :
          fs::directory_iterator(fs::path(spec["run"]["dir"].get<std::string>()) / "checkpoints")) {
-      steps.push_back(std::stoll(e.path().filename().string().substr(5)));
+      // A kill during a write leaves its temporary directory, which is not a checkpoint.
+      const std::string name = e.path().filename().string();
+      if (name.rfind("step-", 0) == 0) steps.push_back(std::stoll(name.substr(5)));
     }
     std::sort(steps.begin(), steps.end());
     return steps;
