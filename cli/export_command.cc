@@ -41,9 +41,11 @@ int ExitCodeFor(const Status& status) {
 }  // namespace
 
 int RunExport(const Args& args) {
-  Expected<ParsedArgs> parsed =
-      ParseArgs(args, {{"--db", true}, {"--sweep", true}, {"--format", true}, {"--fits", false},
-                       {"--column", true}});
+  Expected<ParsedArgs> parsed = ParseArgs(args, {{"--db", true},
+                                                 {"--sweep", true},
+                                                 {"--format", true},
+                                                 {"--fits", false},
+                                                 {"--column", true}});
   if (!parsed.ok()) return UsageError(parsed.status().message());
   if (parsed->help) {
     std::fputs(kExportUsage, stdout);
@@ -77,7 +79,7 @@ int RunExport(const Args& args) {
     if (!fits.ok()) {
       std::fprintf(stderr, "vitscale export: %s\n", fits.status().message().c_str());
       return fits.status().code() == StatusCode::kInvalidArgument ? kExitBadInput
-                                                                   : ExitCodeFor(fits.status());
+                                                                  : ExitCodeFor(fits.status());
     }
     std::string text = planning::FormatFits(*fits, format);
     std::fwrite(text.data(), 1, text.size(), stdout);

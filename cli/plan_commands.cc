@@ -5,9 +5,13 @@
 // comes from a database (--db), a file (--throughput), or nowhere (every rate an estimate).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "cli/api_client.h"
@@ -78,7 +82,8 @@ Expected<std::vector<double>> ParseFactors(const std::string& text) {
   size_t start = 0;
   while (start <= text.size()) {
     size_t comma = text.find(',', start);
-    std::string part = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string part =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     char* end = nullptr;
     double f = std::strtod(part.c_str(), &end);
     if (part.empty() || *end != '\0' || !(f > 0) || f > 1000) {
@@ -112,18 +117,19 @@ std::string PlanRow(const planning::SimulationResult& r) {
 std::string PlanText(const sweep::Sweep& s, const std::vector<planning::SimulationResult>& plans,
                      double elapsed_ms) {
   const planning::SimulationResult& r = plans.front();
-  std::string out = fmt::format("sweep {}: {} jobs on {} ({} hosts, {} devices)\n", s.name,
-                                r.jobs.size(), r.cluster.description, r.cluster.Hosts(),
-                                r.cluster.Devices());
+  std::string out =
+      fmt::format("sweep {}: {} jobs on {} ({} hosts, {} devices)\n", s.name, r.jobs.size(),
+                  r.cluster.description, r.cluster.Hosts(), r.cluster.Devices());
   if (!r.estimated.empty()) {
     out += fmt::format("estimated rates ({}; measure or import to replace them):\n",
                        r.estimated.size());
     for (const std::string& note : r.estimated) out += "  " + note + "\n";
   }
-  out += fmt::format("makespan      {}  (no schedule beats {}: the longest job, or all work "
-                     "spread over every device)\n",
-                     planning::FormatDuration(r.makespan_seconds),
-                     planning::FormatDuration(r.lower_bound_seconds));
+  out += fmt::format(
+      "makespan      {}  (no schedule beats {}: the longest job, or all work "
+      "spread over every device)\n",
+      planning::FormatDuration(r.makespan_seconds),
+      planning::FormatDuration(r.lower_bound_seconds));
   out += fmt::format("device-days   {:.1f}\n", r.device_seconds / 86400);
   out += fmt::format("utilisation   {:.1f}%\n", 100 * r.utilisation);
   out += fmt::format("interruptions {} preemptions, {} failures\n", r.preemptions, r.failures);
@@ -143,9 +149,8 @@ std::string PlanText(const sweep::Sweep& s, const std::vector<planning::Simulati
                        "makespan", "device-days", "utilisation");
     std::vector<const planning::SimulationResult*> sorted;
     for (const auto& p : plans) sorted.push_back(&p);
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) {
-      return a->cluster.Devices() < b->cluster.Devices();
-    });
+    std::sort(sorted.begin(), sorted.end(),
+              [](auto* a, auto* b) { return a->cluster.Devices() < b->cluster.Devices(); });
     for (const auto* p : sorted) out += PlanRow(*p);
   }
   out += fmt::format("simulated {} cluster size{} in {:.0f} ms\n", plans.size(),
@@ -156,11 +161,16 @@ std::string PlanText(const sweep::Sweep& s, const std::vector<planning::Simulati
 }  // namespace
 
 int RunSweepSimulate(const Args& raw) {
-  const std::vector<FlagSpec> flags = {
-      {"--hosts", true},        {"--db", true},           {"--throughput", true},
-      {"--compare", true},      {"--preempt-rate", true}, {"--failure-rate", true},
-      {"--checkpoint-every", true}, {"--max-retries", true}, {"--seed", true},
-      {"--json", false}};
+  const std::vector<FlagSpec> flags = {{"--hosts", true},
+                                       {"--db", true},
+                                       {"--throughput", true},
+                                       {"--compare", true},
+                                       {"--preempt-rate", true},
+                                       {"--failure-rate", true},
+                                       {"--checkpoint-every", true},
+                                       {"--max-retries", true},
+                                       {"--seed", true},
+                                       {"--json", false}};
   Expected<ParsedArgs> parsed = ParseArgs(raw, flags);
   if (!parsed.ok()) return UsageError("sweep simulate", parsed.status().message(), kSimulateUsage);
   const ParsedArgs& args = *parsed;
@@ -173,7 +183,8 @@ int RunSweepSimulate(const Args& raw) {
                       args.positional.empty() ? "give the sweep FILE" : "give one sweep FILE",
                       kSimulateUsage);
   }
-  if (!args.Has("--hosts")) return UsageError("sweep simulate", "--hosts SPEC is required", kSimulateUsage);
+  if (!args.Has("--hosts"))
+    return UsageError("sweep simulate", "--hosts SPEC is required", kSimulateUsage);
   if (args.Has("--db") && args.Has("--throughput")) {
     return UsageError("sweep simulate", "--db and --throughput exclude each other", kSimulateUsage);
   }
@@ -183,8 +194,8 @@ int RunSweepSimulate(const Args& raw) {
   Expected<double> checkpoint = ParseRate(args, "--checkpoint-every", 1800);
   Expected<long long> retries = args.GetInt("--max-retries", 0, 100, 2);
   Expected<long long> seed = args.GetInt("--seed", 0, (1LL << 62), 1);
-  for (const Status& s : {preempt.status(), failure.status(), checkpoint.status(),
-                          retries.status(), seed.status()}) {
+  for (const Status& s :
+       {preempt.status(), failure.status(), checkpoint.status(), retries.status(), seed.status()}) {
     if (!s.ok()) return UsageError("sweep simulate", s.message(), kSimulateUsage);
   }
   options.preempt_rate_per_device_day = *preempt;
@@ -245,8 +256,9 @@ int RunSweepSimulate(const Args& raw) {
   if (args.Has("--json")) {
     json list = json::array();
     for (size_t i = 0; i < plans.size(); ++i) list.push_back(planning::ToJson(plans[i], i == 0));
-    out = json{{"sweep", parsed_sweep->name}, {"plans", list}, {"simulate_ms", elapsed_ms}}.dump(2) +
-          "\n";
+    out =
+        json{{"sweep", parsed_sweep->name}, {"plans", list}, {"simulate_ms", elapsed_ms}}.dump(2) +
+        "\n";
   } else {
     out = PlanText(*parsed_sweep, plans, elapsed_ms);
   }
@@ -257,9 +269,9 @@ int RunSweepSimulate(const Args& raw) {
 namespace {
 
 std::string ThroughputText(const json& reply) {
-  std::string out = fmt::format("{:<16} {:<24} {:<5} {:>6} {:>12} {:>10} {:>10} {:>5}  {}\n",
-                                "model", "device", "prec", "batch", "images/s/dev", "TFLOP/s",
-                                "overhead", "jobs", "source");
+  std::string out =
+      fmt::format("{:<16} {:<24} {:<5} {:>6} {:>12} {:>10} {:>10} {:>5}  {}\n", "model", "device",
+                  "prec", "batch", "images/s/dev", "TFLOP/s", "overhead", "jobs", "source");
   for (const json& row : reply.at("rows")) {
     out += fmt::format("{:<16} {:<24} {:<5} {:>6} {:>12.4g} {:>10.4g} {:>9.1f}s {:>5}  {}\n",
                        row.value("model", ""), row.value("device_kind", ""),
@@ -269,8 +281,9 @@ std::string ThroughputText(const json& reply) {
                        row.value("source", ""));
   }
   if (reply.at("rows").empty()) {
-    out += "(empty: no job has finished and nothing was imported; `vitscale sweep simulate` "
-           "estimates every rate from nominal peak FLOP/s, marked as estimates)\n";
+    out +=
+        "(empty: no job has finished and nothing was imported; `vitscale sweep simulate` "
+        "estimates every rate from nominal peak FLOP/s, marked as estimates)\n";
   }
   return out;
 }

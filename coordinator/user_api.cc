@@ -387,8 +387,8 @@ HttpResponse UserApi::StudyFits(const HttpRequest& request) {
 
 HttpResponse UserApi::Timeline(const HttpRequest& request) {
   const std::string& name = request.params.at("name");
-  Expected<storage::SweepRecord> sweep = core_.store().GetSweep(name);
-  if (!sweep.ok()) return StatusResponse(sweep.status());
+  Expected<storage::SweepRecord> record = core_.store().GetSweep(name);
+  if (!record.ok()) return StatusResponse(record.status());
   storage::JobFilter filter;
   filter.sweep = name;
   Expected<std::vector<JobRecord>> jobs = core_.store().ListJobs(filter);
@@ -398,31 +398,28 @@ HttpResponse UserApi::Timeline(const HttpRequest& request) {
                                           name, jobs->size(), kMaxTimelineJobs));
   }
   // The real schedule: every attempt, in seconds from the first one's start.
-  Json attempts = Json::array();
+  std::vector<std::pair<const JobRecord*, storage::AttemptRecord>> all;
   double origin = 0;
-  bool any = false;
   for (const JobRecord& job : *jobs) {
     Expected<std::vector<storage::AttemptRecord>> list = core_.store().ListAttempts(job.id);
     if (!list.ok()) return StatusResponse(list.status());
-    for (const storage::AttemptRecord& a : *list) {
-      origin = any ? std::min(origin, a.started_at) : a.started_at;
-      any = true;
+    for (storage::AttemptRecord& a : *list) {
+      origin = all.empty() ? a.started_at : std::min(origin, a.started_at);
+      all.emplace_back(&job, std::move(a));
     }
   }
+  bool any = !all.empty();
   double now = core_.clock().WallSeconds();
-  for (const JobRecord& job : *jobs) {
-    Expected<std::vector<storage::AttemptRecord>> list = core_.store().ListAttempts(job.id);
-    if (!list.ok()) return StatusResponse(list.status());
-    for (const storage::AttemptRecord& a : *list) {
-      attempts.push_back({{"job", job.id},
-                          {"model", job.model},
-                          {"number", a.number},
-                          {"hosts", a.hosts},
-                          {"start", a.started_at - origin},
-                          {"end", a.ended_at.value_or(now) - origin},
-                          {"outcome", a.outcome ? storage::AttemptOutcomeName(*a.outcome)
-                                                : std::string("running")}});
-    }
+  Json attempts = Json::array();
+  for (const auto& [job, a] : all) {
+    attempts.push_back({{"job", job->id},
+                        {"model", job->model},
+                        {"number", a.number},
+                        {"hosts", a.hosts},
+                        {"start", a.started_at - origin},
+                        {"end", a.ended_at.value_or(now) - origin},
+                        {"outcome", a.outcome ? storage::AttemptOutcomeName(*a.outcome)
+                                              : std::string("running")}});
   }
   Json real = {{"origin", any ? Json(IsoTime(origin)) : Json(nullptr)}, {"attempts", attempts}};
 
@@ -460,7 +457,7 @@ HttpResponse UserApi::Timeline(const HttpRequest& request) {
     if (spec.empty()) return FailedPrecondition("no agent is registered to simulate the sweep on");
     // A spec from the query is parsed, never opened as a file.
     ASSIGN_OR_RETURN(planning::Cluster cluster, planning::ParseHostSpec(spec));
-    ASSIGN_OR_RETURN(sweep::Sweep parsed, sweep::ParseSweep(sweep->definition, name));
+    ASSIGN_OR_RETURN(sweep::Sweep parsed, sweep::ParseSweep(record->definition, name));
     ASSIGN_OR_RETURN(std::vector<sweep::Job> expanded, sweep::ExpandSweep(parsed));
     planning::ThroughputTable table(*entries);
     planning::SimulationOptions options;

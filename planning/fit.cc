@@ -37,7 +37,8 @@ int Residuals(const gsl_vector* p, void* data, gsl_vector* f) {
 }
 
 // One Levenberg-Marquardt run from `start`; the sum of squares, or nullopt when it broke down.
-std::optional<double> Solve(Data& data, const std::vector<double>& start, std::vector<double>* best) {
+std::optional<double> Solve(Data& data, const std::vector<double>& start,
+                            std::vector<double>* best) {
   const size_t n = data.u.size(), p = kPowerLawParameters;
   gsl_multifit_nlinear_fdf fdf{};
   fdf.f = Residuals;
@@ -85,7 +86,8 @@ size_t DistinctX(const std::vector<FitPoint>& points) {
 
 double PowerLaw::Eval(double x) const { return a * std::pow(x + d, -b) + c; }
 
-Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points) {
+Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points,
+                               const std::optional<PowerLaw>& start) {
   static const bool quiet = [] {
     gsl_set_error_handler_off();  // errors come back as status codes, never as an abort
     return true;
@@ -93,16 +95,18 @@ Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points) {
   (void)quiet;
   size_t distinct = DistinctX(points);
   if (distinct < static_cast<size_t>(kPowerLawParameters)) {
-    return FailedPrecondition(fmt::format(
-        "{} point{} for {} parameters: a curve needs at least {} distinct x", distinct,
-        distinct == 1 ? "" : "s", kPowerLawParameters, kPowerLawParameters));
+    return FailedPrecondition(
+        fmt::format("{} point{} for {} parameters: a curve needs at least {} distinct x", distinct,
+                    distinct == 1 ? "" : "s", kPowerLawParameters, kPowerLawParameters));
   }
   Data data;
   double log_sum = 0, min_u = std::numeric_limits<double>::max(), min_error = 1, mean_error = 0;
   for (const FitPoint& p : points) {
     if (!(p.x > 0) || !(p.error > 0) || !(p.error < 1)) {
-      return InvalidArgument(fmt::format("a fit point needs x > 0 and an error in (0, 1), got "
-                                         "x {} and error {}", p.x, p.error));
+      return InvalidArgument(
+          fmt::format("a fit point needs x > 0 and an error in (0, 1), got "
+                      "x {} and error {}",
+                      p.x, p.error));
     }
     log_sum += std::log(p.x);
   }
@@ -114,10 +118,19 @@ Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points) {
     min_error = std::min(min_error, p.error);
     mean_error += p.error / static_cast<double>(points.size());
   }
-  // Several starts: the power law's valleys are long and flat, and one start can stall in one.
   std::optional<double> best_cost;
   std::vector<double> best;
+  if (start && start->a > 0 && start->b > 0 && start->c > 0 && start->d > 0) {
+    // The law in x / scale: a (x + d)^-b = a scale^-b (u + d / scale)^-b.
+    best_cost = Solve(data,
+                      {std::log(start->a * std::pow(scale, -start->b)), std::log(start->b),
+                       std::log(start->c), std::log(start->d / scale)},
+                      &best);
+  }
+  // Several starts: the power law's valleys are long and flat, and one start can stall in one.
+  const bool warm = best_cost.has_value();
   for (double b0 : {0.1, 0.3, 1.0}) {
+    if (warm) break;
     for (double d0 : {0.01 * min_u, min_u}) {
       for (double floor : {0.5, 0.9}) {
         double c0 = std::max(1e-4, floor * min_error);
@@ -159,16 +172,18 @@ std::vector<size_t> ParetoFrontier(const std::vector<FitPoint>& points) {
   return frontier;
 }
 
-CurveFit FitWithBand(const std::vector<FitPoint>& points,
-                     const std::function<std::vector<FitPoint>(const std::vector<FitPoint>&)>& select,
-                     int resamples, uint64_t seed) {
+CurveFit FitWithBand(
+    const std::vector<FitPoint>& points,
+    const std::function<std::vector<FitPoint>(const std::vector<FitPoint>&)>& select, int resamples,
+    uint64_t seed) {
   auto chosen = [&](const std::vector<FitPoint>& all) { return select ? select(all) : all; };
   CurveFit fit;
   std::vector<FitPoint> used = chosen(points);
   fit.points = static_cast<int>(used.size());
   Expected<PowerLaw> law = FitPowerLaw(used);
   if (!law.ok()) {
-    fit.status = law.status().code() == StatusCode::kFailedPrecondition ? "too_few_points" : "failed";
+    fit.status =
+        law.status().code() == StatusCode::kFailedPrecondition ? "too_few_points" : "failed";
     fit.message = law.status().message();
     return fit;
   }
@@ -194,7 +209,7 @@ CurveFit FitWithBand(const std::vector<FitPoint>& points,
   for (int r = 0; r < resamples; ++r) {
     std::vector<FitPoint> sample;
     for (size_t i = 0; i < points.size(); ++i) sample.push_back(points[pick(rng)]);
-    Expected<PowerLaw> again = FitPowerLaw(chosen(sample));
+    Expected<PowerLaw> again = FitPowerLaw(chosen(sample), *law);
     if (!again.ok()) continue;
     ++fit.resamples_fitted;
     for (size_t g = 0; g < grid.size(); ++g) draws[g].push_back(again->Eval(grid[g]));
@@ -206,7 +221,9 @@ CurveFit FitWithBand(const std::vector<FitPoint>& points,
     if (band) {
       std::vector<double>& v = draws[g];
       std::sort(v.begin(), v.end());
-      auto at = [&](double q) { return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))]; };
+      auto at = [&](double q) {
+        return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
+      };
       point.low = at(0.025);
       point.high = at(0.975);
     }

@@ -32,7 +32,10 @@ inline constexpr int kPowerLawParameters = 4;
 
 // Fits the points (at least kPowerLawParameters distinct x; kFailedPrecondition otherwise, with
 // the counts). kInternal when no start converges. a, b, d >= 0 and c > 0 by construction.
-Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points);
+// Without `start`, a grid of 12 starts is tried and the best end kept; with it (a bootstrap
+// draw starting from the full fit), that start first, and the grid only if it breaks down.
+Expected<PowerLaw> FitPowerLaw(const std::vector<FitPoint>& points,
+                               const std::optional<PowerLaw>& start = std::nullopt);
 
 // The points no other point beats: none with less or equal x and lower error. Sorted by x.
 std::vector<size_t> ParetoFrontier(const std::vector<FitPoint>& points);
@@ -58,9 +61,10 @@ struct CurveFit {
 // Fits what `select` keeps of `points` (all of them when unset; the Pareto frontier, say), and
 // bootstraps the band by drawing `points` with replacement `resamples` times (seeded: the same
 // input gives the same band), applying `select` and fitting each draw.
-CurveFit FitWithBand(const std::vector<FitPoint>& points,
-                     const std::function<std::vector<FitPoint>(const std::vector<FitPoint>&)>& select,
-                     int resamples = 200, uint64_t seed = 0);
+CurveFit FitWithBand(
+    const std::vector<FitPoint>& points,
+    const std::function<std::vector<FitPoint>(const std::vector<FitPoint>&)>& select,
+    int resamples = 200, uint64_t seed = 0);
 
 nlohmann::json ToJson(const CurveFit& fit);
 

@@ -38,24 +38,28 @@ Expected<HostGroup> ParseGroup(const std::string& part, const std::string& spec)
   // COUNTxDEVICES:KIND
   size_t x = part.find('x'), colon = part.find(':');
   auto bad = [&](const std::string& what) {
-    return InvalidArgument(fmt::format(
-        "--hosts '{}': '{}' {}; write HOSTSxDEVICES:KIND, e.g. 8x8:H200 or 1x4:cpu", spec, part,
-        what));
+    return InvalidArgument(
+        fmt::format("--hosts '{}': '{}' {}; write HOSTSxDEVICES:KIND, e.g. 8x8:H200 or 1x4:cpu",
+                    spec, part, what));
   };
   if (x == std::string::npos || colon == std::string::npos || colon < x) {
     return bad("is not of the form HOSTSxDEVICES:KIND");
   }
-  auto number = [](const std::string& text, int* out) {
-    if (text.empty() || text.size() > 6 || text.find_first_not_of("0123456789") != std::string::npos)
+  auto number = [](const std::string& text, int* out, int most) {
+    if (text.empty() || text.size() > 6 ||
+        text.find_first_not_of("0123456789") != std::string::npos)
       return false;
     *out = std::stoi(text);
-    return *out > 0;
+    return *out > 0 && *out <= most;
   };
   HostGroup group;
   int devices = 0;
-  if (!number(part.substr(0, x), &group.count)) return bad("needs a host count >= 1 before 'x'");
-  if (!number(part.substr(x + 1, colon - x - 1), &devices)) {
-    return bad("needs a device count >= 1 between 'x' and ':'");
+  if (!number(part.substr(0, x), &group.count, kMaxHosts)) {
+    return bad(fmt::format("needs a host count of 1..{} before 'x'", kMaxHosts));
+  }
+  if (!number(part.substr(x + 1, colon - x - 1), &devices, kMaxDevicesPerHost)) {
+    return bad(
+        fmt::format("needs a device count of 1..{} between 'x' and ':'", kMaxDevicesPerHost));
   }
   group.kind = part.substr(colon + 1);
   if (group.kind.empty()) return bad("names no accelerator kind after ':'");
@@ -84,9 +88,14 @@ Expected<Cluster> ParseHostSpec(const std::string& spec) {
   size_t start = 0;
   while (start <= spec.size()) {
     size_t comma = spec.find(',', start);
-    std::string part = spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    std::string part =
+        spec.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     ASSIGN_OR_RETURN(HostGroup group, ParseGroup(part, spec));
     cluster.groups.push_back(group);
+    if (cluster.Hosts() > kMaxHosts) {
+      return InvalidArgument(
+          fmt::format("--hosts '{}': more than {} hosts in all", spec, kMaxHosts));
+    }
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -103,13 +112,16 @@ Expected<Cluster> LoadClusterFile(const std::string& path) {
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    return InvalidArgument(fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
+    return InvalidArgument(
+        fmt::format("{}:{}:{}: {}", path, e.mark.line + 1, e.mark.column + 1, e.msg));
   }
   if (!root.IsMap() || !root["hosts"] || !root["hosts"].IsSequence() || root["hosts"].size() == 0) {
-    return at(root, "a cluster file is a map with `hosts:`, a list of {kind, count, gpus or slots}");
+    return at(root,
+              "a cluster file is a map with `hosts:`, a list of {kind, count, gpus or slots}");
   }
   Cluster cluster;
   cluster.description = path;
+  int hosts = 0;
   for (const YAML::Node& item : root["hosts"]) {
     if (!item.IsMap()) return at(item, "each host group is a map {kind, count, gpus or slots}");
     HostGroup group;
@@ -130,24 +142,31 @@ Expected<Cluster> LoadClusterFile(const std::string& path) {
         } else if (key == "peak_tflops") {
           peak_tflops = value.as<double>();
         } else {
-          return at(entry.first, "unknown key '" + key + "'; a host group has kind, count, gpus, "
-                                 "slots and peak_tflops");
+          return at(entry.first, "unknown key '" + key +
+                                     "'; a host group has kind, count, gpus, "
+                                     "slots and peak_tflops");
         }
       } catch (const YAML::Exception&) {
         return at(value, "'" + key + "' must be " + (key == "kind" ? "a name" : "a number"));
       }
     }
     if (group.kind.empty()) return at(item, "a host group needs `kind` (e.g. H200, cpu)");
-    if (count < 1 || count > 100000) return at(item, "`count` must be 1..100000 hosts");
-    if (gpus < -1 || gpus > 1024 || slots < -1 || slots > 4096 || (gpus <= 0 && slots <= 0)) {
-      return at(item, "give `gpus` (1..1024) for accelerator hosts or `slots` (1..4096) for CPU "
-                      "hosts");
+    if (count < 1 || count > kMaxHosts) {
+      return at(item, fmt::format("`count` must be 1..{} hosts", kMaxHosts));
+    }
+    if (gpus < -1 || gpus > kMaxDevicesPerHost || slots < -1 || slots > kMaxDevicesPerHost ||
+        (gpus <= 0 && slots <= 0)) {
+      return at(item, fmt::format("give `gpus` for accelerator hosts or `slots` for CPU hosts, "
+                                  "1..{}",
+                                  kMaxDevicesPerHost));
     }
     if (peak_tflops != -1 && !(peak_tflops > 0)) return at(item, "`peak_tflops` must be > 0");
     group.count = static_cast<int>(count);
     group.gpus = static_cast<int>(std::max<int64_t>(gpus, 0));
     group.slots = static_cast<int>(slots > 0 ? slots : gpus);
     if (peak_tflops > 0) group.peak_flops = peak_tflops * 1e12;
+    if ((hosts += group.count) > kMaxHosts)
+      return at(item, fmt::format("more than {} hosts in all", kMaxHosts));
     cluster.groups.push_back(group);
   }
   return cluster;
@@ -170,7 +189,7 @@ Expected<Cluster> ParseHosts(const std::string& text) {
 Cluster ScaleCluster(const Cluster& cluster, double factor) {
   Cluster scaled = cluster;
   for (HostGroup& g : scaled.groups) {
-    g.count = std::max(1, static_cast<int>(std::lround(g.count * factor)));
+    g.count = static_cast<int>(std::clamp<long>(std::lround(g.count * factor), 1, kMaxHosts));
   }
   std::string spec;
   for (const HostGroup& g : scaled.groups) {
@@ -217,18 +236,19 @@ std::string Infeasible(const PlannedJob& job, const Cluster& cluster) {
     largest_slots = std::max(largest_slots, g.slots);
   }
   if (fit >= job.ranks) return "";
-  std::string need = job.gpus_per_rank > 0
-                         ? fmt::format("{} ranks x {} GPU{} = {} GPUs", job.ranks, job.gpus_per_rank,
-                                       job.gpus_per_rank == 1 ? "" : "s",
-                                       job.ranks * job.gpus_per_rank)
-                         : fmt::format("{} CPU ranks", job.ranks);
+  std::string need =
+      job.gpus_per_rank > 0
+          ? fmt::format("{} ranks x {} GPU{} = {} GPUs", job.ranks, job.gpus_per_rank,
+                        job.gpus_per_rank == 1 ? "" : "s", job.ranks * job.gpus_per_rank)
+          : fmt::format("{} CPU ranks", job.ranks);
   std::string have =
       job.gpus_per_rank > largest_gpus
           ? fmt::format("the largest host has {} GPU{}", largest_gpus, largest_gpus == 1 ? "" : "s")
-          : fmt::format("the cluster runs at most {} such rank{} at once ({} host{}, at most {} "
-                        "slots and {} GPUs each)",
-                        fit, fit == 1 ? "" : "s", cluster.Hosts(), cluster.Hosts() == 1 ? "" : "s",
-                        largest_slots, largest_gpus);
+          : fmt::format(
+                "the cluster runs at most {} such rank{} at once ({} host{}, at most {} "
+                "slots and {} GPUs each)",
+                fit, fit == 1 ? "" : "s", cluster.Hosts(), cluster.Hosts() == 1 ? "" : "s",
+                largest_slots, largest_gpus);
   return fmt::format("job {} ({}) needs {}, but {}", job.id.substr(0, 12), job.model, need, have);
 }
 
@@ -237,7 +257,7 @@ struct Event {
   int64_t seq = 0;
   bool wake = false;  // a backoff ends: only the clock moves
   size_t job = 0;
-  int token = 0;      // the attempt it belongs to; a stale token is ignored
+  int token = 0;  // the attempt it belongs to; a stale token is ignored
   ExitKind exit = ExitKind::kSucceeded;
   bool operator>(const Event& other) const {
     return at != other.at ? at > other.at : seq > other.seq;
@@ -267,8 +287,8 @@ class Simulator {
     for (const PlannedJob& job : jobs_) {
       std::string why = Infeasible(job, cluster_);
       if (!why.empty()) {
-        return InvalidArgument("the cluster " + cluster_.description + " cannot run the sweep: " +
-                               why);
+        return InvalidArgument("the cluster " + cluster_.description +
+                               " cannot run the sweep: " + why);
       }
     }
     RETURN_IF_ERROR(PriceJobs());
@@ -324,9 +344,12 @@ class Simulator {
   }
 
  private:
-  double Seconds(TimePoint t) const { return std::chrono::duration<double>(t - TimePoint{}).count(); }
+  double Seconds(TimePoint t) const {
+    return std::chrono::duration<double>(t - TimePoint{}).count();
+  }
   TimePoint At(double seconds) const {
-    return clock_.Now() + std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
+    return clock_.Now() +
+           std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
   }
   static std::string KindOfJob(const PlannedJob& job, const HostGroup& group) {
     return job.gpus_per_rank > 0 ? group.kind : "cpu";
@@ -441,8 +464,9 @@ class Simulator {
       double until = std::exponential_distribution<double>(lambda)(rng_);
       if (until < duration) {
         duration = until;
-        double p_preempt = options_.preempt_rate_per_device_day /
-                           (options_.preempt_rate_per_device_day + options_.failure_rate_per_device_day);
+        double p_preempt =
+            options_.preempt_rate_per_device_day /
+            (options_.preempt_rate_per_device_day + options_.failure_rate_per_device_day);
         end.exit = std::uniform_real_distribution<double>(0, 1)(rng_) < p_preempt
                        ? ExitKind::kPreempted
                        : ExitKind::kFailed;
@@ -549,7 +573,8 @@ class Simulator {
 }  // namespace
 
 Expected<SimulationResult> Simulate(const std::vector<PlannedJob>& jobs, const Cluster& cluster,
-                                    const ThroughputTable& table, const SimulationOptions& options) {
+                                    const ThroughputTable& table,
+                                    const SimulationOptions& options) {
   if (jobs.empty()) return InvalidArgument("the sweep has no jobs to simulate");
   if (cluster.groups.empty()) return InvalidArgument("the cluster has no hosts");
   if (!(options.preempt_rate_per_device_day >= 0) || !(options.failure_rate_per_device_day >= 0)) {
@@ -607,7 +632,8 @@ nlohmann::json ToJson(const SimulationResult& r, bool with_attempts) {
     json attempts = json::array();
     for (const SimulatedAttempt& a : r.attempts) {
       json hosts = json::array();
-      for (const Placement& p : a.placements) hosts.push_back({{"host", p.host}, {"ranks", p.ranks}});
+      for (const Placement& p : a.placements)
+        hosts.push_back({{"host", p.host}, {"ranks", p.ranks}});
       attempts.push_back({{"job", a.job_id},
                           {"number", a.number},
                           {"hosts", hosts},

@@ -22,6 +22,11 @@
 
 namespace vitscale::planning {
 
+// What one cluster description may hold: enough for any real cluster, and a bound on what a
+// request to the coordinator's timeline route can make it simulate.
+inline constexpr int kMaxHosts = 10000;
+inline constexpr int kMaxDevicesPerHost = 1024;
+
 // Hosts alike: `count` hosts of `kind`, each running `slots` ranks with `gpus` accelerators.
 struct HostGroup {
   std::string kind;  // "H200", "cpu", ...
@@ -90,8 +95,8 @@ struct SimulatedJob {
   std::string state;  // final: "succeeded" or "failed"
   double first_start = 0;
   double end = 0;
-  double busy_seconds = 0;  // summed over attempts, wasted work included
-  double ideal_seconds = 0; // one uninterrupted attempt on the slowest kind it could get
+  double busy_seconds = 0;   // summed over attempts, wasted work included
+  double ideal_seconds = 0;  // one uninterrupted attempt on the slowest kind it could get
   int attempts = 0;
   Rate rate;  // as priced on the kind its last attempt ran on
 };

@@ -78,8 +78,9 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
     fits.compute.push_back(std::move(group));
   }
   std::sort(fits.compute.begin(), fits.compute.end(), [](const GroupFit& a, const GroupFit& b) {
-    return FamilyRank(a.family) != FamilyRank(b.family) ? FamilyRank(a.family) < FamilyRank(b.family)
-                                                        : a.group < b.group;
+    return FamilyRank(a.family) != FamilyRank(b.family)
+               ? FamilyRank(a.family) < FamilyRank(b.family)
+               : a.group < b.group;
   });
 
   // Fig. 4: seeds of one model, epochs and size are one point, their mean. The bootstrap draws
@@ -102,8 +103,8 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
       for (const auto& [size, errors] : by_size) {
         double mean = 0;
         for (double e : errors) mean += e / static_cast<double>(errors.size());
-        group.points.push_back({"", model, {static_cast<double>(size), mean},
-                                static_cast<int>(errors.size())});
+        group.points.push_back(
+            {"", model, {static_cast<double>(size), mean}, static_cast<int>(errors.size())});
         group.frontier.push_back(group.points.size() - 1);
       }
       auto mean_per_x = [](const std::vector<FitPoint>& points) {
@@ -121,8 +122,9 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
     }
   }
   std::sort(fits.data_size.begin(), fits.data_size.end(), [](const GroupFit& a, const GroupFit& b) {
-    return FamilyRank(a.family) != FamilyRank(b.family) ? FamilyRank(a.family) < FamilyRank(b.family)
-                                                        : a.group < b.group;
+    return FamilyRank(a.family) != FamilyRank(b.family)
+               ? FamilyRank(a.family) < FamilyRank(b.family)
+               : a.group < b.group;
   });
   return fits;
 }
@@ -143,8 +145,8 @@ nlohmann::json ToJson(const StudyFits& fits) {
     for (const GroupFit& g : list) {
       json points = json::array();
       for (const FitPointOf& p : g.points) {
-        json point = {{"model", p.model}, {x_name, p.point.x}, {"error", p.point.error},
-                      {"runs", p.runs}};
+        json point = {
+            {"model", p.model}, {x_name, p.point.x}, {"error", p.point.error}, {"runs", p.runs}};
         if (!p.job.empty()) point["job"] = p.job;
         points.push_back(point);
       }
@@ -165,8 +167,9 @@ nlohmann::json ToJson(const StudyFits& fits) {
 }
 
 std::string FormatFits(const StudyFits& fits, storage::TableFormat format) {
-  std::vector<std::string> header = {"figure", "group", "points", "a", "b", "c", "d", "RMSE",
-                                     "x at 10x", "error at 10x", "95% band", "note"};
+  std::vector<std::string> header = {"figure",   "group", "points", "a",        "b",
+                                     "c",        "d",     "RMSE",   "x at 10x", "error at 10x",
+                                     "95% band", "note"};
   std::vector<std::vector<std::string>> rows;
   auto add = [&](const std::vector<GroupFit>& list, const std::string& figure) {
     for (const GroupFit& g : list) {
@@ -174,11 +177,11 @@ std::string FormatFits(const StudyFits& fits, storage::TableFormat format) {
       std::vector<std::string> row = {figure, g.group, std::to_string(f.points)};
       if (f.status == "ok") {
         const BandPoint& last = f.curve.back();
-        row.insert(row.end(), {Number(f.law.a), Number(f.law.b), Number(f.law.c), Number(f.law.d),
-                               Number(f.rmse), Number(last.x), Number(last.fit),
-                               last.low ? fmt::format("{}-{}", Number(*last.low), Number(*last.high))
-                                        : "",
-                               f.message});
+        row.insert(row.end(),
+                   {Number(f.law.a), Number(f.law.b), Number(f.law.c), Number(f.law.d),
+                    Number(f.rmse), Number(last.x), Number(last.fit),
+                    last.low ? fmt::format("{}-{}", Number(*last.low), Number(*last.high)) : "",
+                    f.message});
       } else {
         row.insert(row.end(), {"", "", "", "", "", "", "", "", f.message});
       }

@@ -26,7 +26,7 @@ struct FitPointOf {
 };
 
 struct GroupFit {
-  std::string group;   // the family, or "model" / "model (N ep)"
+  std::string group;  // the family, or "model" / "model (N ep)"
   std::string family;
   std::vector<FitPointOf> points;
   std::vector<size_t> frontier;  // compute fits: the points fitted; data-size fits: all
@@ -35,7 +35,7 @@ struct GroupFit {
 
 struct StudyFits {
   std::string sweep;
-  std::string column;  // "average" or a result column's title
+  std::string column;               // "average" or a result column's title
   std::vector<GroupFit> compute;    // x = exaFLOPs
   std::vector<GroupFit> data_size;  // x = pretraining examples
 };

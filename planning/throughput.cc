@@ -32,9 +32,8 @@ std::string NormalKind(std::string_view kind) {
 // figure for one core of a current server). Only ever used as a marked estimate.
 const std::map<std::string, double>& NominalPeaks() {
   static const std::map<std::string, double> kPeaks = {
-      {"h200", 989e12}, {"h100", 989e12}, {"a100", 312e12}, {"l40s", 362e12},
-      {"l4", 121e12},   {"a10", 125e12},  {"v100", 125e12}, {"t4", 65e12},
-      {"cpu", 50e9},
+      {"h200", 989e12}, {"h100", 989e12}, {"a100", 312e12}, {"l40s", 362e12}, {"l4", 121e12},
+      {"a10", 125e12},  {"v100", 125e12}, {"t4", 65e12},    {"cpu", 50e9},
   };
   return kPeaks;
 }
@@ -137,9 +136,9 @@ Expected<Rate> ThroughputTable::Lookup(const RateQuery& query, const std::string
     }
   }
   if (same_model != nullptr) {
-    return Rate{same_model->images_per_second, same_model->overhead_seconds, true,
-                fmt::format("estimate: {} measured at batch {}", query.model,
-                            same_model->batch_size)};
+    return Rate{
+        same_model->images_per_second, same_model->overhead_seconds, true,
+        fmt::format("estimate: {} measured at batch {}", query.model, same_model->batch_size)};
   }
   // A related model's FLOP/s: the same family first, then the nearest in FLOPs per image.
   const ThroughputEntry* related = nullptr;
@@ -154,10 +153,10 @@ Expected<Rate> ThroughputTable::Lookup(const RateQuery& query, const std::string
     }
   }
   if (related != nullptr) {
-    return Rate{related->FlopsPerSecond() / query.flops_per_image, related->overhead_seconds,
-                true,
-                fmt::format("estimate: the FLOP/s {} measured on {} ({:.3g} TFLOP/s per device)",
-                            related->model, related->device_kind, related->FlopsPerSecond() / 1e12)};
+    return Rate{
+        related->FlopsPerSecond() / query.flops_per_image, related->overhead_seconds, true,
+        fmt::format("estimate: the FLOP/s {} measured on {} ({:.3g} TFLOP/s per device)",
+                    related->model, related->device_kind, related->FlopsPerSecond() / 1e12)};
   }
   std::string normal = NormalKind(kind);
   std::optional<double> peak;
@@ -204,9 +203,9 @@ Expected<storage::ThroughputImport> ImportRow(const nlohmann::json& value, const
                                               bool ignore_unknown) {
   if (!value.is_object()) return protocol::FieldError(path, "expected an object");
   storage::ThroughputImport row;
-  protocol::ObjectReader r(value, path,
-                           ignore_unknown ? protocol::UnknownFields::kIgnore
-                                          : protocol::UnknownFields::kRefuse);
+  protocol::ObjectReader r(
+      value, path,
+      ignore_unknown ? protocol::UnknownFields::kIgnore : protocol::UnknownFields::kRefuse);
   r.Text("model", &row.model, protocol::kLabelRule);
   r.Text("device_kind", &row.device_kind, protocol::TextRule{protocol::TextKind::kText, 128});
   std::optional<std::string> precision;
@@ -237,8 +236,8 @@ Expected<storage::ThroughputImport> ImportRow(const nlohmann::json& value, const
 }  // namespace
 
 Expected<std::vector<storage::ThroughputImport>> ParseThroughputImport(std::string_view text,
-                                                                     const std::string& source,
-                                                                     bool ignore_unknown) {
+                                                                       const std::string& source,
+                                                                       bool ignore_unknown) {
   Expected<nlohmann::json> parsed = protocol::ParseJson(text);
   if (!parsed.ok()) return InvalidArgument(source + ": " + parsed.status().message());
   const nlohmann::json* rows = &*parsed;
@@ -254,7 +253,8 @@ Expected<std::vector<storage::ThroughputImport>> ParseThroughputImport(std::stri
   }
   std::vector<storage::ThroughputImport> out;
   for (size_t i = 0; i < rows->size(); ++i) {
-    Expected<storage::ThroughputImport> row = ImportRow((*rows)[i], fmt::format("rows[{}]", i), ignore_unknown);
+    Expected<storage::ThroughputImport> row =
+        ImportRow((*rows)[i], fmt::format("rows[{}]", i), ignore_unknown);
     if (!row.ok()) return InvalidArgument(source + ": " + row.status().message());
     row->source = source;
     out.push_back(std::move(*row));

@@ -93,7 +93,7 @@ nlohmann::json ToJson(const ThroughputEntry& entry);
 // a bare array of such rows. `source` names the file in errors and in each row. With
 // `ignore_unknown`, other fields are skipped, so `vitscale throughput --json` output reads too.
 Expected<std::vector<storage::ThroughputImport>> ParseThroughputImport(std::string_view text,
-                                                                     const std::string& source,
-                                                                     bool ignore_unknown = false);
+                                                                       const std::string& source,
+                                                                       bool ignore_unknown = false);
 
 }  // namespace vitscale::planning

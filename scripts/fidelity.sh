@@ -34,10 +34,10 @@ if [[ -z "$real" || "$finished" != "$total" ]]; then
 fi
 plan=$("$bin/vitscale" sweep simulate "$sweep_file" --hosts "1x${slots}:cpu" --db "$db" \
   --compare 1 --json)
-python3 - "$real" "$tolerance" "$slots" <<<"$plan" <<'PY'
-import json, sys
+PLAN="$plan" python3 - "$real" "$tolerance" "$slots" <<'PY'
+import json, os, sys
 real, tolerance, slots = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-plan = json.load(sys.stdin)["plans"][0]
+plan = json.loads(os.environ["PLAN"])["plans"][0]
 simulated = plan["makespan_seconds"]
 error = (simulated - real) / real
 estimated = len(plan["estimated"])

@@ -69,8 +69,8 @@ TEST(HostSpec, ParsesGroupsAndCountsDevices) {
 }
 
 TEST(HostSpec, RefusesMalformedSpecsSayingWhy) {
-  for (const char* bad : {"8:H200", "0x8:H200", "8x0:H200", "8x8:", "x8:H200", "8x8H200",
-                          "8x8:H200,"}) {
+  for (const char* bad :
+       {"8:H200", "0x8:H200", "8x0:H200", "8x8:", "x8:H200", "8x8H200", "8x8:H200,"}) {
     Expected<Cluster> c = ParseHostSpec(bad);
     ASSERT_FALSE(c.ok()) << bad;
     EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument);
@@ -189,7 +189,9 @@ TEST(Throughput, ImportFileIsCheckedFieldByField) {
   EXPECT_NE(bad.status().message().find("bench.json: rows[0].batch_size"), std::string::npos)
       << bad.status().message();
   EXPECT_FALSE(ParseThroughputImport(R"([{"model": "ViT-Q/3", "device_kind": "H100",
-      "batch_size": 8, "images_per_second": 9}])", "b").ok());
+      "batch_size": 8, "images_per_second": 9}])",
+                                     "b")
+                   .ok());
 }
 
 // The simulator ------------------------------------------------------------------------------

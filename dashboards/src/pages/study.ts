@@ -87,6 +87,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   });
   const charts: ChartCard[] = [fig5, fig4];
   const timeline = mountTimeline(timelineBox, sweep);
+  let timelineLoaded = 0;
 
   const accuracyAxis = (name: string) => ({
     type: 'value', name, nameLocation: 'middle', nameGap: 44, scale: true,
@@ -338,8 +339,12 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       if (disposed) return;
       render();
       renderTable(answer);
-      await timeline.reload();
-      if (disposed) return;
+      // The simulation is redone by the coordinator on each call: at most every 10 s.
+      if (Date.now() - timelineLoaded > 10_000) {
+        timelineLoaded = Date.now();
+        await timeline.reload();
+        if (disposed) return;
+      }
     } catch (e) {
       if (disposed) return;
       if (!study) {
