@@ -428,6 +428,9 @@ HttpResponse UserApi::Timeline(const HttpRequest& request) {
   if (!entries.ok()) return StatusResponse(entries.status());
   std::string spec;
   if (auto hosts = request.query.find("hosts"); hosts != request.query.end()) {
+    // A spec from the query is parsed, never opened as a file; a bad one is the caller's to fix.
+    Expected<planning::Cluster> parsed = planning::ParseHostSpec(hosts->second);
+    if (!parsed.ok()) return StatusResponse(parsed.status());
     spec = hosts->second;
   } else {
     // Agents do not say which GPU they hold: the GPU kind measured most often stands in.
@@ -455,7 +458,6 @@ HttpResponse UserApi::Timeline(const HttpRequest& request) {
   Json simulated;
   Expected<planning::SimulationResult> plan = [&]() -> Expected<planning::SimulationResult> {
     if (spec.empty()) return FailedPrecondition("no agent is registered to simulate the sweep on");
-    // A spec from the query is parsed, never opened as a file.
     ASSIGN_OR_RETURN(planning::Cluster cluster, planning::ParseHostSpec(spec));
     ASSIGN_OR_RETURN(sweep::Sweep parsed, sweep::ParseSweep(record->definition, name));
     ASSIGN_OR_RETURN(std::vector<sweep::Job> expanded, sweep::ExpandSweep(parsed));

@@ -233,11 +233,56 @@ Expected<storage::ThroughputImport> ImportRow(const nlohmann::json& value, const
   return row;
 }
 
+// One line of vitscale-gpu-bench (bench/gpu/gpu_bench.cc): a training step's images/s on one
+// GPU at a batch, resolution and precision, with the device's name.
+Expected<storage::ThroughputImport> GpuBenchLine(const nlohmann::json& value,
+                                                 const std::string& path) {
+  if (!value.is_object()) return protocol::FieldError(path, "expected an object");
+  storage::ThroughputImport row;
+  int64_t resolution = 224;
+  protocol::ObjectReader r(value, path, protocol::UnknownFields::kIgnore);
+  r.Text("model", &row.model, protocol::kLabelRule);
+  r.Text("device", &row.device_kind, protocol::TextRule{protocol::TextKind::kText, 128});
+  r.Text("precision", &row.precision, protocol::TextRule{protocol::TextKind::kText, 16});
+  r.Int("batch", &row.batch_size, 1, int64_t{1} << 32);
+  r.Int("resolution", &resolution, 1, 8192);
+  r.Number("images_per_sec", &row.images_per_second, 1e-9, 1e12);
+  RETURN_IF_ERROR(r.Finish());
+  Expected<models::ModelConfig> config = models::LookupModel(row.model);
+  if (!config.ok()) return protocol::FieldError(path + ".model", config.status().message());
+  Status shape = models::CheckShape(*config, static_cast<int>(resolution), 1000);
+  if (!shape.ok()) return protocol::FieldError(path + ".resolution", shape.message());
+  row.flops_per_image = models::TrainFlopsPerImage(
+      models::ComputeCost(*config, static_cast<int>(resolution), 1000).forward_macs);
+  return row;
+}
+
 }  // namespace
 
 Expected<std::vector<storage::ThroughputImport>> ParseThroughputImport(std::string_view text,
                                                                        const std::string& source,
                                                                        bool ignore_unknown) {
+  // vitscale-gpu-bench output: one JSON object a line, each with "images_per_sec".
+  if (text.find("\"images_per_sec\"") != std::string_view::npos) {
+    std::vector<storage::ThroughputImport> out;
+    size_t start = 0, number = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      std::string_view line = text.substr(start, end == std::string_view::npos ? end : end - start);
+      start = end == std::string_view::npos ? text.size() : end + 1;
+      ++number;
+      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      std::string where = fmt::format("{}:{}", source, number);
+      Expected<nlohmann::json> value = protocol::ParseJson(line);
+      if (!value.ok()) return InvalidArgument(where + ": " + value.status().message());
+      Expected<storage::ThroughputImport> row = GpuBenchLine(*value, "");
+      if (!row.ok()) return InvalidArgument(where + ": " + row.status().message());
+      row->source = source;
+      out.push_back(std::move(*row));
+    }
+    if (out.empty()) return InvalidArgument(source + ": no benchmark lines");
+    return out;
+  }
   Expected<nlohmann::json> parsed = protocol::ParseJson(text);
   if (!parsed.ok()) return InvalidArgument(source + ": " + parsed.status().message());
   const nlohmann::json* rows = &*parsed;

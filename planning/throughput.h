@@ -90,7 +90,9 @@ class ThroughputTable {
 nlohmann::json ToJson(const ThroughputEntry& entry);
 // Rows of a benchmark import file (docs/planning.md): {"rows": [{"model", "device_kind",
 // "precision", "batch_size", "images_per_second", "flops_per_image", "overhead_seconds"}]}, or
-// a bare array of such rows. `source` names the file in errors and in each row. With
+// a bare array of such rows; or vitscale-gpu-bench's output, one JSON line per measurement
+// (its FLOPs per image from the registry at its resolution and 1000 classes). `source` names
+// the file in errors and in each row. With
 // `ignore_unknown`, other fields are skipped, so `vitscale throughput --json` output reads too.
 Expected<std::vector<storage::ThroughputImport>> ParseThroughputImport(std::string_view text,
                                                                        const std::string& source,

@@ -208,10 +208,10 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     await page.fill('input[aria-label="simulated hosts"]', '2x2:cpu');
     await page.click('form.inline button[type="submit"]');
     await page.waitForFunction(() => /simulated on 2x2:cpu/.test(document.querySelector('#timeline-summary')?.textContent ?? ''));
-    // A cluster the simulation cannot take says why.
+    // A cluster description the simulation cannot take says what to write.
     await page.fill('input[aria-label="simulated hosts"]', '8:H200');
     await page.click('form.inline button[type="submit"]');
-    await page.waitForFunction(() => /cannot run: --hosts '8:H200'/.test(document.querySelector('[data-chart="study-timeline"]')?.closest('.card')?.textContent ?? ''));
+    await page.waitForFunction(() => /--hosts '8:H200'.*HOSTSxDEVICES:KIND/.test(document.querySelector('[data-chart="study-timeline"]')?.closest('.card')?.textContent ?? ''));
   });
 
   test('a metric point posted now shows on the open job page within 2 s', async () => {

@@ -194,6 +194,30 @@ TEST(Throughput, ImportFileIsCheckedFieldByField) {
                    .ok());
 }
 
+TEST(Throughput, ImportsTheGpuBenchmarksLines) {
+  Expected<std::vector<storage::ThroughputImport>> rows = ParseThroughputImport(
+      "{\"impl\": \"vitscale\", \"model\": \"ViT-B/16\", \"batch\": 256, \"resolution\": 224, "
+      "\"precision\": \"bf16\", \"cuda_graph\": true, \"images_per_sec\": 1510.5, "
+      "\"step_ms\": 169.5, \"peak_gib\": 40.1, \"device\": \"NVIDIA H200\"}\n\n"
+      "{\"impl\": \"vitscale\", \"model\": \"R50x1\", \"batch\": 256, \"resolution\": 224, "
+      "\"precision\": \"bf16\", \"images_per_sec\": 2900, \"device\": \"NVIDIA H200\"}\n",
+      "gpu.jsonl");
+  ASSERT_TRUE(rows.ok()) << rows.status().ToString();
+  ASSERT_EQ(rows->size(), 2u);
+  EXPECT_EQ((*rows)[0].device_kind, "NVIDIA H200");
+  EXPECT_EQ((*rows)[0].batch_size, 256);
+  EXPECT_DOUBLE_EQ((*rows)[0].images_per_second, 1510.5);
+  EXPECT_GT((*rows)[0].flops_per_image, 5e10);  // ViT-B/16 at 224: about 3 x 17.6 GMACs x 2
+  Expected<std::vector<storage::ThroughputImport>> bad = ParseThroughputImport(
+      "{\"model\": \"ViT-B/16\", \"batch\": 256, \"resolution\": 224, \"precision\": \"bf16\", "
+      "\"images_per_sec\": 1, \"device\": \"H200\"}\n{\"model\": \"ViT-B/16\", \"images_per_sec\": "
+      "1}",
+      "gpu.jsonl");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("gpu.jsonl:2:"), std::string::npos)
+      << bad.status().message();
+}
+
 // The simulator ------------------------------------------------------------------------------
 
 TEST(Simulate, QueuesOnOneSlotAndRunsSideBySideOnTwo) {
