@@ -127,6 +127,12 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
     const familyName = (family: string) => family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)';
     const fitted = (fits?.compute ?? []).flatMap((g) => fitSeries(g, familyName(g.family), kFamilyColors[g.family] ?? '#9467bd'));
+    // Each family's Pareto frontier (what the fit saw), as a thin step line through its points.
+    const frontiers = (fits?.compute ?? []).filter((g) => g.fitted.length > 1).map((g) => ({
+      type: 'line', name: `${familyName(g.family)} frontier`, showSymbol: false, silent: true, step: 'end', z: 1,
+      color: kFamilyColors[g.family] ?? '#9467bd', lineStyle: { width: 1, opacity: 0.5 },
+      data: g.fitted.map((i) => [g.points[i].exaflops!, (1 - g.points[i].error) * 100]),
+    }));
     fig5.chart.setOption({
       ...kBaseOption,
       grid: { left: 64, right: 24, top: 40, bottom: 56 },
@@ -150,7 +156,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         color: kFamilyColors[family] ?? '#9467bd',
         itemStyle: { borderColor: '#fff', borderWidth: 1 },
         data: points.filter((r) => r.family === family).map((r) => ({ value: [r.exaflops, valueOf(r, column)! * 100], row: r, job: r.job })),
-      })), ...fitted],
+      })), ...frontiers, ...fitted],
     }, { replaceMerge: ['series'] });
   };
 
