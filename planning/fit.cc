@@ -197,11 +197,16 @@ CurveFit FitWithBand(
   }
   fit.rmse = std::sqrt(sum / static_cast<double>(used.size()));
   fit.extrapolated_from = hi;
-  constexpr int kGrid = 41;
+  // Log-spaced over the data, then over the decade beyond it: the largest x is a grid point,
+  // where a drawing switches from fitted to extrapolated.
+  constexpr int kOverData = 30, kBeyond = 10;
   std::vector<double> grid;
-  for (int i = 0; i < kGrid; ++i) {
-    grid.push_back(lo * std::pow(10.0 * hi / lo, static_cast<double>(i) / (kGrid - 1)));
+  for (int i = 0; i <= kOverData; ++i) {
+    grid.push_back(i == kOverData ? hi
+                                  : lo * std::pow(hi / lo, static_cast<double>(i) / kOverData));
   }
+  for (int i = 1; i <= kBeyond; ++i)
+    grid.push_back(hi * std::pow(10.0, static_cast<double>(i) / kBeyond));
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> pick(0, points.size() - 1);
   std::vector<std::vector<double>> draws(grid.size());

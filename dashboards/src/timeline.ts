@@ -60,6 +60,9 @@ export function mountTimeline(parent: HTMLElement, sweep: string): TimelineView 
     }
     jobs.push(...[...firstStart.keys()].sort((a, b) => firstStart.get(a)! - firstStart.get(b)! || a.localeCompare(b)));
     const row = new Map(jobs.map((j, i) => [j, i]));
+    // Rows of a readable height: the plot grows with the sweep (the card's observer resizes it).
+    const plot = card.element.querySelector<HTMLElement>('[data-chart="study-timeline"]');
+    if (plot) plot.style.height = `${Math.min(2400, Math.max(240, 14 * jobs.length + 90))}px`;
     const bars = (list: TimelineAttempt[], lower: boolean) => list.filter((a) => row.has(a.job)).map((a) => ({
       value: [row.get(a.job)!, hours(a.start), hours(a.end), lower ? 1 : 0],
       attempt: a,
