@@ -23,7 +23,11 @@ enum ExitCode : int {
 using Args = vitscale::Args;  // common/flags.h
 
 int RunModels(const Args& args);  // vitscale models [--json]
-int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
+int RunSweep(const Args& args);   // vitscale sweep check|cost|simulate FILE [--json]
+// vitscale sweep simulate FILE --hosts SPEC [...]: the sweep on a cluster, simulated offline.
+int RunSweepSimulate(const Args& args);
+// vitscale throughput [--db FILE] [--json] | throughput import FILE [--db FILE]
+int RunThroughput(const Args& args);
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);
 // vitscale data pack SRC DEST [...] | data check DEST [--decode] [--json]: packed datasets.

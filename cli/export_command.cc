@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "common/flags.h"
+#include "planning/study_fits.h"
 #include "storage/results_table.h"
 #include "storage/store.h"
 
@@ -14,10 +15,12 @@ namespace vitscale::cli {
 namespace {
 
 constexpr const char* kExportUsage =
-    "usage: vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]\n"
+    "usage: vitscale export --db FILE --sweep NAME [--format csv|markdown|latex] [--fits]\n"
     "  --db FILE      the coordinator's SQLite database\n"
     "  --sweep NAME   the sweep whose jobs make the rows\n"
-    "  --format F     csv, markdown (the default) or latex (a booktabs tabular)\n";
+    "  --format F     csv, markdown (the default) or latex (a booktabs tabular)\n"
+    "  --fits         the scaling-law fits instead of Table 6 (docs/planning.md)\n"
+    "  --column C     with --fits: the accuracy fitted, `average` (default) or a column\n";
 
 int UsageError(const std::string& message) {
   std::fprintf(stderr, "vitscale export: %s\n\n%s", message.c_str(), kExportUsage);
@@ -38,8 +41,11 @@ int ExitCodeFor(const Status& status) {
 }  // namespace
 
 int RunExport(const Args& args) {
-  Expected<ParsedArgs> parsed =
-      ParseArgs(args, {{"--db", true}, {"--sweep", true}, {"--format", true}});
+  Expected<ParsedArgs> parsed = ParseArgs(args, {{"--db", true},
+                                                 {"--sweep", true},
+                                                 {"--format", true},
+                                                 {"--fits", false},
+                                                 {"--column", true}});
   if (!parsed.ok()) return UsageError(parsed.status().message());
   if (parsed->help) {
     std::fputs(kExportUsage, stdout);
@@ -64,6 +70,21 @@ int RunExport(const Args& args) {
   if (!store.ok()) {
     std::fprintf(stderr, "vitscale export: %s\n", store.status().message().c_str());
     return ExitCodeFor(store.status());
+  }
+  if (parsed->Has("--column") && !parsed->Has("--fits")) {
+    return UsageError("--column goes with --fits");
+  }
+  if (parsed->Has("--fits")) {
+    auto fits = planning::FitStudy(**store, sweep, parsed->Get("--column", "average"));
+    if (!fits.ok()) {
+      std::fprintf(stderr, "vitscale export: %s\n", fits.status().message().c_str());
+      return fits.status().code() == StatusCode::kInvalidArgument ? kExitBadInput
+                                                                  : ExitCodeFor(fits.status());
+    }
+    std::string text = planning::FormatFits(*fits, format);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+    return kExitOk;
   }
   auto table = storage::BuildResultsTable(**store, sweep);
   if (!table.ok()) {

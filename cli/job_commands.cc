@@ -201,7 +201,9 @@ constexpr const char* kExportUsage =
     "       vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]\n"
     "Prints a sweep's Table 6: from the coordinator, or from a database file with --db.\n"
     "  --format F          csv, markdown (the default) or latex (a booktabs tabular)\n"
-    "  --json              the study rows as JSON (GET /api/v1/study/NAME)\n";
+    "  --json              the study rows as JSON (GET /api/v1/study/NAME)\n"
+    "  --fits              the scaling-law fits instead of Table 6 (docs/planning.md)\n"
+    "  --column C          with --fits: the accuracy fitted, `average` (default) or a column\n";
 
 }  // namespace
 
@@ -333,15 +335,24 @@ int RunExportAny(const Args& raw) {
     if (arg == "--db" || arg.rfind("--db=", 0) == 0) return RunExport(raw);
   }
   Invocation call = StartCommand(
-      "export", raw, {{"--sweep", true}, {"--format", true}, {"--json", false}}, kExportUsage, 0);
+      "export", raw,
+      {{"--sweep", true}, {"--format", true}, {"--json", false}, {"--fits", false},
+       {"--column", true}},
+      kExportUsage, 0);
   if (call.exit_code >= 0) return call.exit_code;
   std::string sweep = call.args.Get("--sweep");
   if (sweep.empty()) return UsageError("export", "--sweep NAME is required", kExportUsage);
+  bool fits = call.args.Has("--fits");
+  if (call.args.Has("--column") && !fits) {
+    return UsageError("export", "--column goes with --fits", kExportUsage);
+  }
+  std::string column = UrlEncode(call.args.Get("--column", "average"));
   if (call.args.Has("--json")) {
     if (call.args.Has("--format")) {
       return UsageError("export", "--json and --format exclude each other", kExportUsage);
     }
-    Expected<json> study = call.api->GetJson("/api/v1/study/" + UrlEncode(sweep));
+    Expected<json> study = call.api->GetJson(
+        "/api/v1/study/" + UrlEncode(sweep) + (fits ? "/fits?column=" + column : std::string()));
     if (!study.ok()) return Fail("export", study.status());
     PrintJson(*study);
     return kExitOk;
@@ -351,7 +362,8 @@ int RunExportAny(const Args& raw) {
     return UsageError("export", known.message(), kExportUsage);
   }
   Expected<std::string> table =
-      call.api->GetText(fmt::format("/api/v1/export?sweep={}&format={}", UrlEncode(sweep), format));
+      call.api->GetText(fmt::format("/api/v1/export?sweep={}&format={}{}", UrlEncode(sweep), format,
+                                    fits ? "&fits=1&column=" + column : std::string()));
   if (!table.ok()) return Fail("export", table.status());
   std::fwrite(table->data(), 1, table->size(), stdout);
   return kExitOk;

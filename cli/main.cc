@@ -15,7 +15,10 @@ struct Command {
 
 const Command kCommands[] = {
     {"models", vitscale::cli::RunModels, "list every registered model with params and GMACs"},
-    {"sweep", vitscale::cli::RunSweep, "check FILE | cost FILE: validate, expand and cost a sweep"},
+    {"sweep", vitscale::cli::RunSweep,
+     "check FILE | cost FILE | simulate FILE --hosts SPEC: validate, cost, plan a sweep"},
+    {"throughput", vitscale::cli::RunThroughput,
+     "[import FILE]: measured images/s per model and accelerator, for planning"},
     {"data", vitscale::cli::RunData, "pack SRC DEST | check DEST: packed (sharded) datasets"},
     {"submit", vitscale::cli::RunSubmit, "FILE: submit a sweep to the coordinator"},
     {"list", vitscale::cli::RunList, "jobs, filtered by sweep, state, model, subset"},

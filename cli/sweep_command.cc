@@ -14,7 +14,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: vitscale sweep check FILE [--json]   validate and print the expanded jobs\n"
-    "       vitscale sweep cost FILE [--json]    planned images seen and pretraining exaFLOPs\n";
+    "       vitscale sweep cost FILE [--json]    planned images seen and pretraining exaFLOPs\n"
+    "       vitscale sweep simulate FILE --hosts SPEC [...]   makespan and cost on a cluster\n";
 
 constexpr double kExa = 1e18;
 constexpr size_t kShortId = 12;
@@ -141,6 +142,9 @@ nlohmann::json CostJson(const sweep::Sweep& s, const std::vector<sweep::Job>& jo
 }  // namespace
 
 int RunSweep(const Args& args) {
+  if (!args.empty() && args.front() == "simulate") {
+    return RunSweepSimulate(Args(args.begin() + 1, args.end()));
+  }
   std::string action, file;
   bool json = false;
   for (const std::string& arg : args) {
@@ -165,7 +169,7 @@ int RunSweep(const Args& args) {
     if (action.empty()) {
       std::fputs(kUsage, stderr);
     } else {
-      std::fprintf(stderr, "vitscale sweep: unknown action '%s'; use check or cost\n%s",
+      std::fprintf(stderr, "vitscale sweep: unknown action '%s'; use check, cost or simulate\n%s",
                    action.c_str(), kUsage);
     }
     return kExitUsage;

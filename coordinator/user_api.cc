@@ -12,6 +12,9 @@
 
 #include "common/text.h"
 #include "coordinator/views.h"
+#include "planning/simulate.h"
+#include "planning/study_fits.h"
+#include "planning/throughput.h"
 #include "storage/results_table.h"
 #include "sweep/sweep.h"
 
@@ -88,6 +91,13 @@ void UserApi::AddRoutes(Router& router) {
              bind(&UserApi::Utilisation));
   router.Add("GET", "/api/v1/study/{sweep}", Scope::kRead, kSmallBody, bind(&UserApi::Study));
   router.Add("GET", "/api/v1/export", Scope::kRead, kSmallBody, bind(&UserApi::Export));
+  router.Add("GET", "/api/v1/throughput", Scope::kRead, kSmallBody, bind(&UserApi::Throughput));
+  router.Add("POST", "/api/v1/throughput", Scope::kAdmin, kLargeBody,
+             bind(&UserApi::ImportThroughput));
+  router.Add("GET", "/api/v1/study/{sweep}/fits", Scope::kRead, kSmallBody,
+             bind(&UserApi::StudyFits));
+  router.Add("GET", "/api/v1/sweeps/{name}/timeline", Scope::kRead, kSmallBody,
+             bind(&UserApi::Timeline));
 }
 
 void UserApi::SampleUtilisation() {
@@ -311,6 +321,17 @@ HttpResponse UserApi::Export(const HttpRequest& request) {
   Expected<storage::TableFormat> format = storage::ParseTableFormat(
       format_name == request.query.end() ? "csv" : format_name->second);
   if (!format.ok()) return StatusResponse(format.status());
+  if (auto fits = request.query.find("fits"); fits != request.query.end() && fits->second == "1") {
+    auto column = request.query.find("column");
+    Expected<planning::StudyFits> fitted = planning::FitStudy(
+        core_.store(), sweep->second, column == request.query.end() ? "average" : column->second);
+    if (!fitted.ok()) return StatusResponse(fitted.status());
+    HttpResponse response;
+    response.content_type = *format == storage::TableFormat::kCsv ? "text/csv; charset=utf-8"
+                                                                  : "text/plain; charset=utf-8";
+    response.body = planning::FormatFits(*fitted, *format);
+    return response;
+  }
   Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep->second);
   if (!table.ok()) return StatusResponse(table.status());
   HttpResponse response;
@@ -318,6 +339,141 @@ HttpResponse UserApi::Export(const HttpRequest& request) {
                                                                 : "text/plain; charset=utf-8";
   response.body = storage::FormatResultsTable(*table, *format);
   return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Planning
+
+namespace {
+
+Expected<std::vector<planning::ThroughputEntry>> ThroughputEntries(storage::Store& store) {
+  ASSIGN_OR_RETURN(std::vector<storage::ThroughputSample> samples, store.ThroughputSamples());
+  ASSIGN_OR_RETURN(std::vector<storage::ThroughputImport> imports, store.ListThroughputImports());
+  return planning::BuildThroughputTable(samples, imports);
+}
+
+// The largest sweep whose timeline is drawn: its attempts are read job by job.
+constexpr size_t kMaxTimelineJobs = 5000;
+
+}  // namespace
+
+HttpResponse UserApi::Throughput(const HttpRequest&) {
+  Expected<std::vector<planning::ThroughputEntry>> entries = ThroughputEntries(core_.store());
+  if (!entries.ok()) return StatusResponse(entries.status());
+  Json rows = Json::array();
+  for (const auto& e : *entries) rows.push_back(planning::ToJson(e));
+  return JsonResponse(200, Json{{"rows", rows}});
+}
+
+HttpResponse UserApi::ImportThroughput(const HttpRequest& request) {
+  auto source = request.query.find("source");
+  std::string name = source == request.query.end() ? "import" : Printable(source->second, 200);
+  Expected<std::vector<storage::ThroughputImport>> rows =
+      planning::ParseThroughputImport(request.body, name);
+  if (!rows.ok()) return StatusResponse(rows.status());
+  Status imported = core_.store().ImportThroughput(*rows);
+  if (!imported.ok()) return StatusResponse(imported);
+  return JsonResponse(200, Json{{"imported", rows->size()}});
+}
+
+HttpResponse UserApi::StudyFits(const HttpRequest& request) {
+  auto column = request.query.find("column");
+  Expected<planning::StudyFits> fits =
+      planning::FitStudy(core_.store(), request.params.at("sweep"),
+                         column == request.query.end() ? "average" : column->second);
+  if (!fits.ok()) return StatusResponse(fits.status());
+  return JsonResponse(200, planning::ToJson(*fits));
+}
+
+HttpResponse UserApi::Timeline(const HttpRequest& request) {
+  const std::string& name = request.params.at("name");
+  Expected<storage::SweepRecord> record = core_.store().GetSweep(name);
+  if (!record.ok()) return StatusResponse(record.status());
+  storage::JobFilter filter;
+  filter.sweep = name;
+  Expected<std::vector<JobRecord>> jobs = core_.store().ListJobs(filter);
+  if (!jobs.ok()) return StatusResponse(jobs.status());
+  if (jobs->size() > kMaxTimelineJobs) {
+    return ErrorResponse(413, fmt::format("sweep {} has {} jobs; timelines are drawn for at most {}",
+                                          name, jobs->size(), kMaxTimelineJobs));
+  }
+  // The real schedule: every attempt, in seconds from the first one's start.
+  std::vector<std::pair<const JobRecord*, storage::AttemptRecord>> all;
+  double origin = 0;
+  for (const JobRecord& job : *jobs) {
+    Expected<std::vector<storage::AttemptRecord>> list = core_.store().ListAttempts(job.id);
+    if (!list.ok()) return StatusResponse(list.status());
+    for (storage::AttemptRecord& a : *list) {
+      origin = all.empty() ? a.started_at : std::min(origin, a.started_at);
+      all.emplace_back(&job, std::move(a));
+    }
+  }
+  bool any = !all.empty();
+  double now = core_.clock().WallSeconds();
+  Json attempts = Json::array();
+  for (const auto& [job, a] : all) {
+    attempts.push_back({{"job", job->id},
+                        {"model", job->model},
+                        {"number", a.number},
+                        {"hosts", a.hosts},
+                        {"start", a.started_at - origin},
+                        {"end", a.ended_at.value_or(now) - origin},
+                        {"outcome", a.outcome ? storage::AttemptOutcomeName(*a.outcome)
+                                              : std::string("running")}});
+  }
+  Json real = {{"origin", any ? Json(IsoTime(origin)) : Json(nullptr)}, {"attempts", attempts}};
+
+  // The plan: the same sweep simulated on `hosts`, or on the agents registered now.
+  Expected<std::vector<planning::ThroughputEntry>> entries = ThroughputEntries(core_.store());
+  if (!entries.ok()) return StatusResponse(entries.status());
+  std::string spec;
+  if (auto hosts = request.query.find("hosts"); hosts != request.query.end()) {
+    // A spec from the query is parsed, never opened as a file; a bad one is the caller's to fix.
+    Expected<planning::Cluster> parsed = planning::ParseHostSpec(hosts->second);
+    if (!parsed.ok()) return StatusResponse(parsed.status());
+    spec = hosts->second;
+  } else {
+    // Agents do not say which GPU they hold: the GPU kind measured most often stands in.
+    std::map<std::string, int> gpu_kinds;
+    std::string gpu_kind = "gpu";
+    for (const planning::ThroughputEntry& e : *entries) {
+      if (!planning::SameKind(e.device_kind, "cpu") &&
+          ++gpu_kinds[e.device_kind] > gpu_kinds[gpu_kind]) {
+        gpu_kind = e.device_kind;
+      }
+    }
+    std::map<std::pair<int, int>, int> shapes;  // (slots, gpus) -> live agents
+    for (const std::string& id : core_.agent_ids()) {
+      std::optional<AgentView> agent = core_.scheduler().GetAgent(id);
+      if (agent && agent->alive && agent->spec.slots > 0) {
+        ++shapes[{agent->spec.slots, agent->spec.gpus}];
+      }
+    }
+    for (const auto& [shape, count] : shapes) {
+      spec += fmt::format("{}{}x{}:{}", spec.empty() ? "" : ",", count,
+                          shape.second > 0 ? shape.second : shape.first,
+                          shape.second > 0 ? gpu_kind : "cpu");
+    }
+  }
+  Json simulated;
+  Expected<planning::SimulationResult> plan = [&]() -> Expected<planning::SimulationResult> {
+    if (spec.empty()) return FailedPrecondition("no agent is registered to simulate the sweep on");
+    ASSIGN_OR_RETURN(planning::Cluster cluster, planning::ParseHostSpec(spec));
+    ASSIGN_OR_RETURN(sweep::Sweep parsed, sweep::ParseSweep(record->definition, name));
+    ASSIGN_OR_RETURN(std::vector<sweep::Job> expanded, sweep::ExpandSweep(parsed));
+    planning::ThroughputTable table(*entries);
+    planning::SimulationOptions options;
+    options.max_retries = core_.options().max_retries;
+    options.scheduler = core_.options().scheduler;
+    return planning::Simulate(planning::PlannedJobs(expanded), cluster, table, options);
+  }();
+  if (plan.ok()) {
+    simulated = planning::ToJson(*plan, /*with_attempts=*/true);
+  } else {
+    simulated = Json{{"error", plan.status().message()}};
+  }
+  return JsonResponse(200, Json{{"sweep", name}, {"hosts", spec}, {"real", real},
+                                {"simulated", simulated}});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,12 @@ class UserApi {
   HttpResponse Utilisation(const HttpRequest& request);
   HttpResponse Study(const HttpRequest& request);
   HttpResponse Export(const HttpRequest& request);
+  // Planning (docs/planning.md): the throughput table, the study's scaling-law fits, and a
+  // sweep's real schedule beside its simulation.
+  HttpResponse Throughput(const HttpRequest& request);
+  HttpResponse ImportThroughput(const HttpRequest& request);
+  HttpResponse StudyFits(const HttpRequest& request);
+  HttpResponse Timeline(const HttpRequest& request);
   HttpResponse IssueCredential(const HttpRequest& request);
   HttpResponse RevokeCredential(const HttpRequest& request);
 

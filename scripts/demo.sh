@@ -52,5 +52,8 @@ echo "demo: sweep '$name': $added jobs added, $known already known (finished job
 echo
 "$bin/vitscale" export --sweep "$name" --format markdown
 echo
+# The planner's check: the same sweep simulated on this host with the throughput it measured.
+bash scripts/fidelity.sh "$state" "$sweep_file" || echo "demo: the simulated makespan is off (above)"
+echo
 echo "demo: done. The dashboard stays up until you press Ctrl-C: $url/"
 if [[ -t 0 ]]; then wait; fi

@@ -58,6 +58,23 @@ ALTER TABLE attempts ADD COLUMN report_token_sha256 TEXT NOT NULL DEFAULT ''
   CHECK (report_token_sha256 = '' OR (length(report_token_sha256) = 64 AND
                                       report_token_sha256 NOT GLOB '*[^0-9a-f]*'));
 )SQL"},
+      {4, "throughput imported from benchmark runs, for planning", R"SQL(
+-- docs/planning.md: what finished jobs measured is read from the ledger itself; this table holds
+-- what a benchmark run measured (`vitscale throughput import`). One row per (model, device
+-- kind, precision, batch); importing the same key again replaces it.
+CREATE TABLE throughput_imports (
+  model TEXT NOT NULL CHECK (length(model) > 0),
+  device_kind TEXT NOT NULL CHECK (length(device_kind) > 0),
+  precision TEXT NOT NULL CHECK (length(precision) > 0),
+  batch_size INTEGER NOT NULL CHECK (batch_size > 0),
+  images_per_second REAL NOT NULL CHECK (images_per_second > 0),  -- per device
+  flops_per_image REAL NOT NULL CHECK (flops_per_image >= 0),     -- training, 6 x MACs
+  overhead_seconds REAL NOT NULL CHECK (overhead_seconds >= 0),   -- per job: start-up, evals
+  source TEXT NOT NULL,
+  imported_at REAL NOT NULL,
+  PRIMARY KEY (model, device_kind, precision, batch_size)
+) STRICT, WITHOUT ROWID;
+)SQL"},
   };
   return kMigrations;
 }

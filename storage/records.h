@@ -170,4 +170,30 @@ struct LedgerEntry {
   double wall_seconds = 0;
 };
 
+// One succeeded attempt that ran from scratch, as the ledger and the attempt record it: what
+// the planner's throughput table is measured from (planning/throughput.h).
+struct ThroughputSample {
+  std::string job_id;
+  std::string model;
+  std::string device_kind;
+  int64_t batch_size = 0;  // the job's global batch
+  int devices = 1;         // ranks x GPUs per rank (CPU ranks count as one device each)
+  int64_t images = 0;      // images seen in pretraining
+  double train_flops = 0;
+  double seconds = 0;  // the attempt's launch to its exit
+};
+
+// A benchmark's measurement, imported by `vitscale throughput import`.
+struct ThroughputImport {
+  std::string model;
+  std::string device_kind;
+  std::string precision;  // "fp32", "bf16", ...
+  int64_t batch_size = 0;
+  double images_per_second = 0;  // per device
+  double flops_per_image = 0;    // training FLOPs per image (6 x MACs)
+  double overhead_seconds = 0;   // per job, beside the images (start-up, evaluations)
+  std::string source;            // where it came from, for people
+  double imported_at = 0;        // set by the store
+};
+
 }  // namespace vitscale::storage

@@ -286,6 +286,34 @@ Expected<TableFormat> ParseTableFormat(std::string_view name) {
                                      DidYouMean(name, {"csv", "markdown", "latex"})));
 }
 
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows,
+                        const std::vector<bool>& text_columns, TableFormat format) {
+  auto is_text = [&](size_t i) { return i < text_columns.size() && text_columns[i]; };
+  std::string out;
+  switch (format) {
+    case TableFormat::kCsv:
+      out = CsvLine(header);
+      for (const auto& row : rows) out += CsvLine(row);
+      break;
+    case TableFormat::kMarkdown:
+      out = MarkdownLine(header) + "|";
+      for (size_t i = 0; i < header.size(); ++i) out += is_text(i) ? "---|" : "---:|";
+      out += "\n";
+      for (const auto& row : rows) out += MarkdownLine(row);
+      break;
+    case TableFormat::kLatex: {
+      std::string spec;
+      for (size_t i = 0; i < header.size(); ++i) spec += is_text(i) ? 'l' : 'r';
+      out = "\\begin{tabular}{" + spec + "}\n\\toprule\n" + LatexLine(header) + "\\midrule\n";
+      for (const auto& row : rows) out += LatexLine(row);
+      out += "\\bottomrule\n\\end{tabular}\n";
+      break;
+    }
+  }
+  return out;
+}
+
 std::string FormatResultsTable(const ResultsTable& table, TableFormat format) {
   switch (format) {
     case TableFormat::kCsv:

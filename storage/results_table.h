@@ -61,4 +61,10 @@ Expected<TableFormat> ParseTableFormat(std::string_view name);
 // The whole table, ending in a newline. CSV quotes per RFC 4180; LaTeX is a booktabs tabular.
 std::string FormatResultsTable(const ResultsTable& table, TableFormat format);
 
+// Any other table in the same three formats and with the same quoting: `text_columns` are
+// left-aligned (Markdown, LaTeX), the rest right-aligned. Used by the scaling-law fits' export.
+std::string FormatTable(const std::vector<std::string>& header,
+                        const std::vector<std::vector<std::string>>& rows,
+                        const std::vector<bool>& text_columns, TableFormat format);
+
 }  // namespace vitscale::storage

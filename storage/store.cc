@@ -1188,6 +1188,85 @@ Expected<std::vector<LedgerEntry>> Store::ListLedger(const std::string& job_id) 
   return entries;
 }
 
+// Throughput ------------------------------------------------------------------------------
+
+Expected<std::vector<ThroughputSample>> Store::ThroughputSamples() {
+  // A resumed attempt's ledger counts the images of the attempts before it, and a failed one
+  // reports none: only whole runs say how long images take.
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("SELECT l.job_id, j.model, l.device_kind, "
+              "CAST(json_extract(j.config_json, '$.train.batch_size') AS INTEGER), "
+              "j.ranks * max(j.gpus_per_rank, 1), l.images_seen, l.train_flops, "
+              "a.ended_at - a.started_at FROM compute_ledger l "
+              "JOIN jobs j ON j.id = l.job_id "
+              "JOIN attempts a ON a.job_id = l.job_id AND a.number = l.attempt "
+              "WHERE a.outcome = 'succeeded' AND a.resumed_from_step IS NULL "
+              "AND a.ended_at > a.started_at AND l.images_seen > 0 ORDER BY a.started_at"));
+  Query q(stmt);
+  std::vector<ThroughputSample> samples;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    samples.push_back({q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3),
+                       static_cast<int>(q.ColInt(4)), q.ColInt(5), q.ColReal(6), q.ColReal(7)});
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read the throughput samples");
+  return samples;
+}
+
+Status Store::ImportThroughput(const std::vector<ThroughputImport>& rows) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const ThroughputImport& r = rows[i];
+    if (r.model.empty() || r.device_kind.empty() || r.precision.empty() || r.batch_size <= 0 ||
+        !(r.images_per_second > 0) || !(r.flops_per_image >= 0) || !(r.overhead_seconds >= 0)) {
+      return InvalidArgument(fmt::format(
+          "throughput row {}: model, device kind and precision must be set, batch and images/s "
+          "> 0, FLOPs per image and overhead >= 0",
+          i));
+    }
+  }
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("INSERT OR REPLACE INTO throughput_imports (model, device_kind, precision, "
+              "batch_size, images_per_second, flops_per_image, overhead_seconds, source, "
+              "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  for (const ThroughputImport& r : rows) {
+    Query q(stmt);
+    if (!q.Text(r.model)
+             .Text(r.device_kind)
+             .Text(r.precision)
+             .Int(r.batch_size)
+             .Real(r.images_per_second)
+             .Real(r.flops_per_image)
+             .Real(r.overhead_seconds)
+             .Text(r.source)
+             .Real(Now())
+             .Run()) {
+      return Error("cannot import the throughput of " + r.model);
+    }
+  }
+  return tx.Commit();
+}
+
+Expected<std::vector<ThroughputImport>> Store::ListThroughputImports() {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT model, device_kind, precision, batch_size, images_per_second, "
+                           "flops_per_image, overhead_seconds, source, imported_at "
+                           "FROM throughput_imports ORDER BY model, device_kind, precision, "
+                           "batch_size"));
+  Query q(stmt);
+  std::vector<ThroughputImport> rows;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    rows.push_back({q.ColText(0), q.ColText(1), q.ColText(2), q.ColInt(3), q.ColReal(4),
+                    q.ColReal(5), q.ColReal(6), q.ColText(7), q.ColReal(8)});
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read the imported throughput");
+  return rows;
+}
+
 // Agent credentials -------------------------------------------------------------------------
 
 Status Store::PutAgentCredential(const std::string& host, const std::string& token_sha256) {

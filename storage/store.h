@@ -157,6 +157,13 @@ class Store {
                              const std::optional<LedgerEntry>& entry);
   Expected<std::vector<LedgerEntry>> ListLedger(const std::string& job_id);  // by attempt
 
+  // Throughput, for planning (docs/planning.md) ---------------------------------------------
+  // Every succeeded attempt that ran from scratch and reported its ledger, oldest first.
+  Expected<std::vector<ThroughputSample>> ThroughputSamples();
+  // Adds or replaces benchmark rows, all in one transaction.
+  Status ImportThroughput(const std::vector<ThroughputImport>& rows);
+  Expected<std::vector<ThroughputImport>> ListThroughputImports();
+
   // Queries for tables and plots over a sweep (storage/results_table.h) -------------------
   Expected<std::vector<JobCompute>> SweepCompute(const std::string& sweep_name);
   Expected<std::vector<AveragedResult>> SweepResults(const std::string& sweep_name);

@@ -126,6 +126,69 @@ export interface Study {
   rows: StudyRow[];
 }
 
+// GET /study/{sweep}/fits: the scaling-law fits, computed by the coordinator (planning/fit.h).
+export interface CurvePoint {
+  x: number;
+  error: number;
+  low: number | null;
+  high: number | null;
+}
+
+export interface CurveFit {
+  status: 'ok' | 'too_few_points' | 'failed';
+  message: string;
+  points: number;
+  params?: { a: number; b: number; c: number; d: number };
+  rmse?: number;
+  extrapolated_from?: number;
+  resamples?: number;
+  resamples_fitted?: number;
+  curve?: CurvePoint[];
+}
+
+export interface FitGroup {
+  group: string;
+  family: string;
+  points: { model: string; job?: string; exaflops?: number; examples?: number; error: number; runs: number }[];
+  fitted: number[];
+  fit: CurveFit;
+}
+
+export interface StudyFits {
+  sweep: string;
+  column: string;
+  law: string;
+  parameters: number;
+  compute: FitGroup[];
+  data_size: FitGroup[];
+}
+
+// GET /sweeps/{name}/timeline: the real attempts beside the simulated plan (planning/simulate.h).
+export interface TimelineAttempt {
+  job: string;
+  model?: string;
+  number: number;
+  start: number;
+  end: number;
+  outcome: string;
+}
+
+export interface Timeline {
+  sweep: string;
+  hosts: string;
+  real: { origin: string | null; attempts: TimelineAttempt[] };
+  simulated: {
+    error?: string;
+    cluster?: string;
+    makespan_seconds?: number;
+    device_days?: number;
+    utilisation?: number;
+    estimated?: string[];
+    jobs?: { job: string; model: string }[];
+    attempts?: TimelineAttempt[];
+  };
+}
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,

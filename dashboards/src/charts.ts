@@ -4,7 +4,7 @@
 // tests read to map drawn points back to data coordinates.
 
 import * as echarts from 'echarts/core';
-import { LineChart, ScatterChart } from 'echarts/charts';
+import { CustomChart, LineChart, ScatterChart } from 'echarts/charts';
 import {
   GridComponent,
   LegendComponent,
@@ -16,6 +16,7 @@ import { SVGRenderer } from 'echarts/renderers';
 import { download, h } from './dom';
 
 echarts.use([
+  CustomChart,
   LineChart,
   ScatterChart,
   GridComponent,

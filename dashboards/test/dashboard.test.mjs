@@ -109,8 +109,9 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     const axisType = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].type);
     assert.equal(axisType, 'log');
     assert.match(await page.textContent('#study-count'), new RegExp(`${study.done.length} with results plotted`));
-    const seriesNames = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().series.map((s) => s.name));
-    assert.deepEqual(seriesNames, ['ResNet (BiT)', 'Transformer (ViT)', 'Hybrid'], 'one series per family');
+    const seriesNames = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().series
+      .filter((s) => s.type === 'scatter').map((s) => s.name));
+    assert.deepEqual(seriesNames, ['ResNet (BiT)', 'Transformer (ViT)', 'Hybrid'], 'one series of points per family');
     await browser.screenshot('study');
 
     // The plot downloads as SVG and PNG; the table as CSV, Markdown and LaTeX.
@@ -127,6 +128,95 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
       const fromApi = (await coordinator.call('GET', `export?sweep=${kSweepName}&format=${format}`)).body;
       assert.equal(text, fromApi, `${format} download`);
     }
+  });
+
+  test('the study page draws the coordinator\'s fits, and says where there are too few points', async () => {
+    const page = browser.page;
+    await browser.open(coordinator.url, `/study/${kSweepName}`);
+    const fits = await coordinator.get(`study/${kSweepName}/fits`);
+    // The fill gives ViT and ResNet 6 finished jobs each and the hybrid 3; one subset size each
+    // per model and seed, 3 sizes per model.
+    const vit = fits.compute.find((g) => g.family === 'ViT');
+    const hybrid = fits.compute.find((g) => g.family === 'hybrid');
+    assert.equal(vit.fit.status, 'ok', JSON.stringify(vit.fit));
+    assert.equal(hybrid.fit.status, 'too_few_points');
+    assert.ok(fits.data_size.every((g) => g.fit.status === 'too_few_points'), 'three sizes cannot fit four parameters');
+
+    // The extrapolated part of the ViT curve, as drawn: its dashed SVG path mapped back through
+    // the chart's axes ends where the API's curve ends, a decade beyond the largest compute.
+    const vitColor = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().series
+      .find((s) => s.name === 'Transformer (ViT) extrapolated').color);
+    const ends = await page.evaluate((color) => {
+      const chart = window.vitscaleCharts['study-compute'];
+      const svg = document.querySelector('[data-chart="study-compute"] svg');
+      const out = [];
+      for (const path of svg.querySelectorAll('path[stroke-dasharray]')) {
+        if (path.getAttribute('stroke') !== color || path.getAttribute('fill') !== 'none') continue;
+        const numbers = (path.getAttribute('d').match(/-?[0-9.]+(e-?[0-9]+)?/g) ?? []).map(Number);
+        if (numbers.length < 4) continue;
+        const first = chart.convertFromPixel({ gridIndex: 0 }, [numbers[0], numbers[1]]);
+        const last = chart.convertFromPixel({ gridIndex: 0 }, numbers.slice(-2));
+        out.push({ first, last });
+      }
+      return out;
+    }, vitColor);
+    const curve = vit.fit.curve;
+    const end = curve[curve.length - 1];
+    assert.ok(ends.some((e) => Math.abs(Math.log10(e.last[0]) - Math.log10(end.x)) < 0.02 &&
+      Math.abs(e.last[1] - (1 - end.error) * 100) < 0.5 &&
+      Math.abs(Math.log10(e.first[0]) - Math.log10(vit.fit.extrapolated_from)) < 0.02),
+    `dashed paths ${JSON.stringify(ends)} vs curve end ${JSON.stringify(end)}`);
+    const names = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().series.map((s) => s.name));
+    assert.ok(names.includes('Transformer (ViT) band'), 'the bootstrap band is drawn');
+    assert.ok(!names.some((n) => /^Hybrid (fit|extrapolated|band)/.test(n)), 'no hybrid curve: too few points');
+    assert.ok(names.includes('Hybrid frontier'), 'its frontier is still drawn');
+
+    // The table says so, and gives the parameters the API gave.
+    const hybridRow = await page.textContent('#fits-table tr[data-fit-figure="compute"][data-fit-group="hybrid"]');
+    assert.match(hybridRow, /no curve drawn: 3 points for 4 parameters/);
+    const vitCells = await page.$$eval('#fits-table tr[data-fit-figure="compute"][data-fit-group="ViT"] td', (cells) => cells.map((c) => c.textContent));
+    assert.equal(Number(vitCells[4]).toPrecision(2), vit.fit.params.b.toPrecision(2), `b in ${JSON.stringify(vitCells)}`);
+    await browser.screenshot('study-fits');
+    for (const format of ['csv', 'markdown', 'latex']) {
+      const text = await downloadText(page, `button[data-fits-export="${format}"]`);
+      const fromApi = (await coordinator.call('GET', `export?sweep=${kSweepName}&format=${format}&fits=1&column=average`)).body;
+      assert.equal(text, fromApi, `fits ${format} download`);
+    }
+  });
+
+  test('the study page draws the simulated schedule next to the real one', async () => {
+    const page = browser.page;
+    await browser.open(coordinator.url, `/study/${kSweepName}`);
+    await page.waitForFunction(() => /simulated on/.test(document.querySelector('#timeline-summary')?.textContent ?? ''));
+    const timeline = await coordinator.get(`sweeps/${kSweepName}/timeline`);
+    assert.equal(timeline.hosts, '1x1:cpu', 'the agent holds one slot now');
+    assert.equal(timeline.simulated.jobs.length, kJobCount);
+    assert.ok(timeline.simulated.attempts.length >= kJobCount);
+    const drawn = await page.evaluate(() => window.vitscaleCharts['study-timeline'].getOption().series
+      .map((s) => ({ name: s.name, bars: s.data.length })));
+    assert.deepEqual(drawn, [
+      { name: 'real', bars: timeline.real.attempts.length },
+      { name: 'simulated', bars: timeline.simulated.attempts.length },
+    ]);
+    // One simulated slot runs one job at a time: the bars never overlap.
+    const bars = [...timeline.simulated.attempts].sort((a, b) => a.start - b.start);
+    for (let i = 1; i < bars.length; i++) assert.ok(bars[i].start >= bars[i - 1].end - 1e-6);
+    const rects = await page.$$eval('[data-chart="study-timeline"] svg path', (paths) => paths.length);
+    assert.ok(rects >= timeline.simulated.attempts.length + timeline.real.attempts.length);
+    await browser.screenshot('study-timeline');
+
+    // Another cluster from the page: two hosts of two slots run four jobs at once.
+    await page.fill('input[aria-label="simulated hosts"]', '2x2:cpu');
+    await page.click('form.inline button[type="submit"]');
+    await page.waitForFunction(() => /simulated on 2x2:cpu/.test(document.querySelector('#timeline-summary')?.textContent ?? ''));
+    // A cluster description the simulation cannot take says what to write.
+    await page.fill('input[aria-label="simulated hosts"]', '8:H200');
+    await page.click('form.inline button[type="submit"]');
+    await page.waitForFunction(() => /--hosts '8:H200'.*HOSTSxDEVICES:KIND/.test(document.querySelector('[data-chart="study-timeline"]')?.closest('.card')?.textContent ?? ''));
+    // That 400 was asked for; the page's later checks look for errors nobody asked for.
+    const asked = browser.errors.filter((e) => /status of 400/.test(e));
+    assert.equal(asked.length, 1, JSON.stringify(browser.errors));
+    browser.errors.splice(browser.errors.indexOf(asked[0]), 1);
   });
 
   test('a metric point posted now shows on the open job page within 2 s', async () => {

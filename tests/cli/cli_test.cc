@@ -348,6 +348,94 @@ TEST_F(CliTest, ExportFromTheCoordinator) {
   EXPECT_EQ(Vitscale("export --format csv").status, kExitUsage);
 }
 
+TEST_F(CliTest, SimulateThePaperStudyOnThreeClusterSizes) {
+  std::string study = Quote(std::string(VITSCALE_SOURCE_DIR) + "/experiments/paper/scaling-study.yaml");
+  Outcome run = Vitscale("sweep simulate " + study + " --hosts 64x8:H200 --json");
+  ASSERT_EQ(run.status, kExitOk) << run.err;
+  json plans = json::parse(run.out)["plans"];
+  ASSERT_EQ(plans.size(), 3u);
+  std::vector<int> hosts;
+  for (const json& plan : plans) {
+    hosts.push_back(plan["hosts"]);
+    EXPECT_GT(plan["makespan_seconds"].get<double>(), 0);
+    EXPECT_GE(plan["makespan_seconds"].get<double>(),
+              plan["lower_bound_seconds"].get<double>() - 1e-6);
+    EXPECT_GT(plan["utilisation"].get<double>(), 0);
+    EXPECT_LE(plan["utilisation"].get<double>(), 1 + 1e-9);
+    // Nothing is measured: every rate is an estimate, and says so.
+    EXPECT_FALSE(plan["estimated"].empty());
+  }
+  EXPECT_EQ(hosts, (std::vector<int>{64, 32, 128}));
+  EXPECT_EQ(plans[0]["jobs"].size(), 18u);
+  EXPECT_GE(plans[0]["attempts"].size(), 18u);
+  for (const json& job : plans[0]["jobs"]) EXPECT_TRUE(job["estimate"].get<bool>());
+  // Half the hosts never finish sooner.
+  EXPECT_GE(plans[1]["makespan_seconds"].get<double>(), plans[0]["makespan_seconds"].get<double>());
+
+  Outcome text = Vitscale("sweep simulate " + study + " --hosts 64x8:H200");
+  ASSERT_EQ(text.status, kExitOk) << text.err;
+  for (const char* part : {"makespan", "device-days", "utilisation", "critical jobs",
+                           "what the cluster size changes", "estimated rates", "nominal peak"}) {
+    EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;
+  }
+}
+
+TEST_F(CliTest, SimulateRefusesAClusterThatCannotRunAJob) {
+  std::string study = Quote(std::string(VITSCALE_SOURCE_DIR) + "/experiments/paper/scaling-study.yaml");
+  Outcome small = Vitscale("sweep simulate " + study + " --hosts 1x4:H200");
+  EXPECT_EQ(small.status, kExitBadInput) << small.err;
+  EXPECT_NE(small.err.find("needs 8 ranks x 1 GPU = 8 GPUs"), std::string::npos) << small.err;
+  EXPECT_TRUE(small.out.empty()) << small.out;
+  Outcome spec = Vitscale("sweep simulate " + study + " --hosts 64:H200");
+  EXPECT_EQ(spec.status, kExitNotFound) << spec.err;
+  EXPECT_NE(spec.err.find("HOSTSxDEVICES:KIND"), std::string::npos) << spec.err;
+  Outcome missing = Vitscale("sweep simulate " + study);
+  EXPECT_EQ(missing.status, kExitUsage);
+  Outcome kind = Vitscale("sweep simulate " + study + " --hosts 8x8:TPUv9");
+  EXPECT_EQ(kind.status, kExitNotFound) << kind.err;
+  EXPECT_NE(kind.err.find("peak_tflops"), std::string::npos) << kind.err;
+}
+
+TEST_F(CliTest, ThroughputImportListAndFitsExport) {
+  Outcome empty = Vitscale("throughput --json");
+  ASSERT_EQ(empty.status, kExitOk) << empty.err;
+  EXPECT_TRUE(json::parse(empty.out)["rows"].empty());
+  std::string rows = Write("bench.json", R"({"rows": [{"model": "ViT-B/16", "device_kind": "H200",
+      "batch_size": 4096, "images_per_second": 1000, "overhead_seconds": 30}]})");
+  Outcome imported = Vitscale("throughput import " + Quote(rows));
+  ASSERT_EQ(imported.status, kExitOk) << imported.err;
+  Outcome listed = Vitscale("throughput");
+  ASSERT_EQ(listed.status, kExitOk) << listed.err;
+  EXPECT_NE(listed.out.find("ViT-B/16"), std::string::npos) << listed.out;
+  EXPECT_NE(listed.out.find("benchmark: "), std::string::npos) << listed.out;
+  std::string bad = Write("bad.json", R"([{"model": "ViT-B/16", "device_kind": "H200",
+      "batch_size": 4096, "images_per_second": -1}])");
+  Outcome refused = Vitscale("throughput import " + Quote(bad));
+  EXPECT_EQ(refused.status, kExitBadInput) << refused.err;
+  EXPECT_NE(refused.err.find("rows[0].images_per_second"), std::string::npos) << refused.err;
+
+  // The imported row prices ViT-B/16 on H200 as measured; the other models are estimated from
+  // its FLOP/s, not from a nominal peak.
+  Outcome listed_json = Vitscale("throughput --json");
+  std::string table = Write("table.json", listed_json.out);
+  std::string study = Quote(std::string(VITSCALE_SOURCE_DIR) + "/experiments/paper/scaling-study.yaml");
+  Outcome plan = Vitscale("sweep simulate " + study + " --hosts 16x8:H200 --compare 1 --json --throughput " + Quote(table));
+  ASSERT_EQ(plan.status, kExitOk) << plan.err;
+  json planned = json::parse(plan.out)["plans"][0];
+  for (const json& job : planned["jobs"]) {
+    std::string basis = job["basis"];
+    EXPECT_EQ(basis.find("nominal peak"), std::string::npos) << basis;
+  }
+
+  SubmitJson();
+  Outcome fits = Vitscale("export --sweep cli-test --fits --format csv");
+  ASSERT_EQ(fits.status, kExitOk) << fits.err;
+  EXPECT_EQ(fits.out.rfind("figure,group,points,a,b,c,d", 0), 0u) << fits.out;
+  Outcome column = Vitscale("export --sweep cli-test --fits --column nope");
+  EXPECT_EQ(column.status, kExitBadInput) << column.err;
+  EXPECT_EQ(Vitscale("export --sweep cli-test --column average").status, kExitUsage);
+}
+
 TEST_F(CliTest, InvalidSweepIsBadInputWithLineAndColumn) {
   std::string bad = Write("bad.yaml", std::string(kSweep).replace(
                                           std::string(kSweep).find("ViT-Mu/7"), 8, "ViT-Mu/77"));

@@ -218,6 +218,10 @@ std::vector<Case> HostileTest::Table() const {
       {"GET", "/api/v1/cluster/utilisation", "", not_admin, 403},
       {"GET", "/api/v1/study/hostile", "", not_admin, 403},
       {"GET", "/api/v1/export?sweep=hostile", "", not_admin, 403},
+      {"GET", "/api/v1/throughput", "", not_admin, 403},
+      {"POST", "/api/v1/throughput", R"({"rows": []})", not_admin, 403},
+      {"GET", "/api/v1/study/hostile/fits", "", not_admin, 403},
+      {"GET", "/api/v1/sweeps/hostile/timeline", "", not_admin, 403},
       {"POST", reg, R"({"host": "host-a", "slots": 9, "gpus": 0})", {Who::kAdmin, Who::kReport}, 403},
       {"POST", poll, R"({"running": []})", {Who::kAdmin, Who::kAgentB, Who::kReport}, 403},
       {"POST", attempt + "/exit", R"({"agent": "host-a", "outcome": "failed"})",
@@ -513,6 +517,28 @@ std::vector<Case> HostileTest::Table() const {
   t.push_back({"GET", "/api/v1/jobs/zzzzzzzzzz", Who::kAdmin, "", 404, "job id"});
   t.push_back({"GET", "/api/v1/sweeps/" + std::string(5000, 'q'), Who::kAdmin, "", 404, "unknown"});
   t.push_back({"GET", "/api/v1/study/nope", Who::kAdmin, "", 404, "unknown sweep"});
+  t.push_back({"GET", "/api/v1/study/nope/fits", Who::kAdmin, "", 404, "unknown sweep"});
+  t.push_back({"GET", "/api/v1/study/hostile/fits?column=nope", Who::kAdmin, "", 400, "nope"});
+  t.push_back({"GET", "/api/v1/export?sweep=hostile&fits=1&column=nope", Who::kAdmin, "", 400,
+               "nope"});
+  t.push_back({"GET", "/api/v1/sweeps/nope/timeline", Who::kAdmin, "", 404, "nope"});
+  for (const std::string& hosts : {std::string("8:H200"), std::string("99999x8:H200"),
+                                   std::string("8x0:H200"), std::string("1x1:cpu,") +
+                                   std::string(3000, 'x')}) {
+    t.push_back({"GET", "/api/v1/sweeps/hostile/timeline?hosts=" + hosts, Who::kAdmin, "", 400,
+                 "HOSTSxDEVICES:KIND"});
+  }
+  t.push_back({"POST", "/api/v1/throughput", Who::kAdmin, "{}", 400, "rows"});
+  t.push_back({"POST", "/api/v1/throughput", Who::kAdmin, "[]", 400, "non-empty"});
+  t.push_back({"POST", "/api/v1/throughput", Who::kAdmin,
+               R"([{"model": "ViT-Q/3", "device_kind": "H100", "batch_size": 8,
+                    "images_per_second": 9}])", 400, "rows[0].model"});
+  t.push_back({"POST", "/api/v1/throughput", Who::kAdmin,
+               R"({"rows": [{"model": "ViT-B/16", "device_kind": "H100", "batch_size": 8,
+                             "images_per_second": "fast"}]})", 400, "images_per_second"});
+  t.push_back({"POST", "/api/v1/throughput", Who::kAdmin,
+               R"({"rows": [{"model": "ViT-B/16", "device_kind": "H100", "batch_size": 8,
+                             "images_per_second": 9, "extra": 1}]})", 400, "extra"});
   t.push_back({"POST", "/api/v1/jobs/" + std::string(64, 'f') + "/cancel", Who::kAdmin, "", 404, ""});
   t.push_back({"POST", job + "/attempts/99/metrics", Who::kReport, "{}", 401, "no attempt 99"});
   t.push_back({"POST", job + "/attempts/-1/metrics", Who::kReport, "{}", 400, "attempt"});

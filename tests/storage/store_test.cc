@@ -54,7 +54,7 @@ TEST_F(StoreTest, FreshDatabaseHasLatestSchemaWalAndForeignKeys) {
   ASSERT_TRUE(version.ok());
   EXPECT_EQ(*version, LatestSchemaVersion());
   EXPECT_EQ(QueryText("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "10");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "11");
 }
 
 TEST_F(StoreTest, SweepAndJobsRoundTrip) {
@@ -632,6 +632,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const char* to_v1 =
+      "DROP TABLE throughput_imports;"
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
       "DROP INDEX metrics_by_job_step_name;"
@@ -646,6 +647,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   EXPECT_EQ(*(*store)->SchemaVersion(), LatestSchemaVersion());
   JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
   EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
+  EXPECT_TRUE((*store)->ListThroughputImports()->empty());              // migration 4
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());

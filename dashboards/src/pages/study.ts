@@ -1,12 +1,16 @@
 // The study of one sweep, drawn from /study/{sweep}: transfer accuracy against pretraining
 // compute with one series per family (the paper's Fig. 5), accuracy against pretraining subset
 // size with one line per model (Fig. 4), and the Table 6-shaped table with its CSV, Markdown
-// and LaTeX exports. Result, job and sweep events refetch the study at most twice a second.
+// and LaTeX exports. Over both plots go the coordinator's scaling-law fits (/study/{sweep}/fits:
+// the curve, its bootstrap band and a decade of extrapolation, dashed), listed in a table with
+// their parameters; below, the sweep's real schedule beside its simulation. Result, job and
+// sweep events refetch the study at most twice a second.
 
-import { enc, getJson, getText, type Study, type StudyRow, type Sweep } from '../api';
+import { enc, getJson, getText, type FitGroup, type Study, type StudyFits, type StudyRow, type Sweep } from '../api';
 import { createChart, kBaseOption, kFamilyColors, kPalette, powerOfTen, type ChartCard } from '../charts';
 import { clear, download, errorBox, fmtCount, fmtFlops, fmtNumber, fmtPercent, h, stateBadge, throttle } from '../dom';
 import { errorText, markReady, showLoadError, type Page, type PageContext } from '../page';
+import { mountTimeline } from '../timeline';
 
 const kFamilies = ['ResNet', 'ViT', 'hybrid'];
 const kFamilySymbols: Record<string, string> = { ResNet: 'rect', ViT: 'circle', hybrid: 'triangle' };
@@ -52,6 +56,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   if (!sweep) return chooseSweep(root);
   let disposed = false;
   let study: Study | null = null;
+  let fits: StudyFits | null = null;
   let column = context.query.get('column') ?? kAverage;
   const jobsInStudy = new Set<string>();
 
@@ -59,18 +64,20 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   const columnSelect = h('select', { id: 'study-column', 'aria-label': 'accuracy column', onchange: (e: Event) => {
     column = (e.target as HTMLSelectElement).value;
     history.replaceState(null, '', `#/study/${enc(sweep)}${column === kAverage ? '' : `?column=${enc(column)}`}`);
-    render();
+    void loadFits().then(() => { if (!disposed) render(); });
   } });
   const countLine = h('p', { class: 'note', id: 'study-count' });
   const chartRow = h('div', { class: 'chart-row two' });
   const tableBox = h('section', { class: 'card' });
+  const fitsBox = h('section', { class: 'card', id: 'fits-card' });
+  const timelineBox = h('div');
   const exportMessage = h('span', { class: 'small-text', id: 'export-message' });
   root.append(
     h('div', { class: 'page-head' },
       h('h2', null, 'Study: ', sweep),
       h('label', { class: 'inline' }, 'Accuracy: ', columnSelect),
       h('a', { href: `#/jobs?sweep=${enc(sweep)}`, class: 'small-text' }, 'jobs of this sweep')),
-    countLine, errorSlot, chartRow, tableBox,
+    countLine, errorSlot, chartRow, fitsBox, tableBox, timelineBox,
   );
   const fig5 = createChart(chartRow, 'study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-exaflops`, {
     height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining exaFLOPs.',
@@ -79,6 +86,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     height: 380, note: 'One line per model over the nested pretraining subsets (paper Fig. 4).',
   });
   const charts: ChartCard[] = [fig5, fig4];
+  const timeline = mountTimeline(timelineBox, sweep);
+  let timelineLoaded = 0;
 
   const accuracyAxis = (name: string) => ({
     type: 'value', name, nameLocation: 'middle', nameGap: 44, scale: true,
@@ -86,14 +95,48 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     axisLabel: { formatter: (v: number) => `${Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)}%` },
   });
 
+  // A fitted group drawn as accuracy (%): the curve over the data, dashed beyond it, and the
+  // bootstrap band as an area between its bounds. No symbols, so only jobs are points.
+  const fitSeries = (g: FitGroup, name: string, color: string) => {
+    const fit = g.fit;
+    if (fit.status !== 'ok' || !fit.curve) return [];
+    const acc = (e: number) => (1 - e) * 100;
+    const edge = fit.extrapolated_from!;
+    const inside = fit.curve.filter((p) => p.x <= edge * (1 + 1e-9)).map((p) => [p.x, acc(p.error)]);
+    const beyond = fit.curve.filter((p) => p.x >= edge * (1 - 1e-9)).map((p) => [p.x, acc(p.error)]);
+    const line = { type: 'line', showSymbol: false, color, silent: true, z: 1 };
+    const series: object[] = [
+      { ...line, name: `${name} fit`, data: inside, lineStyle: { width: 2, color } },
+      { ...line, name: `${name} extrapolated`, data: beyond, lineStyle: { width: 2, type: 'dashed', color } },
+    ];
+    const band = fit.curve.filter((p) => p.low !== null && p.high !== null);
+    if (band.length) {
+      const stack = `band-${name}`;
+      series.push(
+        { ...line, name: `${name} band low`, stack, data: band.map((p) => [p.x, acc(p.high!)]), lineStyle: { opacity: 0 } },
+        { ...line, name: `${name} band`, stack, data: band.map((p) => [p.x, (p.high! - p.low!) * 100]),
+          lineStyle: { opacity: 0 }, areaStyle: { color, opacity: 0.12 } },
+      );
+    }
+    return series;
+  };
+
   const renderFig5 = (rows: StudyRow[]) => {
     const points = rows.filter((r) => !r.planned && r.exaflops > 0 && valueOf(r, column) !== null);
     fig5.setEmpty(points.length ? null : 'No finished job has results yet: points appear as jobs finish.');
     const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
+    const familyName = (family: string) => family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)';
+    const fitted = (fits?.compute ?? []).flatMap((g) => fitSeries(g, familyName(g.family), kFamilyColors[g.family] ?? '#9467bd'));
+    // Each family's Pareto frontier (what the fit saw), as a thin step line through its points.
+    const frontiers = (fits?.compute ?? []).filter((g) => g.fitted.length > 1).map((g) => ({
+      type: 'line', name: `${familyName(g.family)} frontier`, showSymbol: false, silent: true, step: 'end', z: 1,
+      color: kFamilyColors[g.family] ?? '#9467bd', lineStyle: { width: 1, opacity: 0.5 },
+      data: g.fitted.map((i) => [g.points[i].exaflops!, (1 - g.points[i].error) * 100]),
+    }));
     fig5.chart.setOption({
       ...kBaseOption,
       grid: { left: 64, right: 24, top: 40, bottom: 56 },
-      legend: { top: 4, left: 'center' },
+      legend: { top: 4, left: 'center', data: families.map(familyName) },
       tooltip: {
         trigger: 'item',
         formatter: (p: { data: { row: StudyRow; value: [number, number] } }) =>
@@ -105,15 +148,15 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         axisLabel: { formatter: powerOfTen }, splitLine: { show: true, lineStyle: { color: '#eee' } },
       },
       yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
-      series: families.map((family) => ({
+      series: [...families.map((family) => ({
         type: 'scatter',
-        name: family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)',
+        name: familyName(family),
         symbol: kFamilySymbols[family] ?? 'diamond',
         symbolSize: 11,
         color: kFamilyColors[family] ?? '#9467bd',
         itemStyle: { borderColor: '#fff', borderWidth: 1 },
         data: points.filter((r) => r.family === family).map((r) => ({ value: [r.exaflops, valueOf(r, column)! * 100], row: r, job: r.job })),
-      })),
+      })), ...frontiers, ...fitted],
     }, { replaceMerge: ['series'] });
   };
 
@@ -136,10 +179,15 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       const fb = familyRank(groups.get(b)![0].family);
       return fa - fb || a.localeCompare(b);
     });
+    const groupFits = new Map((fits?.data_size ?? []).map((g) => [g.group, g]));
+    const fitted = keys.flatMap((key, i) => {
+      const g = groupFits.get(key);
+      return g ? fitSeries(g, key, kPalette[i % kPalette.length]) : [];
+    });
     fig4.chart.setOption({
       ...kBaseOption,
       grid: { left: 64, right: 24, top: 40 + 22 * Math.max(0, Math.ceil(keys.length / 5) - 1), bottom: 56 },
-      legend: { top: 4, left: 'center', type: 'plain' },
+      legend: { top: 4, left: 'center', type: 'plain', data: keys },
       tooltip: {
         trigger: 'item',
         formatter: (p: { seriesName: string; value: [number, number, number] }) =>
@@ -151,7 +199,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         axisLabel: { formatter: (v: number) => fmtCount(v) }, splitLine: { show: true, lineStyle: { color: '#eee' } },
       },
       yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
-      series: keys.map((key, i) => {
+      series: [...keys.map((key, i) => {
         const list = groups.get(key)!;
         const family = list[0].family;
         // Seeds of one model and size are one point: their mean, as the paper reports.
@@ -165,10 +213,11 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         return {
           type: 'line', name: key, color: kPalette[i % kPalette.length],
           symbol: kFamilySymbols[family] ?? 'circle', symbolSize: 8,
-          lineStyle: { type: kFamilyLines[family] ?? 'solid', width: 2 },
+          // With a fitted curve the points stand alone; without, a line joins them.
+          lineStyle: { type: kFamilyLines[family] ?? 'solid', width: groupFits.get(key)?.fit.status === 'ok' ? 0 : 2 },
           data,
         };
-      }),
+      }), ...fitted],
     }, { replaceMerge: ['series'] });
   };
 
@@ -183,6 +232,60 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         exportMessage.classList.add('failed');
       }
     } }, label);
+
+  const fitsMessage = h('span', { class: 'small-text', id: 'fits-message' });
+  const fitsExport = (format: string, label: string, extension: string) =>
+    h('button', { class: 'small', 'data-fits-export': format, onclick: async () => {
+      fitsMessage.textContent = '';
+      try {
+        const text = await getText('export', { sweep, format, fits: '1', column });
+        download(`${sweep}-fits.${extension}`, new Blob([text], { type: 'text/plain' }));
+      } catch (e) {
+        fitsMessage.textContent = errorText(e);
+        fitsMessage.classList.add('failed');
+      }
+    } }, label);
+
+  const renderFits = (f: StudyFits | null, failure?: string) => {
+    clear(fitsBox);
+    fitsBox.append(h('header', null, h('h3', null, 'Scaling-law fits: error = a·(x + d)^(−b) + c'), h('span', { class: 'spacer' }),
+      fitsMessage, fitsExport('csv', 'CSV', 'csv'), fitsExport('markdown', 'Markdown', 'md'), fitsExport('latex', 'LaTeX', 'tex')));
+    if (failure) {
+      fitsBox.append(errorBox(failure));
+      return;
+    }
+    if (!f) return;
+    fitsBox.append(h('p', { class: 'note' },
+      'Error is 1 − accuracy. Per family over its Pareto frontier against exaFLOPs (x), and per model against pretraining examples; ' +
+      'the band is the 2.5–97.5% range of fits to the jobs drawn with replacement; the dashed part extrapolates a decade.'));
+    const rows = [
+      ...f.compute.map((g) => ({ figure: 'compute', g })),
+      ...f.data_size.map((g) => ({ figure: 'data', g })),
+    ];
+    if (rows.length === 0) {
+      fitsBox.append(h('p', { class: 'empty', id: 'fits-empty' }, 'No finished job has results yet: fits appear as jobs finish.'));
+      return;
+    }
+    const num = (v: number | undefined) => fmtNumber(v, 3);
+    fitsBox.append(h('div', { class: 'table-wrap' }, h('table', { class: 'grid', id: 'fits-table' },
+      h('thead', null, h('tr', null, ['Against', 'Group', 'Points fitted', 'a', 'b', 'c', 'd', 'RMSE', 'Accuracy at 10× x (95% band)', 'Note']
+        .map((t) => h('th', null, t)))),
+      h('tbody', null, rows.map(({ figure, g }) => {
+        const fit = g.fit;
+        const last = fit.curve?.[fit.curve.length - 1];
+        const at10 = last ? `${((1 - last.error) * 100).toFixed(1)}%` +
+          (last.low !== null && last.high !== null ? ` (${((1 - last.high) * 100).toFixed(1)}–${((1 - last.low) * 100).toFixed(1)}%)` : '') : '–';
+        return h('tr', { 'data-fit-figure': figure, 'data-fit-group': g.group, 'data-fit-status': fit.status },
+          h('td', null, figure === 'compute' ? 'exaFLOPs' : 'examples'),
+          h('td', null, g.group),
+          h('td', { class: 'num' }, String(fit.points)),
+          ['a', 'b', 'c', 'd'].map((k) => h('td', { class: 'num' }, num(fit.params?.[k as 'a']))),
+          h('td', { class: 'num' }, num(fit.rmse)),
+          h('td', { class: 'num' }, at10),
+          h('td', { class: fit.status === 'ok' ? 'small-text' : 'small-text failed' },
+            fit.status === 'ok' ? fit.message : `no curve drawn: ${fit.message}`));
+      })))));
+  };
 
   const renderTable = (s: Study) => {
     clear(tableBox);
@@ -214,6 +317,18 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       `${study.rows.filter((r) => r.planned).length} not yet run.`;
   }
 
+  const loadFits = async () => {
+    try {
+      fits = await getJson<StudyFits>(`study/${enc(sweep)}/fits`, { column });
+      if (disposed) return;
+      renderFits(fits);
+    } catch (e) {
+      if (disposed) return;
+      fits = null;
+      renderFits(null, errorText(e));
+    }
+  };
+
   const load = async () => {
     try {
       const answer = await getJson<Study>(`study/${enc(sweep)}`);
@@ -226,12 +341,21 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       columnSelect.append(h('option', { value: kAverage, selected: column === kAverage }, 'average of all columns'),
         ...answer.columns.map((c) => h('option', { value: c, selected: c === column }, c)));
       clear(errorSlot);
+      await loadFits();
+      if (disposed) return;
       render();
       renderTable(answer);
+      // The simulation is redone by the coordinator on each call: at most every 10 s.
+      if (Date.now() - timelineLoaded > 10_000) {
+        timelineLoaded = Date.now();
+        await timeline.reload();
+        if (disposed) return;
+      }
     } catch (e) {
       if (disposed) return;
       if (!study) {
         charts.forEach((c) => c.dispose());
+        timeline.dispose();
         showLoadError(root, e, `Sweep '${sweep}'`, ['Go to the sweeps overview', '#/sweeps']);
         return;
       }
@@ -252,6 +376,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       disposed = true;
       refetch.cancel();
       charts.forEach((c) => c.dispose());
+      timeline.dispose();
     },
   };
 }
