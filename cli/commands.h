@@ -26,6 +26,9 @@ int RunModels(const Args& args);  // vitscale models [--json]
 int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);
+// vitscale retain --db FILE --older-than-days N [--keep-every K] [--archive FILE]: thins old
+// finished jobs' metric curves (docs/storage.md, "Retention").
+int RunRetain(const Args& args);
 // vitscale data pack SRC DEST [...] | data check DEST [--decode] [--json]: packed datasets.
 int RunData(const Args& args);
 
