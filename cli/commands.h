@@ -30,6 +30,9 @@ int RunSweepSimulate(const Args& args);
 int RunThroughput(const Args& args);
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);
+// vitscale retain --db FILE --older-than-days N [--keep-every K] [--archive FILE]: thins old
+// finished jobs' metric curves (docs/storage.md, "Retention").
+int RunRetain(const Args& args);
 // vitscale data pack SRC DEST [...] | data check DEST [--decode] [--json]: packed datasets.
 int RunData(const Args& args);
 

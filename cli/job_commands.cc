@@ -54,10 +54,13 @@ constexpr const char* kSubmitUsage =
 constexpr const char* kListUsage =
     "usage: vitscale list [--sweep NAME] [--state S[,S]] [--model M] [--subset N]\n"
     "                     [--sort submitted|priority|model|subset|state|updated] [--desc]\n"
-    "                     [--limit N] [--offset N] [--all] [--json]\n"
+    "                     [--limit N] [--last | --after CURSOR | --before CURSOR] [--all]\n"
+    "                     [--json]\n"
     "  --state S           pending, leased, running, preempted, succeeded, failed, cancelled;\n"
     "                      repeat it or separate states with commas\n"
-    "  --limit N           jobs per page, 1..500 (default 50); --offset N skips N jobs\n"
+    "  --limit N           jobs per page, 1..500 (default 50)\n"
+    "  --last              the last page instead of the first\n"
+    "  --after/--before C  the page after/before the one that printed cursor C (same filters)\n"
     "  --all               every matching job, fetched page by page\n";
 
 std::string JobTableHeader() {
@@ -238,26 +241,26 @@ int RunList(const Args& raw) {
                                   {"--sort", true},
                                   {"--desc", false},
                                   {"--limit", true},
-                                  {"--offset", true},
+                                  {"--last", false},
+                                  {"--after", true},
+                                  {"--before", true},
                                   {"--all", false},
                                   {"--json", false}},
                                  kListUsage, 0);
   if (call.exit_code >= 0) return call.exit_code;
   const ParsedArgs& args = call.args;
   bool all = args.Has("--all");
-  if (all && (args.Has("--limit") || args.Has("--offset"))) {
-    return UsageError("list", "--all pages by itself; leave out --limit and --offset", kListUsage);
+  int starts = args.Has("--last") + args.Has("--after") + args.Has("--before");
+  if (all && (args.Has("--limit") || starts > 0)) {
+    return UsageError("list", "--all pages by itself; leave out --limit, --last, --after and --before",
+                      kListUsage);
   }
-  long long limit = 50, offset = 0;
+  if (starts > 1) return UsageError("list", "give one of --last, --after and --before", kListUsage);
+  long long limit = 50;
   if (args.Has("--limit")) {
     Expected<long long> parsed = ParseInteger(args.Get("--limit"), "--limit", 1, kMaxPage);
     if (!parsed.ok()) return UsageError("list", parsed.status().message(), kListUsage);
     limit = *parsed;
-  }
-  if (args.Has("--offset")) {
-    Expected<long long> parsed = ParseInteger(args.Get("--offset"), "--offset", 0, 1LL << 40);
-    if (!parsed.ok()) return UsageError("list", parsed.status().message(), kListUsage);
-    offset = *parsed;
   }
   std::string query;
   for (const char* name : {"sweep", "model", "subset", "sort"}) {
@@ -269,28 +272,40 @@ int RunList(const Args& raw) {
   if (!states.empty()) query += "&state=" + UrlEncode(states);
   if (args.Has("--desc")) query += "&order=desc";
   if (all) limit = kMaxPage;
+  std::string start = args.Has("--last") ? "&page=last" : "";
+  if (args.Has("--after")) start = "&after=" + UrlEncode(args.Get("--after"));
+  if (args.Has("--before")) start = "&before=" + UrlEncode(args.Get("--before"));
 
+  // --all follows each page's next cursor: every page costs the same, however deep.
   json rows = json::array();
   std::vector<protocol::JobSummary> jobs;
-  long long total = 0;
+  std::optional<protocol::JobPage> first;
   json first_page;
-  do {
+  while (true) {
     Expected<json> page =
-        call.api->GetJson(fmt::format("/api/v1/jobs?limit={}&offset={}{}", limit, offset, query));
+        call.api->GetJson(fmt::format("/api/v1/jobs?limit={}{}{}", limit, query, start));
     if (!page.ok()) return Fail("list", page.status());
     Expected<protocol::JobPage> typed = FromReply<protocol::JobPage>(*page);
     if (!typed.ok()) return Fail("list", typed.status());
-    total = typed->total;
     for (const json& row : (*page)["jobs"]) rows.push_back(row);
     jobs.insert(jobs.end(), typed->jobs.begin(), typed->jobs.end());
-    if (first_page.is_null()) first_page = *page;
-    offset += static_cast<long long>(typed->jobs.size());
-    if (typed->jobs.empty()) break;
-  } while (all && offset < total);
+    if (!first) {
+      first = *typed;
+      first_page = *page;
+    }
+    if (!all || !typed->next) break;
+    start = "&after=" + *typed->next;
+  }
+  std::string total = fmt::format("{}{}", first->total_exact ? "" : "at least ", first->total);
 
   if (args.Has("--json")) {
     if (all) {
-      PrintJson(json{{"total", total}, {"offset", 0}, {"limit", rows.size()}, {"jobs", rows}});
+      PrintJson(json{{"total", first->total},
+                     {"total_exact", first->total_exact},
+                     {"limit", rows.size()},
+                     {"jobs", rows},
+                     {"next", nullptr},
+                     {"prev", nullptr}});
     } else {
       PrintJson(first_page);
     }
@@ -298,14 +313,14 @@ int RunList(const Args& raw) {
   }
   std::string out = JobTableHeader();
   for (const protocol::JobSummary& job : jobs) out += JobTableRow(job);
-  long long first = all ? 0 : offset - static_cast<long long>(jobs.size());
   if (jobs.empty()) {
     out += fmt::format("no jobs (of {} matching)\n", total);
-  } else if (static_cast<long long>(jobs.size()) < total) {
-    out += fmt::format("jobs {}-{} of {}; --offset {} for more, or --all\n", first + 1,
-                       first + static_cast<long long>(jobs.size()), total, offset);
+  } else if (!all && (first->next || first->prev)) {
+    out += fmt::format("{} of {} jobs shown\n", jobs.size(), total);
+    if (first->prev) out += fmt::format("previous page: --before {}\n", *first->prev);
+    if (first->next) out += fmt::format("next page: --after {}\n", *first->next);
   } else {
-    out += fmt::format("{} job{}\n", total, total == 1 ? "" : "s");
+    out += fmt::format("{} job{}\n", total, total == "1" ? "" : "s");
   }
   std::fputs(out.c_str(), stdout);
   return kExitOk;

@@ -32,6 +32,8 @@ const Command kCommands[] = {
      "[issue HOST | revoke HOST]: list agents; issue or revoke a host's credential"},
     {"export", vitscale::cli::RunExportAny,
      "--sweep NAME [--db FILE] --format csv|markdown|latex: Table 6"},
+    {"retain", vitscale::cli::RunRetain,
+     "--db FILE --older-than-days N: thin old finished jobs' metric curves"},
 };
 
 void PrintUsage(FILE* out) {

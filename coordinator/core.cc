@@ -49,7 +49,16 @@ void Core::NoteAgent(const std::string& id) {
 }
 
 Status Core::RestoreJobs() {
-  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store_.ListJobs(storage::JobFilter{}));
+  // Only unfinished jobs are read, a state at a time from its index: a database of a million
+  // mostly finished jobs costs what its pending and running work costs, in time and memory.
+  std::vector<JobRecord> jobs;
+  for (JobState state :
+       {JobState::kPending, JobState::kLeased, JobState::kRunning, JobState::kPreempted}) {
+    storage::JobFilter unfinished;
+    unfinished.states = {state};
+    ASSIGN_OR_RETURN(std::vector<JobRecord> some, store_.ListJobs(unfinished));
+    for (JobRecord& job : some) jobs.push_back(std::move(job));
+  }
   for (const JobRecord& job : jobs) {
     switch (job.state) {
       case JobState::kPending:

@@ -171,13 +171,19 @@ HttpResponse UserApi::ListJobs(const HttpRequest& request) {
       Expected<JobState> state = storage::ParseJobState(name);
       if (!state.ok()) return StatusResponse(state.status());
       if (filter.states.size() >= 16) return ErrorResponse(400, "state lists at most 16 states");
-      filter.states.push_back(*state);
+      if (std::find(filter.states.begin(), filter.states.end(), *state) == filter.states.end()) {
+        filter.states.push_back(*state);
+      }
     }
+  }
+  if (request.query.count("offset")) {
+    return ErrorResponse(400,
+                         "offset paging was replaced by cursors: ask for page=first or "
+                         "page=last, then pass the page's next or prev as after= or before=");
   }
   Expected<int64_t> subset = QueryInt(request, "subset", -1, 0, int64_t{1} << 62);
   Expected<int64_t> limit = QueryInt(request, "limit", 50, 1, kMaxPageSize);
-  Expected<int64_t> offset = QueryInt(request, "offset", 0, 0, int64_t{1} << 62);
-  for (const auto* value : {&subset, &limit, &offset}) {
+  for (const auto* value : {&subset, &limit}) {
     if (!value->ok()) return StatusResponse(value->status());
   }
   if (*subset >= 0) filter.subset_size = *subset;
@@ -188,21 +194,47 @@ HttpResponse UserApi::ListJobs(const HttpRequest& request) {
   }
   if (auto it = request.query.find("order"); it != request.query.end()) {
     if (it->second != "asc" && it->second != "desc") {
-      return ErrorResponse(400, "order must be 'asc' or 'desc', not '" + it->second + "'");
+      return ErrorResponse(400, "order must be 'asc' or 'desc', not '" + Printable(it->second, 40) + "'");
     }
     filter.descending = it->second == "desc";
   }
-  Expected<int64_t> total = core_.store().CountJobs(filter);
+
+  storage::JobPageRequest wanted;
+  wanted.filter = filter;
+  wanted.limit = *limit;
+  auto page_it = request.query.find("page");
+  auto after = request.query.find("after");
+  auto before = request.query.find("before");
+  int starts = (page_it != request.query.end()) + (after != request.query.end()) +
+               (before != request.query.end());
+  if (starts > 1) return ErrorResponse(400, "give at most one of page, after and before");
+  if (page_it != request.query.end()) {
+    if (page_it->second != "first" && page_it->second != "last") {
+      return ErrorResponse(400, "page must be 'first' or 'last', not '" +
+                                    Printable(page_it->second, 40) + "'");
+    }
+    wanted.from = page_it->second == "last" ? storage::PageFrom::kLast : storage::PageFrom::kFirst;
+  }
+  for (auto [it, from] : {std::pair{after, storage::PageFrom::kAfter},
+                          std::pair{before, storage::PageFrom::kBefore}}) {
+    if (it == request.query.end()) continue;
+    Expected<storage::JobPosition> position = storage::DecodeJobCursor(filter, it->second);
+    if (!position.ok()) return StatusResponse(position.status());
+    wanted.from = from;
+    wanted.position = *position;
+  }
+
+  Expected<storage::JobCount> total = core_.store().CountJobs(filter);
   if (!total.ok()) return StatusResponse(total.status());
-  filter.limit = *limit;
-  filter.offset = *offset;
-  Expected<std::vector<JobRecord>> jobs = core_.store().ListJobs(filter);
+  Expected<storage::JobPage> jobs = core_.store().ListJobPage(wanted);
   if (!jobs.ok()) return StatusResponse(jobs.status());
   protocol::JobPage page;
-  page.total = *total;
-  page.offset = *offset;
+  page.total = total->jobs;
+  page.total_exact = total->exact;
   page.limit = *limit;
-  for (const JobRecord& job : *jobs) page.jobs.push_back(SummaryOf(job));
+  for (const JobRecord& job : jobs->jobs) page.jobs.push_back(SummaryOf(job));
+  if (jobs->after) page.next = storage::EncodeJobCursor(filter, *jobs->after);
+  if (jobs->before) page.prev = storage::EncodeJobCursor(filter, *jobs->before);
   return JsonResponse(200, page.ToJson());
 }
 
@@ -292,15 +324,13 @@ HttpResponse UserApi::Study(const HttpRequest& request) {
   for (const auto& column : table->columns) columns.push_back(column.Title());
   Json rows = Json::array();
   for (const auto& row : table->rows) {
-    Expected<JobRecord> job = core_.store().GetJob(row.job_id);
-    if (!job.ok()) return StatusResponse(job.status());
     Json results = Json::object();
     for (size_t i = 0; i < table->columns.size(); ++i) {
       if (row.transfer[i]) results[table->columns[i].Title()] = *row.transfer[i] / 100.0;
     }
     rows.push_back({{"job", row.job_id},
                     {"model", row.model},
-                    {"family", job->family},
+                    {"family", row.family},
                     {"epochs", row.epochs},
                     {"dataset", row.dataset},
                     {"subset_size", row.examples},

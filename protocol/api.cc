@@ -109,9 +109,11 @@ Expected<JobPage> JobPage::FromJson(const Json& value, const std::string& path) 
   JobPage page;
   ObjectReader r(value, path, kReply);
   r.Int("total", &page.total, 0, int64_t{1} << 62);
-  r.Int("offset", &page.offset, 0, int64_t{1} << 62);
+  r.Bool("total_exact", &page.total_exact);
   r.Int("limit", &page.limit, 0, int64_t{1} << 62);
   r.List("jobs", &page.jobs, kMaxListed, &JobSummary::FromJson);
+  r.OptionalText("next", &page.next, kCursorRule);
+  r.OptionalText("prev", &page.prev, kCursorRule);
   RETURN_IF_ERROR(r.Finish());
   return page;
 }
@@ -119,7 +121,12 @@ Expected<JobPage> JobPage::FromJson(const Json& value, const std::string& path) 
 Json JobPage::ToJson() const {
   Json rows = Json::array();
   for (const JobSummary& job : jobs) rows.push_back(job.ToJson());
-  return Json{{"total", total}, {"offset", offset}, {"limit", limit}, {"jobs", rows}};
+  return Json{{"total", total},
+              {"total_exact", total_exact},
+              {"limit", limit},
+              {"jobs", rows},
+              {"next", next ? Json(*next) : Json(nullptr)},
+              {"prev", prev ? Json(*prev) : Json(nullptr)}};
 }
 
 Expected<AttemptView> AttemptView::FromJson(const Json& value, const std::string& path) {

@@ -80,12 +80,19 @@ struct JobSummary {
   Json ToJson() const;
 };
 
-// GET /api/v1/jobs
+// A job-list cursor: hex, at most this long (storage::EncodeJobCursor).
+inline constexpr TextRule kCursorRule{TextKind::kToken, 1024};
+
+// GET /api/v1/jobs: one page of a keyset-paged list (docs/api.md). `next`/`prev` are opaque
+// cursors for the pages after and before, absent at the ends; `total` is exact when
+// `total_exact`, else a lower bound.
 struct JobPage {
   int64_t total = 0;
-  int64_t offset = 0;
+  bool total_exact = true;
   int64_t limit = 0;
   std::vector<JobSummary> jobs;
+  std::optional<std::string> next;
+  std::optional<std::string> prev;
 
   static Expected<JobPage> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;

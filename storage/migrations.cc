@@ -75,6 +75,109 @@ CREATE TABLE throughput_imports (
   PRIMARY KEY (model, device_kind, precision, batch_size)
 ) STRICT, WITHOUT ROWID;
 )SQL"},
+      {5, "the job list at a million jobs: keyset indexes for every filter and sort, counters", R"SQL(
+-- docs/storage.md, "Paging": a page continues from the (sort key, submit_order) of the row it
+-- starts after, so each filter x sort of the job table needs an index whose columns are the
+-- filter's, then the sort key, then submit_order (the tie-break of every order). Scanned
+-- backwards the same index serves the descending order. Existing ones: jobs_by_model
+-- (model, submit_order) and the unique submit_order.
+CREATE INDEX jobs_list_priority ON jobs (priority, submit_order);
+CREATE INDEX jobs_list_subset ON jobs (subset_size, submit_order);
+CREATE INDEX jobs_list_updated ON jobs (updated_at, submit_order);
+CREATE INDEX jobs_list_state ON jobs (state, submit_order);
+CREATE INDEX jobs_list_state_priority ON jobs (state, priority, submit_order);
+CREATE INDEX jobs_list_state_model ON jobs (state, model, submit_order);
+CREATE INDEX jobs_list_state_subset ON jobs (state, subset_size, submit_order);
+CREATE INDEX jobs_list_state_updated ON jobs (state, updated_at, submit_order);
+CREATE INDEX jobs_list_model_priority ON jobs (model, priority, submit_order);
+CREATE INDEX jobs_list_model_subset ON jobs (model, subset_size, submit_order);
+CREATE INDEX jobs_list_model_state ON jobs (model, state, submit_order);
+CREATE INDEX jobs_list_model_updated ON jobs (model, updated_at, submit_order);
+CREATE INDEX jobs_list_subset_priority ON jobs (subset_size, priority, submit_order);
+CREATE INDEX jobs_list_subset_model ON jobs (subset_size, model, submit_order);
+CREATE INDEX jobs_list_subset_state ON jobs (subset_size, state, submit_order);
+CREATE INDEX jobs_list_subset_updated ON jobs (subset_size, updated_at, submit_order);
+
+-- Counts the job list and the sweep list show, kept by triggers instead of recounted per
+-- request: jobs per state, and per sweep its jobs per state and its planned and spent FLOPs.
+CREATE TABLE job_counts (
+  state TEXT PRIMARY KEY,
+  jobs INTEGER NOT NULL CHECK (jobs >= 0)
+) STRICT, WITHOUT ROWID;
+INSERT INTO job_counts (state, jobs) VALUES ('pending', 0), ('leased', 0), ('running', 0),
+  ('succeeded', 0), ('failed', 0), ('cancelled', 0), ('preempted', 0);
+UPDATE job_counts SET jobs = (SELECT count(*) FROM jobs j WHERE j.state = job_counts.state);
+
+CREATE TABLE sweep_counts (
+  sweep_id INTEGER NOT NULL REFERENCES sweeps (id),
+  state TEXT NOT NULL,
+  jobs INTEGER NOT NULL CHECK (jobs >= 0),
+  PRIMARY KEY (sweep_id, state)
+) STRICT, WITHOUT ROWID;
+INSERT INTO sweep_counts (sweep_id, state, jobs)
+  SELECT s.id, c.state, (SELECT count(*) FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id
+                         WHERE sj.sweep_id = s.id AND j.state = c.state)
+  FROM sweeps s, job_counts c;
+
+CREATE TABLE sweep_compute (
+  sweep_id INTEGER PRIMARY KEY REFERENCES sweeps (id),
+  planned_train_flops REAL NOT NULL,
+  spent_train_flops REAL NOT NULL
+) STRICT;
+INSERT INTO sweep_compute (sweep_id, planned_train_flops, spent_train_flops)
+  SELECT s.id,
+         (SELECT ifnull(sum(j.planned_train_flops), 0) FROM sweep_jobs sj
+          JOIN jobs j ON j.id = sj.job_id WHERE sj.sweep_id = s.id),
+         (SELECT ifnull(sum(l.train_flops), 0) FROM sweep_jobs sj
+          JOIN compute_ledger l ON l.job_id = sj.job_id WHERE sj.sweep_id = s.id)
+  FROM sweeps s;
+
+CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs
+BEGIN
+  UPDATE job_counts SET jobs = jobs + 1 WHERE state = NEW.state;
+END;
+CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs
+BEGIN
+  UPDATE job_counts SET jobs = jobs - 1 WHERE state = OLD.state;
+END;
+CREATE TRIGGER job_counts_state AFTER UPDATE OF state ON jobs WHEN OLD.state != NEW.state
+BEGIN
+  UPDATE job_counts SET jobs = jobs - 1 WHERE state = OLD.state;
+  UPDATE job_counts SET jobs = jobs + 1 WHERE state = NEW.state;
+  UPDATE sweep_counts SET jobs = jobs - 1 WHERE state = OLD.state
+    AND sweep_id IN (SELECT sweep_id FROM sweep_jobs WHERE job_id = NEW.id);
+  UPDATE sweep_counts SET jobs = jobs + 1 WHERE state = NEW.state
+    AND sweep_id IN (SELECT sweep_id FROM sweep_jobs WHERE job_id = NEW.id);
+END;
+CREATE TRIGGER sweep_counts_new_sweep AFTER INSERT ON sweeps
+BEGIN
+  INSERT INTO sweep_counts (sweep_id, state, jobs) SELECT NEW.id, state, 0 FROM job_counts;
+  INSERT INTO sweep_compute (sweep_id, planned_train_flops, spent_train_flops)
+    VALUES (NEW.id, 0, 0);
+END;
+CREATE TRIGGER sweep_counts_link AFTER INSERT ON sweep_jobs
+BEGIN
+  UPDATE sweep_counts SET jobs = jobs + 1 WHERE sweep_id = NEW.sweep_id
+    AND state = (SELECT state FROM jobs WHERE id = NEW.job_id);
+  UPDATE sweep_compute SET
+    planned_train_flops = planned_train_flops +
+      (SELECT planned_train_flops FROM jobs WHERE id = NEW.job_id),
+    spent_train_flops = spent_train_flops +
+      (SELECT ifnull(sum(train_flops), 0) FROM compute_ledger WHERE job_id = NEW.job_id)
+    WHERE sweep_id = NEW.sweep_id;
+END;
+-- The store writes ledger entries with an upsert, so a replaced entry is an UPDATE.
+CREATE TRIGGER sweep_compute_ledger_insert AFTER INSERT ON compute_ledger
+BEGIN
+  UPDATE sweep_compute SET spent_train_flops = spent_train_flops + NEW.train_flops
+    WHERE sweep_id IN (SELECT sweep_id FROM sweep_jobs WHERE job_id = NEW.job_id);
+END;
+CREATE TRIGGER sweep_compute_ledger_update AFTER UPDATE OF train_flops ON compute_ledger
+BEGIN
+  UPDATE sweep_compute SET spent_train_flops = spent_train_flops - OLD.train_flops + NEW.train_flops
+    WHERE sweep_id IN (SELECT sweep_id FROM sweep_jobs WHERE job_id = NEW.job_id);
+END;
+)SQL"},
   };
   return kMigrations;
 }

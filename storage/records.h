@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "common/status.h"
@@ -93,6 +94,47 @@ struct JobFilter {
   int64_t offset = 0;
 };
 
+// Keyset paging of the job list (docs/storage.md, "Paging"): a page starts at one end of the
+// order or just after/before a row's position, so every page costs the same however deep it is.
+enum class PageFrom { kFirst, kLast, kAfter, kBefore };
+
+// A row's place in a job-list order: its sort key (none for kSubmitted; an integer for priority
+// and subset, a real for updated, text for model and state) and its tie-break, the job's
+// submit_order, or its position in the sweep when a sweep is listed in its own order.
+struct JobPosition {
+  std::variant<std::monostate, int64_t, double, std::string> key;
+  int64_t order = 0;
+  bool operator==(const JobPosition& other) const {
+    return key == other.key && order == other.order;
+  }
+};
+
+struct JobPageRequest {
+  JobFilter filter;  // its limit and offset are not used
+  PageFrom from = PageFrom::kFirst;
+  JobPosition position;  // the row the page starts after (kAfter) or ends before (kBefore)
+  int64_t limit = 50;
+};
+
+struct JobPage {
+  std::vector<JobRecord> jobs;
+  std::optional<JobPosition> before;  // the first row's position, when rows precede it
+  std::optional<JobPosition> after;   // the last row's position, when rows follow it
+};
+
+// How many jobs match a filter: exact from maintained counters where the filter allows, else
+// counted up to a bound (exact = false means "at least jobs").
+struct JobCount {
+  int64_t jobs = 0;
+  bool exact = true;
+};
+
+// Cursors are the API's opaque form of a JobPosition. They carry a fingerprint of the filter
+// and order they were made for, so a cursor used with other filters, or edited, is refused
+// (kInvalidArgument) rather than read as some other place in some other order.
+std::string EncodeJobCursor(const JobFilter& filter, const JobPosition& position);
+Expected<JobPosition> DecodeJobCursor(const JobFilter& filter, std::string_view cursor);
+
 struct AttemptRecord {
   std::string job_id;
   int number = 0;                       // 1, 2, ... per job, assigned by the store
@@ -135,6 +177,17 @@ struct MetricPoint {
   std::string name;  // e.g. "train/loss", "lr"
   double value = 0;
   double time = 0;
+};
+
+// Store::ApplyRetention's rule and what it did.
+struct RetentionRule {
+  double finished_before = 0;  // seconds since the epoch: jobs last updated before this
+  int64_t keep_every = 10;     // keep steps divisible by this (and each curve's last point)
+  std::optional<std::string> archive;  // the SQLite file removed points are copied to
+};
+struct RetentionOutcome {
+  int64_t jobs = 0;            // finished jobs looked at
+  int64_t points_removed = 0;  // from metrics (and copied to the archive when one was given)
 };
 
 struct CheckpointRecord {

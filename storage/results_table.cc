@@ -240,6 +240,7 @@ Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_
     ResultsTableRow row;
     row.job_id = job.id;
     row.model = job.model;
+    row.family = job.family;
     row.epochs = job.epochs;
     row.dataset = job.dataset;
     row.examples = job.subset_size;

@@ -34,6 +34,7 @@ struct TransferColumn {
 struct ResultsTableRow {
   std::string job_id;
   std::string model;
+  std::string family;  // ViT, ResNet or hybrid
   double epochs = 0;
   std::string dataset;
   int64_t examples = 0;

@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <utility>
+#include <variant>
 
 #include "common/names.h"
 #include "common/text.h"
@@ -217,21 +218,23 @@ Status ValidateLedgerEntry(const LedgerEntry& e) {
   return Status::Ok();
 }
 
-// FROM and WHERE of ListJobs and CountJobs, shared so that a page and its total agree. The
-// selected id is `page_id`. A sweep's page in its own order never touches the jobs table, which
-// keeps deep pages of big sweeps cheap.
-std::string JobFilterSql(const JobFilter& filter) {
-  bool needs_jobs = !filter.sweep || !filter.states.empty() || filter.model || filter.subset_size ||
+// FROM and WHERE of the job list and its count, shared so that a page and its total agree. A
+// sweep is named by its id (JobSweepId), so listing an unknown sweep never reaches this SQL. A
+// sweep's page in its own order never touches the jobs table unless a filter needs it.
+std::string JobFilterSql(const JobFilter& filter, bool with_rows = false) {
+  bool needs_jobs = with_rows || !filter.sweep || !filter.states.empty() || filter.model || filter.subset_size ||
                     filter.sort != JobSort::kSubmitted;
   std::string sql;
   if (filter.sweep) {
-    sql = " FROM sweep_jobs sj JOIN sweeps s ON s.id = sj.sweep_id";
+    sql = " FROM sweep_jobs sj";
     if (needs_jobs) sql += " JOIN jobs j ON j.id = sj.job_id";
-    sql += " WHERE s.name = ?";
+    sql += " WHERE sj.sweep_id = ?";
   } else {
     sql = " FROM jobs j WHERE 1";
   }
-  if (!filter.states.empty()) {
+  if (filter.states.size() == 1) {
+    sql += " AND j.state = ?";
+  } else if (!filter.states.empty()) {
     sql += " AND j.state IN (?";
     for (size_t i = 1; i < filter.states.size(); ++i) sql += ", ?";
     sql += ")";
@@ -241,35 +244,100 @@ std::string JobFilterSql(const JobFilter& filter) {
   return sql;
 }
 
-// The column JobFilterSql's rows carry the job id in.
-const char* JobIdColumn(const JobFilter& filter) { return filter.sweep ? "sj.job_id" : "j.id"; }
-
-void BindJobFilter(const JobFilter& filter, Query& q) {
-  if (filter.sweep) q.Text(*filter.sweep);
+void BindJobFilter(const JobFilter& filter, int64_t sweep_id, Query& q) {
+  if (filter.sweep) q.Int(sweep_id);
   for (JobState state : filter.states) q.Text(JobStateName(state));
   if (filter.model) q.Text(*filter.model);
   if (filter.subset_size) q.Int(*filter.subset_size);
 }
 
-std::string JobOrderSql(const JobFilter& filter) {
-  const char* direction = filter.descending ? " DESC" : "";
-  std::string order = filter.sweep ? "sj.position" : "j.submit_order";
-  std::string tie = fmt::format(", j.submit_order{}", direction);
+// The order's sort key column (nullptr for kSubmitted) and its tie-break column.
+const char* SortKeyColumn(const JobFilter& filter) {
   switch (filter.sort) {
     case JobSort::kSubmitted:
-      return fmt::format(" ORDER BY {}{}", order, direction);
+      return nullptr;
     case JobSort::kPriority:
-      return fmt::format(" ORDER BY j.priority{}{}", direction, tie);
+      return "j.priority";
     case JobSort::kModel:
-      return fmt::format(" ORDER BY j.model{}{}", direction, tie);
+      return "j.model";
     case JobSort::kSubset:
-      return fmt::format(" ORDER BY j.subset_size{}{}", direction, tie);
+      return "j.subset_size";
     case JobSort::kState:
-      return fmt::format(" ORDER BY j.state{}{}", direction, tie);
+      return "j.state";
     case JobSort::kUpdated:
-      return fmt::format(" ORDER BY j.updated_at{}{}", direction, tie);
+      return "j.updated_at";
   }
-  return "";
+  return nullptr;
+}
+const char* TieColumn(const JobFilter& filter) {
+  return filter.sweep && filter.sort == JobSort::kSubmitted ? "sj.position" : "j.submit_order";
+}
+
+// ORDER BY for the list read forwards (`reversed` = false) or backwards; the tie-break follows
+// the key's direction, so one index scanned either way serves both.
+std::string JobOrderSql(const JobFilter& filter, bool reversed = false) {
+  const char* direction = filter.descending != reversed ? " DESC" : "";
+  const char* key = SortKeyColumn(filter);
+  if (!key) return fmt::format(" ORDER BY {}{}", TieColumn(filter), direction);
+  return fmt::format(" ORDER BY {}{}, {}{}", key, direction, TieColumn(filter), direction);
+}
+
+// "Before `position` in the order read this way": the keyset condition, a range on the index.
+std::string JobAfterSql(const JobFilter& filter, bool reversed) {
+  const char* op = filter.descending != reversed ? "<" : ">";
+  const char* key = SortKeyColumn(filter);
+  if (!key) return fmt::format(" AND {} {} ?", TieColumn(filter), op);
+  return fmt::format(" AND ({}, {}) {} (?, ?)", key, TieColumn(filter), op);
+}
+
+void BindPosition(const JobPosition& position, Query& q) {
+  if (const auto* i = std::get_if<int64_t>(&position.key)) q.Int(*i);
+  if (const auto* r = std::get_if<double>(&position.key)) q.Real(*r);
+  if (const auto* t = std::get_if<std::string>(&position.key)) q.Text(*t);
+  q.Int(position.order);
+}
+
+// The position of a row read with kJobColumns followed by the key and tie columns.
+JobPosition ReadPosition(const JobFilter& filter, const Query& q, int column) {
+  JobPosition position;
+  switch (filter.sort) {
+    case JobSort::kSubmitted:
+      break;
+    case JobSort::kPriority:
+    case JobSort::kSubset:
+      position.key = q.ColInt(column);
+      break;
+    case JobSort::kUpdated:
+      position.key = q.ColReal(column);
+      break;
+    case JobSort::kModel:
+    case JobSort::kState:
+      position.key = q.ColText(column);
+      break;
+  }
+  position.order = q.ColInt(column + 1);
+  return position;
+}
+
+// ReadJobRows' query for one state at most (or a sweep): the job's columns, then its position.
+std::string JobRowsSql(const JobFilter& filter, bool reversed, bool from_position) {
+  const char* key = SortKeyColumn(filter);
+  return fmt::format("SELECT {}, {}, {}{}{}{} LIMIT ?", kJobColumns, key ? key : "NULL",
+                     TieColumn(filter), JobFilterSql(filter, /*with_rows=*/true),
+                     from_position ? JobAfterSql(filter, reversed) : "",
+                     JobOrderSql(filter, reversed));
+}
+
+// CountJobs' bounded count, for the filters the counters do not cover.
+std::string BoundedCountSql(const JobFilter& filter) {
+  return "SELECT count(*) FROM (SELECT 1" + JobFilterSql(filter) + " LIMIT ?)";
+}
+
+// Whether `a` comes before `b` in the filter's order.
+bool PositionBefore(const JobFilter& filter, const JobPosition& a, const JobPosition& b) {
+  bool less = a.key != b.key ? a.key < b.key : a.order < b.order;
+  bool greater = a.key != b.key ? b.key < a.key : b.order < a.order;
+  return filter.descending ? greater : less;
 }
 
 }  // namespace
@@ -422,6 +490,8 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
         path));
   }
   RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys = ON"));
+  RETURN_IF_ERROR(store->Exec(
+      fmt::format("PRAGMA cache_size = -{}", 1024 * std::max(1, store->options_.cache_mib)).c_str()));
   if (read_only) {
     if (version == 0) {
       return FailedPrecondition(
@@ -610,38 +680,25 @@ Expected<std::vector<SweepRecord>> Store::ListSweeps() {
 }
 
 Expected<std::vector<SweepSummary>> Store::SweepSummaries() {
+  // From the counters migration 4 keeps: O(sweeps), however many jobs they hold.
   std::vector<SweepSummary> sweeps;
-  std::map<int64_t, size_t> index;
-  {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                     Prepare("SELECT s.id, s.name, s.created_at, j.state, count(j.id), "
-                             "ifnull(sum(j.planned_train_flops), 0) FROM sweeps s "
-                             "LEFT JOIN sweep_jobs sj ON sj.sweep_id = s.id "
-                             "LEFT JOIN jobs j ON j.id = sj.job_id "
-                             "GROUP BY s.id, j.state ORDER BY s.id"));
-    Query q(stmt);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) {
-      auto [it, added] = index.emplace(q.ColInt(0), sweeps.size());
-      if (added) sweeps.push_back({q.ColInt(0), q.ColText(1), q.ColReal(2), 0, {}, 0, 0});
-      SweepSummary& sweep = sweeps[it->second];
-      if (q.IsNull(3)) continue;  // a sweep without jobs
-      sweep.jobs += q.ColInt(4);
-      sweep.jobs_by_state[q.ColText(3)] = q.ColInt(4);
-      sweep.planned_train_flops += q.ColReal(5);
-    }
-    if (rc != SQLITE_DONE) return Error("cannot summarize sweeps");
-  }
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT sj.sweep_id, sum(l.train_flops) FROM sweep_jobs sj "
-                           "JOIN compute_ledger l ON l.job_id = sj.job_id GROUP BY sj.sweep_id"));
+                   Prepare("SELECT s.id, s.name, s.created_at, c.state, c.jobs, "
+                           "p.planned_train_flops, p.spent_train_flops FROM sweeps s "
+                           "JOIN sweep_compute p ON p.sweep_id = s.id "
+                           "JOIN sweep_counts c ON c.sweep_id = s.id ORDER BY s.id"));
   Query q(stmt);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
-    auto it = index.find(q.ColInt(0));
-    if (it != index.end()) sweeps[it->second].spent_train_flops = q.ColReal(1);
+    if (sweeps.empty() || sweeps.back().id != q.ColInt(0)) {
+      sweeps.push_back({q.ColInt(0), q.ColText(1), q.ColReal(2), 0, {}, q.ColReal(5), q.ColReal(6)});
+    }
+    SweepSummary& sweep = sweeps.back();
+    if (q.ColInt(4) == 0) continue;  // absent states read as 0
+    sweep.jobs += q.ColInt(4);
+    sweep.jobs_by_state[q.ColText(3)] = q.ColInt(4);
   }
-  if (rc != SQLITE_DONE) return Error("cannot sum the compute of sweeps");
+  if (rc != SQLITE_DONE) return Error("cannot summarize sweeps");
   return sweeps;
 }
 
@@ -696,39 +753,176 @@ Expected<JobRecord> Store::GetJobByPrefix(const std::string& prefix) {
   return std::move(jobs.front());
 }
 
+Expected<std::optional<int64_t>> Store::SweepId(const std::string& name) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT id FROM sweeps WHERE name = ?"));
+  Query q(stmt);
+  int rc = q.Text(name).Step();
+  if (rc == SQLITE_ROW) return std::optional<int64_t>(q.ColInt(0));
+  if (rc != SQLITE_DONE) return Error("cannot look up sweep " + name);
+  return std::optional<int64_t>();
+}
+
 Expected<std::vector<JobRecord>> Store::ListJobs(const JobFilter& filter) {
-  if (filter.sweep) RETURN_IF_ERROR(GetSweep(*filter.sweep).status());
-  // The page is chosen over ids alone, then its rows are read by key: sorting and skipping the
-  // narrow rows is several times faster than carrying config_json through the sort.
-  std::string sql = fmt::format("SELECT {}{}{} LIMIT ? OFFSET ?", JobIdColumn(filter),
-                                JobFilterSql(filter), JobOrderSql(filter));
-  std::vector<std::string> ids;
-  {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));  // a few dozen shapes at most
-    Query q(stmt);
-    BindJobFilter(filter, q);
-    q.Int(filter.limit).Int(filter.offset);
-    int rc;
-    while ((rc = q.Step()) == SQLITE_ROW) ids.push_back(q.ColText(0));
-    if (rc != SQLITE_DONE) return Error("cannot list jobs");
+  int64_t sweep_id = 0;
+  if (filter.sweep) {
+    ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(*filter.sweep));
+    sweep_id = sweep.id;
   }
+  std::string sql = fmt::format("SELECT {}{}{} LIMIT ? OFFSET ?", kJobColumns,
+                                JobFilterSql(filter, /*with_rows=*/true), JobOrderSql(filter));
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));  // a few dozen shapes at most
+  Query q(stmt);
+  BindJobFilter(filter, sweep_id, q);
+  q.Int(filter.limit).Int(filter.offset);
   std::vector<JobRecord> jobs;
-  jobs.reserve(ids.size());
-  for (const std::string& id : ids) {
-    ASSIGN_OR_RETURN(JobRecord job, GetJob(id));
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(JobRecord job, ReadJob(q));
     jobs.push_back(std::move(job));
   }
+  if (rc != SQLITE_DONE) return Error("cannot list jobs");
   return jobs;
 }
 
-Expected<int64_t> Store::CountJobs(const JobFilter& filter) {
-  if (filter.sweep) RETURN_IF_ERROR(GetSweep(*filter.sweep).status());
-  std::string sql = "SELECT count(*)" + JobFilterSql(filter);
+Expected<std::vector<std::pair<JobRecord, JobPosition>>> Store::ReadJobRows(
+    const JobFilter& filter, int64_t sweep_id, bool reversed, const JobPosition* after,
+    int64_t limit) {
+  std::vector<std::pair<JobRecord, JobPosition>> rows;
+  if (!filter.sweep && filter.states.size() > 1) {
+    // Each state's rows come in order from its own index; merging a page from each is
+    // O(page x states), where one query over the IN list would sort every matching row.
+    for (JobState state : filter.states) {
+      JobFilter one = filter;
+      one.states = {state};
+      ASSIGN_OR_RETURN(auto part, ReadJobRows(one, sweep_id, reversed, after, limit));
+      for (auto& row : part) rows.push_back(std::move(row));
+    }
+    std::sort(rows.begin(), rows.end(), [&](const auto& a, const auto& b) {
+      return PositionBefore(filter, a.second, b.second) != reversed;
+    });
+    if (static_cast<int64_t>(rows.size()) > limit) rows.resize(static_cast<size_t>(limit));
+    return rows;
+  }
+  std::string sql = JobRowsSql(filter, reversed, after != nullptr);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));  // a few hundred shapes at most
+  Query q(stmt);
+  BindJobFilter(filter, sweep_id, q);
+  if (after) BindPosition(*after, q);
+  q.Int(limit);
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(JobRecord job, ReadJob(q));
+    rows.emplace_back(std::move(job), ReadPosition(filter, q, 18));
+  }
+  if (rc != SQLITE_DONE) return Error("cannot list jobs");
+  return rows;
+}
+
+Expected<JobPage> Store::ListJobPage(const JobPageRequest& request) {
+  const JobFilter& filter = request.filter;
+  if (request.limit < 1) return InvalidArgument("a page holds at least one job");
+  JobPage page;
+  int64_t sweep_id = 0;
+  if (filter.sweep) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> id, SweepId(*filter.sweep));
+    if (!id) return page;  // an unknown sweep holds no jobs
+    sweep_id = *id;
+  }
+  bool reversed = request.from == PageFrom::kLast || request.from == PageFrom::kBefore;
+  bool from_position = request.from == PageFrom::kAfter || request.from == PageFrom::kBefore;
+  // One row more than the page says whether more follow in the direction read.
+  ASSIGN_OR_RETURN(auto rows, ReadJobRows(filter, sweep_id, reversed,
+                                          from_position ? &request.position : nullptr,
+                                          request.limit + 1));
+  bool more = static_cast<int64_t>(rows.size()) > request.limit;
+  if (more) rows.resize(static_cast<size_t>(request.limit));
+  if (request.from == PageFrom::kBefore && !more) {
+    // Less than a page precedes the position: the first page, full, is what to show.
+    JobPageRequest first = request;
+    first.from = PageFrom::kFirst;
+    return ListJobPage(first);
+  }
+  if (reversed) std::reverse(rows.begin(), rows.end());
+  bool rows_before = reversed ? more : request.from == PageFrom::kAfter;
+  bool rows_after = reversed ? request.from == PageFrom::kBefore : more;
+  if (!rows.empty()) {
+    if (rows_before) page.before = rows.front().second;
+    if (rows_after) page.after = rows.back().second;
+  }
+  page.jobs.reserve(rows.size());
+  for (auto& row : rows) page.jobs.push_back(std::move(row.first));
+  return page;
+}
+
+Expected<JobCount> Store::CountJobs(const JobFilter& filter, int64_t bound) {
+  int64_t sweep_id = 0;
+  if (filter.sweep) {
+    ASSIGN_OR_RETURN(std::optional<int64_t> id, SweepId(*filter.sweep));
+    if (!id) return JobCount{0, true};
+    sweep_id = *id;
+  }
+  std::string states;
+  for (size_t i = 0; i < filter.states.size(); ++i) states += i ? ", ?" : " AND state IN (?";
+  if (!states.empty()) states += ")";
+  if (!filter.model && !filter.subset_size) {
+    // Sweep and state are what the maintained counters (migration 4) count.
+    std::string sql = filter.sweep
+                          ? "SELECT ifnull(sum(jobs), 0) FROM sweep_counts WHERE sweep_id = ?" + states
+                          : "SELECT ifnull(sum(jobs), 0) FROM job_counts WHERE 1" + states;
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
+    Query q(stmt);
+    if (filter.sweep) q.Int(sweep_id);
+    for (JobState state : filter.states) q.Text(JobStateName(state));
+    if (q.Step() != SQLITE_ROW) return Error("cannot count jobs");
+    return JobCount{q.ColInt(0), true};
+  }
+  std::string sql = BoundedCountSql(filter);
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
   Query q(stmt);
-  BindJobFilter(filter, q);
+  BindJobFilter(filter, sweep_id, q);
+  q.Int(bound + 1);
   if (q.Step() != SQLITE_ROW) return Error("cannot count jobs");
-  return q.ColInt(0);
+  int64_t counted = q.ColInt(0);
+  return JobCount{std::min(counted, bound), counted <= bound};
+}
+
+Expected<std::vector<std::string>> Store::ExplainJobList(const JobFilter& filter) {
+  std::vector<JobFilter> queries = {filter};
+  if (!filter.sweep && filter.states.size() > 1) {  // ReadJobRows runs one query per state
+    queries.clear();
+    for (JobState state : filter.states) {
+      queries.push_back(filter);
+      queries.back().states = {state};
+    }
+  }
+  std::vector<std::string> sqls;
+  for (const JobFilter& one : queries) {
+    for (bool reversed : {false, true}) {
+      for (bool from_position : {false, true}) {
+        sqls.push_back(JobRowsSql(one, reversed, from_position));
+      }
+    }
+  }
+  if (filter.model || filter.subset_size) sqls.push_back(BoundedCountSql(filter));
+  std::vector<std::string> plans;
+  for (const std::string& sql : sqls) {
+    std::string explain = "EXPLAIN QUERY PLAN " + sql;
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(db_, explain.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+      return Error("cannot explain " + sql);
+    }
+    // Each line indented by its depth in the plan's tree (columns id, parent, detail).
+    std::string plan = sql + "\n";
+    std::map<int, int> depth_of;
+    while (sqlite3_step(stmt) == SQLITE_ROW) {
+      int depth = depth_of[sqlite3_column_int(stmt, 0)] = depth_of[sqlite3_column_int(stmt, 1)] + 1;
+      plan += fmt::format("{:{}}{}\n", "", 2 * depth,
+                          reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)));
+    }
+    sqlite3_finalize(stmt);
+    plans.push_back(std::move(plan));
+  }
+  return plans;
 }
 
 Status Store::SetJobPriority(const std::string& id, int priority) {
@@ -1059,6 +1253,85 @@ Expected<std::optional<double>> Store::LatestMetric(const std::string& job_id,
   return std::optional<double>(q.ColReal(0));
 }
 
+Expected<RetentionOutcome> Store::ApplyRetention(const RetentionRule& rule) {
+  if (rule.keep_every < 1) return InvalidArgument("keep_every must be >= 1");
+  if (open_transactions_ > 0) return FailedPrecondition("retention runs outside a transaction");
+  RetentionOutcome outcome;
+  std::vector<std::string> jobs;
+  for (const char* state : {"succeeded", "failed", "cancelled"}) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT id FROM jobs WHERE state = ? AND updated_at < ?"));
+    Query q(stmt);
+    q.Text(state).Real(rule.finished_before);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) jobs.push_back(q.ColText(0));
+    if (rc != SQLITE_DONE) return Error("cannot list the finished jobs");
+  }
+  outcome.jobs = static_cast<int64_t>(jobs.size());
+  if (rule.archive) {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("ATTACH DATABASE ? AS archive"));
+    Query q(stmt);
+    if (!q.Text(*rule.archive).Run()) return Error("cannot open the archive " + *rule.archive);
+  }
+  // Whatever happens below, the archive is detached again (its statements finalized first).
+  struct Detach {
+    Store* store;
+    bool attached;
+    ~Detach() {
+      if (!attached) return;
+      for (auto it = store->statements_.begin(); it != store->statements_.end();) {
+        if (it->first.find("archive.") == std::string::npos) {
+          ++it;
+          continue;
+        }
+        sqlite3_finalize(it->second);
+        it = store->statements_.erase(it);
+      }
+      sqlite3_exec(store->db_, "DETACH DATABASE archive", nullptr, nullptr, nullptr);
+    }
+  } detach{this, rule.archive.has_value()};
+  if (rule.archive) {
+    RETURN_IF_ERROR(Exec(
+        "CREATE TABLE IF NOT EXISTS archive.metrics (job_id TEXT NOT NULL, attempt INTEGER NOT "
+        "NULL, step INTEGER NOT NULL, name TEXT NOT NULL, value REAL, time REAL NOT NULL, "
+        "UNIQUE (job_id, step, name, attempt)) STRICT"));
+  }
+  // A point goes unless its step is kept or it is its curve's last.
+  // Each curve's last step is found once per job (the GROUP BY), not once per point.
+  static constexpr const char* kRemoved =
+      " FROM metrics m JOIN (SELECT name, attempt, max(step) AS last FROM metrics WHERE job_id = ?1 "
+      "GROUP BY name, attempt) c ON c.name = m.name AND c.attempt = m.attempt "
+      "WHERE m.job_id = ?1 AND m.step % ?2 != 0 AND m.step < c.last";
+  static const std::string archive_sql =
+      std::string("INSERT OR IGNORE INTO archive.metrics SELECT m.job_id, m.attempt, m.step, "
+                  "m.name, m.value, m.time") + kRemoved;
+  static const std::string delete_sql =
+      std::string("DELETE FROM metrics WHERE rowid IN (SELECT m.rowid") + kRemoved + ")";
+  for (const std::string& job : jobs) {
+    Transaction tx(this);
+    RETURN_IF_ERROR(tx.Begin());
+    if (rule.archive) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(archive_sql.c_str()));
+      Query q(stmt);
+      if (!q.Text(job).Int(rule.keep_every).Run()) return Error("cannot archive the points of " + job);
+    }
+    // Metrics are append-only (a trigger refuses DELETE); retention is the one exception, so it
+    // lifts the trigger inside its own transaction only.
+    RETURN_IF_ERROR(Exec("DROP TRIGGER metrics_no_delete"));
+    {
+      ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(delete_sql.c_str()));
+      Query q(stmt);
+      if (!q.Text(job).Int(rule.keep_every).Run()) return Error("cannot thin the points of " + job);
+      outcome.points_removed += sqlite3_changes(db_);
+    }
+    RETURN_IF_ERROR(Exec(
+        "CREATE TRIGGER metrics_no_delete BEFORE DELETE ON metrics "
+        "BEGIN SELECT RAISE(ABORT, 'metrics are append-only'); END"));
+    RETURN_IF_ERROR(tx.Commit());
+  }
+  return outcome;
+}
+
 Status Store::AddCheckpoint(const CheckpointRecord& checkpoint) {
   if (checkpoint.step < 0 || checkpoint.path.empty() || !IsLowerHex(checkpoint.sha256, 64)) {
     return InvalidArgument(
@@ -1146,9 +1419,13 @@ Expected<std::vector<ResultRecord>> Store::ListResults(const std::string& job_id
 Status Store::InsertLedgerEntry(const LedgerEntry& e) {
   RETURN_IF_ERROR(CheckAttemptExists(e.job_id, e.attempt));
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("INSERT OR REPLACE INTO compute_ledger (job_id, attempt, train_flops, "
-                           "eval_flops, images_seen, device_kind, device_seconds, wall_seconds) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+                   Prepare("INSERT INTO compute_ledger (job_id, attempt, train_flops, eval_flops, "
+                           "images_seen, device_kind, device_seconds, wall_seconds) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, attempt) DO "
+                           "UPDATE SET train_flops = excluded.train_flops, eval_flops = "
+                           "excluded.eval_flops, images_seen = excluded.images_seen, "
+                           "device_kind = excluded.device_kind, device_seconds = "
+                           "excluded.device_seconds, wall_seconds = excluded.wall_seconds"));
   Query q(stmt);
   q.Text(e.job_id).Int(e.attempt).Real(e.train_flops).Real(e.eval_flops).Int(e.images_seen);
   if (!q.Text(e.device_kind).Real(e.device_seconds).Real(e.wall_seconds).Run()) {

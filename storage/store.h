@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
@@ -34,6 +35,10 @@ struct OpenOptions {
   // The clock whose wall time the store stamps rows with; the system clock when unset. Tests
   // pass a FakeClock. Must outlive the store.
   const Clock* clock = nullptr;
+  // SQLite's page cache for this connection. Big enough that a transaction adding a 10,000-job
+  // sweep (a row and 19 index entries per job) does not spill its pages to the WAL over and
+  // over; bulk loads pass more.
+  int cache_mib = 64;
 };
 
 // Per job of a sweep: what its attempts cost, summed over the ledger.
@@ -86,9 +91,21 @@ class Store {
   // The one job whose id starts with `prefix` (hex digits); several matches are
   // kInvalidArgument asking for more digits.
   Expected<JobRecord> GetJobByPrefix(const std::string& prefix);
-  // Paging happens in SQLite (limit, offset), so a page of a 100k-job table stays cheap.
+  // The whole list (or its first `limit` after `offset`): for exports and start-up, which read
+  // every row they ask for. An unknown sweep is kNotFound suggesting a near name.
   Expected<std::vector<JobRecord>> ListJobs(const JobFilter& filter);
-  Expected<int64_t> CountJobs(const JobFilter& filter);  // ignores limit and offset
+  // One page of the job list by keyset (docs/storage.md, "Paging"): the work is O(page) at any
+  // depth for every single filter and sort the job table offers. An unknown sweep is an empty
+  // page.
+  Expected<JobPage> ListJobPage(const JobPageRequest& request);
+  // Jobs matching `filter` (its limit and offset ignored): exact from the maintained counters
+  // when it filters by sweep and state only, else counted up to `bound` (exact = false above).
+  static constexpr int64_t kCountBound = 10000;
+  Expected<JobCount> CountJobs(const JobFilter& filter, int64_t bound = kCountBound);
+  // The query plans (EXPLAIN QUERY PLAN) of every statement ListJobPage and CountJobs run for
+  // `filter`, each as its SQL followed by the plan's lines, indented two spaces per level of
+  // the plan's tree: for the test that no listed query scans the jobs table.
+  Expected<std::vector<std::string>> ExplainJobList(const JobFilter& filter);
   // Moves a job to `to`. With `expected_from`, the move happens only if the job is in that
   // state (kFailedPrecondition otherwise), so two deciders cannot both move one job.
   Status SetJobState(const std::string& id, JobState to,
@@ -144,6 +161,14 @@ class Store {
   // The value of `name` at the job's highest step; unset when the job has none.
   Expected<std::optional<double>> LatestMetric(const std::string& job_id, const std::string& name);
 
+  // Retention (docs/storage.md, "Retention"): for every job that finished (succeeded, failed or
+  // cancelled) before `rule.finished_before`, keeps each curve's points at steps divisible by
+  // `rule.keep_every` and its last point, and removes the others from `metrics`, first copying
+  // them to the SQLite file `rule.archive` (its table `metrics`, created if missing) when set.
+  // Results, ledgers, checkpoints, attempts and jobs are never touched. One transaction per job,
+  // so a coordinator writing beside it waits at most one job's worth.
+  Expected<RetentionOutcome> ApplyRetention(const RetentionRule& rule);
+
   Status AddCheckpoint(const CheckpointRecord& checkpoint);  // created_at from the clock
   Expected<std::vector<CheckpointRecord>> ListCheckpoints(const std::string& job_id);  // by step
 
@@ -190,6 +215,15 @@ class Store {
                               const std::string& hosts, std::optional<int64_t> resumed_from_step,
                               const std::string& report_token_sha256);
   Status CheckJobExists(const std::string& job_id);
+  // The id of the sweep named `name`, unset when there is none.
+  Expected<std::optional<int64_t>> SweepId(const std::string& name);
+  // Up to `limit` rows of the job list with their positions, in the filter's order or reversed,
+  // starting after `after` when given (ListJobPage's reads).
+  Expected<std::vector<std::pair<JobRecord, JobPosition>>> ReadJobRows(const JobFilter& filter,
+                                                                       int64_t sweep_id,
+                                                                       bool reversed,
+                                                                       const JobPosition* after,
+                                                                       int64_t limit);
   Status CheckAttemptExists(const std::string& job_id, int attempt);
   double Now() const;
 

@@ -3,6 +3,7 @@
 //   vitscale-load-gen --url http://127.0.0.1:PORT --token-file STATE_DIR/token
 //                     [--agents 100] [--heartbeat-ms 1000] [--points-per-second 10000]
 //                     [--batch 100] [--seconds 60] [--connections 16]
+//                     [--heartbeat-only-seconds 0]
 //
 // Setup, through the real protocol with its real credentials: with the admin token, submit a
 // sweep of one job per simulated agent and issue each agent its credential; register the agents
@@ -10,7 +11,9 @@
 // polls every --heartbeat-ms listing its job, and metric batches go to the jobs' attempts at a
 // fixed rate, round-robin over the jobs, on a pool of keep-alive connections. Stops by itself
 // after --seconds (plus at most 30 s for answers in flight) and prints what it sent and the
-// API latency.
+// API latency. With --heartbeat-only-seconds W the agents poll alone for W seconds before the
+// metric load starts; the lines "phase=heartbeats" and "phase=metrics polls_sent=N" mark the
+// switch as it happens, so that run_load.sh can read the coordinator's CPU per heartbeat.
 //
 // Latency. A metric post is timed from when it was due to be sent (so a coordinator that falls
 // behind shows up as latency, not as a lower rate) to its whole response. A poll is a long poll
@@ -69,6 +72,7 @@ struct Flags {
   int batch = 100;
   int seconds = 60;
   int connections = 16;
+  int heartbeat_only_seconds = 0;
 };
 
 const char kUsage[] =
@@ -84,6 +88,7 @@ const std::vector<FlagSpec> kFlags = {
     {"--batch", true, "N", "points per metric batch, 1..100000 (default 100)"},
     {"--seconds", true, "S", "how long the load lasts, 1..3600 (default 60)"},
     {"--connections", true, "N", "keep-alive connections for metrics, 1..1000 (default 16)"},
+    {"--heartbeat-only-seconds", true, "S", "heartbeats alone before the metrics, 0..600 (default 0)"},
 };
 
 Expected<Flags> FlagsFrom(const ParsedArgs& args) {
@@ -103,7 +108,8 @@ Expected<Flags> FlagsFrom(const ParsedArgs& args) {
                           Number{"--points-per-second", &flags.points_per_second, 1, 10000000},
                           Number{"--batch", &flags.batch, 1, 100000},
                           Number{"--seconds", &flags.seconds, 1, 3600},
-                          Number{"--connections", &flags.connections, 1, 1000}}) {
+                          Number{"--connections", &flags.connections, 1, 1000},
+                          Number{"--heartbeat-only-seconds", &flags.heartbeat_only_seconds, 0, 600}}) {
     ASSIGN_OR_RETURN(long long value, args.GetInt(n.flag, n.low, n.high, *n.out));
     *n.out = static_cast<int>(value);
   }
@@ -303,7 +309,10 @@ class LoadGenerator {
 
   void Run() {
     start_ = Clock::now();
-    end_of_load_ = start_ + std::chrono::seconds(flags_.seconds);
+    metric_start_ = start_ + std::chrono::seconds(flags_.heartbeat_only_seconds);
+    end_of_load_ = metric_start_ + std::chrono::seconds(flags_.seconds);
+    std::printf("phase=heartbeats\n");
+    std::fflush(stdout);
     for (size_t i = 0; i < agents_.size(); ++i) {
       SimulatedAgent& agent = *agents_[i];
       for (auto& connection : agent.connections) {
@@ -326,7 +335,7 @@ class LoadGenerator {
   }
 
   int Report() const {
-    double seconds = std::chrono::duration<double>(last_metric_answer_ - start_).count();
+    double seconds = std::chrono::duration<double>(last_metric_answer_ - metric_start_).count();
     std::printf("load: %zu agents polling every %d ms, %d points/s in batches of %d for %d s\n",
                 agents_.size(), flags_.heartbeat_ms, flags_.points_per_second, flags_.batch,
                 flags_.seconds);
@@ -399,14 +408,18 @@ class LoadGenerator {
 
   void ScheduleBatch() {
     if (batches_due_ >= total_batches_) return;
-    Clock::time_point due = start_ + batch_interval_ * batches_due_;
+    Clock::time_point due = metric_start_ + batch_interval_ * batches_due_;
     metric_timer_.expires_at(due);
     metric_timer_.async_wait([this](const beast::error_code& error) {
       if (error) return;
+      if (batches_due_ == 0) {
+        std::printf("phase=metrics polls_sent=%lld\n", static_cast<long long>(polls_sent_));
+        std::fflush(stdout);
+      }
       // Catch up on every batch now due (a timer may fire late on a busy machine).
       Clock::time_point now = Clock::now();
-      while (batches_due_ < total_batches_ && start_ + batch_interval_ * batches_due_ <= now) {
-        backlog_.push_back(start_ + batch_interval_ * batches_due_);
+      while (batches_due_ < total_batches_ && metric_start_ + batch_interval_ * batches_due_ <= now) {
+        backlog_.push_back(metric_start_ + batch_interval_ * batches_due_);
         ++batches_due_;
       }
       max_backlog_ = std::max(max_backlog_, backlog_.size());
@@ -490,7 +503,7 @@ class LoadGenerator {
   std::string token_;
   asio::io_context io_;
   std::vector<std::unique_ptr<SimulatedAgent>> agents_;
-  Clock::time_point start_, end_of_load_, last_metric_answer_;
+  Clock::time_point start_, metric_start_, end_of_load_, last_metric_answer_;
   bool stopping_ = false;
 
   asio::steady_timer metric_timer_;

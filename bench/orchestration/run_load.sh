@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Load: a fresh coordinator under 100 simulated agents polling every second and 10,000 metric
 # points/s for 60 s (vitscale-load-gen), then a check that the database holds every point sent.
-# Prints p50/p99 API latency. Benchmarks are run by hand, not by `make test`.
+# Prints p50/p99 API latency and the coordinator's CPU per heartbeat, read over a first phase of
+# heartbeats alone (--heartbeat-only-seconds, default 20). Issue 16's figures: --agents 1000
+# --points-per-second 100000. Benchmarks are run by hand, not by `make test`.
 #
 #   bench/orchestration/run_load.sh [--agents 100] [--points-per-second 10000] [--seconds 60]
-#                                   [--batch 100] [--keep DIR]
+#                                   [--batch 100] [--heartbeat-only-seconds 20] [--keep DIR]
 #
 # BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-load-gen.
 set -Eeuo pipefail
@@ -18,6 +20,7 @@ agents=100
 rate=10000
 seconds=60
 batch=100
+warmup=20
 keep=""
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -25,6 +28,7 @@ while [[ $# -gt 0 ]]; do
     --points-per-second) rate=$2; shift 2 ;;
     --seconds) seconds=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
+    --heartbeat-only-seconds) warmup=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     *) echo "run_load.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -48,7 +52,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; }
+cpu_seconds() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+# A thousand agents hold two connections each, beside the generator's own.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 "$build/bin/vitscale-coordinator" --state-dir "$work/state" --listen 127.0.0.1:0 \
   >"$work/coordinator.log" 2>&1 &
@@ -58,10 +64,29 @@ url=$(cat "$work/state/address")
 
 echo "load: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 status=0
-"$build/bin/vitscale-load-gen" --url "$url" --token-file "$work/state/token" --agents "$agents" \
-  --points-per-second "$rate" --seconds "$seconds" --batch "$batch" | tee "$work/load-gen.out" ||
-  status=$?
-echo "coordinator CPU over the run: $(cpu_seconds "$coordinator") s"
+# The generator's phase lines mark when heartbeats start and when the metrics join them; the
+# coordinator's CPU is read at each, so the first phase gives CPU per heartbeat alone.
+cpu_start="" cpu_metrics="" polls_alone=0
+while IFS= read -r line; do
+  echo "$line"
+  echo "$line" >>"$work/load-gen.out"
+  case $line in
+    phase=heartbeats) cpu_start=$(cpu_seconds "$coordinator") ;;
+    phase=metrics*)
+      cpu_metrics=$(cpu_seconds "$coordinator")
+      polls_alone=${line##*polls_sent=} ;;
+  esac
+done < <("$build/bin/vitscale-load-gen" --url "$url" --token-file "$work/state/token" \
+           --agents "$agents" --points-per-second "$rate" --seconds "$seconds" --batch "$batch" \
+           --heartbeat-only-seconds "$warmup"; echo "exit=$?")
+status=$(sed -n 's/^exit=//p' "$work/load-gen.out")
+cpu_end=$(cpu_seconds "$coordinator")
+echo "coordinator CPU: $cpu_end s in all (setup included)"
+if [[ -n $cpu_start && -n $cpu_metrics && $polls_alone -gt 0 ]]; then
+  awk -v a="$cpu_start" -v b="$cpu_metrics" -v c="$cpu_end" -v n="$polls_alone" -v w="$warmup" -v s="$seconds" 'BEGIN {
+    printf "coordinator CPU, heartbeats alone (%d s): %.2f s for %d polls = %.3f ms per heartbeat (%.0f%% of a core)\n", w, b - a, n, 1000 * (b - a) / n, 100 * (b - a) / w
+    printf "coordinator CPU, heartbeats and metrics (%d s): %.2f s (%.0f%% of a core)\n", s, c - b, 100 * (c - b) / s }'
+fi
 
 sent=$(sed -n 's/^points_sent=\([0-9]*\).*/\1/p' "$work/load-gen.out")
 stored=$(sqlite3 "file:$work/state/vitscale.db?mode=ro" \

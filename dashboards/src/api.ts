@@ -30,11 +30,16 @@ export interface Job {
   updated_at: string;
 }
 
+// One page of the job list, paged by cursor (docs/api.md): `next`/`prev` are null at the ends;
+// `total` is a lower bound when `total_exact` is false (a model or subset filter counts up to
+// a bound).
 export interface JobPage {
   total: number;
-  offset: number;
+  total_exact: boolean;
   limit: number;
   jobs: Job[];
+  next: string | null;
+  prev: string | null;
 }
 
 export interface Attempt {

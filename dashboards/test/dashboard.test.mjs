@@ -34,7 +34,7 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
   test('the job table shows the right rows and pages', async () => {
     const page = browser.page;
     await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}`);
-    const first = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50&offset=0`);
+    const first = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50`);
     assert.equal(first.total, kJobCount);
     assert.deepEqual(await rowIds(), first.jobs.map((j) => j.id));
     assert.equal(await rangeText(), `1–50 of ${kJobCount}`);
@@ -42,7 +42,9 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
 
     await page.click('button[data-page="next"]');
     await page.waitForFunction((n) => document.querySelector('#jobs-range')?.textContent?.startsWith('51–'), kJobCount);
-    const second = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50&offset=50`);
+    const second = await coordinator.get(`jobs?sweep=${kSweepName}&limit=50&after=${first.next}`);
+    assert.match(page.url(), new RegExp(`after=${first.next}`));
+    assert.equal(second.next, null);
     assert.deepEqual(await rowIds(), second.jobs.map((j) => j.id));
     assert.equal(await rangeText(), `51–${kJobCount} of ${kJobCount}`);
     const all = new Set([...first.jobs, ...second.jobs].map((j) => j.id));
@@ -70,6 +72,65 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     const models = await page.$$eval('#jobs-table tbody tr td:nth-child(2)', (cells) => cells.map((c) => c.textContent));
     assert.deepEqual([...new Set(models)], [kModels[2]]);
     await browser.screenshot('jobs-filtered');
+  });
+
+  test('the job table pages by cursor: first, next, previous, last, and a forged cursor', async () => {
+    const page = browser.page;
+    const base = `jobs?sweep=${kSweepName}&sort=subset&order=desc&limit=50`;
+    await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}&sort=subset&order=desc`);
+    const first = await coordinator.get(base);
+    assert.deepEqual(await rowIds(), first.jobs.map((j) => j.id));
+    assert.equal(first.prev, null);
+    assert.ok(await page.isDisabled('button[data-page="prev"]'));
+
+    // Last: the API's last page, drawn with its place in the list.
+    await page.click('button[data-page="last"]');
+    await page.waitForFunction(() => location.hash.includes('page=last'));
+    const last = await coordinator.get(`${base}&page=last`);
+    await page.waitForFunction((id) => document.querySelector('#jobs-table tbody tr[data-job]')?.getAttribute('data-job') === id, last.jobs[0].id);
+    assert.deepEqual(await rowIds(), last.jobs.map((j) => j.id));
+    assert.equal(await rangeText(), `${kJobCount - last.jobs.length + 1}–${kJobCount} of ${kJobCount}`);
+    assert.equal(last.next, null);
+    assert.ok(await page.isDisabled('button[data-page="next"]'));
+    assert.deepEqual(last.jobs.map((j) => j.id), [...first.jobs, ...(await coordinator.get(`${base}&after=${first.next}`)).jobs].slice(-last.jobs.length).map((j) => j.id));
+
+    // Previous from the last page: the full page before it (here the first page again).
+    await page.click('button[data-page="prev"]');
+    await page.waitForFunction(() => location.hash.includes('before='));
+    const previous = await coordinator.get(`${base}&before=${last.prev}`);
+    await page.waitForFunction((id) => document.querySelector('#jobs-table tbody tr[data-job]')?.getAttribute('data-job') === id, previous.jobs[0].id);
+    assert.deepEqual(await rowIds(), previous.jobs.map((j) => j.id));
+    assert.equal(previous.jobs.length, 50);
+
+    // A smaller page size, walked forward by next cursors, sees every job once, in order.
+    await page.selectOption('select[aria-label="rows per page"]', '100');
+    await page.waitForFunction(() => location.hash.includes('limit=100'));
+    const seen = [];
+    let cursor = null;
+    do {
+      const p = await coordinator.get(`jobs?sweep=${kSweepName}&sort=subset&order=desc&limit=7${cursor ? `&after=${cursor}` : ''}`);
+      seen.push(...p.jobs);
+      cursor = p.next;
+    } while (cursor);
+    assert.equal(seen.length, kJobCount);
+    assert.equal(new Set(seen.map((j) => j.id)).size, kJobCount);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i - 1].subset_size >= seen[i].subset_size);
+
+    // A forged cursor in a link: the API refuses it (400) and the page shows the first page.
+    const forged = await coordinator.call('GET', `${base}&after=${'ab'.repeat(20)}`, { expect: null });
+    assert.equal(forged.status, 400);
+    const foreign = await coordinator.call('GET', `jobs?sweep=${kSweepName}&sort=model&after=${first.next}`, { expect: null });
+    assert.equal(foreign.status, 400, 'a cursor made for another order is refused');
+    const errorsBefore = browser.errors.length;
+    await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}&sort=subset&order=desc&after=${'ab'.repeat(20)}`);
+    await page.waitForSelector('.error');
+    await page.waitForFunction(() => !location.hash.includes('after='));
+    assert.deepEqual(await rowIds(), first.jobs.map((j) => j.id));
+    assert.match(await page.textContent('.error'), /cursor/);
+    await browser.screenshot('jobs-forged-cursor');
+    // The browser logged the refused request; that one is expected, nothing else is.
+    const logged = browser.errors.splice(errorsBefore);
+    assert.ok(logged.length > 0 && logged.every((e) => /status of 400/.test(e)), JSON.stringify(logged));
   });
 
   test('the study plot has one point per finished job at the right x', async () => {

@@ -296,8 +296,21 @@ TEST_F(CliTest, ListShowPriorityCancel) {
   ASSERT_EQ(all.status, kExitOk) << all.err;
   EXPECT_EQ(json::parse(all.out)["jobs"].size(), 2u);
   Outcome text_page = Vitscale("list --limit 1");
-  EXPECT_NE(text_page.out.find("jobs 1-1 of 2; --offset 1 for more"), std::string::npos)
-      << text_page.out;
+  EXPECT_NE(text_page.out.find("1 of 2 jobs shown"), std::string::npos) << text_page.out;
+  size_t next_at = text_page.out.find("next page: --after ");
+  ASSERT_NE(next_at, std::string::npos) << text_page.out;
+  std::string cursor = text_page.out.substr(next_at + 19);
+  cursor = cursor.substr(0, cursor.find('\n'));
+  Outcome second_page = Vitscale("list --limit 1 --after " + cursor);
+  ASSERT_EQ(second_page.status, kExitOk) << second_page.err;
+  EXPECT_NE(second_page.out.find("previous page: --before "), std::string::npos) << second_page.out;
+  EXPECT_EQ(second_page.out.find("next page"), std::string::npos) << second_page.out;
+  std::string first_id = json::parse(Vitscale("list --json --limit 1").out)["jobs"][0]["id"];
+  std::string last_id = json::parse(Vitscale("list --json --limit 1 --last").out)["jobs"][0]["id"];
+  EXPECT_NE(first_id, last_id);
+  EXPECT_NE(second_page.out.find(last_id.substr(0, 12)), std::string::npos) << second_page.out;
+  // A cursor is checked: one made for other filters is refused, never read as a position.
+  EXPECT_EQ(Vitscale("list --limit 1 --sort model --after " + cursor).status, kExitBadInput);
   EXPECT_EQ(Vitscale("list --state pendng").status, kExitBadInput);
   EXPECT_EQ(Vitscale("list --sweeep cli-test").status, kExitUsage);
 

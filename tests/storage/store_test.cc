@@ -16,6 +16,23 @@ namespace {
 using testing::MakeJob;
 using testing::TempDir;
 
+// SQL that takes a version 5 database back to what version 4 was.
+std::string UndoMigration5() {
+  std::string sql;
+  for (const char* index :
+       {"priority", "subset", "updated", "state", "state_priority", "state_model", "state_subset",
+        "state_updated", "model_priority", "model_subset", "model_state", "model_updated",
+        "subset_priority", "subset_model", "subset_state", "subset_updated"}) {
+    sql += fmt::format("DROP INDEX jobs_list_{};", index);
+  }
+  for (const char* trigger :
+       {"job_counts_insert", "job_counts_delete", "job_counts_state", "sweep_counts_new_sweep",
+        "sweep_counts_link", "sweep_compute_ledger_insert", "sweep_compute_ledger_update"}) {
+    sql += fmt::format("DROP TRIGGER {};", trigger);
+  }
+  return sql + "DROP TABLE job_counts; DROP TABLE sweep_counts; DROP TABLE sweep_compute;";
+}
+
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -54,7 +71,7 @@ TEST_F(StoreTest, FreshDatabaseHasLatestSchemaWalAndForeignKeys) {
   ASSERT_TRUE(version.ok());
   EXPECT_EQ(*version, LatestSchemaVersion());
   EXPECT_EQ(QueryText("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "11");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "14");
 }
 
 TEST_F(StoreTest, SweepAndJobsRoundTrip) {
@@ -414,7 +431,7 @@ TEST_F(StoreTest, FiltersSortsCountsAndPages) {
 
   JobFilter filter;
   filter.states = {JobState::kRunning, JobState::kFailed};
-  EXPECT_EQ(*store_->CountJobs(filter), 2);
+  EXPECT_EQ(store_->CountJobs(filter)->jobs, 2);
   filter.states.clear();
   filter.subset_size = 30000;
   filter.model = "R26s";
@@ -431,7 +448,7 @@ TEST_F(StoreTest, FiltersSortsCountsAndPages) {
   ASSERT_TRUE(top.ok());
   ASSERT_EQ(top->size(), 2u);
   EXPECT_EQ((*top)[0].id, jobs[4].id);
-  EXPECT_EQ(*store_->CountJobs(by_priority), 6);  // paging does not change the total
+  EXPECT_EQ(store_->CountJobs(by_priority)->jobs, 6);  // paging does not change the total
 
   ASSERT_TRUE(store_->SetJobPriority(jobs[0].id, 100).ok());
   top = store_->ListJobs(by_priority);
@@ -513,6 +530,71 @@ TEST_F(StoreTest, SweepSummariesLedgerAndLatestMetric) {
   auto sweeps_of_b = store_->JobSweeps(b.id);
   ASSERT_TRUE(sweeps_of_b.ok());
   EXPECT_EQ(*sweeps_of_b, (std::vector<std::string>{"one", "two"}));
+}
+
+TEST_F(StoreTest, RetentionThinsOldFinishedCurvesOnlyAndArchivesWhatItRemoves) {
+  JobRecord old_done = MakeJob("ViT-Ti/7", "fashion-mnist", 10000, 2);
+  JobRecord running = MakeJob("R26s", "fashion-mnist", 10000, 2);
+  JobRecord new_done = MakeJob("R26s", "fashion-mnist", 20000, 2);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {old_done, running, new_done}).ok());
+  for (const JobRecord& job : {old_done, running, new_done}) {
+    ASSERT_TRUE(store_->AddAttempt(job.id, std::nullopt, "h:1").ok());
+    std::vector<MetricPoint> points;
+    for (int step = 0; step < 100; ++step) {
+      points.push_back({step, "loss", 1.0 / (step + 1), now()});
+      points.push_back({step, "images_seen", 64.0 * step, now()});
+    }
+    ASSERT_TRUE(store_->AppendMetrics(job.id, 1, points).ok());
+  }
+  ASSERT_TRUE(store_->SetJobState(old_done.id, JobState::kSucceeded).ok());
+  ASSERT_TRUE(store_->AddResultsAndLedger(
+                        {{old_done.id, Evaluation::kFewShot, "digits", 5, 0, "accuracy", 0.8}},
+                        LedgerEntry{old_done.id, 1, 1e12, 0, 6400, "cpu", 10, 10})
+                  .ok());
+  ASSERT_TRUE(store_->AddCheckpoint({old_done.id, 99, "/runs/x/step-99", std::string(64, 'c'), 0}).ok());
+  ASSERT_TRUE(store_->SetJobState(running.id, JobState::kRunning).ok());
+  clock_.Advance(std::chrono::hours(24 * 100));
+  ASSERT_TRUE(store_->SetJobState(new_done.id, JobState::kSucceeded).ok());
+
+  RetentionRule rule;
+  rule.finished_before = now() - 90 * 86400;
+  rule.keep_every = 10;
+  rule.archive = dir_.File("archive.db");
+  auto outcome = store_->ApplyRetention(rule);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().ToString();
+  EXPECT_EQ(outcome->jobs, 1);
+  EXPECT_EQ(outcome->points_removed, 2 * 89);
+  // Steps 0, 10, ..., 90 and the last (99) of each curve stay; the newest value is unchanged.
+  auto kept = store_->ReadMetrics(old_done.id);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->size(), 2u * 11);
+  for (const MetricPoint& p : *kept) EXPECT_TRUE(p.step % 10 == 0 || p.step == 99) << p.step;
+  EXPECT_EQ(*store_->LatestMetric(old_done.id, "images_seen"), 64.0 * 99);
+  EXPECT_EQ(*store_->CountMetrics(running.id), 200);
+  EXPECT_EQ(*store_->CountMetrics(new_done.id), 200);
+  // Results, ledger and checkpoints are untouched; the removed points are in the archive.
+  EXPECT_EQ(store_->ListResults(old_done.id)->size(), 1u);
+  EXPECT_EQ(store_->ListLedger(old_done.id)->size(), 1u);
+  EXPECT_EQ(store_->ListCheckpoints(old_done.id)->size(), 1u);
+  sqlite3* archive = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(rule.archive->c_str(), &archive, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(archive, "SELECT count(*), min(step), max(step) FROM metrics", -1,
+                               &stmt, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int(stmt, 0), 2 * 89);
+  EXPECT_EQ(sqlite3_column_int(stmt, 1), 1);
+  EXPECT_EQ(sqlite3_column_int(stmt, 2), 98);
+  sqlite3_finalize(stmt);
+  sqlite3_close(archive);
+  // Metrics are append-only again afterwards, and a second pass finds nothing more to remove.
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE name = 'metrics_no_delete'"), "1");
+  auto again = store_->ApplyRetention(rule);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->points_removed, 0);
+  rule.keep_every = 0;
+  EXPECT_EQ(store_->ApplyRetention(rule).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(StoreOpenTest, NewerSchemaVersionIsRefusedAndFileLeftAlone) {
@@ -631,7 +713,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   // Make it what version 1 was, with each point stored twice (a retried batch).
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  const char* to_v1 =
+  std::string to_v1 = UndoMigration5() +
       "DROP TABLE throughput_imports;"
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
@@ -639,7 +721,8 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
       "CREATE INDEX metrics_by_job_step ON metrics (job_id, step);"
       "INSERT INTO metrics SELECT * FROM metrics;"
       "PRAGMA user_version = 1;";
-  ASSERT_EQ(sqlite3_exec(db, to_v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  ASSERT_EQ(sqlite3_exec(db, to_v1.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
   sqlite3_close(db);
 
   auto store = Store::Open(path);
@@ -654,6 +737,54 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   ASSERT_EQ(points->size(), 2u);
   EXPECT_EQ((*points)[0].value, 2);
   EXPECT_EQ((*points)[1].value, 1);
+}
+
+TEST(MigrationTest, Version5IndexesAndCountsAVersion4Database) {
+  TempDir dir;
+  std::string path = dir.File("v3.db");
+  std::vector<JobRecord> jobs;
+  for (int seed = 0; seed < 6; ++seed) jobs.push_back(MakeJob("R26s", "fashion-mnist", 1000, 2, seed));
+  {
+    auto store = Store::Open(path);
+    ASSERT_TRUE(store.ok());
+    ASSERT_TRUE((*store)->AddSweep("a", "d", jobs).ok());
+    ASSERT_TRUE((*store)->AddSweep("b", "d", {jobs[0], jobs[1]}).ok());
+    ASSERT_TRUE((*store)->SetJobState(jobs[0].id, JobState::kSucceeded).ok());
+    ASSERT_TRUE((*store)->SetJobState(jobs[2].id, JobState::kFailed).ok());
+    ASSERT_TRUE((*store)->AddAttempt(jobs[0].id, std::nullopt, "h:1").ok());
+    ASSERT_TRUE((*store)->AddLedgerEntry({jobs[0].id, 1, 3e12, 0, 10, "cpu", 1, 1}).ok());
+  }
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+  std::string to_v4 = UndoMigration5() + "PRAGMA user_version = 4;";
+  ASSERT_EQ(sqlite3_exec(db, to_v4.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  auto store = Store::Open(path);
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ(*(*store)->SchemaVersion(), LatestSchemaVersion());
+  // The counters start from what the old database holds, and then follow changes.
+  JobFilter pending;
+  pending.states = {JobState::kPending};
+  EXPECT_EQ((*store)->CountJobs(pending)->jobs, 4);
+  EXPECT_EQ((*store)->CountJobs({})->jobs, 6);
+  auto summaries = (*store)->SweepSummaries();
+  ASSERT_TRUE(summaries.ok());
+  ASSERT_EQ(summaries->size(), 2u);
+  EXPECT_EQ((*summaries)[0].jobs_by_state.at("pending"), 4);
+  EXPECT_EQ((*summaries)[1].jobs, 2);
+  EXPECT_EQ((*summaries)[1].jobs_by_state.at("succeeded"), 1);
+  EXPECT_DOUBLE_EQ((*summaries)[1].spent_train_flops, 3e12);
+  EXPECT_DOUBLE_EQ((*summaries)[1].planned_train_flops,
+                   jobs[0].planned_train_flops + jobs[1].planned_train_flops);
+  ASSERT_TRUE((*store)->SetJobState(jobs[1].id, JobState::kRunning).ok());
+  pending.sweep = "b";
+  EXPECT_EQ((*store)->CountJobs(pending)->jobs, 0);
+  auto last = (*store)->ListJobPage({JobFilter{}, PageFrom::kLast, {}, 2});
+  ASSERT_TRUE(last.ok());
+  ASSERT_EQ(last->jobs.size(), 2u);
+  EXPECT_EQ(last->jobs[1].id, jobs[5].id);
 }
 
 TEST(MigrationTest, AppendedMigrationUpgradesOldDatabaseOnce) {

@@ -1,14 +1,18 @@
-// The job table. Filtering, sorting and paging are the coordinator's (limit/offset in SQLite),
-// so a page costs the same at 100 jobs or 100,000; the filters live in the URL so that a view
-// can be linked. Job events update rows in view in place; other changes refetch the page at
-// most once a second.
+// The job table. Filtering, sorting and paging are the coordinator's: pages are keyset pages
+// (the API's next/prev cursors, docs/api.md), so first, next, previous and last cost the same at
+// 100 jobs or a million; the filters and the page's cursor live in the URL so that a view can
+// be linked. Job events update rows in view in place; other changes refetch the page at most
+// once a second.
 
-import { getJson, type Job, type JobPage } from '../api';
+import { ApiError, getJson, type Job, type JobPage } from '../api';
 import { clear, errorBox, fmtFlops, fmtCount, h, progressBar, shortId, stateBadge, throttle, timeCell } from '../dom';
 import { errorText, markReady, type Page, type PageContext } from '../page';
 
 export const kJobStates = ['pending', 'leased', 'running', 'preempted', 'succeeded', 'failed', 'cancelled'];
 const kPageSizes = [50, 100, 200, 500];
+
+// Where the page starts: an end of the list, or just after/before the row a cursor names.
+type Start = { from: 'first' } | { from: 'last' } | { from: 'after' | 'before'; cursor: string };
 
 interface Filters {
   sweep: string;
@@ -18,7 +22,15 @@ interface Filters {
   sort: string;
   order: 'asc' | 'desc';
   limit: number;
-  offset: number;
+  start: Start;
+}
+
+function readStart(query: URLSearchParams): Start {
+  const after = query.get('after');
+  const before = query.get('before');
+  if (after) return { from: 'after', cursor: after };
+  if (before) return { from: 'before', cursor: before };
+  return query.get('page') === 'last' ? { from: 'last' } : { from: 'first' };
 }
 
 function readFilters(query: URLSearchParams): Filters {
@@ -31,7 +43,7 @@ function readFilters(query: URLSearchParams): Filters {
     sort: query.get('sort') ?? 'submitted',
     order: query.get('order') === 'desc' ? 'desc' : 'asc',
     limit: kPageSizes.includes(limit) ? limit : 50,
-    offset: Math.max(0, Number(query.get('offset')) || 0),
+    start: readStart(query),
   };
 }
 
@@ -44,7 +56,8 @@ function filtersHash(f: Filters): string {
   if (f.sort !== 'submitted') params.set('sort', f.sort);
   if (f.order !== 'asc') params.set('order', f.order);
   if (f.limit !== 50) params.set('limit', String(f.limit));
-  if (f.offset) params.set('offset', String(f.offset));
+  if (f.start.from === 'last') params.set('page', 'last');
+  if (f.start.from === 'after' || f.start.from === 'before') params.set(f.start.from, f.start.cursor);
   const qs = params.toString();
   return `#/jobs${qs ? `?${qs}` : ''}`;
 }
@@ -96,7 +109,7 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
     filters.model = modelInput.value.trim();
     filters.subset = subsetInput.value.trim();
     filters.sweep = sweepInput.value.trim();
-    filters.offset = 0;
+    filters.start = { from: 'first' };
     update();
   };
   for (const input of [modelInput, subsetInput, sweepInput]) input.addEventListener('change', applyText);
@@ -106,7 +119,7 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
         .map((l) => l.querySelector('input')!)
         .filter((i) => i.checked)
         .map((i) => i.value);
-      filters.offset = 0;
+      filters.start = { from: 'first' };
       update();
     });
   }
@@ -137,36 +150,57 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
           filters.sort = key;
           filters.order = 'asc';
         }
-        filters.offset = 0;
+        filters.start = { from: 'first' };
         update();
       } }, title + arrow);
     })));
   };
 
+  // The index of the first row shown, when it is known: keyset pages have no offsets, so it is
+  // followed from the ends as the user pages (a linked cursor page does not know it).
+  let firstIndex: number | null = 0;
+  let moved = true; // the next load goes to another page (not a refetch of the shown one)
+  const totalText = (page: JobPage) =>
+    page.total_exact ? page.total.toLocaleString('en-US') : `more than ${page.total.toLocaleString('en-US')}`;
+
   const renderPager = (page: JobPage) => {
     clear(pager);
-    const first = page.total === 0 ? 0 : page.offset + 1;
-    const last = Math.min(page.offset + page.jobs.length, page.total);
-    const pageCount = Math.max(1, Math.ceil(page.total / filters.limit));
-    const pageIndex = Math.floor(page.offset / filters.limit) + 1;
-    const go = (offset: number) => {
-      filters.offset = Math.max(0, offset);
+    const go = (start: Start) => {
+      filters.start = start;
       update();
     };
     const size = h('select', { 'aria-label': 'rows per page', onchange: (e: Event) => {
       filters.limit = Number((e.target as HTMLSelectElement).value);
-      filters.offset = 0;
+      filters.start = { from: 'first' };
       update();
     } }, kPageSizes.map((n) => h('option', { value: n, selected: n === filters.limit }, `${n} rows`)));
+    const shown = page.jobs.length;
+    let range = `${shown.toLocaleString('en-US')} of ${totalText(page)}`;
+    let where = '';
+    if (shown === 0) range = `0 of ${totalText(page)}`;
+    else if (firstIndex !== null) {
+      range = `${(firstIndex + 1).toLocaleString('en-US')}–${(firstIndex + shown).toLocaleString('en-US')} of ${totalText(page)}`;
+      if (page.total_exact) {
+        where = ` page ${Math.floor(firstIndex / filters.limit) + 1} of ${Math.max(1, Math.ceil(page.total / filters.limit))} `;
+      }
+    }
     pager.append(
-      h('button', { class: 'small', 'data-page': 'first', disabled: page.offset === 0, onclick: () => go(0) }, '« First'),
-      h('button', { class: 'small', 'data-page': 'prev', disabled: page.offset === 0, onclick: () => go(page.offset - filters.limit) }, '‹ Prev'),
-      h('span', { class: 'range', id: 'jobs-range' }, `${first.toLocaleString('en-US')}–${last.toLocaleString('en-US')} of ${page.total.toLocaleString('en-US')}`),
-      h('span', { class: 'small-text' }, ` page ${pageIndex} of ${pageCount} `),
-      h('button', { class: 'small', 'data-page': 'next', disabled: last >= page.total, onclick: () => go(page.offset + filters.limit) }, 'Next ›'),
-      h('button', { class: 'small', 'data-page': 'last', disabled: last >= page.total, onclick: () => go((pageCount - 1) * filters.limit) }, 'Last »'),
+      h('button', { class: 'small', 'data-page': 'first', disabled: !page.prev, onclick: () => go({ from: 'first' }) }, '« First'),
+      h('button', { class: 'small', 'data-page': 'prev', disabled: !page.prev, onclick: () => go({ from: 'before', cursor: page.prev! }) }, '‹ Prev'),
+      h('span', { class: 'range', id: 'jobs-range' }, range),
+      h('span', { class: 'small-text' }, where || ' '),
+      h('button', { class: 'small', 'data-page': 'next', disabled: !page.next, onclick: () => go({ from: 'after', cursor: page.next! }) }, 'Next ›'),
+      h('button', { class: 'small', 'data-page': 'last', disabled: !page.next, onclick: () => go({ from: 'last' }) }, 'Last »'),
       size,
     );
+  };
+
+  // Where the new page's first row stands, from where the shown one stood and how we moved.
+  const placeOf = (page: JobPage, start: Start): number | null => {
+    if (start.from === 'first' || !page.prev) return 0;
+    if (start.from === 'last') return page.total_exact ? page.total - page.jobs.length : null;
+    if (firstIndex === null || !shown) return null;
+    return start.from === 'after' ? firstIndex + shown.jobs.length : Math.max(0, firstIndex - page.jobs.length);
   };
 
   const load = async () => {
@@ -182,10 +216,15 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
         sort: filters.sort,
         order: filters.order,
         limit: filters.limit,
-        offset: filters.offset,
+        page: filters.start.from === 'last' ? 'last' : null,
+        after: filters.start.from === 'after' ? filters.start.cursor : null,
+        before: filters.start.from === 'before' ? filters.start.cursor : null,
       });
       if (disposed || number !== requestNumber) return;
       clear(errorSlot);
+      // A refetch of the same page (an event) keeps its place; a move computes the new one.
+      firstIndex = moved ? placeOf(page, filters.start) : page.prev ? firstIndex : 0;
+      moved = false;
       shown = page;
       rowsById.clear();
       clear(tbody);
@@ -203,9 +242,17 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
         models.add(job.model);
       }
       renderPager(page);
-      status.textContent = `${page.total.toLocaleString('en-US')} jobs · fetched in ${(performance.now() - started).toFixed(0)} ms`;
+      const bound = page.total_exact ? '' : ' (counted up to this bound; model and subset filters are not counted further)';
+      status.textContent = `${totalText(page)} jobs${bound} · fetched in ${(performance.now() - started).toFixed(0)} ms`;
     } catch (e) {
       if (disposed || number !== requestNumber) return;
+      if (e instanceof ApiError && e.status === 400 && (filters.start.from === 'after' || filters.start.from === 'before')) {
+        // A cursor from an old link or another filter: start again at the first page.
+        filters.start = { from: 'first' };
+        history.replaceState(null, '', filtersHash(filters));
+        void load().then(() => errorSlot.append(errorBox(`${errorText(e)} — showing the first page`)));
+        return;
+      }
       clear(errorSlot);
       errorSlot.append(errorBox(errorText(e)));
       status.textContent = '';
@@ -216,6 +263,7 @@ export function mountJobs(root: HTMLElement, context: PageContext): Page {
   const refetch = throttle(() => void load(), 1000);
 
   function update() {
+    moved = true;
     history.replaceState(null, '', filtersHash(filters));
     renderHead();
     void load();
