@@ -397,7 +397,8 @@ Status Store::Error(const std::string& what) {
       // A failed write() says why only in errno: the disk filled up, or the filesystem went
       // read-only under the open database (ext4 does after an error).
       if (sqlite3_system_errno(db_) == ENOSPC) return DiskFull(message);
-      if (sqlite3_system_errno(db_) == EROFS || OnReadOnlyFilesystem(path_)) {
+      if (!options_.read_only &&
+          (sqlite3_system_errno(db_) == EROFS || OnReadOnlyFilesystem(path_))) {
         return ReadOnlyFilesystem(message);
       }
       if ((code & 0xff) == SQLITE_IOERR) return FailedWrite(message, sqlite3_system_errno(db_));
