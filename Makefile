@@ -35,10 +35,12 @@ fuzz: setup
 
 # The whole test suite built with ASan + UBSan in its own tree, then run; what is excluded and
 # why: docs/sanitizers.md. -g1 (line tables) keeps the LibTorch builds smaller and faster.
+# SANITIZE_CMAKE_FLAGS=-DVITSCALE_WITH_TORCH=OFF builds and runs the parts without LibTorch only.
 SANITIZE_DIR ?= build-sanitize
+SANITIZE_CMAKE_FLAGS ?=
 sanitize: setup
 	cmake -S . -B $(SANITIZE_DIR) -G Ninja -DVITSCALE_SANITIZE=ON \
-	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" $(SANITIZE_CMAKE_FLAGS)
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	cd $(SANITIZE_DIR) && \
 	  ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1 \

@@ -48,6 +48,33 @@ void Core::NoteAgent(const std::string& id) {
   }
 }
 
+namespace {
+
+// What a job's attempts say about its failures: how many (they drive the backoff) and, when its
+// newest ended attempt failed, the wall time that attempt ended (its backoff runs from then).
+struct FailureHistory {
+  int failures = 0;
+  std::optional<double> backing_off_since;
+};
+
+Expected<FailureHistory> ReadFailureHistory(storage::Store& store, const JobRecord& job) {
+  FailureHistory history;
+  if (job.attempts == 0) return history;
+  ASSIGN_OR_RETURN(std::vector<storage::AttemptRecord> attempts, store.ListAttempts(job.id));
+  const storage::AttemptRecord* newest_ended = nullptr;
+  for (const storage::AttemptRecord& attempt : attempts) {  // in number order
+    if (!attempt.ended_at) continue;
+    newest_ended = &attempt;
+    if (attempt.outcome == storage::AttemptOutcome::kFailed) ++history.failures;
+  }
+  if (newest_ended && newest_ended->outcome == storage::AttemptOutcome::kFailed) {
+    history.backing_off_since = newest_ended->ended_at;
+  }
+  return history;
+}
+
+}  // namespace
+
 Status Core::RestoreJobs() {
   // Only unfinished jobs are read, a state at a time from its index: a database of a million
   // mostly finished jobs costs what its pending and running work costs, in time and memory.
@@ -60,9 +87,21 @@ Status Core::RestoreJobs() {
     for (JobRecord& job : some) jobs.push_back(std::move(job));
   }
   for (const JobRecord& job : jobs) {
+    if (IsFinal(job.state)) continue;  // finished jobs need no scheduling
+    // Backoffs are not stored as such: the attempts' outcomes and end times (wall clock) are,
+    // and they give the same deadline after a restart, also of a coordinator on another clock.
+    ASSIGN_OR_RETURN(FailureHistory history, ReadFailureHistory(store_, job));
+    JobSpec spec = ToJobSpec(job);
+    spec.failures = history.failures;
+    std::optional<TimePoint> eligible_at;
+    if (history.backing_off_since) {
+      double waited = clock_.WallSeconds() - *history.backing_off_since;
+      eligible_at = clock_.Now() + scheduler_->BackoffAfter(history.failures) -
+                    std::chrono::duration_cast<Duration>(std::chrono::duration<double>(waited));
+    }
     switch (job.state) {
       case JobState::kPending:
-        RETURN_IF_ERROR(scheduler_->AddJob(ToJobSpec(job)));
+        RETURN_IF_ERROR(scheduler_->AddJob(spec, eligible_at));
         break;
       case JobState::kLeased:
       case JobState::kRunning:
@@ -83,14 +122,14 @@ Status Core::RestoreJobs() {
           // Killed between persisting the lease and recording its attempt: nothing was
           // launched, so the job simply waits again.
           RETURN_IF_ERROR(store_.SetJobState(job.id, JobState::kPending, job.state));
-          RETURN_IF_ERROR(scheduler_->AddJob(ToJobSpec(job)));
+          RETURN_IF_ERROR(scheduler_->AddJob(spec, eligible_at));
           break;
         }
-        RETURN_IF_ERROR(scheduler_->RestoreJob(ToJobSpec(job), job.state, placements));
+        RETURN_IF_ERROR(scheduler_->RestoreJob(spec, job.state, placements));
         break;
       }
       default:
-        break;  // finished jobs need no scheduling
+        break;
     }
   }
   return Status::Ok();

@@ -47,6 +47,8 @@ HttpResponse StatusResponse(const Status& status) {
     case StatusCode::kAlreadyExists: return ErrorResponse(409, status.message());
     case StatusCode::kFailedPrecondition: return ErrorResponse(409, status.message());
     case StatusCode::kUnavailable: return ErrorResponse(503, status.message());
+    // The store's disk is full (the only resource the coordinator reports as exhausted).
+    case StatusCode::kResourceExhausted: return ErrorResponse(507, status.message());
     default: return ErrorResponse(500, status.ToString());
   }
 }
@@ -320,9 +322,17 @@ void RequestGate::Dispatch(Admitted admitted, std::string body, Respond respond)
   admitted.request.body = std::move(body);
   // A handler that throws has not answered; the 500 does, once.
   auto answered = std::make_shared<bool>(false);
-  Respond once = [respond, answered](HttpResponse response) {
+  Respond once = [respond, answered, method = admitted.request.method,
+                  path = admitted.request.path](HttpResponse response) {
     if (*answered) return;
     *answered = true;
+    // A 5xx is the coordinator's trouble (a full disk, a locked or read-only database), not the
+    // caller's: the operator reads about it here, the caller in the body, and retries.
+    if (response.status >= 500) {
+      std::fprintf(stderr, "coordinator: %s %s -> %d %s\n", method.c_str(),
+                   Printable(path, 200).c_str(), response.status,
+                   Printable(response.body, 500).c_str());
+    }
     respond(std::move(response));
   };
   try {

@@ -103,7 +103,12 @@ int Run(const ParsedArgs& args) {
 
   Expected<std::string> token = LoadOrCreateToken(state_dir + "/token");
   if (!token.ok()) return Fail(token.status().ToString());
-  auto store = storage::Store::Open(state_dir + "/vitscale.db");
+  // The store runs on the server's one thread: a write that finds the database locked by another
+  // process waits at most this long, then the request gets a 503 and its sender retries, so a
+  // long transaction elsewhere never stalls every other request for seconds.
+  storage::OpenOptions store_options;
+  store_options.busy_timeout_ms = 100;
+  auto store = storage::Store::Open(state_dir + "/vitscale.db", store_options);
   if (!store.ok()) return Fail(store.status().ToString());
 
   const Clock& clock = SystemClock::Get();

@@ -116,17 +116,22 @@ Status Scheduler::CheckSpec(const JobSpec& spec) {
     return InvalidArgument(
         fmt::format("job '{}': retries_left must be >= 0, got {}", spec.id, spec.retries_left));
   }
+  if (spec.failures < 0) {
+    return InvalidArgument(
+        fmt::format("job '{}': failures must be >= 0, got {}", spec.id, spec.failures));
+  }
   return Status::Ok();
 }
 
-Status Scheduler::AddJob(const JobSpec& spec) {
+Status Scheduler::AddJob(const JobSpec& spec, std::optional<TimePoint> eligible_at) {
   RETURN_IF_ERROR(CheckSpec(spec));
   if (jobs_.count(spec.id) > 0) {
     return AlreadyExists(fmt::format("job '{}' is already scheduled", spec.id));
   }
   JobView job;
   job.spec = spec;
-  job.eligible_at = clock_->Now();
+  job.failures = spec.failures;
+  job.eligible_at = eligible_at.value_or(clock_->Now());
   jobs_.emplace(spec.id, std::move(job));
   pending_.insert(KeyOf(spec));
   return Status::Ok();
@@ -158,6 +163,7 @@ Status Scheduler::RestoreJob(const JobSpec& spec, JobState state,
   TimePoint now = clock_->Now();
   JobView job;
   job.spec = spec;
+  job.failures = spec.failures;
   job.state = state;
   job.eligible_at = now;
   job.leased_at = now;
@@ -332,15 +338,20 @@ Expected<std::vector<Action>> Scheduler::ReportExit(const std::string& agent_id,
         break;
       }
       job->spec.retries_left -= 1;
-      double scale = std::pow(options_.backoff_factor, job->failures - 1);
-      double delay = std::min(static_cast<double>(options_.backoff_initial.count()) * scale,
-                              static_cast<double>(options_.backoff_max.count()));
-      job->eligible_at = now + Duration(static_cast<Duration::rep>(delay));
+      job->eligible_at = now + BackoffAfter(job->failures);
       MoveTo(*job, JobState::kPending, Reason::kRetry, actions);
       break;
     }
   }
   return actions;
+}
+
+Duration Scheduler::BackoffAfter(int failures) const {
+  if (failures <= 0) return Duration::zero();
+  double scale = std::pow(options_.backoff_factor, failures - 1);
+  double delay = std::min(static_cast<double>(options_.backoff_initial.count()) * scale,
+                          static_cast<double>(options_.backoff_max.count()));
+  return Duration(static_cast<Duration::rep>(delay));
 }
 
 // Scheduling ------------------------------------------------------------------------------

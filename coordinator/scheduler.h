@@ -57,6 +57,7 @@ struct JobSpec {
   int gpus_per_rank = 0;     // 0 = CPU ranks
   bool multi_host = false;   // may the ranks span several agents?
   int retries_left = 0;      // failures still allowed before the job is failed for good
+  int failures = 0;          // failures so far: a job restored from the store has some
 };
 
 struct AgentSpec {
@@ -157,8 +158,12 @@ class Scheduler {
   static Expected<Scheduler> Create(const Clock* clock, SchedulerOptions options = {});
 
   // Jobs -----------------------------------------------------------------------------------
-  // Queues a pending job. kAlreadyExists for a known id; kInvalidArgument for bad fields.
-  Status AddJob(const JobSpec& spec);
+  // Queues a pending job, eligible from `eligible_at` on (now when unset; a job restored while
+  // it backs off after a failure is eligible when that backoff ends). kAlreadyExists for a
+  // known id; kInvalidArgument for bad fields.
+  Status AddJob(const JobSpec& spec, std::optional<TimePoint> eligible_at = std::nullopt);
+  // How long a job waits after its `failures`-th failure (SchedulerOptions: backoff_*).
+  Duration BackoffAfter(int failures) const;
   // After a coordinator restart: re-adopts a job the store shows as leased, running or
   // preempted, with the slots its attempt holds ([0] = leader). Each holder gets a fresh
   // deadline; an agent that does not come back lets it run out, and the job is requeued.

@@ -3,8 +3,11 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -399,6 +402,43 @@ double Store::Now() const {
   return (options_.clock ? options_.clock : &SystemClock::Get())->WallSeconds();
 }
 
+namespace {
+
+// The write that failed changed nothing (its transaction rolled back); the messages say so,
+// because the callers (trainer, agent) send it again once the disk is fixed.
+Status DiskFull(const std::string& message) {
+  return ResourceExhausted(message +
+                           " (the disk holding the database is full; free space there: nothing "
+                           "of this write was stored, and it can be sent again)");
+}
+
+Status ReadOnlyFilesystem(const std::string& message) {
+  return IOError(message +
+                 " (the database or its filesystem has become read-only; make it writable again: "
+                 "nothing of this write was stored, and it can be sent again)");
+}
+
+// Any other refusal of the disk. Which one it was is not always known: ext4 in its emergency
+// read-only state (after an error) still shows the mount as rw, and SQLite may see the EIO of a
+// later call rather than the EROFS of the write, so the last errno is shown as a hint.
+Status FailedWrite(const std::string& message, int system_errno) {
+  return IOError(fmt::format(
+      "{} (the filesystem holding the database failed the operation{}{}: check that it is "
+      "writable and healthy, or read-only after an error; nothing of this write was stored, and "
+      "it can be sent again)",
+      message, system_errno != 0 ? "; last error: " : "",
+      system_errno != 0 ? std::strerror(system_errno) : ""));
+}
+
+// Whether the filesystem holding `path` is mounted read-only now. A write that failed there
+// reports EIO as often as EROFS (ext4 after a journal abort), so the mount is asked too.
+bool OnReadOnlyFilesystem(const std::string& path) {
+  struct statvfs info;
+  return ::statvfs(path.c_str(), &info) == 0 && (info.f_flag & ST_RDONLY) != 0;
+}
+
+}  // namespace
+
 Status Store::Error(const std::string& what) {
   int code = sqlite3_extended_errcode(db_);
   std::string message = fmt::format("{}: {}: {}", path_, what, sqlite3_errmsg(db_));
@@ -416,9 +456,20 @@ Status Store::Error(const std::string& what) {
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       return Corruption(message);
+    case SQLITE_FULL:
+      return DiskFull(message);
     case SQLITE_READONLY:
-      return FailedPrecondition(message + " (the store was opened read-only)");
+      if (options_.read_only) return FailedPrecondition(message + " (the store was opened read-only)");
+      return ReadOnlyFilesystem(message);
     default:
+      // A failed write() says why only in errno: the disk filled up, or the filesystem went
+      // read-only under the open database (ext4 does after an error).
+      if (sqlite3_system_errno(db_) == ENOSPC) return DiskFull(message);
+      if (!options_.read_only &&
+          (sqlite3_system_errno(db_) == EROFS || OnReadOnlyFilesystem(path_))) {
+        return ReadOnlyFilesystem(message);
+      }
+      if ((code & 0xff) == SQLITE_IOERR) return FailedWrite(message, sqlite3_system_errno(db_));
       return IOError(message);
   }
 }

@@ -151,7 +151,7 @@ class Coordinator {
                                      "--listen", "127.0.0.1:" + std::to_string(port_)};
     argv.insert(argv.end(), flags_.begin(), flags_.end());
     std::filesystem::create_directories(state_dir_, ignored);
-    process_ = std::make_unique<Process>(argv, state_dir_ + "/coordinator.log");
+    process_ = std::make_unique<Process>(argv, log_.empty() ? state_dir_ + "/coordinator.log" : log_);
     bool up = WaitFor([&] { return std::filesystem::exists(address_file) || !process_->Running(); },
                       std::chrono::seconds(20));
     if (!up || !process_->Running()) {
@@ -165,6 +165,9 @@ class Coordinator {
     while (!token_.empty() && token_.back() == '\n') token_.pop_back();
     return ::testing::AssertionSuccess();
   }
+  // Where its stdout and stderr go (default DIR/coordinator.log); for tests whose state dir
+  // fills up or turns read-only.
+  void SetLog(const std::string& path) { log_ = path; }
   void Kill() {
     process_->Signal(SIGKILL);
     process_->Wait(std::chrono::seconds(10));
@@ -212,6 +215,7 @@ class Coordinator {
  private:
   std::string state_dir_;
   std::vector<std::string> flags_;
+  std::string log_;
   int port_ = 0;
   std::string url_;
   std::string token_;

@@ -213,6 +213,45 @@ TEST_F(CoordinatorTest, AFailedJobBacksOffOnTheClockAndKeepsItsRetryCount) {
   EXPECT_EQ(store_->GetJob(launch.job)->retries_left, 0);
 }
 
+// A backoff survives a restart: the restarted coordinator reads when the failure happened (and
+// how many there were) from the attempts, and does not relaunch the job before the backoff ends.
+TEST_F(CoordinatorTest, ABackoffSurvivesARestart) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
+  CallJson("POST", Prefix(launch) + "/exit", agent,
+           Json{{"agent", "host-a"}, {"outcome", "failed"}, {"exit_status", 1}}.dump());
+  // The other job takes the slot and ends; then only the failed one waits, for its backoff.
+  protocol::LaunchEntry other = Poll("host-a", agent, Json::array()).launch.at(0);
+  ASSERT_NE(other.job, launch.job);
+  CallJson("POST", Prefix(other) + "/exit", agent,
+           Json{{"agent", "host-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  clock_.Advance(std::chrono::seconds(4));  // 6 s of the first failure's 10 s backoff remain
+
+  coordinator_.reset();
+  Start();
+  Register("host-a", agent);
+  auto held = Send("POST", "/api/v1/agents/host-a/poll", agent, R"({"running": []})");
+  coordinator_->core().Tick();
+  std::optional<JobView> view = coordinator_->core().scheduler().GetJob(launch.job);
+  ASSERT_TRUE(view);
+  EXPECT_EQ(view->failures, 1) << "the failure count is restored, so the next backoff doubles";
+  clock_.Advance(std::chrono::seconds(5));  // 9 s after the failure: still backing off
+  coordinator_->core().Tick();
+  io_.poll();
+  EXPECT_FALSE(*held) << "relaunched before its backoff ended: " << (*held)->body;
+  clock_.Advance(std::chrono::seconds(2));  // 11 s
+  coordinator_->core().Tick();
+  io_.poll();
+  ASSERT_TRUE(*held);
+  Expected<protocol::PollReply> again = protocol::Decode<protocol::PollReply>((*held)->body);
+  ASSERT_TRUE(again.ok()) << (*held)->body;
+  ASSERT_EQ(again->launch.size(), 1u);
+  EXPECT_EQ(again->launch[0].job, launch.job);
+  EXPECT_EQ(again->launch[0].attempt, 2);
+}
+
 // A store that refuses a write (here: another process holds the write lock) leaves no trace:
 // the launch is neither recorded nor sent, and the scheduler goes back to what the store holds;
 // once the store writes again, the job is launched, numbered as if nothing had happened.
