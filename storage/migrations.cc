@@ -58,6 +58,11 @@ ALTER TABLE attempts ADD COLUMN report_token_sha256 TEXT NOT NULL DEFAULT ''
   CHECK (report_token_sha256 = '' OR (length(report_token_sha256) = 64 AND
                                       report_token_sha256 NOT GLOB '*[^0-9a-f]*'));
 )SQL"},
+      {4, "accelerator kinds: the GPU model a job needs and the one an agent offers", R"SQL(
+-- '' = any GPU model for a job (CPU ranks need none); '' for an agent without GPUs.
+ALTER TABLE jobs ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
+)SQL"},
   };
   return kMigrations;
 }

@@ -64,6 +64,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   jobs[1].priority = 5;
   jobs[2].ranks = 4;
   jobs[2].gpus_per_rank = 8;
+  jobs[2].gpu_kind = "NVIDIA H200";
   jobs[2].retries_left = 2;
   auto added = store_->AddSweep("scaling", "name: scaling\n", jobs);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
@@ -87,6 +88,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(job->state, JobState::kPending);
   EXPECT_EQ(job->ranks, 4);
   EXPECT_EQ(job->gpus_per_rank, 8);
+  EXPECT_EQ(job->gpu_kind, "NVIDIA H200");
   EXPECT_EQ(job->retries_left, 2);
   EXPECT_EQ(job->submit_order, 3);
   EXPECT_EQ(job->submitted_at, now());
@@ -283,11 +285,12 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
   ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 8, 8, 0}).ok());
   clock_.Advance(std::chrono::seconds(5));
-  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0, "NVIDIA H200"}).ok());
   auto agents = store_->ListAgents();
   ASSERT_TRUE(agents.ok());
   ASSERT_EQ(agents->size(), 1u);
   EXPECT_EQ((*agents)[0].slots, 4);
+  EXPECT_EQ((*agents)[0].gpu_kind, "NVIDIA H200");
   EXPECT_EQ((*agents)[0].last_heartbeat_at, now());
 
   auto first = store_->AddAttempt(job.id, std::string("agent-a"), "host-a:4");
@@ -632,6 +635,8 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const char* to_v1 =
+      "ALTER TABLE jobs DROP COLUMN gpu_kind;"
+      "ALTER TABLE agents DROP COLUMN gpu_kind;"
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
       "DROP INDEX metrics_by_job_step_name;"
@@ -646,6 +651,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   EXPECT_EQ(*(*store)->SchemaVersion(), LatestSchemaVersion());
   JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
   EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
+  EXPECT_EQ((*store)->GetJob(job.id)->gpu_kind, "");                     // migration 4
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());
