@@ -107,6 +107,18 @@ std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
   return argv;
 }
 
+std::string CudaVisibleDevices(const std::vector<int>& gpus,
+                               const std::vector<std::string>& gpu_devices) {
+  if (gpu_devices.empty()) return protocol::GpuIndicesString(gpus);
+  std::string value;
+  for (int index : gpus) {
+    if (!value.empty()) value += ",";
+    // The agent checked the index against its GPUs, which gpu_devices covers.
+    value += gpu_devices.at(static_cast<size_t>(index));
+  }
+  return value;
+}
+
 std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
                                           const std::vector<protocol::HostRanks>& hosts,
                                           const std::vector<protocol::HostGpus>& gpus,
@@ -117,7 +129,11 @@ std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
     for (const std::string& arg :
          {std::string("-np"), std::to_string(hosts[i].ranks), std::string("-H"),
           protocol::HostsString({hosts[i]}), std::string("env"), std::string(kCudaDeviceOrder),
-          "CUDA_VISIBLE_DEVICES=" + protocol::GpuIndicesString(gpus[i].gpus),
+          // This host's GPUs by the names it was given; other hosts' by index.
+          "CUDA_VISIBLE_DEVICES=" +
+              (hosts[i].host == "localhost"
+                   ? CudaVisibleDevices(gpus[i].gpus, options.gpu_devices)
+                   : protocol::GpuIndicesString(gpus[i].gpus)),
           options.train_command, std::string("--spec"), spec_file}) {
       argv.push_back(arg);
     }
@@ -134,6 +150,11 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
     return InvalidArgument("--slots and --gpus must be >= 0");
   }
   if (options.gpus > 0) RETURN_IF_ERROR(protocol::CheckGpuKind("--gpu-kind", options.gpu_kind));
+  if (!options.gpu_devices.empty() && options.gpus > static_cast<int>(options.gpu_devices.size())) {
+    return InvalidArgument(fmt::format(
+        "--gpus {}: the agent's CUDA_VISIBLE_DEVICES gives it {} GPUs; offer at most that many",
+        options.gpus, options.gpu_devices.size()));
+  }
   if (options.train_command.empty()) return InvalidArgument("--train-command must not be empty");
   HttpClientOptions poll_options{options.coordinator_url, options.token, milliseconds(3000),
                                  options.poll_read_timeout};
@@ -358,7 +379,8 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
     // Every rank here sees the job's GPUs only, numbered from 0 in this order; rank r of the
     // host takes device r (its local rank).
     request.environment.push_back(kCudaDeviceOrder);
-    request.environment.push_back("CUDA_VISIBLE_DEVICES=" + protocol::GpuIndicesString(job.gpus));
+    request.environment.push_back("CUDA_VISIBLE_DEVICES=" +
+                                  CudaVisibleDevices(job.gpus, options_.gpu_devices));
   }
   // With libgomp's default spin-waiting, a job of several LibTorch threads runs up to 6x slower
   // as soon as anything else wants its cores (docs/results.md, section 1), and an agent's jobs

@@ -40,6 +40,10 @@ struct AgentOptions {
   int slots = 1;
   int gpus = 0;          // GPUs 0..gpus-1 of this host (worker/gpus.h)
   std::string gpu_kind;  // their model; required when gpus > 0
+  // How GPU i of this host is named to CUDA: empty = by i; else entry i of the agent's own
+  // CUDA_VISIBLE_DEVICES (a Slurm allocation or a container hands the agent some GPUs, by index
+  // or UUID). At least `gpus` entries.
+  std::vector<std::string> gpu_devices;
   std::string work_dir;  // absolute: spec files, and logs when a launch names none
   // Absolute: the coordinator's runs folder as this host sees it (shared by the hosts). A launch
   // whose log or run folder lies outside work_dir and runs_dir is refused.
@@ -82,6 +86,11 @@ std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
 // --spec F : -np 2 -H h2:2 env ... TRAIN --spec F`), so that each host's ranks see that host's
 // devices: -x could only give every rank the same value. `hosts` as MpirunHosts writes them;
 // `gpus` in the same order.
+// CUDA_VISIBLE_DEVICES's value for the host's GPUs `gpus`, named through `gpu_devices` (see
+// AgentOptions) where it is not empty.
+std::string CudaVisibleDevices(const std::vector<int>& gpus,
+                               const std::vector<std::string>& gpu_devices);
+
 std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
                                           const std::vector<protocol::HostRanks>& hosts,
                                           const std::vector<protocol::HostGpus>& gpus,

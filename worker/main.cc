@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -83,6 +84,19 @@ Expected<worker::AgentOptions> OptionsFrom(const ParsedArgs& args) {
   ASSIGN_OR_RETURN(long long slots, args.GetInt("--slots", 0, 4096, cores));
   options.slots = static_cast<int>(slots);
   std::string gpus_flag = args.Get("--gpus", "auto");
+  // Given some GPUs of the host by CUDA_VISIBLE_DEVICES (a Slurm allocation, a container), the
+  // agent offers those: GPU i is the list's entry i.
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (visible != nullptr && *visible == '\0' && gpus_flag == "auto") gpus_flag = "0";
+  if (visible != nullptr && *visible != '\0') {
+    std::string list = visible;
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = std::min(list.find(',', start), list.size());
+      options.gpu_devices.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    if (gpus_flag == "auto") gpus_flag = std::to_string(options.gpu_devices.size());
+  }
   std::vector<worker::GpuInfo> detected;
   if (gpus_flag != "0") {
     if (Expected<std::vector<worker::GpuInfo>> found = worker::DetectGpus(); found.ok()) {

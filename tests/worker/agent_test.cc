@@ -318,6 +318,7 @@ class AgentTest : public ::testing::Test {
     AgentOptions options;
     options.gpus = gpus;
     if (gpus > 0) options.gpu_kind = "NVIDIA H200";
+    options.gpu_devices = gpu_devices_;
     options.coordinator_url = url;
     options.token = "test-token";
     options.host = "agent-a";
@@ -398,6 +399,7 @@ class AgentTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::vector<std::string> gpu_devices_;  // AgentOptions::gpu_devices of the next StartAgent
   std::string trainer_;
   ScriptedCoordinator coordinator_;
   ProcessLauncher launcher_;
@@ -746,6 +748,20 @@ TEST_F(AgentTest, AGpuJobsRanksSeeOnlyItsGpusAndTwoJobsNeverShareOne) {
   EXPECT_TRUE(listed_with_gpus);
 }
 
+// An agent given some of the host's GPUs through its own CUDA_VISIBLE_DEVICES (Slurm, a
+// container) hands its jobs those GPUs by the names it was given.
+TEST_F(AgentTest, GpusGivenToTheAgentByNameReachItsJobsByThoseNames) {
+  EXPECT_EQ(CudaVisibleDevices({2, 0}, {}), "2,0");
+  EXPECT_EQ(CudaVisibleDevices({1}, {"GPU-5d2e", "GPU-77aa"}), "GPU-77aa");
+  gpu_devices_ = {"5", "7"};
+  json job = Launch("named", "succeed", 30, 1);
+  job["launch"][0]["gpus"] = json::array({{{"host", "agent-a"}, {"gpus", {1}}}});
+  coordinator_.QueuePollReply(job);
+  StartAgent(coordinator_.url(), nullptr, nullptr, milliseconds(200), /*gpus=*/2);
+  EXPECT_EQ(WaitExit("named")["outcome"], "succeeded");
+  EXPECT_NE(Log("named").find("cuda=7 order=PCI_BUS_ID"), std::string::npos) << Log("named");
+}
+
 // A GPU gang whose ranks span hosts: one mpirun app context per host, each with its host's GPUs.
 // Both "hosts" are this machine here (the second one named localhost), which is what lets real
 // mpirun run it; the leader's own host's entry is matched by its name.
@@ -789,7 +805,8 @@ TEST_F(AgentTest, TheAgentBinaryOffersTheGpusNvidiaSmiListsWithTheirKind) {
   std::string token_file = (dir_ / "token").string();
   ASSERT_TRUE(WriteFileAtomically(token_file, "test-token\n", 0600).ok());
   std::string path = bin.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
-  auto start = [&](const std::vector<std::string>& extra, const std::string& err) {
+  auto start = [&](const std::vector<std::string>& extra, const std::string& err,
+                   const char* visible = nullptr) {
     std::vector<std::string> args = {VITSCALE_AGENT_BIN, "--coordinator", coordinator_.url(),
                                      "--token-file", token_file, "--host", "agent-a", "--slots",
                                      "2", "--work-dir", (dir_ / "work").string()};
@@ -797,6 +814,8 @@ TEST_F(AgentTest, TheAgentBinaryOffersTheGpusNvidiaSmiListsWithTheirKind) {
     pid_t pid = ::fork();
     if (pid == 0) {
       ::setenv("PATH", path.c_str(), 1);
+      ::unsetenv("CUDA_VISIBLE_DEVICES");
+      if (visible != nullptr) ::setenv("CUDA_VISIBLE_DEVICES", visible, 1);
       FILE* redirected = std::freopen(err.c_str(), "w", stderr);
       (void)redirected;
       std::vector<char*> argv;
@@ -823,6 +842,22 @@ TEST_F(AgentTest, TheAgentBinaryOffersTheGpusNvidiaSmiListsWithTheirKind) {
   EXPECT_NE(ReadOr(err).find("offers 2 slots and 2 GPUs (NVIDIA H200)"),
             std::string::npos)
       << ReadOr(err);
+
+  // Given one GPU by its own CUDA_VISIBLE_DEVICES (as under Slurm), it offers that one.
+  {
+    auto lock = coordinator_.Lock();
+    coordinator_.registers.clear();
+  }
+  pid_t given_one = start({}, err, "GPU-5d2e");
+  registered = coordinator_.WaitFor([&] { return !coordinator_.registers.empty(); });
+  ::kill(given_one, SIGTERM);
+  ::waitpid(given_one, &status, 0);
+  ASSERT_TRUE(registered) << ReadOr(err);
+  {
+    auto lock = coordinator_.Lock();
+    EXPECT_EQ(coordinator_.registers[0]["gpus"], 1);
+    EXPECT_EQ(coordinator_.registers[0]["gpu_kind"], "NVIDIA H200");
+  }
 
   pid_t refused = start({"--gpus", "3"}, err);
   ::waitpid(refused, &status, 0);
