@@ -28,6 +28,7 @@ bool EndsAttempt(Reason reason) {
   switch (reason) {
     case Reason::kSucceeded:
     case Reason::kRetry:
+    case Reason::kOutOfMemory:
     case Reason::kFailed:
     case Reason::kConfigError:
     case Reason::kPreempted:
@@ -61,7 +62,8 @@ protocol::Json Core::LaunchSpec(const JobRecord& job, int attempt,
                           {"checkpoint_every_steps", options_.checkpoint_every_steps},
                           {"report_url", options_.public_url},
                           {"report_token", report_token},
-                          {"attempt", attempt}}}};
+                          {"attempt", attempt},
+                          {"gpus_per_rank", job.gpus_per_rank}}}};
 }
 
 Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
@@ -82,11 +84,16 @@ Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit
       ASSIGN_OR_RETURN(storage::AttemptRecord attempt,
                        store_.StartAttempt(job.id, launch->placements.front().agent_id,
                                            protocol::HostsString(hosts), TokenHash(token)));
+      std::vector<protocol::HostGpus> gpus;
+      for (const Placement& p : launch->placements) {
+        if (!p.gpu_indices.empty()) gpus.push_back({p.host, p.gpu_indices});
+      }
       for (size_t i = 0; i < launch->placements.size(); ++i) {
         protocol::LaunchEntry entry;
         entry.job = job.id;
         entry.attempt = attempt.number;
         if (i == 0) {
+          entry.gpus = gpus;  // every host's, for the ranks the leader's mpirun starts there
           entry.ranks = job.ranks;
           entry.hosts = hosts;
           entry.grace_seconds = options_.grace_seconds;
@@ -94,6 +101,8 @@ Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit
           entry.spec = LaunchSpec(job, attempt.number, token);
         } else {
           entry.hold = true;  // a gang member: keep the slots and heartbeat the job
+          const Placement& p = launch->placements[i];
+          if (!p.gpu_indices.empty()) entry.gpus = {{p.host, p.gpu_indices}};
         }
         launches->emplace_back(launch->placements[i].agent_id, std::move(entry));
       }

@@ -25,6 +25,24 @@ bool Holds(const std::optional<JobView>& view, const std::string& agent_id) {
 
 AgentApi::AgentApi(Core& core) : core_(core) {}
 
+void AgentApi::AdoptGpus(const std::string& agent_id,
+                         const std::vector<protocol::RunningEntry>& running) {
+  // Which GPUs the held jobs use, as the agent knows it: the scheduler's placements restored
+  // after a restart (or a resync) learn their indices here. A list that does not fit what the
+  // job holds is logged, and the agent's GPUs stay unoffered until that job ends.
+  for (const protocol::RunningEntry& entry : running) {
+    if (entry.gpus.empty()) continue;
+    std::optional<JobView> job = core_.scheduler().GetJob(entry.job);
+    if (!Holds(job, agent_id)) continue;
+    bool known = std::any_of(job->holders.begin(), job->holders.end(), [&](const Holder& h) {
+      return h.placement.agent_id == agent_id && h.placement.gpu_indices == entry.gpus;
+    });
+    if (known) continue;
+    Status adopted = core_.scheduler().AdoptGpus(agent_id, entry.job, entry.gpus);
+    if (!adopted.ok()) std::fprintf(stderr, "coordinator: %s\n", adopted.ToString().c_str());
+  }
+}
+
 void AgentApi::AddRoutes(Router& router) {
   router.Add("POST", "/api/v1/agents/register", Scope::kAgent, kAgentBody,
              Immediate([this](const HttpRequest& request) { return Register(request); }));
@@ -41,9 +59,10 @@ HttpResponse AgentApi::Register(const HttpRequest& request) {
     return ErrorResponse(403, "the credential of agent '" + request.caller.agent_host +
                                   "' cannot register host '" + body->host + "'");
   }
-  AgentSpec spec{body->host, body->host, body->slots, body->gpus};
+  AgentSpec spec{body->host, body->host, body->slots, body->gpus, body->gpu_kind};
   // The store first: a registration it refuses leaves the scheduler as it was.
-  Status stored = core_.store().UpsertAgent({spec.id, spec.host, spec.slots, spec.gpus, 0});
+  Status stored = core_.store().UpsertAgent(
+      {spec.id, spec.host, spec.slots, spec.gpus, 0, spec.gpu_kind});
   if (!stored.ok()) return StatusResponse(stored);
   Status registered = core_.scheduler().RegisterAgent(spec);
   if (!registered.ok()) return StatusResponse(registered);
@@ -64,6 +83,7 @@ HttpResponse AgentApi::Register(const HttpRequest& request) {
   }
   Status beat = core_.scheduler().Heartbeat(spec.id, held);
   if (!beat.ok()) return StatusResponse(beat);
+  AdoptGpus(spec.id, body->running);
   if (auto view = core_.scheduler().GetAgent(spec.id)) {
     core_.events().Append("agent", "",
                           AgentInfoOf(*view, core_.scheduler(), core_.clock()).ToJson());
@@ -95,6 +115,7 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   }
   Status beat = core_.scheduler().Heartbeat(agent_id, job_ids);
   if (!beat.ok()) return respond(StatusResponse(beat));
+  AdoptGpus(agent_id, body->running);
   std::vector<Action> started;  // one transaction for every job this poll shows running
   for (const std::string& id : job_ids) {
     std::optional<JobView> view = core_.scheduler().GetJob(id);
@@ -113,7 +134,7 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   if (core_.clock().Now() - stored_at >= std::chrono::seconds(5)) {
     if (auto view = core_.scheduler().GetAgent(agent_id)) {
       Status stored = core_.store().UpsertAgent(
-          {agent_id, view->spec.host, view->spec.slots, view->spec.gpus, 0});
+          {agent_id, view->spec.host, view->spec.slots, view->spec.gpus, 0, view->spec.gpu_kind});
       if (!stored.ok()) return respond(StatusResponse(stored));
       stored_at = core_.clock().Now();
     }

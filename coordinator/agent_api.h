@@ -6,8 +6,11 @@
 #pragma once
 
 #include <map>
+#include <string>
+#include <vector>
 
 #include "coordinator/core.h"
+#include "protocol/agent.h"
 
 namespace vitscale::coordinator {
 
@@ -21,6 +24,9 @@ class AgentApi {
  private:
   HttpResponse Register(const HttpRequest& request);
   void Poll(const HttpRequest& request, Respond respond);
+  // Tells the scheduler the GPU indices the agent lists for the jobs it holds, where the
+  // scheduler does not know them yet.
+  void AdoptGpus(const std::string& agent_id, const std::vector<protocol::RunningEntry>& running);
 
   Core& core_;
   std::map<std::string, TimePoint> stored_at_;  // when each agent's heartbeat was stored

@@ -20,6 +20,7 @@ JobSpec ToJobSpec(const JobRecord& job) {
   spec.submit_order = job.submit_order;
   spec.ranks = job.ranks;
   spec.gpus_per_rank = job.gpus_per_rank;
+  spec.gpu_kind = job.gpu_kind;
   spec.multi_host = true;  // one host is preferred; spanning hosts is allowed when needed
   spec.retries_left = job.retries_left;
   return spec;

@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
+
+#include "common/files.h"
+
 #include "protocol/agent.h"
 #include "protocol/reports.h"
 
@@ -131,13 +135,60 @@ HttpResponse ReportApi::PostExit(const HttpRequest& request) {
   if (job->attempts != *number) {
     return JsonResponse(200, Json{{"ignored", "attempt is not the job's newest attempt"}});
   }
-  Expected<std::vector<Action>> actions =
-      core_.scheduler().ReportExit(agent, job->id, KindOf(report->outcome));
+  ExitKind kind = KindOf(report->outcome);
+  std::string note;
+  if (report->outcome == protocol::ExitOutcome::kFailed &&
+      report->exit_status == protocol::kTrainExitOutOfMemory) {
+    kind = OutOfMemoryExit(job->id, static_cast<int>(*number), &note);
+  }
+  Expected<std::vector<Action>> actions = core_.scheduler().ReportExit(agent, job->id, kind);
   if (!actions.ok()) return StatusResponse(actions.status());
   Status applied = core_.Apply(*actions, report->exit_status);
   if (!applied.ok()) return StatusResponse(applied);
+  if (!note.empty()) {
+    std::fprintf(stderr, "coordinator: job %s: %s\n", job->id.c_str(), note.c_str());
+    core_.events().Append("note", job->id, Json{{"message", note}});
+  }
   core_.Tick();
   return JsonResponse(200, Json::object());
+}
+
+ExitKind ReportApi::OutOfMemoryExit(const std::string& job_id, int attempt, std::string* note) {
+  // The trainer writes the sizes that ran out of memory into the run folder every attempt of
+  // the job shares (docs/train-spec.md); the next attempt reads them and uses half.
+  std::string path = core_.RunDir(job_id) + "/out_of_memory.json";
+  int64_t micro = 0, eval = 0;
+  if (Expected<std::string> text = ReadFile(path); text.ok()) {
+    Json limits = Json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (limits.is_object()) {
+      Json m = limits.value("micro_batch", Json(0)), e = limits.value("eval_batch", Json(0));
+      if (m.is_number_integer()) micro = m.get<int64_t>();
+      if (e.is_number_integer()) eval = e.get<int64_t>();
+    }
+  }
+  auto seen = memory_limits_seen_.find(job_id);
+  std::pair<int64_t, int64_t> before =
+      seen == memory_limits_seen_.end() ? std::make_pair(int64_t{0}, int64_t{0}) : seen->second;
+  auto smaller = [](int64_t now, int64_t then) { return now > 1 && (then == 0 || now < then); };
+  bool micro_smaller = smaller(micro, before.first);
+  bool eval_smaller = smaller(eval, before.second);
+  if (!micro_smaller && !eval_smaller) {
+    *note = fmt::format(
+        "attempt {} ran out of memory (exit status 79) but {} records no smaller batch than "
+        "before; counted as a failure, which uses a retry",
+        attempt, path);
+    return ExitKind::kFailed;
+  }
+  memory_limits_seen_[job_id] = {micro, eval};
+  *note = micro_smaller
+              ? fmt::format("attempt {} ran out of memory training with micro-batch {}; attempt "
+                            "{} trains with micro-batch {} (the same global batch, accumulated); "
+                            "an out-of-memory exit uses no retry",
+                            attempt, micro, attempt + 1, std::max<int64_t>(1, micro / 2))
+              : fmt::format("attempt {} ran out of memory evaluating with batch {}; attempt {} "
+                            "evaluates with batch {}; an out-of-memory exit uses no retry",
+                            attempt, eval, attempt + 1, std::max<int64_t>(1, eval / 2));
+  return ExitKind::kOutOfMemory;
 }
 
 }  // namespace vitscale::coordinator

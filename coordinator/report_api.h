@@ -5,6 +5,10 @@
 // Threading: io thread only.
 #pragma once
 
+#include <map>
+#include <string>
+#include <utility>
+
 #include "coordinator/core.h"
 
 namespace vitscale::coordinator {
@@ -21,8 +25,15 @@ class ReportApi {
   HttpResponse PostResults(const HttpRequest& request);
   HttpResponse PostCheckpoint(const HttpRequest& request);
   HttpResponse PostExit(const HttpRequest& request);
+  // An attempt that exited 79 (out of memory): kOutOfMemory when the trainer recorded a smaller
+  // batch than at its last such exit (the next attempt runs with half of it, and no retry is
+  // used), else kFailed; `note` says which, for the job's events.
+  ExitKind OutOfMemoryExit(const std::string& job_id, int attempt, std::string* note);
 
   Core& core_;
+  // Per job, the sizes out_of_memory.json held at its last out-of-memory exit (micro-batch,
+  // evaluation batch): an exit 79 that leaves them as they were would run out again, blindly.
+  std::map<std::string, std::pair<int64_t, int64_t>> memory_limits_seen_;
 };
 
 }  // namespace vitscale::coordinator

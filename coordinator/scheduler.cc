@@ -57,6 +57,8 @@ const char* ReasonName(Reason reason) {
       return "succeeded";
     case Reason::kRetry:
       return "retry";
+    case Reason::kOutOfMemory:
+      return "out_of_memory";
     case Reason::kFailed:
       return "failed";
     case Reason::kConfigError:
@@ -291,6 +293,28 @@ Status Scheduler::Heartbeat(const std::string& agent_id, const std::vector<std::
   return Status::Ok();
 }
 
+Status Scheduler::AdoptGpus(const std::string& agent_id, const std::string& job_id,
+                           const std::vector<int>& indices) {
+  RETURN_IF_ERROR(CheckAgent(agent_id));
+  ASSIGN_OR_RETURN(JobView * job, FindJob(job_id));
+  for (Holder& h : job->holders) {
+    if (h.placement.agent_id != agent_id) continue;
+    std::set<int> distinct(indices.begin(), indices.end());
+    int offered = agents_[agent_id].spec.gpus;
+    if (h.placement.gpus == 0 || static_cast<int>(distinct.size()) != h.placement.gpus ||
+        static_cast<int>(indices.size()) != h.placement.gpus || *distinct.begin() < 0 ||
+        *distinct.rbegin() >= offered) {
+      return FailedPrecondition(fmt::format(
+          "agent '{}' holds {} GPUs of job '{}' (of its {}), but lists {} for it", agent_id,
+          h.placement.gpus, job_id, offered, indices.size()));
+    }
+    h.placement.gpu_indices = indices;
+    return Status::Ok();
+  }
+  return FailedPrecondition(
+      fmt::format("agent '{}' holds no lease on job '{}'", agent_id, job_id));
+}
+
 Expected<std::vector<Action>> Scheduler::ReportStarted(const std::string& agent_id,
                                                        const std::string& job_id) {
   RETURN_IF_ERROR(CheckAgent(agent_id));
@@ -330,6 +354,12 @@ Expected<std::vector<Action>> Scheduler::ReportExit(const std::string& agent_id,
     case ExitKind::kPreempted:
       job->eligible_at = now;
       MoveTo(*job, JobState::kPending, Reason::kPreempted, actions);
+      break;
+    case ExitKind::kOutOfMemory:
+      // Each such exit halves a recorded batch, and at 1 the trainer reports a configuration
+      // error instead: the run of these retries is finite without counting them.
+      job->eligible_at = now;
+      MoveTo(*job, JobState::kPending, Reason::kOutOfMemory, actions);
       break;
     case ExitKind::kFailed: {
       job->failures += 1;
@@ -381,6 +411,30 @@ void Scheduler::ExpireLeases(std::vector<Action>& actions) {
   }
 }
 
+bool Scheduler::Matches(const JobSpec& spec, const AgentSpec& agent) const {
+  if (spec.gpus_per_rank <= 0) return true;
+  return agent.gpus > 0 && (spec.gpu_kind.empty() || spec.gpu_kind == agent.gpu_kind);
+}
+
+std::optional<std::vector<int>> Scheduler::FreeGpus(const std::string& agent_id, int count) const {
+  std::vector<bool> used(std::max(agents_.at(agent_id).spec.gpus, 0), false);
+  for (const std::string& job_id : leased_) {
+    for (const Holder& h : jobs_.at(job_id).holders) {
+      if (h.placement.agent_id != agent_id) continue;
+      for (int index : h.placement.gpu_indices) {
+        if (index >= 0 && index < static_cast<int>(used.size())) used[index] = true;
+      }
+    }
+  }
+  std::vector<int> free;
+  for (int index = 0; index < static_cast<int>(used.size()) && static_cast<int>(free.size()) < count;
+       ++index) {
+    if (!used[index]) free.push_back(index);
+  }
+  if (static_cast<int>(free.size()) < count) return std::nullopt;
+  return free;
+}
+
 void Scheduler::ComputeCapacity(CapacityMap& free, CapacityMap& releasing) const {
   for (const auto& [id, agent] : agents_) {
     if (!Alive(agent)) continue;
@@ -395,6 +449,11 @@ void Scheduler::ComputeCapacity(CapacityMap& free, CapacityMap& releasing) const
       if (it == free.end()) continue;
       it->second.slots -= h.placement.ranks;
       it->second.gpus -= h.placement.gpus;
+      // GPUs held at indices not known yet (restored, the agent has not listed them): which of
+      // the agent's GPUs are free is unknown, so none is offered until it says.
+      if (h.placement.gpus > 0 && h.placement.gpu_indices.empty()) {
+        it->second.gpus = std::min(it->second.gpus, 0);
+      }
       if (giving_back) {
         releasing[h.placement.agent_id].slots += h.placement.ranks;
         releasing[h.placement.agent_id].gpus += h.placement.gpus;
@@ -414,6 +473,7 @@ std::optional<std::vector<Placement>> Scheduler::PlaceGang(const JobSpec& spec,
   int total = 0;
   std::vector<std::pair<int, const std::string*>> by_room;
   for (const auto& [id, room] : capacity) {
+    if (!Matches(spec, agents_.at(id).spec)) continue;
     int fit = RanksThatFit(spec.gpus_per_rank, room.slots, room.gpus);
     if (fit <= 0) continue;
     total += fit;
@@ -576,7 +636,20 @@ std::vector<Action> Scheduler::Schedule() {
     // for anyone to take or for a reservation to withhold: nothing more to do.
     if (open_slots == 0 && !may_preempt) break;
     if (job.spec.ranks <= open_slots) {
-      if (auto placements = PlaceGang(job.spec, free)) {
+      auto placements = PlaceGang(job.spec, free);
+      for (size_t i = 0; placements && i < placements->size(); ++i) {
+        Placement& p = (*placements)[i];
+        if (p.gpus == 0) continue;
+        // The capacity counted these GPUs free, so as many indices are; the jobs placed earlier
+        // in this pass hold theirs already.
+        std::optional<std::vector<int>> gpus = FreeGpus(p.agent_id, p.gpus);
+        if (!gpus) {
+          placements.reset();
+          break;
+        }
+        p.gpu_indices = std::move(*gpus);  // a gang has one placement per agent
+      }
+      if (placements) {
         Reserve(*placements, free, releasing);
         open_slots = OpenSlots(free) + OpenSlots(releasing);
         job.leased_at = now;

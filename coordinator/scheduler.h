@@ -58,13 +58,19 @@ struct JobSpec {
   bool multi_host = false;   // may the ranks span several agents?
   int retries_left = 0;      // failures still allowed before the job is failed for good
   int failures = 0;          // failures so far: a job restored from the store has some
+  // The GPU model the ranks need ("NVIDIA H200"), matched exactly against an agent's
+  // gpu_kind; "" = any GPU. Ignored for CPU ranks, which run on any agent's CPU slots.
+  std::string gpu_kind{};
 };
 
 struct AgentSpec {
   std::string id;
   std::string host;  // what mpirun -H names
   int slots = 0;     // ranks the host runs at once
-  int gpus = 0;
+  int gpus = 0;      // GPUs 0..gpus-1 of the host
+  // Their model ("" when unnamed: then only jobs that take any GPU run there). {}: initialisers
+  // that stop at `gpus` stay warning-free.
+  std::string gpu_kind{};
 };
 
 // Part of a gang: `ranks` ranks of a job on one agent.
@@ -73,6 +79,11 @@ struct Placement {
   std::string host;
   int ranks = 0;
   int gpus = 0;  // ranks x gpus_per_rank
+  // Which of the host's GPUs (gpus of them), so that two jobs never share one: chosen when the
+  // job is placed, lowest free indices first. Empty for a CPU job, and for a job restored after a
+  // coordinator restart until its agent says which GPUs it uses (AdoptGpus); until then the
+  // agent offers no GPUs to other jobs.
+  std::vector<int> gpu_indices{};
 };
 
 // Why a transition happened; tells the coordinator how to end the attempt it records.
@@ -81,6 +92,7 @@ enum class Reason {
   kStarted,           // leased -> running: the leader reports mpirun started
   kSucceeded,         // -> succeeded
   kRetry,             // -> pending after a failure; eligible again after the backoff
+  kOutOfMemory,       // -> pending at once: the next attempt uses a halved batch; no retry used
   kFailed,            // -> failed: no retries left
   kConfigError,       // -> failed: the trainer rejected its spec; retrying cannot help
   kPreemptRequested,  // -> preempted: a Signal follows
@@ -91,7 +103,9 @@ enum class Reason {
 const char* ReasonName(Reason reason);
 
 // How the trainer ended, as the leader agent classifies its exit status.
-enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted };
+// kOutOfMemory: the trainer ran out of memory and recorded a smaller batch for the next attempt
+// (the coordinator has checked that it did), so running again is not a blind retry.
+enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted, kOutOfMemory };
 
 // Actions --------------------------------------------------------------------------------
 struct Transition {
@@ -183,6 +197,12 @@ class Scheduler {
   // nothing: kNotFound for an unregistered agent, kFailedPrecondition naming the first job
   // whose lease the agent does not hold; then nothing changes, and the agent must stop that job.
   Status Heartbeat(const std::string& agent_id, const std::vector<std::string>& job_ids);
+  // The agent says which of its GPUs a job it holds uses (its registration lists them): after a
+  // coordinator restart, that is how restored placements learn their indices. kNotFound for an
+  // unknown agent or job; kFailedPrecondition when the agent holds no GPUs of the job, or
+  // `indices` is not as many distinct GPUs of the agent as it holds.
+  Status AdoptGpus(const std::string& agent_id, const std::string& job_id,
+                   const std::vector<int>& indices);
   // The two reports below also count as the agent's heartbeat (not as its leases').
   // The leader reports the job's processes started: leased -> running.
   Expected<std::vector<Action>> ReportStarted(const std::string& agent_id,
@@ -233,6 +253,11 @@ class Scheduler {
   void ComputeCapacity(CapacityMap& free, CapacityMap& releasing) const;
   std::optional<std::vector<Placement>> PlaceGang(const JobSpec& spec,
                                                   const CapacityMap& capacity) const;
+  // Can the agent run ranks of `spec`: any agent for CPU ranks; for GPU ranks, an agent whose
+  // GPUs are of the kind asked for.
+  bool Matches(const JobSpec& spec, const AgentSpec& agent) const;
+  // The lowest `count` GPU indices of the agent that no lease holds; nullopt when fewer are free.
+  std::optional<std::vector<int>> FreeGpus(const std::string& agent_id, int count) const;
   // Running or leased jobs the job `for_job` may preempt, best victim first.
   std::vector<JobView*> VictimCandidates(const JobSpec& for_job);
   // Preempts the fewest victims that make room for `job`, promises it that room (out of `free`

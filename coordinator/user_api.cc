@@ -537,9 +537,12 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
     record.priority = static_cast<int>(job.priority);
     record.ranks = static_cast<int>(job.resources.ranks);
     record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
+    record.gpu_kind = job.resources.gpu_kind;
     record.retries_left = core_.options().max_retries;
     records.push_back(std::move(record));
   }
+  Status fits = CheckGpusOffered(records);
+  if (!fits.ok()) return StatusResponse(fits);
   Expected<storage::AddSweepOutcome> outcome =
       core_.store().AddSweep(parsed->name, request.body, records);
   if (!outcome.ok()) return StatusResponse(outcome.status());
@@ -561,6 +564,53 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   core_.events().Append("sweep", "", Json{{"name", parsed->name}});
   core_.Tick();  // place new work now rather than at the next tick
   return JsonResponse(200, reply.ToJson());
+}
+
+Status UserApi::CheckGpusOffered(const std::vector<JobRecord>& jobs) {
+  // The rule (docs/gpu.md): a GPU job must fit the GPUs of its kind that the registered hosts
+  // offer together (a gang may span hosts), as the store last heard from each. A job that does
+  // not is refused whole, with the numbers, before anything is stored: more hosts must register
+  // first. One that fits waits for free GPUs like any job.
+  const JobRecord* worst = nullptr;
+  int64_t worst_offered = 0;
+  std::vector<storage::AgentRecord> agents;
+  bool listed_agents = false;
+  for (const JobRecord& job : jobs) {
+    if (job.gpus_per_rank <= 0) continue;
+    if (!listed_agents) {
+      ASSIGN_OR_RETURN(agents, core_.store().ListAgents());
+      listed_agents = true;
+    }
+    int64_t offered = 0;
+    for (const storage::AgentRecord& agent : agents) {
+      if (job.gpu_kind.empty() || agent.gpu_kind == job.gpu_kind) offered += agent.gpus;
+    }
+    int64_t needed = int64_t{job.ranks} * job.gpus_per_rank;
+    if (needed > offered &&
+        (worst == nullptr || needed > int64_t{worst->ranks} * worst->gpus_per_rank)) {
+      worst = &job;
+      worst_offered = offered;
+    }
+  }
+  if (worst == nullptr) return Status::Ok();
+  std::string hosts;
+  int listed = 0;
+  for (const storage::AgentRecord& agent : agents) {
+    if (agent.gpus == 0) continue;
+    if (++listed > 8) {
+      hosts += ", ...";
+      break;
+    }
+    hosts += fmt::format("{}{} {} x {}", hosts.empty() ? "" : ", ", agent.id, agent.gpus,
+                         agent.gpu_kind);
+  }
+  std::string kind = worst->gpu_kind.empty() ? "GPUs" : "GPUs of kind '" + worst->gpu_kind + "'";
+  return InvalidArgument(fmt::format(
+      "job {} ({}) asks for {} {} ({} ranks x gpus_per_rank {}), but the registered hosts offer "
+      "{} in all{}; start the agents of more GPU hosts first, or lower resources.ranks",
+      worst->id.substr(0, 12), worst->model, int64_t{worst->ranks} * worst->gpus_per_rank, kind,
+      worst->ranks, worst->gpus_per_rank, worst_offered,
+      hosts.empty() ? " (no host offers GPUs)" : " (" + hosts + ")"));
 }
 
 HttpResponse UserApi::CancelJob(const HttpRequest& request) {

@@ -24,6 +24,9 @@ class UserApi {
  private:
   HttpResponse Health(const HttpRequest& request);
   HttpResponse SubmitSweep(const HttpRequest& request);
+  // kInvalidArgument, with the numbers, for the GPU job that most exceeds what the registered
+  // hosts offer of its GPU kind.
+  Status CheckGpusOffered(const std::vector<storage::JobRecord>& jobs);
   HttpResponse ListSweeps(const HttpRequest& request);
   HttpResponse GetSweep(const HttpRequest& request);
   HttpResponse ListJobs(const HttpRequest& request);

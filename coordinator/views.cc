@@ -85,7 +85,9 @@ protocol::AgentInfo AgentInfoOf(const AgentView& agent, const Scheduler& schedul
   info.host = agent.spec.host;
   info.slots = agent.spec.slots;
   info.gpus = agent.spec.gpus;
+  info.gpu_kind = agent.spec.gpu_kind;
   info.free_slots = agent.free_slots;
+  info.free_gpus = agent.free_gpus;
   double since_heartbeat = std::chrono::duration<double>(clock.Now() - agent.last_heartbeat).count();
   info.last_heartbeat = IsoTime(clock.WallSeconds() - since_heartbeat);
   info.alive = agent.alive;

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace vitscale::protocol {
 namespace {
 
@@ -14,7 +16,35 @@ Json RunningJson(const std::vector<RunningEntry>& entries) {
   return list;
 }
 
+Json GpusJson(const std::vector<HostGpus>& entries) {
+  Json list = Json::array();
+  for (const HostGpus& entry : entries) list.push_back(entry.ToJson());
+  return list;
+}
+
 }  // namespace
+
+Status CheckGpuKind(const std::string& path, const std::string& kind) {
+  RETURN_IF_ERROR(CheckText(path, kind, kGpuKindRule));
+  if (kind.empty()) return FieldError(path, "is empty; name the GPU model, as \"NVIDIA H200\"");
+  if (kind == kCpuKind) {
+    return FieldError(path, "'cpu' is the kind of CPU slots, not of a GPU; name the GPU model");
+  }
+  return Status::Ok();
+}
+
+Status CheckGpuIndices(const std::string& path, const std::vector<int>& indices) {
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (std::find(indices.begin(), indices.begin() + i, indices[i]) != indices.begin() + i) {
+      return FieldError(path, fmt::format("names GPU {} twice", indices[i]));
+    }
+  }
+  return Status::Ok();
+}
+
+std::string GpuIndicesString(const std::vector<int>& indices) {
+  return fmt::format("{}", fmt::join(indices, ","));
+}
 
 Expected<RunningEntry> RunningEntry::FromJson(const Json& value, const std::string& path) {
   // Part of requests (agent -> coordinator) and of replies; strict either way.
@@ -22,11 +52,17 @@ Expected<RunningEntry> RunningEntry::FromJson(const Json& value, const std::stri
   ObjectReader r(value, path, kRequest);
   r.Text("job", &entry.job, kJobIdRule);
   r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
+  r.IntList("gpus", &entry.gpus, kMaxSlots, 0, kMaxSlots - 1, /*required=*/false);
   RETURN_IF_ERROR(r.Finish());
+  RETURN_IF_ERROR(CheckGpuIndices(r.Join("gpus"), entry.gpus));
   return entry;
 }
 
-Json RunningEntry::ToJson() const { return Json{{"job", job}, {"attempt", attempt}}; }
+Json RunningEntry::ToJson() const {
+  Json out = {{"job", job}, {"attempt", attempt}};
+  if (!gpus.empty()) out["gpus"] = gpus;
+  return out;
+}
 
 Expected<RegisterRequest> RegisterRequest::FromJson(const Json& value, const std::string& path) {
   RegisterRequest request;
@@ -34,13 +70,26 @@ Expected<RegisterRequest> RegisterRequest::FromJson(const Json& value, const std
   r.Text("host", &request.host, kHostRule);
   r.Int("slots", &request.slots, 0, kMaxSlots);
   r.Int("gpus", &request.gpus, 0, kMaxSlots);
+  std::optional<std::string> gpu_kind;
+  r.OptionalText("gpu_kind", &gpu_kind, kGpuKindRule);
   r.List("running", &request.running, kMaxRunning, &RunningEntry::FromJson, /*required=*/false);
   RETURN_IF_ERROR(r.Finish());
+  if (request.gpus > 0) {
+    if (!gpu_kind) {
+      return FieldError(r.Join("gpu_kind"),
+                        "is required when 'gpus' > 0: the GPUs' model, as \"NVIDIA H200\"");
+    }
+    RETURN_IF_ERROR(CheckGpuKind(r.Join("gpu_kind"), *gpu_kind));
+    request.gpu_kind = *gpu_kind;
+  }
   return request;
 }
 
 Json RegisterRequest::ToJson() const {
-  return Json{{"host", host}, {"slots", slots}, {"gpus", gpus}, {"running", RunningJson(running)}};
+  Json out = {{"host", host}, {"slots", slots}, {"gpus", gpus}};
+  if (gpus > 0) out["gpu_kind"] = gpu_kind;
+  out["running"] = RunningJson(running);
+  return out;
 }
 
 Expected<RegisterReply> RegisterReply::FromJson(const Json& value, const std::string& path) {
@@ -106,12 +155,26 @@ Expected<std::vector<HostRanks>> ParseHosts(std::string_view text, const std::st
   return hosts;
 }
 
+Expected<HostGpus> HostGpus::FromJson(const Json& value, const std::string& path) {
+  HostGpus entry;
+  ObjectReader r(value, path, kReply);
+  r.Text("host", &entry.host, kHostRule);
+  r.IntList("gpus", &entry.gpus, kMaxSlots, 0, kMaxSlots - 1);
+  RETURN_IF_ERROR(r.Finish());
+  RETURN_IF_ERROR(CheckGpuIndices(r.Join("gpus"), entry.gpus));
+  if (entry.gpus.empty()) return FieldError(r.Join("gpus"), "is empty");
+  return entry;
+}
+
+Json HostGpus::ToJson() const { return Json{{"host", host}, {"gpus", gpus}}; }
+
 Expected<LaunchEntry> LaunchEntry::FromJson(const Json& value, const std::string& path) {
   LaunchEntry entry;
   ObjectReader r(value, path, kReply);
   r.Text("job", &entry.job, kJobIdRule);
   r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
   r.Bool("hold", &entry.hold, /*required=*/false);
+  r.List("gpus", &entry.gpus, kMaxRanks, &HostGpus::FromJson, /*required=*/false);
   if (r.ok() && !entry.hold) {
     std::string hosts;
     r.Int("ranks", &entry.ranks, 1, kMaxRanks);
@@ -127,14 +190,27 @@ Expected<LaunchEntry> LaunchEntry::FromJson(const Json& value, const std::string
       return FieldError(r.Join("hosts"), fmt::format("places {} ranks, but 'ranks' is {}", total,
                                                      entry.ranks));
     }
+    if (!entry.gpus.empty()) {
+      // Every host of the gang, in the same order: the leader starts each host's ranks with
+      // that host's devices.
+      bool same = entry.gpus.size() == entry.hosts.size();
+      for (size_t i = 0; same && i < entry.hosts.size(); ++i) {
+        same = entry.gpus[i].host == entry.hosts[i].host;
+      }
+      if (!same) {
+        return FieldError(r.Join("gpus"), "must name the hosts of 'hosts', in the same order");
+      }
+    }
     return entry;
   }
   RETURN_IF_ERROR(r.Finish());
+  if (entry.gpus.size() > 1) return FieldError(r.Join("gpus"), "a hold names its own host only");
   return entry;
 }
 
 Json LaunchEntry::ToJson() const {
   Json out = {{"job", job}, {"attempt", attempt}};
+  if (!gpus.empty()) out["gpus"] = GpusJson(gpus);
   if (hold) {
     out["hold"] = true;
     return out;

@@ -18,22 +18,40 @@ inline constexpr size_t kMaxRunning = 4096;    // jobs one agent lists
 inline constexpr int kMaxAttempt = 1000000;
 inline constexpr int kMaxRanks = 65536;
 inline constexpr int kMaxGraceSeconds = 86400;
+// The accelerator kind of CPU slots; a host's GPUs have their model's name as their kind.
+inline constexpr char kCpuKind[] = "cpu";
+inline constexpr TextRule kGpuKindRule{TextKind::kText, 128};
+
+// Checks a GPU kind: one line of text, not empty, not "cpu".
+Status CheckGpuKind(const std::string& path, const std::string& kind);
+
+// GPU indices as the host numbers them (nvidia-smi's index, CUDA_VISIBLE_DEVICES's values),
+// "gpus": [0, 1]: each in [0, kMaxSlots), none twice.
+Status CheckGpuIndices(const std::string& path, const std::vector<int>& indices);
+// "0,1": the value CUDA_VISIBLE_DEVICES gets.
+std::string GpuIndicesString(const std::vector<int>& indices);
 
 // One job an agent runs or holds: (job id, attempt number).
 struct RunningEntry {
   std::string job;  // 64 hex digits
   int attempt = 0;  // >= 1
+  // The GPUs of this host the job uses (absent: none). Sent in registrations, so that a
+  // restarted coordinator learns which GPUs its running jobs hold.
+  std::vector<int> gpus{};
 
   static Expected<RunningEntry> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;
-  bool operator==(const RunningEntry& o) const { return job == o.job && attempt == o.attempt; }
+  bool operator==(const RunningEntry& o) const {
+    return job == o.job && attempt == o.attempt && gpus == o.gpus;
+  }
 };
 
 // POST /api/v1/agents/register
 struct RegisterRequest {
   std::string host;  // the agent's id and the name mpirun -H gets (RFC 1123)
   int slots = 0;
-  int gpus = 0;
+  int gpus = 0;          // GPUs 0..gpus-1 of this host, offered besides the CPU slots
+  std::string gpu_kind;  // their model ("NVIDIA H200"); required when gpus > 0, else absent
   std::vector<RunningEntry> running;  // absent = none
 
   static Expected<RegisterRequest> FromJson(const Json& value, const std::string& path);
@@ -67,11 +85,24 @@ struct HostRanks {
 std::string HostsString(const std::vector<HostRanks>& hosts);
 Expected<std::vector<HostRanks>> ParseHosts(std::string_view text, const std::string& path);
 
+// The GPUs a job uses on one host of its gang.
+struct HostGpus {
+  std::string host;
+  std::vector<int> gpus;
+
+  static Expected<HostGpus> FromJson(const Json& value, const std::string& path);
+  Json ToJson() const;
+  bool operator==(const HostGpus& o) const { return host == o.host && gpus == o.gpus; }
+};
+
 // One entry of a poll reply's "launch": run the job (the gang's leader) or hold slots for it.
 struct LaunchEntry {
   std::string job;
   int attempt = 0;
   bool hold = false;  // a gang member: keep the slots leased, run nothing
+  // A GPU job's devices: the leader's entry names every host of `hosts`, in its order; a hold
+  // names its own host. Empty for a CPU job.
+  std::vector<HostGpus> gpus;
   // The leader's fields (absent in a hold):
   int ranks = 0;
   std::vector<HostRanks> hosts;

@@ -307,7 +307,13 @@ Expected<AgentInfo> AgentInfo::FromJson(const Json& value, const std::string& pa
   r.Text("host", &a.host, kHostRule);
   r.Int("slots", &a.slots, 0, 1 << 20);
   r.Int("gpus", &a.gpus, 0, 1 << 20);
+  std::optional<std::string> gpu_kind;
+  r.OptionalText("gpu_kind", &gpu_kind, TextRule{TextKind::kText, 128});
+  a.gpu_kind = gpu_kind.value_or("");
   r.Int("free_slots", &a.free_slots, 0, 1 << 20);
+  std::optional<int> free_gpus;
+  r.OptionalInt("free_gpus", &free_gpus, 0, 1 << 20);
+  a.free_gpus = free_gpus.value_or(0);
   r.Text("last_heartbeat", &a.last_heartbeat, kShown);
   r.Bool("alive", &a.alive);
   r.TextList("jobs", &a.jobs, kMaxListed, kJobIdRule);
@@ -317,7 +323,8 @@ Expected<AgentInfo> AgentInfo::FromJson(const Json& value, const std::string& pa
 
 Json AgentInfo::ToJson() const {
   return Json{{"id", id},     {"host", host},   {"slots", slots},
-              {"gpus", gpus}, {"free_slots", free_slots},
+              {"gpus", gpus}, {"gpu_kind", gpu_kind},
+              {"free_slots", free_slots}, {"free_gpus", free_gpus},
               {"last_heartbeat", last_heartbeat},
               {"alive", alive}, {"jobs", jobs}};
 }

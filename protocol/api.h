@@ -175,7 +175,9 @@ struct AgentInfo {
   std::string host;
   int slots = 0;
   int gpus = 0;
+  std::string gpu_kind;  // the GPUs' model ("NVIDIA H200"); "" without GPUs
   int free_slots = 0;
+  int free_gpus = 0;
   std::string last_heartbeat;
   bool alive = false;
   std::vector<std::string> jobs;  // ids of the jobs whose leases hold its slots

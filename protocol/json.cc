@@ -368,6 +368,35 @@ void ObjectReader::TextList(const char* key, std::vector<std::string>* out, size
   }
 }
 
+void ObjectReader::IntList(const char* key, std::vector<int>* out, size_t max_items, int low,
+                            int high, bool required) {
+  const Json* v = Take(key, required);
+  if (v == nullptr) return;
+  if (!v->is_array()) return Fail(key, "expected an array of whole numbers, got " + TypeName(*v));
+  if (v->size() > max_items) {
+    return Fail(key, fmt::format("holds {} items; at most {} are accepted", v->size(), max_items));
+  }
+  out->clear();
+  for (size_t i = 0; i < v->size(); ++i) {
+    const Json& item = (*v)[i];
+    std::optional<int64_t> value;
+    if (item.is_number_unsigned()) {
+      if (item.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+        value = static_cast<int64_t>(item.get<uint64_t>());
+      }
+    } else if (item.is_number_integer()) {
+      value = item.get<int64_t>();
+    }
+    if (!value || *value < low || *value > high) {
+      status_ = FieldError(fmt::format("{}[{}]", Join(key), i),
+                           fmt::format("expected a whole number within {}..{}, got {}", low, high,
+                                       value ? std::to_string(*value) : item.dump()));
+      return;
+    }
+    out->push_back(static_cast<int>(*value));
+  }
+}
+
 void ObjectReader::RawObject(const char* key, Json* out, bool required) {
   const Json* v = Take(key, required);
   if (v == nullptr) return;

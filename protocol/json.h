@@ -112,6 +112,9 @@ class ObjectReader {
   // An array of at most `max_items` strings, each checked against `rule`.
   void TextList(const char* key, std::vector<std::string>* out, size_t max_items, TextRule rule,
                 bool required = true);
+  // An array of at most `max_items` whole numbers, each within [low, high].
+  void IntList(const char* key, std::vector<int>* out, size_t max_items, int low, int high,
+               bool required = true);
   // A JSON object kept as it is (a job config or a spec the coordinator passes through).
   void RawObject(const char* key, Json* out, bool required = true);
   // A nested message.

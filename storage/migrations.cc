@@ -178,6 +178,11 @@ BEGIN
     WHERE sweep_id IN (SELECT sweep_id FROM sweep_jobs WHERE job_id = NEW.job_id);
 END;
 )SQL"},
+      {6, "accelerator kinds: the GPU model a job needs and the one an agent offers", R"SQL(
+-- '' = any GPU model for a job (CPU ranks need none); '' for an agent without GPUs.
+ALTER TABLE jobs ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
+)SQL"},
   };
   return kMigrations;
 }

@@ -44,6 +44,7 @@ struct JobRecord {
   int priority = 0;                // higher runs first
   int ranks = 1;                   // MPI ranks of one attempt
   int gpus_per_rank = 0;           // 0 = CPU ranks
+  std::string gpu_kind;            // the GPU model its ranks need; "" = any (or CPU ranks)
   int retries_left = 0;            // failed -> pending while > 0
   // Set by the store; ignored by AddSweep.
   JobState state = JobState::kPending;
@@ -169,6 +170,7 @@ struct AgentRecord {
   int slots = 0;  // ranks the host can run at once
   int gpus = 0;
   double last_heartbeat_at = 0;
+  std::string gpu_kind{};  // the GPUs' model; "" without GPUs
 };
 
 // One scalar of a training curve. Appended in batches; never updated.

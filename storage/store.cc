@@ -149,7 +149,7 @@ constexpr const char* kJobColumns =
     "j.submit_order, j.submitted_at, j.updated_at, "
     "(SELECT count(*) FROM attempts a WHERE a.job_id = j.id), "
     "(SELECT m.value FROM metrics m WHERE m.job_id = j.id AND m.name = 'images_seen' "
-    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1)";
+    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.gpu_kind";
 
 Expected<JobRecord> ReadJob(const Query& q) {
   JobRecord job;
@@ -171,6 +171,7 @@ Expected<JobRecord> ReadJob(const Query& q) {
   job.updated_at = q.ColReal(15);
   job.attempts = q.ColInt(16);
   job.images_seen = q.ColOptReal(17);
+  job.gpu_kind = q.ColText(18);
   return job;
 }
 
@@ -648,8 +649,9 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
   ASSIGN_OR_RETURN(sqlite3_stmt * insert_job,
                    Prepare("INSERT INTO jobs (id, model, family, dataset, subset_size, epochs, "
                            "config_json, planned_train_flops, state, priority, ranks, "
-                           "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) "
+                           "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at, "
+                           "gpu_kind) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING"));
   ASSIGN_OR_RETURN(sqlite3_stmt * link_job,
                    Prepare("INSERT INTO sweep_jobs (sweep_id, job_id, position) VALUES (?, ?, ?)"));
@@ -660,7 +662,7 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
       q.Text(job.id).Text(job.model).Text(job.family).Text(job.dataset).Int(job.subset_size);
       q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops).Int(job.priority);
       q.Int(job.ranks).Int(job.gpus_per_rank).Int(job.retries_left).Int(next_order);
-      q.Real(now).Real(now);
+      q.Real(now).Real(now).Text(job.gpu_kind);
       if (!q.Run()) return Error(fmt::format("cannot add job {} ({})", job.id, job.model));
     }
     if (sqlite3_changes(db_) == 1) {
@@ -731,7 +733,7 @@ Expected<std::vector<SweepRecord>> Store::ListSweeps() {
 }
 
 Expected<std::vector<SweepSummary>> Store::SweepSummaries() {
-  // From the counters migration 4 keeps: O(sweeps), however many jobs they hold.
+  // From the counters migration 5 keeps: O(sweeps), however many jobs they hold.
   std::vector<SweepSummary> sweeps;
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                    Prepare("SELECT s.id, s.name, s.created_at, c.state, c.jobs, "
@@ -916,7 +918,7 @@ Expected<JobCount> Store::CountJobs(const JobFilter& filter, int64_t bound) {
   for (size_t i = 0; i < filter.states.size(); ++i) states += i ? ", ?" : " AND state IN (?";
   if (!states.empty()) states += ")";
   if (!filter.model && !filter.subset_size) {
-    // Sweep and state are what the maintained counters (migration 4) count.
+    // Sweep and state are what the maintained counters (migration 5) count.
     std::string sql = filter.sweep
                           ? "SELECT ifnull(sum(jobs), 0) FROM sweep_counts WHERE sweep_id = ?" + states
                           : "SELECT ifnull(sum(jobs), 0) FROM job_counts WHERE 1" + states;
@@ -1209,26 +1211,28 @@ Status Store::UpsertAgent(const AgentRecord& agent) {
   }
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                    Prepare("INSERT INTO agents (id, host, slots, gpus, registered_at, "
-                           "last_heartbeat_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO "
-                           "UPDATE SET host = excluded.host, slots = excluded.slots, "
-                           "gpus = excluded.gpus, last_heartbeat_at = excluded.last_heartbeat_at"));
+                           "last_heartbeat_at, gpu_kind) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT "
+                           "(id) DO UPDATE SET host = excluded.host, slots = excluded.slots, "
+                           "gpus = excluded.gpus, last_heartbeat_at = excluded.last_heartbeat_at, "
+                           "gpu_kind = excluded.gpu_kind"));
   double now = Now();
   Query q(stmt);
   q.Text(agent.id).Text(agent.host).Int(agent.slots).Int(agent.gpus).Real(now).Real(now);
+  q.Text(agent.gpu_kind);
   if (!q.Run()) return Error("cannot record agent " + agent.id);
   return Status::Ok();
 }
 
 Expected<std::vector<AgentRecord>> Store::ListAgents() {
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT id, host, slots, gpus, last_heartbeat_at FROM agents "
-                           "ORDER BY id"));
+                   Prepare("SELECT id, host, slots, gpus, last_heartbeat_at, gpu_kind FROM "
+                           "agents ORDER BY id"));
   Query q(stmt);
   std::vector<AgentRecord> agents;
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     agents.push_back({q.ColText(0), q.ColText(1), static_cast<int>(q.ColInt(2)),
-                      static_cast<int>(q.ColInt(3)), q.ColReal(4)});
+                      static_cast<int>(q.ColInt(3)), q.ColReal(4), q.ColText(5)});
   }
   if (rc != SQLITE_DONE) return Error("cannot list agents");
   return agents;

@@ -383,14 +383,45 @@ Expected<AxisGroup> Parser::ParseZip(const YAML::Node& key_node, const YAML::Nod
 
 Expected<Resources> Parser::ParseResources(const YAML::Node& node, Resources base) const {
   ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                   Entries(node, "resources", {"ranks", "gpus_per_rank"}));
+                   Entries(node, "resources", {"ranks", "gpus_per_rank", "accelerator"}));
+  const YAML::Node* accelerator_node = nullptr;
+  std::string accelerator;
   for (const Entry& e : entries) {
     if (e.key == "ranks") {
       ASSIGN_OR_RETURN(base.ranks, Integer(e.value, "'ranks'", 1));
-    } else {
+    } else if (e.key == "gpus_per_rank") {
       ASSIGN_OR_RETURN(base.gpus_per_rank, Integer(e.value, "'gpus_per_rank'", 0));
+    } else {
+      ASSIGN_OR_RETURN(accelerator, Text(e.value, "'accelerator'"));
+      accelerator_node = &e.value;
     }
   }
+  if (accelerator_node == nullptr) return base;
+  if (accelerator == "cpu") {
+    if (base.gpus_per_rank > 0) {
+      return Error(*accelerator_node,
+                   fmt::format("'accelerator: cpu' but 'gpus_per_rank' is {}; CPU ranks have "
+                               "gpus_per_rank 0",
+                               base.gpus_per_rank));
+    }
+    base.gpu_kind.clear();
+    return base;
+  }
+  // As an agent reports it (protocol::kGpuKindRule): one line of at most 128 bytes.
+  bool one_line = std::none_of(accelerator.begin(), accelerator.end(),
+                               [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+  if (!one_line || accelerator.size() > 128) {
+    return Error(*accelerator_node,
+                 "'accelerator' must be cpu or a GPU model of at most 128 bytes on one line, as "
+                 "`vitscale agents` shows it (\"NVIDIA H200\")");
+  }
+  if (base.gpus_per_rank == 0) {
+    return Error(*accelerator_node,
+                 "'accelerator: " + accelerator +
+                     "' names a GPU model, but 'gpus_per_rank' is 0; set gpus_per_rank: 1 for "
+                     "ranks on GPUs, or accelerator: cpu");
+  }
+  base.gpu_kind = accelerator;
   return base;
 }
 

@@ -57,6 +57,9 @@ struct AxisGroup {
 struct Resources {
   int64_t ranks = 1;          // MPI ranks per job
   int64_t gpus_per_rank = 0;  // 0 = CPU ranks
+  // The accelerator kind the ranks need (docs/gpu.md): for GPU ranks the GPU model, as the
+  // agents report it ("NVIDIA H200"), or "" for any model; "" for CPU ranks (`accelerator: cpu`).
+  std::string gpu_kind;
 };
 
 // One grid block: the product of its groups, in the order they are written.

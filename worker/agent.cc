@@ -78,14 +78,28 @@ bool PathWithin(const std::string& path, const std::vector<std::string>& dirs) {
   return false;
 }
 
-std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
-                                       const std::string& hosts, const std::string& spec_file) {
+namespace {
+
+// mpirun's options for every job, before its app context(s).
+std::vector<std::string> MpirunGlobalOptions(const AgentOptions& options) {
   std::vector<std::string> argv = {options.mpirun};
   if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
   // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
   argv.push_back("--oversubscribe");
   // Local ranks inherit the environment; ranks on other hosts get only what -x names.
   argv.insert(argv.end(), {"-x", "OMP_WAIT_POLICY"});
+  return argv;
+}
+
+// CUDA numbers GPUs fastest first unless told otherwise; nvidia-smi, whose numbers the
+// coordinator hands out, numbers them in PCI bus order.
+constexpr char kCudaDeviceOrder[] = "CUDA_DEVICE_ORDER=PCI_BUS_ID";
+
+}  // namespace
+
+std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
+                                       const std::string& hosts, const std::string& spec_file) {
+  std::vector<std::string> argv = MpirunGlobalOptions(options);
   for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"),
                                  hosts, options.train_command, std::string("--spec"), spec_file}) {
     argv.push_back(arg);
@@ -93,16 +107,38 @@ std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
   return argv;
 }
 
-int DetectGpus() {
-  FILE* pipe = ::popen("nvidia-smi -L 2>/dev/null", "r");
-  if (pipe == nullptr) return 0;
-  int gpus = 0;
-  char line[512];
-  while (std::fgets(line, sizeof(line), pipe) != nullptr) {
-    if (std::string(line).rfind("GPU ", 0) == 0) ++gpus;
+std::string CudaVisibleDevices(const std::vector<int>& gpus,
+                               const std::vector<std::string>& gpu_devices) {
+  if (gpu_devices.empty()) return protocol::GpuIndicesString(gpus);
+  std::string value;
+  for (int index : gpus) {
+    if (!value.empty()) value += ",";
+    // The agent checked the index against its GPUs, which gpu_devices covers.
+    value += gpu_devices.at(static_cast<size_t>(index));
   }
-  int status = ::pclose(pipe);
-  return status == 0 ? gpus : 0;
+  return value;
+}
+
+std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
+                                          const std::vector<protocol::HostRanks>& hosts,
+                                          const std::vector<protocol::HostGpus>& gpus,
+                                          const std::string& spec_file) {
+  std::vector<std::string> argv = MpirunGlobalOptions(options);
+  for (size_t i = 0; i < hosts.size() && i < gpus.size(); ++i) {
+    if (i > 0) argv.push_back(":");
+    for (const std::string& arg :
+         {std::string("-np"), std::to_string(hosts[i].ranks), std::string("-H"),
+          protocol::HostsString({hosts[i]}), std::string("env"), std::string(kCudaDeviceOrder),
+          // This host's GPUs by the names it was given; other hosts' by index.
+          "CUDA_VISIBLE_DEVICES=" +
+              (hosts[i].host == "localhost"
+                   ? CudaVisibleDevices(gpus[i].gpus, options.gpu_devices)
+                   : protocol::GpuIndicesString(gpus[i].gpus)),
+          options.train_command, std::string("--spec"), spec_file}) {
+      argv.push_back(arg);
+    }
+  }
+  return argv;
 }
 
 Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& launcher) {
@@ -112,6 +148,12 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
   }
   if (options.slots < 0 || options.gpus < 0) {
     return InvalidArgument("--slots and --gpus must be >= 0");
+  }
+  if (options.gpus > 0) RETURN_IF_ERROR(protocol::CheckGpuKind("--gpu-kind", options.gpu_kind));
+  if (!options.gpu_devices.empty() && options.gpus > static_cast<int>(options.gpu_devices.size())) {
+    return InvalidArgument(fmt::format(
+        "--gpus {}: the agent's CUDA_VISIBLE_DEVICES gives it {} GPUs; offer at most that many",
+        options.gpus, options.gpu_devices.size()));
   }
   if (options.train_command.empty()) return InvalidArgument("--train-command must not be empty");
   HttpClientOptions poll_options{options.coordinator_url, options.token, milliseconds(3000),
@@ -162,8 +204,9 @@ void Agent::WaitLocked(std::unique_lock<std::mutex>& lock, milliseconds delay) {
 }
 
 Status Agent::Run() {
-  Log(fmt::format("host {} offers {} slots and {} GPUs to {}", options_.host, options_.slots,
-                  options_.gpus, poll_client_->base_url()));
+  Log(fmt::format("host {} offers {} slots and {} GPUs{} to {}", options_.host, options_.slots,
+                  options_.gpus, options_.gpus > 0 ? " (" + options_.gpu_kind + ")" : "",
+                  poll_client_->base_url()));
   std::thread poller([this] { PollLoop(); });
   std::thread reporter([this] { ReportLoop(); });
   while (ControlPass()) {
@@ -313,7 +356,15 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
 
   std::string hosts = MpirunHosts(launch.hosts, options_.host);
   LaunchRequest request;
-  if (hosts == "localhost:1") {
+  if (!launch.gpus.empty() && launch.hosts.size() > 1) {
+    // Each host's ranks get that host's GPUs (docs/gpu.md).
+    std::vector<protocol::HostRanks> local = launch.hosts;
+    for (protocol::HostRanks& h : local) {
+      if (h.host == options_.host) h.host = "localhost";
+    }
+    request.argv = MpirunGpuCommand(options_, local, launch.gpus, spec_file);
+    request.spare_leader_on_term = true;
+  } else if (hosts == "localhost:1") {
     // One rank here: mpirun would only add its own start-up (about 50 ms of CPU and a daemon)
     // in front of the trainer. Started directly, the trainer's MPI_Init makes it a one-rank
     // world; "isolated" keeps Open MPI from forking a helper daemon for it. The trainer is the
@@ -323,6 +374,13 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   } else {
     request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file);
     request.spare_leader_on_term = true;
+  }
+  if (!job.gpus.empty()) {
+    // Every rank here sees the job's GPUs only, numbered from 0 in this order; rank r of the
+    // host takes device r (its local rank).
+    request.environment.push_back(kCudaDeviceOrder);
+    request.environment.push_back("CUDA_VISIBLE_DEVICES=" +
+                                  CudaVisibleDevices(job.gpus, options_.gpu_devices));
   }
   // With libgomp's default spin-waiting, a job of several LibTorch threads runs up to 6x slower
   // as soon as anything else wants its cores (docs/results.md, section 1), and an agent's jobs
@@ -365,7 +423,7 @@ void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> ex
 
 std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   std::vector<protocol::RunningEntry> running;
-  for (const auto& [id, job] : jobs_) running.push_back({id, job.attempt});
+  for (const auto& [id, job] : jobs_) running.push_back({id, job.attempt, job.gpus});
   return running;
 }
 
@@ -390,6 +448,19 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
     job.id = entry.job;
     job.attempt = entry.attempt;
     job.launch = entry;
+    for (const protocol::HostGpus& g : entry.gpus) {
+      if (g.host == options_.host) job.gpus = g.gpus;
+    }
+    if (std::string clash = GpuClashLocked(job.gpus); !clash.empty()) {
+      // Only a coordinator that lost track of its GPUs could ask this: run nothing on them.
+      Log(fmt::format("refused job {} attempt {}: {}", entry.job, entry.attempt, clash));
+      if (!entry.hold) {
+        job.gpus.clear();
+        jobs_[entry.job] = std::move(job);
+        QueueExitLocked(jobs_[entry.job], ExitOutcome::kFailed, std::nullopt);
+      }
+      continue;
+    }
     job.grace_seconds = entry.grace_seconds;
     job.state = entry.hold ? JobState::kHolding : JobState::kStarting;
     if (job.state == JobState::kHolding && stopping_) continue;
@@ -417,6 +488,21 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
   }
   control_work_ = true;
   cv_.notify_all();
+}
+
+std::string Agent::GpuClashLocked(const std::vector<int>& gpus) const {
+  for (int index : gpus) {
+    if (index >= options_.gpus) {
+      return fmt::format("GPU {} is not one of the {} this host offers", index, options_.gpus);
+    }
+    for (const auto& [id, other] : jobs_) {
+      if (other.state == JobState::kExited) continue;
+      if (std::find(other.gpus.begin(), other.gpus.end(), index) != other.gpus.end()) {
+        return fmt::format("GPU {} is in use by job {} attempt {}", index, id, other.attempt);
+      }
+    }
+  }
+  return "";
 }
 
 void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held) {
@@ -467,7 +553,8 @@ void Agent::PollLoop() {
     if (!registered_ || (stopping && !draining_registered_)) {
       // Stopping: offering no slots keeps new work away while the heartbeats go on.
       protocol::RegisterRequest body{options_.host, stopping ? 0 : options_.slots,
-                                     stopping ? 0 : options_.gpus, RunningLocked()};
+                                     stopping ? 0 : options_.gpus,
+                                     stopping ? "" : options_.gpu_kind, RunningLocked()};
       lock.unlock();
       Expected<HttpReply> reply =
           poll_client_->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson()));

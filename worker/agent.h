@@ -38,7 +38,12 @@ struct AgentOptions {
   std::string token;            // this host's agent credential (docs/security.md)
   std::string host;  // the agent's id, and the name mpirun -H gets for this host (RFC 1123)
   int slots = 1;
-  int gpus = 0;
+  int gpus = 0;          // GPUs 0..gpus-1 of this host (worker/gpus.h)
+  std::string gpu_kind;  // their model; required when gpus > 0
+  // How GPU i of this host is named to CUDA: empty = by i; else entry i of the agent's own
+  // CUDA_VISIBLE_DEVICES (a Slurm allocation or a container hands the agent some GPUs, by index
+  // or UUID). At least `gpus` entries.
+  std::vector<std::string> gpu_devices;
   std::string work_dir;  // absolute: spec files, and logs when a launch names none
   // Absolute: the coordinator's runs folder as this host sees it (shared by the hosts). A launch
   // whose log or run folder lies outside work_dir and runs_dir is refused.
@@ -76,8 +81,20 @@ bool PathWithin(const std::string& path, const std::vector<std::string>& dirs);
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
                                        const std::string& hosts, const std::string& spec_file);
 
-// GPUs that `nvidia-smi -L` lists; 0 when it is missing or fails.
-int DetectGpus();
+// A GPU job's command when its ranks span hosts: Open MPI's one-context-per-host form
+// (`mpirun GLOBAL -np 2 -H h1:2 env CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=0,1 TRAIN
+// --spec F : -np 2 -H h2:2 env ... TRAIN --spec F`), so that each host's ranks see that host's
+// devices: -x could only give every rank the same value. `hosts` as MpirunHosts writes them;
+// `gpus` in the same order.
+// CUDA_VISIBLE_DEVICES's value for the host's GPUs `gpus`, named through `gpu_devices` (see
+// AgentOptions) where it is not empty.
+std::string CudaVisibleDevices(const std::vector<int>& gpus,
+                               const std::vector<std::string>& gpu_devices);
+
+std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
+                                          const std::vector<protocol::HostRanks>& hosts,
+                                          const std::vector<protocol::HostGpus>& gpus,
+                                          const std::string& spec_file);
 
 class Agent {
  public:
@@ -106,6 +123,7 @@ class Agent {
     int attempt = 0;
     JobState state = JobState::kStarting;
     protocol::LaunchEntry launch;  // the poll's launch entry
+    std::vector<int> gpus;         // the GPUs of this host it uses (held for it)
     pid_t pid = 0;
     int grace_seconds = 60;
     bool preempt_requested = false;
@@ -134,6 +152,9 @@ class Agent {
   std::vector<protocol::RunningEntry> RunningLocked() const;
   void ApplyPollLocked(const protocol::PollReply& reply);
   void DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held);
+  // Why a job may not use `gpus` of this host (one is not offered, or another job here uses
+  // it); "" when it may.
+  std::string GpuClashLocked(const std::vector<int>& gpus) const;
   void QueueExitLocked(Job& job, protocol::ExitOutcome outcome, std::optional<int> exit_status);
   // Waits up to `delay` on the agent's clock, or until finished_ is set. REQUIRES: `lock` holds
   // mu_.

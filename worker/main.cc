@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "common/files.h"
 #include "common/flags.h"
 #include "worker/agent.h"
+#include "worker/gpus.h"
 #include "worker/launcher.h"
 
 namespace {
@@ -36,7 +38,10 @@ const std::vector<FlagSpec> kFlags = {
      "this host's agent credential (`vitscale agents issue HOST` prints one; required)"},
     {"--host", true, "NAME", "the agent's id and mpirun host name (default: the host name)"},
     {"--slots", true, "N", "ranks this host runs at once (default: CPU cores)"},
-    {"--gpus", true, "auto|N", "GPUs offered (default auto: what nvidia-smi -L lists)"},
+    {"--gpus", true, "auto|N",
+     "GPUs offered, 0..N-1 (default auto: every GPU nvidia-smi lists, 0 without it)"},
+    {"--gpu-kind", true, "NAME",
+     "their model, the kind GPU jobs ask for (default: the name nvidia-smi gives)"},
     {"--work-dir", true, "DIR", "spec files and default logs (default ./vitscale-agent-HOST)"},
     {"--runs-dir", true, "DIR", "the coordinator's runs folder, where job logs and runs may go"},
     {"--train-command", true, "PATH", "what every rank runs (default vitscale-train beside this)"},
@@ -78,13 +83,33 @@ Expected<worker::AgentOptions> OptionsFrom(const ParsedArgs& args) {
   long long cores = std::max(1u, std::thread::hardware_concurrency());
   ASSIGN_OR_RETURN(long long slots, args.GetInt("--slots", 0, 4096, cores));
   options.slots = static_cast<int>(slots);
-  std::string gpus = args.Get("--gpus", "auto");
-  if (gpus == "auto") {
-    options.gpus = worker::DetectGpus();
-  } else {
-    ASSIGN_OR_RETURN(long long count, ParseInteger(gpus, "--gpus", 0, 4096));
-    options.gpus = static_cast<int>(count);
+  std::string gpus_flag = args.Get("--gpus", "auto");
+  // Given some GPUs of the host by CUDA_VISIBLE_DEVICES (a Slurm allocation, a container), the
+  // agent offers those: GPU i is the list's entry i.
+  const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+  if (visible != nullptr && *visible == '\0' && gpus_flag == "auto") gpus_flag = "0";
+  if (visible != nullptr && *visible != '\0') {
+    std::string list = visible;
+    for (size_t start = 0; start <= list.size();) {
+      size_t comma = std::min(list.find(',', start), list.size());
+      options.gpu_devices.push_back(list.substr(start, comma - start));
+      start = comma + 1;
+    }
+    if (gpus_flag == "auto") gpus_flag = std::to_string(options.gpu_devices.size());
   }
+  std::vector<worker::GpuInfo> detected;
+  if (gpus_flag != "0") {
+    if (Expected<std::vector<worker::GpuInfo>> found = worker::DetectGpus(); found.ok()) {
+      detected = std::move(found).value();
+    } else {
+      // A broken driver leaves the host useful for CPU jobs; say why it offers no GPUs.
+      std::fprintf(stderr, "vitscale-agent: %s\n", found.status().message().c_str());
+    }
+  }
+  ASSIGN_OR_RETURN(worker::GpuOffer offer,
+                   worker::ChooseGpuOffer(gpus_flag, args.Get("--gpu-kind"), detected));
+  options.gpus = offer.count;
+  options.gpu_kind = offer.kind;
   namespace fs = std::filesystem;
   options.work_dir = args.Get("--work-dir", "vitscale-agent-" + options.host);
   std::error_code ec;

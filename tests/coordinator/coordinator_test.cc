@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/files.h"
 #include "protocol/agent.h"
 
 namespace vitscale::coordinator {
@@ -308,6 +309,142 @@ TEST_F(CoordinatorTest, AHeartbeatThatCannotBeStoredChangesNothing) {
   Call("POST", "/api/v1/agents/host-a/poll", agent, Json{{"running", Running(launch)}}.dump());
   EXPECT_EQ(Job(launch.job)["state"], "running");
   EXPECT_EQ(Job(launch.job)["attempts"].size(), 1u);
+}
+
+// GPU jobs (docs/gpu.md): refused at submission, with the numbers, when the registered hosts
+// do not have enough GPUs of their kind; placed on GPU indices no other job holds, with
+// run.gpus_per_rank in the trainer's spec; and after a coordinator restart, the indices the
+// agent says its jobs use are the ones kept from the next job.
+TEST_F(CoordinatorTest, GpuJobsGetGpusOfTheirKindByIndexOrAreRefusedWithTheNumbers) {
+  auto gpu_sweep = [](const std::string& name, int ranks, const std::string& subsets) {
+    std::string text = kSweep;
+    text.replace(text.find("in-process"), 10, name);
+    text.replace(text.find("[256, 512]"), 10, subsets);
+    text.replace(text.find("  ranks: 1\n  gpus_per_rank: 0\n"), 30,
+                 "  ranks: " + std::to_string(ranks) +
+                     "\n  gpus_per_rank: 1\n  accelerator: NVIDIA H200\n");
+    return text;
+  };
+  auto refusal = [&](const std::string& text) {
+    std::optional<HttpResponse> response = Call("POST", "/api/v1/sweeps", kAdmin, text);
+    EXPECT_TRUE(response && response->status == 400) << (response ? response->body : "held");
+    return response ? Json::parse(response->body, nullptr, false).value("error", "") : "";
+  };
+  EXPECT_NE(refusal(gpu_sweep("gpus", 2, "[256, 512]"))
+                .find("asks for 2 GPUs of kind 'NVIDIA H200' (2 ranks x gpus_per_rank 1), but "
+                      "the registered hosts offer 0 in all (no host offers GPUs)"),
+            std::string::npos);
+  std::string cpu_token = IssueAgent("host-a");
+  Register("host-a", cpu_token);
+  std::string gpu_token = IssueAgent("host-g");
+  auto register_gpu_host = [&](Json running) {
+    CallJson("POST", "/api/v1/agents/register", gpu_token,
+             Json{{"host", "host-g"}, {"slots", 8}, {"gpus", 4}, {"gpu_kind", "NVIDIA H200"},
+                  {"running", running}}.dump());
+  };
+  register_gpu_host(Json::array());
+  EXPECT_NE(refusal(gpu_sweep("gpus", 5, "[256]"))
+                .find("asks for 5 GPUs of kind 'NVIDIA H200' (5 ranks x gpus_per_rank 1), but "
+                      "the registered hosts offer 4 in all (host-g 4 x NVIDIA H200)"),
+            std::string::npos);
+  EXPECT_EQ(CallJson("GET", "/api/v1/jobs", kAdmin)["jobs"].size(), 0u) << "nothing was stored";
+
+  CallJson("POST", "/api/v1/sweeps", kAdmin, gpu_sweep("gpus", 2, "[256, 512]"));
+  EXPECT_FALSE(Call("POST", "/api/v1/agents/host-a/poll", cpu_token, R"({"running": []})"))
+      << "no GPU job on a host without GPUs: the poll is held";
+  std::vector<protocol::LaunchEntry> launches =
+      Poll("host-g", gpu_token, Json::array()).launch;
+  ASSERT_EQ(launches.size(), 2u);
+  std::vector<protocol::HostGpus> first = launches[0].gpus, second = launches[1].gpus;
+  EXPECT_EQ(first, (std::vector<protocol::HostGpus>{{"host-g", {0, 1}}}));
+  EXPECT_EQ(second, (std::vector<protocol::HostGpus>{{"host-g", {2, 3}}}));
+  EXPECT_EQ(launches[0].spec["run"]["gpus_per_rank"], 1);
+  Json agents = CallJson("GET", "/api/v1/agents", kAdmin)["agents"];
+  for (const Json& agent : agents) {
+    if (agent["id"] != "host-g") continue;
+    EXPECT_EQ(agent["gpu_kind"], "NVIDIA H200");
+    EXPECT_EQ(agent["free_gpus"], 0);
+  }
+
+  // Restarted: the agent lists which GPUs each job uses; one job ends, and the next job gets
+  // the GPUs that one gave back, not those the other still holds.
+  coordinator_.reset();
+  Start();
+  register_gpu_host(Json::array({{{"job", launches[0].job}, {"attempt", 1}, {"gpus", {0, 1}}},
+                                 {{"job", launches[1].job}, {"attempt", 1}, {"gpus", {2, 3}}}}));
+  CallJson("POST", Prefix(launches[1]) + "/exit", gpu_token,
+           Json{{"agent", "host-g"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  CallJson("POST", "/api/v1/sweeps", kAdmin, gpu_sweep("more-gpus", 2, "[1024]"));
+  std::vector<protocol::LaunchEntry> next =
+      Poll("host-g", gpu_token, Running(launches[0])).launch;
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].gpus, (std::vector<protocol::HostGpus>{{"host-g", {2, 3}}}));
+}
+
+// Exit 79 (out of memory) with a halved batch recorded by the trainer is not a blind retry: the
+// job runs again at once without using a retry, and its events say with which micro-batch. The
+// same exit with nothing smaller recorded is a failure like any other, and the trainer's
+// "even micro-batch 1 does not fit" (a configuration error) fails the job for good.
+TEST_F(CoordinatorTest, OutOfMemoryRetriesWithTheHalvedBatchWithoutUsingARetry) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
+  std::string limits = dir_ + "/runs/" + launch.job + "/out_of_memory.json";
+  std::filesystem::create_directories(dir_ + "/runs/" + launch.job);
+  auto write_limits = [&](int micro) {
+    ASSERT_TRUE(WriteFileAtomically(limits, Json{{"micro_batch", micro}, {"eval_batch", 0}}.dump())
+                    .ok());
+  };
+  std::vector<EventLog::Message> events;
+  coordinator_->SetPublisher([&](EventLog::Message m) { events.push_back(std::move(m)); });
+  auto notes = [&] {
+    std::vector<std::string> found;
+    for (const EventLog::Message& m : events) {
+      Json event = Json::parse(*m);
+      if (event["type"] == "note" && event["job"] == launch.job) {
+        found.push_back(event["data"]["message"]);
+      }
+    }
+    return found;
+  };
+  auto exit = [&](const protocol::LaunchEntry& l, const std::string& outcome, int status) {
+    CallJson("POST", Prefix(l) + "/exit", agent,
+             Json{{"agent", "host-a"}, {"outcome", outcome}, {"exit_status", status}}.dump());
+  };
+  write_limits(64);
+  exit(launch, "failed", 79);
+  Json job = Job(launch.job);
+  EXPECT_EQ(job["attempts"][0]["exit_status"], 79);
+  EXPECT_EQ(job["attempts"][0]["outcome"], "failed");
+  EXPECT_EQ(store_->GetJob(launch.job)->retries_left, 1) << "no retry used";
+  ASSERT_EQ(notes().size(), 1u);
+  EXPECT_EQ(notes()[0],
+            "attempt 1 ran out of memory training with micro-batch 64; attempt 2 trains with "
+            "micro-batch 32 (the same global batch, accumulated); an out-of-memory exit uses no "
+            "retry");
+  // No backoff: placed again at once on the one slot (the other job of the sweep waits).
+  EXPECT_EQ(job["state"], "leased");
+  protocol::LaunchEntry second = Poll("host-a", agent, Json::array()).launch.at(0);
+  EXPECT_EQ(second.job, launch.job);
+  EXPECT_EQ(second.attempt, 2);
+
+  exit(second, "failed", 79);  // and out_of_memory.json still says 64: nothing was halved
+  EXPECT_EQ(store_->GetJob(launch.job)->retries_left, 0) << "a blind retry uses one";
+  ASSERT_EQ(notes().size(), 2u);
+  EXPECT_NE(notes()[1].find("records no smaller batch than before; counted as a failure"),
+            std::string::npos);
+
+  // The sweep's other job takes the slot during the backoff.
+  protocol::LaunchEntry other = Poll("host-a", agent, Json::array()).launch.at(0);
+  ASSERT_NE(other.job, launch.job);
+  exit(other, "succeeded", 0);
+  clock_.Advance(std::chrono::seconds(11));  // the failure's backoff
+  coordinator_->core().Tick();
+  protocol::LaunchEntry third = Poll("host-a", agent, Json::array()).launch.at(0);
+  ASSERT_EQ(third.job, launch.job);
+  exit(third, "config_error", 78);  // "even run.micro_batch 1 does not fit"
+  EXPECT_EQ(Job(launch.job)["state"], "failed");
 }
 
 }  // namespace

@@ -184,6 +184,84 @@ TEST_F(SchedulerTest, GpuRanksNeedFreeGpus) {
   EXPECT_EQ(sched_.GetAgent("gpu-host")->free_gpus, 0);
 }
 
+// Accelerator kinds (docs/gpu.md): a GPU job asking for a model runs only on agents whose GPUs
+// are of that model, one asking for any GPU on any agent with GPUs, and never on an agent
+// without; CPU jobs use any agent's CPU slots, next to GPU jobs on a GPU host.
+TEST_F(SchedulerTest, GpuJobsMatchTheKindTheyAskForAndCpuJobsShareGpuHosts) {
+  ASSERT_TRUE(sched_.RegisterAgent({"cpu", "host-cpu", 16, 0}).ok());
+  ASSERT_TRUE(sched_.RegisterAgent({"a100", "host-a100", 4, 2, "NVIDIA A100"}).ok());
+  auto gpu_job = [&](const std::string& id, const std::string& kind, int ranks) {
+    JobSpec spec{id, 0, next_order_++, ranks, /*gpus_per_rank=*/1, false, 0, kind};
+    ASSERT_TRUE(sched_.AddJob(spec).ok());
+  };
+  gpu_job("wants-h200", "NVIDIA H200", 1);
+  gpu_job("any-gpu", "", 2);
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"any-gpu"});
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].agent_id, "a100");
+  EXPECT_EQ(StateOf("wants-h200"), JobState::kPending) << "no H200 anywhere: it waits";
+  // The A100 host's GPUs are taken, but its CPU slots still run a CPU job.
+  AddJob("cpu-job", 0, 2);
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"cpu-job"});
+  ASSERT_TRUE(sched_.RegisterAgent({"h200", "host-h200", 2, 1, "NVIDIA H200"}).ok());
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"wants-h200"});
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].agent_id, "h200");
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].gpu_indices, std::vector<int>{0});
+}
+
+// Jobs get GPUs by index, lowest free first, and two live leases never hold the same one; an
+// index comes free when its job ends.
+TEST_F(SchedulerTest, JobsGetDistinctGpuIndicesThatComeFreeWhenTheyEnd) {
+  ASSERT_TRUE(sched_.RegisterAgent({"g", "host-g", 8, 4, "NVIDIA H200"}).ok());
+  AddJob("one", 0, 1, false, 0, 1);
+  AddJob("two", 0, 2, false, 0, 1);
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), (std::vector<std::string>{"one", "two"}));
+  std::vector<Launch> launches = Only<Launch>(actions);
+  EXPECT_EQ(launches[0].placements[0].gpu_indices, std::vector<int>{0});
+  EXPECT_EQ(launches[1].placements[0].gpu_indices, (std::vector<int>{1, 2}));
+  ASSERT_TRUE(sched_.ReportExit("g", "one", ExitKind::kSucceeded).ok());
+  AddJob("three", 0, 2, false, 0, 1);
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"three"});
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].gpu_indices, (std::vector<int>{0, 3}));
+  EXPECT_EQ(sched_.GetAgent("g")->free_gpus, 0);
+}
+
+// After a coordinator restart the restored placements know how many GPUs they hold but not
+// which: the agent offers none to other jobs until its registration says (AdoptGpus), and then
+// exactly the others.
+TEST_F(SchedulerTest, RestoredGpuPlacementsBlockTheAgentsGpusUntilItNamesThem) {
+  ASSERT_TRUE(sched_.RegisterAgent({"g", "host-g", 8, 4, "NVIDIA H200"}).ok());
+  JobSpec running{"running", 0, 0, 2, 1, false, 0};
+  ASSERT_TRUE(sched_.RestoreJob(running, JobState::kRunning, {{"g", "host-g", 2, 2}}).ok());
+  AddJob("next", 0, 1, false, 0, 1);
+  EXPECT_TRUE(Launched().empty()) << "which of the 4 GPUs are free is unknown";
+  EXPECT_EQ(sched_.AdoptGpus("g", "running", {0, 9}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sched_.AdoptGpus("g", "running", {1}).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(sched_.AdoptGpus("g", "next", {0}).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(sched_.AdoptGpus("g", "running", {0, 2}).ok());
+  std::vector<Action> actions;
+  ASSERT_EQ(Launched(&actions), std::vector<std::string>{"next"});
+  EXPECT_EQ(Only<Launch>(actions)[0].placements[0].gpu_indices, std::vector<int>{1});
+}
+
+// Out of memory with a smaller batch recorded is not a blind retry: the job is pending again at
+// once, without a backoff and without using one of its retries.
+TEST_F(SchedulerTest, AnOutOfMemoryExitRequeuesAtOnceWithoutUsingARetry) {
+  AddAgent("a", 1);
+  AddJob("big", 0, 1, false, /*retries=*/1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"big"});
+  std::vector<Action> actions = Must(sched_.ReportExit("a", "big", ExitKind::kOutOfMemory));
+  std::vector<Transition> moves = Only<Transition>(actions);
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].reason, Reason::kOutOfMemory);
+  EXPECT_EQ(moves[0].to, JobState::kPending);
+  EXPECT_EQ(moves[0].retries_left, 1);
+  EXPECT_STREQ(ReasonName(Reason::kOutOfMemory), "out_of_memory");
+  EXPECT_EQ(Launched(), std::vector<std::string>{"big"}) << "no backoff";
+  EXPECT_EQ(sched_.GetJob("big")->failures, 0);
+}
+
 TEST_F(SchedulerTest, ExpiredLeaseRequeuesWithoutCountingAFailure) {
   AddAgent("a", 1);
   AddJob("job", 0, 1, false, /*retries=*/1);

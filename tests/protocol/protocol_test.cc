@@ -143,6 +143,56 @@ TEST(ProtocolTest, LaunchEntriesCheckTheirHosts) {
             std::string::npos);
 }
 
+// GPUs in the agent messages: a host that offers GPUs names their kind; indices are whole
+// numbers, each once; a leader's launch names every host of its gang, in order, with its GPUs.
+TEST(ProtocolTest, GpuFieldsAreCheckedWhereTheyCrossTheBoundary) {
+  Expected<RegisterRequest> h200 = Decode<RegisterRequest>(
+      R"({"host": "g1", "slots": 8, "gpus": 2, "gpu_kind": "NVIDIA H200",
+          "running": [{"job": ")" + std::string(64, 'a') + R"(", "attempt": 1, "gpus": [1, 0]}]})");
+  ASSERT_TRUE(h200.ok()) << h200.status().ToString();
+  EXPECT_EQ(h200->gpu_kind, "NVIDIA H200");
+  EXPECT_EQ(h200->running.at(0).gpus, (std::vector<int>{1, 0}));
+  EXPECT_EQ(Decode<RegisterRequest>(Dump(h200->ToJson()))->ToJson(), h200->ToJson());
+  EXPECT_EQ(ErrorOf<RegisterRequest>(R"({"host": "g1", "slots": 8, "gpus": 2})"),
+            "gpu_kind: is required when 'gpus' > 0: the GPUs' model, as \"NVIDIA H200\"");
+  EXPECT_NE(ErrorOf<RegisterRequest>(R"({"host": "g1", "slots": 8, "gpus": 2, "gpu_kind": "cpu"})")
+                .find("gpu_kind: 'cpu' is the kind of CPU slots"),
+            std::string::npos);
+  // Without GPUs the kind is not sent, and a CPU host's message is as before.
+  RegisterRequest cpu_host{"c1", 2, 0, "", {}};
+  EXPECT_EQ(cpu_host.ToJson(),
+            (Json{{"host", "c1"}, {"slots", 2}, {"gpus", 0}, {"running", Json::array()}}));
+  std::string job = std::string(64, 'b');
+  EXPECT_EQ(ErrorOf<PollRequest>(R"({"running": [{"job": ")" + job +
+                                 R"(", "attempt": 1, "gpus": [0, 0]}]})"),
+            "running[0].gpus: names GPU 0 twice");
+  EXPECT_EQ(ErrorOf<PollRequest>(R"({"running": [{"job": ")" + job +
+                                 R"(", "attempt": 1, "gpus": [-1]}]})"),
+            "running[0].gpus[0]: expected a whole number within 0..4095, got -1");
+  EXPECT_EQ(ErrorOf<PollRequest>(R"({"running": [{"job": ")" + job +
+                                 R"(", "attempt": 1, "gpus": [1.5]}]})"),
+            "running[0].gpus[0]: expected a whole number within 0..4095, got 1.5");
+
+  Json launch = {{"job", job},    {"attempt", 1},       {"ranks", 3},
+                 {"hosts", "a:2,b:1"}, {"grace_seconds", 5}, {"log", "/r/x.log"},
+                 {"spec", Json::object()},
+                 {"gpus", {{{"host", "a"}, {"gpus", {0, 1}}}, {{"host", "b"}, {"gpus", {3}}}}}};
+  Expected<LaunchEntry> leader = LaunchEntry::FromJson(launch, "launch[0]");
+  ASSERT_TRUE(leader.ok()) << leader.status().ToString();
+  EXPECT_EQ(leader->gpus, (std::vector<HostGpus>{{"a", {0, 1}}, {"b", {3}}}));
+  EXPECT_EQ(LaunchEntry::FromJson(leader->ToJson(), "")->gpus, leader->gpus);
+  launch["gpus"] = {{{"host", "b"}, {"gpus", {3}}}, {{"host", "a"}, {"gpus", {0, 1}}}};
+  EXPECT_EQ(LaunchEntry::FromJson(launch, "launch[0]").status().message(),
+            "launch[0].gpus: must name the hosts of 'hosts', in the same order");
+  launch["gpus"] = {{{"host", "a"}, {"gpus", Json::array()}}, {{"host", "b"}, {"gpus", {3}}}};
+  EXPECT_EQ(LaunchEntry::FromJson(launch, "launch[0]").status().message(),
+            "launch[0].gpus[0].gpus: is empty");
+  Json hold = {{"job", job}, {"attempt", 1}, {"hold", true},
+               {"gpus", {{{"host", "b"}, {"gpus", {3}}}}}};
+  EXPECT_EQ(LaunchEntry::FromJson(hold, "")->gpus, (std::vector<HostGpus>{{"b", {3}}}));
+  EXPECT_EQ(GpuIndicesString({2, 3}), "2,3");
+}
+
 TEST(ProtocolTest, ResultsNeedShotsExactlyForFewShot) {
   EXPECT_EQ(ErrorOf<ResultsReport>(R"({"results": [{"evaluation": "few_shot", "dataset": "d",
                                                     "metric": "accuracy", "value": 0.5}]})"),

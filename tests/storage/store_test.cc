@@ -81,6 +81,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   jobs[1].priority = 5;
   jobs[2].ranks = 4;
   jobs[2].gpus_per_rank = 8;
+  jobs[2].gpu_kind = "NVIDIA H200";
   jobs[2].retries_left = 2;
   auto added = store_->AddSweep("scaling", "name: scaling\n", jobs);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
@@ -104,6 +105,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(job->state, JobState::kPending);
   EXPECT_EQ(job->ranks, 4);
   EXPECT_EQ(job->gpus_per_rank, 8);
+  EXPECT_EQ(job->gpu_kind, "NVIDIA H200");
   EXPECT_EQ(job->retries_left, 2);
   EXPECT_EQ(job->submit_order, 3);
   EXPECT_EQ(job->submitted_at, now());
@@ -300,11 +302,12 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
   ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 8, 8, 0}).ok());
   clock_.Advance(std::chrono::seconds(5));
-  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0, "NVIDIA H200"}).ok());
   auto agents = store_->ListAgents();
   ASSERT_TRUE(agents.ok());
   ASSERT_EQ(agents->size(), 1u);
   EXPECT_EQ((*agents)[0].slots, 4);
+  EXPECT_EQ((*agents)[0].gpu_kind, "NVIDIA H200");
   EXPECT_EQ((*agents)[0].last_heartbeat_at, now());
 
   auto first = store_->AddAttempt(job.id, std::string("agent-a"), "host-a:4");
@@ -714,6 +717,8 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   std::string to_v1 = UndoMigration5() +
+      "ALTER TABLE jobs DROP COLUMN gpu_kind;"
+      "ALTER TABLE agents DROP COLUMN gpu_kind;"
       "DROP TABLE throughput_imports;"
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
@@ -731,6 +736,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
   EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
   EXPECT_TRUE((*store)->ListThroughputImports()->empty());              // migration 4
+  EXPECT_EQ((*store)->GetJob(job.id)->gpu_kind, "");                     // migration 6
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());
@@ -756,7 +762,9 @@ TEST(MigrationTest, Version5IndexesAndCountsAVersion4Database) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  std::string to_v4 = UndoMigration5() + "PRAGMA user_version = 4;";
+  std::string to_v4 = "ALTER TABLE jobs DROP COLUMN gpu_kind;"
+                          "ALTER TABLE agents DROP COLUMN gpu_kind;" +
+                          UndoMigration5() + "PRAGMA user_version = 4;";
   ASSERT_EQ(sqlite3_exec(db, to_v4.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
       << sqlite3_errmsg(db);
   sqlite3_close(db);

@@ -134,6 +134,27 @@ TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
   EXPECT_EQ(b[0].resources.gpus_per_rank, 1);
 }
 
+// The accelerator kind a job's ranks need: a GPU model for GPU ranks (any GPU when absent),
+// `cpu` for CPU ranks; a kind that contradicts gpus_per_rank is refused where it is written. Like
+// the other resources, it does not change the job's id.
+TEST(Expand, AcceleratorNamesTheGpuModelOrCpu) {
+  std::vector<Job> h200 = ExpandOk(std::string(kMinimal) +
+                                   "resources: {ranks: 2, gpus_per_rank: 1, accelerator: NVIDIA H200}\n");
+  ASSERT_EQ(h200.size(), 1u);
+  EXPECT_EQ(h200[0].resources.gpu_kind, "NVIDIA H200");
+  EXPECT_EQ(h200[0].id, ExpandOk(kMinimal)[0].id);
+  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "resources: {gpus_per_rank: 1}\n")[0].resources.gpu_kind,
+            "");
+  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "resources: {accelerator: cpu}\n")[0].resources.gpu_kind,
+            "");
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "resources: {gpus_per_rank: 1, accelerator: cpu}\n")
+                .find("'accelerator: cpu' but 'gpus_per_rank' is 1"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf(std::string(kMinimal) + "resources: {accelerator: NVIDIA H200}\n")
+                .find("names a GPU model, but 'gpus_per_rank' is 0"),
+            std::string::npos);
+}
+
 TEST(Expand, AnyTrainingFieldChangesTheId) {
   std::vector<Job> base = ExpandOk(kMinimal);
   for (const char* change :

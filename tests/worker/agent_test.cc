@@ -5,11 +5,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -21,6 +24,7 @@
 #include "common/files.h"
 #include "common/sha256.h"
 #include "tests/worker/test_server.h"
+#include "worker/gpus.h"
 
 namespace vitscale::worker {
 namespace {
@@ -76,6 +80,103 @@ TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
                                       "/opt/bin/vitscale-train", "--spec", "/w/spec.json"}));
   options.allow_run_as_root = false;
   EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
+}
+
+// In the form `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`
+// prints it, with a CRLF and a blank line that the parser must shrug off.
+constexpr char kTwoH200s[] = "0, NVIDIA H200, 143771\n1, NVIDIA H200, 143771\r\n\n";
+
+TEST(NvidiaSmiTest, ParsesTheQueryOutputAndNamesTheLineItCannotRead) {
+  Expected<std::vector<GpuInfo>> gpus = ParseNvidiaSmiGpus(kTwoH200s);
+  ASSERT_TRUE(gpus.ok()) << gpus.status().ToString();
+  EXPECT_EQ(*gpus, (std::vector<GpuInfo>{{0, "NVIDIA H200", 143771}, {1, "NVIDIA H200", 143771}}));
+  EXPECT_TRUE(ParseNvidiaSmiGpus("")->empty());
+  // A name with a comma in it: the first and last commas split the fields.
+  EXPECT_EQ(ParseNvidiaSmiGpus("0, Tesla V100-SXM2-32GB, rev 2, 32510\n")->at(0).name,
+            "Tesla V100-SXM2-32GB, rev 2");
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  for (const Case& c : {
+           Case{"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n",
+                "line 1: expected 'INDEX, NAME, MEMORY MiB'"},
+           Case{"0, NVIDIA H200, 143771\n2, NVIDIA H200, 143771\n", "line 2: expected GPU 1 next"},
+           Case{"0, NVIDIA H200, [N/A]\n", "line 1: the memory is not a number of MiB"},
+           Case{"-1, NVIDIA H200, 1\n", "line 1: the index is not a GPU index"},
+           Case{"0, cpu, 1\n", "line 1: the GPU has no usable name"},
+       }) {
+    Expected<std::vector<GpuInfo>> bad = ParseNvidiaSmiGpus(c.text);
+    ASSERT_FALSE(bad.ok()) << c.text;
+    EXPECT_NE(bad.status().message().find(c.error), std::string::npos) << bad.status().ToString();
+  }
+}
+
+TEST(NvidiaSmiTest, ChoosesWhatTheAgentOffersFromItsFlagsAndWhatWasFound) {
+  std::vector<GpuInfo> two = *ParseNvidiaSmiGpus(kTwoH200s);
+  auto offer = [](const std::string& gpus, const std::string& kind,
+                  const std::vector<GpuInfo>& found) { return ChooseGpuOffer(gpus, kind, found); };
+  EXPECT_EQ(offer("auto", "", two)->count, 2);
+  EXPECT_EQ(offer("auto", "", two)->kind, "NVIDIA H200");
+  EXPECT_EQ(offer("1", "", two)->count, 1);
+  EXPECT_EQ(offer("auto", "", {})->count, 0);
+  EXPECT_EQ(offer("0", "", two)->kind, "");
+  EXPECT_EQ(offer("2", "H200 (lab name)", two)->kind, "H200 (lab name)");  // the flag wins
+  EXPECT_EQ(offer("4", "NVIDIA A100", {})->count, 4);  // no nvidia-smi: the flags are believed
+  auto error = [&](const std::string& gpus, const std::string& kind,
+                   const std::vector<GpuInfo>& found) {
+    Expected<GpuOffer> chosen = offer(gpus, kind, found);
+    return chosen.ok() ? std::string("ok") : chosen.status().message();
+  };
+  EXPECT_NE(error("3", "", two).find("nvidia-smi lists 2 GPUs"), std::string::npos);
+  EXPECT_NE(error("2", "", {}).find("--gpu-kind"), std::string::npos);
+  EXPECT_NE(error("2", "cpu", two).find("'cpu' is the kind of CPU slots"), std::string::npos);
+  EXPECT_NE(error("two", "", two).find("--gpus"), std::string::npos);
+  std::vector<GpuInfo> mixed = {{0, "NVIDIA H200", 1}, {1, "NVIDIA A100", 1}};
+  EXPECT_NE(error("auto", "", mixed).find("GPU 1 is a NVIDIA A100"), std::string::npos);
+  EXPECT_EQ(offer("1", "", mixed)->kind, "NVIDIA H200");
+}
+
+// The real thing, run as the agent runs it: a stand-in nvidia-smi (a test input, as a recorded
+// answer would be) that prints the table, one that fails as a broken driver does, and none.
+TEST(NvidiaSmiTest, DetectionRunsTheToolAndTellsAFailureFromAnAbsence) {
+  fs::path dir = fs::temp_directory_path() / ("vitscale-smi-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::string working = (dir / "nvidia-smi").string();
+  std::string broken = (dir / "broken-nvidia-smi").string();
+  ASSERT_TRUE(WriteFileAtomically(working, R"SH(#!/bin/sh
+[ "$1 $2" = "--query-gpu=index,name,memory.total --format=csv,noheader,nounits" ] || exit 3
+echo '0, NVIDIA H200, 143771'
+)SH", 0755).ok());
+  ASSERT_TRUE(WriteFileAtomically(broken,
+                                  "#!/bin/sh\necho 'Failed to initialize NVML: Driver/library "
+                                  "version mismatch'\nexit 18\n",
+                                  0755)
+                  .ok());
+  Expected<std::vector<GpuInfo>> found = DetectGpus(working);
+  ASSERT_TRUE(found.ok()) << found.status().ToString();
+  EXPECT_EQ(*found, (std::vector<GpuInfo>{{0, "NVIDIA H200", 143771}}));
+  Expected<std::vector<GpuInfo>> failed = DetectGpus(broken);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_EQ(failed.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(failed.status().message().find("Driver/library version mismatch"), std::string::npos);
+  Expected<std::vector<GpuInfo>> absent = DetectGpus((dir / "no-such-tool").string());
+  ASSERT_TRUE(absent.ok()) << absent.status().ToString();
+  EXPECT_TRUE(absent->empty());
+  fs::remove_all(dir);
+}
+
+TEST(MpirunCommandTest, AGpuGangGivesEachHostsRanksThatHostsGpus) {
+  AgentOptions options;
+  options.train_command = "/opt/bin/vitscale-train";
+  EXPECT_EQ(MpirunGpuCommand(options, {{"localhost", 2}, {"agent-b", 1}},
+                             {{"agent-a", {0, 1}}, {"agent-b", {3}}}, "/w/spec.json"),
+            (std::vector<std::string>{
+                "mpirun", "--oversubscribe", "-x", "OMP_WAIT_POLICY", "-np", "2", "-H",
+                "localhost:2", "env", "CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0,1",
+                "/opt/bin/vitscale-train", "--spec", "/w/spec.json", ":", "-np", "1", "-H",
+                "agent-b:1", "env", "CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=3",
+                "/opt/bin/vitscale-train", "--spec", "/w/spec.json"}));
 }
 
 // A coordinator that records what the agent sends and answers polls from a queue.
@@ -182,7 +283,7 @@ class ScriptedCoordinator {
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
 constexpr const char* kTrainer = R"SH(#!/bin/sh
 spec="$2"
-echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated omp=$OMP_WAIT_POLICY"
+echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated omp=$OMP_WAIT_POLICY cuda=${CUDA_VISIBLE_DEVICES-unset} order=${CUDA_DEVICE_ORDER-unset}"
 case "$(cat "$spec")" in
   *'"mode": "succeed"'*) exit 0 ;;
   *'"mode": "finish-later"'*) sleep 2; exit 0 ;;
@@ -212,8 +313,12 @@ class AgentTest : public ::testing::Test {
   }
 
   void StartAgent(const std::string& url, Launcher* launcher = nullptr,
-                  const Clock* clock = nullptr, milliseconds max_backoff = milliseconds(200)) {
+                  const Clock* clock = nullptr, milliseconds max_backoff = milliseconds(200),
+                  int gpus = 0) {
     AgentOptions options;
+    options.gpus = gpus;
+    if (gpus > 0) options.gpu_kind = "NVIDIA H200";
+    options.gpu_devices = gpu_devices_;
     options.coordinator_url = url;
     options.token = "test-token";
     options.host = "agent-a";
@@ -294,6 +399,7 @@ class AgentTest : public ::testing::Test {
   }
 
   fs::path dir_;
+  std::vector<std::string> gpu_devices_;  // AgentOptions::gpu_devices of the next StartAgent
   std::string trainer_;
   ScriptedCoordinator coordinator_;
   ProcessLauncher launcher_;
@@ -590,6 +696,175 @@ TEST_F(AgentTest, LogsAndRunFoldersOutsideItsOwnFoldersAreRefused) {
   EXPECT_EQ(launcher.started(), 0u);
   EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
   StopAgent();  // before the launcher goes
+}
+
+// GPUs: each job's ranks see only the GPUs the coordinator gave it, numbered as nvidia-smi
+// numbers them; the agent lists them in its polls (a restarted coordinator learns them from
+// its registration), and refuses a launch that would share one with a running job.
+TEST_F(AgentTest, AGpuJobsRanksSeeOnlyItsGpusAndTwoJobsNeverShareOne) {
+  json gpu_job = Launch("g1", "finish-later", 30, 2);
+  gpu_job["launch"][0]["gpus"] = json::array({{{"host", "agent-a"}, {"gpus", {2, 3}}}});
+  coordinator_.QueuePollReply(gpu_job);
+  StartAgent(coordinator_.url(), nullptr, nullptr, milliseconds(200), /*gpus=*/4);
+  WaitRanksStarted("g1");
+  WaitListed("g1");
+  json sharing = Launch("g2", "succeed", 30, 1);
+  sharing["launch"][0]["gpus"] = json::array({{{"host", "agent-a"}, {"gpus", {3}}}});
+  json other_gpu = Launch("g3", "succeed", 30, 1);
+  other_gpu["launch"][0]["gpus"] = json::array({{{"host", "agent-a"}, {"gpus", {0}}}});
+  json cpu_job = Launch("c1", "succeed", 30, 1);
+  for (json* more : {&other_gpu, &cpu_job}) {
+    sharing["launch"].push_back((*more)["launch"][0]);
+  }
+  coordinator_.QueuePollReply(sharing);
+
+  EXPECT_EQ(WaitExit("g2"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
+  EXPECT_EQ(Log("g2"), "") << "a job sharing a GPU never starts";
+  EXPECT_EQ(WaitExit("g3")["outcome"], "succeeded");
+  EXPECT_NE(Log("g3").find("cuda=0 order=PCI_BUS_ID"), std::string::npos) << Log("g3");
+  EXPECT_EQ(WaitExit("c1")["outcome"], "succeeded");
+  EXPECT_NE(Log("c1").find("cuda=unset order=unset"), std::string::npos) << Log("c1");
+  EXPECT_EQ(WaitExit("g1")["outcome"], "succeeded");
+  std::string log = Log("g1");
+  EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
+  size_t ranks_with_their_gpus = 0;
+  for (size_t at = 0; (at = log.find("cuda=2,3 order=PCI_BUS_ID", at)) != std::string::npos; ++at) {
+    ++ranks_with_their_gpus;
+  }
+  EXPECT_EQ(ranks_with_their_gpus, 2u) << log;
+
+  auto lock = coordinator_.Lock();
+  ASSERT_FALSE(coordinator_.registers.empty());
+  EXPECT_EQ(coordinator_.registers[0]["gpus"], 4);
+  EXPECT_EQ(coordinator_.registers[0]["gpu_kind"], "NVIDIA H200");
+  bool listed_with_gpus = false;
+  for (const json& poll : coordinator_.polls) {
+    for (const json& entry : poll["running"]) {
+      if (entry["job"] == Id("g1") && entry.value("gpus", json()) == json({2, 3})) {
+        listed_with_gpus = true;
+      }
+    }
+  }
+  EXPECT_TRUE(listed_with_gpus);
+}
+
+// An agent given some of the host's GPUs through its own CUDA_VISIBLE_DEVICES (Slurm, a
+// container) hands its jobs those GPUs by the names it was given.
+TEST_F(AgentTest, GpusGivenToTheAgentByNameReachItsJobsByThoseNames) {
+  EXPECT_EQ(CudaVisibleDevices({2, 0}, {}), "2,0");
+  EXPECT_EQ(CudaVisibleDevices({1}, {"GPU-5d2e", "GPU-77aa"}), "GPU-77aa");
+  gpu_devices_ = {"5", "7"};
+  json job = Launch("named", "succeed", 30, 1);
+  job["launch"][0]["gpus"] = json::array({{{"host", "agent-a"}, {"gpus", {1}}}});
+  coordinator_.QueuePollReply(job);
+  StartAgent(coordinator_.url(), nullptr, nullptr, milliseconds(200), /*gpus=*/2);
+  EXPECT_EQ(WaitExit("named")["outcome"], "succeeded");
+  EXPECT_NE(Log("named").find("cuda=7 order=PCI_BUS_ID"), std::string::npos) << Log("named");
+}
+
+// A GPU gang whose ranks span hosts: one mpirun app context per host, each with its host's GPUs.
+// Both "hosts" are this machine here (the second one named localhost), which is what lets real
+// mpirun run it; the leader's own host's entry is matched by its name.
+TEST_F(AgentTest, AGpuGangsRanksOnEachHostGetThatHostsGpus) {
+  json gang = Launch("gang", "succeed", 30, 2);
+  gang["launch"][0]["hosts"] = "agent-a:1,localhost:1";
+  gang["launch"][0]["gpus"] = json::array(
+      {{{"host", "agent-a"}, {"gpus", {1}}}, {{"host", "localhost"}, {"gpus", {0}}}});
+  coordinator_.QueuePollReply(gang);
+  StartAgent(coordinator_.url(), nullptr, nullptr, milliseconds(200), /*gpus=*/2);
+  EXPECT_EQ(WaitExit("gang")["outcome"], "succeeded") << Log("gang");
+  std::string log = Log("gang");
+  EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
+  EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
+  for (const char* rank : {"rank 0 of 2", "rank 1 of 2"}) {
+    size_t line = log.find(rank);
+    ASSERT_NE(line, std::string::npos) << log;
+    std::string text = log.substr(line, log.find('\n', line) - line);
+    EXPECT_NE(text.find(std::string(rank) == "rank 0 of 2" ? "cuda=1 order=PCI_BUS_ID"
+                                                          : "cuda=0 order=PCI_BUS_ID"),
+              std::string::npos)
+        << text;
+  }
+}
+
+// The vitscale-agent binary end to end: with a stand-in nvidia-smi first on PATH (a test input,
+// like a recorded answer), it registers the GPUs the tool lists and their kind; asked to offer
+// more than there are, it refuses to start and says so.
+TEST_F(AgentTest, TheAgentBinaryOffersTheGpusNvidiaSmiListsWithTheirKind) {
+  auto ReadOr = [](const std::string& file) {
+    Expected<std::string> text = ReadFile(file);
+    return text.ok() ? *text : std::string();
+  };
+  fs::path bin = dir_ / "bin";
+  fs::create_directories(bin);
+  ASSERT_TRUE(WriteFileAtomically((bin / "nvidia-smi").string(),
+                                  std::string("#!/bin/sh\nprintf '") + "0, NVIDIA H200, 143771\\n" +
+                                      "1, NVIDIA H200, 143771\\n'\n",
+                                  0755)
+                  .ok());
+  std::string token_file = (dir_ / "token").string();
+  ASSERT_TRUE(WriteFileAtomically(token_file, "test-token\n", 0600).ok());
+  std::string path = bin.string() + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+  auto start = [&](const std::vector<std::string>& extra, const std::string& err,
+                   const char* visible = nullptr) {
+    std::vector<std::string> args = {VITSCALE_AGENT_BIN, "--coordinator", coordinator_.url(),
+                                     "--token-file", token_file, "--host", "agent-a", "--slots",
+                                     "2", "--work-dir", (dir_ / "work").string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setenv("PATH", path.c_str(), 1);
+      ::unsetenv("CUDA_VISIBLE_DEVICES");
+      if (visible != nullptr) ::setenv("CUDA_VISIBLE_DEVICES", visible, 1);
+      FILE* redirected = std::freopen(err.c_str(), "w", stderr);
+      (void)redirected;
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  };
+  std::string err = (dir_ / "agent.err").string();
+  pid_t agent = start({}, err);
+  ASSERT_GT(agent, 0);
+  bool registered = coordinator_.WaitFor([&] { return !coordinator_.registers.empty(); });
+  ::kill(agent, SIGTERM);
+  int status = 0;
+  ::waitpid(agent, &status, 0);
+  ASSERT_TRUE(registered) << ReadOr(err);
+  {
+    auto lock = coordinator_.Lock();
+    EXPECT_EQ(coordinator_.registers[0]["gpus"], 2);
+    EXPECT_EQ(coordinator_.registers[0]["gpu_kind"], "NVIDIA H200");
+  }
+  EXPECT_NE(ReadOr(err).find("offers 2 slots and 2 GPUs (NVIDIA H200)"),
+            std::string::npos)
+      << ReadOr(err);
+
+  // Given one GPU by its own CUDA_VISIBLE_DEVICES (as under Slurm), it offers that one.
+  {
+    auto lock = coordinator_.Lock();
+    coordinator_.registers.clear();
+  }
+  pid_t given_one = start({}, err, "GPU-5d2e");
+  registered = coordinator_.WaitFor([&] { return !coordinator_.registers.empty(); });
+  ::kill(given_one, SIGTERM);
+  ::waitpid(given_one, &status, 0);
+  ASSERT_TRUE(registered) << ReadOr(err);
+  {
+    auto lock = coordinator_.Lock();
+    EXPECT_EQ(coordinator_.registers[0]["gpus"], 1);
+    EXPECT_EQ(coordinator_.registers[0]["gpu_kind"], "NVIDIA H200");
+  }
+
+  pid_t refused = start({"--gpus", "3"}, err);
+  ::waitpid(refused, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  EXPECT_NE(ReadOr(err).find("--gpus 3: nvidia-smi lists 2 GPUs on this host"),
+            std::string::npos)
+      << ReadOr(err);
 }
 
 }  // namespace
