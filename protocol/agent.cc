@@ -151,7 +151,7 @@ Expected<SignalEntry> SignalEntry::FromJson(const Json& value, const std::string
   SignalEntry entry;
   ObjectReader r(value, path, kReply);
   r.Text("job", &entry.job, kJobIdRule);
-  r.OptionalInt("attempt", &entry.attempt, 1, kMaxAttempt);
+  r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
   r.Enum("action", &entry.action, &ParseSignalAction);
   r.OptionalInt("grace_seconds", &entry.grace_seconds, 0, kMaxGraceSeconds);
   RETURN_IF_ERROR(r.Finish());
@@ -159,8 +159,7 @@ Expected<SignalEntry> SignalEntry::FromJson(const Json& value, const std::string
 }
 
 Json SignalEntry::ToJson() const {
-  Json out = {{"job", job}, {"action", SignalActionName(action)}};
-  if (attempt) out["attempt"] = *attempt;
+  Json out = {{"job", job}, {"attempt", attempt}, {"action", SignalActionName(action)}};
   if (grace_seconds) out["grace_seconds"] = *grace_seconds;
   return out;
 }

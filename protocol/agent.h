@@ -86,7 +86,9 @@ struct LaunchEntry {
 // One entry of a poll reply's "signal".
 struct SignalEntry {
   std::string job;
-  std::optional<int> attempt;  // a kill names none: whatever runs of the job stops
+  // The attempt it is for. An agent applies it to that attempt only: a kill of an old attempt
+  // never reaches the job's next one, here or on a restarted agent.
+  int attempt = 0;
   SignalAction action = SignalAction::kPreempt;
   std::optional<int> grace_seconds;  // a preemption's time before SIGKILL
 

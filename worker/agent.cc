@@ -149,6 +149,7 @@ std::vector<std::pair<std::string, int>> Agent::Jobs() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::pair<std::string, int>> jobs;
   for (const auto& [id, job] : jobs_) jobs.emplace_back(id, job.attempt);
+  for (const auto& [id, job] : successors_) jobs.emplace_back(id, job.attempt);
   return jobs;
 }
 
@@ -198,6 +199,7 @@ Status Agent::Run() {
 bool Agent::ControlPass() {
   std::vector<Job> to_launch;
   std::vector<std::pair<pid_t, int>> to_signal;
+  std::vector<pid_t> late_kills;
   {
     std::lock_guard<std::mutex> lock(mu_);
     TimePoint now = clock_.Now();
@@ -233,6 +235,12 @@ bool Agent::ControlPass() {
     }
   }
 
+  // Signals first: what is told to stop frees its cores before anything new starts.
+  for (const auto& [pid, signal] : to_signal) {
+    Status status = launcher_.Signal(pid, signal);
+    if (!status.ok()) Log(status.ToString());
+  }
+
   for (const Job& job : to_launch) {
     Expected<pid_t> pid = LaunchJob(job);
     std::lock_guard<std::mutex> lock(mu_);
@@ -250,11 +258,11 @@ bool Agent::ControlPass() {
       it->second.state = JobState::kRunning;
       it->second.pid = *pid;
     } else {
-      to_signal.emplace_back(*pid, SIGKILL);  // dropped while it was starting
+      late_kills.push_back(*pid);  // dropped while it was starting
     }
   }
-  for (const auto& [pid, signal] : to_signal) {
-    Status status = launcher_.Signal(pid, signal);
+  for (pid_t pid : late_kills) {
+    Status status = launcher_.Signal(pid, SIGKILL);
     if (!status.ok()) Log(status.ToString());
   }
 
@@ -268,6 +276,13 @@ bool Agent::ControlPass() {
     Job& job = it->second;
     QueueExitLocked(job, ClassifyExit(exit, job.preempt_requested, job.kill_requested),
                     exit.ShellStatus());
+    // The attempt that waited for this one starts now; the ended one's report stays queued.
+    if (auto next = successors_.find(job.id); next != successors_.end()) {
+      Log(fmt::format("job {} attempt {} may start now", job.id, next->second.attempt));
+      it->second = std::move(next->second);
+      successors_.erase(next);
+      control_work_ = true;
+    }
   }
   bool active = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
     return entry.second.state == JobState::kStarting || entry.second.state == JobState::kRunning;
@@ -365,27 +380,44 @@ void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> ex
 
 std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   std::vector<protocol::RunningEntry> running;
-  for (const auto& [id, job] : jobs_) running.push_back({id, job.attempt});
+  for (const auto& [id, job] : jobs_) {
+    auto next = successors_.find(id);
+    running.push_back({id, next != successors_.end() ? next->second.attempt : job.attempt});
+  }
   return running;
 }
 
 void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
   lease_seconds_ = reply.lease_seconds;
-  for (const protocol::LaunchEntry& entry : reply.launch) {
-    if (auto known = jobs_.find(entry.job); known != jobs_.end()) {
-      // The coordinator answers an exit report by placing the job again at once, often here,
-      // before that report's delivery has cleared the entry. The old attempt is over and its
-      // report stays queued, so the newer attempt takes its place.
-      if (known->second.state == JobState::kExited && known->second.attempt < entry.attempt) {
-        jobs_.erase(known);
-      } else {
-        if (known->second.attempt != entry.attempt) {
-          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here",
-                          entry.job, entry.attempt, known->second.attempt));
-        }
-        continue;
-      }
+  // Signals first, each to the attempt it names only: one reply may carry the kill of a job's
+  // old attempt and the launch of its next one (the coordinator requeues a job whose gang lost a
+  // host and may place it here again in the same pass), and a kill queued for this host before
+  // a restart names an attempt this agent never had.
+  for (const protocol::SignalEntry& entry : reply.signal) {
+    std::map<std::string, Job>* table = nullptr;
+    for (std::map<std::string, Job>* t : {&jobs_, &successors_}) {
+      auto it = t->find(entry.job);
+      if (it != t->end() && it->second.attempt == entry.attempt) table = t;
     }
+    if (table == nullptr) {
+      Log(fmt::format("ignored {} of job {} attempt {}: not here",
+                      protocol::SignalActionName(entry.action), entry.job, entry.attempt));
+      continue;
+    }
+    Job* job = &table->at(entry.job);
+    if (job->state == JobState::kHolding) {
+      // The leader's agent stops the processes; a holder only lets the slots go.
+      if (entry.action == protocol::SignalAction::kKill) table->erase(entry.job);
+      continue;
+    }
+    if (entry.action == protocol::SignalAction::kKill) {
+      job->kill_requested = true;
+    } else {
+      job->preempt_requested = true;
+      if (entry.grace_seconds) job->grace_seconds = *entry.grace_seconds;
+    }
+  }
+  for (const protocol::LaunchEntry& entry : reply.launch) {
     Job job;
     job.id = entry.job;
     job.attempt = entry.attempt;
@@ -393,27 +425,39 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
     job.grace_seconds = entry.grace_seconds;
     job.state = entry.hold ? JobState::kHolding : JobState::kStarting;
     if (job.state == JobState::kHolding && stopping_) continue;
+    if (auto known = jobs_.find(entry.job); known != jobs_.end()) {
+      Job& old = known->second;
+      if (old.attempt >= entry.attempt) {
+        if (old.attempt != entry.attempt) {
+          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is newer", entry.job,
+                          entry.attempt, old.attempt));
+        }
+        continue;
+      }
+      // A newer attempt means the coordinator has ended the old one. One that has ended here
+      // too (its report may still be on its way), or only held slots, gives way at once; one
+      // whose processes still run is killed, and the new attempt waits for them to be gone, so
+      // that two attempts never run, or write checkpoints, at once.
+      if (old.state == JobState::kRunning) {
+        if (!old.kill_requested) {
+          Log(fmt::format("job {} attempt {} is superseded by attempt {}: stopping it", entry.job,
+                          old.attempt, entry.attempt));
+        }
+        old.kill_requested = true;
+        auto waiting = successors_.find(entry.job);
+        if (waiting == successors_.end() || waiting->second.attempt < entry.attempt) {
+          Log(fmt::format("job {} attempt {} waits for attempt {} to end", entry.job,
+                          entry.attempt, old.attempt));
+          successors_[entry.job] = std::move(job);
+        }
+        continue;
+      }
+      jobs_.erase(known);
+    }
     Log(fmt::format("{} job {} attempt {}",
                     job.state == JobState::kHolding ? "holding slots for" : "told to launch",
                     entry.job, entry.attempt));
     jobs_[entry.job] = std::move(job);
-  }
-  for (const protocol::SignalEntry& entry : reply.signal) {
-    auto it = jobs_.find(entry.job);
-    if (it == jobs_.end()) continue;
-    Job& job = it->second;
-    if (entry.attempt && *entry.attempt != job.attempt) continue;  // meant for an older attempt
-    if (job.state == JobState::kHolding) {
-      // The leader's agent stops the processes.
-      if (entry.action == protocol::SignalAction::kKill) jobs_.erase(it);
-      continue;
-    }
-    if (entry.action == protocol::SignalAction::kKill) {
-      job.kill_requested = true;
-    } else {
-      job.preempt_requested = true;
-      if (entry.grace_seconds) job.grace_seconds = *entry.grace_seconds;
-    }
   }
   control_work_ = true;
   cv_.notify_all();
@@ -421,6 +465,7 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
 
 void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held) {
   for (const protocol::RunningEntry& entry : not_held) {
+    successors_.erase(entry.job);
     auto it = jobs_.find(entry.job);
     if (it == jobs_.end()) continue;
     Job& job = it->second;

@@ -152,6 +152,9 @@ class Agent {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Job> jobs_;  // by job id
+  // A job's newer attempt that waits here for the processes of its older one (in jobs_, being
+  // killed) to end, by job id.
+  std::map<std::string, Job> successors_;
   std::deque<ExitReport> reports_;
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
   bool stopping_ = false;               // RequestStop() was called

@@ -253,12 +253,14 @@ class AgentTest : public ::testing::Test {
     return text.ok() ? *text : "";
   }
   // Waits for the exit report of `job` and returns its body.
-  json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000)) {
+  json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000),
+               int attempt = 1) {
     json found;
+    std::string want = "/api/v1/jobs/" + Id(job) + "/attempts/" + std::to_string(attempt) + "/exit";
     coordinator_.WaitFor(
         [&] {
           for (const auto& [path, body] : coordinator_.exits) {
-            if (path == "/api/v1/jobs/" + Id(job) + "/attempts/1/exit") found = body;
+            if (path == want) found = body;
           }
           return !found.is_null();
         },
@@ -368,7 +370,8 @@ TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
   StartAgent(coordinator_.url());
   WaitListed("job3");
   WaitRanksStarted("job3");
-  coordinator_.QueuePollReply({{"signal", json::array({{{"job", Id("job3")}, {"action", "kill"}}})}});
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", Id("job3")}, {"attempt", 1}, {"action", "kill"}}})}});
   json exit = WaitExit("job3", milliseconds(10000));
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
   EXPECT_EQ(TrainerProcesses(), 0);
@@ -469,6 +472,67 @@ TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
   EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit");
 }
 
+// The launch of a job's next attempt, as the coordinator sends it after the old one's lease ran
+// out: the old attempt's processes must be gone before the new ones start.
+json NextAttempt(json launch, int attempt, const std::string& mode, const fs::path& log) {
+  json entry = launch["launch"][0];
+  entry["attempt"] = attempt;
+  entry["spec"]["mode"] = mode;
+  entry["log"] = log.string();
+  return entry;
+}
+
+// One poll reply with the kill of the old attempt and the launch of the next (the coordinator
+// requeued the job and placed it here again in the same pass): the old one is killed, the new
+// one runs once the old is gone, and both are reported.
+TEST_F(AgentTest, AKillOfTheOldAttemptAndTheLaunchOfTheNextInOneReply) {
+  coordinator_.QueuePollReply(Launch("job10", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job10");
+  WaitRanksStarted("job10");
+  fs::path log2 = dir_ / "runs" / "job10" / "attempt-2.log";
+  coordinator_.QueuePollReply(
+      {{"launch", json::array({NextAttempt(Launch("job10", ""), 2, "succeed", log2)})},
+       {"signal", json::array({{{"job", Id("job10")}, {"attempt", 1}, {"action", "kill"}}})}});
+  EXPECT_EQ(WaitExit("job10", milliseconds(10000)),
+            (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+  EXPECT_EQ(WaitExit("job10", milliseconds(20000), 2),
+            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}))
+      << ReadFile(log2.string()).ok();
+  Expected<std::string> log = ReadFile(log2.string());
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("rank 1 of 2"), std::string::npos) << *log;
+  EXPECT_EQ(TrainerProcesses(), 0);
+}
+
+// A newer attempt's launch alone also ends the older one here: the coordinator has moved on.
+TEST_F(AgentTest, ALaunchOfANewerAttemptStopsTheOlderOneFirst) {
+  coordinator_.QueuePollReply(Launch("job11", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job11");
+  WaitRanksStarted("job11");
+  fs::path log2 = dir_ / "runs" / "job11" / "attempt-2.log";
+  coordinator_.QueuePollReply(
+      {{"launch", json::array({NextAttempt(Launch("job11", ""), 2, "succeed", log2)})}});
+  EXPECT_EQ(WaitExit("job11", milliseconds(10000))["outcome"], "killed");
+  EXPECT_EQ(WaitExit("job11", milliseconds(20000), 2)["outcome"], "succeeded");
+}
+
+// A kill that names an attempt this agent does not run (one queued for this host before the
+// agent restarted, say) leaves the attempt it runs alone.
+TEST_F(AgentTest, AKillForAnotherAttemptIsIgnored) {
+  json launch = Launch("job12", "finish-later");
+  launch["launch"][0]["attempt"] = 3;
+  launch["launch"][0]["log"] = LogPath("job12");
+  coordinator_.QueuePollReply(launch);
+  StartAgent(coordinator_.url());
+  WaitListed("job12");
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", Id("job12")}, {"attempt", 2}, {"action", "kill"}},
+                               {{"job", Id("job12")}, {"attempt", 4}, {"action", "kill"}}})}});
+  EXPECT_EQ(WaitExit("job12", milliseconds(20000), 3),
+            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+}
 
 // A Launcher that runs nothing: it records what the agent asks, and its processes end when the
 // test says so (or when they are SIGKILLed). With a FakeClock, grace periods and backoff pass
