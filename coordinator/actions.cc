@@ -20,6 +20,7 @@ storage::AttemptOutcome OutcomeFor(Reason reason) {
     case Reason::kSucceeded: return storage::AttemptOutcome::kSucceeded;
     case Reason::kPreempted: return storage::AttemptOutcome::kPreempted;
     case Reason::kLeaseLost: return storage::AttemptOutcome::kLost;
+    case Reason::kHostUnreachable: return storage::AttemptOutcome::kLost;
     case Reason::kCancelled: return storage::AttemptOutcome::kCancelled;
     default: return storage::AttemptOutcome::kFailed;
   }
@@ -33,6 +34,7 @@ bool EndsAttempt(Reason reason) {
     case Reason::kConfigError:
     case Reason::kPreempted:
     case Reason::kLeaseLost:
+    case Reason::kHostUnreachable:
     case Reason::kCancelled:
       return true;
     default:

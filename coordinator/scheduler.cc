@@ -67,6 +67,8 @@ const char* ReasonName(Reason reason) {
       return "preempted";
     case Reason::kLeaseLost:
       return "lease_lost";
+    case Reason::kHostUnreachable:
+      return "host_unreachable";
     case Reason::kCancelled:
       return "cancelled";
   }
@@ -325,18 +327,23 @@ Expected<std::vector<Action>> Scheduler::ReportExit(const std::string& agent_id,
       job->eligible_at = now;
       MoveTo(*job, JobState::kPending, Reason::kPreempted, actions);
       break;
-    case ExitKind::kFailed: {
+    case ExitKind::kFailed:
+    case ExitKind::kUnreachable: {
+      // An unreachable host is the cluster's fault, not the job's: no retry is used, but the
+      // backoff applies, so that the job is not placed on the same hosts again at once.
       job->failures += 1;
-      if (job->spec.retries_left <= 0) {
+      const bool unreachable = exit == ExitKind::kUnreachable;
+      if (!unreachable && job->spec.retries_left <= 0) {
         MoveTo(*job, JobState::kFailed, Reason::kFailed, actions);
         break;
       }
-      job->spec.retries_left -= 1;
+      if (!unreachable) job->spec.retries_left -= 1;
       double scale = std::pow(options_.backoff_factor, job->failures - 1);
       double delay = std::min(static_cast<double>(options_.backoff_initial.count()) * scale,
                               static_cast<double>(options_.backoff_max.count()));
       job->eligible_at = now + Duration(static_cast<Duration::rep>(delay));
-      MoveTo(*job, JobState::kPending, Reason::kRetry, actions);
+      MoveTo(*job, JobState::kPending, unreachable ? Reason::kHostUnreachable : Reason::kRetry,
+             actions);
       break;
     }
   }
@@ -405,8 +412,10 @@ std::optional<std::vector<Placement>> Scheduler::PlaceGang(const JobSpec& spec,
   for (const auto& [id, room] : capacity) {
     int fit = RanksThatFit(spec.gpus_per_rank, room.slots, room.gpus);
     if (fit <= 0) continue;
-    total += fit;
-    by_room.emplace_back(fit, &id);
+    if (agents_.at(id).spec.shares_runs_dir) {
+      total += fit;
+      by_room.emplace_back(fit, &id);
+    }
     if (fit >= spec.ranks && (best == nullptr || fit < best_fit)) {
       best = &id;
       best_fit = fit;

@@ -64,6 +64,9 @@ struct AgentSpec {
   std::string host;  // what mpirun -H names
   int slots = 0;     // ranks the host runs at once
   int gpus = 0;
+  // Sees the coordinator's runs folder (its runs mark matched): a job's ranks span only such
+  // agents, since every host of a gang reads and writes the job's run folder.
+  bool shares_runs_dir = true;
 };
 
 // Part of a gang: `ranks` ranks of a job on one agent.
@@ -85,12 +88,14 @@ enum class Reason {
   kPreemptRequested,  // -> preempted: a Signal follows
   kPreempted,         // -> pending: exited checkpointed after SIGTERM; no retry used
   kLeaseLost,         // -> pending: a holder stopped heartbeating; no retry used
+  kHostUnreachable,   // -> pending: the leader could not reach a host of the gang; no retry
+                      //    used, eligible again after the failure backoff
   kCancelled,         // -> cancelled
 };
 const char* ReasonName(Reason reason);
 
 // How the trainer ended, as the leader agent classifies its exit status.
-enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted };
+enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted, kUnreachable };
 
 // Actions --------------------------------------------------------------------------------
 struct Transition {

@@ -35,12 +35,15 @@ Expected<RegisterRequest> RegisterRequest::FromJson(const Json& value, const std
   r.Int("slots", &request.slots, 0, kMaxSlots);
   r.Int("gpus", &request.gpus, 0, kMaxSlots);
   r.List("running", &request.running, kMaxRunning, &RunningEntry::FromJson, /*required=*/false);
+  r.OptionalText("runs_mark", &request.runs_mark, kTokenRule);
   RETURN_IF_ERROR(r.Finish());
   return request;
 }
 
 Json RegisterRequest::ToJson() const {
-  return Json{{"host", host}, {"slots", slots}, {"gpus", gpus}, {"running", RunningJson(running)}};
+  Json out{{"host", host}, {"slots", slots}, {"gpus", gpus}, {"running", RunningJson(running)}};
+  if (runs_mark) out["runs_mark"] = *runs_mark;
+  return out;
 }
 
 Expected<RegisterReply> RegisterReply::FromJson(const Json& value, const std::string& path) {

@@ -29,12 +29,19 @@ struct RunningEntry {
   bool operator==(const RunningEntry& o) const { return job == o.job && attempt == o.attempt; }
 };
 
+// The file in the coordinator's runs folder that names it: a random token written once.
+inline constexpr const char* kRunsMarkFile = ".vitscale-runs-mark";
+
 // POST /api/v1/agents/register
 struct RegisterRequest {
   std::string host;  // the agent's id and the name mpirun -H gets (RFC 1123)
   int slots = 0;
   int gpus = 0;
   std::vector<RunningEntry> running;  // absent = none
+  // The content of <runs dir>/.vitscale-runs-mark as this host reads it (kRunsMarkFile); absent
+  // when it cannot. The same mark as the coordinator's proves that the host sees the
+  // coordinator's runs folder, which jobs spanning hosts need (docs/deploy.md).
+  std::optional<std::string> runs_mark;
 
   static Expected<RegisterRequest> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;

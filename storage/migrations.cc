@@ -58,6 +58,10 @@ ALTER TABLE attempts ADD COLUMN report_token_sha256 TEXT NOT NULL DEFAULT ''
   CHECK (report_token_sha256 = '' OR (length(report_token_sha256) = 64 AND
                                       report_token_sha256 NOT GLOB '*[^0-9a-f]*'));
 )SQL"},
+      {4, "placement: a job may be kept on one host", R"SQL(
+-- 1: every rank on one host (a sweep's `resources: {hosts: one}`); 0: the ranks may span hosts.
+ALTER TABLE jobs ADD COLUMN one_host INTEGER NOT NULL DEFAULT 0 CHECK (one_host IN (0, 1))
+)SQL"},
   };
   return kMigrations;
 }

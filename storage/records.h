@@ -43,6 +43,7 @@ struct JobRecord {
   int priority = 0;                // higher runs first
   int ranks = 1;                   // MPI ranks of one attempt
   int gpus_per_rank = 0;           // 0 = CPU ranks
+  bool one_host = false;           // every rank on one host (else the ranks may span hosts)
   int retries_left = 0;            // failed -> pending while > 0
   // Set by the store; ignored by AddSweep.
   JobState state = JobState::kPending;

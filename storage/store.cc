@@ -145,7 +145,7 @@ constexpr const char* kJobColumns =
     "j.submit_order, j.submitted_at, j.updated_at, "
     "(SELECT count(*) FROM attempts a WHERE a.job_id = j.id), "
     "(SELECT m.value FROM metrics m WHERE m.job_id = j.id AND m.name = 'images_seen' "
-    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1)";
+    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.one_host";
 
 Expected<JobRecord> ReadJob(const Query& q) {
   JobRecord job;
@@ -167,6 +167,7 @@ Expected<JobRecord> ReadJob(const Query& q) {
   job.updated_at = q.ColReal(15);
   job.attempts = q.ColInt(16);
   job.images_seen = q.ColOptReal(17);
+  job.one_host = q.ColInt(18) != 0;
   return job;
 }
 
@@ -527,8 +528,9 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
   ASSIGN_OR_RETURN(sqlite3_stmt * insert_job,
                    Prepare("INSERT INTO jobs (id, model, family, dataset, subset_size, epochs, "
                            "config_json, planned_train_flops, state, priority, ranks, "
-                           "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?) "
+                           "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at, "
+                           "one_host) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING"));
   ASSIGN_OR_RETURN(sqlite3_stmt * link_job,
                    Prepare("INSERT INTO sweep_jobs (sweep_id, job_id, position) VALUES (?, ?, ?)"));
@@ -539,7 +541,7 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
       q.Text(job.id).Text(job.model).Text(job.family).Text(job.dataset).Int(job.subset_size);
       q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops).Int(job.priority);
       q.Int(job.ranks).Int(job.gpus_per_rank).Int(job.retries_left).Int(next_order);
-      q.Real(now).Real(now);
+      q.Real(now).Real(now).Int(job.one_host ? 1 : 0);
       if (!q.Run()) return Error(fmt::format("cannot add job {} ({})", job.id, job.model));
     }
     if (sqlite3_changes(db_) == 1) {

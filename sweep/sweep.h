@@ -57,6 +57,9 @@ struct AxisGroup {
 struct Resources {
   int64_t ranks = 1;          // MPI ranks per job
   int64_t gpus_per_rank = 0;  // 0 = CPU ranks
+  // `hosts: one`: every rank on one host. `hosts: any` (the default): one host when one has
+  // room, else spread over hosts that share the coordinator's runs folder.
+  bool one_host = false;
 };
 
 // One grid block: the product of its groups, in the order they are written.

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
@@ -47,7 +48,11 @@ ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool k
     if (preempt_requested) return ExitOutcome::kPreempted;
     return ExitOutcome::kFailed;
   }
-  if (exit.signaled) return ExitOutcome::kFailed;
+  if (exit.signaled) {
+    // SIGTERM kills a launch that has not started mpirun yet (the reachability check).
+    return preempt_requested && exit.signal == SIGTERM ? ExitOutcome::kPreempted
+                                                       : ExitOutcome::kFailed;
+  }
   switch (exit.exit_code) {
     case protocol::kTrainExitSucceeded:
       return ExitOutcome::kSucceeded;
@@ -56,8 +61,74 @@ ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool k
     case protocol::kTrainExitConfigError:
       return ExitOutcome::kConfigError;
     default:
+      if (preempt_requested) return ExitOutcome::kPreempted;
+      if (exit.exit_code == protocol::kAgentExitUnreachable) return ExitOutcome::kUnreachable;
       return ExitOutcome::kFailed;
   }
+}
+
+Expected<std::vector<std::string>> ParseForwardEnv(std::string_view list) {
+  std::vector<std::string> patterns;
+  if (list.empty()) return patterns;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = std::min(list.find(',', start), list.size());
+    std::string item(list.substr(start, comma - start));
+    start = comma + 1;
+    std::string name = item;
+    if (!name.empty() && name.back() == '*') name.pop_back();
+    bool valid = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+    for (char c : name) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!valid) {
+      return InvalidArgument("--forward-env: '" + Printable(item) +
+                             "' is not a variable name or a prefix of one followed by '*'");
+    }
+    patterns.push_back(item);
+  }
+  return patterns;
+}
+
+std::vector<std::string> ForwardedNames(const std::vector<std::string>& patterns,
+                                        const std::vector<std::string>& environment) {
+  std::vector<std::string> names;
+  for (const std::string& entry : environment) {
+    std::string name = entry.substr(0, entry.find('='));
+    for (const std::string& pattern : patterns) {
+      bool prefix = !pattern.empty() && pattern.back() == '*';
+      if (prefix ? name.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0
+                 : name == pattern) {
+        names.push_back(name);
+        break;
+      }
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+std::vector<std::string> ReachThenRun(const std::string& rsh_agent,
+                                      const std::vector<std::string>& remote_hosts,
+                                      const std::vector<std::string>& mpirun_argv) {
+  static_assert(protocol::kAgentExitUnreachable == 68, "the script below exits 68");
+  // $1 is the launcher, word-split as Open MPI splits plm_rsh_agent; the hosts follow, then
+  // "--" and mpirun's arguments. The hosts were checked as RFC 1123 names.
+  static const char kScript[] =
+      "agent=$1; shift\n"
+      "while [ \"$1\" != -- ]; do\n"
+      "  if ! why=$(timeout 30 $agent \"$1\" true 2>&1 </dev/null); then\n"
+      "    echo \"vitscale-agent: cannot reach host $1 with '$agent': ${why:-timed out}\"\n"
+      "    exit 68\n"
+      "  fi\n"
+      "  shift\n"
+      "done\n"
+      "shift\n"
+      "exec \"$@\"\n";
+  std::vector<std::string> argv = {"/bin/sh", "-c", kScript, "vitscale-launch", rsh_agent};
+  argv.insert(argv.end(), remote_hosts.begin(), remote_hosts.end());
+  argv.push_back("--");
+  argv.insert(argv.end(), mpirun_argv.begin(), mpirun_argv.end());
+  return argv;
 }
 
 std::string MpirunHosts(const std::vector<protocol::HostRanks>& hosts,
@@ -79,13 +150,22 @@ bool PathWithin(const std::string& path, const std::vector<std::string>& dirs) {
 }
 
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
-                                       const std::string& hosts, const std::string& spec_file) {
+                                       const std::string& hosts, const std::string& spec_file,
+                                       const std::vector<std::string>& forward) {
   std::vector<std::string> argv = {options.mpirun};
   if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
   // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
   argv.push_back("--oversubscribe");
+  if (!options.bind_to.empty()) argv.insert(argv.end(), {"--bind-to", options.bind_to});
+  if (!options.rsh_agent.empty()) {
+    argv.insert(argv.end(), {"--mca", "plm_rsh_agent", options.rsh_agent});
+  }
+  if (!options.network.empty()) {
+    argv.insert(argv.end(), {"--mca", "btl_tcp_if_include", options.network, "--mca",
+                             "oob_tcp_if_include", options.network});
+  }
   // Local ranks inherit the environment; ranks on other hosts get only what -x names.
-  argv.insert(argv.end(), {"-x", "OMP_WAIT_POLICY"});
+  for (const std::string& name : forward) argv.insert(argv.end(), {"-x", name});
   for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"),
                                  hosts, options.train_command, std::string("--spec"), spec_file}) {
     argv.push_back(arg);
@@ -114,6 +194,12 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
     return InvalidArgument("--slots and --gpus must be >= 0");
   }
   if (options.train_command.empty()) return InvalidArgument("--train-command must not be empty");
+  if (std::getenv("OMPI_MCA_mca_base_env_list") != nullptr) {
+    // Open MPI refuses to run when both name variables to pass on.
+    return InvalidArgument(
+        "OMPI_MCA_mca_base_env_list is set, but the agent forwards variables with mpirun -x, "
+        "which Open MPI cannot mix with it: unset it and name the variables in --forward-env");
+  }
   HttpClientOptions poll_options{options.coordinator_url, options.token, milliseconds(3000),
                                  options.poll_read_timeout};
   ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> poll_client, HttpClient::Create(poll_options));
@@ -335,15 +421,34 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
     // session leader and gets SIGTERM itself.
     request.argv = {options_.train_command, "--spec", spec_file};
     request.environment = {"OMPI_MCA_ess_singleton_isolated=1"};
-  } else {
-    request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file);
-    request.spare_leader_on_term = true;
   }
   // With libgomp's default spin-waiting, a job of several LibTorch threads runs up to 6x slower
   // as soon as anything else wants its cores (docs/results.md, section 1), and an agent's jobs
   // share its host. A value in the agent's own environment wins.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     request.environment.push_back("OMP_WAIT_POLICY=passive");
+  }
+  if (hosts != "localhost:1") {
+    std::vector<std::string> environment = request.environment;
+    for (char** entry = environ; *entry != nullptr; ++entry) environment.emplace_back(*entry);
+    std::vector<std::string> forward = ForwardedNames(options_.forward_env, environment);
+    if (std::find(forward.begin(), forward.end(), "OMP_WAIT_POLICY") == forward.end()) {
+      forward.push_back("OMP_WAIT_POLICY");
+    }
+    request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file, forward);
+    std::vector<std::string> remote;
+    for (const protocol::HostRanks& h : launch.hosts) {
+      if (h.host != options_.host) remote.push_back(h.host);
+    }
+    if (!remote.empty()) {
+      std::string rsh_agent = options_.rsh_agent.empty() ? "ssh" : options_.rsh_agent;
+      request.argv = ReachThenRun(rsh_agent, remote, request.argv);
+      // Its program's command name, as /proc shows it (the kernel keeps 15 bytes).
+      std::string program = rsh_agent.substr(0, rsh_agent.find(' '));
+      program = program.substr(program.rfind('/') + 1).substr(0, 15);
+      request.spare_on_term = {program};
+    }
+    request.spare_leader_on_term = true;
   }
   request.log_path = launch.log;
   request.work_dir = options_.work_dir;
@@ -377,6 +482,20 @@ void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> ex
 
 // ---------------------------------------------------------------------------------------------
 // Poller
+
+std::optional<std::string> Agent::RunsMark() const {
+  if (options_.runs_dir.empty()) return std::nullopt;
+  std::string path = options_.runs_dir + "/" + protocol::kRunsMarkFile;
+  Expected<std::string> mark = ReadTokenFile(path);
+  if (!mark.ok() || !protocol::CheckText("runs_mark", *mark, protocol::kTokenRule).ok()) {
+    Log("cannot read the coordinator's runs mark " + path + " (" +
+        (mark.ok() ? "not a token" : mark.status().message()) +
+        "): this host takes no part in jobs that span hosts until --runs-dir is the "
+        "coordinator's runs folder, shared");
+    return std::nullopt;
+  }
+  return *mark;
+}
 
 std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   std::vector<protocol::RunningEntry> running;
@@ -512,7 +631,7 @@ void Agent::PollLoop() {
     if (!registered_ || (stopping && !draining_registered_)) {
       // Stopping: offering no slots keeps new work away while the heartbeats go on.
       protocol::RegisterRequest body{options_.host, stopping ? 0 : options_.slots,
-                                     stopping ? 0 : options_.gpus, RunningLocked()};
+                                     stopping ? 0 : options_.gpus, RunningLocked(), RunsMark()};
       lock.unlock();
       Expected<HttpReply> reply =
           poll_client_->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson()));

@@ -64,6 +64,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   jobs[1].priority = 5;
   jobs[2].ranks = 4;
   jobs[2].gpus_per_rank = 8;
+  jobs[2].one_host = true;
   jobs[2].retries_left = 2;
   auto added = store_->AddSweep("scaling", "name: scaling\n", jobs);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
@@ -87,6 +88,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(job->state, JobState::kPending);
   EXPECT_EQ(job->ranks, 4);
   EXPECT_EQ(job->gpus_per_rank, 8);
+  EXPECT_TRUE(job->one_host);
   EXPECT_EQ(job->retries_left, 2);
   EXPECT_EQ(job->submit_order, 3);
   EXPECT_EQ(job->submitted_at, now());
@@ -634,6 +636,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   const char* to_v1 =
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
+      "ALTER TABLE jobs DROP COLUMN one_host;"
       "DROP INDEX metrics_by_job_step_name;"
       "CREATE INDEX metrics_by_job_step ON metrics (job_id, step);"
       "INSERT INTO metrics SELECT * FROM metrics;"
@@ -646,6 +649,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   EXPECT_EQ(*(*store)->SchemaVersion(), LatestSchemaVersion());
   JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
   EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
+  EXPECT_FALSE((*store)->GetJob(job.id)->one_host);  // migration 4: the ranks may span hosts
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());

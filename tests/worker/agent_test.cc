@@ -49,6 +49,11 @@ TEST(ClassifyExitTest, FollowsTheTrainersStatusesAndWhoSentTheKill) {
   EXPECT_EQ(ClassifyExit(sigkill, true, false), ExitOutcome::kPreempted);
   EXPECT_EQ(ClassifyExit(sigkill, false, false), ExitOutcome::kFailed);
   EXPECT_EQ(ClassifyExit(segv, true, false), ExitOutcome::kFailed);
+  // mpirun that got SIGTERM itself (from Slurm, say) exits 1 while its ranks checkpoint.
+  EXPECT_EQ(ClassifyExit(exited(1), true, false), ExitOutcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(exited(78), true, false), ExitOutcome::kConfigError);
+  EXPECT_EQ(ClassifyExit(exited(68), false, false), ExitOutcome::kUnreachable);
+  EXPECT_STREQ(protocol::ExitOutcomeName(ExitOutcome::kUnreachable), "unreachable");
   EXPECT_STREQ(protocol::ExitOutcomeName(ExitOutcome::kConfigError), "config_error");
 }
 
@@ -70,12 +75,37 @@ TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
   AgentOptions options;
   options.train_command = "/opt/bin/vitscale-train";
   options.allow_run_as_root = true;
-  EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json"),
+  EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json", {"OMP_WAIT_POLICY"}),
             (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-x",
                                       "OMP_WAIT_POLICY", "-np", "2", "-H", "localhost:2",
                                       "/opt/bin/vitscale-train", "--spec", "/w/spec.json"}));
   options.allow_run_as_root = false;
-  EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
+  EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s", {})[1], "--oversubscribe");
+  options.bind_to = "none";
+  options.network = "10.0.0.0/24";
+  options.rsh_agent = "ssh -F /etc/vitscale/ssh_config";
+  EXPECT_EQ(MpirunCommand(options, 2, "localhost:1,h2:1", "s", {"MKL_CBWR", "OMP_WAIT_POLICY"}),
+            (std::vector<std::string>{
+                "mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "plm_rsh_agent",
+                "ssh -F /etc/vitscale/ssh_config", "--mca", "btl_tcp_if_include", "10.0.0.0/24",
+                "--mca", "oob_tcp_if_include", "10.0.0.0/24", "-x", "MKL_CBWR", "-x",
+                "OMP_WAIT_POLICY", "-np", "2", "-H", "localhost:1,h2:1",
+                "/opt/bin/vitscale-train", "--spec", "s"}));
+}
+
+TEST(ForwardEnvTest, NamesAndPrefixesSelectVariablesOfTheEnvironment) {
+  Expected<std::vector<std::string>> patterns = ParseForwardEnv(kDefaultForwardEnv);
+  ASSERT_TRUE(patterns.ok()) << patterns.status().ToString();
+  EXPECT_EQ(ForwardedNames(*patterns, {"OMP_NUM_THREADS=2", "OPENBLAS_CORETYPE=Haswell",
+                                       "HOME=/root", "PATH=/bin", "MKL_CBWR=AVX2", "PATHX=1",
+                                       "OMP_NUM_THREADS=3", "LC_ALL=C"}),
+            (std::vector<std::string>{"LC_ALL", "MKL_CBWR", "OMP_NUM_THREADS",
+                                      "OPENBLAS_CORETYPE", "PATH"}));
+  EXPECT_TRUE(ParseForwardEnv("")->empty());
+  for (const char* bad : {"OMP_*,", "A B", "*", "1X", "X=1", "A,*B"}) {
+    EXPECT_NE(ParseForwardEnv(bad).status().message().find("--forward-env"), std::string::npos)
+        << bad;
+  }
 }
 
 // A coordinator that records what the agent sends and answers polls from a queue.
@@ -224,6 +254,7 @@ class AgentTest : public ::testing::Test {
     options.allow_run_as_root = ::geteuid() == 0;
     options.max_backoff = max_backoff;
     options.clock = clock;
+    options.rsh_agent = rsh_agent_;
     Expected<std::unique_ptr<Agent>> agent =
         Agent::Create(options, launcher ? *launcher : static_cast<Launcher&>(launcher_));
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
@@ -297,6 +328,7 @@ class AgentTest : public ::testing::Test {
 
   fs::path dir_;
   std::string trainer_;
+  std::string rsh_agent_;  // AgentOptions::rsh_agent
   ScriptedCoordinator coordinator_;
   ProcessLauncher launcher_;
   std::unique_ptr<Agent> agent_;
@@ -532,6 +564,33 @@ TEST_F(AgentTest, AKillForAnotherAttemptIsIgnored) {
                                {{"job", Id("job12")}, {"attempt", 4}, {"action", "kill"}}})}});
   EXPECT_EQ(WaitExit("job12", milliseconds(20000), 3),
             (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+}
+
+// A gang whose other host cannot be reached: the launch ends before mpirun starts anything,
+// with the reason in the attempt's log, and is reported unreachable (the coordinator requeues
+// the job without using a retry).
+TEST_F(AgentTest, AGangWithAnUnreachableHostIsReportedUnreachable) {
+  rsh_agent_ = (dir_ / "fake-ssh").string();
+  ASSERT_TRUE(WriteFileAtomically(rsh_agent_,
+                                  "#!/bin/sh\n"
+                                  "[ \"$1\" = agent-c ] && exit 0\n"
+                                  "echo \"ssh: connect to host $1 port 22: No route to host\" >&2\n"
+                                  "exit 255\n",
+                                  0755)
+                  .ok());
+  json launch = Launch("job13", "succeed");
+  launch["launch"][0]["hosts"] = "agent-a:1,agent-c:1,agent-b:1";
+  launch["launch"][0]["ranks"] = 3;
+  coordinator_.QueuePollReply(launch);
+  StartAgent(coordinator_.url());
+  EXPECT_EQ(WaitExit("job13"),
+            (json{{"agent", "agent-a"}, {"outcome", "unreachable"}, {"exit_status", 68}}))
+      << Log("job13");
+  EXPECT_NE(Log("job13").find("cannot reach host agent-b with '" + rsh_agent_ +
+                              "': ssh: connect to host agent-b port 22: No route to host"),
+            std::string::npos)
+      << Log("job13");
+  EXPECT_EQ(Log("job13").find("rank 0"), std::string::npos) << "mpirun must not have started";
 }
 
 // A Launcher that runs nothing: it records what the agent asks, and its processes end when the
