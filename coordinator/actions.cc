@@ -1,7 +1,8 @@
 // The action applier: the scheduler's decisions carried out, one store operation per action
 // (docs/scheduling.md). A Transition is Store::ApplyTransition (state, retries and the attempt's
 // end together); a Launch is Store::StartAttempt (its number, the checkpoint it resumes from,
-// the hash of its fresh report token); a Signal or a Kill writes nothing.
+// the hash of its fresh report token); a Signal or a Kill writes nothing and names the attempt
+// it is for.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -19,6 +20,7 @@ storage::AttemptOutcome OutcomeFor(Reason reason) {
     case Reason::kSucceeded: return storage::AttemptOutcome::kSucceeded;
     case Reason::kPreempted: return storage::AttemptOutcome::kPreempted;
     case Reason::kLeaseLost: return storage::AttemptOutcome::kLost;
+    case Reason::kHostUnreachable: return storage::AttemptOutcome::kLost;
     case Reason::kCancelled: return storage::AttemptOutcome::kCancelled;
     default: return storage::AttemptOutcome::kFailed;
   }
@@ -33,6 +35,7 @@ bool EndsAttempt(Reason reason) {
     case Reason::kConfigError:
     case Reason::kPreempted:
     case Reason::kLeaseLost:
+    case Reason::kHostUnreachable:
     case Reason::kCancelled:
       return true;
     default:
@@ -44,6 +47,18 @@ std::vector<protocol::HostRanks> HostsOf(const std::vector<Placement>& placement
   std::vector<protocol::HostRanks> hosts;
   for (const Placement& p : placements) hosts.push_back({p.host, p.ranks});
   return hosts;
+}
+
+// The job's newest attempt: the one a Signal or a Kill is for. The scheduler emits a Kill right
+// after the transition that ends the attempt (a lost lease, a cancel) and before any Launch of
+// the job's next attempt in the same list, so at this point of the list it is the attempt the
+// scheduler meant, also when the same pass places the job again.
+Expected<int> NewestAttempt(storage::Store& store, const std::string& job_id) {
+  ASSIGN_OR_RETURN(JobRecord job, store.GetJob(job_id));
+  if (job.attempts < 1) {
+    return Internal("job " + job_id + " has no attempt to signal (a scheduler bug)");
+  }
+  return static_cast<int>(job.attempts);
 }
 
 }  // namespace
@@ -107,19 +122,20 @@ Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit
         launches->emplace_back(launch->placements[i].agent_id, std::move(entry));
       }
     } else if (const auto* signal = std::get_if<Signal>(&action)) {
-      ASSIGN_OR_RETURN(std::optional<storage::AttemptRecord> open,
-                       store_.OpenAttempt(signal->job_id));
+      ASSIGN_OR_RETURN(int attempt, NewestAttempt(store_, signal->job_id));
       protocol::SignalEntry entry;
       entry.job = signal->job_id;
-      if (open) entry.attempt = open->number;
+      entry.attempt = attempt;
       entry.action = protocol::SignalAction::kPreempt;
       entry.grace_seconds = static_cast<int>(
           std::chrono::duration_cast<std::chrono::seconds>(signal->grace).count());
       signals->emplace_back(signal->agent_id, std::move(entry));
     } else if (const auto* kill = std::get_if<Kill>(&action)) {
+      ASSIGN_OR_RETURN(int attempt, NewestAttempt(store_, kill->job_id));
       for (const std::string& agent : kill->agent_ids) {
         protocol::SignalEntry entry;
         entry.job = kill->job_id;
+        entry.attempt = attempt;
         entry.action = protocol::SignalAction::kKill;
         signals->emplace_back(agent, std::move(entry));
       }

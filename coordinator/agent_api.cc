@@ -59,7 +59,16 @@ HttpResponse AgentApi::Register(const HttpRequest& request) {
     return ErrorResponse(403, "the credential of agent '" + request.caller.agent_host +
                                   "' cannot register host '" + body->host + "'");
   }
-  AgentSpec spec{body->host, body->host, body->slots, body->gpus, body->gpu_kind};
+  const std::string& mark = core_.options().runs_mark;
+  bool shares = !mark.empty() && body->runs_mark == mark;
+  AgentSpec spec{body->host, body->host, body->slots, body->gpus, body->gpu_kind, shares};
+  if (!shares) {
+    std::fprintf(stderr,
+                 "vitscale-coordinator: agent %s does not see this coordinator's runs folder "
+                 "(%s/%s is %s there): no job will span it and other hosts\n",
+                 spec.id.c_str(), core_.options().runs_dir.c_str(), protocol::kRunsMarkFile,
+                 body->runs_mark ? "different" : "missing");
+  }
   // The store first: a registration it refuses leaves the scheduler as it was.
   Status stored = core_.store().UpsertAgent(
       {spec.id, spec.host, spec.slots, spec.gpus, 0, spec.gpu_kind});

@@ -21,7 +21,8 @@ JobSpec ToJobSpec(const JobRecord& job) {
   spec.ranks = job.ranks;
   spec.gpus_per_rank = job.gpus_per_rank;
   spec.gpu_kind = job.gpu_kind;
-  spec.multi_host = true;  // one host is preferred; spanning hosts is allowed when needed
+  // One host is preferred; spanning hosts is allowed when needed, unless the sweep said not to.
+  spec.multi_host = !job.one_host;
   spec.retries_left = job.retries_left;
   return spec;
 }

@@ -36,6 +36,9 @@ struct CoordinatorOptions {
   // Where jobs keep checkpoints and outputs: runs_dir/<job id>/. Every agent must see this path
   // (one machine, or a shared filesystem across hosts).
   std::string runs_dir;
+  // The token in runs_dir/.vitscale-runs-mark: an agent that reports it sees runs_dir, and only
+  // such agents are spanned by one job. Empty: no agent qualifies.
+  std::string runs_mark;
   // The URL the trainer reports to (its HTTP sink).
   std::string public_url;
   // The admin token (<state dir>/token); agents and reports have credentials of their own.

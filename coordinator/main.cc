@@ -22,6 +22,7 @@
 #include "common/secrets.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/http_server.h"
+#include "protocol/agent.h"
 #include "storage/store.h"
 
 namespace {
@@ -116,6 +117,13 @@ int Run(const ParsedArgs& args) {
   coordinator::CoordinatorOptions options;
   options.runs_dir = args.Get("--runs-dir", state_dir + "/runs");
   options.runs_dir = fs::absolute(options.runs_dir).lexically_normal().string();
+  fs::create_directories(options.runs_dir, error);
+  if (error) return Fail("cannot create " + options.runs_dir + ": " + error.message());
+  // Agents read it back at registration: those that see this folder may share a job.
+  Expected<std::string> runs_mark =
+      LoadOrCreateToken(options.runs_dir + "/" + protocol::kRunsMarkFile);
+  if (!runs_mark.ok()) return Fail(runs_mark.status().ToString());
+  options.runs_mark = *runs_mark;
   options.admin_token = *token;
   options.open_read_access = args.Has("--open-read");
   options.scheduler.lease_duration = std::chrono::seconds(*lease);

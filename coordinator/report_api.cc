@@ -29,6 +29,7 @@ ExitKind KindOf(protocol::ExitOutcome outcome) {
     case protocol::ExitOutcome::kSucceeded: return ExitKind::kSucceeded;
     case protocol::ExitOutcome::kConfigError: return ExitKind::kConfigError;
     case protocol::ExitOutcome::kPreempted: return ExitKind::kPreempted;
+    case protocol::ExitOutcome::kUnreachable: return ExitKind::kUnreachable;
     default: return ExitKind::kFailed;  // failed, or killed (after a cancel: the job stays so)
   }
 }

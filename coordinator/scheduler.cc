@@ -69,6 +69,8 @@ const char* ReasonName(Reason reason) {
       return "preempted";
     case Reason::kLeaseLost:
       return "lease_lost";
+    case Reason::kHostUnreachable:
+      return "host_unreachable";
     case Reason::kCancelled:
       return "cancelled";
   }
@@ -361,15 +363,20 @@ Expected<std::vector<Action>> Scheduler::ReportExit(const std::string& agent_id,
       job->eligible_at = now;
       MoveTo(*job, JobState::kPending, Reason::kOutOfMemory, actions);
       break;
-    case ExitKind::kFailed: {
+    case ExitKind::kFailed:
+    case ExitKind::kUnreachable: {
+      // An unreachable host is the cluster's fault, not the job's: no retry is used, but the
+      // backoff applies, so that the job is not placed on the same hosts again at once.
       job->failures += 1;
-      if (job->spec.retries_left <= 0) {
+      const bool unreachable = exit == ExitKind::kUnreachable;
+      if (!unreachable && job->spec.retries_left <= 0) {
         MoveTo(*job, JobState::kFailed, Reason::kFailed, actions);
         break;
       }
-      job->spec.retries_left -= 1;
+      if (!unreachable) job->spec.retries_left -= 1;
       job->eligible_at = now + BackoffAfter(job->failures);
-      MoveTo(*job, JobState::kPending, Reason::kRetry, actions);
+      MoveTo(*job, JobState::kPending, unreachable ? Reason::kHostUnreachable : Reason::kRetry,
+             actions);
       break;
     }
   }
@@ -476,8 +483,10 @@ std::optional<std::vector<Placement>> Scheduler::PlaceGang(const JobSpec& spec,
     if (!Matches(spec, agents_.at(id).spec)) continue;
     int fit = RanksThatFit(spec.gpus_per_rank, room.slots, room.gpus);
     if (fit <= 0) continue;
-    total += fit;
-    by_room.emplace_back(fit, &id);
+    if (agents_.at(id).spec.shares_runs_dir) {
+      total += fit;
+      by_room.emplace_back(fit, &id);
+    }
     if (fit >= spec.ranks && (best == nullptr || fit < best_fit)) {
       best = &id;
       best_fit = fit;

@@ -71,6 +71,9 @@ struct AgentSpec {
   // Their model ("" when unnamed: then only jobs that take any GPU run there). {}: initialisers
   // that stop at `gpus` stay warning-free.
   std::string gpu_kind{};
+  // Sees the coordinator's runs folder (its runs mark matched): a job's ranks span only such
+  // agents, since every host of a gang reads and writes the job's run folder.
+  bool shares_runs_dir = true;
 };
 
 // Part of a gang: `ranks` ranks of a job on one agent.
@@ -98,6 +101,8 @@ enum class Reason {
   kPreemptRequested,  // -> preempted: a Signal follows
   kPreempted,         // -> pending: exited checkpointed after SIGTERM; no retry used
   kLeaseLost,         // -> pending: a holder stopped heartbeating; no retry used
+  kHostUnreachable,   // -> pending: the leader could not reach a host of the gang; no retry
+                      //    used, eligible again after the failure backoff
   kCancelled,         // -> cancelled
 };
 const char* ReasonName(Reason reason);
@@ -105,7 +110,8 @@ const char* ReasonName(Reason reason);
 // How the trainer ended, as the leader agent classifies its exit status.
 // kOutOfMemory: the trainer ran out of memory and recorded a smaller batch for the next attempt
 // (the coordinator has checked that it did), so running again is not a blind retry.
-enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted, kOutOfMemory };
+enum class ExitKind { kSucceeded, kFailed, kConfigError, kPreempted, kOutOfMemory,
+                      kUnreachable };
 
 // Actions --------------------------------------------------------------------------------
 struct Transition {

@@ -538,6 +538,7 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
     record.ranks = static_cast<int>(job.resources.ranks);
     record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
     record.gpu_kind = job.resources.gpu_kind;
+    record.one_host = job.resources.one_host;
     record.retries_left = core_.options().max_retries;
     records.push_back(std::move(record));
   }

@@ -73,6 +73,7 @@ Expected<RegisterRequest> RegisterRequest::FromJson(const Json& value, const std
   std::optional<std::string> gpu_kind;
   r.OptionalText("gpu_kind", &gpu_kind, kGpuKindRule);
   r.List("running", &request.running, kMaxRunning, &RunningEntry::FromJson, /*required=*/false);
+  r.OptionalText("runs_mark", &request.runs_mark, kTokenRule);
   RETURN_IF_ERROR(r.Finish());
   if (request.gpus > 0) {
     if (!gpu_kind) {
@@ -89,6 +90,7 @@ Json RegisterRequest::ToJson() const {
   Json out = {{"host", host}, {"slots", slots}, {"gpus", gpus}};
   if (gpus > 0) out["gpu_kind"] = gpu_kind;
   out["running"] = RunningJson(running);
+  if (runs_mark) out["runs_mark"] = *runs_mark;
   return out;
 }
 
@@ -227,7 +229,7 @@ Expected<SignalEntry> SignalEntry::FromJson(const Json& value, const std::string
   SignalEntry entry;
   ObjectReader r(value, path, kReply);
   r.Text("job", &entry.job, kJobIdRule);
-  r.OptionalInt("attempt", &entry.attempt, 1, kMaxAttempt);
+  r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
   r.Enum("action", &entry.action, &ParseSignalAction);
   r.OptionalInt("grace_seconds", &entry.grace_seconds, 0, kMaxGraceSeconds);
   RETURN_IF_ERROR(r.Finish());
@@ -235,8 +237,7 @@ Expected<SignalEntry> SignalEntry::FromJson(const Json& value, const std::string
 }
 
 Json SignalEntry::ToJson() const {
-  Json out = {{"job", job}, {"action", SignalActionName(action)}};
-  if (attempt) out["attempt"] = *attempt;
+  Json out = {{"job", job}, {"attempt", attempt}, {"action", SignalActionName(action)}};
   if (grace_seconds) out["grace_seconds"] = *grace_seconds;
   return out;
 }

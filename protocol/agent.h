@@ -46,6 +46,9 @@ struct RunningEntry {
   }
 };
 
+// The file in the coordinator's runs folder that names it: a random token written once.
+inline constexpr const char* kRunsMarkFile = ".vitscale-runs-mark";
+
 // POST /api/v1/agents/register
 struct RegisterRequest {
   std::string host;  // the agent's id and the name mpirun -H gets (RFC 1123)
@@ -53,6 +56,10 @@ struct RegisterRequest {
   int gpus = 0;          // GPUs 0..gpus-1 of this host, offered besides the CPU slots
   std::string gpu_kind;  // their model ("NVIDIA H200"); required when gpus > 0, else absent
   std::vector<RunningEntry> running;  // absent = none
+  // The content of <runs dir>/.vitscale-runs-mark as this host reads it (kRunsMarkFile); absent
+  // when it cannot. The same mark as the coordinator's proves that the host sees the
+  // coordinator's runs folder, which jobs spanning hosts need (docs/deploy.md).
+  std::optional<std::string> runs_mark;
 
   static Expected<RegisterRequest> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;
@@ -117,7 +124,9 @@ struct LaunchEntry {
 // One entry of a poll reply's "signal".
 struct SignalEntry {
   std::string job;
-  std::optional<int> attempt;  // a kill names none: whatever runs of the job stops
+  // The attempt it is for. An agent applies it to that attempt only: a kill of an old attempt
+  // never reaches the job's next one, here or on a restarted agent.
+  int attempt = 0;
   SignalAction action = SignalAction::kPreempt;
   std::optional<int> grace_seconds;  // a preemption's time before SIGKILL
 

@@ -50,12 +50,13 @@ constexpr Spellings<AttemptOutcome, 5> kAttemptOutcomes = {{
     {AttemptOutcome::kLost, "lost"},
 }};
 
-constexpr Spellings<ExitOutcome, 5> kExitOutcomes = {{
+constexpr Spellings<ExitOutcome, 6> kExitOutcomes = {{
     {ExitOutcome::kSucceeded, "succeeded"},
     {ExitOutcome::kFailed, "failed"},
     {ExitOutcome::kConfigError, "config_error"},
     {ExitOutcome::kPreempted, "preempted"},
     {ExitOutcome::kKilled, "killed"},
+    {ExitOutcome::kUnreachable, "unreachable"},
 }};
 
 constexpr Spellings<SignalAction, 2> kSignalActions = {{

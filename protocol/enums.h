@@ -30,8 +30,10 @@ const char* AttemptOutcomeName(AttemptOutcome outcome);
 Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name);
 
 // How a job's processes ended, as the leader agent reports it (docs/agent.md has the table).
-enum class ExitOutcome { kSucceeded, kFailed, kConfigError, kPreempted, kKilled };
-const char* ExitOutcomeName(ExitOutcome outcome);  // "succeeded", ..., "config_error", "killed"
+// kUnreachable: a host of the gang could not be reached, so nothing ran (kAgentExitUnreachable).
+enum class ExitOutcome { kSucceeded, kFailed, kConfigError, kPreempted, kKilled, kUnreachable };
+// "succeeded", ..., "config_error", "killed", "unreachable"
+const char* ExitOutcomeName(ExitOutcome outcome);
 Expected<ExitOutcome> ParseExitOutcome(std::string_view name);
 
 // What a signal entry of a poll reply tells the leader agent to do.
@@ -54,5 +56,8 @@ inline constexpr int kTrainExitConfigError = 78;  // EX_CONFIG: the spec is wron
 // and a retry (a failure, to the agent) trains or evaluates with half of it. Past sysexits'
 // range: none of its means this.
 inline constexpr int kTrainExitOutOfMemory = 79;
+// Not the trainer's: the agent's launch of a multi-host job exits so when it cannot reach one
+// of the gang's other hosts with Open MPI's remote launcher, before mpirun starts anything.
+inline constexpr int kAgentExitUnreachable = 68;  // EX_NOHOST
 
 }  // namespace vitscale::protocol

@@ -183,6 +183,10 @@ END;
 ALTER TABLE jobs ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
 )SQL"},
+      {7, "placement: a job may be kept on one host", R"SQL(
+-- 1: every rank on one host (a sweep's `resources: {hosts: one}`); 0: the ranks may span hosts.
+ALTER TABLE jobs ADD COLUMN one_host INTEGER NOT NULL DEFAULT 0 CHECK (one_host IN (0, 1))
+)SQL"},
   };
   return kMigrations;
 }

@@ -45,6 +45,7 @@ struct JobRecord {
   int ranks = 1;                   // MPI ranks of one attempt
   int gpus_per_rank = 0;           // 0 = CPU ranks
   std::string gpu_kind;            // the GPU model its ranks need; "" = any (or CPU ranks)
+  bool one_host = false;           // every rank on one host (else the ranks may span hosts)
   int retries_left = 0;            // failed -> pending while > 0
   // Set by the store; ignored by AddSweep.
   JobState state = JobState::kPending;

@@ -149,7 +149,7 @@ constexpr const char* kJobColumns =
     "j.submit_order, j.submitted_at, j.updated_at, "
     "(SELECT count(*) FROM attempts a WHERE a.job_id = j.id), "
     "(SELECT m.value FROM metrics m WHERE m.job_id = j.id AND m.name = 'images_seen' "
-    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.gpu_kind";
+    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.gpu_kind, j.one_host";
 
 Expected<JobRecord> ReadJob(const Query& q) {
   JobRecord job;
@@ -172,6 +172,7 @@ Expected<JobRecord> ReadJob(const Query& q) {
   job.attempts = q.ColInt(16);
   job.images_seen = q.ColOptReal(17);
   job.gpu_kind = q.ColText(18);
+  job.one_host = q.ColInt(19) != 0;
   return job;
 }
 
@@ -650,8 +651,8 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
                    Prepare("INSERT INTO jobs (id, model, family, dataset, subset_size, epochs, "
                            "config_json, planned_train_flops, state, priority, ranks, "
                            "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at, "
-                           "gpu_kind) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?) "
+                           "gpu_kind, one_host) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING"));
   ASSIGN_OR_RETURN(sqlite3_stmt * link_job,
                    Prepare("INSERT INTO sweep_jobs (sweep_id, job_id, position) VALUES (?, ?, ?)"));
@@ -662,7 +663,7 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
       q.Text(job.id).Text(job.model).Text(job.family).Text(job.dataset).Int(job.subset_size);
       q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops).Int(job.priority);
       q.Int(job.ranks).Int(job.gpus_per_rank).Int(job.retries_left).Int(next_order);
-      q.Real(now).Real(now).Text(job.gpu_kind);
+      q.Real(now).Real(now).Text(job.gpu_kind).Int(job.one_host ? 1 : 0);
       if (!q.Run()) return Error(fmt::format("cannot add job {} ({})", job.id, job.model));
     }
     if (sqlite3_changes(db_) == 1) {

@@ -383,12 +383,21 @@ Expected<AxisGroup> Parser::ParseZip(const YAML::Node& key_node, const YAML::Nod
 
 Expected<Resources> Parser::ParseResources(const YAML::Node& node, Resources base) const {
   ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                   Entries(node, "resources", {"ranks", "gpus_per_rank", "accelerator"}));
+                   Entries(node, "resources", {"ranks", "gpus_per_rank", "accelerator", "hosts"}));
   const YAML::Node* accelerator_node = nullptr;
   std::string accelerator;
   for (const Entry& e : entries) {
     if (e.key == "ranks") {
       ASSIGN_OR_RETURN(base.ranks, Integer(e.value, "'ranks'", 1));
+    } else if (e.key == "hosts") {
+      ASSIGN_OR_RETURN(std::string hosts, Text(e.value, "'hosts'"));
+      if (hosts != "one" && hosts != "any") {
+        return Error(e.value, fmt::format("'hosts' must be 'one' (every rank on one host) or "
+                                          "'any' (spread over hosts when no single host has "
+                                          "room), not '{}'",
+                                          hosts));
+      }
+      base.one_host = hosts == "one";
     } else if (e.key == "gpus_per_rank") {
       ASSIGN_OR_RETURN(base.gpus_per_rank, Integer(e.value, "'gpus_per_rank'", 0));
     } else {

@@ -60,6 +60,9 @@ struct Resources {
   // The accelerator kind the ranks need (docs/gpu.md): for GPU ranks the GPU model, as the
   // agents report it ("NVIDIA H200"), or "" for any model; "" for CPU ranks (`accelerator: cpu`).
   std::string gpu_kind;
+  // `hosts: one`: every rank on one host. `hosts: any` (the default): one host when one has
+  // room, else spread over hosts that share the coordinator's runs folder.
+  bool one_host = false;
 };
 
 // One grid block: the product of its groups, in the order they are written.

@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <cstdio>
@@ -47,7 +48,11 @@ ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool k
     if (preempt_requested) return ExitOutcome::kPreempted;
     return ExitOutcome::kFailed;
   }
-  if (exit.signaled) return ExitOutcome::kFailed;
+  if (exit.signaled) {
+    // SIGTERM kills a launch that has not started mpirun yet (the reachability check).
+    return preempt_requested && exit.signal == SIGTERM ? ExitOutcome::kPreempted
+                                                       : ExitOutcome::kFailed;
+  }
   switch (exit.exit_code) {
     case protocol::kTrainExitSucceeded:
       return ExitOutcome::kSucceeded;
@@ -56,8 +61,74 @@ ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool k
     case protocol::kTrainExitConfigError:
       return ExitOutcome::kConfigError;
     default:
+      if (preempt_requested) return ExitOutcome::kPreempted;
+      if (exit.exit_code == protocol::kAgentExitUnreachable) return ExitOutcome::kUnreachable;
       return ExitOutcome::kFailed;
   }
+}
+
+Expected<std::vector<std::string>> ParseForwardEnv(std::string_view list) {
+  std::vector<std::string> patterns;
+  if (list.empty()) return patterns;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = std::min(list.find(',', start), list.size());
+    std::string item(list.substr(start, comma - start));
+    start = comma + 1;
+    std::string name = item;
+    if (!name.empty() && name.back() == '*') name.pop_back();
+    bool valid = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+    for (char c : name) valid = valid && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+    if (!valid) {
+      return InvalidArgument("--forward-env: '" + Printable(item) +
+                             "' is not a variable name or a prefix of one followed by '*'");
+    }
+    patterns.push_back(item);
+  }
+  return patterns;
+}
+
+std::vector<std::string> ForwardedNames(const std::vector<std::string>& patterns,
+                                        const std::vector<std::string>& environment) {
+  std::vector<std::string> names;
+  for (const std::string& entry : environment) {
+    std::string name = entry.substr(0, entry.find('='));
+    for (const std::string& pattern : patterns) {
+      bool prefix = !pattern.empty() && pattern.back() == '*';
+      if (prefix ? name.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0
+                 : name == pattern) {
+        names.push_back(name);
+        break;
+      }
+    }
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  return names;
+}
+
+std::vector<std::string> ReachThenRun(const std::string& rsh_agent,
+                                      const std::vector<std::string>& remote_hosts,
+                                      const std::vector<std::string>& mpirun_argv) {
+  static_assert(protocol::kAgentExitUnreachable == 68, "the script below exits 68");
+  // $1 is the launcher, word-split as Open MPI splits plm_rsh_agent; the hosts follow, then
+  // "--" and mpirun's arguments. The hosts were checked as RFC 1123 names.
+  static const char kScript[] =
+      "agent=$1; shift\n"
+      "while [ \"$1\" != -- ]; do\n"
+      "  if ! why=$(timeout 30 $agent \"$1\" true 2>&1 </dev/null); then\n"
+      "    echo \"vitscale-agent: cannot reach host $1 with '$agent': ${why:-timed out}\"\n"
+      "    exit 68\n"
+      "  fi\n"
+      "  shift\n"
+      "done\n"
+      "shift\n"
+      "exec \"$@\"\n";
+  std::vector<std::string> argv = {"/bin/sh", "-c", kScript, "vitscale-launch", rsh_agent};
+  argv.insert(argv.end(), remote_hosts.begin(), remote_hosts.end());
+  argv.push_back("--");
+  argv.insert(argv.end(), mpirun_argv.begin(), mpirun_argv.end());
+  return argv;
 }
 
 std::string MpirunHosts(const std::vector<protocol::HostRanks>& hosts,
@@ -81,13 +152,22 @@ bool PathWithin(const std::string& path, const std::vector<std::string>& dirs) {
 namespace {
 
 // mpirun's options for every job, before its app context(s).
-std::vector<std::string> MpirunGlobalOptions(const AgentOptions& options) {
+std::vector<std::string> MpirunGlobalOptions(const AgentOptions& options,
+                                             const std::vector<std::string>& forward) {
   std::vector<std::string> argv = {options.mpirun};
   if (options.allow_run_as_root) argv.push_back("--allow-run-as-root");
   // More ranks than cores is the norm on a small CPU host; without this Open MPI refuses.
   argv.push_back("--oversubscribe");
+  if (!options.bind_to.empty()) argv.insert(argv.end(), {"--bind-to", options.bind_to});
+  if (!options.rsh_agent.empty()) {
+    argv.insert(argv.end(), {"--mca", "plm_rsh_agent", options.rsh_agent});
+  }
+  if (!options.network.empty()) {
+    argv.insert(argv.end(), {"--mca", "btl_tcp_if_include", options.network, "--mca",
+                             "oob_tcp_if_include", options.network});
+  }
   // Local ranks inherit the environment; ranks on other hosts get only what -x names.
-  argv.insert(argv.end(), {"-x", "OMP_WAIT_POLICY"});
+  for (const std::string& name : forward) argv.insert(argv.end(), {"-x", name});
   return argv;
 }
 
@@ -98,8 +178,9 @@ constexpr char kCudaDeviceOrder[] = "CUDA_DEVICE_ORDER=PCI_BUS_ID";
 }  // namespace
 
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
-                                       const std::string& hosts, const std::string& spec_file) {
-  std::vector<std::string> argv = MpirunGlobalOptions(options);
+                                       const std::string& hosts, const std::string& spec_file,
+                                       const std::vector<std::string>& forward) {
+  std::vector<std::string> argv = MpirunGlobalOptions(options, forward);
   for (const std::string& arg : {std::string("-np"), std::to_string(ranks), std::string("-H"),
                                  hosts, options.train_command, std::string("--spec"), spec_file}) {
     argv.push_back(arg);
@@ -122,8 +203,9 @@ std::string CudaVisibleDevices(const std::vector<int>& gpus,
 std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
                                           const std::vector<protocol::HostRanks>& hosts,
                                           const std::vector<protocol::HostGpus>& gpus,
-                                          const std::string& spec_file) {
-  std::vector<std::string> argv = MpirunGlobalOptions(options);
+                                          const std::string& spec_file,
+                                          const std::vector<std::string>& forward) {
+  std::vector<std::string> argv = MpirunGlobalOptions(options, forward);
   for (size_t i = 0; i < hosts.size() && i < gpus.size(); ++i) {
     if (i > 0) argv.push_back(":");
     for (const std::string& arg :
@@ -156,6 +238,12 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
         options.gpus, options.gpu_devices.size()));
   }
   if (options.train_command.empty()) return InvalidArgument("--train-command must not be empty");
+  if (std::getenv("OMPI_MCA_mca_base_env_list") != nullptr) {
+    // Open MPI refuses to run when both name variables to pass on.
+    return InvalidArgument(
+        "OMPI_MCA_mca_base_env_list is set, but the agent forwards variables with mpirun -x, "
+        "which Open MPI cannot mix with it: unset it and name the variables in --forward-env");
+  }
   HttpClientOptions poll_options{options.coordinator_url, options.token, milliseconds(3000),
                                  options.poll_read_timeout};
   ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> poll_client, HttpClient::Create(poll_options));
@@ -191,6 +279,7 @@ std::vector<std::pair<std::string, int>> Agent::Jobs() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::pair<std::string, int>> jobs;
   for (const auto& [id, job] : jobs_) jobs.emplace_back(id, job.attempt);
+  for (const auto& [id, job] : successors_) jobs.emplace_back(id, job.attempt);
   return jobs;
 }
 
@@ -241,6 +330,7 @@ Status Agent::Run() {
 bool Agent::ControlPass() {
   std::vector<Job> to_launch;
   std::vector<std::pair<pid_t, int>> to_signal;
+  std::vector<pid_t> late_kills;
   {
     std::lock_guard<std::mutex> lock(mu_);
     TimePoint now = clock_.Now();
@@ -276,6 +366,12 @@ bool Agent::ControlPass() {
     }
   }
 
+  // Signals first: what is told to stop frees its cores before anything new starts.
+  for (const auto& [pid, signal] : to_signal) {
+    Status status = launcher_.Signal(pid, signal);
+    if (!status.ok()) Log(status.ToString());
+  }
+
   for (const Job& job : to_launch) {
     Expected<pid_t> pid = LaunchJob(job);
     std::lock_guard<std::mutex> lock(mu_);
@@ -293,11 +389,11 @@ bool Agent::ControlPass() {
       it->second.state = JobState::kRunning;
       it->second.pid = *pid;
     } else {
-      to_signal.emplace_back(*pid, SIGKILL);  // dropped while it was starting
+      late_kills.push_back(*pid);  // dropped while it was starting
     }
   }
-  for (const auto& [pid, signal] : to_signal) {
-    Status status = launcher_.Signal(pid, signal);
+  for (pid_t pid : late_kills) {
+    Status status = launcher_.Signal(pid, SIGKILL);
     if (!status.ok()) Log(status.ToString());
   }
 
@@ -311,6 +407,13 @@ bool Agent::ControlPass() {
     Job& job = it->second;
     QueueExitLocked(job, ClassifyExit(exit, job.preempt_requested, job.kill_requested),
                     exit.ShellStatus());
+    // The attempt that waited for this one starts now; the ended one's report stays queued.
+    if (auto next = successors_.find(job.id); next != successors_.end()) {
+      Log(fmt::format("job {} attempt {} may start now", job.id, next->second.attempt));
+      it->second = std::move(next->second);
+      successors_.erase(next);
+      control_work_ = true;
+    }
   }
   bool active = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
     return entry.second.state == JobState::kStarting || entry.second.state == JobState::kRunning;
@@ -356,25 +459,6 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
 
   std::string hosts = MpirunHosts(launch.hosts, options_.host);
   LaunchRequest request;
-  if (!launch.gpus.empty() && launch.hosts.size() > 1) {
-    // Each host's ranks get that host's GPUs (docs/gpu.md).
-    std::vector<protocol::HostRanks> local = launch.hosts;
-    for (protocol::HostRanks& h : local) {
-      if (h.host == options_.host) h.host = "localhost";
-    }
-    request.argv = MpirunGpuCommand(options_, local, launch.gpus, spec_file);
-    request.spare_leader_on_term = true;
-  } else if (hosts == "localhost:1") {
-    // One rank here: mpirun would only add its own start-up (about 50 ms of CPU and a daemon)
-    // in front of the trainer. Started directly, the trainer's MPI_Init makes it a one-rank
-    // world; "isolated" keeps Open MPI from forking a helper daemon for it. The trainer is the
-    // session leader and gets SIGTERM itself.
-    request.argv = {options_.train_command, "--spec", spec_file};
-    request.environment = {"OMPI_MCA_ess_singleton_isolated=1"};
-  } else {
-    request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file);
-    request.spare_leader_on_term = true;
-  }
   if (!job.gpus.empty()) {
     // Every rank here sees the job's GPUs only, numbered from 0 in this order; rank r of the
     // host takes device r (its local rank).
@@ -387,6 +471,44 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   // share its host. A value in the agent's own environment wins.
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     request.environment.push_back("OMP_WAIT_POLICY=passive");
+  }
+  if (hosts == "localhost:1") {
+    // One rank here: mpirun would only add its own start-up (about 50 ms of CPU and a daemon)
+    // in front of the trainer. Started directly, the trainer's MPI_Init makes it a one-rank
+    // world; "isolated" keeps Open MPI from forking a helper daemon for it. The trainer is the
+    // session leader and gets SIGTERM itself.
+    request.argv = {options_.train_command, "--spec", spec_file};
+    request.environment.push_back("OMPI_MCA_ess_singleton_isolated=1");
+  } else {
+    std::vector<std::string> environment = request.environment;
+    for (char** entry = environ; *entry != nullptr; ++entry) environment.emplace_back(*entry);
+    std::vector<std::string> forward = ForwardedNames(options_.forward_env, environment);
+    if (std::find(forward.begin(), forward.end(), "OMP_WAIT_POLICY") == forward.end()) {
+      forward.push_back("OMP_WAIT_POLICY");
+    }
+    if (!launch.gpus.empty() && launch.hosts.size() > 1) {
+      // Each host's ranks get that host's GPUs (docs/gpu.md).
+      std::vector<protocol::HostRanks> local = launch.hosts;
+      for (protocol::HostRanks& h : local) {
+        if (h.host == options_.host) h.host = "localhost";
+      }
+      request.argv = MpirunGpuCommand(options_, local, launch.gpus, spec_file, forward);
+    } else {
+      request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file, forward);
+    }
+    std::vector<std::string> remote;
+    for (const protocol::HostRanks& h : launch.hosts) {
+      if (h.host != options_.host) remote.push_back(h.host);
+    }
+    if (!remote.empty()) {
+      std::string rsh_agent = options_.rsh_agent.empty() ? "ssh" : options_.rsh_agent;
+      request.argv = ReachThenRun(rsh_agent, remote, request.argv);
+      // Its program's command name, as /proc shows it (the kernel keeps 15 bytes).
+      std::string program = rsh_agent.substr(0, rsh_agent.find(' '));
+      program = program.substr(program.rfind('/') + 1).substr(0, 15);
+      request.spare_on_term = {program};
+    }
+    request.spare_leader_on_term = true;
   }
   request.log_path = launch.log;
   request.work_dir = options_.work_dir;
@@ -421,29 +543,63 @@ void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> ex
 // ---------------------------------------------------------------------------------------------
 // Poller
 
+std::optional<std::string> Agent::RunsMark() const {
+  if (options_.runs_dir.empty()) return std::nullopt;
+  std::string path = options_.runs_dir + "/" + protocol::kRunsMarkFile;
+  Expected<std::string> mark = ReadTokenFile(path);
+  if (!mark.ok() || !protocol::CheckText("runs_mark", *mark, protocol::kTokenRule).ok()) {
+    Log("cannot read the coordinator's runs mark " + path + " (" +
+        (mark.ok() ? "not a token" : mark.status().message()) +
+        "): this host takes no part in jobs that span hosts until --runs-dir is the "
+        "coordinator's runs folder, shared");
+    return std::nullopt;
+  }
+  return *mark;
+}
+
 std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   std::vector<protocol::RunningEntry> running;
-  for (const auto& [id, job] : jobs_) running.push_back({id, job.attempt, job.gpus});
+  for (const auto& [id, job] : jobs_) {
+    // A successor waiting for its predecessor to end is the attempt the coordinator knows; the
+    // GPUs are those in use now.
+    auto next = successors_.find(id);
+    running.push_back(
+        {id, next != successors_.end() ? next->second.attempt : job.attempt, job.gpus});
+  }
   return running;
 }
 
 void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
   lease_seconds_ = reply.lease_seconds;
-  for (const protocol::LaunchEntry& entry : reply.launch) {
-    if (auto known = jobs_.find(entry.job); known != jobs_.end()) {
-      // The coordinator answers an exit report by placing the job again at once, often here,
-      // before that report's delivery has cleared the entry. The old attempt is over and its
-      // report stays queued, so the newer attempt takes its place.
-      if (known->second.state == JobState::kExited && known->second.attempt < entry.attempt) {
-        jobs_.erase(known);
-      } else {
-        if (known->second.attempt != entry.attempt) {
-          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here",
-                          entry.job, entry.attempt, known->second.attempt));
-        }
-        continue;
-      }
+  // Signals first, each to the attempt it names only: one reply may carry the kill of a job's
+  // old attempt and the launch of its next one (the coordinator requeues a job whose gang lost a
+  // host and may place it here again in the same pass), and a kill queued for this host before
+  // a restart names an attempt this agent never had.
+  for (const protocol::SignalEntry& entry : reply.signal) {
+    std::map<std::string, Job>* table = nullptr;
+    for (std::map<std::string, Job>* t : {&jobs_, &successors_}) {
+      auto it = t->find(entry.job);
+      if (it != t->end() && it->second.attempt == entry.attempt) table = t;
     }
+    if (table == nullptr) {
+      Log(fmt::format("ignored {} of job {} attempt {}: not here",
+                      protocol::SignalActionName(entry.action), entry.job, entry.attempt));
+      continue;
+    }
+    Job* job = &table->at(entry.job);
+    if (job->state == JobState::kHolding) {
+      // The leader's agent stops the processes; a holder only lets the slots go.
+      if (entry.action == protocol::SignalAction::kKill) table->erase(entry.job);
+      continue;
+    }
+    if (entry.action == protocol::SignalAction::kKill) {
+      job->kill_requested = true;
+    } else {
+      job->preempt_requested = true;
+      if (entry.grace_seconds) job->grace_seconds = *entry.grace_seconds;
+    }
+  }
+  for (const protocol::LaunchEntry& entry : reply.launch) {
     Job job;
     job.id = entry.job;
     job.attempt = entry.attempt;
@@ -464,27 +620,39 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
     job.grace_seconds = entry.grace_seconds;
     job.state = entry.hold ? JobState::kHolding : JobState::kStarting;
     if (job.state == JobState::kHolding && stopping_) continue;
+    if (auto known = jobs_.find(entry.job); known != jobs_.end()) {
+      Job& old = known->second;
+      if (old.attempt >= entry.attempt) {
+        if (old.attempt != entry.attempt) {
+          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is newer", entry.job,
+                          entry.attempt, old.attempt));
+        }
+        continue;
+      }
+      // A newer attempt means the coordinator has ended the old one. One that has ended here
+      // too (its report may still be on its way), or only held slots, gives way at once; one
+      // whose processes still run is killed, and the new attempt waits for them to be gone, so
+      // that two attempts never run, or write checkpoints, at once.
+      if (old.state == JobState::kRunning) {
+        if (!old.kill_requested) {
+          Log(fmt::format("job {} attempt {} is superseded by attempt {}: stopping it", entry.job,
+                          old.attempt, entry.attempt));
+        }
+        old.kill_requested = true;
+        auto waiting = successors_.find(entry.job);
+        if (waiting == successors_.end() || waiting->second.attempt < entry.attempt) {
+          Log(fmt::format("job {} attempt {} waits for attempt {} to end", entry.job,
+                          entry.attempt, old.attempt));
+          successors_[entry.job] = std::move(job);
+        }
+        continue;
+      }
+      jobs_.erase(known);
+    }
     Log(fmt::format("{} job {} attempt {}",
                     job.state == JobState::kHolding ? "holding slots for" : "told to launch",
                     entry.job, entry.attempt));
     jobs_[entry.job] = std::move(job);
-  }
-  for (const protocol::SignalEntry& entry : reply.signal) {
-    auto it = jobs_.find(entry.job);
-    if (it == jobs_.end()) continue;
-    Job& job = it->second;
-    if (entry.attempt && *entry.attempt != job.attempt) continue;  // meant for an older attempt
-    if (job.state == JobState::kHolding) {
-      // The leader's agent stops the processes.
-      if (entry.action == protocol::SignalAction::kKill) jobs_.erase(it);
-      continue;
-    }
-    if (entry.action == protocol::SignalAction::kKill) {
-      job.kill_requested = true;
-    } else {
-      job.preempt_requested = true;
-      if (entry.grace_seconds) job.grace_seconds = *entry.grace_seconds;
-    }
   }
   control_work_ = true;
   cv_.notify_all();
@@ -507,6 +675,7 @@ std::string Agent::GpuClashLocked(const std::vector<int>& gpus) const {
 
 void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held) {
   for (const protocol::RunningEntry& entry : not_held) {
+    successors_.erase(entry.job);
     auto it = jobs_.find(entry.job);
     if (it == jobs_.end()) continue;
     Job& job = it->second;
@@ -554,7 +723,8 @@ void Agent::PollLoop() {
       // Stopping: offering no slots keeps new work away while the heartbeats go on.
       protocol::RegisterRequest body{options_.host, stopping ? 0 : options_.slots,
                                      stopping ? 0 : options_.gpus,
-                                     stopping ? "" : options_.gpu_kind, RunningLocked()};
+                                     stopping ? "" : options_.gpu_kind, RunningLocked(),
+                                     RunsMark()};
       lock.unlock();
       Expected<HttpReply> reply =
           poll_client_->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson()));

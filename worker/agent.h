@@ -51,6 +51,20 @@ struct AgentOptions {
   std::string train_command;  // run by every rank as `<train_command> --spec FILE`
   std::string mpirun = "mpirun";
   bool allow_run_as_root = false;  // passes --allow-run-as-root (Open MPI refuses root without)
+  // Environment variables every rank gets from this agent's environment, on every host: names,
+  // or prefixes ending in '*' (kDefaultForwardEnv). Ranks on other hosts get an ssh login's
+  // environment plus only these, so numeric-library settings must be among them.
+  std::vector<std::string> forward_env;
+  // mpirun --bind-to (none, core, socket, ...); empty: Open MPI's default. Hosts that share
+  // cores (containers, or test hosts on one machine) want "none".
+  std::string bind_to;
+  // The network (CIDR, or an interface name) Open MPI's TCP traffic between hosts uses; empty:
+  // Open MPI picks.
+  std::string network;
+  // How mpirun starts its daemons on the gang's other hosts (Open MPI's plm_rsh_agent; empty:
+  // Open MPI's default, ssh). The agent also runs `<rsh_agent> HOST true` to check each of them
+  // before a multi-host launch.
+  std::string rsh_agent;
   std::chrono::milliseconds max_backoff{2000};
   // How long the coordinator may hold a poll, plus slack; the coordinator answers within 20 s.
   std::chrono::milliseconds poll_read_timeout{30000};
@@ -62,9 +76,12 @@ struct AgentOptions {
 };
 
 // The trainer's documented exit statuses (docs/train-spec.md, protocol/enums.h): 0 done, 75
-// checkpointed after SIGTERM, 78 the spec is wrong. A process we SIGKILLed after a cancel was
-// killed; one we SIGKILLed after its preemption grace ran out was preempted (it resumes from its
-// newest good checkpoint, which is what a preemption means). Everything else failed.
+// checkpointed after SIGTERM, 78 the spec is wrong; and the launch's own 68, a host of the gang
+// unreachable. A process we SIGKILLed after a cancel was killed; one we SIGKILLed after its
+// preemption grace ran out was preempted (it resumes from its newest good checkpoint, which is
+// what a preemption means). So is one that exits with a failure status while being preempted:
+// mpirun that gets SIGTERM itself (Slurm signals every process of its step) ends its job with
+// status 1 even when every rank checkpointed. Everything else failed.
 protocol::ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested,
                                    bool kill_requested);
 
@@ -76,10 +93,35 @@ std::string MpirunHosts(const std::vector<protocol::HostRanks>& hosts, const std
 // Is `path` (absolute, no '.' or '..' segments: the protocol checked) inside one of `dirs`?
 bool PathWithin(const std::string& path, const std::vector<std::string>& dirs);
 
-// mpirun [--allow-run-as-root] --oversubscribe -x OMP_WAIT_POLICY -np R -H HOSTS TRAIN
+// What --forward-env defaults to: threading and kernel selection of the numeric libraries
+// (OpenMP, OpenBLAS, MKL, BLIS, oneDNN), and the paths a rank's programs and libraries are
+// found by.
+inline constexpr const char* kDefaultForwardEnv =
+    "OMP_*,GOMP_*,KMP_*,OPENBLAS_*,GOTO_*,MKL_*,BLIS_*,DNNL_*,ONEDNN_*,LD_LIBRARY_PATH,PATH,LANG,"
+    "LC_*,TZ";
+
+// Checks and splits a comma-separated --forward-env list: each item a variable name or a
+// prefix of one followed by '*'.
+Expected<std::vector<std::string>> ParseForwardEnv(std::string_view list);
+
+// The names of `environment` (NAME=value entries) that `patterns` select, sorted, each once.
+std::vector<std::string> ForwardedNames(const std::vector<std::string>& patterns,
+                                        const std::vector<std::string>& environment);
+
+// mpirun [--allow-run-as-root] --oversubscribe [--bind-to B] [--mca plm_rsh_agent R]
+//   [--mca btl_tcp_if_include N --mca oob_tcp_if_include N] -x NAME... -np R -H HOSTS TRAIN
 //   --spec SPEC_FILE
+// `forward` are the variables -x names (mpirun passes their values to every rank).
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
-                                       const std::string& hosts, const std::string& spec_file);
+                                       const std::string& hosts, const std::string& spec_file,
+                                       const std::vector<std::string>& forward);
+
+// The command that launches a gang spanning other hosts: a shell that first runs
+// `<rsh_agent> HOST true` for each of `remote_hosts` and exits kAgentExitUnreachable, saying
+// which host and why in the log, when one fails; then it becomes `mpirun_argv`.
+std::vector<std::string> ReachThenRun(const std::string& rsh_agent,
+                                      const std::vector<std::string>& remote_hosts,
+                                      const std::vector<std::string>& mpirun_argv);
 
 // A GPU job's command when its ranks span hosts: Open MPI's one-context-per-host form
 // (`mpirun GLOBAL -np 2 -H h1:2 env CUDA_DEVICE_ORDER=PCI_BUS_ID CUDA_VISIBLE_DEVICES=0,1 TRAIN
@@ -148,6 +190,8 @@ class Agent {
   bool ControlPass();
   Expected<pid_t> LaunchJob(const Job& job);
 
+  // What this host reads in the coordinator's runs folder (RegisterRequest::runs_mark).
+  std::optional<std::string> RunsMark() const;
   // REQUIRES: mu_ held.
   std::vector<protocol::RunningEntry> RunningLocked() const;
   void ApplyPollLocked(const protocol::PollReply& reply);
@@ -173,6 +217,9 @@ class Agent {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, Job> jobs_;  // by job id
+  // A job's newer attempt that waits here for the processes of its older one (in jobs_, being
+  // killed) to end, by job id.
+  std::map<std::string, Job> successors_;
   std::deque<ExitReport> reports_;
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
   bool stopping_ = false;               // RequestStop() was called

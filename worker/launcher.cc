@@ -24,6 +24,7 @@ namespace {
 struct ProcStat {
   pid_t session = 0;
   char state = '?';
+  std::string name;  // the command name (/proc/<pid>/comm), at most 15 bytes
 };
 
 // Fields 3 (state) and 6 (session) of /proc/<pid>/stat; the command name (field 2) may hold
@@ -39,7 +40,9 @@ bool ReadProcStat(pid_t pid, ProcStat& out) {
   if (n <= 0) return false;
   buffer[n] = '\0';
   char* close_paren = std::strrchr(buffer, ')');
-  if (close_paren == nullptr) return false;
+  char* open_paren = std::strchr(buffer, '(');
+  if (close_paren == nullptr || open_paren == nullptr || open_paren > close_paren) return false;
+  out.name.assign(open_paren + 1, close_paren);
   char state = 0;
   int ppid = 0, pgrp = 0, session = 0;
   if (std::sscanf(close_paren + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4) {
@@ -176,7 +179,7 @@ Expected<pid_t> SpawnChild(ChildSetup& setup) {
 
 }  // namespace
 
-int SignalSession(pid_t sid, int signal, pid_t except) {
+int SignalSession(pid_t sid, int signal, pid_t except, const std::vector<std::string>& spare) {
   if (sid <= 1) return 0;  // never the whole machine
   DIR* dir = ::opendir("/proc");
   if (dir == nullptr) return 0;
@@ -187,6 +190,7 @@ int SignalSession(pid_t sid, int signal, pid_t except) {
     if (end == entry->d_name || *end != '\0' || pid <= 0 || pid == except) continue;
     ProcStat stat;
     if (!ReadProcStat(static_cast<pid_t>(pid), stat) || stat.session != sid) continue;
+    if (std::find(spare.begin(), spare.end(), stat.name) != spare.end()) continue;
     if (::kill(static_cast<pid_t>(pid), signal) == 0 && stat.state != 'Z') ++signalled;
   }
   ::closedir(dir);
@@ -236,7 +240,7 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     pid = IOError(message);
   }
   ::close(log_fd);
-  if (pid.ok()) children_.push_back({*pid, request.spare_leader_on_term});
+  if (pid.ok()) children_.push_back({*pid, request.spare_leader_on_term, request.spare_on_term});
   return pid;
 }
 
@@ -246,7 +250,9 @@ Status ProcessLauncher::Signal(pid_t pid, int signal) {
   if (child == children_.end()) return NotFound(fmt::format("no job process {} to signal", pid));
   if (signal == SIGTERM && child->spare_leader_on_term) {
     // Before mpirun has started its ranks there is no one else to tell: then it gets it.
-    if (SignalSession(pid, SIGTERM, /*except=*/pid) == 0) ::kill(pid, SIGTERM);
+    if (SignalSession(pid, SIGTERM, /*except=*/pid, child->spare_on_term) == 0) {
+      ::kill(pid, SIGTERM);
+    }
     return Status::Ok();
   }
   if (signal == SIGKILL) {

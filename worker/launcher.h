@@ -39,6 +39,11 @@ struct LaunchRequest {
   // before they can checkpoint; the ranks get SIGTERM directly, and mpirun exits with the status
   // they exit with.
   bool spare_leader_on_term = false;
+  // With spare_leader_on_term: command names (as /proc/<pid>/comm shows them, at most 15 bytes)
+  // SIGTERM spares too. mpirun's rsh agent (ssh) holds its daemon on another host: killed, it
+  // makes mpirun abort the whole job before any rank can checkpoint. The ranks there hear of
+  // the preemption from the ranks here (they agree on stopping at a step boundary).
+  std::vector<std::string> spare_on_term;
   std::vector<std::string> environment;  // NAME=value entries set on top of the agent's own
 };
 
@@ -77,6 +82,7 @@ class ProcessLauncher : public Launcher {
   struct Child {
     pid_t pid;
     bool spare_leader_on_term;
+    std::vector<std::string> spare_on_term;
   };
   bool IsLeader(pid_t pid) const;
   // Kills, and reaps once dead, the children of this process in session `sid` other than its
@@ -89,8 +95,10 @@ class ProcessLauncher : public Launcher {
   pid_t own_session_ = 0;
 };
 
-// Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none).
-// Returns how many live (non-zombie) processes it signalled.
-int SignalSession(pid_t sid, int signal, pid_t except = 0);
+// Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none) and
+// processes whose command name is in `spare`. Returns how many live (non-zombie) processes it
+// signalled.
+int SignalSession(pid_t sid, int signal, pid_t except = 0,
+                  const std::vector<std::string>& spare = {});
 
 }  // namespace vitscale::worker

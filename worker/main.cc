@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -46,6 +47,12 @@ const std::vector<FlagSpec> kFlags = {
     {"--runs-dir", true, "DIR", "the coordinator's runs folder, where job logs and runs may go"},
     {"--train-command", true, "PATH", "what every rank runs (default vitscale-train beside this)"},
     {"--mpirun", true, "PATH", "Open MPI's launcher (default mpirun)"},
+    {"--forward-env", true, "LIST",
+     "variables every rank gets from this agent, names or PREFIX_* (default: numeric libraries' "
+     "settings, PATH, locale; docs/agent.md)"},
+    {"--bind-to", true, "WHAT", "mpirun --bind-to: none, core, socket, ... (default Open MPI's)"},
+    {"--network", true, "CIDR", "the network mpirun's TCP traffic between hosts uses"},
+    {"--rsh-agent", true, "CMD", "how mpirun reaches the gang's other hosts (default ssh)"},
 };
 
 // vitscale-train beside this executable when it is there (a build or an install), else PATH.
@@ -123,6 +130,22 @@ Expected<worker::AgentOptions> OptionsFrom(const ParsedArgs& args) {
   }
   options.train_command = args.Get("--train-command", DefaultTrainCommand());
   options.mpirun = args.Get("--mpirun", "mpirun");
+  ASSIGN_OR_RETURN(options.forward_env,
+                   worker::ParseForwardEnv(args.Get("--forward-env", worker::kDefaultForwardEnv)));
+  options.bind_to = args.Get("--bind-to");
+  options.network = args.Get("--network");
+  options.rsh_agent = args.Get("--rsh-agent");
+  for (const auto& [flag, value] : {std::pair<const char*, const std::string&>{"--bind-to", options.bind_to},
+                                    {"--network", options.network},
+                                    {"--rsh-agent", options.rsh_agent}}) {
+    // mpirun gets each as one argument: no shell ever sees them; still, nothing odd.
+    for (char c : value) {
+      if (!std::isalnum(static_cast<unsigned char>(c)) && std::string(" ./_=:-").find(c) == std::string::npos) {
+        return InvalidArgument(std::string(flag) + " '" + value +
+                               "' may hold only letters, digits, spaces and . / _ = : -");
+      }
+    }
+  }
   options.allow_run_as_root = ::geteuid() == 0;
   return options;
 }

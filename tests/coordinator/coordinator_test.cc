@@ -4,6 +4,8 @@
 #include "coordinator/coordinator.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
 #include <sqlite3.h>
 #include <stdlib.h>
 
@@ -17,6 +19,9 @@ namespace vitscale::coordinator {
 namespace {
 
 using protocol::Json;
+
+// What the coordinator's runs folder holds, and agents that see it report.
+constexpr char kRunsMark[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 constexpr char kSweep[] = R"(name: in-process
 recipe: small-images
@@ -64,6 +69,7 @@ class CoordinatorTest : public ::testing::Test {
     router_ = std::make_unique<Router>();
     CoordinatorOptions options;
     options.runs_dir = dir_ + "/runs";
+    options.runs_mark = kRunsMark;
     options.public_url = "http://127.0.0.1:1";
     options.admin_token = kAdmin;
     options.max_retries = 1;
@@ -103,9 +109,11 @@ class CoordinatorTest : public ::testing::Test {
     return CallJson("POST", "/api/v1/agents/credentials", kAdmin, Json{{"host", host}}.dump())
         .value("token", "");
   }
-  void Register(const std::string& host, const std::string& token, Json running = Json::array()) {
-    CallJson("POST", "/api/v1/agents/register", token,
-             Json{{"host", host}, {"slots", 1}, {"gpus", 0}, {"running", running}}.dump());
+  void Register(const std::string& host, const std::string& token, Json running = Json::array(),
+                int slots = 1, bool sees_runs = true) {
+    Json body = {{"host", host}, {"slots", slots}, {"gpus", 0}, {"running", running}};
+    if (sees_runs) body["runs_mark"] = kRunsMark;
+    CallJson("POST", "/api/v1/agents/register", token, body.dump());
   }
   // A poll answered at once (work was waiting), decoded.
   protocol::PollReply Poll(const std::string& host, const std::string& token, Json running) {
@@ -136,6 +144,23 @@ class CoordinatorTest : public ::testing::Test {
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<RequestGate> gate_;
 };
+
+// One job of two ranks, as a sweep with `hosts: ANY_OR_ONE`.
+std::string TwoRankSweep(const std::string& hosts) {
+  return std::string(R"(name: two-ranks
+recipe: small-images
+pretrain:
+  dataset: fashion-mnist/0-4
+  epochs: 1
+  batch_size: 32
+  subset_seed: 0
+grid:
+  model: [ViT-Mu/7]
+  subset: [256]
+resources:
+  ranks: 2
+  hosts: )") + hosts + "\n";
+}
 
 constexpr char kPoint[] = R"({"points": [{"step": 1, "name": "loss", "value": 2.5}]})";
 
@@ -445,6 +470,108 @@ TEST_F(CoordinatorTest, OutOfMemoryRetriesWithTheHalvedBatchWithoutUsingARetry) 
   ASSERT_EQ(third.job, launch.job);
   exit(third, "config_error", 78);  // "even run.micro_batch 1 does not fit"
   EXPECT_EQ(Job(launch.job)["state"], "failed");
+}
+
+}  // namespace
+}  // namespace vitscale::coordinator
+
+namespace vitscale::coordinator {
+namespace {
+
+// A gang loses its non-leader host: the job is requeued and placed again at once, here on the
+// leader's host and the spare one. Every kill names the lost attempt, the new launch the next
+// one, so the leader's agent, which gets both in one reply, stops only the old processes; and
+// the kill that waits for the lost host names an attempt its restarted agent never had.
+TEST_F(CoordinatorTest, AGangThatLosesAHostIsKilledByAttemptAndPlacedAgain) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, TwoRankSweep("any"));
+  std::map<std::string, std::string> tokens;
+  for (const char* host : {"host-a", "host-b"}) {
+    tokens[host] = IssueAgent(host);
+    Register(host, tokens[host]);
+  }
+  protocol::PollReply a = Poll("host-a", tokens["host-a"], Json::array());
+  protocol::PollReply b = Poll("host-b", tokens["host-b"], Json::array());
+  ASSERT_EQ(a.launch.size() + b.launch.size(), 2u);
+  bool a_leads = !a.launch.at(0).hold;
+  std::string leader = a_leads ? "host-a" : "host-b", member = a_leads ? "host-b" : "host-a";
+  protocol::LaunchEntry first = a_leads ? a.launch[0] : b.launch[0];
+  EXPECT_EQ(first.attempt, 1);
+  EXPECT_EQ(first.hosts.size(), 2u);
+  tokens["host-c"] = IssueAgent("host-c");
+  Register("host-c", tokens["host-c"]);
+
+  // The leader and the spare host heartbeat; the member is gone.
+  clock_.Advance(std::chrono::seconds(20));
+  Send("POST", "/api/v1/agents/" + leader + "/poll", tokens[leader],
+       Json{{"running", Running(first)}}.dump());
+  Send("POST", "/api/v1/agents/host-c/poll", tokens["host-c"], R"({"running": []})");
+  clock_.Advance(std::chrono::seconds(11));
+  auto leader_reply = Send("POST", "/api/v1/agents/" + leader + "/poll", tokens[leader],
+                           Json{{"running", Running(first)}}.dump());
+  auto spare_reply =
+      Send("POST", "/api/v1/agents/host-c/poll", tokens["host-c"], R"({"running": []})");
+  coordinator_->core().Tick();
+  io_.poll();
+  ASSERT_TRUE(*leader_reply && *spare_reply);
+  Expected<protocol::PollReply> to_leader = protocol::Decode<protocol::PollReply>((*leader_reply)->body);
+  Expected<protocol::PollReply> to_spare = protocol::Decode<protocol::PollReply>((*spare_reply)->body);
+  ASSERT_TRUE(to_leader.ok() && to_spare.ok());
+  ASSERT_EQ(to_leader->signal.size(), 1u) << (*leader_reply)->body;
+  EXPECT_EQ(to_leader->signal[0].action, protocol::SignalAction::kKill);
+  EXPECT_EQ(to_leader->signal[0].attempt, 1);
+  ASSERT_EQ(to_leader->launch.size(), 1u) << (*leader_reply)->body;
+  ASSERT_EQ(to_spare->launch.size(), 1u) << (*spare_reply)->body;
+  EXPECT_EQ(to_leader->launch[0].attempt, 2);
+  EXPECT_EQ(to_spare->launch[0].attempt, 2);
+  Json job = Job(first.job);
+  ASSERT_EQ(job["attempts"].size(), 2u);
+  EXPECT_EQ(job["attempts"][0]["outcome"], "lost");
+
+  // The lost host's agent restarts: what waited for it is the kill of attempt 1 only.
+  Register(member, tokens[member]);
+  protocol::PollReply to_member = Poll(member, tokens[member], Json::array());
+  ASSERT_EQ(to_member.signal.size(), 1u);
+  EXPECT_EQ(to_member.signal[0].attempt, 1);
+  EXPECT_TRUE(to_member.launch.empty());
+}
+
+// `hosts: one` keeps a job's ranks on one host: two hosts of one slot each do not run it, a host
+// with two slots does.
+TEST_F(CoordinatorTest, AOneHostJobWaitsForAHostWithRoomForAllItsRanks) {
+  Json added = CallJson("POST", "/api/v1/sweeps", kAdmin, TwoRankSweep("one"));
+  std::string small_a = IssueAgent("small-a"), small_b = IssueAgent("small-b");
+  Register("small-a", small_a);
+  Register("small-b", small_b);
+  EXPECT_FALSE(*Send("POST", "/api/v1/agents/small-a/poll", small_a, R"({"running": []})"));
+  EXPECT_FALSE(*Send("POST", "/api/v1/agents/small-b/poll", small_b, R"({"running": []})"));
+  std::string big = IssueAgent("big");
+  Register("big", big, Json::array(), /*slots=*/2);
+  protocol::PollReply reply = Poll("big", big, Json::array());
+  ASSERT_EQ(reply.launch.size(), 1u);
+  EXPECT_EQ(protocol::HostsString(reply.launch[0].hosts), "big:2");
+  EXPECT_NE(CallJson("POST", "/api/v1/sweeps", kAdmin, TwoRankSweep("two"), 400)
+                .value("error", "")
+                .find("'hosts' must be 'one'"),
+            std::string::npos);
+}
+
+// A host that does not see the coordinator's runs folder (its runs mark is missing) is never
+// part of a gang: a two-rank job waits rather than run to a resume that cannot find its files.
+TEST_F(CoordinatorTest, HostsThatDoNotShareTheRunsFolderAreNotSpanned) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, TwoRankSweep("any"));
+  std::string a = IssueAgent("host-a"), b = IssueAgent("host-b");
+  Register("host-a", a);
+  Register("host-b", b, Json::array(), 1, /*sees_runs=*/false);
+  auto held_a = Send("POST", "/api/v1/agents/host-a/poll", a, R"({"running": []})");
+  auto held_b = Send("POST", "/api/v1/agents/host-b/poll", b, R"({"running": []})");
+  EXPECT_FALSE(*held_a || *held_b) << "nothing to launch: both polls are held";
+  Register("host-b", b);  // now it sees the folder: the gang is placed over both
+  io_.poll();
+  ASSERT_TRUE(*held_a && *held_b);
+  Expected<protocol::PollReply> to_a = protocol::Decode<protocol::PollReply>((*held_a)->body);
+  ASSERT_TRUE(to_a.ok());
+  ASSERT_EQ(to_a->launch.size(), 1u) << (*held_a)->body;
+  EXPECT_EQ(protocol::HostsString(to_a->launch[0].hosts), "host-a:1,host-b:1");
 }
 
 }  // namespace

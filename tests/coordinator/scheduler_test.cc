@@ -455,6 +455,38 @@ TEST_F(SchedulerTest, EqualPriorityNeverPreempts) {
   EXPECT_TRUE(actions.empty());
 }
 
+// A host of the gang could not be reached: the job waits out the failure backoff, so that it is
+// not placed on the same hosts again at once, but keeps its retries, even with none left.
+TEST_F(SchedulerTest, AnUnreachableHostRequeuesWithoutUsingARetry) {
+  AddAgent("a", 1);
+  AddJob("far", 0, 1, false, /*retries=*/0);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"far"});
+  std::vector<Transition> moves =
+      Only<Transition>(Must(sched_.ReportExit("a", "far", ExitKind::kUnreachable)));
+  ASSERT_EQ(moves.size(), 1u);
+  EXPECT_EQ(moves[0].to, JobState::kPending);
+  EXPECT_EQ(moves[0].reason, Reason::kHostUnreachable);
+  EXPECT_EQ(moves[0].retries_left, 0);
+  EXPECT_EQ(moves[0].eligible_at, clock_.Now() + seconds(10));
+  clock_.Advance(seconds(10));
+  ASSERT_EQ(Launched(), std::vector<std::string>{"far"});
+}
+
+// Only agents that see the coordinator's runs folder are spanned by a gang; any agent may run a
+// job alone.
+TEST_F(SchedulerTest, AGangSpansOnlyAgentsThatShareTheRunsFolder) {
+  AddAgent("a", 1);
+  AddAgent("b", 1);
+  AgentSpec blind{"c", "c", 1, 0, /*shares_runs_dir=*/false};
+  ASSERT_TRUE(sched_.RegisterAgent(blind).ok());
+  AddJob("gang", 0, 3, /*multi_host=*/true);
+  EXPECT_TRUE(Launched().empty()) << "a and b share the folder but have 2 slots, not 3";
+  AddJob("solo", 0, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"solo"});
+  EXPECT_EQ(sched_.GetJob("solo")->holders.at(0).placement.agent_id, "a")
+      << "the tightest fit, in id order";
+}
+
 TEST_F(SchedulerTest, FailuresRetryWithExponentialBackoff) {
   AddAgent("a", 1);
   AddJob("flaky", 0, 1, false, /*retries=*/3);

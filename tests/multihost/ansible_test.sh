@@ -2,7 +2,10 @@
 # The ansible play against three test hosts, over ssh, as a lab runs it: a wrong variable stops
 # it before anything changes; it deploys the coordinator (host 1) and an agent on every host
 # (start-stop-daemon: the hosts have no systemd); the agents register; a second run changes
-# nothing and keeps the token; `--tags stop` stops every daemon.
+# nothing and keeps the token; a sweep runs with a two-host job and single-host jobs; the
+# two-host job's non-leader agent is killed mid-job and the job resumes on the other hosts after
+# exactly one lost attempt; a preemption of a two-host job checkpoints every rank on both hosts
+# and the job resumes; `--tags stop` stops every daemon.
 #   ansible_test.sh BIN_DIR SOURCE_DIR DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,14 +56,20 @@ all:
     vitscale_pid_dir: $local_root/run/vitscale
     # The packages are the machine's own (shared by the hosts); nothing to fetch from here.
     vitscale_apt_update_cache: false
-    vitscale_coordinator_lease_seconds: 10
+    vitscale_coordinator_lease_seconds: 6
+    vitscale_coordinator_checkpoint_every_steps: 4
+    vitscale_coordinator_grace_seconds: 60
+    # The hosts share this machine's cores: Open MPI's default binding would pin every host's
+    # rank 0 to the same core.
+    vitscale_agent_bind_to: none
+    vitscale_agent_network: $TH_SUBNET
   children:
     vitscale_coordinator:
       hosts:
         h1: {ansible_host: ${TH_ADDR[1]}}
     vitscale_agents:
       hosts:
-        h1: {ansible_host: ${TH_ADDR[1]}, vitscale_agent_slots: 2, vitscale_agent_gpus: 0}
+        h1: {ansible_host: ${TH_ADDR[1]}, vitscale_agent_slots: 1, vitscale_agent_gpus: 0}
         h2: {ansible_host: ${TH_ADDR[2]}, vitscale_agent_slots: 1, vitscale_agent_gpus: 0}
         h3: {ansible_host: ${TH_ADDR[3]}, vitscale_agent_slots: 1, vitscale_agent_gpus: 0}
 INVENTORY
@@ -106,11 +115,11 @@ print(' '.join(sorted(f\"{a['host']}:{a['slots']}\" for a in json.load(sys.stdin
 registered=""
 for _ in $(seq 100); do
   registered=$(agents 2>/dev/null || true)
-  [[ $registered == "${TH_ADDR[1]}:2 ${TH_ADDR[2]}:1 ${TH_ADDR[3]}:1" ]] && break
+  [[ $registered == "${TH_ADDR[1]}:1 ${TH_ADDR[2]}:1 ${TH_ADDR[3]}:1" ]] && break
   sleep 0.2
 done
 check "the three agents registered with their slots ($registered)" \
-  test "$registered" = "${TH_ADDR[1]}:2 ${TH_ADDR[2]}:1 ${TH_ADDR[3]}:1"
+  test "$registered" = "${TH_ADDR[1]}:1 ${TH_ADDR[2]}:1 ${TH_ADDR[3]}:1"
 for i in 1 2 3; do
   mode=$(th_ssh "$i" stat -c %a:%U "$local_root/etc/vitscale/agent.token")
   check "host $i's agent credential is 600, the vitscale user's ($mode)" test "$mode" = 600:vitscale
@@ -133,9 +142,94 @@ check "the token is the same" test "$(th_ssh 1 cat "$coordinator_state/token")" 
 check "the coordinator was not restarted" \
   test "$(th_ssh 1 cat "$local_root/run/vitscale/vitscale-coordinator.pid")" = "$coordinator_pid"
 
-# 4. The stop tag stops every daemon on every host.
+# 4. A sweep: one job of two ranks, which no host has room for alone (one slot each), and two
+# single-host jobs. Mid-job, the two-host job's non-leader agent is killed (kill -9, as a host
+# that dies): its lease runs out, the leader's agent kills the old gang, and the job runs again
+# on the two hosts left, resuming from its checkpoint on the shared directory.
+api() { curl -sf --noproxy '*' -H "Authorization: Bearer $token" "$url/api/v1/$1"; }
+api_post() { curl -sf --noproxy '*' -H "Authorization: Bearer $token" -X POST "$url/api/v1/$1"; }
+pyjson() { /usr/bin/python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
+wait_for() {  # wait_for SECONDS COMMAND...
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.5
+  done
+}
+sweep() {  # sweep NAME SEED EPOCHS: a YAML sweep of one two-rank job and two one-rank jobs
+  cat <<YAML
+name: $1
+recipe: small-images
+pretrain:
+  dataset: fashion-mnist/0-4
+  batch_size: 32
+  warmup_steps: 2
+  subset_seed: 0
+  seed: $2
+grid:
+  - model: [ViT-Mu/7]
+    subset: [512]
+    epochs: [$3]
+    resources: {ranks: 2, hosts: any}
+    priority: 1
+  - model: [ViT-Mu/7]
+    subset: [128, 256]
+    epochs: [1]
+    resources: {ranks: 1, hosts: one}
+YAML
+}
+submit() {  # submit YAML: the id of the sweep's first (two-rank) job
+  curl -sf --noproxy '*' -H "Authorization: Bearer $token" -H 'Content-Type: application/yaml' \
+    --data-binary "$1" "$url/api/v1/sweeps" | pyjson "d['jobs'][0]"
+}
+field() { api "jobs/$1" | pyjson "$2"; }
+has_checkpoint() { [[ $(field "$1" "len(d['checkpoints'])") -gt 0 ]]; }
+state_is() { [[ $(field "$1" "d['state']") == "$2" ]]; }
+scenario_start=$SECONDS
+gang=$(submit "$(sweep mh-recovery 7 6)")
+check "the two-host job runs and checkpoints" wait_for 240 has_checkpoint "$gang"
+hosts=$(field "$gang" "d['attempts'][0]['hosts']")
+check "its first attempt spans two hosts ($hosts)" test "$(tr ',' '\n' <<<"$hosts" | wc -l)" = 2
+member=$(cut -d, -f2 <<<"$hosts" | cut -d: -f1)
+member_index=""
+for i in 1 2 3; do [[ ${TH_ADDR[$i]} == "$member" ]] && member_index=$i; done
+killed_agent=$(th_ssh "$member_index" cat "$local_root/run/vitscale/vitscale-agent.pid")
+th_ssh "$member_index" kill -9 "$killed_agent"
+echo "killed the agent of $member (pid $killed_agent), the non-leader of $hosts"
+check "the two-host job succeeds after the loss" wait_for 300 state_is "$gang" succeeded
+outcomes=$(field "$gang" "' '.join(a.get('outcome') or '-' for a in d['attempts'])")
+check "exactly one lost attempt, then success ($outcomes)" test "$outcomes" = "lost succeeded"
+resumed=$(field "$gang" "d['attempts'][-1].get('resumed_from_step') or 0")
+check "the second attempt resumed from the checkpoint (step $resumed)" test "$resumed" -gt 0
+rehosts=$(field "$gang" "d['attempts'][-1]['hosts']")
+check "the second attempt ran on two hosts without $member ($rehosts)" \
+  sh -c "[ \$(echo '$rehosts' | tr ',' '\n' | wc -l) = 2 ] && ! echo '$rehosts' | grep -q '$member:'"
+single_done() { [[ $(api "jobs?state=succeeded" | pyjson "len(d['jobs'])") -ge 3 ]]; }
+check "the single-host jobs succeed too" wait_for 240 single_done
+echo "host loss and resume: $((SECONDS - scenario_start)) s"
+
+# 5. Preemption across hosts: SIGTERM reaches the leader's rank, the ranks agree at the next
+# step boundary, every rank on both hosts exits checkpointed (mpirun's status 75 is theirs),
+# and the job resumes.
+start=$SECONDS
+gang2=$(submit "$(sweep mh-preempt 8 6)")
+check "a second two-host job runs and checkpoints" wait_for 240 has_checkpoint "$gang2"
+api_post "jobs/$gang2/preempt" >/dev/null
+check "the preempted two-host job succeeds" wait_for 300 state_is "$gang2" succeeded
+first=$(field "$gang2" "'%s %s %s' % (d['attempts'][0].get('outcome'), d['attempts'][0].get('exit_status'), d['attempts'][0]['hosts'].count(','))")
+check "its first attempt ended preempted with status 75 across two hosts ($first)" \
+  test "$first" = "preempted 75 1"
+resumed=$(field "$gang2" "d['attempts'][1].get('resumed_from_step') or 0")
+check "it resumed from the preemption's checkpoint (step $resumed)" test "$resumed" -gt 0
+echo "preemption across hosts: $((SECONDS - start)) s"
+
+# 6. The stop tag stops every daemon on every host.
 pids=()
-for i in 1 2 3; do pids+=("$(th_ssh "$i" cat "$local_root/run/vitscale/vitscale-agent.pid")"); done
+for i in 1 2 3; do
+  pid=$(th_ssh "$i" cat "$local_root/run/vitscale/vitscale-agent.pid")
+  [[ $pid == "${killed_agent:-}" ]] || pids+=("$pid")
+done
 pids+=("$coordinator_pid")
 play "$dir/play-stop.log" --tags stop || tail -30 "$dir/play-stop.log" >&2
 for pid in "${pids[@]}"; do check "daemon $pid has stopped" eval "! th_alive $pid"; done

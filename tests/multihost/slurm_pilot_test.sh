@@ -5,9 +5,9 @@
 # job, and when Slurm ends the allocation (scancel: SIGTERM to every process of the step, as
 # pre-emption does) the agent drains: the job checkpoints and goes back to pending as
 # preempted, not failed, and the Slurm job ends.
-# The job has one rank. A job under mpirun is not drained cleanly yet: Slurm's SIGTERM reaches
-# mpirun too, which then exits 1 although its ranks checkpointed and exited 75, and the agent
-# reports that as failed (docs/deploy.md).
+# The job has two ranks under mpirun: Slurm's SIGTERM reaches mpirun too, which then exits 1
+# although its ranks checkpointed and exited 75; the agent, which is preempting the job, reports
+# that as preempted.
 #   slurm_pilot_test.sh BIN_DIR SOURCE_DIR DIR
 set -euo pipefail
 bin=${1:?usage: slurm_pilot_test.sh BIN_DIR SOURCE_DIR DIR}
@@ -17,6 +17,7 @@ dir=${3:?usage: slurm_pilot_test.sh BIN_DIR SOURCE_DIR DIR}
 command -v slurmctld >/dev/null || { echo "SKIP: needs slurm-wlm (scripts/setup.sh)"; exit 77; }
 [[ -x $bin/vitscale-train ]] || { echo "SKIP: needs vitscale-train in $bin"; exit 77; }
 [[ -d /usr/share/datasets/fashion-mnist ]] || { echo "SKIP: needs dataset-fashion-mnist"; exit 77; }
+(($(nproc) >= 2)) || { echo "SKIP: the two-rank job needs a node of 2 CPUs or more"; exit 77; }
 bin=$(cd "$bin" && pwd)
 rm -rf "$dir"
 mkdir -p "$dir"
@@ -91,7 +92,7 @@ grid:
   model: [ViT-Mu/7]
   subset: [512]
 resources:
-  ranks: 1
+  ranks: 2
   gpus_per_rank: 0
 YAML
 )

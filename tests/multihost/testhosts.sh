@@ -142,7 +142,9 @@ th_make_host() {
 ListenAddress $addr:22
 HostKey $hostdir/host_key
 PidFile $hostdir/sshd.pid
-AuthorizedKeysFile $dir/authorized_keys
+# The test's key for root; a deployment's keys for its own users (the vitscale user's, between
+# agent hosts) where a real sshd looks for them.
+AuthorizedKeysFile $dir/authorized_keys .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

@@ -122,13 +122,17 @@ TEST(ProtocolTest, LaunchEntriesCheckTheirHosts) {
   launch.spec = {{"job", Json::object()}, {"run", Json::object()}};
   PollReply reply;
   reply.launch = {launch};
-  reply.signal = {{kJob, 1, SignalAction::kPreempt, 30}, {kJob, std::nullopt, SignalAction::kKill, {}}};
+  reply.signal = {{kJob, 1, SignalAction::kPreempt, 30}, {kJob, 2, SignalAction::kKill, {}}};
   Expected<PollReply> back = Decode<PollReply>(Dump(reply.ToJson()));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->launch[0].hosts, launch.hosts);
   EXPECT_EQ(back->launch[0].log, launch.log);
   EXPECT_EQ(back->signal[1].action, SignalAction::kKill);
-  EXPECT_FALSE(back->signal[1].attempt.has_value());
+  EXPECT_EQ(back->signal[1].attempt, 2);
+  Json no_attempt = reply.ToJson();
+  no_attempt["signal"][1].erase("attempt");
+  EXPECT_NE(PollReply::FromJson(no_attempt, "").status().message().find("signal[1].attempt"),
+            std::string::npos);
 
   Json bad = reply.ToJson();
   bad["launch"][0]["hosts"] = "host-a:2,evil host:2";

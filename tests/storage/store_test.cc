@@ -82,6 +82,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   jobs[2].ranks = 4;
   jobs[2].gpus_per_rank = 8;
   jobs[2].gpu_kind = "NVIDIA H200";
+  jobs[2].one_host = true;
   jobs[2].retries_left = 2;
   auto added = store_->AddSweep("scaling", "name: scaling\n", jobs);
   ASSERT_TRUE(added.ok()) << added.status().ToString();
@@ -106,6 +107,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(job->ranks, 4);
   EXPECT_EQ(job->gpus_per_rank, 8);
   EXPECT_EQ(job->gpu_kind, "NVIDIA H200");
+  EXPECT_TRUE(job->one_host);
   EXPECT_EQ(job->retries_left, 2);
   EXPECT_EQ(job->submit_order, 3);
   EXPECT_EQ(job->submitted_at, now());
@@ -722,6 +724,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
       "DROP TABLE throughput_imports;"
       "DROP TABLE agent_credentials;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
+      "ALTER TABLE jobs DROP COLUMN one_host;"
       "DROP INDEX metrics_by_job_step_name;"
       "CREATE INDEX metrics_by_job_step ON metrics (job_id, step);"
       "INSERT INTO metrics SELECT * FROM metrics;"
@@ -737,6 +740,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
   EXPECT_TRUE((*store)->ListThroughputImports()->empty());              // migration 4
   EXPECT_EQ((*store)->GetJob(job.id)->gpu_kind, "");                     // migration 6
+  EXPECT_FALSE((*store)->GetJob(job.id)->one_host);  // migration 7: the ranks may span hosts
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());

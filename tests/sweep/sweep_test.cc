@@ -132,6 +132,14 @@ TEST(Expand, PriorityAndResourcesDoNotChangeTheId) {
   EXPECT_EQ(b[0].priority, 5);
   EXPECT_EQ(b[0].resources.ranks, 8);
   EXPECT_EQ(b[0].resources.gpus_per_rank, 1);
+  EXPECT_FALSE(b[0].resources.one_host) << "by default the ranks may span hosts";
+  std::vector<Job> c = ExpandOk(std::string(kMinimal) + "resources: {ranks: 8, hosts: one}\n");
+  EXPECT_TRUE(c[0].resources.one_host);
+  EXPECT_EQ(c[0].id, a[0].id);
+  std::string error = ErrorOf(std::string(kMinimal) + "resources: {ranks: 8, hosts: 2}\n");
+  EXPECT_NE(error.find("'hosts' must be 'one' (every rank on one host) or 'any'"),
+            std::string::npos)
+      << error;
 }
 
 // The accelerator kind a job's ranks need: a GPU model for GPU ranks (any GPU when absent),

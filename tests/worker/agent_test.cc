@@ -53,6 +53,11 @@ TEST(ClassifyExitTest, FollowsTheTrainersStatusesAndWhoSentTheKill) {
   EXPECT_EQ(ClassifyExit(sigkill, true, false), ExitOutcome::kPreempted);
   EXPECT_EQ(ClassifyExit(sigkill, false, false), ExitOutcome::kFailed);
   EXPECT_EQ(ClassifyExit(segv, true, false), ExitOutcome::kFailed);
+  // mpirun that got SIGTERM itself (from Slurm, say) exits 1 while its ranks checkpoint.
+  EXPECT_EQ(ClassifyExit(exited(1), true, false), ExitOutcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(exited(78), true, false), ExitOutcome::kConfigError);
+  EXPECT_EQ(ClassifyExit(exited(68), false, false), ExitOutcome::kUnreachable);
+  EXPECT_STREQ(protocol::ExitOutcomeName(ExitOutcome::kUnreachable), "unreachable");
   EXPECT_STREQ(protocol::ExitOutcomeName(ExitOutcome::kConfigError), "config_error");
 }
 
@@ -74,12 +79,37 @@ TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
   AgentOptions options;
   options.train_command = "/opt/bin/vitscale-train";
   options.allow_run_as_root = true;
-  EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json"),
+  EXPECT_EQ(MpirunCommand(options, 2, "localhost:2", "/w/spec.json", {"OMP_WAIT_POLICY"}),
             (std::vector<std::string>{"mpirun", "--allow-run-as-root", "--oversubscribe", "-x",
                                       "OMP_WAIT_POLICY", "-np", "2", "-H", "localhost:2",
                                       "/opt/bin/vitscale-train", "--spec", "/w/spec.json"}));
   options.allow_run_as_root = false;
-  EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s")[1], "--oversubscribe");
+  EXPECT_EQ(MpirunCommand(options, 1, "h:1", "s", {})[1], "--oversubscribe");
+  options.bind_to = "none";
+  options.network = "10.0.0.0/24";
+  options.rsh_agent = "ssh -F /etc/vitscale/ssh_config";
+  EXPECT_EQ(MpirunCommand(options, 2, "localhost:1,h2:1", "s", {"MKL_CBWR", "OMP_WAIT_POLICY"}),
+            (std::vector<std::string>{
+                "mpirun", "--oversubscribe", "--bind-to", "none", "--mca", "plm_rsh_agent",
+                "ssh -F /etc/vitscale/ssh_config", "--mca", "btl_tcp_if_include", "10.0.0.0/24",
+                "--mca", "oob_tcp_if_include", "10.0.0.0/24", "-x", "MKL_CBWR", "-x",
+                "OMP_WAIT_POLICY", "-np", "2", "-H", "localhost:1,h2:1",
+                "/opt/bin/vitscale-train", "--spec", "s"}));
+}
+
+TEST(ForwardEnvTest, NamesAndPrefixesSelectVariablesOfTheEnvironment) {
+  Expected<std::vector<std::string>> patterns = ParseForwardEnv(kDefaultForwardEnv);
+  ASSERT_TRUE(patterns.ok()) << patterns.status().ToString();
+  EXPECT_EQ(ForwardedNames(*patterns, {"OMP_NUM_THREADS=2", "OPENBLAS_CORETYPE=Haswell",
+                                       "HOME=/root", "PATH=/bin", "MKL_CBWR=AVX2", "PATHX=1",
+                                       "OMP_NUM_THREADS=3", "LC_ALL=C"}),
+            (std::vector<std::string>{"LC_ALL", "MKL_CBWR", "OMP_NUM_THREADS",
+                                      "OPENBLAS_CORETYPE", "PATH"}));
+  EXPECT_TRUE(ParseForwardEnv("")->empty());
+  for (const char* bad : {"OMP_*,", "A B", "*", "1X", "X=1", "A,*B"}) {
+    EXPECT_NE(ParseForwardEnv(bad).status().message().find("--forward-env"), std::string::npos)
+        << bad;
+  }
 }
 
 // In the form `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`
@@ -329,6 +359,7 @@ class AgentTest : public ::testing::Test {
     options.allow_run_as_root = ::geteuid() == 0;
     options.max_backoff = max_backoff;
     options.clock = clock;
+    options.rsh_agent = rsh_agent_;
     Expected<std::unique_ptr<Agent>> agent =
         Agent::Create(options, launcher ? *launcher : static_cast<Launcher&>(launcher_));
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
@@ -358,12 +389,14 @@ class AgentTest : public ::testing::Test {
     return text.ok() ? *text : "";
   }
   // Waits for the exit report of `job` and returns its body.
-  json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000)) {
+  json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000),
+               int attempt = 1) {
     json found;
+    std::string want = "/api/v1/jobs/" + Id(job) + "/attempts/" + std::to_string(attempt) + "/exit";
     coordinator_.WaitFor(
         [&] {
           for (const auto& [path, body] : coordinator_.exits) {
-            if (path == "/api/v1/jobs/" + Id(job) + "/attempts/1/exit") found = body;
+            if (path == want) found = body;
           }
           return !found.is_null();
         },
@@ -401,6 +434,7 @@ class AgentTest : public ::testing::Test {
   fs::path dir_;
   std::vector<std::string> gpu_devices_;  // AgentOptions::gpu_devices of the next StartAgent
   std::string trainer_;
+  std::string rsh_agent_;  // AgentOptions::rsh_agent
   ScriptedCoordinator coordinator_;
   ProcessLauncher launcher_;
   std::unique_ptr<Agent> agent_;
@@ -474,7 +508,8 @@ TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
   StartAgent(coordinator_.url());
   WaitListed("job3");
   WaitRanksStarted("job3");
-  coordinator_.QueuePollReply({{"signal", json::array({{{"job", Id("job3")}, {"action", "kill"}}})}});
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", Id("job3")}, {"attempt", 1}, {"action", "kill"}}})}});
   json exit = WaitExit("job3", milliseconds(10000));
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
   EXPECT_EQ(TrainerProcesses(), 0);
@@ -575,6 +610,94 @@ TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
   EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit");
 }
 
+// The launch of a job's next attempt, as the coordinator sends it after the old one's lease ran
+// out: the old attempt's processes must be gone before the new ones start.
+json NextAttempt(json launch, int attempt, const std::string& mode, const fs::path& log) {
+  json entry = launch["launch"][0];
+  entry["attempt"] = attempt;
+  entry["spec"]["mode"] = mode;
+  entry["log"] = log.string();
+  return entry;
+}
+
+// One poll reply with the kill of the old attempt and the launch of the next (the coordinator
+// requeued the job and placed it here again in the same pass): the old one is killed, the new
+// one runs once the old is gone, and both are reported.
+TEST_F(AgentTest, AKillOfTheOldAttemptAndTheLaunchOfTheNextInOneReply) {
+  coordinator_.QueuePollReply(Launch("job10", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job10");
+  WaitRanksStarted("job10");
+  fs::path log2 = dir_ / "runs" / "job10" / "attempt-2.log";
+  coordinator_.QueuePollReply(
+      {{"launch", json::array({NextAttempt(Launch("job10", ""), 2, "succeed", log2)})},
+       {"signal", json::array({{{"job", Id("job10")}, {"attempt", 1}, {"action", "kill"}}})}});
+  EXPECT_EQ(WaitExit("job10", milliseconds(10000)),
+            (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+  EXPECT_EQ(WaitExit("job10", milliseconds(20000), 2),
+            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}))
+      << ReadFile(log2.string()).ok();
+  Expected<std::string> log = ReadFile(log2.string());
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find("rank 1 of 2"), std::string::npos) << *log;
+  EXPECT_EQ(TrainerProcesses(), 0);
+}
+
+// A newer attempt's launch alone also ends the older one here: the coordinator has moved on.
+TEST_F(AgentTest, ALaunchOfANewerAttemptStopsTheOlderOneFirst) {
+  coordinator_.QueuePollReply(Launch("job11", "ignore-term"));
+  StartAgent(coordinator_.url());
+  WaitListed("job11");
+  WaitRanksStarted("job11");
+  fs::path log2 = dir_ / "runs" / "job11" / "attempt-2.log";
+  coordinator_.QueuePollReply(
+      {{"launch", json::array({NextAttempt(Launch("job11", ""), 2, "succeed", log2)})}});
+  EXPECT_EQ(WaitExit("job11", milliseconds(10000))["outcome"], "killed");
+  EXPECT_EQ(WaitExit("job11", milliseconds(20000), 2)["outcome"], "succeeded");
+}
+
+// A kill that names an attempt this agent does not run (one queued for this host before the
+// agent restarted, say) leaves the attempt it runs alone.
+TEST_F(AgentTest, AKillForAnotherAttemptIsIgnored) {
+  json launch = Launch("job12", "finish-later");
+  launch["launch"][0]["attempt"] = 3;
+  launch["launch"][0]["log"] = LogPath("job12");
+  coordinator_.QueuePollReply(launch);
+  StartAgent(coordinator_.url());
+  WaitListed("job12");
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", Id("job12")}, {"attempt", 2}, {"action", "kill"}},
+                               {{"job", Id("job12")}, {"attempt", 4}, {"action", "kill"}}})}});
+  EXPECT_EQ(WaitExit("job12", milliseconds(20000), 3),
+            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+}
+
+// A gang whose other host cannot be reached: the launch ends before mpirun starts anything,
+// with the reason in the attempt's log, and is reported unreachable (the coordinator requeues
+// the job without using a retry).
+TEST_F(AgentTest, AGangWithAnUnreachableHostIsReportedUnreachable) {
+  rsh_agent_ = (dir_ / "fake-ssh").string();
+  ASSERT_TRUE(WriteFileAtomically(rsh_agent_,
+                                  "#!/bin/sh\n"
+                                  "[ \"$1\" = agent-c ] && exit 0\n"
+                                  "echo \"ssh: connect to host $1 port 22: No route to host\" >&2\n"
+                                  "exit 255\n",
+                                  0755)
+                  .ok());
+  json launch = Launch("job13", "succeed");
+  launch["launch"][0]["hosts"] = "agent-a:1,agent-c:1,agent-b:1";
+  launch["launch"][0]["ranks"] = 3;
+  coordinator_.QueuePollReply(launch);
+  StartAgent(coordinator_.url());
+  EXPECT_EQ(WaitExit("job13"),
+            (json{{"agent", "agent-a"}, {"outcome", "unreachable"}, {"exit_status", 68}}))
+      << Log("job13");
+  EXPECT_NE(Log("job13").find("cannot reach host agent-b with '" + rsh_agent_ +
+                              "': ssh: connect to host agent-b port 22: No route to host"),
+            std::string::npos)
+      << Log("job13");
+  EXPECT_EQ(Log("job13").find("rank 0"), std::string::npos) << "mpirun must not have started";
+}
 
 // A Launcher that runs nothing: it records what the agent asks, and its processes end when the
 // test says so (or when they are SIGKILLed). With a FakeClock, grace periods and backoff pass

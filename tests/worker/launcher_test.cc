@@ -121,6 +121,25 @@ TEST_F(LauncherTest, AJobThatTrapsSigtermExitsWithItsOwnStatus) {
   EXPECT_NE(Log().find("saving"), std::string::npos);
 }
 
+// mpirun's ssh connections to other hosts' daemons must outlive a preemption's SIGTERM: killed,
+// they make mpirun abort the job before the ranks can checkpoint. Here a sleep named
+// "ssh" (a link to sleep) stands in for one.
+TEST_F(LauncherTest, SigtermSparesTheLeaderAndTheNamedPrograms) {
+  fs::create_symlink("/bin/sleep", dir_ / "ssh");  // its command name is "ssh"
+  LaunchRequest request = Shell("'" + (dir_ / "ssh").string() + "' 30 & sleep 30 & wait");
+  request.spare_leader_on_term = true;
+  request.spare_on_term = {"ssh"};
+  Expected<pid_t> pid = launcher_.Start(request);
+  ASSERT_TRUE(pid.ok());
+  ASSERT_TRUE(WaitForSession(*pid, 3));
+  ASSERT_TRUE(launcher_.Signal(*pid, SIGTERM).ok());
+  EXPECT_FALSE(WaitExit(*pid, milliseconds(500)));
+  EXPECT_EQ(SignalSession(*pid, 0), 2) << "the shell and the spared program still run";
+  ASSERT_TRUE(launcher_.Signal(*pid, SIGKILL).ok());
+  ASSERT_TRUE(WaitExit(*pid, milliseconds(3000)));
+  EXPECT_EQ(SignalSession(*pid, 0), 0);
+}
+
 TEST_F(LauncherTest, SigkillEndsAJobThatIgnoresSigterm) {
   Expected<pid_t> pid = launcher_.Start(Shell("trap '' TERM; sleep 30 & sleep 30; wait"));
   ASSERT_TRUE(pid.ok());
