@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <memory>
 
 #include "common/files.h"
@@ -85,7 +86,12 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
-Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
+namespace {
+
+// The header of a .npy file whose first bytes are `bytes`: the array without its data, and in
+// *data_offset where the data starts.
+Expected<NpyArray> ParseNpyHeader(std::string_view bytes, std::string_view what,
+                                  size_t* data_offset) {
   const std::string where(what);
   if (bytes.size() < 10 || bytes.substr(0, kMagic.size()) != kMagic) {
     return Corruption(where + ": not a .npy array (no \\x93NUMPY magic)");
@@ -147,13 +153,26 @@ Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
     shape.remove_prefix(digits);
   }
 
-  const std::string_view data = bytes.substr(header_start + header_len);
+  *data_offset = header_start + header_len;
+  return array;
+}
+
+// The data bytes `array` needs against those a file holds.
+Status CheckDataSize(const NpyArray& array, uint64_t size, const std::string& where) {
   const uint64_t expected = static_cast<uint64_t>(array.numel()) * NpyItemSize(array.dtype);
-  if (data.size() != expected) {
-    return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
-                      " needs " + std::to_string(expected) + " data bytes, the file has " +
-                      std::to_string(data.size()) + " (truncated?)");
-  }
+  if (size == expected) return Status::Ok();
+  return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
+                    " needs " + std::to_string(expected) + " data bytes, the file has " +
+                    std::to_string(size) + " (truncated?)");
+}
+
+}  // namespace
+
+Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
+  size_t data_offset = 0;
+  ASSIGN_OR_RETURN(NpyArray array, ParseNpyHeader(bytes, what, &data_offset));
+  const std::string_view data = bytes.substr(data_offset);
+  RETURN_IF_ERROR(CheckDataSize(array, data.size(), std::string(what)));
   array.data.assign(data.data(), data.size());
   return array;
 }
@@ -179,7 +198,11 @@ std::string SerializeNpy(const NpyArray& array) {
   return out;
 }
 
-Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
+namespace {
+
+// Reads every member of the .npz at `path`: whole arrays, or with `headers_only` their headers
+// (data left empty, its size still checked against the member's).
+Expected<std::map<std::string, NpyArray>> ReadMembers(const std::string& path, bool headers_only) {
   int error_code = 0;
   std::unique_ptr<zip_t, ZipCloser> archive(
       zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error_code));
@@ -191,6 +214,8 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     return Corruption(path + ": not a readable .npz (zip) archive: " + ZipErrorString(error_code) +
                       "; is the file complete?");
   }
+  // A .npy header is a few hundred bytes; this bounds what a header-only read takes.
+  constexpr zip_uint64_t kHeaderBytes = 1 << 16;
   std::map<std::string, NpyArray> arrays;
   const zip_int64_t entries = zip_get_num_entries(archive.get(), 0);
   for (zip_int64_t i = 0; i < entries; ++i) {
@@ -207,18 +232,39 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     if (file == nullptr) {
       return Corruption(what + ": cannot open member: " + zip_strerror(archive.get()));
     }
-    std::string bytes(stat.size, '\0');
-    const zip_int64_t read = zip_fread(file, bytes.data(), stat.size);
+    const zip_uint64_t wanted = headers_only ? std::min(stat.size, kHeaderBytes) : stat.size;
+    std::string bytes(wanted, '\0');
+    const zip_int64_t read = zip_fread(file, bytes.data(), wanted);
     std::string read_error = read < 0 ? zip_error_strerror(zip_file_get_error(file)) : "";
     zip_fclose(file);
-    if (read != static_cast<zip_int64_t>(stat.size)) {
+    if (read != static_cast<zip_int64_t>(wanted)) {
       return Corruption(what + ": member is truncated or corrupt" +
                         (read_error.empty() ? std::string() : ": " + read_error));
     }
-    ASSIGN_OR_RETURN(NpyArray array, ParseNpy(bytes, what));
+    NpyArray array;
+    if (headers_only) {
+      size_t data_offset = 0;
+      ASSIGN_OR_RETURN(array, ParseNpyHeader(bytes, what, &data_offset));
+      RETURN_IF_ERROR(CheckDataSize(array, stat.size - data_offset, what));
+    } else {
+      ASSIGN_OR_RETURN(array, ParseNpy(bytes, what));
+    }
     arrays.emplace(std::move(key), std::move(array));
   }
   return arrays;
+}
+
+}  // namespace
+
+Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
+  return ReadMembers(path, /*headers_only=*/false);
+}
+
+Expected<std::map<std::string, std::vector<int64_t>>> ReadNpzShapes(const std::string& path) {
+  ASSIGN_OR_RETURN(auto headers, ReadMembers(path, /*headers_only=*/true));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (auto& [key, array] : headers) shapes.emplace(key, std::move(array.shape));
+  return shapes;
 }
 
 Status WriteNpz(const std::string& path, const std::map<std::string, NpyArray>& arrays) {
