@@ -20,7 +20,7 @@ enum ExitCode : int {
 
 using Args = std::vector<std::string>;
 
-int RunModels(const Args& args);  // vitscale models [--json]
+int RunModels(const Args& args);  // vitscale models [--json] | models import FILE --model NAME
 int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);

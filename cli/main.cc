@@ -14,7 +14,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
-    {"models", vitscale::cli::RunModels, "list every registered model with params and GMACs"},
+    {"models", vitscale::cli::RunModels,
+     "list every registered model with params and GMACs; import FILE --model NAME: check a file"},
     {"sweep", vitscale::cli::RunSweep, "check FILE | cost FILE: validate, expand and cost a sweep"},
     {"submit", vitscale::cli::RunSubmit, "FILE: submit a sweep to the coordinator"},
     {"list", vitscale::cli::RunList, "jobs, filtered by sweep, state, model, subset"},
