@@ -33,7 +33,6 @@ class HttpSink final : public ReportSink {
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
   Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
-
   // Waits until everything queued has been delivered; kUnavailable if `timeout` passes first.
   Status Flush(std::chrono::seconds timeout);
 

@@ -97,12 +97,33 @@ class Job {
                                          " ranks: " + plan.status().message()));
     }
     const int resolution = static_cast<int>(job.train.resolution);
+    // Early stopping validates on the test split, or without one on the tail of the subset
+    // permutation, which the subset must leave free (sweep::ValidationTailSize).
+    data::Split validation;
+    const bool early_stopping = job.train.early_stopping_every > 0;
+    if (early_stopping) {
+      if (dataset.test.size() > 0) {
+        validation = dataset.test;
+      } else {
+        const size_t n = dataset.train.size();
+        const size_t tail = static_cast<size_t>(sweep::ValidationTailSize(static_cast<int64_t>(n)));
+        if (tail == 0 || subset->size() + tail > n) {
+          return ConfigError(InvalidArgument(
+              "field 'job.train.early_stopping_every': " + job.dataset + " has no test split, so "
+              "validation takes the last " + std::to_string(tail) + " of its " + std::to_string(n) +
+              " training examples; 'job.subset' must be at most " + std::to_string(n - tail)));
+        }
+        TRY(std::vector<uint32_t> order, data::NestedSubset(n, n, job.subset_seed));
+        validation = dataset.train.Select(std::vector<uint32_t>(order.end() - tail, order.end()));
+      }
+    }
     const int64_t total_steps = std::max<int64_t>(
         1, std::llround(job.train.epochs * static_cast<double>(plan->steps_per_epoch())));
 
     // ---- Phase 2: model and optimizer.
     TRY_CONFIG(models::ModelConfig model_config, models::LookupModel(job.model));
     model_config.dropout = job.train.dropout;
+    model_config.pre_logits = static_cast<int>(job.train.pre_logits);
     torch::manual_seed(job.seed);
     Expected<models::Model> built = models::BuildModel(model_config, dataset.num_classes, resolution);
     if (!built.ok()) return ConfigError(InvalidArgument("field 'job.train.resolution' or 'job.model': " + built.status().message()));
@@ -136,8 +157,11 @@ class Job {
       }
       TRY_STATUS(LoadModule(checkpoint->blobs[kModelBlob], *model));
       TRY_STATUS(LoadOptimizer(checkpoint->blobs[kOptimizerBlob], *optimizer));
+      model->SetConventions(saved.conventions);
       progress.step = saved.step;
       progress.images_seen = saved.images_seen;
+      progress.best_validation = saved.best_validation;
+      progress.best_step = saved.best_step;
       Log("resuming from " + checkpoint->path + " at step " + std::to_string(saved.step));
     } else if (checkpoint.status().code() != StatusCode::kNotFound) {
       return OtherFailure(checkpoint.status());
@@ -146,6 +170,7 @@ class Job {
       if (!status.ok()) return ConfigError(InvalidArgument("field 'run.init_from': " + status.message()));
       Log("initialised from " + run.init_from);
     }
+    progress.conventions = model->config().conventions;
     // Every rank must agree on where it starts (a checkpoint directory that is not shared, or
     // one that changed between the ranks' reads, would split them).
     std::vector<double> start = {static_cast<double>(progress.step)};
@@ -176,6 +201,8 @@ class Job {
     }
     const double forward_macs = static_cast<double>(
         models::ComputeCost(model->config(), resolution, dataset.num_classes).forward_macs);
+    const std::string best_path = (std::filesystem::path(run.dir) / "best.pt").string();
+    double validation_flops = 0.0;
 
     // ---- Phase 5: the training loop.
     data::LoaderOptions loader_options;
@@ -186,6 +213,7 @@ class Job {
     if (job.train.flip) loader_options.augment.flip = *job.train.flip;
     loader_options.threads = static_cast<int>(run.loader_threads);
     loader_options.prefetch = std::max(2, loader_options.threads);
+    if (sink) TRY_STATUS(sink->EnterPhase({kPhasePretraining, 0, 0, ""}));
     if (progress.step < total_steps) {
       TRY(std::unique_ptr<data::Loader> loader,
           data::Loader::Create(dataset.train, *plan, comm_.rank(), progress.step, loader_options));
@@ -203,6 +231,21 @@ class Job {
       hooks.sink = sink.get();
       hooks.stop_requested = &stop_requested;
       hooks.after_step = [&](int64_t steps_done, bool stopping) -> Status {
+        // Early stopping: validate on every rank (a collective), keep the best model. Skipped
+        // when stopping, so that the checkpoint fits in the grace period.
+        if (early_stopping && !stopping &&
+            (steps_done % job.train.early_stopping_every == 0 || steps_done == total_steps)) {
+          ASSIGN_OR_RETURN(double accuracy,
+                           EvaluateAccuracy(*model, comm_, validation, loader_options.augment,
+                                            run.eval_batch, loader_options.threads));
+          validation_flops += 2.0 * forward_macs * static_cast<double>(validation.size());
+          if (sink) RETURN_IF_ERROR(sink->Metrics({{steps_done, "val_accuracy", accuracy}}));
+          if (accuracy > progress.best_validation) {
+            progress.best_validation = accuracy;
+            progress.best_step = steps_done;
+            if (comm_.rank() == 0) RETURN_IF_ERROR(models::SaveModel(*model, best_path));
+          }
+        }
         const bool due = stopping || steps_done == total_steps ||
                          (run.checkpoint_every_steps > 0 &&
                           steps_done % run.checkpoint_every_steps == 0);
@@ -232,6 +275,19 @@ class Job {
     TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
                                                run.eval_batch, loader_options.threads));
     results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
+    if (comm_.rank() == 0) {
+      TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
+    }
+    if (early_stopping && progress.best_step >= 0) {
+      // Sec. 4.3: the transfer results are the best-validated model's. Rank 0 wrote best.pt
+      // before the collectives since, so every rank reads the complete file.
+      results.push_back({"pretrain", job.dataset, 0, -1, "best_validation_accuracy",
+                         progress.best_validation});
+      results.push_back({"pretrain", job.dataset, 0, -1, "best_step",
+                         static_cast<double>(progress.best_step)});
+      TRY_STATUS(models::LoadWeights(best_path, *model));
+      Log("evaluating the best-validated model, of step " + std::to_string(progress.best_step));
+    }
     EvalEnv env;
     env.comm = &comm_;
     env.roots = roots;
@@ -240,10 +296,11 @@ class Job {
     env.seed = static_cast<uint64_t>(job.seed);
     env.stop_requested = &stop_requested;
     env.sink = sink.get();
-    env.eval_flops = 2.0 * forward_macs * static_cast<double>(dataset.test.size());
-    if (comm_.rank() == 0) {
-      TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
-    }
+    env.eval_flops =
+        2.0 * forward_macs * static_cast<double>(dataset.test.size()) + validation_flops;
+    env.dataset = job.dataset;
+    env.run_dir = run.dir;
+    env.file_prefix = spec_.job_id.substr(0, 12);
     for (auto& evaluator : MakeEvaluators(job, &env)) {
       Expected<std::vector<ResultRecord>> records = evaluator->Run(*model);
       if (!records.ok()) {
@@ -275,6 +332,44 @@ class Job {
     return {kExitDone, Status::Ok()};
   }
 
+  // `--inspect`: the inspection views of a finished job (trainer/inspection.h), from its run
+  // directory's best.pt (early stopping) or final.pt, written beside them. Reports go to stdout
+  // only; the job's state is not touched.
+  Failure Inspect(const std::string& spec_path) {
+    TRY_CONFIG(spec_, LoadJobSpec(spec_path));
+    torch::set_num_threads(static_cast<int>(spec_.run.threads));
+    const std::filesystem::path dir(spec_.run.dir);
+    std::string path = (dir / "best.pt").string();
+    std::error_code error;
+    if (spec_.job.train.early_stopping_every == 0 || !std::filesystem::exists(path, error)) {
+      path = (dir / "final.pt").string();
+    }
+    if (!std::filesystem::exists(path, error)) {
+      return ConfigError(InvalidArgument("no " + path +
+                                         ": the job has not finished pretraining in that run "
+                                         "directory"));
+    }
+    TRY(models::Model model, models::LoadModel(path));
+    if (model->name() != spec_.job.model) {
+      return ConfigError(InvalidArgument(path + " holds a " + model->name() + ", the job trains " +
+                                         spec_.job.model));
+    }
+    StreamSink sink(stdout);
+    EvalEnv env;
+    env.comm = &comm_;
+    env.roots.datasets_dir = spec_.run.datasets_dir;
+    env.loader_threads = static_cast<int>(spec_.run.loader_threads);
+    env.stop_requested = &stop_requested;
+    env.sink = comm_.rank() == 0 ? &sink : nullptr;
+    env.dataset = spec_.job.dataset;
+    env.run_dir = spec_.run.dir;
+    env.file_prefix = spec_.job_id.substr(0, 12);
+    Log("inspecting " + path);
+    Expected<std::vector<ResultRecord>> done = MakeInspectionEvaluator(&env)->Run(*model);
+    if (!done.ok()) return FromStatus(done.status());
+    return {kExitDone, Status::Ok()};
+  }
+
  private:
   void Log(const std::string& line) {
     if (comm_.rank() == 0) std::fprintf(stderr, "vitscale-train: %s\n", line.c_str());
@@ -286,12 +381,17 @@ class Job {
 
 int Main(int argc, char** argv) {
   std::string spec_path;
+  bool inspect = false;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--spec" && i + 1 < argc) {
       spec_path = argv[++i];
+    } else if (arg == "--inspect") {
+      inspect = true;
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: [mpirun -np N] vitscale-train --spec JOB.json\n"
+      std::printf("usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
+                  "--inspect: only the inspection views of the finished job in the spec's run\n"
+                  "directory (its final.pt, or best.pt with early stopping)\n"
                   "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
                   "1 other failure (docs/train-spec.md)\n");
       return kExitDone;
@@ -311,7 +411,8 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "vitscale-train: %s\n", comm.status().ToString().c_str());
     return kExitFailure;
   }
-  Failure result = Job(**comm).Run(spec_path);
+  Job job(**comm);
+  Failure result = inspect ? job.Inspect(spec_path) : job.Run(spec_path);
   if (!result.status.ok()) {
     // Configuration errors are the same on every rank: rank 0 says it once.
     if (result.exit_status != kExitConfigError || (*comm)->rank() == 0) {
