@@ -34,6 +34,8 @@ int RunLogs(const Args& args);      // vitscale logs JOB [--attempt N] [--follow
 int RunCancel(const Args& args);    // vitscale cancel JOB [--json]
 int RunPreempt(const Args& args);   // vitscale preempt JOB [--json]
 int RunPriority(const Args& args);  // vitscale priority JOB N [--json]
+// vitscale inspect JOB | --spec FILE: a finished job's inspection views, by vitscale-train.
+int RunInspect(const Args& args);
 // vitscale export --sweep NAME [--format F] [--json]: from the coordinator; with --db FILE it
 // hands over to RunExport.
 int RunExportAny(const Args& args);

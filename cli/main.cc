@@ -25,6 +25,7 @@ const Command kCommands[] = {
     {"cancel", vitscale::cli::RunCancel, "JOB: cancel a job (kills it if running)"},
     {"preempt", vitscale::cli::RunPreempt, "JOB: checkpoint, requeue and resume later"},
     {"priority", vitscale::cli::RunPriority, "JOB N: set a job's priority"},
+    {"inspect", vitscale::cli::RunInspect, "JOB: draw a finished ViT's attention and embeddings"},
     {"export", vitscale::cli::RunExportAny,
      "--sweep NAME [--db FILE] --format csv|markdown|latex: Table 6"},
 };
