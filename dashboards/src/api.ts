@@ -116,7 +116,7 @@ export interface StudyRow {
   state: string;
   exaflops: number;
   planned: boolean;
-  device_hours: number;
+  device_hours: number | null;  // null where the ledger has no device time
   results: Record<string, number>;
   average: number | null;
 }

@@ -84,7 +84,7 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     }
     // The points as drawn: every scatter symbol in the chart's SVG, mapped back through the
     // chart's own axes to data coordinates.
-    const drawn = await page.evaluate(() => {
+    const drawnPoints = () => page.evaluate(() => {
       const chart = window.vitscaleCharts['study-compute'];
       const svg = document.querySelector('[data-chart="study-compute"] svg');
       const colours = chart.getOption().series.map((s) => s.color);
@@ -95,17 +95,46 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
         const [x, y] = chart.convertFromPixel({ gridIndex: 0 }, [m[4], m[5]]);
         points.push({ x, y, fill: path.getAttribute('fill') });
       }
-      return points;
+      // The legend draws one symbol per series too; keep the ones inside the plot.
+      return points.filter((p) => Number.isFinite(p.x) && p.x > 0 && p.y > 0 && p.y <= 100);
     });
-    // The legend draws one symbol per series too; keep the ones inside the plot.
-    const inPlot = drawn.filter((p) => Number.isFinite(p.x) && p.x > 0 && p.y > 0 && p.y <= 100);
-    const expected = study.done.map((d) => ({ x: d.exaflops, y: d.accuracy * 100 }));
-    const matched = expected.filter((e) =>
-      inPlot.some((p) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    const near = (p, e) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5;
+    const axisName = () => page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].name);
+    // The unit of the study's scale: the largest in which its largest value is at least 1 (a
+    // laptop study is not "1e-7 exaFLOPs").
+    const unitFor = (units, value) => units.find(([, per]) => value / per >= 1) ?? units[units.length - 1];
+    const flopsUnit = unitFor([['exaFLOPs', 1], ['PFLOPs', 1e-3], ['TFLOPs', 1e-6], ['GFLOPs', 1e-9]],
+      Math.max(...study.done.map((d) => d.exaflops)));
+    assert.equal(await axisName(), `Pretraining compute (${flopsUnit[0]})`);
+    const inPlot = await drawnPoints();
+    const expected = study.done.map((d) => ({ x: d.exaflops / flopsUnit[1], y: d.accuracy * 100 }));
+    const matched = expected.filter((e) => inPlot.some((p) => near(p, e)));
     assert.equal(matched.length, expected.length, `drawn ${JSON.stringify(inPlot)} expected ${JSON.stringify(expected)}`);
-    const onPoints = inPlot.filter((p) =>
-      expected.some((e) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    const onPoints = inPlot.filter((p) => expected.some((e) => near(p, e)));
     assert.equal(onPoints.length, study.done.length, 'one point per finished job, no more');
+    // The table's compute column: planned jobs too, in the unit of its largest value.
+    const tableUnit = unitFor([['exaFLOPs', 1], ['PFLOPs', 1e-3], ['TFLOPs', 1e-6], ['GFLOPs', 1e-9]],
+      Math.max(...api.rows.map((r) => r.exaflops)));
+    const header = await page.$$eval('#study-table thead th', (cells) => cells.map((c) => c.textContent));
+    assert.ok(header.includes(`Compute (${tableUnit[0]})`), `the compute column names its unit: ${JSON.stringify(header)}`);
+    const finishedRow = study.done[0];
+    const cell = await page.$eval(`#study-table tr[data-job="${finishedRow.job}"] td:nth-last-child(3)`, (td) => td.textContent);
+    assert.ok(Math.abs(Number(cell) / (finishedRow.exaflops / tableUnit[1]) - 1) < 0.01, `compute cell ${cell}`);
+
+    // Device time on the same axis where the ledger has it, in its own unit of scale.
+    await page.selectOption('#study-axis', 'device');
+    await page.waitForFunction(() => location.hash.includes('x=device'));
+    const timed = api.rows.filter((r) => !r.planned && r.device_hours > 0 && study.done.some((d) => d.job === r.job));
+    assert.equal(timed.length, study.done.length, 'every finished job has device time');
+    const timeUnit = unitFor([['device-days', 24], ['device-hours', 1], ['device-minutes', 1 / 60], ['device-seconds', 1 / 3600]],
+      Math.max(...timed.map((r) => r.device_hours)));
+    assert.equal(await axisName(), `Pretraining device time (${timeUnit[0]})`);
+    const timedPoints = await drawnPoints();
+    const expectedTimes = timed.map((r) => ({ x: r.device_hours / timeUnit[1], y: study.done.find((d) => d.job === r.job).accuracy * 100 }));
+    assert.equal(expectedTimes.filter((e) => timedPoints.some((p) => near(p, e))).length, expectedTimes.length,
+      `drawn ${JSON.stringify(timedPoints)} expected ${JSON.stringify(expectedTimes)}`);
+    await page.selectOption('#study-axis', 'flops');
+    await page.waitForFunction(() => !location.hash.includes('x=device'));
     const axisType = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].type);
     assert.equal(axisType, 'log');
     assert.match(await page.textContent('#study-count'), new RegExp(`${study.done.length} with results plotted`));

@@ -5,7 +5,7 @@
 import { ApiError, enc, getJson, getText, postJson, type Job, type JobDetail, type MetricPoint } from '../api';
 import { createChart, kBaseOption, type ChartCard } from '../charts';
 import {
-  clear, errorBox, fmtCount, fmtFlops, fmtNumber, h, progressBar, stateBadge, throttle, timeCell,
+  clear, errorBox, fmtCount, fmtDeviceTime, fmtFlops, fmtNumber, h, progressBar, stateBadge, throttle, timeCell,
 } from '../dom';
 import { errorText, markReady, showLoadError, type Page } from '../page';
 
@@ -107,7 +107,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
     const finished = kFinished.has(j.state);
     const ledger = j.ledger;
     const device = ledger?.device_seconds
-      ? Object.entries(ledger.device_seconds).map(([k, v]) => `${k} ${fmtNumber(v)} s`).join(', ')
+      ? Object.entries(ledger.device_seconds).map(([k, v]) => `${k} ${fmtDeviceTime(v / 3600)}`).join(', ')
       : '–';
     summary.append(
       h('dl', { class: 'facts' },
@@ -116,7 +116,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
         h('dt', null, 'Pretraining'), h('dd', null, `${j.dataset}, ${fmtCount(j.subset_size)} images, ${j.epochs} epoch${j.epochs === 1 ? '' : 's'}`),
         h('dt', null, 'Progress'), h('dd', null, progressBar(j.progress), ` ${fmtCount(j.images_seen)} images seen`),
         h('dt', null, 'Compute'), h('dd', null,
-          `planned ${fmtFlops(j.planned_exaflops)} EFLOPs; spent ${fmtFlops(ledger?.train_flops !== undefined ? ledger.train_flops / 1e18 : null)} EFLOPs training`,
+          `planned ${fmtFlops(j.planned_exaflops)}; spent ${fmtFlops(ledger?.train_flops !== undefined ? ledger.train_flops / 1e18 : null)} training`,
           ledger?.eval_flops !== undefined ? `, ${fmtFlops(ledger.eval_flops / 1e18)} evaluating` : ''),
         h('dt', null, 'Device time'), h('dd', null, device, ledger?.wall_seconds !== undefined ? `; wall ${fmtNumber(ledger.wall_seconds)} s` : ''),
         h('dt', null, 'Sweeps'), h('dd', null, j.sweeps.flatMap((s, i) => [i ? ', ' : '', h('a', { href: `#/study/${enc(s)}` }, s)])),

@@ -61,7 +61,7 @@ const kColumns: [string, string | null, (job: Job) => Node | string][] = [
   ['Priority', 'priority', (j) => String(j.priority)],
   ['Attempts', null, (j) => String(j.attempts)],
   ['Progress', null, (j) => progressBar(j.progress)],
-  ['Planned EFLOPs', null, (j) => fmtFlops(j.planned_exaflops)],
+  ['Planned compute', null, (j) => fmtFlops(j.planned_exaflops)],
   ['Updated', 'updated', (j) => timeCell(j.updated_at)],
 ];
 
