@@ -6,16 +6,18 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "models/checkpoint.h"
+#include "models/npz.h"
 #include "models/vit.h"
+#include "models/zoo.h"
 #include "sweep/job_config.h"
 #include "trainer/job_spec.h"
 
@@ -220,6 +222,38 @@ TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {
     if (j["kind"] == "result" && j["evaluation"] == "few_shot") ++few_shot;
   }
   EXPECT_GT(few_shot, 0);
+}
+
+// A job started from a released hybrid file computes with the released code's conventions (SAME
+// padding differs from vitscale's on the backbone's strided layers), its model files say so, and
+// a preempted attempt resumes computing the same way: bit-identical to the uninterrupted run.
+TEST_F(TrainE2eTest, ReleasedWeightsKeepTheirConventionsAcrossAResume) {
+  const std::string released = root_ + "/released-hybrid.npz";
+  {
+    torch::manual_seed(3);
+    models::Model source = *models::BuildModel("R11s+ViT-Mu/4", 1000, 28);
+    torch::NoGradGuard no_grad;
+    for (auto& p : source->parameters()) p.add_(torch::randn_like(p) * 0.05);
+    ASSERT_TRUE(models::ExportNpz(*source, released).ok());
+  }
+  auto spec_of = [&](const std::string& name) {
+    nlohmann::json spec = Spec(name);
+    spec["job"]["model"] = "R11s+ViT-Mu/4";
+    spec["job"]["dataset"] = "digits";  // 450 test images: a cheap final evaluation
+    spec["job"]["subset"] = 256;        // 8 steps
+    spec["run"]["init_from"] = released;
+    return spec;
+  };
+  ASSERT_EQ(Train(0, spec_of("released-whole"), "released-whole"), kExitDone);
+  Expected<models::CheckpointInfo> info =
+      models::ReadCheckpointInfo(root_ + "/released-whole/final.pt");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->config.conventions, models::ReleasedViTConventions());
+
+  nlohmann::json spec = spec_of("released-term");
+  EXPECT_EQ(SignalAt(0, spec, "released-term", 4, SIGTERM), kExitPreempted);
+  ASSERT_EQ(Train(0, spec, "released-term"), kExitDone);
+  ExpectBitIdentical("released-whole", "released-term");
 }
 
 // The paper's protocol in one small job: the tanh pretraining head, early stopping (validation
