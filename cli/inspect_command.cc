@@ -124,7 +124,8 @@ int RunInspect(const Args& raw) {
   }
   const std::string model = spec["job"].value("model", "");
   Expected<models::ModelConfig> config = models::LookupModel(model);
-  if (!config.ok()) return Fail("inspect", InvalidArgument("the job's model: " + config.status().message()));
+  if (!config.ok())
+    return Fail("inspect", InvalidArgument("the job's model: " + config.status().message()));
   if (config->family == models::Family::kResNet) {
     return Fail("inspect", InvalidArgument(model + " is a ResNet: the inspection views read a "
                                                    "transformer's embeddings and attention"));
@@ -138,8 +139,7 @@ int RunInspect(const Args& raw) {
       return Fail("inspect", written);
     }
   }
-  const int status =
-      RunTrainer(parsed->Get("--train-command", DefaultTrainCommand()), spec_path);
+  const int status = RunTrainer(parsed->Get("--train-command", DefaultTrainCommand()), spec_path);
   if (!from_spec) fs::remove(spec_path);
   if (status != 0) {
     std::fprintf(stderr, "vitscale inspect: vitscale-train --inspect exited with %d\n", status);
@@ -151,10 +151,10 @@ int RunInspect(const Args& raw) {
   const std::string job_id = sweep::JobId(*job);
   const std::vector<std::string> files = ViewFiles(run_dir, job_id);
   if (parsed->Has("--json")) {
-    std::printf("%s\n", json{{"job", job_id}, {"dir", (run_dir / "inspection").string()},
-                             {"files", files}}
-                            .dump(2)
-                            .c_str());
+    std::printf("%s\n",
+                json{{"job", job_id}, {"dir", (run_dir / "inspection").string()}, {"files", files}}
+                    .dump(2)
+                    .c_str());
   } else {
     for (const std::string& file : files) std::printf("%s\n", file.c_str());
   }

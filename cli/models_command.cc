@@ -110,8 +110,8 @@ int RunImport(const Args& args) {
   Expected<ParsedArgs> parsed =
       ParseArgs(args, {{"--model", true}, {"--resolution", true}, {"--json", false}});
   if (!parsed.ok() || parsed->help || parsed->positional.size() != 1 || !parsed->Has("--model")) {
-    if (!parsed.ok()) std::fprintf(stderr, "vitscale models import: %s\n",
-                                   parsed.status().message().c_str());
+    if (!parsed.ok())
+      std::fprintf(stderr, "vitscale models import: %s\n", parsed.status().message().c_str());
     PrintUsage(parsed.ok() && parsed->help ? stdout : stderr);
     return parsed.ok() && parsed->help ? kExitOk : kExitUsage;
   }
@@ -185,7 +185,8 @@ int RunImport(const Args& args) {
     return mismatch.empty() ? kExitOk : kExitBadInput;
   }
   if (!mismatch.empty()) {
-    std::fprintf(stderr, "vitscale models import: %s does not fit %s (%d classes, resolution %d): %s\n",
+    std::fprintf(stderr,
+                 "vitscale models import: %s does not fit %s (%d classes, resolution %d): %s\n",
                  path.c_str(), config->name.c_str(), file->num_classes, file->resolution,
                  mismatch.Describe().c_str());
     return kExitBadInput;
@@ -195,16 +196,18 @@ int RunImport(const Args& args) {
              file->pre_logits > 0 ? fmt::format(", pre_logits {}", file->pre_logits) : "",
              file->resolution,
              config->family == models::Family::kResNet ? " (ResNets run at any resolution)" : "");
-  fmt::print("imported with the released code's conventions: padding {}, GELU {}, weight "
-             "standardisation {}, GroupNorm epsilon {:g}\n",
-             models::PaddingName(conventions.padding), models::GeluName(conventions.gelu),
-             StdConvText(conventions), conventions.group_norm_eps);
-  fmt::print("a job starts from it with `run.init_from: {}`: another class count gets a new "
-             "zero head{}\n",
-             path,
-             config->family == models::Family::kResNet
-                 ? ""
-                 : ", another resolution interpolated position embeddings");
+  fmt::print(
+      "imported with the released code's conventions: padding {}, GELU {}, weight "
+      "standardisation {}, GroupNorm epsilon {:g}\n",
+      models::PaddingName(conventions.padding), models::GeluName(conventions.gelu),
+      StdConvText(conventions), conventions.group_norm_eps);
+  fmt::print(
+      "a job starts from it with `run.init_from: {}`: another class count gets a new "
+      "zero head{}\n",
+      path,
+      config->family == models::Family::kResNet
+          ? ""
+          : ", another resolution interpolated position embeddings");
   return kExitOk;
 }
 

@@ -1,9 +1,9 @@
 #include "models/init_from.h"
 
-#include <filesystem>
-
 #include <fmt/format.h>
 #include <torch/torch.h>
+
+#include <filesystem>
 
 #include "models/checkpoint.h"
 #include "models/npy.h"

@@ -30,8 +30,7 @@ Expected<std::vector<Bound>> BindLayout(ModelImpl& model) {
   std::vector<Bound> bound;
   size_t covered = 0;
   std::map<std::string, int> seen;
-  for (NpzEntry& entry :
-       ReleasedLayout(model.config(), model.num_classes(), model.resolution())) {
+  for (NpzEntry& entry : ReleasedLayout(model.config(), model.num_classes(), model.resolution())) {
     const torch::Tensor* parameter = parameters.find(entry.parameter);
     if (parameter == nullptr) {
       return Internal("the released layout of '" + model.name() + "' names parameter '" +
@@ -135,7 +134,8 @@ Status ImportNpz(ModelImpl& model, const std::string& path) {
     // Convert everything before touching the model, so an error leaves it as it was.
     std::vector<torch::Tensor> values;
     values.reserve(bound.size());
-    for (const Bound& b : bound) values.push_back(ToParameterLayout(b, ToTensor(arrays.at(b.entry.key))));
+    for (const Bound& b : bound)
+      values.push_back(ToParameterLayout(b, ToTensor(arrays.at(b.entry.key))));
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < bound.size(); ++i) bound[i].target.copy_(values[i]);
   } catch (const std::exception& e) {

@@ -67,8 +67,8 @@ void AddNorm(LayoutBuilder* layout, const std::string& prefix, bool bit_names, i
 void AddBiT(const ModelConfig& config, int num_classes, LayoutBuilder* layout) {
   const ResNetConfig& r = config.resnet;
   const int64_t stem_width = int64_t{r.base_width} * r.width_factor;
-  layout->Conv("resnet/root_block/standardized_conv2d/kernel", r.small_stem ? 3 : 7, 3,
-               stem_width, "trunk.stem.weight");
+  layout->Conv("resnet/root_block/standardized_conv2d/kernel", r.small_stem ? 3 : 7, 3, stem_width,
+               "trunk.stem.weight");
   ForEachUnit(r, [&](int s, int b, int64_t in, int64_t mid, int64_t out, bool projected) {
     const std::string unit = fmt::format("resnet/block{}/unit{:02d}/", s + 1, b + 1);
     const std::string ours = fmt::format("trunk.stages.{}.{}.", s, b);
@@ -203,7 +203,8 @@ Expected<ReleasedFileShape> InferReleasedShape(
   if (vit_head == nullptr || vit_head->size() != 2) {
     return InvalidArgument(fmt::format(
         "{} has no 2-D 'head/kernel', so it is not a released ViT or hybrid file{}; '{}' is a {}",
-        path, bit_head ? " (it looks like a BiT ResNet file: it has 'resnet/head/conv2d/kernel')" : "",
+        path,
+        bit_head ? " (it looks like a BiT ResNet file: it has 'resnet/head/conv2d/kernel')" : "",
         config.name, FamilyName(config.family)));
   }
   shape.num_classes = static_cast<int>(vit_head->back());
@@ -221,8 +222,8 @@ Expected<ReleasedFileShape> InferReleasedShape(
   const int64_t tokens = (*position)[1] - (config.pooling == Pooling::kClassToken ? 1 : 0);
   const int64_t grid = std::llround(std::sqrt(static_cast<double>(std::max<int64_t>(tokens, 0))));
   if (tokens <= 0 || grid * grid != tokens) {
-    return InvalidArgument(fmt::format("{}: {} position embeddings do not form a square grid",
-                                       path, (*position)[1]));
+    return InvalidArgument(
+        fmt::format("{}: {} position embeddings do not form a square grid", path, (*position)[1]));
   }
   shape.resolution = static_cast<int>(grid) * InputStride(config);
   return shape;

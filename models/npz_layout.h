@@ -35,9 +35,9 @@ struct NpzEntry {
   std::vector<int64_t> shape;  // as the released files have it
   std::string parameter;       // vitscale's parameter, e.g. "blocks.0.qkv.weight"
   NpzLayout layout = NpzLayout::kPlain;
-  int in_dims = 1;          // kDense
-  int64_t first_row = 0;    // the parameter's rows [first_row, first_row + rows) this key fills:
-  int64_t rows = -1;        // one of q, k, v in the fused qkv; -1 = the whole parameter
+  int in_dims = 1;        // kDense
+  int64_t first_row = 0;  // the parameter's rows [first_row, first_row + rows) this key fills:
+  int64_t rows = -1;      // one of q, k, v in the fused qkv; -1 = the whole parameter
 };
 
 // Every array a released file for `config` with a `num_classes` head at `resolution` holds.
@@ -55,9 +55,9 @@ struct ReleasedFileShape {
 // the position embeddings' shapes in `shapes` (ReadNpzShapes). ResNets run at any resolution:
 // they take `resnet_resolution`. A file of the other layout (a BiT file for a ViT, say) or
 // without a head is an error naming what the file holds.
-Expected<ReleasedFileShape> InferReleasedShape(const ModelConfig& config,
-                                               const std::map<std::string, std::vector<int64_t>>& shapes,
-                                               const std::string& path, int resnet_resolution);
+Expected<ReleasedFileShape> InferReleasedShape(
+    const ModelConfig& config, const std::map<std::string, std::vector<int64_t>>& shapes,
+    const std::string& path, int resnet_resolution);
 
 // The differences between a file's arrays and a layout; empty when the file fits.
 struct NpzMismatch {

@@ -79,7 +79,7 @@ torch::Tensor TransformerBlockImpl::Attention(const torch::Tensor& x, torch::Ten
 }
 
 torch::Tensor TransformerBlockImpl::ForwardKeepingAttention(const torch::Tensor& x,
-                                                           torch::Tensor* weights) {
+                                                            torch::Tensor* weights) {
   torch::Tensor y = x + Attention(norm1_(x), weights);
   torch::Tensor h = CountedLinear(fc1_, norm2_(y));
   h = MaybeDropout(gelu_ == Gelu::kTanh ? torch::gelu(h, "tanh") : torch::gelu(h), dropout_,

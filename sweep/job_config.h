@@ -34,7 +34,7 @@ struct TrainConfig {
   double label_smoothing = 0;          // 0 = plain cross-entropy
   std::optional<int64_t> crop_padding;  // unset = the dataset's default augmentation
   std::optional<bool> flip;             // unset = the dataset's default augmentation
-  int64_t pre_logits = 0;  // width of the tanh pre_logits pretraining head; 0 = none
+  int64_t pre_logits = 0;               // width of the tanh pre_logits pretraining head; 0 = none
   // Early stopping (Sec. 4.3): every this many steps the validation accuracy is measured and the
   // best model kept; the transfer evaluations then use the best one. 0 = off.
   int64_t early_stopping_every = 0;

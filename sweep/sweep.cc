@@ -506,11 +506,10 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
     return Error(node, "fine_tune must be a list of entries, each `- dataset: NAME ...`");
   }
   for (const YAML::Node& item : node) {
-    ASSIGN_OR_RETURN(
-        std::vector<Entry> entries,
-        Entries(item, "a fine_tune entry",
-                {"dataset", "steps", "resolution", "lrs", "batch_size", "holdout", "final_run",
-                 "polyak"}));
+    ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                     Entries(item, "a fine_tune entry",
+                             {"dataset", "steps", "resolution", "lrs", "batch_size", "holdout",
+                              "final_run", "polyak"}));
     FineTuneSpec spec;
     spec.mark = MarkOf(item);
     FineTuneConfig& ft = spec.config;
@@ -813,12 +812,12 @@ class Expander {
       if (model.family == models::Family::kResNet) {
         // BiT has no pre_logits layer: `true` means "where the model has one".
         if (!model_width && std::get<int64_t>(pre_logits->value) > 0) {
-          return parser_.Error(pre_logits->mark, c.model + " is a ResNet: it has no pre_logits "
-                                                           "layer (set it on ViTs and hybrids)");
+          return parser_.Error(pre_logits->mark, c.model +
+                                                     " is a ResNet: it has no pre_logits "
+                                                     "layer (set it on ViTs and hybrids)");
         }
       } else {
-        t.pre_logits =
-            model_width ? model.transformer.width : std::get<int64_t>(pre_logits->value);
+        t.pre_logits = model_width ? model.transformer.width : std::get<int64_t>(pre_logits->value);
       }
     }
     t.early_stopping_every = integer("early_stopping_every", 0);
@@ -860,8 +859,9 @@ class Expander {
     c.inspect = text("inspect", "false") == "true";
     if (c.inspect && model.family == models::Family::kResNet) {
       return parser_.Error(get("inspect")->mark,
-                           c.model + " is a ResNet: the inspection evaluators read a "
-                                     "transformer's embeddings and attention");
+                           c.model +
+                               " is a ResNet: the inspection evaluators read a "
+                               "transformer's embeddings and attention");
     }
     c.few_shot = sweep_.few_shot;
     double fine_tune_flops = 0;

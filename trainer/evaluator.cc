@@ -1,17 +1,17 @@
 #include "trainer/evaluator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <cmath>
 #include <map>
 #include <sstream>
 #include <tuple>
 
 #include "data/order.h"
 #include "models/registry.h"
-#include "models/zoo.h"
 #include "models/vit.h"
+#include "models/zoo.h"
 #include "trainer/few_shot.h"
 #include "trainer/inspection.h"
 #include "trainer/optim.h"
@@ -138,9 +138,10 @@ class FineTuneEvaluator final : public Evaluator {
         RETURN_IF_ERROR(env_->EnterPhase({kPhaseFineTune, ++run, runs, label.str()}));
         std::ostringstream prefix;
         prefix << "fine_tune/" << config_.dataset << "/lr=" << lr << "/";
-        const uint64_t seed = data::HashValues({env_->seed, index_, static_cast<uint64_t>(lr * 1e9)});
-        ASSIGN_OR_RETURN(models::Model model, Train(pretrained, dataset, train, augment, lr, seed,
-                                                    prefix.str(), field));
+        const uint64_t seed =
+            data::HashValues({env_->seed, index_, static_cast<uint64_t>(lr * 1e9)});
+        ASSIGN_OR_RETURN(models::Model model,
+                         Train(pretrained, dataset, train, augment, lr, seed, prefix.str(), field));
         ASSIGN_OR_RETURN(double holdout_accuracy,
                          EvaluateAccuracy(*model, comm, holdout_split, augment, env_->eval_batch,
                                           env_->loader_threads));
@@ -151,10 +152,10 @@ class FineTuneEvaluator final : public Evaluator {
                             static_cast<double>(holdout_split.size() + dataset.test.size());
         std::ostringstream at;
         at << "@lr=" << lr;
-        records.push_back({"fine_tune", config_.dataset, 0, -1, "holdout_accuracy" + at.str(),
-                           holdout_accuracy});
-        records.push_back({"fine_tune", config_.dataset, 0, -1, "accuracy" + at.str(),
-                           test_accuracy});
+        records.push_back(
+            {"fine_tune", config_.dataset, 0, -1, "holdout_accuracy" + at.str(), holdout_accuracy});
+        records.push_back(
+            {"fine_tune", config_.dataset, 0, -1, "accuracy" + at.str(), test_accuracy});
         if (holdout_accuracy > best_holdout) {
           best_holdout = holdout_accuracy;
           best_test = test_accuracy;
@@ -296,22 +297,25 @@ class InspectionEvaluator final : public Evaluator {
     InspectionOptions options;
     options.dir = (std::filesystem::path(env_->run_dir) / "inspection").string();
     options.prefix = env_->file_prefix;
-    const size_t count = std::min<size_t>(split.size(), static_cast<size_t>(options.distance_images));
+    const size_t count =
+        std::min<size_t>(split.size(), static_cast<size_t>(options.distance_images));
     std::vector<uint32_t> indices(count);
     for (size_t i = 0; i < count; ++i) indices[i] = static_cast<uint32_t>(i);
-    ASSIGN_OR_RETURN(data::Batch batch,
-                     data::MakeBatch(split, indices, data::DefaultAugment(dataset, model.resolution()),
-                                     false, 0, 0, env_->loader_threads));
+    ASSIGN_OR_RETURN(
+        data::Batch batch,
+        data::MakeBatch(split, indices, data::DefaultAugment(dataset, model.resolution()), false, 0,
+                        0, env_->loader_threads));
     ASSIGN_OR_RETURN(std::vector<InspectionView> views,
                      Inspect(*vit, batch.images, options, [&](int index, int total) {
                        const std::vector<std::string> names = InspectionViewNames(model);
                        return env_->EnterPhase({kPhaseInspection, index + 1, total, names[index]});
                      }));
-    env_->eval_flops += ForwardFlops(model, model.resolution(), model.num_classes()) *
-                        static_cast<double>(count);
+    env_->eval_flops +=
+        ForwardFlops(model, model.resolution(), model.num_classes()) * static_cast<double>(count);
     size_t files = 0;
     for (const InspectionView& view : views) files += view.files.size();
-    std::fprintf(stderr, "vitscale-train: inspection: %zu files in %s\n", files, options.dir.c_str());
+    std::fprintf(stderr, "vitscale-train: inspection: %zu files in %s\n", files,
+                 options.dir.c_str());
     return std::vector<ResultRecord>{};
   }
 

@@ -56,15 +56,18 @@ class Canvas {
   void DrawMap(const torch::Tensor& values, int left, int top, int scale) {
     torch::Tensor v = values.to(torch::kDouble).contiguous();
     for (int64_t y = 0; y < v.size(0); ++y) {
-      for (int64_t x = 0; x < v.size(1); ++x) Block(left, top, x, y, scale, Viridis(v[y][x].item<double>()));
+      for (int64_t x = 0; x < v.size(1); ++x)
+        Block(left, top, x, y, scale, Viridis(v[y][x].item<double>()));
     }
   }
   // `rgb` (3, h, w) in [0, 1], each pixel a scale x scale block.
   void DrawRgb(const torch::Tensor& rgb, int left, int top, int scale) {
-    torch::Tensor v = (rgb.to(torch::kDouble).clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
+    torch::Tensor v =
+        (rgb.to(torch::kDouble).clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
     auto a = v.accessor<uint8_t, 3>();
     for (int64_t y = 0; y < v.size(1); ++y) {
-      for (int64_t x = 0; x < v.size(2); ++x) Block(left, top, x, y, scale, {a[0][y][x], a[1][y][x], a[2][y][x]});
+      for (int64_t x = 0; x < v.size(2); ++x)
+        Block(left, top, x, y, scale, {a[0][y][x], a[1][y][x], a[2][y][x]});
     }
   }
   Expected<std::string> Png() const { return data::EncodePng(image_); }
@@ -172,7 +175,8 @@ Status PositionSimilarity(models::ViTImpl& model, Writer& writer, InspectionView
 }
 
 // Fig. 7 right / Fig. 11, drawn as the paper does: one dot per head at its layer.
-std::string DistanceSvg(const torch::Tensor& distance, double resolution, const std::string& title) {
+std::string DistanceSvg(const torch::Tensor& distance, double resolution,
+                        const std::string& title) {
   const int64_t layers = distance.size(0), heads = distance.size(1);
   const double width = 480, height = 320, left = 60, right = 20, top = 30, bottom = 50;
   const double plot_w = width - left - right, plot_h = height - top - bottom;
@@ -184,9 +188,10 @@ std::string DistanceSvg(const torch::Tensor& distance, double resolution, const 
       "<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
       "<text x=\"{2}\" y=\"18\" text-anchor=\"middle\">{3}</text>\n",
       width, height, left + plot_w / 2, title);
-  svg += fmt::format("<g stroke=\"black\"><line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\"/>"
-                     "<line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" y2=\"{1}\"/></g>\n",
-                     left, top + plot_h, left + plot_w, top);
+  svg += fmt::format(
+      "<g stroke=\"black\"><line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\"/>"
+      "<line x1=\"{0}\" y1=\"{3}\" x2=\"{0}\" y2=\"{1}\"/></g>\n",
+      left, top + plot_h, left + plot_w, top);
   for (int i = 0; i <= 4; ++i) {
     const double pixels = resolution * i / 4;
     svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{:g}</text>\n", left - 6,
@@ -197,11 +202,13 @@ std::string DistanceSvg(const torch::Tensor& distance, double resolution, const 
     svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", x_of(l),
                        top + plot_h + 16, l);
   }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">Network depth (layer)</text>\n",
-                     left + plot_w / 2, height - 10);
-  svg += fmt::format("<text transform=\"translate(16 {}) rotate(-90)\" text-anchor=\"middle\">"
-                     "Mean attention distance (pixels)</text>\n",
-                     top + plot_h / 2);
+  svg +=
+      fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">Network depth (layer)</text>\n",
+                  left + plot_w / 2, height - 10);
+  svg += fmt::format(
+      "<text transform=\"translate(16 {}) rotate(-90)\" text-anchor=\"middle\">"
+      "Mean attention distance (pixels)</text>\n",
+      top + plot_h / 2);
   auto d = distance.to(torch::kDouble).contiguous();
   for (int64_t l = 0; l < layers; ++l) {
     for (int64_t h = 0; h < heads; ++h) {
@@ -225,12 +232,9 @@ Status AttentionDistance(models::ViTImpl& model, const std::vector<torch::Tensor
     per_layer.push_back(MeanAttentionDistance(w, grid, PrefixTokens(model), stride));
   }
   torch::Tensor distance = torch::stack(per_layer);  // (layers, heads)
-  json out = {{"layers", distance.size(0)},
-              {"heads", distance.size(1)},
-              {"images", weights.front().size(0)},
-              {"resolution", model.resolution()},
-              {"pixels_per_token", stride},
-              {"distance", ToJson(distance)}};
+  json out = {{"layers", distance.size(0)},        {"heads", distance.size(1)},
+              {"images", weights.front().size(0)}, {"resolution", model.resolution()},
+              {"pixels_per_token", stride},        {"distance", ToJson(distance)}};
   RETURN_IF_ERROR(writer.Write(view, "json", out.dump()));
   return writer.Write(view, "svg", DistanceSvg(distance, model.resolution(), model.name()));
 }
@@ -258,13 +262,12 @@ Status Rollout(models::ViTImpl& model, const torch::Tensor& images,
   Canvas canvas(3 * cell + 4, static_cast<int>(count) * cell + 4);
   torch::Tensor pictures = MinMax(images.narrow(0, 0, count).to(torch::kCPU));
   namespace F = torch::nn::functional;
-  torch::Tensor masks =
-      F::interpolate(maps.unsqueeze(1).to(torch::kFloat),
-                     F::InterpolateFuncOptions()
-                         .size(std::vector<int64_t>{resolution, resolution})
-                         .mode(torch::kBilinear)
-                         .align_corners(false))
-          .to(torch::kDouble);
+  torch::Tensor masks = F::interpolate(maps.unsqueeze(1).to(torch::kFloat),
+                                       F::InterpolateFuncOptions()
+                                           .size(std::vector<int64_t>{resolution, resolution})
+                                           .mode(torch::kBilinear)
+                                           .align_corners(false))
+                            .to(torch::kDouble);
   for (int64_t i = 0; i < count; ++i) {
     const int y = 4 + static_cast<int>(i) * cell;
     canvas.DrawRgb(pictures[i], 4, y, scale);
@@ -280,7 +283,8 @@ torch::Tensor MeanAttentionDistance(const torch::Tensor& weights, int64_t grid, 
                                     double stride) {
   torch::Tensor rows = torch::arange(grid * grid, torch::kDouble).div(grid).floor();
   torch::Tensor cols = torch::arange(grid * grid, torch::kDouble).remainder(grid);
-  torch::Tensor distance = (rows.unsqueeze(1) - rows.unsqueeze(0)).pow(2)
+  torch::Tensor distance = (rows.unsqueeze(1) - rows.unsqueeze(0))
+                               .pow(2)
                                .add((cols.unsqueeze(1) - cols.unsqueeze(0)).pow(2))
                                .sqrt()
                                .mul(stride);  // (patches, patches) in input pixels

@@ -29,9 +29,9 @@
 namespace vitscale::trainer {
 
 struct InspectionOptions {
-  std::string dir;     // where the files go (created if missing)
-  std::string prefix;  // the start of every file name, e.g. the job id's first 12 digits
-  int64_t components = 28;      // principal components drawn (the paper shows 28)
+  std::string dir;               // where the files go (created if missing)
+  std::string prefix;            // the start of every file name, e.g. the job id's first 12 digits
+  int64_t components = 28;       // principal components drawn (the paper shows 28)
   int64_t distance_images = 32;  // images the attention distances average over
   int64_t rollout_images = 4;
 };

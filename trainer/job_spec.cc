@@ -180,8 +180,8 @@ Status ValidateJobSpec(const JobSpec& spec) {
     return InvalidArgument("field 'job.train.pre_logits': " + j.model +
                            " is a ResNet, which has no pre_logits layer");
   }
-  RETURN_IF_ERROR(non_negative("job.train.early_stopping_every",
-                               static_cast<double>(t.early_stopping_every)));
+  RETURN_IF_ERROR(
+      non_negative("job.train.early_stopping_every", static_cast<double>(t.early_stopping_every)));
   if (j.inspect && model->family == models::Family::kResNet) {
     return InvalidArgument("field 'job.inspect': " + j.model +
                            " is a ResNet; the inspection reads a transformer's embeddings and "

@@ -44,10 +44,10 @@ inline constexpr char kPhaseFineTune[] = "fine-tune";
 inline constexpr char kPhaseInspection[] = "inspection";
 
 struct Phase {
-  std::string name;   // one of the kPhase* names
-  int64_t index = 0;  // the part under way, from 1; 0 for a phase without parts
-  int64_t count = 0;  // how many parts the phase has; 0 without parts
-  std::string detail; // e.g. "cifar10 lr=0.01"; may be empty
+  std::string name;    // one of the kPhase* names
+  int64_t index = 0;   // the part under way, from 1; 0 for a phase without parts
+  int64_t count = 0;   // how many parts the phase has; 0 without parts
+  std::string detail;  // e.g. "cifar10 lr=0.01"; may be empty
 
   // "few-shot 2/6 (digits seed 1)"
   std::string ToString() const;

@@ -109,8 +109,10 @@ class Job {
         const size_t tail = static_cast<size_t>(sweep::ValidationTailSize(static_cast<int64_t>(n)));
         if (tail == 0 || subset->size() + tail > n) {
           return ConfigError(InvalidArgument(
-              "field 'job.train.early_stopping_every': " + job.dataset + " has no test split, so "
-              "validation takes the last " + std::to_string(tail) + " of its " + std::to_string(n) +
+              "field 'job.train.early_stopping_every': " + job.dataset +
+              " has no test split, so "
+              "validation takes the last " +
+              std::to_string(tail) + " of its " + std::to_string(n) +
               " training examples; 'job.subset' must be at most " + std::to_string(n - tail)));
         }
         TRY(std::vector<uint32_t> order, data::NestedSubset(n, n, job.subset_seed));
@@ -281,10 +283,10 @@ class Job {
     if (early_stopping && progress.best_step >= 0) {
       // Sec. 4.3: the transfer results are the best-validated model's. Rank 0 wrote best.pt
       // before the collectives since, so every rank reads the complete file.
-      results.push_back({"pretrain", job.dataset, 0, -1, "best_validation_accuracy",
-                         progress.best_validation});
-      results.push_back({"pretrain", job.dataset, 0, -1, "best_step",
-                         static_cast<double>(progress.best_step)});
+      results.push_back(
+          {"pretrain", job.dataset, 0, -1, "best_validation_accuracy", progress.best_validation});
+      results.push_back(
+          {"pretrain", job.dataset, 0, -1, "best_step", static_cast<double>(progress.best_step)});
       TRY_STATUS(models::LoadWeights(best_path, *model));
       Log("evaluating the best-validated model, of step " + std::to_string(progress.best_step));
     }
@@ -389,11 +391,12 @@ int Main(int argc, char** argv) {
     } else if (arg == "--inspect") {
       inspect = true;
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
-                  "--inspect: only the inspection views of the finished job in the spec's run\n"
-                  "directory (its final.pt, or best.pt with early stopping)\n"
-                  "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
-                  "1 other failure (docs/train-spec.md)\n");
+      std::printf(
+          "usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
+          "--inspect: only the inspection views of the finished job in the spec's run\n"
+          "directory (its final.pt, or best.pt with early stopping)\n"
+          "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
+          "1 other failure (docs/train-spec.md)\n");
       return kExitDone;
     } else {
       std::fprintf(stderr, "vitscale-train: unknown argument '%s'; usage: vitscale-train --spec JOB.json\n",

@@ -30,9 +30,9 @@ struct Outcome {
 class ModelsCliTest : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("vitscale-models-cli-" + std::to_string(::getpid()) + "-" +
-            testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ =
+        fs::temp_directory_path() / ("vitscale-models-cli-" + std::to_string(::getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::create_directories(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -113,11 +113,10 @@ TEST_F(ModelsCliTest, MismatchesAreListedAndBadInput) {
   arrays.erase("block2/unit1/gn_proj/scale");
   arrays["block3/unit1/conv2/kernel"].shape = {3, 3, 64, 32};
   arrays["block3/unit1/conv2/kernel"].data.assign(3 * 3 * 64 * 32 * 4, '\0');
-  Outcome run = Vitscale("models import '" + Write("hybrid.npz", arrays) +
-                         "' --model R11s+ViT-Mu/4");
+  Outcome run =
+      Vitscale("models import '" + Write("hybrid.npz", arrays) + "' --model R11s+ViT-Mu/4");
   EXPECT_EQ(run.status, 3);
-  EXPECT_NE(run.err.find("missing keys: block2/unit1/gn_proj/scale"), std::string::npos)
-      << run.err;
+  EXPECT_NE(run.err.find("missing keys: block2/unit1/gn_proj/scale"), std::string::npos) << run.err;
   EXPECT_NE(run.err.find("block3/unit1/conv2/kernel is (3, 3, 64, 32) in the file, "
                          "(3, 3, 64, 64) in the model"),
             std::string::npos)

@@ -124,8 +124,8 @@ TEST(NpzLayoutTest, InfersClassesResolutionAndPreLogitsFromAFile) {
   ASSERT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("looks like a BiT ResNet file"), std::string::npos)
       << wrong.status().message();
-  wrong = InferReleasedShape(Lookup("R50x1"),
-                             ShapesOf(ReleasedLayout(Lookup("ViT-B/16"), 1000, 224)), "vit.npz", 224);
+  wrong = InferReleasedShape(
+      Lookup("R50x1"), ShapesOf(ReleasedLayout(Lookup("ViT-B/16"), 1000, 224)), "vit.npz", 224);
   ASSERT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(wrong.status().message().find("looks like a ViT or hybrid file"), std::string::npos)
       << wrong.status().message();

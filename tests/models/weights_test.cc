@@ -159,7 +159,7 @@ TEST_F(WeightsTest, BrokenCheckpointsAreErrors) {
 
 struct ParityCase {
   std::string name;
-  std::string family;  // the reference's: vit, hybrid, bit
+  std::string family;       // the reference's: vit, hybrid, bit
   std::string conventions;  // released | vitscale
   std::vector<std::string> args;
   ModelConfig config;
@@ -201,19 +201,19 @@ ModelConfig TinyBiT() {
 }
 
 std::vector<ParityCase> ParityCases() {
-  const std::vector<std::string> vit = {"--depth", "2", "--width", "32", "--heads", "4",
-                                        "--mlp", "64", "--patch", "4", "--pre_logits", "16"};
-  const std::vector<std::string> hybrid = {"--depth", "1", "--width", "32", "--heads", "4",
-                                           "--mlp", "64", "--patch", "1", "--blocks", "1,1,1",
-                                           "--base_width", "16", "--groups", "8"};
-  const std::vector<std::string> bit = {"--blocks", "1,1,2,1", "--base_width", "16", "--groups",
-                                        "8"};
+  const std::vector<std::string> vit = {"--depth", "2",  "--width", "32", "--heads",      "4",
+                                        "--mlp",   "64", "--patch", "4",  "--pre_logits", "16"};
+  const std::vector<std::string> hybrid = {
+      "--depth", "1", "--width",  "32",    "--heads",      "4",  "--mlp",    "64",
+      "--patch", "1", "--blocks", "1,1,1", "--base_width", "16", "--groups", "8"};
+  const std::vector<std::string> bit = {"--blocks", "1,1,2,1",  "--base_width",
+                                        "16",       "--groups", "8"};
   return {
       {"ViT, released", "vit", "released", vit, TinyViT(), 5, 32},
       {"ViT, vitscale's own", "vit", "vitscale", vit, TinyViT(), 5, 32},
       {"hybrid, released (SAME padding)", "hybrid", "released", hybrid, TinyHybrid(), 5, 64},
-      {"hybrid, vitscale's own (symmetric padding)", "hybrid", "vitscale", hybrid, TinyHybrid(),
-       5, 64},
+      {"hybrid, vitscale's own (symmetric padding)", "hybrid", "vitscale", hybrid, TinyHybrid(), 5,
+       64},
       {"BiT, released", "bit", "released", bit, TinyBiT(), 5, 64},
       {"BiT, vitscale's own", "bit", "vitscale", bit, TinyBiT(), 5, 64},
   };
@@ -249,8 +249,8 @@ TEST_F(WeightsTest, ReleasedForwardPassesMatchTheReferenceWithin1e4) {
     const torch::Tensor logits = Logits(model, images);
     ASSERT_EQ(logits.sizes(), expected.sizes());
     const double difference = (logits - expected).abs().max().item<double>();
-    std::printf("parity %-45s max |logit difference| %.2e (logits up to %.2f)\n",
-                c.name.c_str(), difference, expected.abs().max().item<double>());
+    std::printf("parity %-45s max |logit difference| %.2e (logits up to %.2f)\n", c.name.c_str(),
+                difference, expected.abs().max().item<double>());
     EXPECT_LT(difference, 1e-4);
 
     // The conventions matter: the other ones give logits far from the reference.
@@ -269,9 +269,9 @@ TEST_F(WeightsTest, NpzExportThenImportIsExact) {
   with_pre_logits.pre_logits = 24;
   ModelConfig same_padded = *LookupModel("R11s+ViT-Mu/4");
   same_padded.conventions = ReleasedViTConventions();
-  for (const ModelConfig& config : {*LookupModel("ViT-Mu/4"), with_pre_logits,
-                                    *LookupModel("R11s+ViT-Mu/4"), same_padded, TinyHybrid(),
-                                    *LookupModel("R11s"), TinyBiT()}) {
+  for (const ModelConfig& config :
+       {*LookupModel("ViT-Mu/4"), with_pre_logits, *LookupModel("R11s+ViT-Mu/4"), same_padded,
+        TinyHybrid(), *LookupModel("R11s"), TinyBiT()}) {
     SCOPED_TRACE(config.name);
     const int resolution = config.name.rfind("parity", 0) == 0 ? 64 : 28;
     Model model = *BuildModel(config, 10, resolution);

@@ -313,8 +313,9 @@ transfer:
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(JobId(*back), jobs[0].id);
 
-  const std::string base = "name: x\nrecipe: jft-300m\npretrain: {model: ViT-B/16}\n"
-                           "transfer:\n  fine_tune:\n    - dataset: pets\n";
+  const std::string base =
+      "name: x\nrecipe: jft-300m\npretrain: {model: ViT-B/16}\n"
+      "transfer:\n  fine_tune:\n    - dataset: pets\n";
   EXPECT_EQ(ErrorOf(base + "      holdout: 1.5\n"),
             "s.yaml:7:16: 'holdout' is a fraction of train: below 1");
   EXPECT_EQ(ErrorOf(base + "      polyak: 1\n"),
@@ -348,8 +349,7 @@ grid:
 transfer:
   fine_tune: [{dataset: imagenet}]
 )");
-  EXPECT_EQ(e.rfind("s.yaml:5:27: ViT-L/16 cannot fine-tune at resolution 500 on imagenet", 0),
-            0u)
+  EXPECT_EQ(e.rfind("s.yaml:5:27: ViT-L/16 cannot fine-tune at resolution 500 on imagenet", 0), 0u)
       << e;
 }
 
@@ -381,8 +381,7 @@ grid:
   Expected<JobConfig> back = JobConfigFromJson(inspected[0].canonical);
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(JobId(*back), inspected[0].id);
-  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "  inspect: false\n")[0].id,
-            ExpandOk(kMinimal)[0].id);
+  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "  inspect: false\n")[0].id, ExpandOk(kMinimal)[0].id);
 
   EXPECT_EQ(ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: R50x1, pre_logits: 64}\n"),
             "s.yaml:3:38: R50x1 is a ResNet: it has no pre_logits layer (set it on ViTs and "

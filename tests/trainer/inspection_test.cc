@@ -51,8 +51,8 @@ TEST(InspectionTest, MeanAttentionDistanceOfKnownPatterns) {
 TEST(InspectionTest, AttentionRolloutOfKnownPatterns) {
   // Attention to oneself everywhere rolls out to the identity.
   torch::Tensor self = torch::eye(5).expand({1, 2, 5, 5});
-  EXPECT_TRUE(torch::allclose(AttentionRollout({self, self, self}), torch::eye(5, torch::kDouble)
-                                                                        .unsqueeze(0)));
+  EXPECT_TRUE(torch::allclose(AttentionRollout({self, self, self}),
+                              torch::eye(5, torch::kDouble).unsqueeze(0)));
   // One layer attending to token 2: (A + I) / 2, row-normalised.
   torch::Tensor to_two = torch::zeros({1, 1, 3, 3});
   to_two.select(3, 2).fill_(1.0);

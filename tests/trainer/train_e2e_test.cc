@@ -296,12 +296,13 @@ TEST_F(TrainE2eTest, PaperProtocolEarlyStoppingFineTuneAndInspection) {
           j["value"].get<double>();
     }
   }
-  EXPECT_EQ(phases, (std::vector<std::string>{
-                        "pretraining ", "fine-tune 1/3 digits lr=0.01",
-                        "fine-tune 2/3 digits lr=0.03", "fine-tune 3/3 digits final lr=" +
-                        std::string(results["fine_tune chosen_lr"] == 0.01 ? "0.01" : "0.03"),
-                        "inspection 1/4 filters", "inspection 2/4 position-similarity",
-                        "inspection 3/4 attention-distance", "inspection 4/4 attention-rollout"}));
+  EXPECT_EQ(phases,
+            (std::vector<std::string>{
+                "pretraining ", "fine-tune 1/3 digits lr=0.01", "fine-tune 2/3 digits lr=0.03",
+                "fine-tune 3/3 digits final lr=" +
+                    std::string(results["fine_tune chosen_lr"] == 0.01 ? "0.01" : "0.03"),
+                "inspection 1/4 filters", "inspection 2/4 position-similarity",
+                "inspection 3/4 attention-distance", "inspection 4/4 attention-rollout"}));
 
   // Validation every 8 of the 32 steps; the best one is reported and kept.
   ASSERT_EQ(validation.size(), 4u);
@@ -343,9 +344,9 @@ TEST_F(TrainE2eTest, PaperProtocolEarlyStoppingFineTuneAndInspection) {
   if (best->first != 32) {
     EXPECT_FALSE(torch::allclose(drawn(), similarity_of(*final_model), 1e-6, 1e-6));
   }
-  for (const char* file : {"filters.json", "filters.png", "position-similarity.png",
-                           "attention-distance.json", "attention-distance.svg",
-                           "attention-rollout.json", "attention-rollout.png"}) {
+  for (const char* file :
+       {"filters.json", "filters.png", "position-similarity.png", "attention-distance.json",
+        "attention-distance.svg", "attention-rollout.json", "attention-rollout.png"}) {
     EXPECT_TRUE(fs::exists(prefix + file)) << file;
   }
 
@@ -363,7 +364,8 @@ TEST_F(TrainE2eTest, PaperProtocolEarlyStoppingFineTuneAndInspection) {
   // Nothing of the job itself changed: no new results.
   std::ifstream again(dir + "/report.jsonl");
   int ledgers = 0;
-  for (std::string line; std::getline(again, line);) ledgers += nlohmann::json::parse(line)["kind"] == "ledger";
+  for (std::string line; std::getline(again, line);)
+    ledgers += nlohmann::json::parse(line)["kind"] == "ledger";
   EXPECT_EQ(ledgers, 1);
 }
 
