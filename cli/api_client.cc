@@ -9,6 +9,15 @@
 #include "common/files.h"
 
 namespace vitscale::cli {
+
+const std::vector<FlagSpec> kConnectionFlags = {
+    {"--coordinator", true, "URL", "the coordinator (else $VITSCALE_COORDINATOR)"},
+    {"--token-file", true, "FILE", "the admin token (else $VITSCALE_TOKEN_FILE, $VITSCALE_TOKEN)"}};
+
+std::vector<FlagSpec> WithConnectionFlags(std::vector<FlagSpec> own) {
+  own.insert(own.end(), kConnectionFlags.begin(), kConnectionFlags.end());
+  return own;
+}
 namespace {
 
 std::string Env(const char* name) {
@@ -128,6 +137,14 @@ Expected<nlohmann::json> ApiClient::Post(const std::string& path, const std::str
   nlohmann::json parsed = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded())
     return IOError("POST " + url() + path + " answered with malformed JSON");
+  return parsed;
+}
+
+Expected<nlohmann::json> ApiClient::Delete(const std::string& path) {
+  ASSIGN_OR_RETURN(HttpReply reply, Call("DELETE", path, "", ""));
+  nlohmann::json parsed = nlohmann::json::parse(reply.body, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded())
+    return IOError("DELETE " + url() + path + " answered with malformed JSON");
   return parsed;
 }
 

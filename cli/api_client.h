@@ -18,13 +18,19 @@
 #include <string>
 #include <string_view>
 
-#include "cli/flags.h"
+#include "cli/commands.h"
+#include "common/flags.h"
 #include "common/http_client.h"
 #include "common/status.h"
 
 namespace vitscale::cli {
 
 inline constexpr const char* kDefaultCoordinator = "http://127.0.0.1:8470";
+
+// The flags every command that talks to the coordinator accepts (see docs/cli.md).
+extern const std::vector<FlagSpec> kConnectionFlags;
+// Both lists concatenated, for commands that add their own flags to kConnectionFlags.
+std::vector<FlagSpec> WithConnectionFlags(std::vector<FlagSpec> own);
 
 class ApiClient {
  public:
@@ -37,6 +43,8 @@ class ApiClient {
   // POSTs `body` and parses the JSON reply.
   Expected<nlohmann::json> Post(const std::string& path, const std::string& body,
                                 const std::string& content_type = "application/json");
+  // DELETEs and parses the JSON reply.
+  Expected<nlohmann::json> Delete(const std::string& path);
 
   const std::string& url() const { return client_->base_url(); }
 
@@ -50,6 +58,18 @@ class ApiClient {
   std::unique_ptr<HttpClient> client_;
   std::string token_source_;  // "--token-file F", "VITSCALE_TOKEN", ... or "" when none is sent
 };
+
+// A reply decoded into its protocol type (protocol/api.h); a reply that does not decode is
+// kIOError naming the field, since the coordinator, not the user, got it wrong.
+template <typename T>
+Expected<T> FromReply(const nlohmann::json& reply) {
+  Expected<T> typed = T::FromJson(reply, "");
+  if (!typed.ok()) {
+    return IOError("the coordinator's answer is not understood (" + typed.status().message() +
+                   "); is it a different vitscale version?");
+  }
+  return typed;
+}
 
 // The exit status (cli/commands.h) for a failed call: invalid input 3, not found 4,
 // unavailable coordinator 5, anything else 1.

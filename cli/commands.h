@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "common/flags.h"
+
 namespace vitscale::cli {
 
 // Exit statuses scripts can rely on.
@@ -18,12 +20,14 @@ enum ExitCode : int {
   kExitUnavailable = 5,  // the coordinator cannot be reached; trying again later may work
 };
 
-using Args = std::vector<std::string>;
+using Args = vitscale::Args;  // common/flags.h
 
 int RunModels(const Args& args);  // vitscale models [--json] | models import FILE --model NAME
 int RunSweep(const Args& args);   // vitscale sweep check|cost FILE [--json]
 // vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]: from a database file.
 int RunExport(const Args& args);
+// vitscale data pack SRC DEST [...] | data check DEST [--decode] [--json]: packed datasets.
+int RunData(const Args& args);
 
 // Commands that talk to a coordinator (cli/api_client.h says how it is found).
 int RunSubmit(const Args& args);    // vitscale submit FILE [--json]
@@ -36,6 +40,8 @@ int RunPreempt(const Args& args);   // vitscale preempt JOB [--json]
 int RunPriority(const Args& args);  // vitscale priority JOB N [--json]
 // vitscale inspect JOB | --spec FILE: a finished job's inspection views, by vitscale-train.
 int RunInspect(const Args& args);
+// vitscale agents [--json] | agents issue HOST | agents revoke HOST
+int RunAgents(const Args& args);
 // vitscale export --sweep NAME [--format F] [--json]: from the coordinator; with --db FILE it
 // hands over to RunExport.
 int RunExportAny(const Args& args);

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "cli/commands.h"
-#include "common/names.h"
+#include "common/flags.h"
 #include "storage/results_table.h"
 #include "storage/store.h"
 
@@ -38,45 +38,34 @@ int ExitCodeFor(const Status& status) {
 }  // namespace
 
 int RunExport(const Args& args) {
-  std::map<std::string, std::string> flags = {{"--db", ""}, {"--sweep", ""}, {"--format", ""}};
-  std::vector<std::string> names = {"--db", "--sweep", "--format"};
-  for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& arg = args[i];
-    if (arg == "-h" || arg == "--help") {
-      std::fputs(kExportUsage, stdout);
-      return kExitOk;
-    }
-    std::string name = arg.substr(0, arg.find('='));
-    auto flag = flags.find(name);
-    if (flag == flags.end()) {
-      return UsageError("unknown argument '" + arg + "'" + DidYouMean(name, names));
-    }
-    if (name.size() < arg.size()) {
-      flag->second = arg.substr(name.size() + 1);
-    } else if (i + 1 < args.size()) {
-      flag->second = args[++i];
-    } else {
-      return UsageError(name + " needs a value");
-    }
-    if (flag->second.empty()) return UsageError(name + " needs a value");
+  Expected<ParsedArgs> parsed =
+      ParseArgs(args, {{"--db", true}, {"--sweep", true}, {"--format", true}});
+  if (!parsed.ok()) return UsageError(parsed.status().message());
+  if (parsed->help) {
+    std::fputs(kExportUsage, stdout);
+    return kExitOk;
   }
-  if (flags["--db"].empty()) return UsageError("--db FILE is required");
-  if (flags["--sweep"].empty()) return UsageError("--sweep NAME is required");
+  if (!parsed->positional.empty()) {
+    return UsageError("unexpected argument '" + parsed->positional.front() + "'");
+  }
+  std::string db = parsed->Get("--db"), sweep = parsed->Get("--sweep");
+  if (db.empty()) return UsageError("--db FILE is required");
+  if (sweep.empty()) return UsageError("--sweep NAME is required");
   storage::TableFormat format = storage::TableFormat::kMarkdown;
-  if (!flags["--format"].empty()) {
-    Expected<storage::TableFormat> parsed = storage::ParseTableFormat(flags["--format"]);
-    if (!parsed.ok()) return UsageError(parsed.status().message());
-    format = *parsed;
+  if (parsed->Has("--format")) {
+    Expected<storage::TableFormat> named = storage::ParseTableFormat(parsed->Get("--format"));
+    if (!named.ok()) return UsageError(named.status().message());
+    format = *named;
   }
 
   storage::OpenOptions options;
   options.read_only = true;
-  auto store = storage::Store::Open(flags["--db"], options);
+  auto store = storage::Store::Open(db, options);
   if (!store.ok()) {
     std::fprintf(stderr, "vitscale export: %s\n", store.status().message().c_str());
     return ExitCodeFor(store.status());
   }
-  auto table = storage::BuildResultsTable(**store, flags["--sweep"]);
+  auto table = storage::BuildResultsTable(**store, sweep);
   if (!table.ok()) {
     std::fprintf(stderr, "vitscale export: %s\n", table.status().message().c_str());
     return ExitCodeFor(table.status());

@@ -17,7 +17,7 @@
 
 #include "cli/api_client.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "common/files.h"
 #include "models/registry.h"
 #include "sweep/job_config.h"

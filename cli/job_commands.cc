@@ -3,14 +3,16 @@
 // documents; the text forms are for people.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "cli/api_client.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "common/files.h"
+#include "protocol/api.h"
 #include "storage/results_table.h"
 
 namespace vitscale::cli {
@@ -20,24 +22,23 @@ using nlohmann::json;
 
 constexpr int kMaxPage = 500;  // the API's largest page
 
-void PrintJson(const json& value) { std::printf("%s\n", value.dump(2).c_str()); }
-
-std::string Text(const json& value, const std::string& fallback = "-") {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_null()) return fallback;
-  return value.dump();
+void PrintJson(const json& value) {
+  std::printf("%s\n", value.dump(2, ' ', false, json::error_handler_t::replace).c_str());
 }
 
 // A number in the form a person reads fastest: integers as such, others with 4 digits.
-std::string Number(const json& value) {
-  if (value.is_number_integer()) return value.dump();
-  if (value.is_number()) return fmt::format("{:.4g}", value.get<double>());
-  return Text(value);
+std::string Number(double value) {
+  if (value == static_cast<double>(static_cast<int64_t>(value)) && std::abs(value) < 1e15) {
+    return fmt::format("{}", static_cast<int64_t>(value));
+  }
+  return fmt::format("{:.4g}", value);
+}
+template <typename T>
+std::string Number(const std::optional<T>& value) {
+  return value ? Number(static_cast<double>(*value)) : "-";
 }
 
-std::string Percent(const json& progress) {
-  return progress.is_number() ? fmt::format("{:.0f}%", progress.get<double>() * 100) : "-";
-}
+std::string Percent(double progress) { return fmt::format("{:.0f}%", progress * 100); }
 
 // ---------------------------------------------------------------------------------------------
 // submit
@@ -65,13 +66,11 @@ std::string JobTableHeader() {
                      "UPDATED");
 }
 
-std::string JobTableRow(const json& job) {
+std::string JobTableRow(const protocol::JobSummary& job) {
   return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {}\n",
-                     ShortId(job.value("id", "")), Text(job.value("model", json())),
-                     Text(job.value("dataset", json())), Number(job.value("subset_size", json())),
-                     Number(job.value("epochs", json())), Text(job.value("state", json())),
-                     Number(job.value("priority", json())), Number(job.value("attempts", json())),
-                     Percent(job.value("progress", json())), Text(job.value("updated_at", json())));
+                     ShortId(job.id), job.model, job.dataset, job.subset_size,
+                     Number(job.epochs), protocol::JobStateName(job.state), job.priority,
+                     job.attempts, Percent(job.progress), job.updated_at);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -82,26 +81,23 @@ constexpr const char* kShowUsage =
     "JOB is a job id or a unique prefix of 8+ hex digits. Prints the config, attempts\n"
     "(preemptions and resumes), checkpoints, results and compute ledger.\n";
 
-std::string ShowText(const json& job) {
-  std::string out = fmt::format("job {}\n", job.value("id", ""));
-  out += fmt::format("  model     {} ({})\n", Text(job.value("model", json())),
-                     Text(job.value("family", json())));
-  out += fmt::format("  data      {}, {} examples, {} epochs\n", Text(job.value("dataset", json())),
-                     Number(job.value("subset_size", json())), Number(job.value("epochs", json())));
+std::string ShowText(const protocol::JobDetail& detail) {
+  const protocol::JobSummary& job = detail.summary;
+  std::string out = fmt::format("job {}\n", job.id);
+  out += fmt::format("  model     {} ({})\n", job.model, job.family);
+  out += fmt::format("  data      {}, {} examples, {} epochs\n", job.dataset, job.subset_size,
+                     Number(job.epochs));
   out += fmt::format("  state     {}, priority {}, progress {} ({} images seen), {} ranks\n",
-                     Text(job.value("state", json())), Number(job.value("priority", json())),
-                     Percent(job.value("progress", json())),
-                     Number(job.value("images_seen", json())), Number(job.value("ranks", json())));
+                     protocol::JobStateName(job.state), job.priority, Percent(job.progress),
+                     Number(job.images_seen), job.ranks);
   std::string sweeps;
-  for (const json& s : job.value("sweeps", json::array()))
-    sweeps += (sweeps.empty() ? "" : ", ") + Text(s);
+  for (const std::string& s : detail.sweeps) sweeps += (sweeps.empty() ? "" : ", ") + s;
   out += fmt::format("  sweeps    {}\n", sweeps.empty() ? "-" : sweeps);
-  out += fmt::format("  planned   {} exaFLOPs\n", Number(job.value("planned_exaflops", json())));
-  out += fmt::format("  submitted {}, updated {}\n", Text(job.value("created_at", json())),
-                     Text(job.value("updated_at", json())));
+  out += fmt::format("  planned   {} exaFLOPs\n", Number(job.planned_exaflops));
+  out += fmt::format("  submitted {}, updated {}\n", job.created_at, job.updated_at);
 
   out += "\nconfig:\n";
-  std::string config = job.value("config", json::object()).dump(2);
+  std::string config = detail.config.dump(2, ' ', false, json::error_handler_t::replace);
   size_t start = 0;
   while (start < config.size()) {
     size_t end = config.find('\n', start);
@@ -110,65 +106,52 @@ std::string ShowText(const json& job) {
     start = end + 1;
   }
 
-  const json attempts = job.value("attempts", json::array());
   int preemptions = 0, resumes = 0, lost = 0;
-  for (const json& a : attempts) {
-    std::string outcome = Text(a.value("outcome", json()), "");
-    preemptions += outcome == "preempted";
-    lost += outcome == "lost";
-    resumes += a.value("resumed_from_step", json()).is_number();
+  for (const protocol::AttemptView& a : detail.attempts) {
+    preemptions += a.outcome == protocol::AttemptOutcome::kPreempted;
+    lost += a.outcome == protocol::AttemptOutcome::kLost;
+    resumes += a.resumed_from_step.has_value();
   }
   out += fmt::format("\nattempts: {} ({} preempted, {} lost, {} resumed from a checkpoint)\n",
-                     attempts.size(), preemptions, lost, resumes);
-  if (!attempts.empty()) {
+                     detail.attempts.size(), preemptions, lost, resumes);
+  if (!detail.attempts.empty()) {
     out += fmt::format("  {:>3}  {:<14} {:<20} {:<20} {:<20} {:<10} {:>4} {:>8}\n", "#", "AGENT",
                        "HOSTS", "STARTED", "ENDED", "OUTCOME", "EXIT", "RESUMED");
-    for (const json& a : attempts) {
-      std::string hosts = Text(a.value("hosts", json()));
-      out += fmt::format("  {:>3}  {:<14} {:<20} {:<20} {:<20} {:<10} {:>4} {:>8}\n",
-                         Number(a.value("number", json())), Text(a.value("agent", json())), hosts,
-                         Text(a.value("started_at", json())),
-                         Text(a.value("ended_at", json()), "(running)"),
-                         Text(a.value("outcome", json())), Number(a.value("exit_status", json())),
-                         a.value("resumed_from_step", json()).is_number()
-                             ? "step " + Number(a["resumed_from_step"])
-                             : std::string("-"));
+    for (const protocol::AttemptView& a : detail.attempts) {
+      out += fmt::format(
+          "  {:>3}  {:<14} {:<20} {:<20} {:<20} {:<10} {:>4} {:>8}\n", a.number,
+          a.agent.value_or("-"), a.hosts, a.started_at, a.ended_at.value_or("(running)"),
+          a.outcome ? protocol::AttemptOutcomeName(*a.outcome) : "-", Number(a.exit_status),
+          a.resumed_from_step ? "step " + Number(a.resumed_from_step) : std::string("-"));
     }
   }
 
-  const json checkpoints = job.value("checkpoints", json::array());
-  out += fmt::format("\ncheckpoints: {}\n", checkpoints.size());
-  for (const json& c : checkpoints) {
-    out +=
-        fmt::format("  step {:>8}  {}  sha256 {}  {}\n", Number(c.value("step", json())),
-                    Text(c.value("created_at", json())),
-                    Text(c.value("sha256", json())).substr(0, 12), Text(c.value("path", json())));
+  out += fmt::format("\ncheckpoints: {}\n", detail.checkpoints.size());
+  for (const protocol::CheckpointView& c : detail.checkpoints) {
+    out += fmt::format("  step {:>8}  {}  sha256 {}  {}\n", c.step, c.created_at,
+                       c.sha256.substr(0, 12), c.path);
   }
 
-  const json results = job.value("results", json::array());
-  out += fmt::format("\nresults: {}\n", results.size());
-  if (!results.empty()) {
+  out += fmt::format("\nresults: {}\n", detail.results.size());
+  if (!detail.results.empty()) {
     out += fmt::format("  {:<10} {:<22} {:>5} {:>4} {:<10} {:>8}\n", "EVALUATION", "DATASET",
                        "SHOTS", "SEED", "METRIC", "VALUE");
-    for (const json& r : results) {
+    for (const protocol::ResultEntry& r : detail.results) {
       out += fmt::format("  {:<10} {:<22} {:>5} {:>4} {:<10} {:>8}\n",
-                         Text(r.value("evaluation", json())), Text(r.value("dataset", json())),
-                         Number(r.value("shots", json())), Number(r.value("seed", json())),
-                         Text(r.value("metric", json())), Number(r.value("value", json())));
+                         protocol::EvaluationName(r.evaluation), r.dataset, Number(r.shots),
+                         Number(r.seed), r.metric, Number(r.value));
     }
   }
 
-  const json ledger = job.value("ledger", json::object());
+  const protocol::LedgerTotals& ledger = detail.ledger;
   std::string devices;
-  const json device_seconds = ledger.value("device_seconds", json::object());
-  for (const auto& [kind, seconds] : device_seconds.items()) {
+  for (const auto& [kind, seconds] : ledger.device_seconds) {
     devices += fmt::format("{}{} {} s", devices.empty() ? "" : ", ", kind, Number(seconds));
   }
   out += fmt::format(
       "\nledger: train {} FLOPs, eval {} FLOPs, {} images seen, device {}, wall {} s\n",
-      Number(ledger.value("train_flops", json())), Number(ledger.value("eval_flops", json())),
-      Number(ledger.value("images_seen", json())), devices.empty() ? "-" : devices,
-      Number(ledger.value("wall_seconds", json())));
+      Number(ledger.train_flops), Number(ledger.eval_flops), ledger.images_seen,
+      devices.empty() ? "-" : devices, Number(ledger.wall_seconds));
   return out;
 }
 
@@ -201,11 +184,12 @@ int PostJobAction(const std::string& command, const Args& raw, const char* usage
   if (!job.ok()) return Fail(command, job.status());
   if (call.args.Has("--json")) {
     PrintJson(*job);
-  } else {
-    std::printf("job %s: %s, priority %s\n", ShortId(job->value("id", "")).c_str(),
-                Text(job->value("state", json())).c_str(),
-                Number(job->value("priority", json())).c_str());
+    return kExitOk;
   }
+  Expected<protocol::JobDetail> detail = FromReply<protocol::JobDetail>(*job);
+  if (!detail.ok()) return Fail(command, detail.status());
+  std::printf("job %s: %s, priority %d\n", ShortId(detail->summary.id).c_str(),
+              protocol::JobStateName(detail->summary.state), detail->summary.priority);
   return kExitOk;
 }
 
@@ -235,10 +219,11 @@ int RunSubmit(const Args& raw) {
     PrintJson(*reply);
     return kExitOk;
   }
-  std::printf("sweep %s: %s jobs added, %s already known\n",
-              Text(reply->value("sweep", json())).c_str(),
-              Number(reply->value("jobs_added", json())).c_str(),
-              Number(reply->value("jobs_known", json())).c_str());
+  Expected<protocol::SubmitReply> submitted = FromReply<protocol::SubmitReply>(*reply);
+  if (!submitted.ok()) return Fail("submit", submitted.status());
+  std::printf("sweep %s: %lld jobs added, %lld already known\n", submitted->sweep.c_str(),
+              static_cast<long long>(submitted->jobs_added),
+              static_cast<long long>(submitted->jobs_known));
   return kExitOk;
 }
 
@@ -283,31 +268,34 @@ int RunList(const Args& raw) {
   if (args.Has("--desc")) query += "&order=desc";
   if (all) limit = kMaxPage;
 
-  json jobs = json::array();
+  json rows = json::array();
+  std::vector<protocol::JobSummary> jobs;
   long long total = 0;
   json first_page;
   do {
     Expected<json> page =
         call.api->GetJson(fmt::format("/api/v1/jobs?limit={}&offset={}{}", limit, offset, query));
     if (!page.ok()) return Fail("list", page.status());
-    total = page->value("total", 0LL);
-    const json rows = page->value("jobs", json::array());
-    for (const json& row : rows) jobs.push_back(row);
+    Expected<protocol::JobPage> typed = FromReply<protocol::JobPage>(*page);
+    if (!typed.ok()) return Fail("list", typed.status());
+    total = typed->total;
+    for (const json& row : (*page)["jobs"]) rows.push_back(row);
+    jobs.insert(jobs.end(), typed->jobs.begin(), typed->jobs.end());
     if (first_page.is_null()) first_page = *page;
-    offset += static_cast<long long>(rows.size());
-    if (rows.empty()) break;
+    offset += static_cast<long long>(typed->jobs.size());
+    if (typed->jobs.empty()) break;
   } while (all && offset < total);
 
   if (args.Has("--json")) {
     if (all) {
-      PrintJson(json{{"total", total}, {"offset", 0}, {"limit", jobs.size()}, {"jobs", jobs}});
+      PrintJson(json{{"total", total}, {"offset", 0}, {"limit", rows.size()}, {"jobs", rows}});
     } else {
       PrintJson(first_page);
     }
     return kExitOk;
   }
   std::string out = JobTableHeader();
-  for (const json& job : jobs) out += JobTableRow(job);
+  for (const protocol::JobSummary& job : jobs) out += JobTableRow(job);
   long long first = all ? 0 : offset - static_cast<long long>(jobs.size());
   if (jobs.empty()) {
     out += fmt::format("no jobs (of {} matching)\n", total);
@@ -328,9 +316,11 @@ int RunShow(const Args& raw) {
   if (!job.ok()) return Fail("show", job.status());
   if (call.args.Has("--json")) {
     PrintJson(*job);
-  } else {
-    std::fputs(ShowText(*job).c_str(), stdout);
+    return kExitOk;
   }
+  Expected<protocol::JobDetail> detail = FromReply<protocol::JobDetail>(*job);
+  if (!detail.ok()) return Fail("show", detail.status());
+  std::fputs(ShowText(*detail).c_str(), stdout);
   return kExitOk;
 }
 

@@ -15,7 +15,7 @@
 
 #include "cli/api_client.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "storage/records.h"
 
 namespace vitscale::cli {

@@ -17,6 +17,7 @@ const Command kCommands[] = {
     {"models", vitscale::cli::RunModels,
      "list every registered model with params and GMACs; import FILE --model NAME: check a file"},
     {"sweep", vitscale::cli::RunSweep, "check FILE | cost FILE: validate, expand and cost a sweep"},
+    {"data", vitscale::cli::RunData, "pack SRC DEST | check DEST: packed (sharded) datasets"},
     {"submit", vitscale::cli::RunSubmit, "FILE: submit a sweep to the coordinator"},
     {"list", vitscale::cli::RunList, "jobs, filtered by sweep, state, model, subset"},
     {"show", vitscale::cli::RunShow, "JOB: config, attempts, checkpoints, results, ledger"},
@@ -26,6 +27,8 @@ const Command kCommands[] = {
     {"preempt", vitscale::cli::RunPreempt, "JOB: checkpoint, requeue and resume later"},
     {"priority", vitscale::cli::RunPriority, "JOB N: set a job's priority"},
     {"inspect", vitscale::cli::RunInspect, "JOB: draw a finished ViT's attention and embeddings"},
+    {"agents", vitscale::cli::RunAgents,
+     "[issue HOST | revoke HOST]: list agents; issue or revoke a host's credential"},
     {"export", vitscale::cli::RunExportAny,
      "--sweep NAME [--db FILE] --format csv|markdown|latex: Table 6"},
 };

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "cli/flags.h"
+#include "common/flags.h"
 #include "common/names.h"
 #include "models/npy.h"
 #include "models/npz_layout.h"

@@ -25,8 +25,8 @@
 
 #include "cli/api_client.h"
 #include "cli/commands.h"
-#include "cli/flags.h"
-#include "storage/records.h"
+#include "common/flags.h"
+#include "protocol/api.h"
 
 namespace vitscale::cli {
 namespace {
@@ -98,56 +98,51 @@ class Screen {
 };
 
 // What one poll saw.
-struct SweepView {
-  std::string name;
-  json summary;              // the sweep's entry in GET /api/v1/sweeps, without its definition
-  std::vector<json> active;  // its leased and running jobs
-  int64_t jobs = 0;
+struct SweepPoll {
+  protocol::SweepView summary;                // the sweep's entry, without its definition
+  std::vector<protocol::JobSummary> active;  // its leased and running jobs
   int64_t finished = 0;
   int64_t succeeded = 0;
 };
 
-Expected<SweepView> FetchSweep(ApiClient& api, const std::string& name) {
+Expected<SweepPoll> FetchSweep(ApiClient& api, const std::string& name) {
   ASSIGN_OR_RETURN(json sweep, api.GetJson("/api/v1/sweeps/" + UrlEncode(name)));
-  sweep.erase("definition");
   ASSIGN_OR_RETURN(json page, api.GetJson("/api/v1/jobs?sweep=" + UrlEncode(name) +
                                           "&state=leased,running&limit=500"));
-  SweepView view;
-  view.name = name;
-  view.jobs = sweep.value("jobs", int64_t{0});
-  const json by_state = sweep.value("by_state", json::object());
-  for (const auto& [state, count] : by_state.items()) {
-    if (storage::IsFinalStateName(state)) view.finished += count.get<int64_t>();
-    if (state == "succeeded") view.succeeded = count.get<int64_t>();
+  SweepPoll poll;
+  ASSIGN_OR_RETURN(poll.summary, FromReply<protocol::SweepView>(sweep));
+  poll.summary.definition.reset();
+  ASSIGN_OR_RETURN(protocol::JobPage jobs, FromReply<protocol::JobPage>(page));
+  poll.active = std::move(jobs.jobs);
+  for (const auto& [state, count] : poll.summary.by_state) {
+    if (protocol::IsFinalStateName(state)) poll.finished += count;
+    if (state == "succeeded") poll.succeeded = count;
   }
-  for (const json& job : page.value("jobs", json::array())) view.active.push_back(job);
-  view.summary = std::move(sweep);
-  return view;
+  return poll;
 }
 
-std::string Counts(const SweepView& view) {
-  std::string out = fmt::format("{}/{} finished", view.finished, view.jobs);
-  json by_state = view.summary.value("by_state", json::object());
+std::string Counts(const SweepPoll& poll) {
+  std::string out = fmt::format("{}/{} finished", poll.finished, poll.summary.jobs);
   for (const char* state : kStateOrder) {
-    int64_t count = by_state.value(state, int64_t{0});
-    if (count > 0) out += fmt::format(", {} {}", count, state);
+    auto it = poll.summary.by_state.find(state);
+    if (it != poll.summary.by_state.end() && it->second > 0) {
+      out += fmt::format(", {} {}", it->second, state);
+    }
   }
   return out;
 }
 
-double SweepFraction(const SweepView& view) {
-  if (view.jobs == 0) return 1.0;
-  double done = static_cast<double>(view.finished);
-  for (const json& job : view.active) done += job.value("progress", 0.0);
-  return done / static_cast<double>(view.jobs);
+double SweepFraction(const SweepPoll& poll) {
+  if (poll.summary.jobs == 0) return 1.0;
+  double done = static_cast<double>(poll.finished);
+  for (const protocol::JobSummary& job : poll.active) done += job.progress;
+  return done / static_cast<double>(poll.summary.jobs);
 }
 
-std::string JobLine(const json& job) {
-  double progress = job.value("progress", 0.0);
-  return fmt::format("  {:<12} {:<14} {:<18} {:>7} {} {:>3.0f}% {}", ShortId(job.value("id", "")),
-                     job.value("model", ""), job.value("dataset", ""),
-                     job.value("subset_size", int64_t{0}), Bar(progress, 20), progress * 100,
-                     job.value("state", ""));
+std::string JobLine(const protocol::JobSummary& job) {
+  return fmt::format("  {:<12} {:<14} {:<18} {:>7} {} {:>3.0f}% {}", ShortId(job.id), job.model,
+                     job.dataset, job.subset_size, Bar(job.progress, 20), job.progress * 100,
+                     protocol::JobStateName(job.state));
 }
 
 // Polls `fetch` until `done` says so; `render` shows each view. Returns the last view, or the
@@ -189,9 +184,11 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
   Screen screen;
   std::string last_printed;  // plain and JSON output print only what changed
   std::map<std::string, std::string> job_marks;
-  auto render = [&](const SweepView& view, const std::string& note) {
+  auto render = [&](const SweepPoll& view, const std::string& note) {
     if (json_lines) {
-      json line = {{"sweep", view.summary}, {"active", view.active}};
+      json active = json::array();
+      for (const protocol::JobSummary& job : view.active) active.push_back(job.ToJson());
+      json line = {{"sweep", view.summary.ToJson()}, {"active", active}};
       std::string text = line.dump();
       if (text != last_printed) std::printf("%s\n", text.c_str());
       std::fflush(stdout);
@@ -199,7 +196,7 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
       return;
     }
     double fraction = SweepFraction(view);
-    std::string head = fmt::format("sweep {} {} {:>3.0f}%  {}", view.name, Bar(fraction, 30),
+    std::string head = fmt::format("sweep {} {} {:>3.0f}%  {}", view.summary.name, Bar(fraction, 30),
                                    fraction * 100, Counts(view));
     if (tty) {
       std::vector<std::string> lines = {head};
@@ -216,11 +213,10 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
     }
     // Plain lines (a log file, a pipe): a job line when a job starts or passes a tenth of its
     // work, the sweep line when its counts change.
-    for (const json& job : view.active) {
-      double progress = job.value("progress", 0.0);
-      std::string mark =
-          fmt::format("{} {}", job.value("state", ""), static_cast<int>(progress * 10));
-      std::string& seen = job_marks[job.value("id", "")];
+    for (const protocol::JobSummary& job : view.active) {
+      std::string mark = fmt::format("{} {}", protocol::JobStateName(job.state),
+                                     static_cast<int>(job.progress * 10));
+      std::string& seen = job_marks[job.id];
       if (seen != mark) std::printf("%s %s\n", Clock().c_str(), JobLine(job).c_str() + 2);
       seen = mark;
     }
@@ -229,26 +225,29 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
     last_printed = counts;
     std::fflush(stdout);
   };
-  Expected<SweepView> final_view = PollUntilDone<SweepView>(
+  Expected<SweepPoll> final_view = PollUntilDone<SweepPoll>(
       interval, [&] { return FetchSweep(api, name); },
-      [](const SweepView& view) { return view.finished >= view.jobs; }, render);
+      [](const SweepPoll& view) { return view.finished >= view.summary.jobs; }, render);
   if (!final_view.ok()) return Fail("watch", final_view.status());
-  if (json_lines) return final_view->succeeded == final_view->jobs ? kExitOk : kExitFailure;
+  bool all_succeeded = final_view->succeeded == final_view->summary.jobs;
+  if (json_lines) return all_succeeded ? kExitOk : kExitFailure;
 
-  if (final_view->succeeded == final_view->jobs) {
+  if (all_succeeded) {
     std::printf("sweep %s: all %lld jobs succeeded\n", name.c_str(),
-                static_cast<long long>(final_view->jobs));
+                static_cast<long long>(final_view->summary.jobs));
     return kExitOk;
   }
   std::printf("sweep %s: %s\n", name.c_str(), Counts(*final_view).c_str());
   Expected<json> unlucky =
       api.GetJson("/api/v1/jobs?sweep=" + UrlEncode(name) + "&state=failed,cancelled&limit=20");
-  if (unlucky.ok()) {
-    for (const json& job : unlucky->value("jobs", json::array())) {
+  Expected<protocol::JobPage> page =
+      unlucky.ok() ? FromReply<protocol::JobPage>(*unlucky) : Expected<protocol::JobPage>(unlucky.status());
+  if (page.ok()) {
+    for (const protocol::JobSummary& job : page->jobs) {
+      std::string id = ShortId(job.id);
       std::printf("  %-9s %s %s  (vitscale show %s; vitscale logs %s)\n",
-                  job.value("state", "").c_str(), ShortId(job.value("id", "")).c_str(),
-                  job.value("model", "").c_str(), ShortId(job.value("id", "")).c_str(),
-                  ShortId(job.value("id", "")).c_str());
+                  protocol::JobStateName(job.state), id.c_str(), job.model.c_str(), id.c_str(),
+                  id.c_str());
     }
   }
   return kExitFailure;
@@ -259,10 +258,11 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
   bool tty = !json_lines && ::isatty(STDOUT_FILENO);
   Screen screen;
   std::string last_printed;
-  auto render = [&](const json& job, const std::string& note) {
+  auto render = [&](const protocol::JobDetail& detail, const std::string& note) {
+    const protocol::JobSummary& job = detail.summary;
     std::string text;
     if (json_lines) {
-      text = job.dump();
+      text = job.ToJson().dump();
     } else {
       text = JobLine(job).substr(2);
       if (tty) {
@@ -272,8 +272,8 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
         return;
       }
       // Plain output: a line per state change or tenth of progress.
-      std::string mark = fmt::format("{} {}", job.value("state", ""),
-                                     static_cast<int>(job.value("progress", 0.0) * 10));
+      std::string mark = fmt::format("{} {}", protocol::JobStateName(job.state),
+                                     static_cast<int>(job.progress * 10));
       if (mark == last_printed) return;
       last_printed = mark;
       std::printf("%s %s\n", Clock().c_str(), text.c_str());
@@ -284,11 +284,15 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
     std::fflush(stdout);
     last_printed = text;
   };
-  Expected<json> final_job = PollUntilDone<json>(
-      interval, [&] { return api.GetJson("/api/v1/jobs/" + UrlEncode(id)); },
-      [](const json& job) { return storage::IsFinalStateName(job.value("state", "")); }, render);
+  Expected<protocol::JobDetail> final_job = PollUntilDone<protocol::JobDetail>(
+      interval,
+      [&]() -> Expected<protocol::JobDetail> {
+        ASSIGN_OR_RETURN(json reply, api.GetJson("/api/v1/jobs/" + UrlEncode(id)));
+        return FromReply<protocol::JobDetail>(reply);
+      },
+      [](const protocol::JobDetail& job) { return protocol::IsFinal(job.summary.state); }, render);
   if (!final_job.ok()) return Fail("watch", final_job.status());
-  return final_job->value("state", "") == "succeeded" ? kExitOk : kExitFailure;
+  return final_job->summary.state == protocol::JobState::kSucceeded ? kExitOk : kExitFailure;
 }
 
 }  // namespace
@@ -320,9 +324,10 @@ int RunWatch(const Args& raw) {
   if (sweep.empty()) {
     Expected<json> sweeps = call.api->GetJson("/api/v1/sweeps");
     if (!sweeps.ok()) return Fail("watch", sweeps.status());
+    Expected<protocol::SweepList> list = FromReply<protocol::SweepList>(*sweeps);
+    if (!list.ok()) return Fail("watch", list.status());
     std::vector<std::string> names;
-    for (const json& s : sweeps->value("sweeps", json::array()))
-      names.push_back(s.value("name", ""));
+    for (const protocol::SweepView& s : list->sweeps) names.push_back(s.name);
     if (names.size() != 1) {
       std::string list;
       for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;

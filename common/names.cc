@@ -31,7 +31,12 @@ int EditDistance(std::string_view a, std::string_view b) {
 std::string NearestName(std::string_view name, const std::vector<std::string>& candidates) {
   std::string best;
   int best_distance = 0;
+  if (name.size() > kMaxSuggestedName) return best;
+  size_t tried = 0;
   for (const std::string& candidate : candidates) {
+    if (++tried > kMaxCandidates) break;
+    // A candidate much longer than the name is no typo of it (and would cost the most).
+    if (candidate.size() > 2 * kMaxSuggestedName) continue;
     int d = EditDistance(name, candidate);
     if (best.empty() || d < best_distance) {
       best = candidate;

@@ -19,7 +19,10 @@ enum class StatusCode {
   kCorruption,         // stored data fails its checks (checksum, truncated file)
   kIOError,            // the OS or a library refused an operation
   kUnavailable,        // a peer is away; the call may succeed later
+  kUnauthenticated,    // no credential, or one that is not valid (HTTP 401)
+  kPermissionDenied,   // a valid credential that may not do this (HTTP 403)
   kInternal,           // a broken invariant: a bug in vitscale
+  kResourceExhausted,  // memory (or another resource) ran out: a smaller request may fit
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -50,7 +53,16 @@ inline Status FailedPrecondition(std::string m) {
 inline Status Corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
 inline Status IOError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
+inline Status Unauthenticated(std::string m) {
+  return {StatusCode::kUnauthenticated, std::move(m)};
+}
+inline Status PermissionDenied(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status ResourceExhausted(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 
 // Either a T or a non-ok Status.
 template <typename T>

@@ -1,40 +1,49 @@
 #include "coordinator/event_log.h"
 
-#include <chrono>
-
-#include "coordinator/json_util.h"
+#include "protocol/api.h"
 
 namespace vitscale::coordinator {
 
-EventLog::EventLog(size_t capacity, std::function<void(const std::string&)> publish)
-    : capacity_(capacity),
-      publish_(std::move(publish)),
-      next_seq_(std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::system_clock::now().time_since_epoch())
-                    .count()) {}
+EventLog::EventLog(size_t max_events, size_t max_bytes, const Clock& clock)
+    : max_events_(max_events),
+      max_bytes_(max_bytes),
+      clock_(clock),
+      next_seq_(static_cast<int64_t>(clock.WallSeconds() * 1e6)) {}
 
-void EventLog::Append(const std::string& type, const std::string& job_id, nlohmann::json data) {
-  nlohmann::json event = {{"seq", next_seq_++},
-                          {"time", IsoTime(WallNow())},
-                          {"type", type},
-                          {"data", std::move(data)}};
-  if (!job_id.empty()) event["job"] = job_id;
-  std::string text = event.dump();
-  events_.emplace_back(event["seq"].get<int64_t>(), text);
-  if (events_.size() > capacity_) events_.pop_front();
-  if (publish_) publish_(text);
+void EventLog::Append(const std::string& type, const std::string& job_id, protocol::Json data) {
+  protocol::Event event;
+  event.seq = next_seq_++;
+  event.time = IsoTime(clock_.WallSeconds());
+  event.type = type;
+  if (!job_id.empty()) event.job = job_id;
+  event.data = std::move(data);
+  auto text = std::make_shared<const std::string>(protocol::Dump(event.ToJson()));
+  bytes_ += text->size();
+  events_.emplace_back(event.seq, text);
+  while (!events_.empty() && (events_.size() > max_events_ || bytes_ > max_bytes_)) {
+    bytes_ -= events_.front().second->size();
+    events_.pop_front();
+  }
+  if (publish_) publish_(std::move(text));
 }
 
-std::vector<std::string> EventLog::Since(int64_t since) const {
-  std::vector<std::string> missed;
+std::vector<EventLog::Message> EventLog::Since(int64_t since, size_t max_bytes) const {
+  auto reset = [this] {
+    protocol::Event event;
+    event.seq = last_seq();
+    event.type = "reset";
+    return std::vector<Message>{std::make_shared<const std::string>(protocol::Dump(event.ToJson()))};
+  };
   bool lost_some = !events_.empty() && since < events_.front().first - 1;
   bool from_elsewhere = since > last_seq();
-  if (lost_some || from_elsewhere) {
-    missed.push_back(nlohmann::json{{"type", "reset"}, {"seq", last_seq()}}.dump());
-    return missed;
-  }
+  if (lost_some || from_elsewhere) return reset();
+  std::vector<Message> missed;
+  size_t bytes = 0;
   for (const auto& [seq, text] : events_) {
-    if (seq > since) missed.push_back(text);
+    if (seq <= since) continue;
+    bytes += text->size();
+    if (bytes > max_bytes) return reset();
+    missed.push_back(text);
   }
   return missed;
 }

@@ -2,15 +2,21 @@
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <array>
+#include <cstdio>
 #include <deque>
 #include <filesystem>
 #include <fstream>
-#include <nlohmann/json.hpp>
+#include <limits>
 #include <optional>
 #include <sstream>
+
+#include "common/text.h"
 
 namespace vitscale::coordinator {
 
@@ -20,21 +26,23 @@ namespace http = beast::http;
 namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
-HttpResponse JsonResponse(int status, const std::string& json_body) {
+HttpResponse JsonResponse(int status, const protocol::Json& body) {
   HttpResponse response;
   response.status = status;
-  response.body = json_body;
+  response.body = protocol::Dump(body);
   return response;
 }
 
 HttpResponse ErrorResponse(int status, const std::string& message) {
-  return JsonResponse(status, nlohmann::json{{"error", message}}.dump());
+  return JsonResponse(status, protocol::Json{{"error", Printable(message, 8192)}});
 }
 
 HttpResponse StatusResponse(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kOk: return JsonResponse(200, "{}");
+    case StatusCode::kOk: return JsonResponse(200, protocol::Json::object());
     case StatusCode::kInvalidArgument: return ErrorResponse(400, status.message());
+    case StatusCode::kUnauthenticated: return ErrorResponse(401, status.message());
+    case StatusCode::kPermissionDenied: return ErrorResponse(403, status.message());
     case StatusCode::kNotFound: return ErrorResponse(404, status.message());
     case StatusCode::kAlreadyExists: return ErrorResponse(409, status.message());
     case StatusCode::kFailedPrecondition: return ErrorResponse(409, status.message());
@@ -87,26 +95,34 @@ std::optional<std::string> UrlDecode(std::string_view text, bool plus_is_space) 
   return out;
 }
 
+// Decoded text from a URL must be UTF-8 without control characters: it reaches error messages,
+// names and the database.
+bool PrintableText(const std::string& text) {
+  return IsValidUtf8(text) && !HasControlCharacters(text);
+}
+
 // Splits the target into a decoded path and query. Segments are decoded one by one and may not
-// decode to '/', NUL, "." or "..": an id in a route must stay one segment, and no path may
-// climb out of where it points. `error` says what is wrong.
-bool ParseTarget(std::string_view target, HttpRequest& request, std::string& error) {
+// decode to '/', "." or "..", or hold invalid UTF-8 or control characters (NUL included): an id
+// in a route must stay one segment, and no path may climb out of where it points.
+Status ParseTarget(std::string_view target, HttpRequest& request) {
+  if (target.empty() || target.front() != '/') {
+    return InvalidArgument("the request target must be a path starting with '/'");
+  }
   size_t question = target.find('?');
   std::string_view raw_path = target.substr(0, question);
   std::string path;
   while (!raw_path.empty()) {
     size_t slash = raw_path.find('/');
     std::string_view raw_segment = raw_path.substr(0, slash);
-    auto segment = UrlDecode(raw_segment, false);
-    if (!segment) {
-      error = "malformed URL escape in the path";
-      return false;
+    std::optional<std::string> segment = UrlDecode(raw_segment, false);
+    if (!segment) return InvalidArgument("malformed URL escape in the path");
+    if (!PrintableText(*segment)) {
+      return InvalidArgument("path segment '" + Printable(raw_segment) +
+                             "' is not printable UTF-8 text");
     }
-    if (segment->find_first_of(std::string("/\0", 2)) != std::string::npos || *segment == "." ||
-        *segment == "..") {
-      error = "path segment '" + std::string(raw_segment) +
-              "' is not allowed (no '.', '..', or encoded '/' or NUL)";
-      return false;
+    if (segment->find('/') != std::string::npos || *segment == "." || *segment == "..") {
+      return InvalidArgument("path segment '" + Printable(raw_segment) +
+                             "' is not allowed (no '.', '..', or encoded '/' or NUL)");
     }
     path += *segment;
     if (slash == std::string_view::npos) break;
@@ -114,23 +130,25 @@ bool ParseTarget(std::string_view target, HttpRequest& request, std::string& err
     raw_path.remove_prefix(slash + 1);
   }
   request.path = path;
-  if (question == std::string_view::npos) return true;
+  if (question == std::string_view::npos) return Status::Ok();
   std::string_view query = target.substr(question + 1);
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view pair = query.substr(0, amp);
     size_t eq = pair.find('=');
-    auto key = UrlDecode(pair.substr(0, eq), true);
-    auto value = UrlDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-    if (!key || !value) {
-      error = "malformed URL escape in the query";
-      return false;
+    std::optional<std::string> key = UrlDecode(pair.substr(0, eq), true);
+    std::optional<std::string> value =
+        UrlDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!key || !value) return InvalidArgument("malformed URL escape in the query");
+    if (!PrintableText(*key) || !PrintableText(*value)) {
+      return InvalidArgument("query parameter '" + Printable(*key) +
+                             "' is not printable UTF-8 text");
     }
     if (!key->empty()) request.query[*key] = *value;
     if (amp == std::string_view::npos) break;
     query.remove_prefix(amp + 1);
   }
-  return true;
+  return Status::Ok();
 }
 
 std::string ContentTypeFor(const std::filesystem::path& path) {
@@ -155,7 +173,7 @@ HttpResponse ServeStatic(const std::string& root, const std::string& path) {
   if (error) return ErrorResponse(404, "not found: " + path);
   auto [base_end, wanted_it] = std::mismatch(base.begin(), base.end(), wanted.begin(), wanted.end());
   if (base_end != base.end()) return ErrorResponse(403, "path leaves the dashboard folder: " + path);
-  if (fs::is_directory(wanted) || (!fs::exists(wanted) && !wanted.has_extension())) {
+  if (fs::is_directory(wanted, error) || (!fs::exists(wanted, error) && !wanted.has_extension())) {
     wanted = base / "index.html";
   }
   std::ifstream in(wanted, std::ios::binary);
@@ -168,13 +186,19 @@ HttpResponse ServeStatic(const std::string& root, const std::string& path) {
   return response;
 }
 
-std::string BearerToken(const http::request<http::string_body>& request) {
-  auto it = request.find(http::field::authorization);
-  if (it == request.end()) return "";
-  std::string_view value(it->value().data(), it->value().size());
+// The token of "Authorization: Bearer <token>", or "" when there is none.
+std::string BearerToken(std::string_view authorization) {
   constexpr std::string_view kPrefix = "Bearer ";
-  if (value.substr(0, kPrefix.size()) != kPrefix) return "";
-  return std::string(value.substr(kPrefix.size()));
+  if (authorization.substr(0, kPrefix.size()) != kPrefix) return "";
+  return std::string(authorization.substr(kPrefix.size()));
+}
+
+HttpResponse Refusal(const Status& status) {
+  HttpResponse response = StatusResponse(status);
+  if (status.code() == StatusCode::kUnauthenticated) {
+    response.headers["WWW-Authenticate"] = "Bearer";
+  }
+  return response;
 }
 
 }  // namespace
@@ -185,9 +209,9 @@ Handler Immediate(std::function<HttpResponse(const HttpRequest&)> handler) {
   };
 }
 
-void Router::Add(const std::string& method, const std::string& pattern, Access access,
-                 Handler handler) {
-  routes_.push_back({method, SplitPath(pattern), access, std::move(handler)});
+void Router::Add(const std::string& method, const std::string& pattern, Scope scope,
+                 size_t max_body, Handler handler) {
+  routes_.push_back({method, SplitPath(pattern), scope, max_body, std::move(handler)});
 }
 
 Router::Match Router::Find(const std::string& method, const std::string& path) const {
@@ -209,22 +233,132 @@ Router::Match Router::Find(const std::string& method, const std::string& path) c
     match.path_known = true;
     if (route.method != method) continue;
     match.handler = &route.handler;
-    match.access = route.access;
+    match.scope = route.scope;
+    match.max_body = route.max_body;
     match.params = std::move(params);
     return match;
   }
   return match;
 }
 
-// One WebSocket client of the event stream. Messages queue here and go out one write at a time.
+RequestGate::RequestGate(const Router& router, GateOptions options, Authorizer authorizer)
+    : router_(router), options_(std::move(options)), authorizer_(std::move(authorizer)) {}
+
+Expected<Caller> RequestGate::Authorize(Scope scope, std::string_view authorization,
+                                        const HttpRequest& request) const {
+  std::string token = BearerToken(authorization);
+  if (!authorization.empty() && token.empty()) {
+    return Unauthenticated("the Authorization header must be 'Bearer <token>'");
+  }
+  if (token.empty() && scope == Scope::kRead && options_.open_read_access) return Caller{};
+  if (token.empty()) {
+    std::string hint = request.query.count("access_token")
+                           ? " (a token in the query string is accepted on the event stream only)"
+                           : "";
+    return Unauthenticated("missing credential: send 'Authorization: Bearer <token>'" + hint);
+  }
+  if (!authorizer_) return Unauthenticated("this server accepts no credentials");
+  return authorizer_(scope, token, request);
+}
+
+std::variant<RequestGate::Admitted, HttpResponse> RequestGate::Admit(
+    std::string_view method, std::string_view target, std::string_view authorization,
+    std::string_view content_type) const {
+  Admitted admitted;
+  HttpRequest& request = admitted.request;
+  request.method = std::string(method);
+  Status parsed = ParseTarget(target, request);
+  if (!parsed.ok()) return StatusResponse(parsed);
+  request.content_type = std::string(content_type);
+  bool is_api = request.path.rfind("/api/", 0) == 0;
+  if (!is_api && request.method == "GET" && !options_.static_dir.empty()) {
+    return ServeStatic(options_.static_dir, request.path);
+  }
+  Router::Match match = router_.Find(request.method, request.path);
+  if (!match.handler) {
+    if (match.path_known) {
+      return ErrorResponse(405, Printable(request.method, 20) + " is not allowed on " +
+                                    request.path);
+    }
+    return ErrorResponse(404, "no route " + Printable(request.method, 20) + " " + request.path);
+  }
+  request.params = std::move(match.params);
+  Expected<Caller> caller = Authorize(match.scope, authorization, request);
+  if (!caller.ok()) return Refusal(caller.status());
+  request.caller = std::move(caller).value();
+  admitted.handler = match.handler;
+  admitted.body_limit = match.max_body;
+  return admitted;
+}
+
+std::optional<HttpResponse> RequestGate::AdmitEventStream(
+    std::string_view target, std::string_view authorization,
+    std::map<std::string, std::string>* query) const {
+  HttpRequest request;
+  Status parsed = ParseTarget(target, request);
+  if (!parsed.ok()) return StatusResponse(parsed);
+  if (request.path != options_.events_path) {
+    return ErrorResponse(404, "no WebSocket at " + request.path);
+  }
+  // Browsers cannot set headers on a WebSocket: here alone the token may come in the query.
+  std::string header = std::string(authorization);
+  if (header.empty() && request.query.count("access_token")) {
+    header = "Bearer " + request.query["access_token"];
+  }
+  Expected<Caller> caller = Authorize(Scope::kRead, header, request);
+  if (!caller.ok()) {
+    return Refusal(caller.status().code() == StatusCode::kUnauthenticated
+                       ? Unauthenticated("the event stream needs the admin token "
+                                         "(Authorization header or ?access_token=)")
+                       : caller.status());
+  }
+  *query = std::move(request.query);
+  return std::nullopt;
+}
+
+void RequestGate::Dispatch(Admitted admitted, std::string body, Respond respond) {
+  admitted.request.body = std::move(body);
+  // A handler that throws has not answered; the 500 does, once.
+  auto answered = std::make_shared<bool>(false);
+  Respond once = [respond, answered](HttpResponse response) {
+    if (*answered) return;
+    *answered = true;
+    respond(std::move(response));
+  };
+  try {
+    (*admitted.handler)(admitted.request, once);
+  } catch (const std::exception& e) {
+    once(ErrorResponse(500, std::string("internal error: ") + e.what()));
+  } catch (...) {
+    once(ErrorResponse(500, "internal error"));
+  }
+}
+
+void RequestGate::Handle(std::string_view method, std::string_view target,
+                         std::string_view authorization, std::string body,
+                         Respond respond) const {
+  std::variant<Admitted, HttpResponse> admitted = Admit(method, target, authorization, "");
+  if (auto* refusal = std::get_if<HttpResponse>(&admitted)) return respond(std::move(*refusal));
+  Admitted& ok = std::get<Admitted>(admitted);
+  if (body.size() > ok.body_limit) {
+    return respond(ErrorResponse(
+        413, "request body over the limit of " + std::to_string(ok.body_limit) + " bytes"));
+  }
+  Dispatch(std::move(ok), std::move(body), std::move(respond));
+}
+
+// One WebSocket client of the event stream. Messages queue here (shared, not copied) and go out
+// one write at a time.
 class HttpServer::EventStream : public std::enable_shared_from_this<EventStream> {
  public:
   EventStream(HttpServer& server, tcp::socket socket)
       : server_(server), socket_(std::move(socket)) {}
 
-  void Start(http::request<http::string_body> request, std::vector<std::string> catch_up) {
-    pending_.assign(catch_up.begin(), catch_up.end());
+  void Start(http::request<http::string_body> request,
+             std::vector<std::shared_ptr<const std::string>> catch_up) {
+    for (auto& message : catch_up) Queue(std::move(message));
     socket_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    socket_.read_message_max(4096);  // clients send nothing we use
     socket_.async_accept(request, [self = shared_from_this()](beast::error_code error) {
       if (error) return;
       self->accepted_ = true;
@@ -234,11 +368,8 @@ class HttpServer::EventStream : public std::enable_shared_from_this<EventStream>
     });
   }
 
-  void Send(const std::string& message) {
-    // A client that stops reading must not grow the coordinator's memory without bound.
-    constexpr size_t kMaxQueued = 10000;
-    if (pending_.size() >= kMaxQueued) return Close();
-    pending_.push_back(message);
+  void Send(std::shared_ptr<const std::string> message) {
+    Queue(std::move(message));
     if (accepted_) WriteNext();
   }
 
@@ -249,8 +380,19 @@ class HttpServer::EventStream : public std::enable_shared_from_this<EventStream>
   }
 
  private:
+  void Queue(std::shared_ptr<const std::string> message) {
+    // A client that stops reading must not grow the coordinator's memory without bound.
+    if (closed_) return;
+    queued_bytes_ += message->size();
+    pending_.push_back(std::move(message));
+    if (queued_bytes_ > server_.options_.max_queued_event_bytes) {
+      closed_ = true;
+      pending_.clear();
+      Close();
+    }
+  }
+
   void ReadLoop() {
-    // Clients send nothing we use; reading keeps pings answered and notices a close.
     socket_.async_read(buffer_, [self = shared_from_this()](beast::error_code error, size_t) {
       if (error) return self->server_.streams_.erase(self), void();
       self->buffer_.consume(self->buffer_.size());
@@ -259,13 +401,16 @@ class HttpServer::EventStream : public std::enable_shared_from_this<EventStream>
   }
 
   void WriteNext() {
-    if (pending_.empty() || writing_) return;
+    if (pending_.empty() || writing_ || closed_) return;
     writing_ = true;
     socket_.text(true);
-    socket_.async_write(asio::buffer(pending_.front()),
-                        [self = shared_from_this()](beast::error_code error, size_t) {
+    std::shared_ptr<const std::string> message = pending_.front();
+    socket_.async_write(asio::buffer(*message),
+                        [self = shared_from_this(), message](beast::error_code error, size_t) {
                           self->writing_ = false;
                           if (error) return self->server_.streams_.erase(self), void();
+                          if (self->pending_.empty()) return;
+                          self->queued_bytes_ -= self->pending_.front()->size();
                           self->pending_.pop_front();
                           self->WriteNext();
                         });
@@ -274,100 +419,114 @@ class HttpServer::EventStream : public std::enable_shared_from_this<EventStream>
   HttpServer& server_;
   websocket::stream<beast::tcp_stream> socket_;
   beast::flat_buffer buffer_;
-  std::deque<std::string> pending_;
+  std::deque<std::shared_ptr<const std::string>> pending_;
+  size_t queued_bytes_ = 0;
   bool accepted_ = false;
   bool writing_ = false;
+  bool closed_ = false;
 };
 
 class HttpServer::Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {}
+  Session(HttpServer& server, tcp::socket socket) : server_(server), stream_(std::move(socket)) {
+    ++server_.connections_;
+  }
+  ~Session() { --server_.connections_; }
 
+  // Reads the next request's header; the body only once the gate has admitted it.
   void Read() {
     parser_.emplace();
-    parser_->body_limit(server_.options_.max_body_bytes);
-    stream_.expires_after(std::chrono::seconds(60));
-    http::async_read(stream_, buffer_, *parser_,
-                     [self = shared_from_this()](beast::error_code error, size_t) {
-                       self->OnRead(error);
-                     });
+    parser_->header_limit(static_cast<std::uint32_t>(server_.options_.max_header_bytes));
+    // The route's limit applies once the header has been admitted (checked by hand against
+    // Content-Length below): until then nothing of the body is read.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
+    stream_.expires_after(server_.options_.header_timeout);
+    http::async_read_header(stream_, buffer_, *parser_,
+                            [self = shared_from_this()](beast::error_code error, size_t) {
+                              self->OnHeader(error);
+                            });
   }
 
  private:
-  void OnRead(beast::error_code error) {
-    if (error == http::error::end_of_stream || error == beast::error::timeout) return Shutdown();
-    if (error == http::error::body_limit) {
-      return Write(ErrorResponse(413, "request body over the limit of " +
-                                          std::to_string(server_.options_.max_body_bytes) +
+  void OnHeader(beast::error_code error) {
+    if (error == http::error::end_of_stream || error == beast::error::timeout ||
+        error == asio::error::connection_reset || error == asio::error::operation_aborted) {
+      return Shutdown();
+    }
+    if (error == http::error::header_limit) {
+      return Write(ErrorResponse(431, "request header over the limit of " +
+                                          std::to_string(server_.options_.max_header_bytes) +
                                           " bytes"),
                    false);
     }
-    if (error) return Write(ErrorResponse(400, "malformed HTTP request: " + error.message()), false);
-    http::request<http::string_body> request = parser_->release();
-
-    HttpRequest parsed;
-    parsed.method = std::string(request.method_string());
-    std::string target_error;
-    if (!ParseTarget(std::string_view(request.target().data(), request.target().size()), parsed,
-                     target_error)) {
-      return Write(ErrorResponse(400, target_error), request.keep_alive());
+    if (error) {
+      return Write(ErrorResponse(400, "malformed HTTP request: " + error.message()), false);
     }
-    const HttpServerOptions& options = server_.options_;
-    std::string token = BearerToken(request);
-    if (token.empty() && parsed.query.count("access_token")) token = parsed.query["access_token"];
-    bool authorised = !options.token.empty() && token == options.token;
-
-    if (websocket::is_upgrade(request)) {
-      if (parsed.path != options.events_path) {
-        return Write(ErrorResponse(404, "no WebSocket at " + parsed.path), false);
-      }
-      if (!authorised && !options.open_read_access) {
-        return Write(ErrorResponse(401, "the event stream needs the bearer token (?access_token=)"),
-                     false);
-      }
-      std::vector<std::string> catch_up;
-      if (server_.catch_up_) catch_up = server_.catch_up_(parsed.query);
-      auto stream = std::make_shared<EventStream>(server_, stream_.release_socket());
-      return stream->Start(std::move(request), std::move(catch_up));
+    const auto& header = parser_->get();
+    std::string_view target(header.target().data(), header.target().size());
+    std::string_view authorization;
+    if (auto it = header.find(http::field::authorization); it != header.end()) {
+      authorization = std::string_view(it->value().data(), it->value().size());
     }
+    if (websocket::is_upgrade(header)) return Upgrade(target, authorization);
 
-    parsed.body = std::move(request.body());
-    if (auto it = request.find(http::field::content_type); it != request.end()) {
-      parsed.content_type = std::string(it->value());
+    std::string_view content_type;
+    if (auto it = header.find(http::field::content_type); it != header.end()) {
+      content_type = std::string_view(it->value().data(), it->value().size());
     }
-    Handle(parsed, authorised, request.keep_alive());
+    std::variant<RequestGate::Admitted, HttpResponse> admitted = server_.gate_.Admit(
+        std::string_view(header.method_string().data(), header.method_string().size()), target,
+        authorization, content_type);
+    bool has_body = parser_->content_length().value_or(0) > 0 || parser_->chunked();
+    if (auto* refusal = std::get_if<HttpResponse>(&admitted)) {
+      // The body, if any, is never parsed; the connection closes after the answer.
+      return Write(std::move(*refusal), header.keep_alive() && !has_body);
+    }
+    admitted_.emplace(std::move(std::get<RequestGate::Admitted>(admitted)));
+    if (auto length = parser_->content_length(); length && *length > admitted_->body_limit) {
+      return Write(BodyTooLarge(), false);
+    }
+    parser_->body_limit(admitted_->body_limit);
+    stream_.expires_after(server_.options_.body_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code error, size_t) {
+                       self->OnBody(error);
+                     });
   }
 
-  void Handle(HttpRequest& request, bool authorised, bool keep_alive) {
-    const HttpServerOptions& options = server_.options_;
-    bool is_api = request.path.rfind("/api/", 0) == 0;
-    if (!is_api && request.method == "GET" && !options.static_dir.empty()) {
-      return Write(ServeStatic(options.static_dir, request.path), keep_alive);
+  HttpResponse BodyTooLarge() const {
+    return ErrorResponse(413, "request body over the limit of " +
+                                  std::to_string(admitted_->body_limit) + " bytes for " +
+                                  admitted_->request.method + " " + admitted_->request.path);
+  }
+
+  void OnBody(beast::error_code error) {
+    if (error == http::error::body_limit) return Write(BodyTooLarge(), false);
+    if (error == beast::error::timeout) {
+      return Write(ErrorResponse(408, "the request body did not arrive in time"), false);
     }
-    Router::Match match = server_.router_.Find(request.method, request.path);
-    if (!match.handler) {
-      if (match.path_known) {
-        return Write(ErrorResponse(405, request.method + " is not allowed on " + request.path),
-                     keep_alive);
-      }
-      return Write(ErrorResponse(404, "no route " + request.method + " " + request.path),
-                   keep_alive);
-    }
-    bool open = match.access == Access::kRead && options.open_read_access;
-    if (!authorised && !open) {
-      return Write(ErrorResponse(401, "missing or wrong bearer token (Authorization: Bearer "
-                                      "<token>; the coordinator's token file has it)"),
-                   keep_alive);
-    }
-    request.params = std::move(match.params);
+    if (error) return Shutdown();
+    bool keep_alive = parser_->get().keep_alive();
+    std::string body = std::move(parser_->get().body());
     Respond respond = [self = shared_from_this(), keep_alive](HttpResponse response) {
       self->Write(std::move(response), keep_alive);
     };
-    try {
-      (*match.handler)(request, respond);
-    } catch (const std::exception& e) {
-      respond(ErrorResponse(500, std::string("internal error: ") + e.what()));
+    RequestGate::Dispatch(std::move(*admitted_), std::move(body), std::move(respond));
+    admitted_.reset();
+  }
+
+  void Upgrade(std::string_view target, std::string_view authorization) {
+    std::map<std::string, std::string> query;
+    std::optional<HttpResponse> refusal =
+        server_.gate_.AdmitEventStream(target, authorization, &query);
+    if (refusal) return Write(std::move(*refusal), false);
+    if (server_.streams_.size() >= server_.options_.max_event_streams) {
+      return Write(ErrorResponse(503, "too many event-stream clients; try again later"), false);
     }
+    std::vector<std::shared_ptr<const std::string>> catch_up;
+    if (server_.catch_up_) catch_up = server_.catch_up_(query);
+    auto stream = std::make_shared<EventStream>(server_, stream_.release_socket());
+    stream->Start(parser_->release(), std::move(catch_up));
   }
 
   void Write(HttpResponse response, bool keep_alive) {
@@ -380,9 +539,11 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     message->keep_alive(keep_alive);
     message->body() = std::move(response.body);
     message->prepare_payload();
+    stream_.expires_after(server_.options_.write_timeout);
     http::async_write(stream_, *message,
                       [self = shared_from_this(), message](beast::error_code error, size_t) {
-                        if (error || !message->keep_alive()) return self->Shutdown();
+                        if (error) return self->Shutdown();
+                        if (!message->keep_alive()) return self->Linger();
                         self->Read();
                       });
   }
@@ -392,14 +553,37 @@ class HttpServer::Session : public std::enable_shared_from_this<Session> {
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
+  // After an answer that closes the connection: stop sending, then read and drop what the
+  // client still sends (an unread body) for a moment, so that closing does not reset the
+  // connection before the client has read the answer. Bounded in time and bytes.
+  void Linger() {
+    Shutdown();
+    stream_.expires_after(std::chrono::seconds(2));
+    Drain();
+  }
+  void Drain() {
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code error, size_t n) {
+                              self->drained_ += n;
+                              if (error || self->drained_ > (1u << 20)) return;
+                              self->Drain();
+                            });
+  }
   HttpServer& server_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<RequestGate::Admitted> admitted_;
+  std::array<char, 4096> drain_;
+  size_t drained_ = 0;
 };
 
-HttpServer::HttpServer(asio::io_context& io, const Router& router, HttpServerOptions options)
-    : io_(io), router_(router), options_(std::move(options)), acceptor_(io) {}
+HttpServer::HttpServer(asio::io_context& io, const Router& router, HttpServerOptions options,
+                       Authorizer authorizer)
+    : io_(io),
+      options_(std::move(options)),
+      gate_(router, options_.gate, std::move(authorizer)),
+      acceptor_(io) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
@@ -430,12 +614,33 @@ void HttpServer::Stop() {
 void HttpServer::Accept() {
   acceptor_.async_accept([this](beast::error_code error, tcp::socket socket) {
     if (error == asio::error::operation_aborted) return;
-    if (!error) std::make_shared<Session>(*this, std::move(socket))->Read();
+    if (!error) {
+      if (connections_ >= options_.max_connections) {
+        // Over the cap: a short answer, written without waiting, and the connection closes.
+        static const std::string kBusy = [] {
+          std::string body = R"({"error":"too many open connections; try again in a while"})";
+          return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                 "Connection: close\r\nContent-Length: " +
+                 std::to_string(body.size()) + "\r\n\r\n" + body;
+        }();
+        beast::error_code ignored;
+        socket.non_blocking(true, ignored);
+        socket.write_some(asio::buffer(kBusy), ignored);
+        socket.close(ignored);
+      } else {
+        std::make_shared<Session>(*this, std::move(socket))->Read();
+      }
+    } else if (error == asio::error::no_descriptors) {
+      // Out of file descriptors: wait a moment rather than spin on accept.
+      auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(100));
+      timer->async_wait([this, timer](beast::error_code) { Accept(); });
+      return;
+    }
     Accept();
   });
 }
 
-void HttpServer::Broadcast(std::string message) {
+void HttpServer::Broadcast(std::shared_ptr<const std::string> message) {
   asio::post(io_, [this, message = std::move(message)] {
     for (const auto& stream : std::set<std::shared_ptr<EventStream>>(streams_)) stream->Send(message);
   });

@@ -1,30 +1,27 @@
 // vitscale-coordinator: the daemon that owns the database, the scheduler and the HTTP API.
+// `vitscale-coordinator --help` lists the flags; docs/api.md describes them.
 //
-//   vitscale-coordinator --state-dir DIR [--listen 127.0.0.1:8470] [--open-read]
-//                        [--dashboard DIR] [--runs-dir DIR] [--public-url URL]
-//                        [--lease-seconds 30] [--max-retries 2] [--grace-seconds 60]
-//                        [--checkpoint-every-steps 200]
-//
-// DIR holds vitscale.db, the bearer token (DIR/token, mode 0600, made at first start) and the
-// address it listens on (DIR/address, written once listening, so tests and scripts can use
-// port 0). Stopped by SIGTERM or SIGINT; killed at any moment, it restarts where it was.
+// DIR holds vitscale.db, the admin token (DIR/token, made at first start) and the address it
+// listens on (DIR/address, written once listening, so tests and scripts can use port 0).
+// Everything it creates is readable by its owner only. Stopped by SIGTERM or SIGINT; killed at
+// any moment, it restarts where it was.
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
+#include <limits>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "common/files.h"
+#include "common/flags.h"
+#include "common/secrets.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/http_server.h"
-#include "coordinator/scheduler.h"
 #include "storage/store.h"
 
 namespace {
@@ -33,74 +30,25 @@ using namespace vitscale;
 
 constexpr int kExitUsage = 2;
 
-struct Flags {
-  std::string state_dir;
-  std::string listen = "127.0.0.1:8470";
-  bool open_read = false;
-  std::string dashboard;
-  std::string runs_dir;
-  std::string public_url;
-  int lease_seconds = 30;
-  int max_retries = 2;
-  int grace_seconds = 60;
-  int checkpoint_every_steps = 200;
+const char kUsage[] =
+    "usage: vitscale-coordinator --state-dir DIR [flags]\n"
+    "The vitscale coordinator: the database, the scheduler and the HTTP API (docs/api.md).\n\n";
+
+const std::vector<FlagSpec> kFlags = {
+    {"--state-dir", true, "DIR", "database, admin token and address file (required)"},
+    {"--listen", true, "HOST:PORT", "where to listen (default 127.0.0.1:8470; port 0 = any)"},
+    {"--open-read", false, "", "let anyone read the API and the event stream without a token"},
+    {"--dashboard", true, "DIR", "serve the dashboard's files from DIR"},
+    {"--runs-dir", true, "DIR", "where jobs run, one folder per job (default DIR/runs)"},
+    {"--public-url", true, "URL", "the URL trainers report to (default: the listen address)"},
+    {"--lease-seconds", true, "N", "lease and agent liveness, 2..3600 (default 30)"},
+    {"--max-retries", true, "N", "failures retried per job, 0..100 (default 2)"},
+    {"--grace-seconds", true, "N", "SIGTERM to SIGKILL for a preempted job, 1..3600 (default 60)"},
+    {"--checkpoint-every-steps", true, "N", "trainer checkpoint cadence (default 200; 0 = end only)"},
+    {"--max-connections", true, "N", "open connections before new ones get a 503 (default 1024)"},
 };
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: vitscale-coordinator --state-dir DIR [--listen HOST:PORT] [--open-read]\n"
-               "         [--dashboard DIR] [--runs-dir DIR] [--public-url URL]\n"
-               "         [--lease-seconds N] [--max-retries N] [--grace-seconds N]\n"
-               "         [--checkpoint-every-steps N]\n");
-}
-
-Expected<Flags> ParseFlags(int argc, char** argv) {
-  Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    auto value = [&]() -> Expected<std::string> {
-      if (i + 1 >= argc) return InvalidArgument(flag + " needs a value");
-      return std::string(argv[++i]);
-    };
-    auto number = [&](int& out, int low, int high) -> Status {
-      ASSIGN_OR_RETURN(std::string text, value());
-      char* end = nullptr;
-      long parsed = std::strtol(text.c_str(), &end, 10);
-      if (text.empty() || *end != '\0' || parsed < low || parsed > high) {
-        return InvalidArgument(fmt::format("{} must be an integer within {}..{}", flag, low, high));
-      }
-      out = static_cast<int>(parsed);
-      return Status::Ok();
-    };
-    if (flag == "--state-dir") {
-      ASSIGN_OR_RETURN(flags.state_dir, value());
-    } else if (flag == "--listen") {
-      ASSIGN_OR_RETURN(flags.listen, value());
-    } else if (flag == "--open-read") {
-      flags.open_read = true;
-    } else if (flag == "--dashboard") {
-      ASSIGN_OR_RETURN(flags.dashboard, value());
-    } else if (flag == "--runs-dir") {
-      ASSIGN_OR_RETURN(flags.runs_dir, value());
-    } else if (flag == "--public-url") {
-      ASSIGN_OR_RETURN(flags.public_url, value());
-    } else if (flag == "--lease-seconds") {
-      RETURN_IF_ERROR(number(flags.lease_seconds, 2, 3600));
-    } else if (flag == "--max-retries") {
-      RETURN_IF_ERROR(number(flags.max_retries, 0, 100));
-    } else if (flag == "--grace-seconds") {
-      RETURN_IF_ERROR(number(flags.grace_seconds, 1, 3600));
-    } else if (flag == "--checkpoint-every-steps") {
-      RETURN_IF_ERROR(number(flags.checkpoint_every_steps, 0, 1000000000));
-    } else {
-      return InvalidArgument("unknown flag '" + flag + "'");
-    }
-  }
-  if (flags.state_dir.empty()) return InvalidArgument("--state-dir is required");
-  return flags;
-}
-
-// The bearer token: read it, or make one at first start. Only the owner may read the file.
+// The admin token: read it, or make one at first start. Only the owner may read the file.
 Expected<std::string> LoadOrCreateToken(const std::string& path) {
   Expected<std::string> existing = ReadTokenFile(path);
   if (existing.ok()) {
@@ -114,121 +62,135 @@ Expected<std::string> LoadOrCreateToken(const std::string& path) {
     return token;
   }
   if (existing.status().code() != StatusCode::kNotFound) return existing.status();
-  std::ifstream random("/dev/urandom", std::ios::binary);
-  unsigned char bytes[24];
-  if (!random.read(reinterpret_cast<char*>(bytes), sizeof(bytes))) {
-    return IOError("cannot read /dev/urandom for a token");
-  }
-  std::string token;
-  for (unsigned char b : bytes) token += fmt::format("{:02x}", b);
+  ASSIGN_OR_RETURN(std::string token, RandomHexToken(32));
   RETURN_IF_ERROR(WriteFileAtomically(path, token + "\n", 0600));
   return token;
 }
 
-int Run(const Flags& flags) {
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "vitscale-coordinator: %s\n", message.c_str());
+  return code;
+}
+
+int Run(const ParsedArgs& args) {
   namespace fs = std::filesystem;
-  std::error_code error;
-  fs::create_directories(flags.state_dir, error);
-  if (error) {
-    std::fprintf(stderr, "vitscale-coordinator: cannot create %s: %s\n", flags.state_dir.c_str(),
-                 error.message().c_str());
-    return 1;
+  std::string state_dir = args.Get("--state-dir");
+  if (state_dir.empty()) return Fail("--state-dir DIR is required; see --help", kExitUsage);
+  Expected<long long> lease = args.GetInt("--lease-seconds", 2, 3600, 30);
+  Expected<long long> retries = args.GetInt("--max-retries", 0, 100, 2);
+  Expected<long long> grace = args.GetInt("--grace-seconds", 1, 3600, 60);
+  Expected<long long> every = args.GetInt("--checkpoint-every-steps", 0, 1000000000, 200);
+  Expected<long long> connections = args.GetInt("--max-connections", 1, 1000000, 1024);
+  for (const auto* value : {&lease, &retries, &grace, &every, &connections}) {
+    if (!value->ok()) return Fail(value->status().message(), kExitUsage);
   }
-  size_t colon = flags.listen.rfind(':');
+  std::string listen = args.Get("--listen", "127.0.0.1:8470");
+  size_t colon = listen.rfind(':');
   if (colon == std::string::npos) {
-    std::fprintf(stderr, "vitscale-coordinator: --listen must be HOST:PORT, not '%s'\n",
-                 flags.listen.c_str());
-    return kExitUsage;
+    return Fail("--listen must be HOST:PORT, not '" + listen + "'", kExitUsage);
   }
-  std::string host = flags.listen.substr(0, colon);
-  int port = std::atoi(flags.listen.c_str() + colon + 1);
-  if (port < 0 || port > 65535) {
-    std::fprintf(stderr, "vitscale-coordinator: port %d is out of range\n", port);
-    return kExitUsage;
-  }
+  std::string host = listen.substr(0, colon);
+  Expected<long long> port = ParseInteger(listen.substr(colon + 1), "the port of --listen", 0, 65535);
+  if (!port.ok()) return Fail(port.status().message(), kExitUsage);
 
-  Expected<std::string> token = LoadOrCreateToken(flags.state_dir + "/token");
-  if (!token.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: %s\n", token.status().ToString().c_str());
-    return 1;
-  }
-  auto store = storage::Store::Open(flags.state_dir + "/vitscale.db");
-  if (!store.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: %s\n", store.status().ToString().c_str());
-    return 1;
-  }
+  // The database, the token, logs and specs of jobs: nobody but the owner reads them.
+  ::umask(077);
+  std::error_code error;
+  fs::create_directories(state_dir, error);
+  if (error) return Fail("cannot create " + state_dir + ": " + error.message());
+  fs::permissions(state_dir, fs::perms::owner_all, fs::perm_options::replace, error);
+  if (error) return Fail("cannot make " + state_dir + " private: " + error.message());
 
-  coordinator::SteadyClock clock;
-  coordinator::SchedulerOptions scheduler_options;
-  scheduler_options.lease_duration = std::chrono::seconds(flags.lease_seconds);
-  scheduler_options.preempt_grace = std::chrono::seconds(flags.grace_seconds);
-  auto scheduler = coordinator::Scheduler::Create(&clock, scheduler_options);
-  if (!scheduler.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: %s\n", scheduler.status().ToString().c_str());
-    return 1;
-  }
+  Expected<std::string> token = LoadOrCreateToken(state_dir + "/token");
+  if (!token.ok()) return Fail(token.status().ToString());
+  auto store = storage::Store::Open(state_dir + "/vitscale.db");
+  if (!store.ok()) return Fail(store.status().ToString());
 
+  const Clock& clock = SystemClock::Get();
   boost::asio::io_context io;
-  coordinator::HttpServerOptions server_options;
-  server_options.address = host;
-  server_options.port = static_cast<uint16_t>(port);
-  server_options.token = *token;
-  server_options.open_read_access = flags.open_read;
-  server_options.static_dir = flags.dashboard;
-  coordinator::Router router;
-  coordinator::HttpServer server(io, router, server_options);
-  Status listening = server.Start();
-  if (!listening.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: %s\n", listening.ToString().c_str());
-    return 1;
-  }
-  std::string url = fmt::format("http://{}:{}", host, server.port());
-
   coordinator::CoordinatorOptions options;
-  options.runs_dir = flags.runs_dir.empty() ? flags.state_dir + "/runs" : flags.runs_dir;
-  options.runs_dir = fs::absolute(options.runs_dir).string();
-  options.public_url = flags.public_url.empty() ? url : flags.public_url;
-  options.token = *token;
-  options.lease = std::chrono::seconds(flags.lease_seconds);
+  options.runs_dir = args.Get("--runs-dir", state_dir + "/runs");
+  options.runs_dir = fs::absolute(options.runs_dir).lexically_normal().string();
+  options.admin_token = *token;
+  options.open_read_access = args.Has("--open-read");
+  options.scheduler.lease_duration = std::chrono::seconds(*lease);
+  options.scheduler.preempt_grace = std::chrono::seconds(*grace);
   // The poll is the heartbeat: a held poll must come back well within the lease, or a short
   // --lease-seconds would expire every job while its agent waits for work.
-  options.poll_timeout =
-      std::min<std::chrono::milliseconds>(std::chrono::seconds(20), options.lease / 3);
-  options.max_retries = flags.max_retries;
-  options.grace_seconds = flags.grace_seconds;
-  options.checkpoint_every_steps = flags.checkpoint_every_steps;
-  coordinator::Coordinator service(io, **store, *scheduler, clock, options);
-  service.SetPublisher([&server](const std::string& event) { server.Broadcast(event); });
-  server.SetCatchUp([&service](const std::map<std::string, std::string>& query) {
-    auto since = query.find("since");
-    if (since == query.end()) return std::vector<std::string>();
-    char* end = nullptr;
-    long long seq = std::strtoll(since->second.c_str(), &end, 10);
-    if (*end != '\0') return std::vector<std::string>();
-    return service.EventsSince(seq);
-  });
-  Status restored = service.Restore();
-  if (!restored.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: cannot restore state: %s\n",
-                 restored.ToString().c_str());
-    return 1;
-  }
-  service.AddRoutes(router);
-  service.Start();
+  options.poll_timeout = std::min<std::chrono::milliseconds>(
+      std::chrono::seconds(20), std::chrono::milliseconds(*lease * 1000 / 3));
+  options.max_retries = static_cast<int>(*retries);
+  options.grace_seconds = static_cast<int>(*grace);
+  options.checkpoint_every_steps = static_cast<int>(*every);
 
-  Status written = WriteFileAtomically(flags.state_dir + "/address", url + "\n");
+  coordinator::HttpServerOptions server_options;
+  server_options.address = host;
+  server_options.port = static_cast<uint16_t>(*port);
+  server_options.gate.open_read_access = options.open_read_access;
+  server_options.gate.static_dir = args.Get("--dashboard");
+  server_options.max_connections = static_cast<size_t>(*connections);
+  coordinator::Router router;
+  // The server needs the coordinator's authorizer, and the coordinator the server's URL: the
+  // authorizer is bound once both exist.
+  coordinator::Coordinator* service_ptr = nullptr;
+  coordinator::HttpServer server(
+      io, router, server_options,
+      [&service_ptr](coordinator::Scope scope, const std::string& token,
+                     const coordinator::HttpRequest& request) -> Expected<coordinator::Caller> {
+        if (service_ptr == nullptr) return Unavailable("starting");
+        return service_ptr->authorizer()(scope, token, request);
+      });
+  Status listening = server.Start();
+  if (!listening.ok()) return Fail(listening.ToString());
+  std::string url = fmt::format("http://{}:{}", host, server.port());
+  options.public_url = args.Get("--public-url", url);
+
+  Expected<std::unique_ptr<coordinator::Coordinator>> service =
+      coordinator::Coordinator::Create(io, **store, clock, options);
+  if (!service.ok()) return Fail(service.status().ToString(), kExitUsage);
+  coordinator::Coordinator& instance = **service;
+  instance.SetPublisher([&server](coordinator::EventLog::Message event) {
+    server.Broadcast(std::move(event));
+  });
+  server.SetCatchUp([&instance](const std::map<std::string, std::string>& query) {
+    auto since = query.find("since");
+    if (since == query.end()) return std::vector<coordinator::EventLog::Message>();
+    Expected<long long> seq =
+        ParseInteger(since->second, "since", std::numeric_limits<int64_t>::min(),
+                     std::numeric_limits<int64_t>::max());
+    if (!seq.ok()) return std::vector<coordinator::EventLog::Message>();
+    return instance.EventsSince(*seq);
+  });
+  Status restored = instance.Restore();
+  if (!restored.ok()) return Fail("cannot restore state: " + restored.ToString());
+  instance.AddRoutes(router);
+  service_ptr = &instance;
+  instance.Start();
+
+  Status written = WriteFileAtomically(state_dir + "/address", url + "\n", 0600);
   if (!written.ok()) std::fprintf(stderr, "vitscale-coordinator: %s\n", written.ToString().c_str());
   std::printf("vitscale-coordinator: listening on %s (state in %s)\n", url.c_str(),
-              flags.state_dir.c_str());
+              state_dir.c_str());
   std::fflush(stdout);
 
   boost::asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code&, int) {
-    service.Stop();
+    instance.Stop();
     server.Stop();
     io.stop();
   });
-  io.run();
+  // No exception may stop the server: one that escapes a completion handler is logged, and the
+  // loop goes on.
+  for (;;) {
+    try {
+      io.run();
+      break;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "vitscale-coordinator: internal error (continuing): %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "vitscale-coordinator: internal error (continuing)\n");
+    }
+  }
   std::printf("vitscale-coordinator: stopped\n");
   return 0;
 }
@@ -236,11 +198,7 @@ int Run(const Flags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Expected<Flags> flags = ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    std::fprintf(stderr, "vitscale-coordinator: %s\n", flags.status().message().c_str());
-    Usage();
-    return kExitUsage;
-  }
-  return Run(*flags);
+  CommandLine line = ParseCommandLine(argc, argv, "vitscale-coordinator", kUsage, kFlags);
+  if (line.exit_code >= 0) return line.exit_code;
+  return Run(line.args);
 }

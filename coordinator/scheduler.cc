@@ -91,6 +91,9 @@ Expected<Scheduler> Scheduler::Create(const Clock* clock, SchedulerOptions optio
   if (options.preempt_grace < Duration::zero()) {
     return InvalidArgument("preempt_grace must be >= 0");
   }
+  if (options.reserve_after < Duration::zero()) {
+    return InvalidArgument("reserve_after must be >= 0");
+  }
   return Scheduler(clock, options);
 }
 
@@ -184,7 +187,11 @@ Status Scheduler::SetPriority(const std::string& job_id, int priority) {
 }
 
 void Scheduler::MoveTo(JobView& job, JobState to, Reason reason, std::vector<Action>& actions) {
-  if (job.state == JobState::kPending) pending_.erase(KeyOf(job.spec));
+  if (job.state == JobState::kPending) {
+    pending_.erase(KeyOf(job.spec));
+    job.reservation.clear();
+    reserved_.erase(job.spec.id);
+  }
   if (to == JobState::kPending) pending_.insert(KeyOf(job.spec));
   actions.push_back(
       Transition{job.spec.id, job.state, to, reason, job.spec.retries_left, job.eligible_at});
@@ -488,6 +495,38 @@ int OpenSlots(const Map& map) {
 
 }  // namespace
 
+bool Scheduler::PreemptFor(const JobView& job, CapacityMap& free, CapacityMap& releasing,
+                           std::vector<Action>& actions) {
+  // Add victims in order until the gang fits, then spare those it fits without.
+  CapacityMap soon = Sum(free, releasing);
+  std::vector<JobView*> chosen;
+  bool fits = false;
+  for (JobView* victim : VictimCandidates(job.spec)) {
+    chosen.push_back(victim);
+    AddHolders(soon, victim->holders);
+    if (PlaceGang(job.spec, soon)) {
+      fits = true;
+      break;
+    }
+  }
+  if (!fits) return false;  // cannot run even with every lower-priority job gone
+  for (size_t i = chosen.size(); i-- > 0;) {
+    CapacityMap without = Sum(free, releasing);
+    for (size_t j = 0; j < chosen.size(); ++j) {
+      if (j != i) AddHolders(without, chosen[j]->holders);
+    }
+    if (PlaceGang(job.spec, without)) chosen.erase(chosen.begin() + i);
+  }
+  for (JobView* victim : chosen) {
+    MoveTo(*victim, JobState::kPreempted, Reason::kPreemptRequested, actions);
+    actions.push_back(Signal{victim->spec.id, victim->holders.front().placement.agent_id,
+                             options_.preempt_grace});
+    AddHolders(releasing, victim->holders);
+  }
+  Reserve(*PlaceGang(job.spec, Sum(free, releasing)), free, releasing);
+  return true;
+}
+
 std::vector<Action> Scheduler::Schedule() {
   std::vector<Action> actions;
   ExpireLeases(actions);
@@ -495,6 +534,15 @@ std::vector<Action> Scheduler::Schedule() {
   CapacityMap releasing;
   ComputeCapacity(free, releasing);
   TimePoint now = clock_->Now();
+  for (const std::string& job_id : reserved_) jobs_.at(job_id).reservation.clear();
+  reserved_.clear();
+  // Live agents' room as if nothing ran, less what earlier jobs of this pass reserved: where a
+  // job that waited too long is promised slots. Based on whole agents, not on what is free now,
+  // so that the same job gets the same hosts pass after pass while they drain.
+  CapacityMap reservable;
+  for (const auto& [id, agent] : agents_) {
+    if (Alive(agent)) reservable[id] = {agent.spec.slots, agent.spec.gpus};
+  }
   // Shortcuts that keep a pass over thousands of queued jobs cheap when the cluster is full:
   // slots open now or soon, and the priority a job must beat to preempt anyone. The latter may
   // go stale (too low) as victims are chosen; that only costs a needless look at candidates.
@@ -513,7 +561,8 @@ std::vector<Action> Scheduler::Schedule() {
     ++it;
     if (now < job.eligible_at) continue;
     bool may_preempt = job.spec.priority > lowest_victim_priority;
-    // The queue is in priority order, so no later job can preempt either: nothing more to do.
+    // The queue is in priority order, so no later job can preempt either, and no slot is open
+    // for anyone to take or for a reservation to withhold: nothing more to do.
     if (open_slots == 0 && !may_preempt) break;
     if (job.spec.ranks <= open_slots) {
       if (auto placements = PlaceGang(job.spec, free)) {
@@ -533,35 +582,25 @@ std::vector<Action> Scheduler::Schedule() {
         continue;
       }
     }
-    if (!may_preempt) continue;
-    // Preempt: add victims in order until the gang fits, then spare those it fits without.
-    CapacityMap soon = Sum(free, releasing);
-    std::vector<JobView*> chosen;
-    bool fits = false;
-    for (JobView* victim : VictimCandidates(job.spec)) {
-      chosen.push_back(victim);
-      AddHolders(soon, victim->holders);
-      if (PlaceGang(job.spec, soon)) {
-        fits = true;
-        break;
+    if (may_preempt && PreemptFor(job, free, releasing, actions)) {
+      open_slots = OpenSlots(free) + OpenSlots(releasing);
+      continue;
+    }
+    if (now - job.eligible_at < options_.reserve_after) continue;
+    // Waited long enough: the hosts it would get on an idle cluster keep their free slots (and
+    // those that jobs being preempted give back) for it, so the jobs behind it can only use
+    // other hosts, and its hosts drain as their jobs end. A job too big for every live agent
+    // together reserves nothing.
+    if (auto plan = PlaceGang(job.spec, reservable)) {
+      Reserve(*plan, free, releasing);
+      open_slots = OpenSlots(free) + OpenSlots(releasing);
+      for (const Placement& p : *plan) {
+        reservable[p.agent_id].slots -= p.ranks;
+        reservable[p.agent_id].gpus -= p.gpus;
       }
+      job.reservation = std::move(*plan);
+      reserved_.insert(job.spec.id);
     }
-    if (!fits) continue;  // cannot run even with every lower-priority job gone: leave it queued
-    for (size_t i = chosen.size(); i-- > 0;) {
-      CapacityMap without = Sum(free, releasing);
-      for (size_t j = 0; j < chosen.size(); ++j) {
-        if (j != i) AddHolders(without, chosen[j]->holders);
-      }
-      if (PlaceGang(job.spec, without)) chosen.erase(chosen.begin() + i);
-    }
-    for (JobView* victim : chosen) {
-      MoveTo(*victim, JobState::kPreempted, Reason::kPreemptRequested, actions);
-      actions.push_back(Signal{victim->spec.id, victim->holders.front().placement.agent_id,
-                               options_.preempt_grace});
-      AddHolders(releasing, victim->holders);
-    }
-    Reserve(*PlaceGang(job.spec, Sum(free, releasing)), free, releasing);
-    open_slots = OpenSlots(free) + OpenSlots(releasing);
   }
   return actions;
 }

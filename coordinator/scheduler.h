@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "coordinator/clock.h"
+#include "common/clock.h"
 #include "storage/records.h"
 
 namespace vitscale::coordinator {
@@ -43,6 +43,9 @@ struct SchedulerOptions {
   Duration backoff_max = std::chrono::minutes(10);
   // Passed on in Signal: how long the agent lets a preempted job checkpoint before it kills it.
   Duration preempt_grace = std::chrono::seconds(60);
+  // A job eligible this long without being placed gets slots reserved for it, so that a stream
+  // of smaller jobs cannot starve it (docs/scheduling.md, "Reservation").
+  Duration reserve_after = std::chrono::minutes(10);
 };
 
 // What the scheduler needs to know of a job; the rest of the record stays in the store.
@@ -135,6 +138,9 @@ struct JobView {
   TimePoint eligible_at;        // pending jobs wait until then
   TimePoint leased_at;          // when the current lease began
   std::vector<Holder> holders;  // non-empty while a lease is live; [0] is the leader
+  // A pending job that waited reserve_after: where the last pass reserved its slots (free
+  // slots there go to no job behind it). Empty otherwise.
+  std::vector<Placement> reservation;
 };
 
 struct AgentView {
@@ -182,7 +188,8 @@ class Scheduler {
 
   // The timer ---------------------------------------------------------------------------------
   // Requeues jobs whose leases ran out, then places eligible pending jobs by priority and
-  // submission order, preempting lower-priority jobs for one that cannot otherwise be placed.
+  // submission order, preempting lower-priority jobs for one that cannot otherwise be placed,
+  // and reserving slots for one that has waited reserve_after.
   std::vector<Action> Schedule();
 
   // Views ----------------------------------------------------------------------------------
@@ -223,13 +230,18 @@ class Scheduler {
                                                   const CapacityMap& capacity) const;
   // Running or leased jobs the job `for_job` may preempt, best victim first.
   std::vector<JobView*> VictimCandidates(const JobSpec& for_job);
+  // Preempts the fewest victims that make room for `job`, promises it that room (out of `free`
+  // and `releasing`) and returns true; false, changing nothing, when no victims would do.
+  bool PreemptFor(const JobView& job, CapacityMap& free, CapacityMap& releasing,
+                  std::vector<Action>& actions);
 
   const Clock* clock_;
   SchedulerOptions options_;
   std::map<std::string, JobView> jobs_;
   std::map<std::string, AgentView> agents_;
   std::set<QueueKey> pending_;
-  std::set<std::string> leased_;  // jobs with a live lease, whatever their state
+  std::set<std::string> leased_;    // jobs with a live lease, whatever their state
+  std::set<std::string> reserved_;  // pending jobs whose view shows a reservation
 };
 
 }  // namespace vitscale::coordinator

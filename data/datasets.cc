@@ -6,9 +6,13 @@
 #include <fstream>
 #include <utility>
 
+#include <matio.h>
+
 #include "common/names.h"
 #include "data/order.h"
 #include "data/readers.h"
+#include "data/shards.h"
+#include "sweep/datasets.h"
 
 namespace vitscale::data {
 namespace {
@@ -84,8 +88,7 @@ Expected<std::string> FindFile(const std::string& dir, const std::string& name) 
                   "or point the data root elsewhere)");
 }
 
-Expected<Dataset> LoadFashionMnist(const DataRoots& roots) {
-  const std::string dir = (fs::path(roots.datasets_dir) / "fashion-mnist").string();
+Expected<Dataset> LoadFashionMnist(const std::string& dir) {
   ASSIGN_OR_RETURN(std::string train_images, FindFile(dir, "train-images-idx3-ubyte"));
   ASSIGN_OR_RETURN(std::string train_labels, FindFile(dir, "train-labels-idx1-ubyte"));
   ASSIGN_OR_RETURN(std::string test_images, FindFile(dir, "t10k-images-idx3-ubyte"));
@@ -140,20 +143,187 @@ Expected<Dataset> LoadCifar(const std::string& reference, const std::string& dir
                          CifarClassNames(dir, kind));
 }
 
-Expected<Dataset> LoadFolder(const std::string& reference, const std::string& dir) {
+// Image folders <dir>/train/<class>/ and <dir>/test/ (or val/); the test split may be missing
+// only where `test_optional` (ImageNet-21k has none).
+Expected<Dataset> LoadFolder(const std::string& reference, const std::string& dir,
+                             bool test_optional = false) {
   std::error_code error;
   const std::string train_dir = (fs::path(dir) / "train").string();
   std::string test_dir = (fs::path(dir) / "test").string();
   if (!fs::is_directory(test_dir, error)) test_dir = (fs::path(dir) / "val").string();
-  if (!fs::is_directory(train_dir, error) || !fs::is_directory(test_dir, error)) {
-    return NotFound(reference + ": expected " + train_dir + "/ and " + dir +
-                    "/test/ (or val/), each with one subfolder per class");
+  const bool has_test = fs::is_directory(test_dir, error);
+  if (!fs::is_directory(train_dir, error) || (!has_test && !test_optional)) {
+    return NotFound(reference + ": expected " + train_dir + "/" +
+                    (test_optional ? "" : " and " + dir + "/test/ (or val/)") +
+                    ", each with one subfolder per class");
   }
   Dataset dataset;
   dataset.reference = reference;
   ASSIGN_OR_RETURN(dataset.train, ReadImageFolder(train_dir, {}, &dataset.class_names));
-  ASSIGN_OR_RETURN(dataset.test, ReadImageFolder(test_dir, dataset.class_names, nullptr));
   dataset.num_classes = static_cast<int>(dataset.class_names.size());
+  if (has_test) {
+    ASSIGN_OR_RETURN(dataset.test, ReadImageFolder(test_dir, dataset.class_names, nullptr));
+  } else {
+    dataset.test = Split::Files({}, {}, dataset.num_classes);
+  }
+  return dataset;
+}
+
+// Oxford-IIIT Pets as released: images/<Breed>_<n>.jpg and annotations/{trainval,test}.txt,
+// whose lines are "<image> <class id 1..37> <species> <breed id>" ('#' starts a comment).
+// Class names are the image names without their "_<n>", in class-id order.
+Expected<Dataset> LoadPets(const std::string& reference, const std::string& dir) {
+  constexpr int kClasses = 37;
+  Dataset dataset;
+  dataset.reference = reference;
+  dataset.num_classes = kClasses;
+  dataset.class_names.assign(kClasses, "");
+  for (bool train : {true, false}) {
+    const std::string list =
+        (fs::path(dir) / "annotations" / (train ? "trainval.txt" : "test.txt")).string();
+    ASSIGN_OR_RETURN(std::string text, ReadMaybeGzipFile(list));
+    std::vector<std::string> paths;
+    std::vector<int32_t> labels;
+    size_t line_number = 0, pos = 0;
+    while (pos < text.size()) {
+      size_t end = text.find('\n', pos);
+      if (end == std::string::npos) end = text.size();
+      const std::string line = text.substr(pos, end - pos);
+      pos = end + 1;
+      ++line_number;
+      if (line.empty() || line[0] == '#') continue;
+      char name[256];
+      int class_id = 0;
+      if (std::sscanf(line.c_str(), "%255s %d", name, &class_id) != 2) {
+        return Corruption(list + ":" + std::to_string(line_number) +
+                          ": expected '<image> <class id> <species> <breed id>'");
+      }
+      if (class_id < 1 || class_id > kClasses) {
+        return Corruption(list + ":" + std::to_string(line_number) + ": class id " +
+                          std::to_string(class_id) + " is out of range 1..37");
+      }
+      const std::string image = name;
+      std::string& class_name = dataset.class_names[class_id - 1];
+      if (class_name.empty()) class_name = image.substr(0, image.rfind('_'));
+      paths.push_back((fs::path(dir) / "images" / (image + ".jpg")).string());
+      labels.push_back(class_id - 1);
+    }
+    if (paths.empty()) return Corruption(list + ": lists no images");
+    (train ? dataset.train : dataset.test) =
+        Split::Files(std::move(paths), std::move(labels), kClasses);
+  }
+  for (int c = 0; c < kClasses; ++c) {
+    if (dataset.class_names[c].empty()) dataset.class_names[c] = std::to_string(c + 1);
+  }
+  return dataset;
+}
+
+// A numeric MATLAB variable as integers (libmatio reads v5, compressed or not, and v7.3).
+Expected<std::vector<int64_t>> ReadMatIntegers(const std::string& path, const char* variable) {
+  mat_t* mat = Mat_Open(path.c_str(), MAT_ACC_RDONLY);
+  if (mat == nullptr) {
+    std::error_code error;
+    if (!fs::exists(path, error)) return NotFound(path + ": no such file");
+    return Corruption(path + ": not a readable MATLAB .mat file");
+  }
+  matvar_t* var = Mat_VarRead(mat, variable);
+  Mat_Close(mat);
+  if (var == nullptr) return Corruption(path + ": has no variable '" + variable + "'");
+  std::vector<int64_t> values;
+  const size_t n = var->rank > 0 ? Mat_VarGetSize(var) / (var->data_size > 0 ? var->data_size : 1)
+                                 : 0;
+  bool ok = var->data != nullptr && !var->isComplex;
+  for (size_t i = 0; ok && i < n; ++i) {
+    double v = 0;
+    switch (var->class_type) {
+      case MAT_C_DOUBLE: v = static_cast<const double*>(var->data)[i]; break;
+      case MAT_C_SINGLE: v = static_cast<const float*>(var->data)[i]; break;
+      case MAT_C_UINT8: v = static_cast<const uint8_t*>(var->data)[i]; break;
+      case MAT_C_UINT16: v = static_cast<const uint16_t*>(var->data)[i]; break;
+      case MAT_C_INT32: v = static_cast<const int32_t*>(var->data)[i]; break;
+      case MAT_C_UINT32: v = static_cast<const uint32_t*>(var->data)[i]; break;
+      default: ok = false; continue;
+    }
+    if (v != std::floor(v)) ok = false;
+    values.push_back(static_cast<int64_t>(v));
+  }
+  Mat_VarFree(var);
+  if (!ok) return Corruption(path + ": variable '" + variable + "' is not a real integer array");
+  return values;
+}
+
+// Oxford Flowers-102 as released: jpg/image_NNNNN.jpg, imagelabels.mat ('labels', 1..102 per
+// image) and setid.mat ('trnid', 'valid', 'tstid': 1-based image numbers). Train is trnid +
+// valid (the paper's split), test is tstid.
+Expected<Dataset> LoadFlowers(const std::string& reference, const std::string& dir) {
+  constexpr int kClasses = 102;
+  const std::string labels_path = (fs::path(dir) / "imagelabels.mat").string();
+  const std::string setid_path = (fs::path(dir) / "setid.mat").string();
+  ASSIGN_OR_RETURN(std::vector<int64_t> labels, ReadMatIntegers(labels_path, "labels"));
+  Dataset dataset;
+  dataset.reference = reference;
+  dataset.num_classes = kClasses;
+  dataset.class_names = Numbered(kClasses);
+  for (bool train : {true, false}) {
+    std::vector<int64_t> ids;
+    for (const char* variable : train ? std::vector<const char*>{"trnid", "valid"}
+                                      : std::vector<const char*>{"tstid"}) {
+      ASSIGN_OR_RETURN(std::vector<int64_t> part, ReadMatIntegers(setid_path, variable));
+      ids.insert(ids.end(), part.begin(), part.end());
+    }
+    std::vector<std::string> paths;
+    std::vector<int32_t> split_labels;
+    for (int64_t id : ids) {
+      if (id < 1 || id > static_cast<int64_t>(labels.size())) {
+        return Corruption(setid_path + ": image number " + std::to_string(id) +
+                          " is outside 1.." + std::to_string(labels.size()) + " (" +
+                          labels_path + " labels that many)");
+      }
+      const int64_t label = labels[id - 1];
+      if (label < 1 || label > kClasses) {
+        return Corruption(labels_path + ": label " + std::to_string(label) + " of image " +
+                          std::to_string(id) + " is out of range 1..102");
+      }
+      char name[32];
+      std::snprintf(name, sizeof(name), "image_%05lld.jpg", static_cast<long long>(id));
+      paths.push_back((fs::path(dir) / "jpg" / name).string());
+      split_labels.push_back(static_cast<int32_t>(label - 1));
+    }
+    (train ? dataset.train : dataset.test) =
+        Split::Files(std::move(paths), std::move(split_labels), kClasses);
+  }
+  return dataset;
+}
+
+// A catalog dataset from <datasets dir>/<directory>: its packed copy when there is one, else
+// its documented layout; when neither is there, says where the data must be and how to pack it.
+Expected<Dataset> LoadCatalogDataset(const sweep::DatasetInfo& info, const DataRoots& roots) {
+  using L = sweep::DatasetLayout;
+  if (info.layout == L::kDigitsCsv) return LoadDigits(roots);
+  const std::string dir = (fs::path(roots.datasets_dir) / info.directory).string();
+  std::error_code error;
+  if (fs::exists(fs::path(dir) / kManifestName, error)) return LoadPacked(dir, info.name);
+  const std::string where =
+      " It must hold " + info.expected_files + ", or a packed copy: `vitscale data pack SRC " +
+      dir + "` (docs/data.md). The datasets directory is the job's run.datasets_dir.";
+  if (!fs::is_directory(dir, error)) {
+    return NotFound(info.name + ": no data at " + dir + "." + where);
+  }
+  Expected<Dataset> dataset = NotFound("");
+  switch (info.layout) {
+    case L::kFashionMnistIdx: dataset = LoadFashionMnist(dir); break;
+    case L::kCifar10Binary: dataset = LoadCifar(info.name, dir, CifarKind::kCifar10); break;
+    case L::kCifar100Binary: dataset = LoadCifar(info.name, dir, CifarKind::kCifar100); break;
+    case L::kImageFolders: dataset = LoadFolder(info.name, dir, info.test_size == 0); break;
+    case L::kPetsAnnotations: dataset = LoadPets(info.name, dir); break;
+    case L::kFlowersMat: dataset = LoadFlowers(info.name, dir); break;
+    case L::kPackedOnly:
+      return NotFound(info.name + ": no " + kManifestName + " in " + dir + "." + where);
+    case L::kDigitsCsv: break;
+  }
+  if (!dataset.ok() && dataset.status().code() == StatusCode::kNotFound) {
+    return NotFound(dataset.status().message() + "." + where);
+  }
   return dataset;
 }
 
@@ -174,9 +344,7 @@ bool ParseRange(std::string_view text, int* first, int* last) {
 
 }  // namespace
 
-std::vector<std::string> NamedDatasets() {
-  return {"fashion-mnist", "fashion-mnist/0-4", "fashion-mnist/5-9", "digits"};
-}
+std::vector<std::string> NamedDatasets() { return sweep::DatasetNames(); }
 
 AugmentOptions DefaultAugment(const Dataset& dataset, int resolution) {
   AugmentOptions options;
@@ -184,11 +352,11 @@ AugmentOptions DefaultAugment(const Dataset& dataset, int resolution) {
   options.mean = dataset.mean;
   options.std = dataset.std;
   options.flip = dataset.reference.rfind("digits", 0) != 0;
-  if (dataset.train.dense()) {
+  if (dataset.height > 0) {
     options.resize = ResizeMode::kStretch;
     options.crop_padding = std::max(1, (std::min(dataset.height, dataset.width) + 4) / 8);
   } else {
-    options.resize = ResizeMode::kShorterSideCrop;
+    options.resize = ResizeMode::kInceptionCrop;
   }
   return options;
 }
@@ -237,12 +405,15 @@ Expected<Dataset> LoadDataset(std::string_view reference, const DataRoots& roots
     if (kind == "cifar10") return LoadCifar(ref, dir, CifarKind::kCifar10);
     if (kind == "cifar100") return LoadCifar(ref, dir, CifarKind::kCifar100);
     if (kind == "folder") return LoadFolder(ref, dir);
+    if (kind == "shards") return LoadPacked(dir, ref);
+    const std::vector<std::string> kinds = {"cifar10", "cifar100", "folder", "shards"};
     return InvalidArgument("unknown dataset kind '" + kind + ":' in '" + ref +
-                           "'; use cifar10:<dir>, cifar100:<dir> or folder:<dir>" +
-                           DidYouMean(kind, {"cifar10", "cifar100", "folder"}));
+                           "'; use cifar10:<dir>, cifar100:<dir>, folder:<dir> or shards:<dir>" +
+                           DidYouMean(kind, kinds));
   }
   std::string base = ref;
   int first = -1, last = -1;
+  Expected<sweep::DatasetInfo> info = sweep::LookupDataset(ref);
   size_t slash = ref.rfind('/');
   if (slash != std::string::npos) {
     if (!ParseRange(std::string_view(ref).substr(slash + 1), &first, &last)) {
@@ -250,15 +421,13 @@ Expected<Dataset> LoadDataset(std::string_view reference, const DataRoots& roots
                              DidYouMean(ref, NamedDatasets()));
     }
     base = ref.substr(0, slash);
+    info = sweep::LookupDataset(base);
   }
-  if (base != "fashion-mnist" && base != "digits") {
-    std::vector<std::string> known = NamedDatasets();
-    known.insert(known.end(), {"cifar10:<dir>", "cifar100:<dir>", "folder:<dir>"});
-    return InvalidArgument("unknown dataset '" + ref + "'; known: fashion-mnist, digits, " +
-                           "<name>/<a>-<b>, cifar10:<dir>, cifar100:<dir>, folder:<dir>" +
-                           DidYouMean(ref, known));
+  if (!info.ok()) {
+    return InvalidArgument(info.status().message() +
+                           "; or <name>/<a>-<b>, cifar10:<dir>, cifar100:<dir>, folder:<dir>");
   }
-  Expected<Dataset> dataset = base == "digits" ? LoadDigits(roots) : LoadFashionMnist(roots);
+  Expected<Dataset> dataset = LoadCatalogDataset(*info, roots);
   if (!dataset.ok() || first < 0) return dataset;
   return ClassRange(*dataset, first, last);
 }

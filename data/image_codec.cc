@@ -1,8 +1,10 @@
 #include "data/image_codec.h"
 
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
 
+#include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
@@ -27,14 +29,18 @@ void JpegErrorExit(j_common_ptr info) {
   longjmp(error->jump, 1);
 }
 
-void JpegSilence(j_common_ptr, int) {}
+// Warnings (e.g. extraneous bytes between markers) are not fatal, except a premature end of
+// the data: libjpeg would fill the missing rows with gray, and a cut file is a corrupt one.
+void JpegWarning(j_common_ptr info, int level) {
+  if (level < 0 && info->err->msg_code == JWRN_JPEG_EOF) (*info->err->error_exit)(info);
+}
 
 // Returns false and fills error->message on failure.
 bool DecodeJpegInto(const unsigned char* data, unsigned long size, Image* out, JpegError* error) {
   jpeg_decompress_struct info;
   info.err = jpeg_std_error(&error->manager);
   error->manager.error_exit = JpegErrorExit;
-  error->manager.emit_message = JpegSilence;  // warnings (e.g. extraneous bytes) are not fatal
+  error->manager.emit_message = JpegWarning;
   if (setjmp(error->jump)) {
     jpeg_destroy_decompress(&info);
     return false;
@@ -63,12 +69,67 @@ bool DecodeJpegInto(const unsigned char* data, unsigned long size, Image* out, J
   return true;
 }
 
+// DecodeJpegRegion's work in the setjmp frame: only C objects and the caller's pointers.
+bool DecodeRegionInto(const unsigned char* data, unsigned long size, const RegionChooser& choose,
+                      DecodedRegion* out, JpegError* error) {
+  jpeg_decompress_struct info;
+  info.err = jpeg_std_error(&error->manager);
+  error->manager.error_exit = JpegErrorExit;
+  error->manager.emit_message = JpegWarning;
+  if (setjmp(error->jump)) {
+    jpeg_destroy_decompress(&info);
+    return false;
+  }
+  jpeg_create_decompress(&info);
+  jpeg_mem_src(&info, data, size);
+  jpeg_read_header(&info, TRUE);
+  if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
+    std::snprintf(error->message, sizeof(error->message), "CMYK JPEG is not supported");
+    jpeg_destroy_decompress(&info);
+    return false;
+  }
+  out->full_height = static_cast<int>(info.image_height);
+  out->full_width = static_cast<int>(info.image_width);
+  int scale = 1, top = 0, left = 0, height = 0, width = 0;
+  choose(out->full_height, out->full_width, &scale, &top, &left, &height, &width);
+  info.out_color_space = info.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  info.scale_num = 1;
+  info.scale_denom = static_cast<unsigned int>(scale);
+  jpeg_start_decompress(&info);
+  const int scaled_height = static_cast<int>(info.output_height);
+  const int scaled_width = static_cast<int>(info.output_width);
+  top = std::clamp(top, 0, scaled_height - 1);
+  left = std::clamp(left, 0, scaled_width - 1);
+  height = std::clamp(height, 1, scaled_height - top);
+  width = std::clamp(width, 1, scaled_width - left);
+  JDIMENSION x = static_cast<JDIMENSION>(left), w = static_cast<JDIMENSION>(width);
+  // Widens the column range to whole blocks: x moves left, w grows.
+  if (w < info.output_width) jpeg_crop_scanline(&info, &x, &w);
+  if (top > 0) jpeg_skip_scanlines(&info, static_cast<JDIMENSION>(top));
+  out->scale = scale;
+  out->top = top;
+  out->left = static_cast<int>(x);
+  out->image.height = height;
+  out->image.width = static_cast<int>(info.output_width);  // w after cropping
+  out->image.channels = info.output_components;
+  const size_t row_bytes = static_cast<size_t>(out->image.width) * out->image.channels;
+  out->image.pixels.resize(row_bytes * height);
+  for (int r = 0; r < height; ++r) {
+    JSAMPROW row = out->image.pixels.data() + r * row_bytes;
+    jpeg_read_scanlines(&info, &row, 1);
+  }
+  // The rows below the region are never decoded.
+  jpeg_abort_decompress(&info);
+  jpeg_destroy_decompress(&info);
+  return true;
+}
+
 bool EncodeJpegInto(const Image& image, int quality, unsigned char** buffer, unsigned long* size,
                     JpegError* error) {
   jpeg_compress_struct info;
   info.err = jpeg_std_error(&error->manager);
   error->manager.error_exit = JpegErrorExit;
-  error->manager.emit_message = JpegSilence;
+  error->manager.emit_message = JpegWarning;
   if (setjmp(error->jump)) {
     jpeg_destroy_compress(&info);
     return false;
@@ -116,6 +177,17 @@ Expected<Image> DecodeJpeg(std::string_view bytes, const std::string& source) {
   return image;
 }
 
+Status DecodeJpegRegion(std::string_view bytes, const std::string& source,
+                        const RegionChooser& choose, DecodedRegion* out) {
+  JpegError error;
+  error.message[0] = '\0';
+  if (!DecodeRegionInto(reinterpret_cast<const unsigned char*>(bytes.data()),
+                        static_cast<unsigned long>(bytes.size()), choose, out, &error)) {
+    return Corruption(source + ": not a readable JPEG: " + error.message);
+  }
+  return Status::Ok();
+}
+
 Expected<Image> DecodePng(std::string_view bytes, const std::string& source) {
   png_image png;
   std::memset(&png, 0, sizeof(png));
@@ -139,20 +211,27 @@ Expected<Image> DecodePng(std::string_view bytes, const std::string& source) {
   return image;
 }
 
+bool IsPng(std::string_view bytes) {
+  return bytes.size() >= 8 && bytes.substr(0, 8) == std::string_view("\x89PNG\r\n\x1a\n", 8);
+}
+
+bool IsJpeg(std::string_view bytes) {
+  return bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
+         static_cast<unsigned char>(bytes[1]) == 0xD8 &&
+         static_cast<unsigned char>(bytes[2]) == 0xFF;
+}
+
+Expected<Image> DecodeImage(std::string_view bytes, const std::string& source) {
+  if (IsPng(bytes)) return DecodePng(bytes, source);
+  if (IsJpeg(bytes)) return DecodeJpeg(bytes, source);
+  return Corruption(source +
+                    ": neither a JPEG nor a PNG image (unknown leading bytes); image "
+                    "folders may hold only .jpg/.jpeg/.png images");
+}
+
 Expected<Image> ReadImageFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-  static const char kPngSignature[] = "\x89PNG\r\n\x1a\n";
-  if (bytes.size() >= 8 && std::memcmp(bytes.data(), kPngSignature, 8) == 0) {
-    return DecodePng(bytes, path);
-  }
-  if (bytes.size() >= 3 && static_cast<unsigned char>(bytes[0]) == 0xFF &&
-      static_cast<unsigned char>(bytes[1]) == 0xD8 &&
-      static_cast<unsigned char>(bytes[2]) == 0xFF) {
-    return DecodeJpeg(bytes, path);
-  }
-  return Corruption(path +
-                    ": neither a JPEG nor a PNG file (unknown leading bytes); image "
-                    "folders may hold only .jpg/.jpeg/.png images");
+  return DecodeImage(bytes, path);
 }
 
 Expected<std::string> EncodeJpeg(const Image& image, int quality) {

@@ -236,6 +236,11 @@ Expected<Split> ReadImageFolder(const std::string& dir, const std::vector<std::s
       return NotFound(class_dir + ": no such directory");
     }
     ASSIGN_OR_RETURN(std::vector<std::string> files, SortedEntries(class_dir, false));
+    if (files.empty()) {
+      return InvalidArgument(class_dir +
+                             ": an empty class folder (no .jpg, .jpeg or .png images); add its "
+                             "images or remove the folder");
+    }
     for (const std::string& file : files) {
       paths.push_back((fs::path(class_dir) / file).string());
       labels.push_back(static_cast<int32_t>(c));

@@ -39,7 +39,8 @@ std::vector<std::string> CifarFileNames(CifarKind kind, bool train);
 // An image folder: one subfolder per class (classes sorted by name give labels 0..K-1), each
 // holding .jpg/.jpeg/.png files (any case), sorted by name. Files are decoded lazily by Split.
 // `class_names`, when non-empty, fixes the classes (a test folder must match its train folder);
-// otherwise the folder's own subfolders are used and returned in *found_class_names.
+// otherwise the folder's own subfolders are used and returned in *found_class_names. A class
+// folder without images is an error naming it.
 Expected<Split> ReadImageFolder(const std::string& dir, const std::vector<std::string>& class_names,
                                 std::vector<std::string>* found_class_names);
 

@@ -157,13 +157,18 @@ Expected<NpyArray> ParseNpyHeader(std::string_view bytes, std::string_view what,
   return array;
 }
 
-// The data bytes `array` needs against those a file holds.
+// The data bytes `array` needs against those a file holds. Dimensions are checked one by one
+// while parsing, but their product can still overflow.
 Status CheckDataSize(const NpyArray& array, uint64_t size, const std::string& where) {
-  const uint64_t expected = static_cast<uint64_t>(array.numel()) * NpyItemSize(array.dtype);
-  if (size == expected) return Status::Ok();
+  uint64_t expected = static_cast<uint64_t>(NpyItemSize(array.dtype));
+  bool overflow = false;
+  for (int64_t dim : array.shape) {
+    overflow = overflow || __builtin_mul_overflow(expected, static_cast<uint64_t>(dim), &expected);
+  }
+  if (!overflow && size == expected) return Status::Ok();
   return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
-                    " needs " + std::to_string(expected) + " data bytes, the file has " +
-                    std::to_string(size) + " (truncated?)");
+                    " needs " + (overflow ? "more than 2^64" : std::to_string(expected)) +
+                    " data bytes, the file has " + std::to_string(size) + " (truncated?)");
 }
 
 }  // namespace
@@ -232,12 +237,22 @@ Expected<std::map<std::string, NpyArray>> ReadMembers(const std::string& path, b
     if (file == nullptr) {
       return Corruption(what + ": cannot open member: " + zip_strerror(archive.get()));
     }
+    // The size in the header is a claim: memory grows with the data actually read, so that a
+    // small file cannot make the reader allocate gigabytes before it fails.
     const zip_uint64_t wanted = headers_only ? std::min(stat.size, kHeaderBytes) : stat.size;
-    std::string bytes(wanted, '\0');
-    const zip_int64_t read = zip_fread(file, bytes.data(), wanted);
+    std::string bytes;
+    constexpr zip_uint64_t kChunk = zip_uint64_t{1} << 20;
+    zip_int64_t read = 0;
+    while (bytes.size() < wanted) {
+      const size_t before = bytes.size();
+      bytes.resize(before + std::min<zip_uint64_t>(kChunk, wanted - before));
+      read = zip_fread(file, bytes.data() + before, bytes.size() - before);
+      bytes.resize(before + std::max<zip_int64_t>(read, 0));
+      if (read <= 0) break;
+    }
     std::string read_error = read < 0 ? zip_error_strerror(zip_file_get_error(file)) : "";
     zip_fclose(file);
-    if (read != static_cast<zip_int64_t>(wanted)) {
+    if (bytes.size() != wanted) {
       return Corruption(what + ": member is truncated or corrupt" +
                         (read_error.empty() ? std::string() : ": " + read_error));
     }

@@ -35,8 +35,11 @@ fi
 url=$(cat "$state/address")
 export VITSCALE_COORDINATOR="$url" VITSCALE_TOKEN_FILE="$state/token"
 
-"$bin/vitscale-agent" --coordinator "$url" --token-file "$state/token" --slots "$slots" \
-  --work-dir "$state/agent" \
+# The local agent's own credential (docs/security.md); issuing it again replaces the old one.
+host=localhost  # the agent's id; mpirun runs its own host as localhost anyway
+(umask 077 && "$bin/vitscale" agents issue "$host" >"$state/agent.token")
+"$bin/vitscale-agent" --coordinator "$url" --token-file "$state/agent.token" --host "$host" \
+  --slots "$slots" --work-dir "$state/agent" --runs-dir "$state/runs" \
   --train-command "$PWD/$bin/vitscale-train" >>"$state/agent.log" 2>&1 &
 pids+=($!)
 

@@ -3,16 +3,8 @@
 # is already installed it only checks them (a second or so) and touches nothing.
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build pkg-config git
-  libtorch-dev libopenblas0-openmp python3-torch
-  libopenmpi-dev openmpi-bin
-  libsqlite3-dev sqlite3
-  libboost-dev libfmt-dev libgtest-dev libgmock-dev nlohmann-json3-dev libyaml-cpp-dev
-  libssl-dev libzip-dev zipcmp zipmerge ziptool zlib1g-dev libjpeg62-turbo-dev libpng-dev
-  dataset-fashion-mnist python3-sklearn
-  chromium
-)
+# The package list is scripts/packages.txt (the ansible play installs from it too).
+mapfile -t packages < <(sed -n 's/^[a-z]*:[[:space:]]*//p' "$(dirname "$0")/packages.txt" | tr -s ' \t' '\n\n' | grep .)
 # Node.js and npm build the dashboard; the machine's own (newer) install is used when present.
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)
 

@@ -44,6 +44,20 @@ END;
 DROP INDEX metrics_by_job_step;
 CREATE UNIQUE INDEX metrics_by_job_step_name ON metrics (job_id, step, name, attempt);
 )SQL"},
+      {3, "scoped credentials: agent credentials and per-attempt report tokens, as hashes", R"SQL(
+-- docs/security.md: each agent host has its own credential, and each attempt its own report
+-- token, which dies when the attempt ends. Only SHA-256 hashes are kept, never the tokens.
+CREATE TABLE agent_credentials (
+  host TEXT PRIMARY KEY CHECK (length(host) > 0),
+  token_sha256 TEXT NOT NULL UNIQUE
+    CHECK (length(token_sha256) = 64 AND token_sha256 NOT GLOB '*[^0-9a-f]*'),
+  issued_at REAL NOT NULL
+) STRICT;
+-- '' for attempts started before tokens existed: no token matches it.
+ALTER TABLE attempts ADD COLUMN report_token_sha256 TEXT NOT NULL DEFAULT ''
+  CHECK (report_token_sha256 = '' OR (length(report_token_sha256) = 64 AND
+                                      report_token_sha256 NOT GLOB '*[^0-9a-f]*'));
+)SQL"},
   };
   return kMigrations;
 }

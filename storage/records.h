@@ -13,23 +13,22 @@
 #include <vector>
 
 #include "common/status.h"
+#include "protocol/enums.h"
 
 namespace vitscale::storage {
 
-// DESIGN.md "Job life": pending -> leased -> running -> succeeded | failed | cancelled;
-// running -> preempted -> pending; failed -> pending while retries remain.
-enum class JobState { kPending, kLeased, kRunning, kSucceeded, kFailed, kCancelled, kPreempted };
-const char* JobStateName(JobState state);  // "pending", "leased", ...
-// Parses the name JobStateName gives; the error lists the valid names.
-Expected<JobState> ParseJobState(std::string_view name);
-// Succeeded, failed or cancelled: the job will not run again. Inline, so that the scheduler,
-// which uses this header for JobState alone, needs no link to the store.
-inline bool IsFinal(JobState state) {
-  return state == JobState::kSucceeded || state == JobState::kFailed ||
-         state == JobState::kCancelled;
-}
-// The same for a state's name (as the API gives it); an unknown name is not final.
-bool IsFinalStateName(std::string_view name);
+// The domain's enumerations live in protocol/enums.h, once for every process.
+using protocol::AttemptOutcome;
+using protocol::AttemptOutcomeName;
+using protocol::Evaluation;
+using protocol::EvaluationName;
+using protocol::IsFinal;
+using protocol::IsFinalStateName;
+using protocol::JobState;
+using protocol::JobStateName;
+using protocol::ParseAttemptOutcome;
+using protocol::ParseEvaluation;
+using protocol::ParseJobState;
 
 // One job: a pretraining run plus its transfer evaluations, as the sweep expansion produced it.
 struct JobRecord {
@@ -50,6 +49,8 @@ struct JobRecord {
   int64_t submit_order = 0;  // global submission order, ties broken by position in the sweep
   double submitted_at = 0;
   double updated_at = 0;
+  int64_t attempts = 0;               // attempts started so far
+  std::optional<double> images_seen;  // the newest "images_seen" metric, if any
 };
 
 struct SweepRecord {
@@ -92,12 +93,6 @@ struct JobFilter {
   int64_t offset = 0;
 };
 
-// How an attempt ended. `kLost` = the lease ran out (the worker vanished); like kPreempted it
-// never counts as a failure.
-enum class AttemptOutcome { kSucceeded, kFailed, kCancelled, kPreempted, kLost };
-const char* AttemptOutcomeName(AttemptOutcome outcome);
-Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name);
-
 struct AttemptRecord {
   std::string job_id;
   int number = 0;                       // 1, 2, ... per job, assigned by the store
@@ -108,6 +103,22 @@ struct AttemptRecord {
   std::optional<AttemptOutcome> outcome;
   std::optional<int> exit_status;
   std::optional<int64_t> resumed_from_step;  // unset = started from scratch
+  // SHA-256 of the attempt's report token (common/secrets.h); empty for attempts recorded
+  // before tokens existed or started outside a coordinator.
+  std::string report_token_sha256;
+};
+
+// How an attempt ends, for Store::ApplyTransition.
+struct AttemptEnd {
+  AttemptOutcome outcome = AttemptOutcome::kFailed;
+  std::optional<int> exit_status;
+};
+
+// One agent credential as stored: only the hash of the token.
+struct AgentCredential {
+  std::string host;
+  std::string token_sha256;
+  double issued_at = 0;
 };
 
 struct AgentRecord {
@@ -133,10 +144,6 @@ struct CheckpointRecord {
   std::string sha256;  // lower-case hex of the checkpoint file
   double created_at = 0;
 };
-
-enum class Evaluation { kPretrain, kFewShot, kFineTune };
-const char* EvaluationName(Evaluation evaluation);  // "pretrain", "few_shot", "fine_tune"
-Expected<Evaluation> ParseEvaluation(std::string_view name);
 
 // The metric name the result table reads; its value is a fraction in [0, 1].
 inline constexpr std::string_view kAccuracyMetric = "accuracy";

@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -12,6 +13,7 @@
 #include <utility>
 
 #include "common/names.h"
+#include "common/text.h"
 #include "storage/migrations.h"
 
 namespace vitscale::storage {
@@ -140,7 +142,10 @@ Status ValidateJob(const JobRecord& job, size_t index) {
 constexpr const char* kJobColumns =
     "j.id, j.model, j.family, j.dataset, j.subset_size, j.epochs, j.config_json, "
     "j.planned_train_flops, j.state, j.priority, j.ranks, j.gpus_per_rank, j.retries_left, "
-    "j.submit_order, j.submitted_at, j.updated_at";
+    "j.submit_order, j.submitted_at, j.updated_at, "
+    "(SELECT count(*) FROM attempts a WHERE a.job_id = j.id), "
+    "(SELECT m.value FROM metrics m WHERE m.job_id = j.id AND m.name = 'images_seen' "
+    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1)";
 
 Expected<JobRecord> ReadJob(const Query& q) {
   JobRecord job;
@@ -160,12 +165,14 @@ Expected<JobRecord> ReadJob(const Query& q) {
   job.submit_order = q.ColInt(13);
   job.submitted_at = q.ColReal(14);
   job.updated_at = q.ColReal(15);
+  job.attempts = q.ColInt(16);
+  job.images_seen = q.ColOptReal(17);
   return job;
 }
 
 constexpr const char* kAttemptColumns =
     "job_id, number, agent_id, hosts, started_at, ended_at, outcome, exit_status, "
-    "resumed_from_step";
+    "resumed_from_step, report_token_sha256";
 
 Expected<AttemptRecord> ReadAttempt(const Query& q) {
   AttemptRecord attempt;
@@ -180,6 +187,7 @@ Expected<AttemptRecord> ReadAttempt(const Query& q) {
   }
   attempt.exit_status = ToOptInt(q.ColOptInt(7));
   attempt.resumed_from_step = q.ColOptInt(8);
+  attempt.report_token_sha256 = q.ColText(9);
   return attempt;
 }
 
@@ -320,9 +328,7 @@ Store::~Store() {
 }
 
 double Store::Now() const {
-  if (options_.now) return options_.now();
-  using std::chrono::duration;
-  return duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return (options_.clock ? options_.clock : &SystemClock::Get())->WallSeconds();
 }
 
 Status Store::Error(const std::string& what) {
@@ -562,12 +568,32 @@ Expected<SweepRecord> Store::GetSweep(const std::string& name) {
     }
     if (rc != SQLITE_DONE) return Error("cannot look up sweep " + name);
   }
-  ASSIGN_OR_RETURN(std::vector<SweepRecord> sweeps, ListSweeps());
+  // The error's help is bounded whatever the database holds or the name asks: the first
+  // kMaxCandidates names are searched for a near one, and at most 20 are listed.
   std::vector<std::string> names;
-  for (const SweepRecord& sweep : sweeps) names.push_back(sweep.name);
-  std::string known = names.empty() ? "the database has no sweeps yet"
-                                    : "known sweeps: " + fmt::format("{}", fmt::join(names, ", "));
-  return NotFound(fmt::format("unknown sweep '{}'{} ({})", name, DidYouMean(name, names), known));
+  int64_t total = 0;
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT name, count(*) OVER () FROM sweeps ORDER BY id LIMIT ?"));
+    Query q(stmt);
+    q.Int(static_cast<int64_t>(kMaxCandidates));
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      names.push_back(q.ColText(0));
+      total = q.ColInt(1);
+    }
+    if (rc != SQLITE_DONE) return Error("cannot list sweeps");
+  }
+  std::string known = "the database has no sweeps yet";
+  if (!names.empty()) {
+    std::vector<std::string> shown(names.begin(), names.begin() + std::min<size_t>(20, names.size()));
+    known = "known sweeps: " + fmt::format("{}", fmt::join(shown, ", "));
+    if (total > static_cast<int64_t>(shown.size())) {
+      known += fmt::format(" and {} more", total - static_cast<int64_t>(shown.size()));
+    }
+  }
+  return NotFound(fmt::format("unknown sweep '{}'{} ({})", Printable(name, 130),
+                              DidYouMean(name, names), known));
 }
 
 Expected<std::vector<SweepRecord>> Store::ListSweeps() {
@@ -735,6 +761,41 @@ Status Store::SetJobState(const std::string& id, JobState to,
   return tx.Commit();
 }
 
+Expected<JobRecord> Store::ApplyTransition(const std::string& job_id, JobState from, JobState to,
+                                           int retries_left, std::optional<AttemptEnd> end) {
+  if (retries_left < 0) return InvalidArgument("retries_left must be >= 0");
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  ASSIGN_OR_RETURN(JobRecord job, GetJob(job_id));
+  if (job.state != from) {
+    return FailedPrecondition(fmt::format("job {} is {}, not {}; it was not moved to {}", job_id,
+                                          JobStateName(job.state), JobStateName(from),
+                                          JobStateName(to)));
+  }
+  double now = Now();
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("UPDATE jobs SET state = ?, retries_left = ?, updated_at = ? "
+                             "WHERE id = ?"));
+    Query q(stmt);
+    if (!q.Text(JobStateName(to)).Int(retries_left).Real(now).Text(job_id).Run()) {
+      return Error("cannot set the state of job " + job_id);
+    }
+  }
+  if (end) {
+    // A job that never started (cancelled while pending) has no attempt to end.
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("UPDATE attempts SET ended_at = ?, outcome = ?, exit_status = ? "
+                             "WHERE job_id = ? AND ended_at IS NULL"));
+    Query q(stmt);
+    q.Real(now).Text(AttemptOutcomeName(end->outcome)).OptInt(end->exit_status).Text(job_id);
+    if (!q.Run()) return Error("cannot end the attempt of job " + job_id);
+  }
+  ASSIGN_OR_RETURN(JobRecord after, GetJob(job_id));
+  RETURN_IF_ERROR(tx.Commit());
+  return after;
+}
+
 // Attempts and agents ------------------------------------------------------------------------
 
 Status Store::CheckJobExists(const std::string& job_id) { return GetJob(job_id).status(); }
@@ -755,11 +816,46 @@ Expected<int> Store::AddAttempt(const std::string& job_id,
                                 const std::optional<std::string>& agent_id,
                                 const std::string& hosts,
                                 std::optional<int64_t> resumed_from_step) {
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  ASSIGN_OR_RETURN(int number, InsertAttempt(job_id, agent_id, hosts, resumed_from_step, ""));
+  RETURN_IF_ERROR(tx.Commit());
+  return number;
+}
+
+Expected<AttemptRecord> Store::StartAttempt(const std::string& job_id, const std::string& agent_id,
+                                            const std::string& hosts,
+                                            const std::string& report_token_sha256) {
+  Transaction tx(this);
+  RETURN_IF_ERROR(tx.Begin());
+  std::optional<int64_t> resumed_from;
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT max(step) FROM checkpoints WHERE job_id = ?"));
+    Query q(stmt);
+    if (q.Text(job_id).Step() != SQLITE_ROW) {
+      return Error("cannot read the checkpoints of job " + job_id);
+    }
+    resumed_from = q.ColOptInt(0);
+  }
+  ASSIGN_OR_RETURN(int number,
+                   InsertAttempt(job_id, agent_id, hosts, resumed_from, report_token_sha256));
+  ASSIGN_OR_RETURN(AttemptRecord attempt, GetAttempt(job_id, number));
+  RETURN_IF_ERROR(tx.Commit());
+  return attempt;
+}
+
+Expected<int> Store::InsertAttempt(const std::string& job_id,
+                                   const std::optional<std::string>& agent_id,
+                                   const std::string& hosts,
+                                   std::optional<int64_t> resumed_from_step,
+                                   const std::string& report_token_sha256) {
   if (resumed_from_step && *resumed_from_step < 0) {
     return InvalidArgument(fmt::format("resumed_from_step {} must be >= 0", *resumed_from_step));
   }
-  Transaction tx(this);
-  RETURN_IF_ERROR(tx.Begin());
+  if (!report_token_sha256.empty() && !IsLowerHex(report_token_sha256, 64)) {
+    return InvalidArgument("a report token's hash must be 64 lower-case hex digits");
+  }
   RETURN_IF_ERROR(CheckJobExists(job_id));
   if (agent_id) {
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT 1 FROM agents WHERE id = ?"));
@@ -791,12 +887,11 @@ Expected<int> Store::AddAttempt(const std::string& job_id,
   {
     ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
                      Prepare("INSERT INTO attempts (job_id, number, agent_id, hosts, started_at, "
-                             "resumed_from_step) VALUES (?, ?, ?, ?, ?, ?)"));
+                             "resumed_from_step, report_token_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)"));
     Query q(stmt);
     q.Text(job_id).Int(number).OptText(agent_id).Text(hosts).Real(Now()).OptInt(resumed_from_step);
-    if (!q.Run()) return Error("cannot add an attempt to job " + job_id);
+    if (!q.Text(report_token_sha256).Run()) return Error("cannot add an attempt to job " + job_id);
   }
-  RETURN_IF_ERROR(tx.Commit());
   return number;
 }
 
@@ -834,6 +929,30 @@ Expected<std::vector<AttemptRecord>> Store::ListAttempts(const std::string& job_
   }
   if (rc != SQLITE_DONE) return Error("cannot list the attempts of job " + job_id);
   return attempts;
+}
+
+Expected<AttemptRecord> Store::GetAttempt(const std::string& job_id, int number) {
+  static const std::string sql = fmt::format(
+      "SELECT {} FROM attempts WHERE job_id = ? AND number = ?", kAttemptColumns);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
+  Query q(stmt);
+  int rc = q.Text(job_id).Int(number).Step();
+  if (rc == SQLITE_ROW) return ReadAttempt(q);
+  if (rc != SQLITE_DONE) return Error("cannot read an attempt of job " + job_id);
+  return NotFound(fmt::format("job {} has no attempt {}", job_id, number));
+}
+
+Expected<std::optional<AttemptRecord>> Store::OpenAttempt(const std::string& job_id) {
+  static const std::string sql = fmt::format(
+      "SELECT {} FROM attempts WHERE job_id = ? AND ended_at IS NULL ORDER BY number DESC LIMIT 1",
+      kAttemptColumns);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
+  Query q(stmt);
+  int rc = q.Text(job_id).Step();
+  if (rc == SQLITE_DONE) return std::optional<AttemptRecord>();
+  if (rc != SQLITE_ROW) return Error("cannot read the open attempt of job " + job_id);
+  ASSIGN_OR_RETURN(AttemptRecord attempt, ReadAttempt(q));
+  return std::optional<AttemptRecord>(std::move(attempt));
 }
 
 Status Store::UpsertAgent(const AgentRecord& agent) {
@@ -1067,6 +1186,47 @@ Expected<std::vector<LedgerEntry>> Store::ListLedger(const std::string& job_id) 
   }
   if (rc != SQLITE_DONE) return Error("cannot read the ledger of job " + job_id);
   return entries;
+}
+
+// Agent credentials -------------------------------------------------------------------------
+
+Status Store::PutAgentCredential(const std::string& host, const std::string& token_sha256) {
+  if (host.empty() || !IsLowerHex(token_sha256, 64)) {
+    return InvalidArgument("an agent credential needs a host and a 64-hex-digit token hash");
+  }
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("INSERT INTO agent_credentials (host, token_sha256, issued_at) "
+                           "VALUES (?, ?, ?) ON CONFLICT (host) DO UPDATE SET "
+                           "token_sha256 = excluded.token_sha256, issued_at = excluded.issued_at"));
+  Query q(stmt);
+  if (!q.Text(host).Text(token_sha256).Real(Now()).Run()) {
+    return Error("cannot record the credential of agent " + host);
+  }
+  return Status::Ok();
+}
+
+Status Store::DeleteAgentCredential(const std::string& host) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("DELETE FROM agent_credentials WHERE host = ?"));
+  Query q(stmt);
+  if (!q.Text(host).Run()) return Error("cannot revoke the credential of agent " + host);
+  if (sqlite3_changes(db_) == 0) {
+    return NotFound(fmt::format("agent '{}' has no credential to revoke", host));
+  }
+  return Status::Ok();
+}
+
+Expected<std::vector<AgentCredential>> Store::ListAgentCredentials() {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT host, token_sha256, issued_at FROM agent_credentials "
+                           "ORDER BY host"));
+  Query q(stmt);
+  std::vector<AgentCredential> credentials;
+  int rc;
+  while ((rc = q.Step()) == SQLITE_ROW) {
+    credentials.push_back({q.ColText(0), q.ColText(1), q.ColReal(2)});
+  }
+  if (rc != SQLITE_DONE) return Error("cannot list agent credentials");
+  return credentials;
 }
 
 // Queries for tables and plots --------------------------------------------------------------

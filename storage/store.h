@@ -18,6 +18,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "storage/records.h"
 
@@ -30,8 +31,9 @@ struct OpenOptions {
   // Read-only opens never create, migrate or write the file (exports, `vitscale show`).
   bool read_only = false;
   int busy_timeout_ms = 5000;
-  // The clock the store stamps rows with; the system clock when unset. Tests inject a fake.
-  std::function<double()> now;
+  // The clock whose wall time the store stamps rows with; the system clock when unset. Tests
+  // pass a FakeClock. Must outlive the store.
+  const Clock* clock = nullptr;
 };
 
 // Per job of a sweep: what its attempts cost, summed over the ledger.
@@ -94,6 +96,18 @@ class Store {
 
   Status SetJobPriority(const std::string& id, int priority);
 
+  // The scheduler's actions, one call each (coordinator/actions.h) ---------------------------
+  // A Transition: moves the job from `from` to `to` (kFailedPrecondition, changing nothing, if it
+  // is not in `from`), records its retries left and, with `end`, ends its open attempt. One
+  // transaction; returns the job as it is afterwards.
+  Expected<JobRecord> ApplyTransition(const std::string& job_id, JobState from, JobState to,
+                                      int retries_left, std::optional<AttemptEnd> end);
+  // A Launch: starts the job's next attempt led by `agent_id` on `hosts`, resumed from the
+  // job's newest checkpoint if it has one, with the hash of its report token. One transaction.
+  Expected<AttemptRecord> StartAttempt(const std::string& job_id, const std::string& agent_id,
+                                       const std::string& hosts,
+                                       const std::string& report_token_sha256);
+
   // Attempts and agents --------------------------------------------------------------------
   // Starts the job's next attempt (numbered 1, 2, ...) and returns its number.
   Expected<int> AddAttempt(const std::string& job_id, const std::optional<std::string>& agent_id,
@@ -103,10 +117,20 @@ class Store {
   Status EndAttempt(const std::string& job_id, int number, AttemptOutcome outcome,
                     std::optional<int> exit_status);
   Expected<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id);
+  // One attempt; kNotFound naming the job and number.
+  Expected<AttemptRecord> GetAttempt(const std::string& job_id, int number);
+  // The attempt in progress (no end time), if any.
+  Expected<std::optional<AttemptRecord>> OpenAttempt(const std::string& job_id);
 
   // Registers an agent or refreshes it; stamps last_heartbeat_at with the clock.
   Status UpsertAgent(const AgentRecord& agent);
   Expected<std::vector<AgentRecord>> ListAgents();
+
+  // Agent credentials: the hash of each host's token (docs/security.md). Putting one for a host
+  // replaces (revokes) the one it had; deleting one that does not exist is kNotFound.
+  Status PutAgentCredential(const std::string& host, const std::string& token_sha256);
+  Status DeleteAgentCredential(const std::string& host);
+  Expected<std::vector<AgentCredential>> ListAgentCredentials();
 
   // Metrics, checkpoints, results, compute ------------------------------------------------
   // Appends the whole batch in one transaction: after a crash, all of it or none of it is there.
@@ -154,6 +178,10 @@ class Store {
   // Bodies of AddResults and AddLedgerEntry, to run inside a caller's transaction.
   Status InsertResults(const std::vector<ResultRecord>& results);
   Status InsertLedgerEntry(const LedgerEntry& entry);
+  // AddAttempt's and StartAttempt's insert, inside the caller's transaction.
+  Expected<int> InsertAttempt(const std::string& job_id, const std::optional<std::string>& agent_id,
+                              const std::string& hosts, std::optional<int64_t> resumed_from_step,
+                              const std::string& report_token_sha256);
   Status CheckJobExists(const std::string& job_id);
   Status CheckAttemptExists(const std::string& job_id, int attempt);
   double Now() const;

@@ -1,6 +1,7 @@
 #include "sweep/sweep.h"
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -10,7 +11,9 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <regex>
+#include <sstream>
 #include <utility>
 
 #include "common/files.h"
@@ -596,53 +599,132 @@ Status Parser::ParseTransfer(const YAML::Node& node, Sweep* sweep) const {
   return Status::Ok();
 }
 
-// YAML forbids control characters, and a binary file fed to yaml-cpp gives baffling messages:
-// name the first offending byte instead.
+// Records where a YAML document starts: its first node that is not null, else its start.
+class DocumentProbe : public YAML::EventHandler {
+ public:
+  std::optional<SourceMark> start;
+
+  void OnDocumentStart(const YAML::Mark& mark) override { Saw(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Saw(mark, true); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    Saw(mark, true);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    Saw(mark, true);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    Saw(mark, true);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void Saw(const YAML::Mark& mark, bool node = false) {
+    if (start && (!node || saw_node_)) return;
+    start = SourceMark{mark.line + 1, mark.column + 1};
+    saw_node_ = node;
+  }
+  bool saw_node_ = false;
+};
+
+// Where the second YAML document of `text` starts, if it has one. Not YAML::LoadAll: yaml-cpp
+// 0.7.0's never returns on some input, a lone ',' for one (jbeder/yaml-cpp#1040, fixed after
+// 0.7.0), so at most two documents are read here. Throws what yaml-cpp throws for malformed YAML.
+std::optional<SourceMark> SecondDocument(std::string_view text) {
+  std::istringstream stream{std::string(text)};
+  YAML::Parser parser(stream);
+  DocumentProbe first, second;
+  if (!parser.HandleNextDocument(first) || !parser.HandleNextDocument(second)) {
+    return std::nullopt;
+  }
+  return second.start.value_or(SourceMark{});
+}
+
+// The length of the UTF-8 sequence at the start of `text`, or 0 when it is not well formed
+// (a stray continuation byte, an overlong form, a surrogate, beyond U+10FFFF, or cut short).
+size_t Utf8SequenceLength(std::string_view text) {
+  const auto byte = [&text](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char lead = byte(0);
+  size_t length = lead < 0x80   ? 1
+                  : lead < 0xc2 ? 0
+                  : lead < 0xe0 ? 2
+                  : lead < 0xf0 ? 3
+                  : lead < 0xf5 ? 4
+                                : 0;
+  if (length == 0 || length > text.size()) return 0;
+  // The second byte's range rules out overlong forms, surrogates and code points past U+10FFFF.
+  unsigned char low = 0x80, high = 0xbf;
+  if (lead == 0xe0) low = 0xa0;
+  if (lead == 0xed) high = 0x9f;
+  if (lead == 0xf0) low = 0x90;
+  if (lead == 0xf4) high = 0x8f;
+  for (size_t i = 1; i < length; ++i) {
+    if (byte(i) < (i == 1 ? low : 0x80) || byte(i) > (i == 1 ? high : 0xbf)) return 0;
+  }
+  return length;
+}
+
+// YAML is UTF-8 text without control characters, and a binary file fed to yaml-cpp gives
+// baffling messages, or none: on some malformed UTF-8 it never returns. So the text is checked
+// first, naming the first offending byte.
 Status CheckText(std::string_view text, const Parser& parser) {
   SourceMark mark;
   bool indenting = true;
-  for (char c : text) {
-    auto byte = static_cast<unsigned char>(c);
+  for (size_t i = 0; i < text.size(); ++mark.column) {
+    auto byte = static_cast<unsigned char>(text[i]);
     if (byte == '\n') {
       ++mark.line;
-      mark.column = 1;
+      mark.column = 0;
       indenting = true;
+      ++i;
       continue;
     }
     if (byte == '\t' && indenting) {
       return parser.Error(mark, "a tab indents this line; YAML indents with spaces only");
     }
     indenting = indenting && byte == ' ';
-    if ((byte < 0x20 && byte != '\t' && byte != '\r') || byte == 0x7f) {
+    const size_t length = Utf8SequenceLength(text.substr(i));
+    if (length == 0) {
+      return parser.Error(mark, fmt::format("byte 0x{:02x} is not UTF-8: a sweep is a UTF-8 text "
+                                            "file (is this the right file, in this encoding?)",
+                                            byte));
+    }
+    // C0 and C1 control characters, and DEL.
+    const bool c1 = length == 2 && byte == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0;
+    if ((byte < 0x20 && byte != '\t' && byte != '\r') || byte == 0x7f || c1) {
       return parser.Error(mark, fmt::format("byte 0x{:02x} is not text: a sweep is a YAML text "
                                             "file (is this the right file?)",
                                             byte));
     }
-    ++mark.column;
+    i += length;
   }
   return Status::Ok();
 }
 
 Expected<Sweep> Parser::Parse(std::string_view text) {
   RETURN_IF_ERROR(CheckText(text, *this));
-  std::vector<YAML::Node> documents;
+  YAML::Node root;
+  std::optional<SourceMark> second_document;
   try {
-    documents = YAML::LoadAll(std::string(text));
+    root = YAML::Load(std::string(text));
+    second_document = SecondDocument(text);
   } catch (const YAML::ParserException& e) {
     return Error(SourceMark{e.mark.line + 1, e.mark.column + 1}, "malformed YAML: " + e.msg);
   } catch (const YAML::Exception& e) {
     return Error(SourceMark{}, std::string("malformed YAML: ") + e.what());
   }
   const char* kMinimal = "a sweep needs at least `name:`, `recipe:` and a model (docs/sweeps.md)";
-  if (documents.empty() || documents.front().IsNull()) {
-    return Error(SourceMark{}, std::string("the file is empty; ") + kMinimal);
-  }
-  if (documents.size() > 1) {
-    return Error(MarkOf(documents[1]),
+  if (root.IsNull()) return Error(SourceMark{}, std::string("the file is empty; ") + kMinimal);
+  if (second_document) {
+    return Error(*second_document,
                  "a sweep file holds one YAML document; remove the `---` "
                  "and what follows, or split it into two files");
   }
-  const YAML::Node& root = documents.front();
   if (!root.IsMap())
     return Error(root, std::string("the top level must be a mapping; ") + kMinimal);
 
@@ -957,6 +1039,22 @@ Expected<Sweep> LoadSweepFile(const std::string& path) {
 }
 
 Expected<std::vector<Job>> ExpandSweep(const Sweep& sweep) {
+  // Counted first, saturating, so that a huge grid costs nothing before it is refused.
+  int64_t jobs = sweep.grid.empty() ? 1 : 0;
+  for (const GridBlock& block : sweep.grid) {
+    int64_t product = 1;
+    for (const AxisGroup& group : block.groups) {
+      product = std::min(product * static_cast<int64_t>(group.size()), kMaxSweepJobs + 1);
+    }
+    jobs = std::min(jobs + product, kMaxSweepJobs + 1);
+    if (jobs > kMaxSweepJobs) {
+      return Parser(sweep.file)
+          .Error(block.mark,
+                 fmt::format("with this grid block the sweep makes more than {} jobs, the "
+                             "most one sweep may have; split it into several sweeps",
+                             kMaxSweepJobs));
+    }
+  }
   Expander expander(sweep);
   if (sweep.grid.empty()) {
     RETURN_IF_ERROR(expander.ExpandBlock(nullptr, sweep.pretrain_mark));

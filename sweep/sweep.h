@@ -112,8 +112,13 @@ struct Job {
 Expected<Sweep> ParseSweep(std::string_view text, const std::string& file);
 // Reads and parses a file; kNotFound when it does not exist.
 Expected<Sweep> LoadSweepFile(const std::string& path);
+// The most jobs one sweep may expand to: far more than any study here needs, and a bound on
+// what one submission can make the coordinator compute and store.
+constexpr int64_t kMaxSweepJobs = 100000;
+
 // Every job of the sweep, blocks in file order, each block's product with its first axis
-// slowest. Two blocks that make the same job are an error.
+// slowest. Two blocks that make the same job are an error, and so is a sweep of more than
+// kMaxSweepJobs jobs (refused before any is made).
 Expected<std::vector<Job>> ExpandSweep(const Sweep& sweep);
 
 }  // namespace vitscale::sweep

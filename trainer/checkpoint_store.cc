@@ -6,6 +6,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <system_error>
 
@@ -43,6 +44,27 @@ Status FsError(const std::string& what, const std::string& path, const std::erro
   return IOError(what + " " + path + ": " + ec.message());
 }
 
+// What Save writes and ParseManifest accepts as a blob's name: a plain file name of the
+// checkpoint's directory, so that no manifest can name a file elsewhere.
+bool IsBlobName(const std::string& name) {
+  return !name.empty() && name.size() <= 255 && name[0] != '.' && name != kManifest &&
+         name.find_first_of(std::string("/\0", 2)) == std::string::npos;
+}
+
+bool IsSha256Hex(const nlohmann::json& value) {
+  if (!value.is_string()) return false;
+  const std::string& text = value.get_ref<const std::string&>();
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// A name from a manifest, fit for a message: quoted, escaped, at most 64 bytes of it.
+std::string Quoted(const std::string& name) {
+  return nlohmann::json(name.substr(0, 64))
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace
 
 Expected<CheckpointStore> CheckpointStore::Open(const std::string& dir, int keep_last) {
@@ -74,7 +96,8 @@ std::vector<int64_t> CheckpointStore::Steps() const {
   return steps;
 }
 
-Expected<std::string> CheckpointStore::Save(int64_t step, const std::map<std::string, std::string>& blobs) {
+Expected<std::string> CheckpointStore::Save(int64_t step,
+                                            const std::map<std::string, std::string>& blobs) {
   if (step < 0) return InvalidArgument("checkpoint step must be >= 0");
   const std::string final_path = PathOf(step);
   const std::string partial =
@@ -87,8 +110,7 @@ Expected<std::string> CheckpointStore::Save(int64_t step, const std::map<std::st
 
   nlohmann::json manifest = {{"step", step}, {"blobs", nlohmann::json::object()}};
   for (const auto& [name, bytes] : blobs) {
-    if (name.empty() || name.find('/') != std::string::npos || name == kManifest ||
-        name[0] == '.') {
+    if (!IsBlobName(name)) {
       fs::remove_all(partial, ec);
       return InvalidArgument("bad checkpoint blob name '" + name + "'");
     }
@@ -124,32 +146,60 @@ Expected<std::string> CheckpointStore::Save(int64_t step, const std::map<std::st
   return Sha256Hex(manifest_text);
 }
 
+Expected<Manifest> ParseManifest(std::string_view text, const std::string& path) {
+  auto refuse = [&path](const std::string& what) {
+    return Corruption(path + " is not a valid manifest: " + what);
+  };
+  const nlohmann::json manifest = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (manifest.is_discarded()) return refuse("not JSON");
+  if (!manifest.is_object()) return refuse("not a JSON object");
+  // Integers are checked for their kind before they are read: a number too large for 64 bits
+  // parses as a double, and converting it would be undefined.
+  auto step = manifest.find("step");
+  if (step == manifest.end() || !step->is_number_unsigned() ||
+      step->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    return refuse("'step' must be an integer >= 0");
+  }
+  auto blobs = manifest.find("blobs");
+  if (blobs == manifest.end() || !blobs->is_object()) return refuse("'blobs' must be an object");
+  Manifest parsed;
+  parsed.step = step->get<int64_t>();
+  for (const auto& [name, entry] : blobs->items()) {
+    if (!IsBlobName(name)) {
+      return refuse("blob name " + Quoted(name) + " is not a plain file name");
+    }
+    auto bytes = entry.is_object() ? entry.find("bytes") : entry.end();
+    auto sha256 = entry.is_object() ? entry.find("sha256") : entry.end();
+    if (bytes == entry.end() || !bytes->is_number_unsigned()) {
+      return refuse("blob " + Quoted(name) + " needs 'bytes', an integer >= 0");
+    }
+    if (sha256 == entry.end() || !IsSha256Hex(*sha256)) {
+      return refuse("blob " + Quoted(name) + " needs 'sha256', 64 hex digits");
+    }
+    parsed.blobs[name] = {bytes->get<uint64_t>(), sha256->get<std::string>()};
+  }
+  return parsed;
+}
+
 Expected<Checkpoint> CheckpointStore::LoadVerified(int64_t step) const {
   Checkpoint checkpoint;
   checkpoint.step = step;
   checkpoint.path = PathOf(step);
   const std::string manifest_path = (fs::path(checkpoint.path) / kManifest).string();
   ASSIGN_OR_RETURN(std::string manifest_text, ReadFile(manifest_path));
-  nlohmann::json manifest;
-  try {
-    manifest = nlohmann::json::parse(manifest_text);
-    if (manifest.at("step").get<int64_t>() != step) {
-      return Corruption(manifest_path + " names step " + manifest.at("step").dump());
+  ASSIGN_OR_RETURN(Manifest manifest, ParseManifest(manifest_text, manifest_path));
+  if (manifest.step != step) {
+    return Corruption(manifest_path + " names step " + std::to_string(manifest.step));
+  }
+  for (const auto& [name, blob] : manifest.blobs) {
+    const std::string blob_path = (fs::path(checkpoint.path) / name).string();
+    ASSIGN_OR_RETURN(std::string bytes, ReadFile(blob_path));
+    if (bytes.size() != blob.bytes) {
+      return Corruption(blob_path + " has " + std::to_string(bytes.size()) +
+                        " bytes, manifest says " + std::to_string(blob.bytes) + " (truncated)");
     }
-    for (const auto& [name, entry] : manifest.at("blobs").items()) {
-      const std::string blob_path = (fs::path(checkpoint.path) / name).string();
-      ASSIGN_OR_RETURN(std::string bytes, ReadFile(blob_path));
-      if (bytes.size() != entry.at("bytes").get<size_t>()) {
-        return Corruption(blob_path + " has " + std::to_string(bytes.size()) +
-                          " bytes, manifest says " + entry.at("bytes").dump() + " (truncated)");
-      }
-      if (Sha256Hex(bytes) != entry.at("sha256").get<std::string>()) {
-        return Corruption(blob_path + " fails its SHA-256 check");
-      }
-      checkpoint.blobs.emplace(name, std::move(bytes));
-    }
-  } catch (const nlohmann::json::exception& e) {
-    return Corruption(manifest_path + " is not a valid manifest: " + e.what());
+    if (Sha256Hex(bytes) != blob.sha256) return Corruption(blob_path + " fails its SHA-256 check");
+    checkpoint.blobs.emplace(name, std::move(bytes));
   }
   return checkpoint;
 }

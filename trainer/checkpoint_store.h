@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -28,6 +29,22 @@ struct Checkpoint {
   std::string path;                          // the checkpoint's directory
   std::map<std::string, std::string> blobs;  // name -> bytes
 };
+
+// A checkpoint's MANIFEST.json: its step, and each blob's size and SHA-256 (hex).
+struct ManifestBlob {
+  uint64_t bytes = 0;
+  std::string sha256;
+};
+struct Manifest {
+  int64_t step = 0;
+  std::map<std::string, ManifestBlob> blobs;
+};
+
+// Reads a manifest's text: an object with "step" (an integer >= 0) and "blobs", each a plain file
+// name of the checkpoint's directory (as Save names them) mapped to {"bytes": an integer >= 0,
+// "sha256": 64 lowercase hex digits}. Anything else is kCorruption naming `path` and the field.
+// Unknown fields are ignored.
+Expected<Manifest> ParseManifest(std::string_view text, const std::string& path);
 
 class CheckpointStore {
  public:

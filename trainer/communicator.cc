@@ -20,10 +20,6 @@ Status MpiError(const char* call, int code) {
 
 Expected<MPI_Datatype> MpiType(const torch::Tensor& tensor) {
   if (!tensor.defined()) return InvalidArgument("communicator: undefined tensor");
-  if (!tensor.device().is_cpu()) {
-    return InvalidArgument("MpiCommunicator takes CPU tensors; use a GPU communicator for " +
-                           tensor.device().str());
-  }
   switch (tensor.scalar_type()) {
     case torch::kFloat32:
       return MPI_FLOAT;
@@ -125,16 +121,18 @@ Status CheckTypes(const std::vector<torch::Tensor>& tensors) {
   return Status::Ok();
 }
 
-// Packs each bucket of `tensors` into one flat buffer and hands it to `collective`, which runs
-// the MPI call on it and unpacks the result where it should.
+// Packs each bucket of `tensors` into one flat buffer in host memory and hands it to
+// `collective`, which runs the MPI call on it; then, where `unpack`, copies the result back into
+// the tensors. GPU tensors are staged through host memory (NCCL is their fast path).
 template <typename Collective>
-Status ForEachBucket(const std::vector<torch::Tensor>& tensors, size_t bucket_bytes,
+Status ForEachBucket(const std::vector<torch::Tensor>& tensors, size_t bucket_bytes, bool unpack,
                      Collective collective) {
   for (const std::vector<size_t>& bucket : PlanBuckets(tensors, bucket_bytes)) {
-    torch::Tensor buffer = Pack(tensors, bucket);
+    torch::Tensor buffer = Pack(tensors, bucket).to(torch::kCPU);
     if (buffer.numel() > INT_MAX) return InvalidArgument("tensor too large for one MPI message");
     ASSIGN_OR_RETURN(MPI_Datatype type, MpiType(buffer));
-    RETURN_IF_ERROR(collective(buffer, type, bucket));
+    RETURN_IF_ERROR(collective(buffer, type));
+    if (unpack) Unpack(buffer, tensors, bucket);
   }
   return Status::Ok();
 }
@@ -144,13 +142,11 @@ Status ForEachBucket(const std::vector<torch::Tensor>& tensors, size_t bucket_by
 Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
   RETURN_IF_ERROR(CheckTypes(tensors));
   if (size_ == 1) return Status::Ok();
-  return ForEachBucket(tensors, bucket_bytes_,
-                       [&](torch::Tensor& buffer, MPI_Datatype type,
-                           const std::vector<size_t>& bucket) -> Status {
+  return ForEachBucket(tensors, bucket_bytes_, /*unpack=*/rank_ != 0,
+                       [&](torch::Tensor& buffer, MPI_Datatype type) -> Status {
                          int rc = MPI_Bcast(buffer.data_ptr(), static_cast<int>(buffer.numel()),
                                             type, 0, impl_->comm);
                          if (rc != MPI_SUCCESS) return MpiError("MPI_Bcast", rc);
-                         if (rank_ != 0) Unpack(buffer, tensors, bucket);
                          return Status::Ok();
                        });
 }
@@ -158,17 +154,41 @@ Status MpiCommunicator::Broadcast(const std::vector<torch::Tensor>& tensors) {
 Status MpiCommunicator::AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) {
   RETURN_IF_ERROR(CheckTypes(tensors));
   if (size_ == 1) return Status::Ok();
-  return ForEachBucket(tensors, bucket_bytes_,
-                       [&](torch::Tensor& buffer, MPI_Datatype type,
-                           const std::vector<size_t>& bucket) -> Status {
+  return ForEachBucket(tensors, bucket_bytes_, /*unpack=*/true,
+                       [&](torch::Tensor& buffer, MPI_Datatype type) -> Status {
                          int rc = MPI_Allreduce(MPI_IN_PLACE, buffer.data_ptr(),
                                                 static_cast<int>(buffer.numel()), type, MPI_SUM,
                                                 impl_->comm);
                          if (rc != MPI_SUCCESS) return MpiError("MPI_Allreduce", rc);
                          if (reduce == Reduce::kMean) buffer.div_(static_cast<double>(size_));
-                         Unpack(buffer, tensors, bucket);
                          return Status::Ok();
                        });
+}
+
+namespace {
+
+class Completed final : public Communicator::Pending {
+ public:
+  explicit Completed(Status status) : status_(std::move(status)) {}
+  Status Wait() override { return status_; }
+
+ private:
+  Status status_;
+};
+
+}  // namespace
+
+Expected<std::unique_ptr<Communicator::Pending>> Communicator::StartAllReduce(
+    const torch::Tensor& flat, Reduce reduce) {
+  return std::unique_ptr<Pending>(new Completed(AllReduce({flat}, reduce)));
+}
+
+Status MpiCommunicator::BroadcastBytes(std::string* bytes) {
+  if (size_ == 1 || bytes->empty()) return Status::Ok();
+  if (bytes->size() > INT_MAX) return InvalidArgument("too many bytes for one MPI message");
+  int rc = MPI_Bcast(bytes->data(), static_cast<int>(bytes->size()), MPI_BYTE, 0, impl_->comm);
+  if (rc != MPI_SUCCESS) return MpiError("MPI_Bcast", rc);
+  return Status::Ok();
 }
 
 Status MpiCommunicator::AllReduceScalars(std::vector<double>* values) {

@@ -1,5 +1,6 @@
 // Communicator: the collectives that data-parallel training needs, behind one interface so that
-// an NCCL implementation (GPU tensors on their own streams) can sit beside the MPI one.
+// the trainer does not know whether MPI (CPU ranks) or NCCL (GPU ranks, trainer/nccl_communicator.h)
+// carries them.
 //
 // MPI rules apply to every implementation: each rank calls the same collectives in the same
 // order, with tensors of the same shapes and dtypes. A Communicator is used from one thread (the
@@ -10,6 +11,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/status.h"
@@ -34,6 +36,23 @@ class Communicator {
   enum class Reduce { kSum, kMean };
   virtual Status AllReduce(const std::vector<torch::Tensor>& tensors, Reduce reduce) = 0;
 
+  // An all-reduce begun by StartAllReduce.
+  class Pending {
+   public:
+    virtual ~Pending() = default;
+    // Completes it: the result is in the tensor for whatever the caller does next on its device
+    // (on a GPU, ordered before the current stream's next kernels, without the host waiting).
+    virtual Status Wait() = 0;
+  };
+
+  // AllReduce of one flat tensor, begun so that it may run while the caller goes on computing:
+  // the gradient buckets of a backward pass (trainer/gradient_reducer.h). Every rank starts the
+  // same all-reduces in the same order. This default, which MPI uses, completes it before
+  // returning (CPU ranks have no idle engine to overlap it with); NCCL runs it on a stream of
+  // its own beside the backward pass.
+  virtual Expected<std::unique_ptr<Pending>> StartAllReduce(const torch::Tensor& flat,
+                                                            Reduce reduce);
+
   // Replaces each value by its sum over ranks (loss sums, correct counts, stop flags).
   virtual Status AllReduceScalars(std::vector<double>* values) = 0;
 
@@ -44,7 +63,8 @@ class Communicator {
   [[noreturn]] virtual void Abort(int exit_status) = 0;
 };
 
-// Open MPI over CPU float buffers. Supports float32 and float64 CPU tensors.
+// Open MPI over host float buffers. Supports float32 and float64 tensors; GPU tensors are staged
+// through host memory (correct, not fast: GPU jobs use NCCL).
 class MpiCommunicator final : public Communicator {
  public:
   static constexpr size_t kDefaultBucketBytes = 25u << 20;
@@ -66,6 +86,10 @@ class MpiCommunicator final : public Communicator {
   Status AllReduceScalars(std::vector<double>* values) override;
   Status Barrier() override;
   [[noreturn]] void Abort(int exit_status) override;
+
+  // Overwrites every rank's `bytes` with rank 0's (which must have the same length everywhere):
+  // how NCCL's unique id travels.
+  Status BroadcastBytes(std::string* bytes);
 
  private:
   struct Impl;

@@ -12,6 +12,7 @@
 #include "models/registry.h"
 #include "models/vit.h"
 #include "models/zoo.h"
+#include "trainer/device.h"
 #include "trainer/few_shot.h"
 #include "trainer/inspection.h"
 #include "trainer/optim.h"
@@ -211,6 +212,7 @@ class FineTuneEvaluator final : public Evaluator {
     loop.metrics_every = std::max<int64_t>(1, config_.steps / 10);
     loop.metric_prefix = metric_prefix;
     loop.train_flops_per_image = 3.0 * flops_per_image;
+    loop.device = env_->device;
     LoopHooks hooks;
     hooks.sink = env_->sink;
     hooks.stop_requested = env_->stop_requested;
@@ -264,6 +266,7 @@ class FineTuneEvaluator final : public Evaluator {
                                         pretrained.resolution()));
     ASSIGN_OR_RETURN(std::string weights, SerializeModule(pretrained));
     RETURN_IF_ERROR(LoadModule(weights, *model));
+    model->to(DeviceOf(pretrained));
     RETURN_IF_ERROR(model->ReplaceHead(num_classes));
     Status resized = model->ResizePositionEmbedding(resolution);
     if (!resized.ok()) {

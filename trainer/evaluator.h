@@ -25,6 +25,7 @@
 #include "sweep/job_config.h"
 #include "trainer/communicator.h"
 #include "trainer/report.h"
+#include "trainer/train_step.h"
 
 namespace vitscale::trainer {
 
@@ -38,6 +39,7 @@ struct EvalEnv {
   const std::atomic<bool>* stop_requested = nullptr;
   ReportSink* sink = nullptr;   // rank 0's, for fine-tune curves and phases; null elsewhere
   double eval_flops = 0.0;      // evaluators add what they spend (FLOPs = 2 x MACs)
+  DeviceOptions device;         // how fine-tuning steps run on a GPU
   std::string dataset;          // the pretraining dataset, whose images the inspection reads
   std::string run_dir;          // the inspection writes into <run_dir>/inspection
   std::string file_prefix;      // and names its files from the job: the id's first 12 digits

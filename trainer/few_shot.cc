@@ -56,11 +56,11 @@ RidgeClassifier FitRidge(const torch::Tensor& features, const torch::Tensor& lab
   const int64_t n = x.size(0), d = x.size(1);
   if (d <= n) {
     torch::Tensor gram = x.t().mm(x) + l2 * torch::eye(d, x.options());
-    c.weights = torch::linalg::solve(gram, x.t().mm(y), /*left=*/true);
+    c.weights = torch::linalg_solve(gram, x.t().mm(y), /*left=*/true);
   } else {
     // (X^T X + l2 I)^-1 X^T = X^T (X X^T + l2 I)^-1: an n x n system instead of d x d.
     torch::Tensor gram = x.mm(x.t()) + l2 * torch::eye(n, x.options());
-    c.weights = x.t().mm(torch::linalg::solve(gram, y, /*left=*/true));
+    c.weights = x.t().mm(torch::linalg_solve(gram, y, /*left=*/true));
   }
   return c;
 }

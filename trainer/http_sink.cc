@@ -60,39 +60,32 @@ void HttpSink::Enqueue(Post post) {
 }
 
 Status HttpSink::Metrics(const std::vector<MetricPoint>& points) {
-  json list = json::array();
-  for (const MetricPoint& p : points) list.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
-  Enqueue({"metrics", json{{"points", list}}});
+  protocol::MetricBatch batch;
+  for (const MetricPoint& p : points) batch.points.push_back({p.step, p.name, p.value, {}});
+  Enqueue({"metrics", batch.ToJson()});
   return Status::Ok();
 }
 
 Status HttpSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) {
-  json list = json::array();
+  protocol::ResultsReport report;
   for (const ResultRecord& r : results) {
     // The coordinator averages few-shot seeds itself; the trainer's mean record (seed -1) would
     // count twice.
-    if (r.evaluation == "few_shot" && r.seed < 0) continue;
-    list.push_back({{"evaluation", r.evaluation},
-                    {"dataset", r.dataset},
-                    {"shots", r.evaluation == "few_shot" ? json(r.shots) : json(nullptr)},
-                    {"seed", r.seed >= 0 ? json(r.seed) : json(nullptr)},
-                    {"metric", r.metric},
-                    {"value", r.value}});
+    Expected<protocol::ResultEntry> entry = ToProtocol(r);
+    if (entry.ok()) {
+      report.results.push_back(*entry);
+    } else if (entry.status().code() != StatusCode::kNotFound) {
+      return entry.status();
+    }
   }
+  report.ledger = ToProtocol(ledger);
   // One post: the coordinator stores the results and the ledger in one transaction.
-  Enqueue({"results", json{{"results", list},
-                           {"ledger",
-                            {{"train_flops", ledger.train_flops},
-                             {"eval_flops", ledger.eval_flops},
-                             {"images_seen", ledger.images_seen},
-                             {"device_kind", ledger.device_kind},
-                             {"device_seconds", ledger.device_seconds},
-                             {"wall_seconds", ledger.wall_seconds}}}}});
+  Enqueue({"results", report.ToJson()});
   return Status::Ok();
 }
 
 Status HttpSink::Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {
-  Enqueue({"checkpoints", json{{"step", step}, {"path", path}, {"sha256", sha256}}});
+  Enqueue({"checkpoints", protocol::CheckpointReport{step, path, sha256}.ToJson()});
   return Status::Ok();
 }
 
@@ -113,7 +106,7 @@ void HttpSink::DeliverLoop() {
     Post post = queue_.front();
     sending_ = true;
     lock.unlock();
-    Expected<HttpReply> reply = client_->PostJson(prefix_ + post.what, post.body.dump());
+    Expected<HttpReply> reply = client_->PostJson(prefix_ + post.what, protocol::Dump(post.body));
     lock.lock();
     sending_ = false;
     bool retry = !reply.ok() || reply->status >= 500;

@@ -108,6 +108,7 @@ Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origi
   reader.Int("metrics_every_steps", &r.metrics_every_steps);
   reader.Int("threads", &r.threads);
   reader.Int("loader_threads", &r.loader_threads);
+  reader.Int("max_bad_samples", &r.max_bad_samples);
   reader.Int("micro_batch", &r.micro_batch);
   reader.Int("eval_batch", &r.eval_batch);
   reader.String("datasets_dir", &r.datasets_dir);
@@ -115,7 +116,15 @@ Expected<JobSpec> ParseJobSpec(const std::string& text, const std::string& origi
   reader.String("report_url", &r.report_url);
   reader.String("report_token", &r.report_token);
   reader.Int("attempt", &r.attempt);
+  reader.Int("gpus_per_rank", &r.gpus_per_rank);
+  std::string precision = PrecisionName(r.precision);
+  reader.String("precision", &precision);
+  reader.Bool("cuda_graphs", &r.cuda_graphs);
+  reader.Bool("deterministic", &r.deterministic);
   RETURN_IF_ERROR(reader.Finish());
+  Expected<Precision> parsed = ParsePrecision(precision);
+  if (!parsed.ok()) return FieldError(origin, "run.precision", parsed.status().message());
+  r.precision = *parsed;
   if (r.dir.empty()) return FieldError(origin, "run.dir", "is missing");
   if (!r.report_url.empty() && r.attempt < 1) {
     return FieldError(origin, "run.attempt", "must be >= 1 when run.report_url is set");
@@ -219,7 +228,12 @@ Status ValidateJobSpec(const JobSpec& spec) {
   RETURN_IF_ERROR(positive("run.threads", static_cast<double>(r.threads)));
   RETURN_IF_ERROR(positive("run.loader_threads", static_cast<double>(r.loader_threads)));
   RETURN_IF_ERROR(non_negative("run.micro_batch", static_cast<double>(r.micro_batch)));
+  RETURN_IF_ERROR(non_negative("run.max_bad_samples", static_cast<double>(r.max_bad_samples)));
   RETURN_IF_ERROR(positive("run.eval_batch", static_cast<double>(r.eval_batch)));
+  if (r.gpus_per_rank != 0 && r.gpus_per_rank != 1) {
+    return InvalidArgument("field 'run.gpus_per_rank' is " + std::to_string(r.gpus_per_rank) +
+                           "; a rank drives 0 (CPU) or 1 GPU: use one rank per GPU");
+  }
   return Status::Ok();
 }
 

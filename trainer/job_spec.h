@@ -9,21 +9,23 @@
 #include <cstdint>
 #include <string>
 
-#include "common/exit_codes.h"
 #include "common/status.h"
+#include "protocol/enums.h"
 #include "sweep/job_config.h"
+#include "trainer/precision.h"
 
 namespace vitscale::trainer {
 
 // vitscale-train's exit statuses (sysexits.h values where one fits). The coordinator retries
 // kExitFailure while retries remain, requeues kExitPreempted without counting an attempt, and
 // never retries kExitConfigError.
-// The values live in common/exit_codes.h, which the agent reads too.
+// The values live in protocol/enums.h, which the agent reads too.
 enum ExitStatus : int {
-  kExitDone = kTrainExitSucceeded,
-  kExitFailure = kTrainExitFailed,           // I/O errors, a dead peer rank, diverged replicas
-  kExitPreempted = kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
-  kExitConfigError = kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
+  kExitDone = protocol::kTrainExitSucceeded,
+  kExitFailure = protocol::kTrainExitFailed,  // I/O errors, a dead peer rank, diverged replicas
+  kExitPreempted = protocol::kTrainExitPreempted,      // stopped on SIGTERM after checkpointing
+  kExitConfigError = protocol::kTrainExitConfigError,  // the spec, a dataset or a checkpoint is wrong
+  kExitOutOfMemory = protocol::kTrainExitOutOfMemory,  // the next attempt halves the batch that failed
 };
 
 struct RunOptions {
@@ -36,14 +38,21 @@ struct RunOptions {
   int64_t metrics_every_steps = 10;
   int64_t threads = 1;                 // LibTorch intra-op threads per rank
   int64_t loader_threads = 1;          // decode/augment threads per rank
+  int64_t max_bad_samples = 100;       // unreadable training samples replaced before failing
   int64_t micro_batch = 0;             // per-rank examples per forward; 0 = the whole rank batch
   int64_t eval_batch = 256;            // per-rank examples per forward in evaluations
   std::string datasets_dir = "/usr/share/datasets";
   bool verify_replicas = false;        // check every step that all ranks hold equal parameters
   // Where rank 0 also reports (the coordinator, docs/api.md): empty = files and stdout only.
   std::string report_url;
-  std::string report_token;
+  std::string report_token;            // this attempt's own, dead once the attempt ends
   int64_t attempt = 0;                 // the coordinator's attempt number, for report_url
+  // Devices (docs/gpu.md): 0 = CPU ranks; 1 = each rank on its own GPU, the local rank's among
+  // those CUDA_VISIBLE_DEVICES shows.
+  int64_t gpus_per_rank = 0;
+  Precision precision = Precision::kAuto;  // auto = bf16 autocast on a GPU
+  bool cuda_graphs = true;             // capture GPU steps as CUDA graphs where LibTorch allows
+  bool deterministic = false;          // GPU kernels that repeat bit for bit (slower)
 };
 
 struct JobSpec {

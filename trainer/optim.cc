@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "models/torch_compat.h"
+
 namespace vitscale::trainer {
 
 const char* DecayName(Decay decay) {
@@ -52,6 +54,7 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerConfig& co
                                                        const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> decayed, plain;
   for (const torch::Tensor& p : params) (p.dim() >= 2 ? decayed : plain).push_back(p);
+  const bool on_gpu = !params.empty() && params.front().is_cuda();
   if (config.kind == OptimizerKind::kAdamW) {
     auto options = [&](double wd) {
       return std::make_unique<torch::optim::AdamWOptions>(
@@ -63,6 +66,9 @@ std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerConfig& co
     std::vector<torch::optim::OptimizerParamGroup> groups;
     if (!decayed.empty()) groups.emplace_back(decayed, options(config.weight_decay));
     if (!plain.empty()) groups.emplace_back(plain, options(0.0));
+    if (on_gpu && models::compat::kHasFusedAdamW) {
+      return std::make_unique<FusedAdamW>(std::move(groups), torch::optim::AdamWOptions(0.0));
+    }
     return std::make_unique<torch::optim::AdamW>(std::move(groups),
                                                  torch::optim::AdamWOptions(0.0));
   }
@@ -98,6 +104,104 @@ double ClipGradGlobalNorm(const std::vector<torch::Tensor>& params, double max_n
       std::sqrt(torch::stack(norms).to(torch::kFloat64).square().sum().item<double>());
   if (max_norm > 0.0 && norm > max_norm) torch::_foreach_mul_(grads, max_norm / norm);
   return norm;
+}
+
+torch::Tensor ClipGradGlobalNormOnDevice(const std::vector<torch::Tensor>& params,
+                                         double max_norm) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  grads.reserve(params.size());
+  for (const torch::Tensor& p : params) grads.push_back(p.grad());
+  torch::Tensor norm =
+      torch::stack(models::compat::Norms(grads)).to(torch::kFloat64).square().sum().sqrt();
+  if (max_norm > 0.0) {
+    // 1 where the norm is within bounds (or not finite), as ClipGradGlobalNorm leaves those.
+    torch::Tensor factor = torch::where(norm > max_norm, max_norm / norm, torch::ones_like(norm));
+    models::compat::MulByDeviceScalar(grads, factor.to(torch::kFloat32));
+  }
+  return norm;
+}
+
+torch::Tensor FusedAdamW::step(LossClosure closure) {
+  TORCH_CHECK(!closure, "FusedAdamW takes no closure");
+  UpdateLearningRates();
+  Apply();
+  return {};
+}
+
+void FusedAdamW::Prepare() {
+  if (!groups_.empty()) return;
+  for (torch::optim::OptimizerParamGroup& group : param_groups()) {
+    GroupTensors tensors;
+    for (const torch::Tensor& p : group.params()) {
+      auto key = models::compat::OptimizerStateKey(p);
+      auto found = state().find(key);
+      if (found == state().end()) {
+        auto fresh = std::make_unique<torch::optim::AdamWParamState>();
+        fresh->step(0);
+        fresh->exp_avg(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        fresh->exp_avg_sq(torch::zeros_like(p, torch::MemoryFormat::Preserve));
+        found = state().emplace(key, std::move(fresh)).first;
+      }
+      auto& adam = static_cast<torch::optim::AdamWParamState&>(*found->second);
+      // A loaded checkpoint's moments arrive on the CPU.
+      adam.exp_avg(adam.exp_avg().to(p.device()));
+      adam.exp_avg_sq(adam.exp_avg_sq().to(p.device()));
+      tensors.params.push_back(p);
+      tensors.exp_avgs.push_back(adam.exp_avg());
+      tensors.exp_avg_sqs.push_back(adam.exp_avg_sq());
+      tensors.steps.push_back(torch::full({}, static_cast<double>(adam.step()),
+                                          p.options().dtype(torch::kFloat32)));
+    }
+    if (!tensors.params.empty()) {
+      tensors.lr = torch::zeros({}, tensors.params.front().options().dtype(torch::kFloat32));
+    }
+    groups_.push_back(std::move(tensors));
+  }
+}
+
+void FusedAdamW::UpdateLearningRates() {
+  Prepare();
+  torch::NoGradGuard no_grad;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    if (groups_[g].lr.defined()) groups_[g].lr.fill_(param_groups()[g].options().get_lr());
+  }
+}
+
+void FusedAdamW::Apply() {
+  Prepare();
+  torch::NoGradGuard no_grad;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    GroupTensors& t = groups_[g];
+    if (t.params.empty()) continue;
+    const auto& options = static_cast<const torch::optim::AdamWOptions&>(param_groups()[g].options());
+    std::vector<torch::Tensor> grads;
+    grads.reserve(t.params.size());
+    for (const torch::Tensor& p : t.params) grads.push_back(p.grad());
+    torch::_foreach_add_(t.steps, 1.0);
+    models::compat::FusedAdamW(t.params, grads, t.exp_avgs, t.exp_avg_sqs, t.steps, t.lr,
+                               std::get<0>(options.betas()), std::get<1>(options.betas()),
+                               options.weight_decay(), options.eps());
+  }
+}
+
+void FusedAdamW::save(torch::serialize::OutputArchive& archive) const {
+  // The host step counts are a copy of the device's, brought up to date only here: saving
+  // is the one reader, and a read-back every step would stall the GPU.
+  auto& self = const_cast<FusedAdamW&>(*this);
+  for (GroupTensors& t : self.groups_) {
+    for (size_t i = 0; i < t.params.size(); ++i) {
+      auto& adam = static_cast<torch::optim::AdamWParamState&>(
+          *self.state().at(models::compat::OptimizerStateKey(t.params[i])));
+      adam.step(static_cast<int64_t>(t.steps[i].item<float>()));
+    }
+  }
+  torch::optim::AdamW::save(archive);
+}
+
+void FusedAdamW::load(torch::serialize::InputArchive& archive) {
+  torch::optim::AdamW::load(archive);
+  groups_.clear();  // Prepare rebuilds them from the loaded state
 }
 
 torch::Tensor SmoothedCrossEntropy(const torch::Tensor& logits, const torch::Tensor& labels,

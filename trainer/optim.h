@@ -47,11 +47,51 @@ struct OptimizerConfig {
 };
 
 // Two parameter groups: weight matrices and kernels (rank >= 2) decay, biases and norm scales do
-// not. The optimiser's lr is set per step by SetLearningRate.
+// not. The optimiser's lr is set per step by SetLearningRate. AdamW over GPU parameters is a
+// FusedAdamW where LibTorch has the fused kernel (2.x); on the CPU it is torch::optim::AdamW.
 std::unique_ptr<torch::optim::Optimizer> MakeOptimizer(const OptimizerConfig& config,
                                                        const std::vector<torch::Tensor>& params);
 
+// torch::optim::AdamW's update, state and checkpoint format, computed by ATen's fused multi-tensor
+// kernel: one launch per parameter group instead of about ten per parameter. Its learning rates
+// and step counts live on the device, so the update can be captured in a CUDA graph and replayed
+// at a new learning rate. REQUIRES: every parameter has a gradient when Apply runs (the trainer
+// fills missing ones with zeros), all on one GPU; LibTorch 2.x.
+class FusedAdamW final : public torch::optim::AdamW {
+ public:
+  using torch::optim::AdamW::AdamW;
+
+  // UpdateLearningRates, then Apply.
+  torch::Tensor step(LossClosure closure = nullptr) override;
+  // Copies each group's lr (set by SetLearningRate) into the device scalar Apply reads.
+  void UpdateLearningRates();
+  // The update itself: no host reads or writes of device memory, so a CUDA graph can capture it.
+  void Apply();
+
+  // The checkpoint format is torch::optim::AdamW's; save first brings the host copy of the step
+  // counts up to date, load rebuilds the device state from the file.
+  void save(torch::serialize::OutputArchive& archive) const override;
+  void load(torch::serialize::InputArchive& archive) override;
+
+ private:
+  struct GroupTensors {
+    std::vector<torch::Tensor> params, exp_avgs, exp_avg_sqs, steps;
+    torch::Tensor lr;  // float32 scalar on the parameters' device
+  };
+  // Creates missing AdamW state and the device tensors of each group, once.
+  void Prepare();
+
+  std::vector<GroupTensors> groups_;  // empty until Prepare
+};
+
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
+
+// ClipGradGlobalNorm for GPU training: the same arithmetic (per-tensor norms combined in float64,
+// scaled by max_norm / norm only when the norm exceeds max_norm), computed on the device without
+// a read-back, so that a CUDA graph can capture it. Returns the norm as a float64 device scalar.
+// REQUIRES: every parameter has a gradient.
+torch::Tensor ClipGradGlobalNormOnDevice(const std::vector<torch::Tensor>& params,
+                                         double max_norm);
 
 // The global L2 norm of the gradients of `params` (undefined gradients count as zero), before
 // clipping; when max_norm > 0 and the norm exceeds it, every gradient is scaled by

@@ -9,6 +9,26 @@ namespace vitscale::trainer {
 
 using nlohmann::json;
 
+Expected<protocol::ResultEntry> ToProtocol(const ResultRecord& r) {
+  ASSIGN_OR_RETURN(protocol::Evaluation evaluation, protocol::ParseEvaluation(r.evaluation));
+  if (evaluation == protocol::Evaluation::kFewShot && r.seed < 0) {
+    return NotFound("a few-shot mean over seeds");
+  }
+  protocol::ResultEntry entry;
+  entry.evaluation = evaluation;
+  entry.dataset = r.dataset;
+  if (evaluation == protocol::Evaluation::kFewShot) entry.shots = static_cast<int>(r.shots);
+  if (r.seed >= 0) entry.seed = static_cast<int>(r.seed);
+  entry.metric = r.metric;
+  entry.value = r.value;
+  return entry;
+}
+
+protocol::Ledger ToProtocol(const ComputeLedger& l) {
+  return protocol::Ledger{l.train_flops,    l.eval_flops,     l.images_seen,
+                          l.device_kind,    l.device_seconds, l.wall_seconds};
+}
+
 Expected<std::unique_ptr<JsonlFileSink>> JsonlFileSink::Open(const std::string& path,
                                                              const std::string& job_id) {
   std::FILE* file = std::fopen(path.c_str(), "a");
@@ -48,16 +68,11 @@ Status JsonlFileSink::Final(const std::vector<ResultRecord>& results, const Comp
                  .dump() +
              "\n";
   }
-  lines += json{{"kind", "ledger"},
-                {"job", job_id_},
-                {"train_flops", l.train_flops},
-                {"eval_flops", l.eval_flops},
-                {"images_seen", l.images_seen},
-                {"device_kind", l.device_kind},
-                {"device_seconds", l.device_seconds},
-                {"wall_seconds", l.wall_seconds}}
-               .dump() +
-           "\n";
+  // The ledger as the coordinator receives it, with the line's kind and job.
+  json ledger = ToProtocol(l).ToJson();
+  ledger["kind"] = "ledger";
+  ledger["job"] = job_id_;
+  lines += ledger.dump() + "\n";
   return WriteLines(lines);
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "protocol/reports.h"
 
 namespace vitscale::trainer {
 
@@ -61,6 +62,12 @@ struct ComputeLedger {
   double device_seconds = 0.0;  // wall seconds x ranks (each rank holds one device or CPU slot)
   double wall_seconds = 0.0;    // this attempt's wall time, resumes not included
 };
+
+// The records as the protocol sends them (protocol/reports.h), for the coordinator and the
+// report file alike. A few-shot mean over seeds (seed -1) is the trainer's own summary, not a
+// result the coordinator stores (it averages the seeds itself): kNotFound.
+Expected<protocol::ResultEntry> ToProtocol(const ResultRecord& result);
+protocol::Ledger ToProtocol(const ComputeLedger& ledger);
 
 class ReportSink {
  public:

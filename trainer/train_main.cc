@@ -2,7 +2,8 @@
 //   mpirun -np N build/bin/vitscale-train --spec job.json
 // Reads top to bottom in phases: input; model and optimizer; checkpoint (resume, then
 // init-from, then scratch); reporting; the training loop; evaluations. Exit statuses are
-// trainer::ExitStatus (0 done, 75 preempted, 78 configuration error, 1 other failure).
+// trainer::ExitStatus (0 done, 75 preempted, 78 configuration error, 79 out of memory, 1 other
+// failure).
 #include <torch/torch.h>
 
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "data/datasets.h"
@@ -20,12 +22,18 @@
 #include "models/init_from.h"
 #include "models/registry.h"
 #include "models/zoo.h"
+#include "common/files.h"
+#include "common/flags.h"
 #include "common/sha256.h"
 #include "trainer/checkpoint_store.h"
 #include "trainer/http_sink.h"
 #include "trainer/communicator.h"
+#include "trainer/device.h"
 #include "trainer/evaluator.h"
 #include "trainer/job_spec.h"
+#if VITSCALE_WITH_NCCL
+#include "trainer/nccl_communicator.h"
+#endif
 #include "trainer/optim.h"
 #include "trainer/report.h"
 #include "trainer/train_state.h"
@@ -49,9 +57,38 @@ struct Failure {
 Failure ConfigError(const Status& status) { return {kExitConfigError, status}; }
 Failure OtherFailure(const Status& status) { return {kExitFailure, status}; }
 Failure FromStatus(const Status& status) {
-  return status.code() == StatusCode::kInvalidArgument ? ConfigError(status)
-                                                       : OtherFailure(status);
+  if (status.code() == StatusCode::kInvalidArgument) return ConfigError(status);
+  if (status.code() == StatusCode::kResourceExhausted) return {kExitOutOfMemory, status};
+  return OtherFailure(status);
 }
+
+// What earlier attempts of this job learnt about memory: the per-rank sizes that did not fit
+// (0: none). Kept in the run directory, which every attempt of a job shares, so that a retry
+// after running out of memory trains with half the micro-batch (or evaluates with half the
+// evaluation batch) instead of failing the same way again.
+struct MemoryLimits {
+  int64_t micro_batch = 0;  // pretraining images per forward/backward that ran out of memory
+  int64_t eval_batch = 0;   // evaluation images per forward that ran out of memory
+};
+
+std::string MemoryLimitsPath(const RunOptions& run) {
+  return (std::filesystem::path(run.dir) / "out_of_memory.json").string();
+}
+
+MemoryLimits ReadMemoryLimits(const RunOptions& run) {
+  MemoryLimits limits;
+  Expected<std::string> text = ReadFile(MemoryLimitsPath(run));
+  if (!text.ok()) return limits;
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    limits.micro_batch = j.value("micro_batch", int64_t{0});
+    limits.eval_batch = j.value("eval_batch", int64_t{0});
+  }
+  return limits;
+}
+
+// The size the next attempt uses after `failed` ran out of memory.
+int64_t Halve(int64_t failed) { return std::max<int64_t>(1, failed / 2); }
 
 #define TRY_CONFIG(lhs, expr)                                     \
   auto VITSCALE_CONCAT(_c_, __LINE__) = (expr);                   \
@@ -71,7 +108,10 @@ Failure FromStatus(const Status& status) {
 
 class Job {
  public:
-  explicit Job(Communicator& comm) : comm_(comm) {}
+  explicit Job(MpiCommunicator& mpi) : mpi_(mpi) {}
+
+  // NCCL once a GPU job with several ranks has set it up, MPI otherwise.
+  Communicator& comm() { return nccl_ ? *nccl_ : static_cast<Communicator&>(mpi_); }
 
   // Runs the spec at `spec_path`; returns the failure, or kExitDone / kExitPreempted.
   Failure Run(const std::string& spec_path) {
@@ -81,6 +121,19 @@ class Job {
     const sweep::JobConfig& job = spec_.job;
     const RunOptions& run = spec_.run;
     torch::set_num_threads(static_cast<int>(run.threads));
+    if (run.deterministic && run.gpus_per_rank > 0) UseDeterministicGpuKernels();
+    TRY_CONFIG(const torch::Device device, SelectDevice(run.gpus_per_rank));
+    if (device.is_cuda() && comm().size() > 1) {
+#if VITSCALE_WITH_NCCL
+      TRY(nccl_, NcclCommunicator::Create(mpi_, device));
+#else
+      return ConfigError(InvalidArgument(
+          "a GPU job of " + std::to_string(comm().size()) + " ranks needs the NCCL "
+          "communicator, and this vitscale-train is built without it (-DVITSCALE_WITH_NCCL=ON, "
+          "docs/gpu.md)"));
+#endif
+    }
+    if (device.is_cuda()) Log("training on " + DescribeDevice(device));
     data::DataRoots roots;
     roots.datasets_dir = run.datasets_dir;
     Expected<data::Dataset> loaded = data::LoadDataset(job.dataset, roots);
@@ -90,10 +143,10 @@ class Job {
         data::NestedSubset(dataset.train.size(), job.subset, job.subset_seed);
     if (!subset.ok()) return ConfigError(InvalidArgument("field 'job.subset': " + subset.status().message()));
     Expected<data::BatchPlan> plan =
-        data::BatchPlan::Create(*subset, job.train.batch_size, job.seed, comm_.size());
+        data::BatchPlan::Create(*subset, job.train.batch_size, job.seed, comm().size());
     if (!plan.ok()) {
       return ConfigError(InvalidArgument("field 'job.train.batch_size' with " +
-                                         std::to_string(comm_.size()) +
+                                         std::to_string(comm().size()) +
                                          " ranks: " + plan.status().message()));
     }
     const int resolution = static_cast<int>(job.train.resolution);
@@ -130,6 +183,7 @@ class Job {
     Expected<models::Model> built = models::BuildModel(model_config, dataset.num_classes, resolution);
     if (!built.ok()) return ConfigError(InvalidArgument("field 'job.train.resolution' or 'job.model': " + built.status().message()));
     models::Model model = std::move(built).value();
+    model->to(device);  // before the optimiser, which keeps state beside each parameter
     OptimizerConfig optimizer_config;
     TRY_CONFIG(optimizer_config.kind, ParseOptimizer(job.train.optimizer));
     optimizer_config.beta1 = job.train.beta1;
@@ -176,19 +230,19 @@ class Job {
     // Every rank must agree on where it starts (a checkpoint directory that is not shared, or
     // one that changed between the ranks' reads, would split them).
     std::vector<double> start = {static_cast<double>(progress.step)};
-    TRY_STATUS(comm_.AllReduceScalars(&start));
-    if (start[0] != static_cast<double>(progress.step) * comm_.size()) {
+    TRY_STATUS(comm().AllReduceScalars(&start));
+    if (start[0] != static_cast<double>(progress.step) * comm().size()) {
       return OtherFailure(FailedPrecondition(
           "ranks found different checkpoints in " + store.dir() +
           "; the checkpoint directory must be shared by every rank"));
     }
-    TRY_STATUS(comm_.Broadcast(model->parameters()));
-    TRY_STATUS(comm_.Broadcast(model->buffers()));
+    TRY_STATUS(comm().Broadcast(model->parameters()));
+    TRY_STATUS(comm().Broadcast(model->buffers()));
 
     // ---- Phase 4: reporting (rank 0 only).
     std::unique_ptr<ReportSink> sink;
     HttpSink* http_sink = nullptr;  // owned by `sink`; set when the coordinator gets reports
-    if (comm_.rank() == 0) {
+    if (comm().rank() == 0) {
       std::vector<std::unique_ptr<ReportSink>> sinks;
       TRY(auto jsonl, JsonlFileSink::Open((std::filesystem::path(run.dir) / "report.jsonl").string(),
                                           spec_.job_id));
@@ -206,7 +260,24 @@ class Job {
     const std::string best_path = (std::filesystem::path(run.dir) / "best.pt").string();
     double validation_flops = 0.0;
 
-    // ---- Phase 5: the training loop.
+    // ---- Phase 5: the training loop. Sizes that ran out of memory before are halved.
+    const int64_t rank_batch = job.train.batch_size / comm().size();
+    const MemoryLimits limits = ReadMemoryLimits(run);
+    int64_t micro_batch = run.micro_batch > 0 ? std::min(run.micro_batch, rank_batch) : rank_batch;
+    if (limits.micro_batch > 0 && micro_batch >= limits.micro_batch) {
+      micro_batch = Halve(limits.micro_batch);
+      if (progress.step < total_steps) {
+        Log("an earlier attempt ran out of memory at micro-batch " +
+            std::to_string(limits.micro_batch) + "; training with micro-batch " +
+            std::to_string(micro_batch) + " (the same global batch, accumulated)");
+      }
+    }
+    int64_t eval_batch = run.eval_batch;
+    if (limits.eval_batch > 0 && eval_batch >= limits.eval_batch) {
+      eval_batch = Halve(limits.eval_batch);
+      Log("an earlier attempt ran out of memory evaluating " + std::to_string(limits.eval_batch) +
+          " images at once; evaluating " + std::to_string(eval_batch));
+    }
     data::LoaderOptions loader_options;
     loader_options.augment = data::DefaultAugment(dataset, resolution);
     if (job.train.crop_padding) {
@@ -215,20 +286,23 @@ class Job {
     if (job.train.flip) loader_options.augment.flip = *job.train.flip;
     loader_options.threads = static_cast<int>(run.loader_threads);
     loader_options.prefetch = std::max(2, loader_options.threads);
+    loader_options.max_bad_samples = run.max_bad_samples;
+    loader_options.log = [this](const std::string& line) { Log(line); };
     if (sink) TRY_STATUS(sink->EnterPhase({kPhasePretraining, 0, 0, ""}));
     if (progress.step < total_steps) {
       TRY(std::unique_ptr<data::Loader> loader,
-          data::Loader::Create(dataset.train, *plan, comm_.rank(), progress.step, loader_options));
+          data::Loader::Create(dataset.train, *plan, comm().rank(), progress.step, loader_options));
       LoopOptions loop;
       loop.total_steps = total_steps;
       loop.schedule = schedule;
       loop.clip_norm = job.train.grad_clip_norm;
       loop.label_smoothing = job.train.label_smoothing;
-      loop.micro_batch = run.micro_batch;
+      loop.micro_batch = micro_batch;
       loop.seed = progress.seed;
       loop.metrics_every = run.metrics_every_steps;
       loop.train_flops_per_image = models::TrainFlopsPerImage(static_cast<int64_t>(forward_macs));
       loop.verify_replicas = run.verify_replicas;
+      loop.device = {run.precision, run.cuda_graphs};
       LoopHooks hooks;
       hooks.sink = sink.get();
       hooks.stop_requested = &stop_requested;
@@ -238,30 +312,36 @@ class Job {
         if (early_stopping && !stopping &&
             (steps_done % job.train.early_stopping_every == 0 || steps_done == total_steps)) {
           ASSIGN_OR_RETURN(double accuracy,
-                           EvaluateAccuracy(*model, comm_, validation, loader_options.augment,
-                                            run.eval_batch, loader_options.threads));
+                           EvaluateAccuracy(*model, comm(), validation, loader_options.augment,
+                                            eval_batch, loader_options.threads));
           validation_flops += 2.0 * forward_macs * static_cast<double>(validation.size());
           if (sink) RETURN_IF_ERROR(sink->Metrics({{steps_done, "val_accuracy", accuracy}}));
           if (accuracy > progress.best_validation) {
             progress.best_validation = accuracy;
             progress.best_step = steps_done;
-            if (comm_.rank() == 0) RETURN_IF_ERROR(models::SaveModel(*model, best_path));
+            if (comm().rank() == 0) RETURN_IF_ERROR(models::SaveModel(*model, best_path));
           }
         }
         const bool due = stopping || steps_done == total_steps ||
                          (run.checkpoint_every_steps > 0 &&
                           steps_done % run.checkpoint_every_steps == 0);
-        if (!due || comm_.rank() != 0) return Status::Ok();
+        if (!due || comm().rank() != 0) return Status::Ok();
         progress.step = steps_done;
         ASSIGN_OR_RETURN(auto blobs, SnapshotTraining(*model, *optimizer, progress));
         ASSIGN_OR_RETURN(std::string manifest_sha, store.Save(steps_done, blobs));
         return sink->Checkpoint(steps_done, store.PathOf(steps_done), manifest_sha);
       };
-      Expected<LoopEnd> end = RunTrainingLoop(*model, *optimizer, comm_, *loader, loop, hooks,
+      Expected<LoopEnd> end = RunTrainingLoop(*model, *optimizer, comm(), *loader, loop, hooks,
                                               &progress.step, &progress.images_seen);
-      if (!end.ok()) return OtherFailure(end.status());
+      if (!end.ok()) {
+        if (end.status().code() == StatusCode::kResourceExhausted) {
+          return OutOfMemory(end.status(), &MemoryLimits::micro_batch, micro_batch,
+                             "run.micro_batch", "train with");
+        }
+        return OtherFailure(end.status());
+      }
       if (*end == LoopEnd::kStopped) {
-        TRY_STATUS(comm_.Barrier());  // rank 0's checkpoint is on disk before anyone exits
+        TRY_STATUS(comm().Barrier());  // rank 0's checkpoint is on disk before anyone exits
         Log("preempted: checkpoint at step " + std::to_string(progress.step) + " written");
         if (http_sink) {
           // Best effort within the grace period: the checkpoint itself is what resumes the job.
@@ -274,10 +354,19 @@ class Job {
 
     // ---- Phase 6: evaluations.
     std::vector<ResultRecord> results;
-    TRY(double test_accuracy, EvaluateAccuracy(*model, comm_, dataset.test, loader_options.augment,
-                                               run.eval_batch, loader_options.threads));
-    results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", test_accuracy});
-    if (comm_.rank() == 0) {
+    if (dataset.test.size() > 0) {  // ImageNet-21k and JFT have no test split
+      Expected<double> test_accuracy = EvaluateAccuracy(
+          *model, comm(), dataset.test, loader_options.augment, eval_batch, loader_options.threads);
+      if (!test_accuracy.ok()) {
+        if (test_accuracy.status().code() == StatusCode::kResourceExhausted) {
+          return OutOfMemory(test_accuracy.status(), &MemoryLimits::eval_batch, eval_batch,
+                             "run.eval_batch", "evaluate with");
+        }
+        return FromStatus(test_accuracy.status());
+      }
+      results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", *test_accuracy});
+    }
+    if (comm().rank() == 0) {
       TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
     }
     if (early_stopping && progress.best_step >= 0) {
@@ -291,9 +380,10 @@ class Job {
       Log("evaluating the best-validated model, of step " + std::to_string(progress.best_step));
     }
     EvalEnv env;
-    env.comm = &comm_;
+    env.comm = &comm();
     env.roots = roots;
-    env.eval_batch = run.eval_batch;
+    env.eval_batch = eval_batch;
+    env.device = {run.precision, run.cuda_graphs};
     env.loader_threads = loader_options.threads;
     env.seed = static_cast<uint64_t>(job.seed);
     env.stop_requested = &stop_requested;
@@ -310,6 +400,10 @@ class Job {
           Log("preempted during " + evaluator->name() + "; it reruns on resume");
           return {kExitPreempted, Status::Ok()};
         }
+        if (records.status().code() == StatusCode::kResourceExhausted) {
+          return OutOfMemory(records.status(), &MemoryLimits::eval_batch, eval_batch,
+                             "run.eval_batch", "evaluate with");
+        }
         return FromStatus(records.status());
       }
       results.insert(results.end(), records->begin(), records->end());
@@ -323,9 +417,9 @@ class Job {
       ledger.train_flops = models::TrainFlopsPerImage(static_cast<int64_t>(forward_macs)) *
                            static_cast<double>(progress.images_seen);
       ledger.eval_flops = env.eval_flops;
-      ledger.device_kind = "cpu";
+      ledger.device_kind = DeviceKind(device);
       ledger.wall_seconds = wall;
-      ledger.device_seconds = wall * comm_.size();
+      ledger.device_seconds = wall * comm().size();
       TRY_STATUS(sink->Final(results, ledger));
       // Done means the coordinator has the results: wait for them to arrive (it may be
       // restarting). Failing here retries the job, which resumes from its final checkpoint.
@@ -358,11 +452,11 @@ class Job {
     }
     StreamSink sink(stdout);
     EvalEnv env;
-    env.comm = &comm_;
+    env.comm = &comm();
     env.roots.datasets_dir = spec_.run.datasets_dir;
     env.loader_threads = static_cast<int>(spec_.run.loader_threads);
     env.stop_requested = &stop_requested;
-    env.sink = comm_.rank() == 0 ? &sink : nullptr;
+    env.sink = comm().rank() == 0 ? &sink : nullptr;
     env.dataset = spec_.job.dataset;
     env.run_dir = spec_.run.dir;
     env.file_prefix = spec_.job_id.substr(0, 12);
@@ -373,37 +467,52 @@ class Job {
   }
 
  private:
-  void Log(const std::string& line) {
-    if (comm_.rank() == 0) std::fprintf(stderr, "vitscale-train: %s\n", line.c_str());
+  // Out of memory at `size` (a per-rank batch): the next attempt of the job uses half of it,
+  // through the run directory's out_of_memory.json; at size 1 nothing smaller is left to try
+  // and the job is a configuration error (the model does not fit this device).
+  Failure OutOfMemory(const Status& status, int64_t MemoryLimits::*field, int64_t size,
+                      const std::string& option, const std::string& verb) {
+    if (size <= 1) {
+      return ConfigError(InvalidArgument(
+          status.message() + "; even " + option + " 1 does not fit: use a smaller model or "
+          "resolution, or a device with more memory"));
+    }
+    MemoryLimits limits = ReadMemoryLimits(spec_.run);
+    limits.*field = size;
+    const nlohmann::json j = {{"micro_batch", limits.micro_batch},
+                              {"eval_batch", limits.eval_batch}};
+    Status written = WriteFileAtomically(MemoryLimitsPath(spec_.run), j.dump() + "\n");
+    if (!written.ok()) Log("warning: " + written.message());
+    return {kExitOutOfMemory,
+            ResourceExhausted(status.message() + "; the next attempt will " + verb + " " +
+                              option + " " + std::to_string(Halve(size)))};
   }
 
-  Communicator& comm_;
+  void Log(const std::string& line) {
+    if (comm().rank() == 0) std::fprintf(stderr, "vitscale-train: %s\n", line.c_str());
+  }
+
+  MpiCommunicator& mpi_;
+  std::unique_ptr<Communicator> nccl_;
   JobSpec spec_;
 };
 
 int Main(int argc, char** argv) {
-  std::string spec_path;
-  bool inspect = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--spec" && i + 1 < argc) {
-      spec_path = argv[++i];
-    } else if (arg == "--inspect") {
-      inspect = true;
-    } else if (arg == "--help" || arg == "-h") {
-      std::printf(
-          "usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
-          "--inspect: only the inspection views of the finished job in the spec's run\n"
-          "directory (its final.pt, or best.pt with early stopping)\n"
-          "exit status: 0 done, 75 preempted (resume later), 78 configuration error, "
-          "1 other failure (docs/train-spec.md)\n");
-      return kExitDone;
-    } else {
-      std::fprintf(stderr, "vitscale-train: unknown argument '%s'; usage: vitscale-train --spec JOB.json\n",
-                   arg.c_str());
-      return kExitConfigError;
-    }
-  }
+  static const char kUsage[] =
+      "usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
+      "Runs one job spec (docs/train-spec.md); with --inspect, only the inspection views of the\n"
+      "finished job in the spec's run directory (its final.pt, or best.pt with early stopping).\n"
+      "Exit status: 0 done, 75 preempted (resume later), 78 configuration error, 79 out of memory\n"
+      "(retried with half the batch), 1 other failure.\n\n";
+  CommandLine line = ParseCommandLine(
+      argc, argv, "vitscale-train", kUsage,
+      {{"--spec", true, "JOB.json", "the job spec to run (required)"},
+       {"--inspect", false, "", "draw the finished job's inspection views instead of training"}});
+  // A bad command line is the caller's configuration error: retrying it cannot help.
+  if (line.exit_code > 0) return kExitConfigError;
+  if (line.exit_code == 0) return kExitDone;
+  std::string spec_path = line.args.Get("--spec");
+  const bool inspect = line.args.Has("--inspect");
   if (spec_path.empty()) {
     std::fprintf(stderr, "vitscale-train: --spec JOB.json is required\n");
     return kExitConfigError;
@@ -414,17 +523,18 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "vitscale-train: %s\n", comm.status().ToString().c_str());
     return kExitFailure;
   }
-  Job job(**comm);
-  Failure result = inspect ? job.Inspect(spec_path) : job.Run(spec_path);
-  if (!result.status.ok()) {
-    // Configuration errors are the same on every rank: rank 0 says it once.
-    if (result.exit_status != kExitConfigError || (*comm)->rank() == 0) {
+  Failure result{kExitDone, Status::Ok()};
+  {
+    Job job(**comm);
+    result = inspect ? job.Inspect(spec_path) : job.Run(spec_path);
+    if (!result.status.ok()) {
       std::fprintf(stderr, "vitscale-train: rank %d: %s\n", (*comm)->rank(),
                    result.status.ToString().c_str());
-    }
-    // A failure one rank meets alone leaves the others in a collective: end them all.
-    if (result.exit_status == kExitFailure && (*comm)->size() > 1) {
-      (*comm)->Abort(kExitFailure);
+      // A failure may be this rank's alone (a spec or dataset missing on its host only, a CUDA
+      // error, out of memory) while the others wait in a collective: end every rank now, with
+      // this rank's status. mpirun exits with it, so a configuration error stays one (and is
+      // not retried).
+      if ((*comm)->size() > 1) job.comm().Abort(result.exit_status);
     }
   }
   comm->reset();

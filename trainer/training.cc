@@ -1,10 +1,17 @@
 #include "trainer/training.h"
 
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/VirtualGuardImpl.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "common/sha256.h"
+#include "models/torch_compat.h"
+#include "trainer/device.h"
 #include "trainer/train_state.h"
 
 namespace vitscale::trainer {
@@ -14,14 +21,25 @@ using Clock = std::chrono::steady_clock;
 
 // Runs `fn` and converts LibTorch's exceptions (shape errors, allocation failures) into a Status.
 template <typename Fn>
-auto CatchTorch(const char* what, Fn&& fn) -> decltype(fn()) {
+auto CatchTorch(const std::string& what, Fn&& fn) -> decltype(fn()) {
   try {
     return fn();
   } catch (const c10::Error& e) {
-    return Internal(std::string(what) + ": " + e.what_without_backtrace());
+    if (models::compat::IsOutOfMemory(e)) {
+      return ResourceExhausted(what + " ran out of memory: " +
+                               e.what_without_backtrace());
+    }
+    return Internal(what + ": " + e.what_without_backtrace());
   } catch (const std::exception& e) {
-    return Internal(std::string(what) + ": " + e.what());
+    return Internal(what + ": " + e.what());
   }
+}
+
+// Names an evaluation pass in errors: what, the model, the images per forward and the device.
+std::string EvaluationName(const models::ModelImpl& model, const char* what, size_t images,
+                           const torch::Device& device) {
+  return std::string(what) + " " + model.name() + " with " + std::to_string(images) +
+         " images per forward on " + DescribeDevice(device);
 }
 
 // 20-bit pieces of a digest: sums and sums of squares of them over ranks stay exact in doubles.
@@ -49,12 +67,73 @@ Status CheckReplicas(const torch::nn::Module& model, Communicator& comm, int64_t
   return Status::Ok();
 }
 
+// The loader's batches on the training device. On a GPU the next batch is pinned and copied on a
+// stream of its own while the current step computes; the step's stream waits for that copy
+// only when it takes the batch. On the CPU batches pass straight through.
+class DeviceFeeder {
+ public:
+  DeviceFeeder(data::Loader& loader, torch::Device device) : loader_(loader), device_(device) {
+    if (device_.is_cuda()) {
+      c10::impl::VirtualGuardImpl guard(device_.type());
+      copy_stream_ = guard.getStreamFromGlobalPool(device_);
+    }
+  }
+
+  // The next step's batch, on the device; its errors (a corrupt file) are the step's.
+  Expected<data::Batch> Next() {
+    if (!device_.is_cuda()) return loader_.Next();
+    if (!staged_) Prefetch();
+    Expected<data::Batch> batch = std::move(*staged_);
+    staged_.reset();
+    if (batch.ok()) copied_->block(c10::impl::VirtualGuardImpl(device_.type()).getStream(device_));
+    return batch;
+  }
+
+  // Takes the following batch from the loader and starts its copy (GPU only).
+  void Prefetch() {
+    if (!device_.is_cuda() || staged_) return;
+    Expected<data::Batch> batch = loader_.Next();
+    if (batch.ok()) {
+      // The copies land in memory allocated on the step's stream, so that the allocator orders
+      // its reuse after the step's kernels; the copy stream first waits for that point.
+      const c10::Stream compute = c10::impl::VirtualGuardImpl(device_.type()).getStream(device_);
+      torch::Tensor images = torch::empty_like(batch->images, batch->images.options().device(device_));
+      torch::Tensor labels = torch::empty_like(batch->labels, batch->labels.options().device(device_));
+      c10::Event allocated(device_.type());
+      allocated.record(compute);
+      allocated.block(*copy_stream_);
+      {
+        c10::StreamGuard on_copy_stream(*copy_stream_);
+        images.copy_(Pinned(batch->images), /*non_blocking=*/true);
+        labels.copy_(Pinned(batch->labels), /*non_blocking=*/true);
+      }
+      copied_.emplace(device_.type());
+      copied_->record(*copy_stream_);
+      batch->images = images;
+      batch->labels = labels;
+    }
+    staged_ = std::move(batch);
+  }
+
+ private:
+  // Page-locked host memory, which the copy engine reads while the host goes on.
+  static torch::Tensor Pinned(const torch::Tensor& host) {
+    return host.is_pinned() ? host : host.pin_memory();
+  }
+
+  data::Loader& loader_;
+  const torch::Device device_;
+  std::optional<c10::Stream> copy_stream_;
+  std::optional<Expected<data::Batch>> staged_;
+  std::optional<c10::Event> copied_;
+};
+
 }  // namespace
 
 uint64_t ParameterDigest(const torch::nn::Module& module) {
   std::string bytes;
   for (const torch::Tensor& p : module.parameters()) {
-    torch::Tensor c = p.detach().contiguous();
+    torch::Tensor c = p.detach().to(torch::kCPU).contiguous();
     bytes.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   }
   const std::string hex = Sha256Hex(bytes).substr(0, 15);  // 60 bits
@@ -66,50 +145,31 @@ Expected<LoopEnd> RunTrainingLoop(models::ModelImpl& model, torch::optim::Optimi
                                   const LoopOptions& options, const LoopHooks& hooks,
                                   int64_t* step, int64_t* images_seen) {
   model.train();
-  std::vector<torch::Tensor> params = model.parameters();
+  StepOptions step_options;
+  step_options.clip_norm = options.clip_norm;
+  step_options.label_smoothing = options.label_smoothing;
+  step_options.micro_batch = options.micro_batch;
+  step_options.device = options.device;
+  TrainStep train_step(model, optimizer, comm, step_options);
+  DeviceFeeder feeder(loader, DeviceOf(model));
   auto window_start = Clock::now();
   int64_t window_images = 0;
   while (*step < options.total_steps) {
-    ASSIGN_OR_RETURN(data::Batch batch, loader.Next());
+    ASSIGN_OR_RETURN(data::Batch batch, feeder.Next());
     if (static_cast<int64_t>(batch.step) != *step) {
       return Internal("loader returned step " + std::to_string(batch.step) + " for step " +
                       std::to_string(*step));
     }
     torch::manual_seed(StepSeed(options.seed, *step, comm.rank()));
     const int64_t rank_batch = batch.images.size(0);
-    const int64_t micro = options.micro_batch > 0 ? options.micro_batch : rank_batch;
-    double loss_sum = 0.0, correct = 0.0;
-    Status computed = CatchTorch("training step", [&]() -> Status {
-      optimizer.zero_grad();
-      for (int64_t begin = 0; begin < rank_batch; begin += micro) {
-        const int64_t count = std::min(micro, rank_batch - begin);
-        torch::Tensor logits = model.Forward(batch.images.narrow(0, begin, count));
-        torch::Tensor labels = batch.labels.narrow(0, begin, count);
-        // Scaled so that the accumulated gradient is the rank batch's mean.
-        torch::Tensor loss = SmoothedCrossEntropy(logits, labels, options.label_smoothing) *
-                             (static_cast<double>(count) / rank_batch);
-        loss.backward();
-        loss_sum += loss.item<double>();
-        correct += logits.argmax(1).eq(labels).sum().item<double>();
-      }
-      // A parameter the forward did not reach still takes part in the all-reduce.
-      for (torch::Tensor& p : params) {
-        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      }
-      return Status::Ok();
-    });
-    RETURN_IF_ERROR(computed);
-    std::vector<torch::Tensor> grads;
-    grads.reserve(params.size());
-    for (torch::Tensor& p : params) grads.push_back(p.grad());
-    RETURN_IF_ERROR(comm.AllReduce(grads, Communicator::Reduce::kMean));
-    const double grad_norm = ClipGradGlobalNorm(params, options.clip_norm);
     const double lr = LearningRate(options.schedule, *step);
-    SetLearningRate(optimizer, lr);
-    RETURN_IF_ERROR(CatchTorch("optimizer step", [&]() -> Status {
-      optimizer.step();
-      return Status::Ok();
-    }));
+    const bool more = *step + 1 < options.total_steps;
+    ASSIGN_OR_RETURN(StepResult result,
+                     train_step.Run(batch.images, batch.labels, lr, [&] {
+                       if (more) feeder.Prefetch();
+                     }));
+    const double loss_sum = result.loss_sum, correct = result.correct;
+    const double grad_norm = result.grad_norm;
     ++*step;
     const int64_t global_batch = rank_batch * comm.size();
     *images_seen += global_batch;
@@ -162,15 +222,18 @@ Expected<double> EvaluateAccuracy(models::ModelImpl& model, Communicator& comm,
                                   const data::Split& split, const data::AugmentOptions& augment,
                                   int64_t batch, int threads) {
   model.eval();
+  const torch::Device device = DeviceOf(model);
   auto [begin, end] = Shard(split.size(), comm);
   double correct = 0.0;
   for (size_t i = begin; i < end; i += batch) {
     std::vector<uint32_t> indices;
     for (size_t j = i; j < std::min(end, i + batch); ++j) indices.push_back(j);
     ASSIGN_OR_RETURN(data::Batch b, data::MakeBatch(split, indices, augment, false, 0, 0, threads));
-    RETURN_IF_ERROR(CatchTorch("evaluation", [&]() -> Status {
+    RETURN_IF_ERROR(CatchTorch(EvaluationName(model, "evaluating", indices.size(), device),
+                               [&]() -> Status {
       torch::NoGradGuard no_grad;
-      correct += model.Forward(b.images).argmax(1).eq(b.labels).sum().item<double>();
+      torch::Tensor predicted = model.Forward(b.images.to(device)).argmax(1);
+      correct += predicted.eq(b.labels.to(device)).sum().item<double>();
       return Status::Ok();
     }));
   }
@@ -186,15 +249,17 @@ Expected<torch::Tensor> ExtractFeatures(models::ModelImpl& model, Communicator& 
                                         const data::AugmentOptions& augment, int64_t batch,
                                         int threads) {
   model.eval();
+  const torch::Device device = DeviceOf(model);
   torch::Tensor features = torch::zeros({static_cast<int64_t>(indices.size()), model.FeatureDim()});
   auto [begin, end] = Shard(indices.size(), comm);
   for (size_t i = begin; i < end; i += batch) {
     const size_t stop = std::min(end, i + batch);
     std::vector<uint32_t> chunk(indices.begin() + i, indices.begin() + stop);
     ASSIGN_OR_RETURN(data::Batch b, data::MakeBatch(split, chunk, augment, false, 0, 0, threads));
-    RETURN_IF_ERROR(CatchTorch("feature extraction", [&]() -> Status {
+    RETURN_IF_ERROR(CatchTorch(EvaluationName(model, "extracting features of", chunk.size(), device),
+                               [&]() -> Status {
       torch::NoGradGuard no_grad;
-      features.narrow(0, i, stop - i).copy_(model.Features(b.images));
+      features.narrow(0, i, stop - i).copy_(model.Features(b.images.to(device)));
       return Status::Ok();
     }));
   }

@@ -15,6 +15,7 @@
 #include "trainer/communicator.h"
 #include "trainer/optim.h"
 #include "trainer/report.h"
+#include "trainer/train_step.h"
 
 namespace vitscale::trainer {
 
@@ -29,6 +30,7 @@ struct LoopOptions {
   std::string metric_prefix;  // "" for pretraining, e.g. "fine_tune/" for evaluations
   double train_flops_per_image = 0.0;
   bool verify_replicas = false;
+  DeviceOptions device;       // precision and CUDA graphs when the model is on a GPU
 };
 
 struct LoopHooks {
@@ -42,15 +44,17 @@ struct LoopHooks {
 enum class LoopEnd { kFinished, kStopped };
 
 // Trains `model` from *step to options.total_steps on the loader's batches (the loader's next
-// step must be *step). Updates *step and *images_seen (global) as it goes. Returns kStopped when
-// any rank saw stop_requested: all ranks stop after the same step, after the hook ran.
+// step must be *step), on the model's device (TrainStep; on a GPU the next batch is copied from
+// pinned memory while the current step runs). Updates *step and *images_seen (global) as it
+// goes. Returns kStopped when any rank saw stop_requested: all ranks stop after the same step,
+// after the hook ran. Out of device memory is kResourceExhausted (trainer/train_step.h).
 Expected<LoopEnd> RunTrainingLoop(models::ModelImpl& model, torch::optim::Optimizer& optimizer,
                                   Communicator& comm, data::Loader& loader,
                                   const LoopOptions& options, const LoopHooks& hooks,
                                   int64_t* step, int64_t* images_seen);
 
 // Top-1 accuracy of `model` on `split` (evaluation transform), each rank taking a contiguous
-// shard; the same value on every rank.
+// shard; the same value on every rank. Evaluations run in float32 on the model's device.
 Expected<double> EvaluateAccuracy(models::ModelImpl& model, Communicator& comm,
                                   const data::Split& split, const data::AugmentOptions& augment,
                                   int64_t batch, int threads);

@@ -4,6 +4,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -11,14 +13,18 @@
 #include <fstream>
 #include <thread>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include "common/files.h"
+#include "common/text.h"
 
 namespace vitscale::worker {
 namespace {
 
-using json = nlohmann::json;
+using protocol::ExitOutcome;
+using protocol::Json;
 using std::chrono::milliseconds;
-using SteadyClock = std::chrono::steady_clock;
 
 constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kControlTick{50};
@@ -33,95 +39,43 @@ void Log(const std::string& message) {
   std::fprintf(stderr, "%s vitscale-agent: %s\n", stamp, message.c_str());
 }
 
-// Job ids become path segments of files and URLs.
-bool SafeId(const std::string& id) {
-  return !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
-  });
-}
-
-std::optional<json> ParseObject(const std::string& text) {
-  json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!parsed.is_object()) return std::nullopt;
-  return parsed;
-}
-
-int IntOr(const json& object, const char* key, int fallback) {
-  auto it = object.find(key);
-  if (it == object.end() || !it->is_number_integer()) return fallback;
-  return it->get<int>();
-}
-
 }  // namespace
 
-const char* OutcomeName(Outcome outcome) {
-  switch (outcome) {
-    case Outcome::kSucceeded:
-      return "succeeded";
-    case Outcome::kFailed:
-      return "failed";
-    case Outcome::kPreempted:
-      return "preempted";
-    case Outcome::kConfigError:
-      return "config_error";
-    case Outcome::kKilled:
-      return "killed";
-  }
-  return "failed";
-}
-
-Outcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_requested) {
+ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_requested) {
   if (exit.signaled && exit.signal == SIGKILL) {
-    if (kill_requested) return Outcome::kKilled;
-    if (preempt_requested) return Outcome::kPreempted;
-    return Outcome::kFailed;
+    if (kill_requested) return ExitOutcome::kKilled;
+    if (preempt_requested) return ExitOutcome::kPreempted;
+    return ExitOutcome::kFailed;
   }
-  if (exit.signaled) return Outcome::kFailed;
+  if (exit.signaled) return ExitOutcome::kFailed;
   switch (exit.exit_code) {
-    case 0:
-      return Outcome::kSucceeded;
-    case kExitPreempted:
-      return Outcome::kPreempted;
-    case kExitConfigError:
-      return Outcome::kConfigError;
+    case protocol::kTrainExitSucceeded:
+      return ExitOutcome::kSucceeded;
+    case protocol::kTrainExitPreempted:
+      return ExitOutcome::kPreempted;
+    case protocol::kTrainExitConfigError:
+      return ExitOutcome::kConfigError;
     default:
-      return Outcome::kFailed;
+      return ExitOutcome::kFailed;
   }
 }
 
-Expected<std::string> MpirunHosts(const json& hosts, const std::string& own_host) {
-  std::vector<std::string> entries;
-  auto split = [&entries](const std::string& text) {
-    size_t start = 0;
-    while (start <= text.size()) {
-      size_t comma = text.find(',', start);
-      if (comma == std::string::npos) comma = text.size();
-      if (comma > start) entries.push_back(text.substr(start, comma - start));
-      start = comma + 1;
-    }
-  };
-  if (hosts.is_string()) {
-    split(hosts.get<std::string>());
-  } else if (hosts.is_array()) {
-    for (const json& entry : hosts) {
-      if (!entry.is_string())
-        return InvalidArgument("'hosts' entries must be strings like \"host-a:2\"");
-      split(entry.get<std::string>());
-    }
-  } else {
-    return InvalidArgument("'hosts' must be a string \"host-a:2,host-b:2\" or a list of them");
+std::string MpirunHosts(const std::vector<protocol::HostRanks>& hosts,
+                        const std::string& own_host) {
+  std::vector<protocol::HostRanks> local = hosts;
+  for (protocol::HostRanks& h : local) {
+    if (h.host == own_host) h.host = "localhost";
   }
-  if (entries.empty()) return InvalidArgument("'hosts' is empty");
-  std::string joined;
-  for (const std::string& entry : entries) {
-    size_t colon = entry.rfind(':');
-    std::string name = entry.substr(0, colon);
-    std::string slots = colon == std::string::npos ? "" : entry.substr(colon);
-    if (name.empty()) return InvalidArgument("'hosts' entry '" + entry + "' has no host name");
-    if (!joined.empty()) joined += ",";
-    joined += (name == own_host ? "localhost" : name) + slots;
+  return protocol::HostsString(local);
+}
+
+bool PathWithin(const std::string& path, const std::vector<std::string>& dirs) {
+  for (std::string dir : dirs) {
+    if (dir.empty()) continue;
+    if (dir.back() != '/') dir += '/';
+    if (path.compare(0, dir.size(), dir) == 0 && path.size() > dir.size()) return true;
   }
-  return joined;
+  return false;
 }
 
 std::vector<std::string> MpirunCommand(const AgentOptions& options, int ranks,
@@ -152,9 +106,9 @@ int DetectGpus() {
 }
 
 Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& launcher) {
-  if (options.host.empty() || options.host.find_first_of(":,/ ") != std::string::npos) {
-    return InvalidArgument("--host '" + options.host +
-                           "' must be a non-empty host name without ':', ',', '/' or spaces");
+  RETURN_IF_ERROR(protocol::CheckText("--host", options.host, protocol::kHostRule));
+  for (const std::string* dir : {&options.work_dir, &options.runs_dir}) {
+    if (!dir->empty()) RETURN_IF_ERROR(protocol::CheckText("a directory", *dir, protocol::kPathRule));
   }
   if (options.slots < 0 || options.gpus < 0) {
     return InvalidArgument("--slots and --gpus must be >= 0");
@@ -173,6 +127,7 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
 Agent::Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
              std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client)
     : options_(std::move(options)),
+      clock_(options_.clock ? *options_.clock : SystemClock::Get()),
       launcher_(launcher),
       poll_options_(std::move(poll_options)),
       poll_client_(std::move(poll_client)),
@@ -198,7 +153,12 @@ std::vector<std::pair<std::string, int>> Agent::Jobs() const {
 }
 
 void Agent::WaitLocked(std::unique_lock<std::mutex>& lock, milliseconds delay) {
-  cv_.wait_for(lock, delay, [this] { return finished_; });
+  TimePoint deadline = clock_.Now() + delay;
+  while (!finished_ && clock_.Now() < deadline) {
+    // Real time passes in short slices, so that a FakeClock a test moves ends the wait too.
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - clock_.Now()) + milliseconds(1);
+    cv_.wait_for(lock, std::min(left, kControlTick), [this] { return finished_; });
+  }
 }
 
 Status Agent::Run() {
@@ -240,16 +200,16 @@ bool Agent::ControlPass() {
   std::vector<std::pair<pid_t, int>> to_signal;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    SteadyClock::time_point now = SteadyClock::now();
+    TimePoint now = clock_.Now();
     for (pid_t pid : orphans_to_kill_) to_signal.emplace_back(pid, SIGKILL);
     orphans_to_kill_.clear();
     for (auto& [id, job] : jobs_) {
       if (stopping_) job.preempt_requested = true;
       if (job.state == JobState::kStarting) {
         if (job.kill_requested) {
-          QueueExitLocked(job, Outcome::kKilled, std::nullopt);
+          QueueExitLocked(job, ExitOutcome::kKilled, std::nullopt);
         } else if (job.preempt_requested) {
-          QueueExitLocked(job, Outcome::kPreempted, std::nullopt);
+          QueueExitLocked(job, ExitOutcome::kPreempted, std::nullopt);
         } else {
           to_launch.push_back(job);
         }
@@ -281,7 +241,7 @@ bool Agent::ControlPass() {
       Log(fmt::format("cannot launch job {} attempt {}: {}", job.id, job.attempt,
                       pid.status().message()));
       if (it != jobs_.end() && it->second.attempt == job.attempt) {
-        QueueExitLocked(it->second, Outcome::kFailed, std::nullopt);
+        QueueExitLocked(it->second, ExitOutcome::kFailed, std::nullopt);
       }
       continue;
     }
@@ -316,34 +276,42 @@ bool Agent::ControlPass() {
 }
 
 Expected<pid_t> Agent::LaunchJob(const Job& job) {
-  auto spec = job.launch.find("spec");
-  if (spec == job.launch.end() || !spec->is_object()) {
-    return InvalidArgument("the launch entry has no 'spec' object");
-  }
   namespace fs = std::filesystem;
+  const protocol::LaunchEntry& launch = job.launch;
+  // Where the job may write: this agent's own folders only. A launch that names a log or a run
+  // folder anywhere else is refused, whoever sent it.
+  std::vector<std::string> own = {options_.work_dir, options_.runs_dir};
+  if (!PathWithin(launch.log, own)) {
+    return PermissionDenied("the log path " + launch.log + " is outside this agent's folders (" +
+                            options_.work_dir +
+                            (options_.runs_dir.empty() ? "" : ", " + options_.runs_dir) +
+                            "); give the agent the coordinator's runs folder with --runs-dir");
+  }
+  auto run = launch.spec.find("run");
+  if (run != launch.spec.end() && run->is_object()) {
+    auto dir = run->find("dir");
+    if (dir != run->end() && dir->is_string()) {
+      const std::string& run_dir = dir->get_ref<const std::string&>();
+      Status path = protocol::CheckText("spec.run.dir", run_dir, protocol::kPathRule);
+      if (!path.ok() || !PathWithin(run_dir, own)) {
+        return PermissionDenied("the run folder " + Printable(run_dir) +
+                                " is outside this agent's folders; give the agent the "
+                                "coordinator's runs folder with --runs-dir");
+      }
+    }
+  }
   fs::path spec_dir = fs::path(options_.work_dir) / "specs" / job.id;
   std::error_code ec;
   fs::create_directories(spec_dir, ec);
   if (ec) return IOError("cannot create " + spec_dir.string() + ": " + ec.message());
   std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
-  // Only this job's processes read the spec, and they die with this host: old-or-new content
-  // across kill -9 is all it needs, so it skips the two fsyncs of a durable write.
-  RETURN_IF_ERROR(
-      WriteFileAtomically(spec_file, spec->dump(2) + "\n", 0644, Durability::kProcessCrash));
+  // The spec holds the attempt's report token: its owner alone may read it. Only this job's
+  // processes read it, and they die with this host: old-or-new content across kill -9 is all it
+  // needs, so it skips the two fsyncs of a durable write.
+  RETURN_IF_ERROR(WriteFileAtomically(spec_file, launch.spec.dump(2) + "\n", 0600,
+                                      Durability::kProcessCrash));
 
-  std::string log = job.launch.value("log", std::string());
-  if (log.empty()) {
-    log =
-        (fs::path(options_.work_dir) / "logs" / job.id / fmt::format("attempt-{}.log", job.attempt))
-            .string();
-  }
-  int ranks = IntOr(job.launch, "ranks", 1);
-  if (ranks < 1) return InvalidArgument(fmt::format("'ranks' must be >= 1, got {}", ranks));
-  json hosts_field = job.launch.contains("hosts")
-                         ? job.launch["hosts"]
-                         : json(fmt::format("{}:{}", options_.host, ranks));
-  ASSIGN_OR_RETURN(std::string hosts, MpirunHosts(hosts_field, options_.host));
-
+  std::string hosts = MpirunHosts(launch.hosts, options_.host);
   LaunchRequest request;
   if (hosts == "localhost:1") {
     // One rank here: mpirun would only add its own start-up (about 50 ms of CPU and a daemon)
@@ -353,7 +321,7 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
     request.argv = {options_.train_command, "--spec", spec_file};
     request.environment = {"OMPI_MCA_ess_singleton_isolated=1"};
   } else {
-    request.argv = MpirunCommand(options_, ranks, hosts, spec_file);
+    request.argv = MpirunCommand(options_, launch.ranks, hosts, spec_file);
     request.spare_leader_on_term = true;
   }
   // With libgomp's default spin-waiting, a job of several LibTorch threads runs up to 6x slower
@@ -362,26 +330,31 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
     request.environment.push_back("OMP_WAIT_POLICY=passive");
   }
-  request.log_path = log;
+  request.log_path = launch.log;
   request.work_dir = options_.work_dir;
-  // A header line per attempt, so that a log read alone says what ran.
-  fs::path log_path(log);
+  // A header line per attempt, so that a log read alone says what ran. The agent creates the
+  // log itself, readable by its owner only.
+  fs::path log_path(launch.log);
   if (log_path.has_parent_path()) fs::create_directories(log_path.parent_path(), ec);
-  {
-    std::ofstream header(log, std::ios::app);
-    std::string command;
-    for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
-    header << fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id, job.attempt,
-                          options_.host, command);
+  std::string command;
+  for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
+  std::string header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,
+                                   job.attempt, options_.host, command);
+  int fd = ::open(launch.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return IOError("cannot open log " + launch.log + ": " + std::strerror(errno));
+  ssize_t written = ::write(fd, header.data(), header.size());
+  ::close(fd);
+  if (written != static_cast<ssize_t>(header.size())) {
+    return IOError("cannot write log " + launch.log);
   }
   return launcher_.Start(request);
 }
 
-void Agent::QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status) {
+void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> exit_status) {
   job.state = JobState::kExited;
-  json body = {{"agent", options_.host}, {"outcome", OutcomeName(outcome)}};
-  if (exit_status) body["exit_status"] = *exit_status;
-  Log(fmt::format("job {} attempt {} ended: {}{}", job.id, job.attempt, OutcomeName(outcome),
+  protocol::ExitReport body{options_.host, outcome, exit_status};
+  Log(fmt::format("job {} attempt {} ended: {}{}", job.id, job.attempt,
+                  protocol::ExitOutcomeName(outcome),
                   exit_status ? fmt::format(" (exit status {})", *exit_status) : ""));
   reports_.push_back({job.id, job.attempt, std::move(body), 0});
   cv_.notify_all();
@@ -390,81 +363,65 @@ void Agent::QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_s
 // ---------------------------------------------------------------------------------------------
 // Poller
 
-json Agent::RunningJsonLocked() const {
-  json running = json::array();
-  for (const auto& [id, job] : jobs_) running.push_back({{"job", id}, {"attempt", job.attempt}});
+std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
+  std::vector<protocol::RunningEntry> running;
+  for (const auto& [id, job] : jobs_) running.push_back({id, job.attempt});
   return running;
 }
 
-void Agent::ApplyPollLocked(const json& reply) {
-  lease_seconds_ = IntOr(reply, "lease_seconds", lease_seconds_);
-  if (auto launches = reply.find("launch"); launches != reply.end() && launches->is_array()) {
-    for (const json& entry : *launches) {
-      std::string id = entry.is_object() ? entry.value("job", std::string()) : std::string();
-      int attempt = entry.is_object() ? IntOr(entry, "attempt", 0) : 0;
-      if (!SafeId(id) || attempt < 1) {
-        Log("ignored a launch entry without a valid 'job' and 'attempt': " + entry.dump());
-        continue;
-      }
-      if (auto known = jobs_.find(id); known != jobs_.end()) {
-        // The coordinator answers an exit report by placing the job again at once, often here,
-        // before that report's delivery has cleared the entry. The old attempt is over and its
-        // report stays queued, so the newer attempt takes its place.
-        if (known->second.state == JobState::kExited && known->second.attempt < attempt) {
-          jobs_.erase(known);
-        } else {
-          if (known->second.attempt != attempt) {
-            Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here", id,
-                            attempt, known->second.attempt));
-          }
-          continue;
-        }
-      }
-      Job job;
-      job.id = id;
-      job.attempt = attempt;
-      job.launch = entry;
-      job.grace_seconds = std::max(0, IntOr(entry, "grace_seconds", 60));
-      job.state = entry.value("hold", false) ? JobState::kHolding : JobState::kStarting;
-      if (job.state == JobState::kHolding && stopping_) continue;
-      Log(fmt::format("{} job {} attempt {}",
-                      job.state == JobState::kHolding ? "holding slots for" : "told to launch", id,
-                      attempt));
-      jobs_[id] = std::move(job);
-    }
-  }
-  if (auto signals = reply.find("signal"); signals != reply.end() && signals->is_array()) {
-    for (const json& entry : *signals) {
-      if (!entry.is_object()) continue;
-      auto it = jobs_.find(entry.value("job", std::string()));
-      if (it == jobs_.end()) continue;
-      Job& job = it->second;
-      int attempt = IntOr(entry, "attempt", 0);
-      if (attempt != 0 && attempt != job.attempt) continue;  // meant for an older attempt
-      std::string action = entry.value("action", std::string());
-      if (job.state == JobState::kHolding) {
-        if (action == "kill") jobs_.erase(it);  // the leader's agent stops the processes
-        continue;
-      }
-      if (action == "kill") {
-        job.kill_requested = true;
-      } else if (action == "preempt") {
-        job.preempt_requested = true;
-        job.grace_seconds = std::max(0, IntOr(entry, "grace_seconds", job.grace_seconds));
+void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
+  lease_seconds_ = reply.lease_seconds;
+  for (const protocol::LaunchEntry& entry : reply.launch) {
+    if (auto known = jobs_.find(entry.job); known != jobs_.end()) {
+      // The coordinator answers an exit report by placing the job again at once, often here,
+      // before that report's delivery has cleared the entry. The old attempt is over and its
+      // report stays queued, so the newer attempt takes its place.
+      if (known->second.state == JobState::kExited && known->second.attempt < entry.attempt) {
+        jobs_.erase(known);
       } else {
-        Log("ignored a signal with an unknown action: " + entry.dump());
+        if (known->second.attempt != entry.attempt) {
+          Log(fmt::format("ignored launch of job {} attempt {}: attempt {} is still here",
+                          entry.job, entry.attempt, known->second.attempt));
+        }
+        continue;
       }
+    }
+    Job job;
+    job.id = entry.job;
+    job.attempt = entry.attempt;
+    job.launch = entry;
+    job.grace_seconds = entry.grace_seconds;
+    job.state = entry.hold ? JobState::kHolding : JobState::kStarting;
+    if (job.state == JobState::kHolding && stopping_) continue;
+    Log(fmt::format("{} job {} attempt {}",
+                    job.state == JobState::kHolding ? "holding slots for" : "told to launch",
+                    entry.job, entry.attempt));
+    jobs_[entry.job] = std::move(job);
+  }
+  for (const protocol::SignalEntry& entry : reply.signal) {
+    auto it = jobs_.find(entry.job);
+    if (it == jobs_.end()) continue;
+    Job& job = it->second;
+    if (entry.attempt && *entry.attempt != job.attempt) continue;  // meant for an older attempt
+    if (job.state == JobState::kHolding) {
+      // The leader's agent stops the processes.
+      if (entry.action == protocol::SignalAction::kKill) jobs_.erase(it);
+      continue;
+    }
+    if (entry.action == protocol::SignalAction::kKill) {
+      job.kill_requested = true;
+    } else {
+      job.preempt_requested = true;
+      if (entry.grace_seconds) job.grace_seconds = *entry.grace_seconds;
     }
   }
   control_work_ = true;
   cv_.notify_all();
 }
 
-void Agent::DropNotHeldLocked(const json& not_held) {
-  if (!not_held.is_array()) return;
-  for (const json& entry : not_held) {
-    if (!entry.is_object()) continue;
-    auto it = jobs_.find(entry.value("job", std::string()));
+void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held) {
+  for (const protocol::RunningEntry& entry : not_held) {
+    auto it = jobs_.find(entry.job);
     if (it == jobs_.end()) continue;
     Job& job = it->second;
     Log(fmt::format("the coordinator says job {} attempt {} is no longer ours: stopping it", job.id,
@@ -509,12 +466,11 @@ void Agent::PollLoop() {
     bool stopping = stopping_;
     if (!registered_ || (stopping && !draining_registered_)) {
       // Stopping: offering no slots keeps new work away while the heartbeats go on.
-      json body = {{"host", options_.host},
-                   {"slots", stopping ? 0 : options_.slots},
-                   {"gpus", stopping ? 0 : options_.gpus},
-                   {"running", RunningJsonLocked()}};
+      protocol::RegisterRequest body{options_.host, stopping ? 0 : options_.slots,
+                                     stopping ? 0 : options_.gpus, RunningLocked()};
       lock.unlock();
-      Expected<HttpReply> reply = poll_client_->PostJson("/api/v1/agents/register", body.dump());
+      Expected<HttpReply> reply =
+          poll_client_->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson()));
       lock.lock();
       if (finished_) break;
       if (!reply.ok()) {
@@ -525,11 +481,13 @@ void Agent::PollLoop() {
         failed(fmt::format("register answered {}: {}", reply->status, HttpErrorMessage(*reply)));
         continue;
       }
-      std::optional<json> parsed = ParseObject(reply->body);
-      if (parsed) {
-        lease_seconds_ = IntOr(*parsed, "lease_seconds", lease_seconds_);
-        if (parsed->contains("not_held")) DropNotHeldLocked((*parsed)["not_held"]);
+      Expected<protocol::RegisterReply> parsed = protocol::Decode<protocol::RegisterReply>(reply->body);
+      if (!parsed.ok()) {
+        failed("the coordinator's register reply is not understood: " + parsed.status().message());
+        continue;
       }
+      lease_seconds_ = parsed->lease_seconds;
+      DropNotHeldLocked(parsed->not_held);
       Log(stopping ? "told the coordinator this host takes no more work"
                    : "registered with the coordinator");
       registered_ = true;
@@ -539,27 +497,35 @@ void Agent::PollLoop() {
       cv_.notify_all();
       continue;
     }
-    json body = {{"running", RunningJsonLocked()}};
+    protocol::PollRequest body{RunningLocked()};
     lock.unlock();
-    Expected<HttpReply> reply =
-        poll_client_->PostJson("/api/v1/agents/" + options_.host + "/poll", body.dump());
+    Expected<HttpReply> reply = poll_client_->PostJson(
+        "/api/v1/agents/" + options_.host + "/poll", protocol::Dump(body.ToJson()));
     lock.lock();
     if (finished_) break;
     if (!reply.ok()) {
       if (!poll_client_aborted_) failed(reply.status().message());
       continue;
     }
-    std::optional<json> parsed = ParseObject(reply->body);
-    if (reply->status == 409 && parsed && parsed->contains("not_held")) {
-      DropNotHeldLocked((*parsed)["not_held"]);
-      continue;
+    if (reply->status == 409) {
+      Expected<protocol::NotHeldReply> refused = protocol::Decode<protocol::NotHeldReply>(reply->body);
+      if (refused.ok()) {
+        DropNotHeldLocked(refused->not_held);
+        continue;
+      }
     }
     if (reply->status == 404) {  // the coordinator forgot us (a restart): register again
       registered_ = false;
       continue;
     }
-    if (reply->status != 200 || !parsed) {
+    if (reply->status != 200) {
       failed(fmt::format("poll answered {}: {}", reply->status, HttpErrorMessage(*reply)));
+      continue;
+    }
+    // A reply that does not decode is refused whole: nothing of it is acted on.
+    Expected<protocol::PollReply> parsed = protocol::Decode<protocol::PollReply>(reply->body);
+    if (!parsed.ok()) {
+      failed("the coordinator's poll reply is not understood: " + parsed.status().message());
       continue;
     }
     backoff = kFirstBackoff;
@@ -585,7 +551,7 @@ void Agent::ReportLoop() {
     lock.unlock();
     Expected<HttpReply> reply = report_client_->PostJson(
         fmt::format("/api/v1/jobs/{}/attempts/{}/exit", report.job, report.attempt),
-        report.body.dump());
+        protocol::Dump(report.body.ToJson()));
     lock.lock();
     auto queued = std::find_if(reports_.begin(), reports_.end(), [&](const ExitReport& r) {
       return r.job == report.job && r.attempt == report.attempt;

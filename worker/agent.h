@@ -20,25 +20,29 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/http_client.h"
 #include "common/status.h"
+#include "protocol/agent.h"
 #include "worker/launcher.h"
 
 namespace vitscale::worker {
 
 struct AgentOptions {
   std::string coordinator_url;  // http://host:port (the API is under /api/v1 there)
-  std::string token;
-  std::string host;  // the agent's id, and the name mpirun -H gets for this host
+  std::string token;            // this host's agent credential (docs/security.md)
+  std::string host;  // the agent's id, and the name mpirun -H gets for this host (RFC 1123)
   int slots = 1;
   int gpus = 0;
-  std::string work_dir;       // spec files, and logs when a spec names none
+  std::string work_dir;  // absolute: spec files, and logs when a launch names none
+  // Absolute: the coordinator's runs folder as this host sees it (shared by the hosts). A launch
+  // whose log or run folder lies outside work_dir and runs_dir is refused.
+  std::string runs_dir;
   std::string train_command;  // run by every rank as `<train_command> --spec FILE`
   std::string mpirun = "mpirun";
   bool allow_run_as_root = false;  // passes --allow-run-as-root (Open MPI refuses root without)
@@ -47,22 +51,25 @@ struct AgentOptions {
   std::chrono::milliseconds poll_read_timeout{30000};
   // At shutdown, how long undelivered exit reports are retried before the agent gives up.
   std::chrono::milliseconds shutdown_report_timeout{10000};
+  // Preemption grace and retry backoff run on this clock (tests pass a FakeClock); the system
+  // clock when unset. Must outlive the agent.
+  const Clock* clock = nullptr;
 };
 
-enum class Outcome { kSucceeded, kFailed, kPreempted, kConfigError, kKilled };
-const char* OutcomeName(Outcome outcome);
+// The trainer's documented exit statuses (docs/train-spec.md, protocol/enums.h): 0 done, 75
+// checkpointed after SIGTERM, 78 the spec is wrong. A process we SIGKILLed after a cancel was
+// killed; one we SIGKILLed after its preemption grace ran out was preempted (it resumes from its
+// newest good checkpoint, which is what a preemption means). Everything else failed.
+protocol::ExitOutcome ClassifyExit(const ProcessExit& exit, bool preempt_requested,
+                                   bool kill_requested);
 
-// The trainer's documented exit statuses (docs/train-spec.md): 0 done, 75 checkpointed after
-// SIGTERM, 78 the spec is wrong. A process we SIGKILLed after a cancel was killed; one we
-// SIGKILLed after its preemption grace ran out was preempted (it resumes from its newest good
-// checkpoint, which is what a preemption means). Everything else failed.
-Outcome ClassifyExit(const ProcessExit& exit, bool preempt_requested, bool kill_requested);
-constexpr int kExitPreempted = 75;
-constexpr int kExitConfigError = 78;
+// The -H argument for mpirun: the launch's hosts with this agent's own host written as
+// localhost, which Open MPI runs locally without a remote launch. The names were checked
+// (RFC 1123) when the poll reply was decoded.
+std::string MpirunHosts(const std::vector<protocol::HostRanks>& hosts, const std::string& own_host);
 
-// The -H argument for mpirun: the coordinator's "host:ranks,..." (or a list of those) with this
-// agent's own host written as localhost, which Open MPI runs locally without a remote launch.
-Expected<std::string> MpirunHosts(const nlohmann::json& hosts, const std::string& own_host);
+// Is `path` (absolute, no '.' or '..' segments: the protocol checked) inside one of `dirs`?
+bool PathWithin(const std::string& path, const std::vector<std::string>& dirs);
 
 // mpirun [--allow-run-as-root] --oversubscribe -x OMP_WAIT_POLICY -np R -H HOSTS TRAIN
 //   --spec SPEC_FILE
@@ -98,19 +105,19 @@ class Agent {
     std::string id;
     int attempt = 0;
     JobState state = JobState::kStarting;
-    nlohmann::json launch;  // the poll's launch entry
+    protocol::LaunchEntry launch;  // the poll's launch entry
     pid_t pid = 0;
     int grace_seconds = 60;
     bool preempt_requested = false;
     bool kill_requested = false;
     bool term_sent = false;
     bool kill_sent = false;
-    std::chrono::steady_clock::time_point kill_at;  // when term_sent: the end of the grace
+    TimePoint kill_at;  // when term_sent: the end of the grace
   };
   struct ExitReport {
     std::string job;
     int attempt = 0;
-    nlohmann::json body;
+    protocol::ExitReport body;
     int not_found_replies = 0;
   };
 
@@ -124,14 +131,16 @@ class Agent {
   Expected<pid_t> LaunchJob(const Job& job);
 
   // REQUIRES: mu_ held.
-  nlohmann::json RunningJsonLocked() const;
-  void ApplyPollLocked(const nlohmann::json& reply);
-  void DropNotHeldLocked(const nlohmann::json& not_held);
-  void QueueExitLocked(Job& job, Outcome outcome, std::optional<int> exit_status);
-  // Sleeps up to `delay`, or until finished_ is set. REQUIRES: `lock` holds mu_.
+  std::vector<protocol::RunningEntry> RunningLocked() const;
+  void ApplyPollLocked(const protocol::PollReply& reply);
+  void DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held);
+  void QueueExitLocked(Job& job, protocol::ExitOutcome outcome, std::optional<int> exit_status);
+  // Waits up to `delay` on the agent's clock, or until finished_ is set. REQUIRES: `lock` holds
+  // mu_.
   void WaitLocked(std::unique_lock<std::mutex>& lock, std::chrono::milliseconds delay);
 
   const AgentOptions options_;
+  const Clock& clock_;
   Launcher& launcher_;
   const HttpClientOptions poll_options_;
   // Replaced (under mu_) by the poller only: RequestStop() aborts the long poll in flight so

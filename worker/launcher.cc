@@ -3,6 +3,9 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string>
 
 namespace vitscale::worker {
 namespace {
@@ -60,6 +64,33 @@ void KillSession(pid_t sid, pid_t except) {
   }
 }
 
+// The children of this process: each thread lists those it forked, and orphans re-parented to
+// a subreaper go to one of its threads.
+std::vector<pid_t> OwnChildren() {
+  std::vector<pid_t> children;
+  DIR* tasks = ::opendir("/proc/self/task");
+  if (tasks == nullptr) return children;
+  while (dirent* entry = ::readdir(tasks)) {
+    if (entry->d_name[0] == '.') continue;
+    std::string path = std::string("/proc/self/task/") + entry->d_name + "/children";
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    std::string text;
+    char buffer[512];
+    ssize_t n;
+    while ((n = ::read(fd, buffer, sizeof(buffer))) > 0) text.append(buffer, n);
+    ::close(fd);
+    const char* p = text.c_str();
+    char* end = nullptr;
+    for (long pid = std::strtol(p, &end, 10); end != p; pid = std::strtol(p, &end, 10)) {
+      children.push_back(static_cast<pid_t>(pid));
+      p = end;
+    }
+  }
+  ::closedir(tasks);
+  return children;
+}
+
 // The agent's environment with `overrides` (NAME=value) replacing or adding entries; built
 // before fork, because setenv is not safe in the child of a multi-threaded process.
 std::vector<std::string> MergedEnvironment(const std::vector<std::string>& overrides) {
@@ -67,13 +98,80 @@ std::vector<std::string> MergedEnvironment(const std::vector<std::string>& overr
   std::vector<std::string> merged;
   for (char** entry = environ; *entry != nullptr; ++entry) {
     std::string text = *entry;
-    bool replaced = std::any_of(overrides.begin(), overrides.end(), [&](const std::string& o) {
-      return name_of(o) == name_of(text);
-    });
+    bool replaced = std::any_of(overrides.begin(), overrides.end(),
+                                [&](const std::string& o) { return name_of(o) == name_of(text); });
     if (!replaced) merged.push_back(std::move(text));
   }
   merged.insert(merged.end(), overrides.begin(), overrides.end());
   return merged;
+}
+
+// What the child of Start() needs. It runs in the agent's memory until it execs (vfork
+// semantics), so it only makes system calls and sets `error`.
+struct ChildSetup {
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* work_dir = nullptr;  // nullptr: the agent's
+  int log_fd = -1;
+  int null_fd = -1;
+  pid_t parent = 0;
+  int error = 0;  // why the program could not be run; 0 after a successful exec
+};
+
+int RunChild(void* arg) {
+  ChildSetup& setup = *static_cast<ChildSetup*>(arg);
+  ::setsid();
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != setup.parent) ::_exit(127);  // the agent died before the line above
+  // Every signal starts with its default action, and no handler of the agent may run here, in
+  // the agent's memory: SpawnChild blocked them all, and they are unblocked only after this.
+  struct sigaction default_action;
+  std::memset(&default_action, 0, sizeof(default_action));
+  default_action.sa_handler = SIG_DFL;
+  for (int s = 1; s < NSIG; ++s) {
+    struct sigaction current;
+    if (s == SIGKILL || s == SIGSTOP || ::sigaction(s, nullptr, &current) != 0) continue;
+    if (current.sa_handler != SIG_DFL) ::sigaction(s, &default_action, nullptr);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  if (setup.null_fd >= 0) ::dup2(setup.null_fd, STDIN_FILENO);
+  ::dup2(setup.log_fd, STDOUT_FILENO);
+  ::dup2(setup.log_fd, STDERR_FILENO);
+  if (setup.work_dir != nullptr && ::chdir(setup.work_dir) != 0) {
+    setup.error = errno;
+  } else {
+    ::execvpe(setup.argv[0], setup.argv, setup.envp);
+    setup.error = errno;
+  }
+  ::_exit(127);
+}
+
+// Starts RunChild(setup) as a new process that shares this one's memory, on a stack of its own,
+// and returns once it has exec'd or exited (CLONE_VFORK), as posix_spawn does. Unlike fork,
+// nothing of the agent's memory is copied, which made starting a job the agent's largest cost
+// (docs/benchmarks.md); unlike posix_spawn, the child can set its parent-death signal.
+Expected<pid_t> SpawnChild(ChildSetup& setup) {
+  constexpr size_t kStackBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* stack = ::mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return ErrnoStatus("cannot map a stack to start a process");
+  ::mprotect(stack, page, PROT_NONE);  // a guard below the stack, which grows down
+  sigset_t all, previous;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+  pid_t pid = ::clone(RunChild, static_cast<char*>(stack) + page + kStackBytes,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
+  int clone_error = errno;
+  ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+  ::munmap(stack, kStackBytes + page);
+  if (pid < 0) {
+    errno = clone_error;
+    return ErrnoStatus("cannot start a process");
+  }
+  return pid;
 }
 
 }  // namespace
@@ -95,6 +193,10 @@ int SignalSession(pid_t sid, int signal, pid_t except) {
   return signalled;
 }
 
+ProcessLauncher::ProcessLauncher() : own_session_(::getsid(0)) {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
 Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   if (request.argv.empty()) return InvalidArgument("launch request has an empty command line");
   std::error_code ec;
@@ -104,13 +206,8 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     return IOError("cannot create the directory of log " + request.log_path + ": " + ec.message());
   int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) return ErrnoStatus("cannot open log " + request.log_path);
-  // The child reports a failed exec through this pipe; a successful exec closes it empty.
-  int report[2];
-  if (::pipe2(report, O_CLOEXEC) != 0) {
-    ::close(log_fd);
-    return ErrnoStatus("cannot create a pipe");
-  }
-  // Everything the child needs is built before fork: after it, only system calls.
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  // Everything the child needs is built before it starts: it may only make system calls.
   std::vector<char*> argv;
   for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -118,62 +215,28 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   std::vector<char*> envp;
   for (std::string& entry : environment) envp.push_back(entry.data());
   envp.push_back(nullptr);
-  const char* work_dir = request.work_dir.empty() ? nullptr : request.work_dir.c_str();
-  pid_t parent = ::getpid();
+  ChildSetup setup;
+  setup.argv = argv.data();
+  setup.envp = envp.data();
+  setup.work_dir = request.work_dir.empty() ? nullptr : request.work_dir.c_str();
+  setup.log_fd = log_fd;
+  setup.null_fd = null_fd;
+  setup.parent = ::getpid();
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
-    Status status = ErrnoStatus("cannot fork");
-    ::close(log_fd);
-    ::close(report[0]);
-    ::close(report[1]);
-    return status;
-  }
-  if (pid == 0) {
-    ::setsid();
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(127);  // the agent died before the line above
-    // The agent blocks or handles these; the job starts with the defaults.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGCHLD, SIGUSR1, SIGUSR2})
-      ::signal(s, SIG_DFL);
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
-    ::dup2(log_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    int error = 0;
-    if (work_dir != nullptr && ::chdir(work_dir) != 0) {
-      error = errno;
-    } else {
-      ::execvpe(argv[0], argv.data(), envp.data());
-      error = errno;
-    }
-    ssize_t ignored = ::write(report[1], &error, sizeof(error));
-    (void)ignored;
-    ::_exit(127);
-  }
-  ::close(report[1]);
-  int child_error = 0;
-  ssize_t n;
-  do {
-    n = ::read(report[0], &child_error, sizeof(child_error));
-  } while (n < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof(child_error))) {
-    ::waitpid(pid, nullptr, 0);
+  Expected<pid_t> pid = SpawnChild(setup);
+  if (null_fd >= 0) ::close(null_fd);
+  if (pid.ok() && setup.error != 0) {
+    ::waitpid(*pid, nullptr, 0);
     std::string message = fmt::format("cannot run '{}'{}: {}", request.argv[0],
-                                      work_dir ? fmt::format(" in {}", request.work_dir) : "",
-                                      std::strerror(child_error));
+                                      setup.work_dir ? fmt::format(" in {}", request.work_dir) : "",
+                                      std::strerror(setup.error));
     std::string line = "vitscale-agent: " + message + "\n";
     ssize_t ignored = ::write(log_fd, line.data(), line.size());
     (void)ignored;
-    ::close(log_fd);
-    return IOError(message);
+    pid = IOError(message);
   }
   ::close(log_fd);
-  children_.push_back({pid, request.spare_leader_on_term});
+  if (pid.ok()) children_.push_back({*pid, request.spare_leader_on_term});
   return pid;
 }
 
@@ -194,13 +257,44 @@ Status ProcessLauncher::Signal(pid_t pid, int signal) {
   return Status::Ok();
 }
 
+bool ProcessLauncher::IsLeader(pid_t pid) const {
+  return std::any_of(children_.begin(), children_.end(),
+                     [pid](const Child& c) { return c.pid == pid; });
+}
+
+void ProcessLauncher::KillOrphans(pid_t sid) {
+  // Killing one orphan re-parents its own children here, so scan until a scan finds none.
+  for (int round = 0; round < 100; ++round) {
+    int left = 0;
+    for (pid_t pid : OwnChildren()) {
+      if (IsLeader(pid) || ::getsid(pid) != sid) continue;
+      ++left;
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, WNOHANG);  // reaped if already dead, else in a later round
+    }
+    if (left == 0) return;
+    ::usleep(10000);
+  }
+}
+
+void ProcessLauncher::TidyOrphans() {
+  for (pid_t pid : OwnChildren()) {
+    if (IsLeader(pid)) continue;
+    pid_t sid = ::getsid(pid);
+    if (sid < 0 || sid == own_session_) continue;  // gone, or none of the jobs'
+    // Not in the session of a job that runs: its job ended, or it left its job's session.
+    if (!IsLeader(sid)) ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, WNOHANG);
+  }
+}
+
 std::vector<ProcessExit> ProcessLauncher::Reap() {
   std::vector<ProcessExit> exits;
   for (auto it = children_.begin(); it != children_.end();) {
     siginfo_t info;
     std::memset(&info, 0, sizeof(info));
     // Look without reaping first: while the leader is a zombie its pid (the session id) cannot
-    // be reused, so killing what it left in its session cannot hit a stranger.
+    // be reused, so the session's leftovers are told apart from a new job's processes.
     int rc = ::waitid(P_PID, static_cast<id_t>(it->pid), &info, WEXITED | WNOHANG | WNOWAIT);
     if (rc != 0 || info.si_pid != it->pid) {
       if (rc != 0 && errno == ECHILD) {
@@ -210,7 +304,7 @@ std::vector<ProcessExit> ProcessLauncher::Reap() {
       }
       continue;
     }
-    KillSession(it->pid, /*except=*/it->pid);
+    KillOrphans(it->pid);
     int status = 0;
     ::waitpid(it->pid, &status, 0);
     ProcessExit exit;
@@ -221,6 +315,7 @@ std::vector<ProcessExit> ProcessLauncher::Reap() {
     exits.push_back(exit);
     it = children_.erase(it);
   }
+  TidyOrphans();
   return exits;
 }
 

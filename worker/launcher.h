@@ -5,12 +5,20 @@
 // unit that signals reach: Open MPI puts every rank in a process group of its own, but the ranks
 // stay in mpirun's session. Signal() therefore walks /proc for the session's members.
 //
+// Reaping needs no such walk. A ProcessLauncher makes its process a child subreaper
+// (PR_SET_CHILD_SUBREAPER), so whatever a job leaves behind when a process of it dies is
+// re-parented to this process rather than to init: when a job's leader ends, everything left of
+// its session is a child of this process or descends from one, and Reap() kills it by reading
+// this process's short list of children (/proc/self/task/*/children). Reap() also reaps those
+// orphans when they end, and kills an orphan whose job has ended or that left its job's session.
+// Children of this process in its own session (say, a popen) are never touched.
+//
 // A job dies with the agent: the launched process gets PR_SET_PDEATHSIG(SIGKILL), and Open MPI
 // ranks end when their mpirun dies. A restarted agent does not adopt old jobs; their leases run
 // out and the coordinator resumes them from their checkpoints. The death signal follows the
 // THREAD that called Start(), so call Start() from a thread that lives as long as the jobs.
 //
-// Threads: a ProcessLauncher is used by one thread at a time.
+// Threads: a ProcessLauncher is used by one thread at a time, and one per process.
 #pragma once
 
 #include <sys/types.h>
@@ -52,13 +60,15 @@ class Launcher {
   // SIGTERM: the session (see LaunchRequest::spare_leader_on_term). SIGKILL and others: every
   // process of the session. A session that has already ended is not an error.
   virtual Status Signal(pid_t pid, int signal) = 0;
-  // Processes started here that have ended since the last call; never blocks. Whatever an ended
-  // leader left behind in its session is killed before the leader is reaped.
+  // Processes started here that have ended since the last call; does not wait for running ones.
+  // Whatever an ended leader left behind in its session is killed before the leader is reaped.
   virtual std::vector<ProcessExit> Reap() = 0;
 };
 
 class ProcessLauncher : public Launcher {
  public:
+  // Makes this process a child subreaper (see above).
+  ProcessLauncher();
   Expected<pid_t> Start(const LaunchRequest& request) override;
   Status Signal(pid_t pid, int signal) override;
   std::vector<ProcessExit> Reap() override;
@@ -68,7 +78,15 @@ class ProcessLauncher : public Launcher {
     pid_t pid;
     bool spare_leader_on_term;
   };
+  bool IsLeader(pid_t pid) const;
+  // Kills, and reaps once dead, the children of this process in session `sid` other than its
+  // leader, until none is left (for at most about a second).
+  void KillOrphans(pid_t sid);
+  // Reaps ended orphans of running jobs; kills orphans of ended jobs and escaped ones.
+  void TidyOrphans();
+
   std::vector<Child> children_;
+  pid_t own_session_ = 0;
 };
 
 // Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none).

@@ -1,12 +1,10 @@
-// vitscale-agent: the worker daemon, one per host. See docs/agent.md.
-//
-//   vitscale-agent --coordinator URL --token-file FILE [--host NAME] [--slots N]
-//                  [--gpus auto|N] [--work-dir DIR] [--train-command PATH] [--mpirun PATH]
+// vitscale-agent: the worker daemon, one per host. See docs/agent.md; `--help` lists the flags.
 //
 // SIGTERM or SIGINT: stop taking work, preempt the running jobs, report how they ended, exit 0.
 #include <fmt/format.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -16,7 +14,7 @@
 #include <thread>
 
 #include "common/files.h"
-#include "common/names.h"
+#include "common/flags.h"
 #include "worker/agent.h"
 #include "worker/launcher.h"
 
@@ -27,21 +25,23 @@ using namespace vitscale;
 constexpr int kExitUsage = 2;
 constexpr int kExitError = 1;
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: vitscale-agent --coordinator URL --token-file FILE [--host NAME]\n"
-               "         [--slots N] [--gpus auto|N] [--work-dir DIR]\n"
-               "         [--train-command PATH] [--mpirun PATH]\n");
-}
+const char kUsage[] =
+    "usage: vitscale-agent --coordinator URL --token-file FILE [flags]\n"
+    "The vitscale worker agent: offers this host's slots and runs the jobs it is given "
+    "(docs/agent.md).\n\n";
 
-Expected<int> ParseCount(const std::string& flag, const std::string& text) {
-  char* end = nullptr;
-  long value = std::strtol(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || value < 0 || value > 4096) {
-    return InvalidArgument(flag + " must be an integer within 0..4096, not '" + text + "'");
-  }
-  return static_cast<int>(value);
-}
+const std::vector<FlagSpec> kFlags = {
+    {"--coordinator", true, "URL", "the coordinator's base URL, http://host:port (required)"},
+    {"--token-file", true, "FILE",
+     "this host's agent credential (`vitscale agents issue HOST` prints one; required)"},
+    {"--host", true, "NAME", "the agent's id and mpirun host name (default: the host name)"},
+    {"--slots", true, "N", "ranks this host runs at once (default: CPU cores)"},
+    {"--gpus", true, "auto|N", "GPUs offered (default auto: what nvidia-smi -L lists)"},
+    {"--work-dir", true, "DIR", "spec files and default logs (default ./vitscale-agent-HOST)"},
+    {"--runs-dir", true, "DIR", "the coordinator's runs folder, where job logs and runs may go"},
+    {"--train-command", true, "PATH", "what every rank runs (default vitscale-train beside this)"},
+    {"--mpirun", true, "PATH", "Open MPI's launcher (default mpirun)"},
+};
 
 // vitscale-train beside this executable when it is there (a build or an install), else PATH.
 std::string DefaultTrainCommand() {
@@ -54,53 +54,20 @@ std::string DefaultTrainCommand() {
   return "vitscale-train";
 }
 
-Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
+Expected<worker::AgentOptions> OptionsFrom(const ParsedArgs& args) {
   worker::AgentOptions options;
-  std::string token_file;
-  std::string gpus = "auto";
-  bool slots_given = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    auto value = [&]() -> Expected<std::string> {
-      if (i + 1 >= argc) return InvalidArgument(flag + " needs a value");
-      return std::string(argv[++i]);
-    };
-    if (flag == "--coordinator") {
-      ASSIGN_OR_RETURN(options.coordinator_url, value());
-    } else if (flag == "--token-file") {
-      ASSIGN_OR_RETURN(token_file, value());
-    } else if (flag == "--host") {
-      ASSIGN_OR_RETURN(options.host, value());
-    } else if (flag == "--slots") {
-      ASSIGN_OR_RETURN(std::string text, value());
-      ASSIGN_OR_RETURN(options.slots, ParseCount(flag, text));
-      slots_given = true;
-    } else if (flag == "--gpus") {
-      ASSIGN_OR_RETURN(gpus, value());
-    } else if (flag == "--work-dir") {
-      ASSIGN_OR_RETURN(options.work_dir, value());
-    } else if (flag == "--train-command") {
-      ASSIGN_OR_RETURN(options.train_command, value());
-    } else if (flag == "--mpirun") {
-      ASSIGN_OR_RETURN(options.mpirun, value());
-    } else if (flag == "--help" || flag == "-h") {
-      Usage();
-      std::exit(0);
-    } else {
-      return InvalidArgument(
-          "unknown flag '" + flag + "'" +
-          DidYouMean(flag, {"--coordinator", "--token-file", "--host", "--slots", "--gpus",
-                            "--work-dir", "--train-command", "--mpirun"}));
-    }
-  }
+  options.coordinator_url = args.Get("--coordinator");
   if (options.coordinator_url.empty()) return InvalidArgument("--coordinator URL is required");
+  std::string token_file = args.Get("--token-file");
   if (token_file.empty()) {
     return InvalidArgument(
-        "--token-file is required (the coordinator writes it to <state dir>/token)");
+        "--token-file is required: this host's agent credential, which `vitscale agents issue "
+        "HOST` prints");
   }
   Expected<std::string> token = ReadTokenFile(token_file);
   if (!token.ok()) return InvalidArgument("--token-file: " + token.status().message());
   options.token = *token;
+  options.host = args.Get("--host");
   if (options.host.empty()) {
     char name[HOST_NAME_MAX + 1] = {};
     if (::gethostname(name, sizeof(name)) != 0 || name[0] == '\0') {
@@ -108,19 +75,29 @@ Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
     }
     options.host = name;
   }
-  if (!slots_given)
-    options.slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  long long cores = std::max(1u, std::thread::hardware_concurrency());
+  ASSIGN_OR_RETURN(long long slots, args.GetInt("--slots", 0, 4096, cores));
+  options.slots = static_cast<int>(slots);
+  std::string gpus = args.Get("--gpus", "auto");
   if (gpus == "auto") {
     options.gpus = worker::DetectGpus();
   } else {
-    ASSIGN_OR_RETURN(options.gpus, ParseCount("--gpus", gpus));
+    ASSIGN_OR_RETURN(long long count, ParseInteger(gpus, "--gpus", 0, 4096));
+    options.gpus = static_cast<int>(count);
   }
-  if (options.work_dir.empty()) options.work_dir = "vitscale-agent-" + options.host;
+  namespace fs = std::filesystem;
+  options.work_dir = args.Get("--work-dir", "vitscale-agent-" + options.host);
   std::error_code ec;
-  std::filesystem::create_directories(options.work_dir, ec);
+  fs::create_directories(options.work_dir, ec);
   if (ec) return InvalidArgument("--work-dir " + options.work_dir + ": " + ec.message());
-  options.work_dir = std::filesystem::absolute(options.work_dir).string();
-  if (options.train_command.empty()) options.train_command = DefaultTrainCommand();
+  fs::permissions(options.work_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  if (ec) return InvalidArgument("--work-dir " + options.work_dir + ": " + ec.message());
+  options.work_dir = fs::absolute(options.work_dir).lexically_normal().string();
+  if (args.Has("--runs-dir")) {
+    options.runs_dir = fs::absolute(args.Get("--runs-dir")).lexically_normal().string();
+  }
+  options.train_command = args.Get("--train-command", DefaultTrainCommand());
+  options.mpirun = args.Get("--mpirun", "mpirun");
   options.allow_run_as_root = ::geteuid() == 0;
   return options;
 }
@@ -128,10 +105,13 @@ Expected<worker::AgentOptions> ParseFlags(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Expected<worker::AgentOptions> options = ParseFlags(argc, argv);
+  CommandLine line = ParseCommandLine(argc, argv, "vitscale-agent", kUsage, kFlags);
+  if (line.exit_code >= 0) return line.exit_code;
+  // Specs (with their report tokens), logs and checkpoints: readable by the owner only.
+  ::umask(077);
+  Expected<worker::AgentOptions> options = OptionsFrom(line.args);
   if (!options.ok()) {
     std::fprintf(stderr, "vitscale-agent: %s\n", options.status().message().c_str());
-    Usage();
     return kExitUsage;
   }
   // Block the stop signals in every thread; one thread waits for them and asks the agent to stop.

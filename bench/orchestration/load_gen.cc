@@ -4,8 +4,9 @@
 //                     [--agents 100] [--heartbeat-ms 1000] [--points-per-second 10000]
 //                     [--batch 100] [--seconds 60] [--connections 16]
 //
-// Setup, through the real protocol: submit a sweep of one job per simulated agent, register the
-// agents (1 slot each) and poll each once, which hands every agent one launch. Load: every agent
+// Setup, through the real protocol with its real credentials: with the admin token, submit a
+// sweep of one job per simulated agent and issue each agent its credential; register the agents
+// (1 slot each) and poll each once, which hands every agent one launch and its report token. Load: every agent
 // polls every --heartbeat-ms listing its job, and metric batches go to the jobs' attempts at a
 // fixed rate, round-robin over the jobs, on a pool of keep-alive connections. Stops by itself
 // after --seconds (plus at most 30 s for answers in flight) and prints what it sent and the
@@ -40,8 +41,11 @@
 #include <vector>
 
 #include "common/files.h"
+#include "common/flags.h"
 #include "common/http_client.h"
 #include "common/status.h"
+#include "protocol/agent.h"
+#include "protocol/api.h"
 
 namespace {
 
@@ -67,43 +71,41 @@ struct Flags {
   int connections = 16;
 };
 
-Expected<Flags> ParseFlags(int argc, char** argv) {
+const char kUsage[] =
+    "usage: vitscale-load-gen --url http://127.0.0.1:PORT --token-file STATE_DIR/token [flags]\n"
+    "The coordinator under simulated agents and metric batches (bench/orchestration/).\n\n";
+
+const std::vector<FlagSpec> kFlags = {
+    {"--url", true, "URL", "the coordinator, on a loopback address (required)"},
+    {"--token-file", true, "FILE", "the coordinator's admin token (required)"},
+    {"--agents", true, "N", "simulated agents, 1..10000 (default 100)"},
+    {"--heartbeat-ms", true, "MS", "each agent's poll period, 10..60000 (default 1000)"},
+    {"--points-per-second", true, "N", "metric points per second (default 10000)"},
+    {"--batch", true, "N", "points per metric batch, 1..100000 (default 100)"},
+    {"--seconds", true, "S", "how long the load lasts, 1..3600 (default 60)"},
+    {"--connections", true, "N", "keep-alive connections for metrics, 1..1000 (default 16)"},
+};
+
+Expected<Flags> FlagsFrom(const ParsedArgs& args) {
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (i + 1 >= argc) return InvalidArgument(flag + " needs a value");
-    std::string value = argv[++i];
-    auto number = [&](int& out, int low, int high) -> Status {
-      char* end = nullptr;
-      long parsed = std::strtol(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || parsed < low || parsed > high) {
-        return InvalidArgument(fmt::format("{} must be an integer within {}..{}", flag, low, high));
-      }
-      out = static_cast<int>(parsed);
-      return Status::Ok();
-    };
-    if (flag == "--url") {
-      flags.url = value;
-    } else if (flag == "--token-file") {
-      flags.token_file = value;
-    } else if (flag == "--agents") {
-      RETURN_IF_ERROR(number(flags.agents, 1, 10000));
-    } else if (flag == "--heartbeat-ms") {
-      RETURN_IF_ERROR(number(flags.heartbeat_ms, 10, 60000));
-    } else if (flag == "--points-per-second") {
-      RETURN_IF_ERROR(number(flags.points_per_second, 1, 10000000));
-    } else if (flag == "--batch") {
-      RETURN_IF_ERROR(number(flags.batch, 1, 100000));
-    } else if (flag == "--seconds") {
-      RETURN_IF_ERROR(number(flags.seconds, 1, 3600));
-    } else if (flag == "--connections") {
-      RETURN_IF_ERROR(number(flags.connections, 1, 1000));
-    } else {
-      return InvalidArgument("unknown flag '" + flag + "'");
-    }
-  }
+  flags.url = args.Get("--url");
+  flags.token_file = args.Get("--token-file");
   if (flags.url.empty() || flags.token_file.empty()) {
     return InvalidArgument("--url and --token-file are required");
+  }
+  struct Number {
+    const char* flag;
+    int* out;
+    int low, high;
+  };
+  for (const Number& n : {Number{"--agents", &flags.agents, 1, 10000},
+                          Number{"--heartbeat-ms", &flags.heartbeat_ms, 10, 60000},
+                          Number{"--points-per-second", &flags.points_per_second, 1, 10000000},
+                          Number{"--batch", &flags.batch, 1, 100000},
+                          Number{"--seconds", &flags.seconds, 1, 3600},
+                          Number{"--connections", &flags.connections, 1, 1000}}) {
+    ASSIGN_OR_RETURN(long long value, args.GetInt(n.flag, n.low, n.high, *n.out));
+    *n.out = static_cast<int>(value);
   }
   return flags;
 }
@@ -151,13 +153,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   using Done = std::function<void(const beast::error_code&, int status, const std::string& body)>;
 
-  Connection(asio::io_context& io, tcp::endpoint endpoint, std::string token)
-      : socket_(io), endpoint_(endpoint), token_(std::move(token)) {}
+  Connection(asio::io_context& io, tcp::endpoint endpoint) : socket_(io), endpoint_(endpoint) {}
 
   bool busy() const { return busy_; }
 
-  // REQUIRES: !busy().
-  void Post(const std::string& target, std::string body, Done done) {
+  // REQUIRES: !busy(). `token` is the credential of this request's scope.
+  void Post(const std::string& target, const std::string& token, std::string body, Done done) {
     busy_ = true;
     done_ = std::move(done);
     request_ = {};
@@ -165,7 +166,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     request_.target(target);
     request_.version(11);
     request_.set(http::field::host, endpoint_.address().to_string());
-    request_.set(http::field::authorization, "Bearer " + token_);
+    request_.set(http::field::authorization, "Bearer " + token);
     request_.set(http::field::content_type, "application/json");
     request_.keep_alive(true);
     request_.body() = std::move(body);
@@ -214,7 +215,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   tcp::socket socket_;
   tcp::endpoint endpoint_;
-  std::string token_;
   beast::flat_buffer buffer_;
   http::request<http::string_body> request_;
   http::response<http::string_body> response_;
@@ -224,8 +224,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 struct SimulatedAgent {
   std::string id;
+  std::string credential;    // the agent's own (issued at setup)
   std::string job;
   int attempt = 0;
+  std::string report_token;  // its attempt's, from the launch spec
   std::string poll_body;
   std::shared_ptr<Connection> connections[2];
   std::unique_ptr<asio::steady_timer> timer;
@@ -259,29 +261,42 @@ class LoadGenerator {
     for (int i = 0; i < flags_.agents; ++i) {
       auto agent = std::make_unique<SimulatedAgent>();
       agent->id = fmt::format("load-agent-{:04d}", i);
-      json body = {{"host", agent->id}, {"slots", 1}, {"gpus", 0}, {"running", json::array()}};
+      ASSIGN_OR_RETURN(HttpReply issued,
+                       client->PostJson("/api/v1/agents/credentials",
+                                        protocol::Dump(protocol::CredentialRequest{agent->id}.ToJson())));
+      if (issued.status != 200) {
+        return Internal(fmt::format("issuing {} a credential failed: {}", agent->id,
+                                    HttpErrorMessage(issued)));
+      }
+      ASSIGN_OR_RETURN(protocol::CredentialReply credential,
+                       protocol::Decode<protocol::CredentialReply>(issued.body));
+      agent->credential = credential.token;
+      HttpClientOptions agent_options = options;
+      agent_options.bearer_token = agent->credential;
+      ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> as_agent, HttpClient::Create(agent_options));
+      protocol::RegisterRequest body{agent->id, 1, 0, {}};
       Clock::time_point sent = Clock::now();
-      ASSIGN_OR_RETURN(HttpReply reply, client->PostJson("/api/v1/agents/register", body.dump()));
+      ASSIGN_OR_RETURN(HttpReply reply,
+                       as_agent->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson())));
       register_latency_.ms.push_back(Milliseconds(Clock::now() - sent));
       if (reply.status != 200) {
         return Internal(fmt::format("registering {} failed: {}", agent->id, HttpErrorMessage(reply)));
       }
-      agents_.push_back(std::move(agent));
-    }
-    // Every agent has one slot and there is one job per agent, so each poll answers at once.
-    for (auto& agent : agents_) {
-      ASSIGN_OR_RETURN(HttpReply reply,
-                       client->PostJson("/api/v1/agents/" + agent->id + "/poll", "{\"running\": []}"));
-      json parsed = json::parse(reply.body, nullptr, false);
-      if (reply.status != 200 || !parsed.is_object() || !parsed.contains("launch") ||
-          !parsed["launch"].is_array() || parsed["launch"].size() != 1) {
+      // Every agent has one slot and there is one job per agent, so each poll answers at once.
+      ASSIGN_OR_RETURN(HttpReply polled, as_agent->PostJson("/api/v1/agents/" + agent->id + "/poll",
+                                                            "{\"running\": []}"));
+      Expected<protocol::PollReply> poll = protocol::Decode<protocol::PollReply>(polled.body);
+      if (polled.status != 200 || !poll.ok() || poll->launch.size() != 1) {
         return Internal(fmt::format("agent {} expected one launch from its first poll, got {} {}",
-                                    agent->id, reply.status, reply.body.substr(0, 300)));
+                                    agent->id, polled.status, polled.body.substr(0, 300)));
       }
-      agent->job = parsed["launch"][0].value("job", "");
-      agent->attempt = parsed["launch"][0].value("attempt", 0);
+      const protocol::LaunchEntry& launch = poll->launch.front();
+      agent->job = launch.job;
+      agent->attempt = launch.attempt;
+      agent->report_token = launch.spec["run"].value("report_token", "");
       agent->poll_body =
-          json{{"running", json::array({{{"job", agent->job}, {"attempt", agent->attempt}}})}}.dump();
+          protocol::Dump(protocol::PollRequest{{{agent->job, agent->attempt}}}.ToJson());
+      agents_.push_back(std::move(agent));
     }
     return Status::Ok();
   }
@@ -292,7 +307,7 @@ class LoadGenerator {
     for (size_t i = 0; i < agents_.size(); ++i) {
       SimulatedAgent& agent = *agents_[i];
       for (auto& connection : agent.connections) {
-        connection = std::make_shared<Connection>(io_, endpoint_, token_);
+        connection = std::make_shared<Connection>(io_, endpoint_);
       }
       agent.timer = std::make_unique<asio::steady_timer>(io_);
       // Spread the agents evenly over the heartbeat period.
@@ -300,7 +315,7 @@ class LoadGenerator {
                                             agents_.size());
     }
     for (int i = 0; i < flags_.connections; ++i) {
-      metric_pool_.push_back(std::make_shared<Connection>(io_, endpoint_, token_));
+      metric_pool_.push_back(std::make_shared<Connection>(io_, endpoint_));
     }
     steps_.assign(agents_.size(), 0);
     total_batches_ = static_cast<int64_t>(flags_.points_per_second) * flags_.seconds / flags_.batch;
@@ -360,7 +375,7 @@ class LoadGenerator {
     ++polls_sent_;
     Clock::time_point sent = Clock::now();
     agent.sent_at[number % 2] = sent;
-    connection.Post("/api/v1/agents/" + agent.id + "/poll", agent.poll_body,
+    connection.Post("/api/v1/agents/" + agent.id + "/poll", agent.credential, agent.poll_body,
                     [this, &agent, number](const beast::error_code& error, int status,
                                            const std::string& body) {
                       if (error) {
@@ -424,7 +439,7 @@ class LoadGenerator {
     Clock::time_point written = Clock::now();
     connection.Post(
         fmt::format("/api/v1/jobs/{}/attempts/{}/metrics", agent.job, agent.attempt),
-        fmt::to_string(body),
+        agent.report_token, fmt::to_string(body),
         [this, due, written, &connection](const beast::error_code& error, int status,
                                           const std::string& reply) {
           Clock::time_point now = Clock::now();
@@ -495,7 +510,9 @@ class LoadGenerator {
 }  // namespace
 
 int main(int argc, char** argv) {
-  Expected<Flags> flags = ParseFlags(argc, argv);
+  CommandLine line = ParseCommandLine(argc, argv, "vitscale-load-gen", kUsage, kFlags);
+  if (line.exit_code >= 0) return line.exit_code;
+  Expected<Flags> flags = FlagsFrom(line.args);
   if (!flags.ok()) {
     std::fprintf(stderr, "vitscale-load-gen: %s\n", flags.status().message().c_str());
     return kExitUsage;

@@ -2,14 +2,19 @@
 # Throughput: N trivial jobs (payload /bin/true) run to completion through vitscale (coordinator
 # + one local agent, which starts a one-rank job without mpirun: docs/agent.md) and through a
 # single-node Slurm cluster (`sbatch --wrap /bin/true`, one sbatch per job), timed from the first
-# submission to the last completion. Prints jobs/s for each and the ratio. Benchmarks are run by hand, not by `make test`.
+# submission to the last completion. The baseline, measured first in the same run, is the raw
+# rate of this machine: vitscale-spawn-baseline starts the payload with posix_spawn and reaps it
+# with waitpid, as many at once as the agent has slots. Prints jobs/s for each, vitscale as a
+# share of the raw rate, the agent's CPU per job, and vitscale / Slurm. Benchmarks are run by
+# hand, not by `make test`.
 #
 #   bench/orchestration/run_throughput.sh [--jobs 1000] [--slots 32] [--systems vitscale,slurm]
 #                                         [--keep DIR]
 #
 # --slots: the agent's slots, so how many jobs run at once (Slurm's partition is oversubscribed
-#   and runs all it is given). --systems: run only one of the two.
-# BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-agent.
+#   and runs all it is given). --systems: run only one of the two (the baseline always runs).
+# BUILD_DIR (default build) holds bin/vitscale-coordinator, bin/vitscale-agent and
+# bin/vitscale-spawn-baseline.
 # Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
 set -Eeuo pipefail
 trap 'echo "run_throughput.sh: line $LINENO failed: $BASH_COMMAND" >&2' ERR
@@ -31,7 +36,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "run_throughput.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
-for binary in vitscale-coordinator vitscale-agent; do
+for binary in vitscale-coordinator vitscale-agent vitscale-spawn-baseline; do
   if [[ ! -x $build/bin/$binary ]]; then
     echo "run_throughput.sh: $build/bin/$binary is missing; build it (cmake --build $build --target $binary) or set BUILD_DIR" >&2
     exit 2
@@ -78,12 +83,15 @@ run_vitscale() {
   local url token
   url=$(cat "$dir/state/address")
   token=$(cat "$dir/state/token")
-  "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/state/token" \
+  local api=(curl -sf -H "Authorization: Bearer $token")
+  # The agent's own credential (docs/security.md), as `vitscale agents issue bench-agent` makes.
+  "${api[@]}" -X POST -d '{"host": "bench-agent"}' "$url/api/v1/agents/credentials" |
+    jq -r .token >"$dir/agent.token"
+  "$build/bin/vitscale-agent" --coordinator "$url" --token-file "$dir/agent.token" \
     --host bench-agent --slots "$slots" --gpus 0 --work-dir "$dir/agent" \
-    --train-command "$payload" >"$dir/agent.log" 2>&1 &
+    --runs-dir "$dir/state/runs" --train-command "$payload" >"$dir/agent.log" 2>&1 &
   local agent=$!
   pids+=("$agent")
-  local api=(curl -sf -H "Authorization: Bearer $token")
   for _ in $(seq 1 100); do
     [[ $("${api[@]}" "$url/api/v1/agents" | jq '[.agents[] | select(.alive)] | length') == 1 ]] && break
     sleep 0.05
@@ -119,7 +127,8 @@ run_vitscale() {
   wait "$agent" "$coordinator" 2>/dev/null || true
   pids=()
   echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s"
-  echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs)"
+  echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs);" \
+    "per job: coordinator $(per_job_ms "$coordinator_cpu") ms, agent $(per_job_ms "$agent_cpu") ms"
   python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start"
   seconds=$(elapsed "$start" "$end")
 }
@@ -151,15 +160,22 @@ run_slurm_jobs() {
 echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
 ratio() { python3 -c "print(f'{$2 / $1:.2f}')"; }
+percent() { python3 -c "print(f'{100 * $2 / $1:.0f}')"; }
+per_job_ms() { python3 -c "print(f'{1000 * $1 / $jobs:.2f}')"; }
+baseline=$("$build/bin/vitscale-spawn-baseline" --jobs "$jobs" --concurrency "$slots" "$payload")
+raw_s=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$baseline")
+echo "raw spawn (posix_spawn + waitpid, $slots at once): $(rate "$jobs" "$raw_s") jobs/s ($raw_s s)"
 if wants vitscale; then
   run_vitscale vitscale
   vitscale_s=$seconds
-  echo "vitscale: $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)"
+  echo "vitscale: $(rate "$jobs" "$vitscale_s") jobs/s ($vitscale_s s)," \
+    "$(percent "$vitscale_s" "$raw_s")% of the raw spawn rate (target >= 50%)"
 fi
 if wants slurm; then
   run_slurm_jobs
   slurm_s=$seconds
-  echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)"
+  echo "slurm (sbatch --wrap per job): $(rate "$jobs" "$slurm_s") jobs/s ($slurm_s s)," \
+    "$(percent "$slurm_s" "$raw_s")% of the raw spawn rate"
   if wants vitscale; then
     echo "ratio vitscale/slurm: $(ratio "$vitscale_s" "$slurm_s")x (target >= 5x)"
   fi

@@ -65,7 +65,6 @@ export async function fillStudy(coordinator, { finished = 15 } = {}) {
     await agent.finish(launch, {
       results: [{ evaluation: 'few_shot', dataset: kFewShot, shots: 5, seed: 0, metric: 'accuracy', value: accuracy }],
       ledger: { train_flops: trainFlops, eval_flops: 1e10, images_seen: 1000 * (i + 1), device_kind: 'cpu', device_seconds: 30 + i, wall_seconds: 15 + i },
-      step: totalSteps,
     });
     done.push({ job: launch.job, exaflops: trainFlops / 1e18, accuracy });
   };
@@ -74,10 +73,8 @@ export async function fillStudy(coordinator, { finished = 15 } = {}) {
   // The first job: preempted at step 200 after a checkpoint, launched again, run to the end.
   const preempted = launches[0];
   await agent.metrics(preempted, curvePoints(0, 200, 10, totalSteps));
-  await coordinator.post(`jobs/${preempted.job}/attempts/${preempted.attempt}/checkpoints`, {
-    step: 200, path: `/tmp/ckpt/${preempted.job.slice(0, 8)}/step-200`, sha256: 'a'.repeat(64),
-  });
-  await agent.exit(preempted, 'preempted', 75, 200);
+  await agent.checkpoint(preempted, 200);
+  await agent.exit(preempted, 'preempted', 75);
   const extra = [];
   let resumed = null;
   const deadline = Date.now() + 30_000;
@@ -91,7 +88,7 @@ export async function fillStudy(coordinator, { finished = 15 } = {}) {
   await finish(resumed, 0, 210);
   // Jobs launched into the slots the finished ones freed go back as preempted, so that the
   // sweep holds exactly `finished` succeeded jobs and one running.
-  for (const launch of extra) await agent.exit(launch, 'preempted', 75, 0);
+  for (const launch of extra) await agent.exit(launch, 'preempted', 75);
 
   const running = launches[finished];
   await agent.metrics(running, curvePoints(0, 100, 10, totalSteps));

@@ -114,10 +114,11 @@ export class Coordinator {
     fs.rmSync(this.stateDir, { recursive: true, force: true });
   }
 
-  // One API call. `auth` false sends no token; bodies are JSON unless `yaml` is given.
-  async call(method, apiPath, { body, yaml, auth = true, expect = 200 } = {}) {
+  // One API call, with the admin token unless another `token` is given; `auth` false sends
+  // none. Bodies are JSON unless `yaml` is given.
+  async call(method, apiPath, { body, yaml, auth = true, token, expect = 200 } = {}) {
     const headers = {};
-    if (auth) headers.Authorization = `Bearer ${this.token()}`;
+    if (auth) headers.Authorization = `Bearer ${token ?? this.token()}`;
     let payload;
     if (yaml !== undefined) {
       headers['Content-Type'] = 'application/yaml';
@@ -139,12 +140,14 @@ export class Coordinator {
     return (await this.call('GET', apiPath)).body;
   }
 
-  async post(apiPath, body) {
-    return (await this.call('POST', apiPath, { body })).body;
+  async post(apiPath, body, token) {
+    return (await this.call('POST', apiPath, { body, token })).body;
   }
 }
 
 // An agent as docs/api.md describes it, driven by hand: register, poll for launches, report.
+// It uses an agent credential of its own (issued with the admin token on first use), and
+// reports for a launch with that attempt's report token, as the trainer would.
 export class Agent {
   constructor(coordinator, host, slots) {
     this.coordinator = coordinator;
@@ -154,7 +157,8 @@ export class Agent {
   }
 
   async register() {
-    await this.coordinator.post('agents/register', { host: this.host, slots: this.slots, gpus: 0, running: this.running });
+    if (!this.token) this.token = (await this.coordinator.post('agents/credentials', { host: this.host })).token;
+    await this.coordinator.post('agents/register', { host: this.host, slots: this.slots, gpus: 0, running: this.running }, this.token);
   }
 
   // Polls until `count` launches arrived (or `timeoutMs` passed); returns them.
@@ -162,7 +166,7 @@ export class Agent {
     const launches = [];
     const deadline = Date.now() + timeoutMs;
     while (launches.length < count && Date.now() < deadline) {
-      const answer = await this.coordinator.post(`agents/${encodeURIComponent(this.host)}/poll`, { running: this.running });
+      const answer = await this.coordinator.post(`agents/${encodeURIComponent(this.host)}/poll`, { running: this.running }, this.token);
       for (const launch of answer.launch ?? []) {
         launches.push(launch);
         this.running.push({ job: launch.job, attempt: launch.attempt });
@@ -182,7 +186,7 @@ export class Agent {
         try {
           const response = await fetch(`${this.coordinator.url}/api/v1/agents/${encodeURIComponent(this.host)}/poll`, {
             method: 'POST',
-            headers: { Authorization: `Bearer ${this.coordinator.token()}`, 'Content-Type': 'application/json' },
+            headers: { Authorization: `Bearer ${this.token}`, 'Content-Type': 'application/json' },
             body: JSON.stringify({ running: this.running }),
             signal: this.abort.signal,
           });
@@ -207,16 +211,22 @@ export class Agent {
   }
 
   async metrics(launch, points) {
-    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/metrics`, { points });
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/metrics`, { points }, launch.spec.run.report_token);
   }
 
-  async finish(launch, { results, ledger, step }) {
-    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/results`, { results, ledger });
-    await this.exit(launch, 'succeeded', 0, step);
+  async checkpoint(launch, step) {
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/checkpoints`, {
+      step, path: `${launch.spec.run.dir}/checkpoints/step-${step}`, sha256: 'a'.repeat(64),
+    }, launch.spec.run.report_token);
   }
 
-  async exit(launch, outcome, exitStatus, step) {
-    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/exit`, { agent: this.host, outcome, exit_status: exitStatus, step });
+  async finish(launch, { results, ledger }) {
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/results`, { results, ledger }, launch.spec.run.report_token);
+    await this.exit(launch, 'succeeded', 0);
+  }
+
+  async exit(launch, outcome, exitStatus) {
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/exit`, { agent: this.host, outcome, exit_status: exitStatus }, this.token);
     this.running = this.running.filter((r) => !(r.job === launch.job && r.attempt === launch.attempt));
   }
 }

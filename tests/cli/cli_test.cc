@@ -207,11 +207,17 @@ class CliTest : public ::testing::Test {
     return json::parse(run.out);
   }
 
-  // The agent's side of the API, played by the test.
+  // The agent's side of the API, played by the test with the credential that
+  // `vitscale agents issue` prints.
   std::unique_ptr<vitscale::HttpClient> AgentClient() {
+    Outcome issued = Vitscale("agents issue test-agent");
+    EXPECT_EQ(issued.status, kExitOk) << issued.err;
+    std::string token = issued.out;
+    while (!token.empty() && token.back() == '\n') token.pop_back();
+    EXPECT_EQ(token.size(), 64u) << issued.out;
     vitscale::HttpClientOptions options;
     options.base_url = url_;
-    options.bearer_token = token_;
+    options.bearer_token = token;
     auto client = vitscale::HttpClient::Create(options);
     EXPECT_TRUE(client.ok());
     return std::move(*client);
@@ -409,7 +415,14 @@ TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
   std::string job = launches[0]["job"];
   int64_t subset = launches[0]["spec"]["job"]["subset"];
   json points = {{"points", {{{"step", 5}, {"name", "images_seen"}, {"value", subset / 2}}}}};
-  auto posted = agent->PostJson("/api/v1/jobs/" + job + "/attempts/1/metrics", points.dump());
+  // The trainer reports with its attempt's own token, which the launch's spec carries.
+  vitscale::HttpClientOptions trainer_options;
+  trainer_options.base_url = url_;
+  trainer_options.bearer_token = launches[0]["spec"]["run"]["report_token"];
+  auto trainer = vitscale::HttpClient::Create(trainer_options);
+  ASSERT_TRUE(trainer.ok());
+  auto posted =
+      (*trainer)->PostJson("/api/v1/jobs/" + job + "/attempts/1/metrics", points.dump());
   ASSERT_TRUE(posted.ok() && posted->status == 200);
   EXPECT_TRUE(WaitForText(dir_ / "watch.out", "50% leased", 20s)) << Slurp(dir_ / "watch.out");
 

@@ -3,10 +3,14 @@
 
 #include <filesystem>
 
+#include "common/clock.h"
 #include "common/files.h"
+#include "common/flags.h"
 #include "common/names.h"
+#include "common/secrets.h"
 #include "common/sha256.h"
 #include "common/status.h"
+#include "common/text.h"
 
 namespace vitscale {
 namespace {
@@ -65,6 +69,73 @@ TEST(FilesTest, AtomicWriteReplacesAndLeavesNoTemp) {
   EXPECT_EQ(ReadTokenFile(path).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ReadTokenFile((dir / "missing").string()).status().code(), StatusCode::kNotFound);
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace vitscale
+
+namespace vitscale {
+namespace {
+
+TEST(TextTest, Utf8ValidityAndPrintable) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"));  // é € 😀
+  for (std::string bad : {std::string("\xff"), std::string("\xc0\xaf"), std::string("\xed\xa0\x80"),
+                          std::string("\xf4\x90\x80\x80"), std::string("\xe2\x82")}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << Printable(bad);
+  }
+  EXPECT_EQ(Printable(std::string("a\xff" "b\n", 4)), "a\xEF\xBF\xBD" "b\\x0A");
+  EXPECT_EQ(Printable(std::string(10, 'x'), 4), "xxxx...");
+  EXPECT_TRUE(HasControlCharacters("a\tb"));
+  EXPECT_FALSE(HasControlCharacters("a b"));
+}
+
+TEST(SecretsTest, TokensAreRandomHexAndCompareInConstantTime) {
+  Expected<std::string> a = RandomHexToken(32), b = RandomHexToken(32);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->size(), 64u);
+  EXPECT_NE(*a, *b);
+  EXPECT_TRUE(ConstantTimeEquals(*a, *a));
+  EXPECT_FALSE(ConstantTimeEquals(*a, *b));
+  EXPECT_FALSE(ConstantTimeEquals(*a, a->substr(1)));
+  EXPECT_EQ(TokenHash("abc"), Sha256Hex("abc"));
+}
+
+TEST(ClockTest, FakeClockMovesBothTimesOnlyWhenTold) {
+  FakeClock clock(TimePoint{}, 1000.0);
+  TimePoint start = clock.Now();
+  EXPECT_EQ(clock.WallSeconds(), 1000.0);
+  clock.Advance(std::chrono::seconds(90));
+  EXPECT_EQ(clock.Now() - start, std::chrono::seconds(90));
+  EXPECT_DOUBLE_EQ(clock.WallSeconds(), 1090.0);
+  EXPECT_EQ(IsoTime(0.5), "1970-01-01T00:00:00.500Z");
+}
+
+TEST(FlagsTest, ParsesValuesSwitchesAndNumbers) {
+  std::vector<FlagSpec> specs = {{"--state-dir", true, "DIR", "where state lives"},
+                                 {"--open-read", false, "", "open reading"},
+                                 {"--lease-seconds", true, "N", "lease"}};
+  Expected<ParsedArgs> parsed =
+      ParseArgs({"--state-dir", "/x", "--open-read", "--lease-seconds=45", "pos"}, specs);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->Get("--state-dir"), "/x");
+  EXPECT_TRUE(parsed->Has("--open-read"));
+  EXPECT_EQ(*parsed->GetInt("--lease-seconds", 2, 3600, 30), 45);
+  EXPECT_EQ(*parsed->GetInt("--absent", 2, 3600, 30), 30);
+  EXPECT_EQ(parsed->positional, std::vector<std::string>{"pos"});
+  EXPECT_FALSE(parsed->GetInt("--state-dir", 0, 10, 0).ok());
+  Expected<ParsedArgs> typo = ParseArgs({"--lease-secnds", "4"}, specs);
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.status().message().find("did you mean '--lease-seconds'"), std::string::npos);
+  EXPECT_FALSE(ParseArgs({"--state-dir"}, specs).ok());
+  EXPECT_NE(FlagHelp(specs).find("--state-dir DIR"), std::string::npos);
+}
+
+TEST(NamesTest, SuggestionsStayCheapForHugeInput) {
+  std::vector<std::string> many(100000, std::string(100, 'q'));
+  many.push_back("fashion-mnist");
+  EXPECT_EQ(NearestName(std::string(100000, 'x'), many), "");  // too long to suggest for
+  EXPECT_EQ(NearestName("fashon-mnist", {"fashion-mnist", "digits"}), "fashion-mnist");
 }
 
 }  // namespace

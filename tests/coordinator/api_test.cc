@@ -12,7 +12,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <thread>
 
 #include "tests/coordinator/cluster.h"
 
@@ -122,7 +124,9 @@ class EventClient {
 
 class ApiTest : public ::testing::Test {
  protected:
+  // A fresh coordinator (on a new port) over the same state; clients made before are stale.
   void StartCoordinator(std::vector<std::string> flags = {}) {
+    agents_.clear();
     coordinator_ = std::make_unique<Coordinator>(dir_.File("state"), std::move(flags));
     ASSERT_TRUE(coordinator_->Start());
     client_ = coordinator_->Client(true);
@@ -134,14 +138,25 @@ class ApiTest : public ::testing::Test {
   // Submits kSweep; returns its job ids.
   std::vector<std::string> Submit() { return SubmitSweep(*client_, kSweep); }
 
+  // The client of agent `host`, with a credential issued for it on first use.
+  HttpClient& Agent(const std::string& host) {
+    std::unique_ptr<HttpClient>& agent = agents_[host];
+    if (!agent) agent = coordinator_->ClientWithToken(coordinator_->IssueAgentToken(host));
+    return *agent;
+  }
+  // The client of a launched attempt's trainer: the report token from its spec.
+  std::unique_ptr<HttpClient> Trainer(const json& launch) {
+    return coordinator_->ClientWithToken(launch["spec"]["run"]["report_token"]);
+  }
+
   // Plays an agent over the API: registers `host` with one slot and polls until it is given a
   // job; returns the launch entry.
   json TakeJob(const std::string& host) {
-    HttpReply registered = Call(*client_, "POST", "/api/v1/agents/register",
+    HttpReply registered = Call(Agent(host), "POST", "/api/v1/agents/register",
                                 json{{"host", host}, {"slots", 1}, {"gpus", 0}}.dump());
     EXPECT_EQ(registered.status, 200) << registered.body;
     for (int i = 0; i < 5; ++i) {
-      HttpReply polled = Call(*client_, "POST", "/api/v1/agents/" + host + "/poll",
+      HttpReply polled = Call(Agent(host), "POST", "/api/v1/agents/" + host + "/poll",
                               json{{"running", json::array()}}.dump());
       EXPECT_EQ(polled.status, 200) << polled.body;
       json launch = JsonOf(polled).value("launch", json::array());
@@ -161,6 +176,7 @@ class ApiTest : public ::testing::Test {
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<HttpClient> client_;
   std::unique_ptr<HttpClient> anonymous_;
+  std::map<std::string, std::unique_ptr<HttpClient>> agents_;
 };
 
 TEST_F(ApiTest, HealthAnswers) {
@@ -173,11 +189,11 @@ TEST_F(ApiTest, MalformedJsonIs400AndRegistersNothing) {
   for (const std::string& body :
        {std::string("{\"host\": \"h1\", \"slots\": 2"), std::string("[1, 2]"),
         std::string("not json at all"), std::string("")}) {
-    HttpReply reply = Call(*client_, "POST", "/api/v1/agents/register", body);
+    HttpReply reply = Call(Agent("h1"), "POST", "/api/v1/agents/register", body);
     EXPECT_EQ(reply.status, 400) << body;
     EXPECT_TRUE(JsonOf(reply).contains("error")) << reply.body;
   }
-  HttpReply wrong_type = Call(*client_, "POST", "/api/v1/agents/register",
+  HttpReply wrong_type = Call(Agent("h1"), "POST", "/api/v1/agents/register",
                               R"({"host": "h1", "slots": "two", "gpus": 0})");
   EXPECT_EQ(wrong_type.status, 400);
   EXPECT_NE(wrong_type.body.find("slots"), std::string::npos) << wrong_type.body;
@@ -231,11 +247,12 @@ TEST_F(ApiTest, BadJobIdsAreClear4xx) {
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + std::string(65, 'a')).status, 404);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/jobs/" + ids[0] + "%00").status, 400);
   EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/zzzzzzzzzz/cancel").status, 404);
+  // No attempt 1 yet: no report token can match it.
   EXPECT_EQ(
       Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/1/metrics", R"({"points": []})")
           .status,
-      404);  // no attempt 1 yet
-  EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/-1/exit", "{}").status,
+      401);
+  EXPECT_EQ(Call(Agent("h1"), "POST", "/api/v1/jobs/" + ids[0] + "/attempts/-1/exit", "{}").status,
             400);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/sweeps/no-such-sweep").status, 404);
 }
@@ -280,7 +297,7 @@ TEST_F(ApiTest, HeartbeatForALeaseNotHeldIs409AndChangesNothing) {
   ASSERT_TRUE(launch.is_object());
   std::string held = launch["job"];
   std::string other = held == ids[0] ? ids[1] : ids[0];
-  ASSERT_EQ(Call(*client_, "POST", "/api/v1/agents/register",
+  ASSERT_EQ(Call(Agent("host-b"), "POST", "/api/v1/agents/register",
                  json{{"host", "host-b"}, {"slots", 0}, {"gpus", 0}}.dump())
                 .status,
             200);
@@ -289,7 +306,7 @@ TEST_F(ApiTest, HeartbeatForALeaseNotHeldIs409AndChangesNothing) {
   // host-b claims host-a's job and a job that was never launched; host-a claims a wrong job.
   for (const auto& [agent, job] : std::vector<std::pair<std::string, std::string>>{
            {"host-b", held}, {"host-b", other}, {"host-a", other}}) {
-    HttpReply reply = Call(*client_, "POST", "/api/v1/agents/" + agent + "/poll",
+    HttpReply reply = Call(Agent(agent), "POST", "/api/v1/agents/" + agent + "/poll",
                            json{{"running", {{{"job", job}, {"attempt", 1}}}}}.dump());
     EXPECT_EQ(reply.status, 409) << agent << " " << reply.body;
     json body = JsonOf(reply);
@@ -303,7 +320,8 @@ TEST_F(ApiTest, HeartbeatForALeaseNotHeldIs409AndChangesNothing) {
   EXPECT_EQ(after_other["state"], "pending");
   EXPECT_TRUE(after_other["attempts"].empty()) << after_other.dump();
   // An agent that never registered.
-  EXPECT_EQ(Call(*client_, "POST", "/api/v1/agents/nobody/poll", R"({"running": []})").status, 404);
+  EXPECT_EQ(Call(Agent("nobody"), "POST", "/api/v1/agents/nobody/poll", R"({"running": []})").status,
+            404);
 }
 
 // A stopping agent registers again with 0 slots and lists the job it still runs: it keeps that
@@ -313,7 +331,7 @@ TEST_F(ApiTest, AgentDrainingToZeroSlotsKeepsItsJobAndGetsNoMore) {
   json launch = TakeJob("host-a");
   ASSERT_TRUE(launch.is_object());
   std::string held = launch["job"];
-  HttpReply drained = Call(*client_, "POST", "/api/v1/agents/register",
+  HttpReply drained = Call(Agent("host-a"), "POST", "/api/v1/agents/register",
                            json{{"host", "host-a"},
                                 {"slots", 0},
                                 {"gpus", 0},
@@ -322,7 +340,7 @@ TEST_F(ApiTest, AgentDrainingToZeroSlotsKeepsItsJobAndGetsNoMore) {
   ASSERT_EQ(drained.status, 200) << drained.body;
   EXPECT_TRUE(JsonOf(drained)["not_held"].empty()) << drained.body;
   HttpReply polled =
-      Call(*client_, "POST", "/api/v1/agents/host-a/poll",
+      Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/poll",
            json{{"running", {{{"job", held}, {"attempt", launch["attempt"]}}}}}.dump());
   ASSERT_EQ(polled.status, 200) << polled.body;
   EXPECT_TRUE(JsonOf(polled)["launch"].empty()) << polled.body;
@@ -341,7 +359,7 @@ TEST_F(ApiTest, BadMetricBatchStoresNoPoint) {
   json launch = TakeJob("host-a");
   ASSERT_TRUE(launch.is_object());
   std::string path = MetricsPath(launch);
-  HttpReply bad = Call(*client_, "POST", path,
+  HttpReply bad = Call(*Trainer(launch), "POST", path,
                        R"({"points": [{"step": 1, "name": "loss", "value": 1.0},
                                       {"step": 2, "name": "loss", "value": "x"}]})");
   EXPECT_EQ(bad.status, 400);
@@ -438,7 +456,7 @@ TEST_F(ApiTest, EventStreamDeliversMetricsAndCatchesUp) {
   // The server has accepted the stream once it answers the handshake; a round trip through the
   // API makes sure the stream is registered before the metric goes out.
   Call(*client_, "GET", "/api/v1/health");
-  HttpReply posted = Call(*client_, "POST", MetricsPath(launch),
+  HttpReply posted = Call(*Trainer(launch), "POST", MetricsPath(launch),
                           R"({"points": [{"step": 7, "name": "loss", "value": 0.625}]})");
   ASSERT_EQ(posted.status, 200) << posted.body;
   json event = live.NextMatching([](const json& e) { return e.value("type", "") == "metric"; });
@@ -464,6 +482,233 @@ TEST_F(ApiTest, EventStreamDeliversMetricsAndCatchesUp) {
   json reset = stale.Next();
   ASSERT_TRUE(reset.is_object());
   EXPECT_EQ(reset["type"], "reset");
+}
+
+
+// Once a known abort: an error body built from a path that is not UTF-8.
+TEST_F(ApiTest, PathsThatAreNotPrintableUtf8Are400AndTheServerStaysUp) {
+  for (const std::string& target :
+       {std::string("/api/v1/%FF"), std::string("/api/v1/jobs/%C3%28"), std::string("/%FF%FE"),
+        std::string("/api/v1/jobs?state=%FF"), std::string("/api/v1/sweeps/a%0Ab"),
+        std::string("/api/v1/\xff\xfe"), std::string("/api/v1/jobs/%00")}) {
+    for (HttpClient* client : {client_.get(), anonymous_.get()}) {
+      HttpReply reply = Call(*client, "GET", target);
+      EXPECT_EQ(reply.status, 400) << target << ": " << reply.body;
+      EXPECT_TRUE(JsonOf(reply).contains("error")) << reply.body;
+    }
+  }
+  auto [status, raw] = RawExchange(coordinator_->port(),
+                                   "GET /api/v1/\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_TRUE(status == 400) << raw;
+  EXPECT_EQ(Call(*client_, "GET", "/api/v1/health").status, 200);
+}
+
+// Each scope's credential opens its own routes only: 401 without a valid one, 403 (naming what
+// the route needs) for a valid one of another scope.
+TEST_F(ApiTest, CredentialsAreScoped) {
+  std::vector<std::string> ids = Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string job = launch["job"];
+  std::string state = GetJob(job)["state"];
+  std::unique_ptr<HttpClient> trainer = Trainer(launch);
+  HttpClient& agent_a = Agent("host-a");
+  HttpClient& agent_b = Agent("host-b");
+
+  // An agent credential: not on people's routes, not for another host.
+  HttpReply as_admin = Call(agent_a, "POST", "/api/v1/jobs/" + job + "/cancel");
+  EXPECT_EQ(as_admin.status, 403) << as_admin.body;
+  EXPECT_NE(as_admin.body.find("credential of agent 'host-a'"), std::string::npos) << as_admin.body;
+  EXPECT_EQ(Call(agent_a, "GET", "/api/v1/jobs").status, 403);
+  HttpReply as_b = Call(agent_a, "POST", "/api/v1/agents/host-b/poll", R"({"running": []})");
+  EXPECT_EQ(as_b.status, 403) << as_b.body;
+  EXPECT_EQ(Call(agent_b, "POST", "/api/v1/agents/register",
+                 json{{"host", "host-a"}, {"slots", 9}, {"gpus", 0}}.dump())
+                .status,
+            403);
+  EXPECT_EQ(Call(agent_a, "POST", MetricsPath(launch), R"({"points": []})").status, 403);
+  // The admin token: not on agent or report routes.
+  HttpReply admin_poll = Call(*client_, "POST", "/api/v1/agents/host-a/poll", R"({"running": []})");
+  EXPECT_EQ(admin_poll.status, 403) << admin_poll.body;
+  EXPECT_NE(admin_poll.body.find("vitscale agents issue"), std::string::npos) << admin_poll.body;
+  EXPECT_EQ(Call(*client_, "POST", MetricsPath(launch), R"({"points": []})").status, 403);
+  // A report token: its own attempt's reports only.
+  EXPECT_EQ(Call(*trainer, "GET", "/api/v1/jobs").status, 401);
+  EXPECT_EQ(Call(*trainer, "POST", "/api/v1/agents/host-a/poll", R"({"running": []})").status, 401);
+  std::string other = job == ids[0] ? ids[1] : ids[0];
+  EXPECT_EQ(Call(*trainer, "POST", "/api/v1/jobs/" + other + "/attempts/1/metrics",
+                 R"({"points": []})")
+                .status,
+            401);
+  EXPECT_EQ(Call(*trainer, "POST", MetricsPath(launch), R"({"points": []})").status, 200);
+  // The agent reports the exit, which only the attempt's leader may do.
+  std::string exit_path = "/api/v1/jobs/" + job + "/attempts/1/exit";
+  EXPECT_EQ(Call(agent_b, "POST", exit_path, R"({"agent": "host-b", "outcome": "failed"})").status,
+            403);
+  EXPECT_EQ(Call(agent_a, "POST", exit_path, R"({"agent": "host-b", "outcome": "failed"})").status,
+            403);
+  EXPECT_EQ(GetJob(job)["state"], state);
+
+  // Issuing again replaces the credential; revoking ends it.
+  std::string fresh = coordinator_->IssueAgentToken("host-a");
+  EXPECT_EQ(Call(agent_a, "POST", "/api/v1/agents/host-a/poll", R"({"running": []})").status, 401);
+  auto renewed = coordinator_->ClientWithToken(fresh);
+  EXPECT_EQ(Call(*renewed, "DELETE", "/api/v1/agents/credentials/host-a").status, 403);
+  EXPECT_EQ(Call(*client_, "DELETE", "/api/v1/agents/credentials/host-a").status, 200);
+  EXPECT_EQ(Call(*renewed, "POST", "/api/v1/agents/host-a/poll", R"({"running": []})").status, 401);
+  EXPECT_EQ(Call(*client_, "DELETE", "/api/v1/agents/credentials/host-a").status, 404);
+  // Credentials survive a restart: they are in the database (as hashes only).
+  std::string token_b = coordinator_->IssueAgentToken("host-b");
+  coordinator_->Kill();
+  StartCoordinator();
+  HttpReply polled = Call(*coordinator_->ClientWithToken(token_b), "POST",
+                          "/api/v1/agents/host-b/poll", R"({"running": []})");
+  EXPECT_EQ(polled.status, 404) << polled.body;  // known credential; not registered yet
+  EXPECT_EQ(Slurp(dir_.File("state/vitscale.db")).find(fresh), std::string::npos);
+}
+
+TEST_F(ApiTest, AReportTokenDiesWithItsAttempt) {
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::unique_ptr<HttpClient> trainer = Trainer(launch);
+  std::string points = R"({"points": [{"step": 1, "name": "loss", "value": 1.5}]})";
+  EXPECT_EQ(Call(*trainer, "POST", MetricsPath(launch), points).status, 200);
+  std::string exit_path = "/api/v1/jobs/" + launch["job"].get<std::string>() + "/attempts/1/exit";
+  ASSERT_EQ(Call(Agent("host-a"), "POST", exit_path,
+                 R"({"agent": "host-a", "outcome": "failed", "exit_status": 1})")
+                .status,
+            200);
+  HttpReply late = Call(*trainer, "POST", MetricsPath(launch), points);
+  EXPECT_EQ(late.status, 401) << late.body;
+  EXPECT_NE(late.body.find("has ended"), std::string::npos) << late.body;
+  json metrics = JsonOf(Call(*client_, "GET", "/api/v1/jobs/" + launch["job"].get<std::string>() +
+                                                  "/metrics"));
+  EXPECT_EQ(metrics["points"].size(), 1u) << metrics.dump();
+}
+
+TEST_F(ApiTest, ATokenInTheQueryIsAcceptedOnTheEventStreamOnly) {
+  HttpReply reply = Call(*anonymous_, "GET", "/api/v1/jobs?access_token=" + coordinator_->token());
+  EXPECT_EQ(reply.status, 401);
+  EXPECT_NE(reply.body.find("event stream only"), std::string::npos) << reply.body;
+  EventClient events;
+  EXPECT_TRUE(events.Connect(coordinator_->port(),
+                             "/api/v1/events?access_token=" + coordinator_->token()));
+  EventClient wrong;
+  EXPECT_FALSE(wrong.Connect(coordinator_->port(), "/api/v1/events?access_token=nope"));
+}
+
+// A refused call writes nothing: a priority change refused for a finished job leaves the stored
+// priority as it was.
+TEST_F(ApiTest, ARefusedPriorityChangeIsNotStored) {
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string job = launch["job"];
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/jobs/" + job + "/attempts/1/exit",
+                 R"({"agent": "host-a", "outcome": "succeeded", "exit_status": 0})")
+                .status,
+            200);
+  HttpReply refused = Call(*client_, "POST", "/api/v1/jobs/" + job + "/priority", R"({"priority": 7})");
+  EXPECT_EQ(refused.status, 409) << refused.body;
+  EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + job + "/priority", R"({"priority": 1e9})").status,
+            400);
+  EXPECT_EQ(GetJob(job)["priority"], 0);
+  coordinator_->Kill();  // and not in the database either
+  StartCoordinator();
+  EXPECT_EQ(GetJob(job)["priority"], 0);
+}
+
+TEST_F(ApiTest, StateFilesAreTheOwnersAlone) {
+  namespace fs = std::filesystem;
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  auto private_to_owner = [](const std::string& path) {
+    return (fs::status(path).permissions() & (fs::perms::group_all | fs::perms::others_all)) ==
+           fs::perms::none;
+  };
+  for (const char* name : {"state", "state/token", "state/vitscale.db", "state/vitscale.db-wal",
+                           "state/address"}) {
+    EXPECT_TRUE(private_to_owner(dir_.File(name))) << name;
+  }
+}
+
+TEST_F(ApiTest, ACheckpointOutsideItsRunFolderIsRefused) {
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string job = launch["job"];
+  std::string path = "/api/v1/jobs/" + job + "/attempts/1/checkpoints";
+  std::string sha(64, 'a');
+  HttpReply outside = Call(*Trainer(launch), "POST", path,
+                           json{{"step", 10}, {"path", "/etc/passwd"}, {"sha256", sha}}.dump());
+  EXPECT_EQ(outside.status, 400) << outside.body;
+  HttpReply climbing = Call(*Trainer(launch), "POST", path,
+                            json{{"step", 10},
+                                 {"path", launch["spec"]["run"]["dir"].get<std::string>() + "/../x"},
+                                 {"sha256", sha}}
+                                .dump());
+  EXPECT_EQ(climbing.status, 400) << climbing.body;
+  std::string inside = launch["spec"]["run"]["dir"].get<std::string>() + "/checkpoints/step-10";
+  EXPECT_EQ(Call(*Trainer(launch), "POST", path,
+                 json{{"step", 10}, {"path", inside}, {"sha256", sha}}.dump())
+                .status,
+            200);
+  EXPECT_EQ(GetJob(job)["checkpoints"].size(), 1u);
+}
+
+TEST_F(ApiTest, BodiesAreLimitedPerRoute) {
+  std::vector<std::string> ids = Submit();
+  std::string big(200 << 10, ' ');  // 200 KiB of JSON white space
+  HttpReply priority =
+      Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/priority", big + R"({"priority": 1})");
+  EXPECT_EQ(priority.status, 413) << priority.body.substr(0, 200);
+  // Refused from the header alone, before any of the body is read, for anyone.
+  auto [status, reply] = RawExchange(
+      coordinator_->port(), "POST /api/v1/jobs/" + ids[0] +
+                                "/priority HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+  EXPECT_EQ(status, 401) << reply;
+  EXPECT_EQ(Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/priority", R"({"priority": 1})")
+                .status,
+            200);
+}
+
+// Over --max-connections, a new connection gets a 503 and is closed; the others carry on.
+TEST_F(ApiTest, ConnectionsAreCapped) {
+  coordinator_->Kill();
+  StartCoordinator({"--max-connections", "3"});
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  for (int i = 0; i < 3; ++i) {
+    idle.push_back(std::make_unique<tcp::socket>(io));
+    idle.back()->connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                                       static_cast<uint16_t>(coordinator_->port())));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  auto [status, reply] =
+      RawExchange(coordinator_->port(), "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status, 503) << reply;
+  idle.clear();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(Call(*client_, "GET", "/api/v1/health").status, 200);
+}
+
+TEST(DaemonHelpTest, EveryDaemonAnswersHelpWithItsUsage) {
+  TempDir dir;
+  for (const auto& [name, flag] : std::map<std::string, std::string>{
+           {"vitscale-coordinator", "--state-dir DIR"}, {"vitscale-agent", "--token-file FILE"}}) {
+    Process help({BinPath(name), "--help"}, dir.File(name + ".help"));
+    int status = help.Wait(std::chrono::seconds(10));
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << name << ": " << status;
+    std::string text = Slurp(dir.File(name + ".help"));
+    EXPECT_NE(text.find("usage: " + name), std::string::npos) << text;
+    EXPECT_NE(text.find(flag), std::string::npos) << text;
+  }
+  Process bad({BinPath("vitscale-coordinator"), "--state-dri", dir.File("s")}, dir.File("bad"));
+  int status = bad.Wait(std::chrono::seconds(10));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+  EXPECT_NE(Slurp(dir.File("bad")).find("did you mean '--state-dir'"), std::string::npos);
 }
 
 }  // namespace

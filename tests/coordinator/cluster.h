@@ -176,14 +176,37 @@ class Coordinator {
   std::string token_file() const { return state_dir_ + "/token"; }
   Process& process() { return *process_; }
 
-  // A client with the token (`with_token`) or without it.
+  std::string runs_dir() const { return state_dir_ + "/runs"; }
+
+  // A client with the admin token (`with_token`) or without any.
   std::unique_ptr<HttpClient> Client(bool with_token = true) const {
+    return ClientWithToken(with_token ? token_ : "");
+  }
+  std::unique_ptr<HttpClient> ClientWithToken(const std::string& token) const {
     HttpClientOptions options;
     options.base_url = url_;
-    if (with_token) options.bearer_token = token_;
+    options.bearer_token = token;
     options.read_timeout = std::chrono::seconds(30);
     auto client = HttpClient::Create(options);
     return client.ok() ? std::move(*client) : nullptr;
+  }
+
+  // A fresh agent credential for `host`, issued with the admin token as `vitscale agents issue`
+  // does; "" (and a test failure) if the coordinator refuses.
+  std::string IssueAgentToken(const std::string& host) const {
+    auto admin = Client(true);
+    Expected<HttpReply> reply =
+        admin->PostJson("/api/v1/agents/credentials", nlohmann::json{{"host", host}}.dump());
+    EXPECT_TRUE(reply.ok() && reply->status == 200)
+        << (reply.ok() ? reply->body : reply.status().ToString());
+    if (!reply.ok() || reply->status != 200) return "";
+    return nlohmann::json::parse(reply->body, nullptr, false).value("token", "");
+  }
+  // The same, written to a file (mode 0600) for `vitscale-agent --token-file`.
+  std::string AgentTokenFile(const std::string& host) const {
+    std::string path = state_dir_ + "/../agent-" + host + ".token";
+    EXPECT_TRUE(WriteFileAtomically(path, IssueAgentToken(host) + "\n", 0600).ok());
+    return path;
   }
 
  private:

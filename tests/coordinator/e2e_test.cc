@@ -113,9 +113,10 @@ class E2eTest : public ::testing::Test {
     std::filesystem::create_directories(work);
     agents_[name] = std::make_unique<Process>(
         std::vector<std::string>{BinPath("vitscale-agent"), "--coordinator", coordinator_->url(),
-                                 "--token-file", coordinator_->token_file(), "--host", name,
-                                 "--slots", std::to_string(slots), "--gpus", "0", "--work-dir",
-                                 work, "--train-command", trainer_},
+                                 "--token-file", coordinator_->AgentTokenFile(name), "--host",
+                                 name, "--slots", std::to_string(slots), "--gpus", "0",
+                                 "--work-dir", work, "--runs-dir", coordinator_->runs_dir(),
+                                 "--train-command", trainer_},
         work + ".log");
   }
 

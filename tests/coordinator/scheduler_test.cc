@@ -3,10 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <deque>
 #include <string>
 #include <vector>
 
-#include "coordinator/clock.h"
+#include "common/clock.h"
 
 namespace vitscale::coordinator {
 namespace {
@@ -20,6 +21,7 @@ SchedulerOptions TestOptions() {
   options.backoff_factor = 2;
   options.backoff_max = seconds(25);
   options.preempt_grace = seconds(60);
+  options.reserve_after = seconds(120);
   return options;
 }
 
@@ -67,6 +69,15 @@ class SchedulerTest : public ::testing::Test {
   // The agent that leads the job's current lease.
   std::string Leader(const std::string& id) {
     return sched_.GetJob(id)->holders.at(0).placement.agent_id;
+  }
+  // Advances the clock by `by` in 10 s steps, every agent heartbeating the jobs it holds.
+  void AdvanceWithHeartbeats(std::chrono::seconds by, const std::vector<std::string>& agents) {
+    for (std::chrono::seconds left = by; left > seconds(0); left -= seconds(10)) {
+      clock_.Advance(std::min(left, std::chrono::seconds(10)));
+      for (const std::string& agent : agents) {
+        ASSERT_TRUE(sched_.Heartbeat(agent, sched_.JobsOnAgent(agent)).ok());
+      }
+    }
   }
 
   FakeClock clock_;
@@ -524,6 +535,92 @@ TEST_F(SchedulerTest, AgentDrainingToZeroSlotsGetsNoWorkAndLendsNoRoom) {
   EXPECT_EQ(FreeSlots("a"), 0);
 }
 
+// A stream of one-rank jobs keeps a 4-slot agent full: each freed slot would go to the next
+// small job, and a 4-rank job would wait forever. After reserve_after its slots are kept.
+TEST_F(SchedulerTest, BigJobIsNotStarvedByAStreamOfSmallJobs) {
+  AddAgent("a", 4);
+  std::deque<std::string> running;
+  int next_small = 0;
+  auto add_small = [&] {
+    std::string id = "small-" + std::to_string(next_small++);
+    AddJob(id, 0, 1);
+    return id;
+  };
+  for (int i = 0; i < 4; ++i) running.push_back(add_small());
+  ASSERT_EQ(Launched().size(), 4u);
+  AddJob("big", 0, 4);
+  // One small job ends every 20 s and another is submitted.
+  auto next_small_ends = [&] {
+    AdvanceWithHeartbeats(seconds(20), {"a"});
+    ASSERT_TRUE(sched_.ReportExit("a", running.front(), ExitKind::kSucceeded).ok());
+    running.pop_front();
+    add_small();
+  };
+  for (int i = 0; i < 5; ++i) {  // t = 20 .. 100 s, under reserve_after (120 s)
+    next_small_ends();
+    std::vector<std::string> launched = Launched();
+    ASSERT_EQ(launched.size(), 1u) << "before the bound the freed slot goes to a small job";
+    running.push_back(launched[0]);
+    EXPECT_TRUE(sched_.GetJob("big")->reservation.empty());
+  }
+  next_small_ends();  // t = 120 s: "big" has waited reserve_after
+  EXPECT_TRUE(Launched().empty()) << "the freed slot is kept for big";
+  std::vector<Placement> reservation = sched_.GetJob("big")->reservation;
+  ASSERT_EQ(reservation.size(), 1u);
+  EXPECT_EQ(reservation[0].agent_id, "a");
+  EXPECT_EQ(reservation[0].ranks, 4);
+  EXPECT_EQ(FreeSlots("a"), 1) << "reserved, not leased";
+  while (running.size() > 1) {
+    next_small_ends();
+    EXPECT_TRUE(Launched().empty());
+  }
+  next_small_ends();  // the last small job that held a slot of "a" ends
+  EXPECT_EQ(Launched(), std::vector<std::string>{"big"});
+  EXPECT_TRUE(sched_.GetJob("big")->reservation.empty());
+  ASSERT_TRUE(sched_.ReportExit("a", "big", ExitKind::kSucceeded).ok());
+  EXPECT_EQ(Launched().size(), 4u) << "the small jobs that waited run again";
+}
+
+// The reservation holds only the hosts the waiting job will run on, and ends with the job.
+TEST_F(SchedulerTest, ReservationKeepsOnlyTheHostsTheWaitingJobNeeds) {
+  AddAgent("a", 2);
+  AddAgent("b", 2);
+  for (const char* id : {"a-0", "a-1", "b-0", "b-1"}) AddJob(id, 0, 1);
+  ASSERT_EQ(Launched().size(), 4u);
+  for (const char* id : {"a-0", "a-1", "b-0", "b-1"}) ASSERT_EQ(Leader(id), std::string(1, id[0]));
+  AddJob("pair", 0, 2);  // one host's worth: on an idle cluster it would go to a
+  AdvanceWithHeartbeats(seconds(120), {"a", "b"});
+  AddJob("late", 0, 1);
+  ASSERT_TRUE(sched_.ReportExit("b", "b-0", ExitKind::kSucceeded).ok());
+  EXPECT_EQ(Launched(), std::vector<std::string>{"late"}) << "b is not held for pair";
+  EXPECT_EQ(Leader("late"), "b");
+  std::vector<Placement> reservation = sched_.GetJob("pair")->reservation;
+  ASSERT_EQ(reservation.size(), 1u);
+  EXPECT_EQ(reservation[0].agent_id, "a");
+  EXPECT_EQ(reservation[0].ranks, 2);
+
+  ASSERT_TRUE(sched_.ReportExit("a", "a-0", ExitKind::kSucceeded).ok());
+  AddJob("later", 0, 1);
+  EXPECT_TRUE(Launched().empty()) << "the slot freed on a is kept for pair";
+  ASSERT_TRUE(sched_.Cancel("pair").ok());
+  EXPECT_TRUE(sched_.GetJob("pair")->reservation.empty());
+  EXPECT_EQ(Launched(), std::vector<std::string>{"later"}) << "cancelling ends the reservation";
+  EXPECT_EQ(Leader("later"), "a");
+}
+
+TEST_F(SchedulerTest, JobTooBigForTheWholeClusterReservesNothing) {
+  AddAgent("a", 2);
+  AddJob("huge", 5, 3, /*multi_host=*/true);
+  AddJob("single-host", 5, 2, /*multi_host=*/false, 0, /*gpus_per_rank=*/1);  // a has no GPU
+  AddJob("small", 0, 1);
+  ASSERT_EQ(Launched(), std::vector<std::string>{"small"});
+  AdvanceWithHeartbeats(seconds(1000), {"a"});
+  AddJob("small-2", 0, 1);
+  EXPECT_EQ(Launched(), std::vector<std::string>{"small-2"});
+  EXPECT_TRUE(sched_.GetJob("huge")->reservation.empty());
+  EXPECT_TRUE(sched_.GetJob("single-host")->reservation.empty());
+}
+
 TEST(SchedulerOptionsTest, BadOptionsAreRefused) {
   FakeClock clock;
   SchedulerOptions options;
@@ -531,6 +628,9 @@ TEST(SchedulerOptionsTest, BadOptionsAreRefused) {
   EXPECT_EQ(Scheduler::Create(&clock, options).status().code(), StatusCode::kInvalidArgument);
   options = {};
   options.backoff_factor = 0.5;
+  EXPECT_EQ(Scheduler::Create(&clock, options).status().code(), StatusCode::kInvalidArgument);
+  options = {};
+  options.reserve_after = seconds(-1);
   EXPECT_EQ(Scheduler::Create(&clock, options).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(Scheduler::Create(nullptr).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(Scheduler::Create(&clock).ok());

@@ -290,7 +290,7 @@ TEST(ImageFolder, ClassesFromSortedSubfoldersAndFilesDecodeLazily) {
   EXPECT_EQ(view->width, 12);
   EXPECT_EQ(view->channels, 1);
   EXPECT_EQ(dataset->train.Get(2, &scratch)->channels, 3);
-  EXPECT_EQ(DefaultAugment(*dataset, 224).resize, ResizeMode::kShorterSideCrop);
+  EXPECT_EQ(DefaultAugment(*dataset, 224).resize, ResizeMode::kInceptionCrop);
 }
 
 TEST(ImageFolder, TestClassesMustMatchTrain) {

@@ -2,6 +2,8 @@
 #include "models/npy.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -108,6 +110,34 @@ TEST(NpyTest, BadArraysAreErrorsNamingTheArray) {
   }
 }
 
+// Inputs the fuzzer (fuzz/npz_fuzz.cc) found or that were built to break the reader; each is
+// also in fuzz/corpus/npz/.
+std::string CorpusFile(const std::string& name) {
+  std::ifstream in(std::string(VITSCALE_FUZZ_CORPUS) + "/npz/" + name, std::ios::binary);
+  EXPECT_TRUE(in) << name;
+  return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+std::string HeaderOnly(const std::string& shape) {
+  const std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': " + shape + ", }\n";
+  return std::string("\x93NUMPY\x01\x00", 8) + static_cast<char>(header.size()) + '\0' + header;
+}
+
+TEST(NpyTest, ShapesWhoseSizeOverflowsAreRefused) {
+  // Found by the fuzzer: the element count overflowed int64 (undefined behaviour).
+  Expected<NpyArray> fuzzed = ParseNpy(CorpusFile("shape-product-overflows.npy"), "x");
+  EXPECT_EQ(fuzzed.status().code(), StatusCode::kCorruption);
+  // 2^31 x 2^31 floats are 2^64 bytes, which wrapped to 0: an empty file passed for 2^62
+  // elements.
+  for (const char* shape : {"(2147483648, 2147483648)", "(1099511627776, 1099511627776, 9)"}) {
+    Expected<NpyArray> refused = ParseNpy(HeaderOnly(shape), "pos_embedding");
+    ASSERT_FALSE(refused.ok()) << shape;
+    EXPECT_EQ(refused.status().code(), StatusCode::kCorruption);
+    EXPECT_NE(refused.status().message().find("more than 2^64 data bytes"), std::string::npos)
+        << refused.status().message();
+  }
+}
+
 class NpzTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -159,6 +189,27 @@ TEST_F(NpzTest, BrokenArchivesAreErrors) {
     EXPECT_NE(read.status().message().find(name), std::string::npos);
   }
   EXPECT_EQ(ReadNpz(Path("nothing.npz")).status().code(), StatusCode::kNotFound);
+}
+
+// A member whose header claims 3 GiB, in a 130-byte file: the reader used to allocate (and
+// zero) the claimed size before reading. It must fail with little memory used; the peak is
+// measured in a child process, which has nothing else to inflate it.
+TEST_F(NpzTest, ASizeClaimedByAMemberIsNotAllocatedBeforeTheDataIsThere) {
+  std::ofstream(Path("liar.npz"), std::ios::binary)
+      << CorpusFile("deflated-member-claims-3gib.npz");
+  pid_t child = ::fork();
+  if (child == 0) {
+    Expected<std::map<std::string, NpyArray>> read = ReadNpz(Path("liar.npz"));
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);
+    const bool refused = !read.ok() && read.status().code() == StatusCode::kCorruption &&
+                         read.status().message().find("truncated or corrupt") != std::string::npos;
+    ::_exit(refused && usage.ru_maxrss < 1024 * 1024 ? 0 : 1);  // ru_maxrss is in KiB
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the reader accepted the file or peaked above 1 GiB";
 }
 
 }  // namespace

@@ -21,7 +21,7 @@ class StoreTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_FALSE(dir_.path().empty());
     OpenOptions options;
-    options.now = [this] { return now_; };
+    options.clock = &clock_;
     auto store = Store::Open(dir_.File("vitscale.db"), options);
     ASSERT_TRUE(store.ok()) << store.status().ToString();
     store_ = std::move(store).value();
@@ -44,7 +44,8 @@ class StoreTest : public ::testing::Test {
   }
 
   TempDir dir_;
-  double now_ = 1700000000.0;
+  FakeClock clock_{TimePoint{}, 1700000000.0};
+  double now() const { return clock_.WallSeconds(); }
   std::unique_ptr<Store> store_;
 };
 
@@ -53,7 +54,7 @@ TEST_F(StoreTest, FreshDatabaseHasLatestSchemaWalAndForeignKeys) {
   ASSERT_TRUE(version.ok());
   EXPECT_EQ(*version, LatestSchemaVersion());
   EXPECT_EQ(QueryText("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "9");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), "10");
 }
 
 TEST_F(StoreTest, SweepAndJobsRoundTrip) {
@@ -72,7 +73,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   auto sweep = store_->GetSweep("scaling");
   ASSERT_TRUE(sweep.ok());
   EXPECT_EQ(sweep->definition, "name: scaling\n");
-  EXPECT_EQ(sweep->created_at, now_);
+  EXPECT_EQ(sweep->created_at, now());
 
   auto job = store_->GetJob(jobs[2].id);
   ASSERT_TRUE(job.ok()) << job.status().ToString();
@@ -88,7 +89,7 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(job->gpus_per_rank, 8);
   EXPECT_EQ(job->retries_left, 2);
   EXPECT_EQ(job->submit_order, 3);
-  EXPECT_EQ(job->submitted_at, now_);
+  EXPECT_EQ(job->submitted_at, now());
 
   auto all = store_->ListJobs({});
   ASSERT_TRUE(all.ok());
@@ -170,7 +171,7 @@ TEST_F(StoreTest, InvalidJobIsRefusedWholeSweepUnwritten) {
 TEST_F(StoreTest, JobStateCompareAndSet) {
   JobRecord job = MakeJob("R50x2", "jft-300m", 303000000, 7);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
-  now_ += 10;
+  clock_.Advance(std::chrono::seconds(10));
   ASSERT_TRUE(store_->SetJobState(job.id, JobState::kLeased, JobState::kPending).ok());
   Status lost_race = store_->SetJobState(job.id, JobState::kLeased, JobState::kPending);
   EXPECT_EQ(lost_race.code(), StatusCode::kFailedPrecondition);
@@ -179,7 +180,7 @@ TEST_F(StoreTest, JobStateCompareAndSet) {
   auto read = store_->GetJob(job.id);
   ASSERT_TRUE(read.ok());
   EXPECT_EQ(read->state, JobState::kCancelled);
-  EXPECT_EQ(read->updated_at, now_);
+  EXPECT_EQ(read->updated_at, now());
   JobFilter cancelled;
   cancelled.states = {JobState::kCancelled};
   EXPECT_EQ(store_->ListJobs(cancelled)->size(), 1u);
@@ -220,17 +221,74 @@ TEST_F(StoreTest, AtomicallyCommitsOnceAndUndoesOnlyTheFailedCall) {
   EXPECT_EQ(QueryText("SELECT state FROM jobs WHERE id = '" + b.id + "'"), "leased");
 }
 
+// The scheduler's actions are one call each: a launch starts an attempt (resumed from the newest
+// checkpoint, with its token's hash), a transition moves the job and ends that attempt together,
+// and a transition from the wrong state changes nothing at all.
+TEST_F(StoreTest, ActionsAreOneCallEach) {
+  JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"host-a", "host-a", 4, 0, 0}).ok());
+  const std::string hash(64, 'a');
+  auto first = store_->StartAttempt(job.id, "host-a", "host-a:1", hash);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->number, 1);
+  EXPECT_FALSE(first->resumed_from_step.has_value());
+  EXPECT_EQ(first->report_token_sha256, hash);
+  auto open = store_->OpenAttempt(job.id);
+  ASSERT_TRUE(open.ok() && open->has_value());
+  EXPECT_EQ((*open)->number, 1);
+
+  auto moved = store_->ApplyTransition(job.id, JobState::kPending, JobState::kLeased, 2, {});
+  ASSERT_TRUE(moved.ok()) << moved.status().ToString();
+  EXPECT_EQ(moved->state, JobState::kLeased);
+  EXPECT_EQ(moved->attempts, 1);
+  // From the wrong state: refused, and neither the job nor the attempt changes.
+  auto refused = store_->ApplyTransition(job.id, JobState::kRunning, JobState::kPending, 0,
+                                         AttemptEnd{AttemptOutcome::kFailed, 1});
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(QueryText("SELECT state || retries_left FROM jobs"), "leased2");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM attempts WHERE ended_at IS NULL"), "1");
+
+  ASSERT_TRUE(store_->AddCheckpoint({job.id, 400, "/runs/x/ckpt-400", std::string(64, 'b'), 0}).ok());
+  auto ended = store_->ApplyTransition(job.id, JobState::kLeased, JobState::kPending, 1,
+                                       AttemptEnd{AttemptOutcome::kFailed, 1});
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(ended->retries_left, 1);
+  EXPECT_EQ(QueryText("SELECT outcome || exit_status FROM attempts WHERE number = 1"), "failed1");
+  EXPECT_FALSE(store_->OpenAttempt(job.id)->has_value());
+  auto second = store_->StartAttempt(job.id, "host-a", "host-a:1", hash);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->number, 2);
+  EXPECT_EQ(second->resumed_from_step, 400);
+  EXPECT_EQ(store_->GetAttempt(job.id, 3).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(StoreTest, AgentCredentialsKeepOnlyHashesAndReplace) {
+  ASSERT_TRUE(store_->PutAgentCredential("h1", std::string(64, '1')).ok());
+  ASSERT_TRUE(store_->PutAgentCredential("h2", std::string(64, '2')).ok());
+  ASSERT_TRUE(store_->PutAgentCredential("h1", std::string(64, '3')).ok());  // replaces
+  auto listed = store_->ListAgentCredentials();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);
+  EXPECT_EQ((*listed)[0].host, "h1");
+  EXPECT_EQ((*listed)[0].token_sha256, std::string(64, '3'));
+  EXPECT_EQ(store_->PutAgentCredential("h3", "not-a-hash").code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->DeleteAgentCredential("h2").ok());
+  EXPECT_EQ(store_->DeleteAgentCredential("h2").code(), StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListAgentCredentials()->size(), 1u);
+}
+
 TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
   ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 8, 8, 0}).ok());
-  now_ += 5;
+  clock_.Advance(std::chrono::seconds(5));
   ASSERT_TRUE(store_->UpsertAgent({"agent-a", "host-a", 4, 4, 0}).ok());
   auto agents = store_->ListAgents();
   ASSERT_TRUE(agents.ok());
   ASSERT_EQ(agents->size(), 1u);
   EXPECT_EQ((*agents)[0].slots, 4);
-  EXPECT_EQ((*agents)[0].last_heartbeat_at, now_);
+  EXPECT_EQ((*agents)[0].last_heartbeat_at, now());
 
   auto first = store_->AddAttempt(job.id, std::string("agent-a"), "host-a:4");
   ASSERT_TRUE(first.ok()) << first.status().ToString();
@@ -253,9 +311,9 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   EXPECT_FALSE((*attempts)[1].ended_at.has_value());
   EXPECT_EQ((*attempts)[1].resumed_from_step, 1200);
 
-  std::vector<MetricPoint> points = {{1200, "train/loss", 2.5, now_},
-                                     {1300, "train/loss", std::nan(""), now_ + 1},
-                                     {1300, "lr", 8e-4, now_ + 1}};
+  std::vector<MetricPoint> points = {{1200, "train/loss", 2.5, now()},
+                                     {1300, "train/loss", std::nan(""), now() + 1},
+                                     {1300, "lr", 8e-4, now() + 1}};
   ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
   auto read = store_->ReadMetrics(job.id, 1200);
   ASSERT_TRUE(read.ok());
@@ -266,7 +324,7 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
   // A retried batch (its answer was lost) stores nothing twice; new points in it are stored.
   ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
   EXPECT_EQ(*store_->CountMetrics(job.id), 3);
-  points.push_back({1400, "lr", 7e-4, now_ + 2});
+  points.push_back({1400, "lr", 7e-4, now() + 2});
   ASSERT_TRUE(store_->AppendMetrics(job.id, 2, points).ok());
   EXPECT_EQ(*store_->CountMetrics(job.id), 4);
   EXPECT_EQ(store_->AppendMetrics(job.id, 3, points).code(), StatusCode::kNotFound);
@@ -574,6 +632,8 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const char* to_v1 =
+      "DROP TABLE agent_credentials;"
+      "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
       "DROP INDEX metrics_by_job_step_name;"
       "CREATE INDEX metrics_by_job_step ON metrics (job_id, step);"
       "INSERT INTO metrics SELECT * FROM metrics;"
@@ -583,8 +643,9 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
 
   auto store = Store::Open(path);
   ASSERT_TRUE(store.ok()) << store.status().ToString();
-  EXPECT_EQ(*(*store)->SchemaVersion(), 2);
+  EXPECT_EQ(*(*store)->SchemaVersion(), LatestSchemaVersion());
   JobRecord job = MakeJob("R50x1", "jft-300m", 303000000, 7);
+  EXPECT_EQ((*store)->GetAttempt(job.id, 1)->report_token_sha256, "");  // migration 3
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());

@@ -1,8 +1,13 @@
 #include "sweep/sweep.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "models/registry.h"
@@ -544,8 +549,70 @@ TEST(BadInput, EmptyAndBinaryFiles) {
   std::string binary("name: x\nrec\x00ipe\x01\x02", 16);
   std::string e = ErrorOf(binary);
   EXPECT_EQ(e.rfind("s.yaml:2:4: byte 0x00 is not text", 0), 0u) << e;
-  EXPECT_EQ(ErrorOf("\x89PNG\r\n\x1a\n").rfind("s.yaml:2:1: byte 0x1a is not text", 0), 0u)
+  EXPECT_EQ(ErrorOf("\x89PNG\r\n\x1a\n").rfind("s.yaml:1:1: byte 0x89 is not UTF-8", 0), 0u)
       << ErrorOf("\x89PNG\r\n\x1a\n");
+}
+
+// YAML is UTF-8 text: malformed sequences are named where they are, before yaml-cpp sees them
+// (the fuzzer found one that made yaml-cpp loop). Names and descriptions reach JSON, which
+// holds only valid UTF-8.
+TEST(BadInput, TextThatIsNotUtf8IsNamedWhereItIs) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"name: x # caf\xc3(\n", "s.yaml:1:14: byte 0xc3 is not UTF-8"},             // cut short
+      {"name: \xc0\xaf\n", "s.yaml:1:7: byte 0xc0 is not UTF-8"},                  // overlong '/'
+      {"name: \xed\xa0\x80\n", "s.yaml:1:7: byte 0xed is not UTF-8"},              // a surrogate
+      {"name: \xf4\x90\x80\x80\n", "s.yaml:1:7: byte 0xf4 is not UTF-8"},          // past U+10FFFF
+      {"name: \x80\n", "s.yaml:1:7: byte 0x80 is not UTF-8"},                      // stray
+      {"name: x\ndescription: a\xe2\x82", "s.yaml:2:15: byte 0xe2 is not UTF-8"},  // at the end
+      {"name: \xc2\x85\n", "s.yaml:1:7: byte 0xc2 is not text"},                   // C1 control
+  };
+  for (const auto& [text, error] : cases) {
+    std::string e = ErrorOf(text);
+    EXPECT_EQ(e.rfind(error, 0), 0u) << e;
+  }
+  std::ifstream fuzzed(std::string(VITSCALE_SOURCE_DIR) + "/fuzz/corpus/sweep/invalid-utf8.yaml");
+  std::string text((std::istreambuf_iterator<char>(fuzzed)), {});
+  ASSERT_FALSE(text.empty());
+  std::string e = ErrorOf(text);
+  EXPECT_EQ(e.rfind("s.yaml:11:88: byte 0x94 is not UTF-8", 0), 0u) << e;
+  // Well-formed text of any script, and a byte-order mark, are fine.
+  std::string valid = std::string("\xef\xbb\xbf") + kMinimal +
+                      "description: caf\xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac, \xf0\x9f\x99\x82\n";
+  EXPECT_EQ(ExpandOk(valid).size(), 1u);
+}
+
+// yaml-cpp 0.7.0's LoadAll never returns on a lone ',' (found by the fuzzer; upstream
+// jbeder/yaml-cpp#1040). The parse runs in a child process so that a hang fails this test
+// instead of stalling the suite.
+TEST(BadInput, ALoneCommaIsAnErrorNotAHang) {
+  const std::vector<std::string> texts = {",", ", a", " ,\n", std::string(kMinimal) + "---\n,\n"};
+  for (const std::string& text : texts) {
+    pid_t child = ::fork();
+    if (child == 0) {
+      Expected<Sweep> sweep = ParseSweep(text, "s.yaml");
+      ::_exit(!sweep.ok() && sweep.status().code() == StatusCode::kInvalidArgument ? 0 : 1);
+    }
+    int status = 0;
+    for (int i = 0; i < 1000 && ::waitpid(child, &status, WNOHANG) == 0; ++i) ::usleep(10000);
+    if (::waitpid(child, &status, WNOHANG) == 0) {
+      ::kill(child, SIGKILL);
+      ::waitpid(child, &status, 0);
+      ADD_FAILURE() << "parsing '" << text << "' did not end within 10 s";
+      continue;
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "accepted: " << text;
+  }
+}
+
+TEST(BadInput, MoreJobsThanOneSweepMayHave) {
+  std::string seeds, subset_seeds;
+  for (int i = 0; i < 400; ++i) seeds += (i ? ", " : "") + std::to_string(i);
+  for (int i = 0; i < 300; ++i) subset_seeds += (i ? ", " : "") + std::to_string(i);
+  std::string e = ErrorOf(std::string(kMinimal) + "grid:\n  - seed: [0]\n  - seed: [" + seeds +
+                          "]\n    subset_seed: [" + subset_seeds + "]\n");
+  EXPECT_EQ(e.rfind("s.yaml:7:5: with this grid block the sweep makes more than 100000 jobs", 0),
+            0u)
+      << e;
 }
 
 TEST(BadInput, ShapeTheModelCannotRun) {

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/sha256.h"
 
@@ -115,6 +116,71 @@ TEST_F(CheckpointStoreTest, RejectsBadArguments) {
   EXPECT_EQ(store->Save(1, {{"../escape", "x"}}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(store->Save(1, {{"MANIFEST.json", "x"}}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(store->Steps().empty());
+}
+
+// Manifests the fuzzer (fuzz/manifest_fuzz.cc) and a hostile or damaged disk can produce: each
+// is refused with the field named, and none may name a file outside the checkpoint.
+TEST(ParseManifestTest, RefusesWhatIsNotAManifestAndNamesTheField) {
+  const std::string sha(64, 'a');
+  auto refused = [](const std::string& text) {
+    Expected<Manifest> manifest = ParseManifest(text, "ckpt/MANIFEST.json");
+    EXPECT_EQ(manifest.status().code(), StatusCode::kCorruption) << text;
+    return manifest.ok() ? std::string() : manifest.status().message();
+  };
+  // Found by the fuzzer: a size beyond 64 bits parses as a double, and converting that to an
+  // integer was undefined behaviour.
+  EXPECT_NE(refused(R"({"step": 1200, "blobs": {"model.pt": {"bytes": 33333733333333333333322,
+                                                 "sha256": ")" +
+                    sha + R"("}}})")
+                .find("'bytes'"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"step": 1e300, "blobs": {}})").find("'step'"), std::string::npos);
+  EXPECT_NE(refused(R"({"step": -1, "blobs": {}})").find("'step'"), std::string::npos);
+  EXPECT_NE(refused(R"({"step": 9223372036854775808, "blobs": {}})").find("'step'"),
+            std::string::npos);
+  EXPECT_NE(refused(R"({"step": 1, "blobs": {"m": {"bytes": -3, "sha256": ")" + sha + R"("}}})")
+                .find("'bytes'"),
+            std::string::npos);
+  EXPECT_NE(
+      refused(R"({"step": 1, "blobs": {"m": {"bytes": 3, "sha256": "abc"}}})").find("'sha256'"),
+      std::string::npos);
+  EXPECT_NE(refused(R"({"step": 1, "blobs": []})").find("'blobs'"), std::string::npos);
+  EXPECT_NE(refused(R"({"step": 1, "blobs": {"m": 3}})").find("'bytes'"), std::string::npos);
+  for (const std::string& name :
+       {std::string("../escape"), std::string("/etc/passwd"), std::string(".hidden"),
+        std::string("MANIFEST.json"), std::string("a\0b", 3), std::string()}) {
+    nlohmann::json manifest = {{"step", 1}, {"blobs", {{name, {{"bytes", 1}, {"sha256", sha}}}}}};
+    EXPECT_NE(refused(manifest.dump()).find("not a plain file name"), std::string::npos) << name;
+  }
+  EXPECT_NE(refused("[1, 2]").find("not a JSON object"), std::string::npos);
+  EXPECT_NE(refused("{\"step\": 2, \"blo").find("not JSON"), std::string::npos);
+  EXPECT_NE(refused("").find("ckpt/MANIFEST.json"), std::string::npos);
+
+  Expected<Manifest> good = ParseManifest(
+      R"({"step": 7, "blobs": {"model.pt": {"bytes": 10, "sha256": ")" + sha + R"("}}, "x": 1})",
+      "m");
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  EXPECT_EQ(good->step, 7);
+  EXPECT_EQ(good->blobs.at("model.pt").bytes, 10u);
+}
+
+TEST_F(CheckpointStoreTest, AManifestNamingAFileOutsideIsSkipped) {
+  auto store = CheckpointStore::Open(dir_, 3);
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE(store->Save(1, Blobs(1)).ok());
+  ASSERT_TRUE(store->Save(2, Blobs(2)).ok());
+  // Step 2's manifest names a file outside the checkpoint, with its true size and checksum.
+  const std::string outside = "outside";
+  std::ofstream(fs::path(dir_) / outside) << "secret";
+  nlohmann::json manifest = {
+      {"step", 2}, {"blobs", {{"../" + outside, {{"bytes", 6}, {"sha256", Sha256Hex("secret")}}}}}};
+  std::ofstream(fs::path(store->PathOf(2)) / "MANIFEST.json", std::ios::trunc) << manifest.dump();
+  std::vector<std::string> warnings;
+  auto checkpoint = store->LoadNewest(&warnings);
+  ASSERT_TRUE(checkpoint.ok());
+  EXPECT_EQ(checkpoint->step, 1);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("not a plain file name"), std::string::npos) << warnings[0];
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "trainer/gradient_reducer.h"
 #include "trainer/optim.h"
 
 namespace vitscale::trainer {
@@ -157,6 +158,109 @@ TEST(DataParallelTest, RanksStayBitIdenticalAndMatchOneRankWithTheWholeBatch) {
           << "parameter " << i << " drifts from the one-rank run after step " << step;
     }
   }
+}
+
+// Passes every call on to the test's communicator and counts the all-reduces the reducer starts.
+struct CountingCommunicator : Communicator {
+  int rank() const override { return comm->rank(); }
+  int size() const override { return comm->size(); }
+  Status Broadcast(const std::vector<torch::Tensor>& t) override { return comm->Broadcast(t); }
+  Status AllReduce(const std::vector<torch::Tensor>& t, Reduce reduce) override {
+    return comm->AllReduce(t, reduce);
+  }
+  Expected<std::unique_ptr<Pending>> StartAllReduce(const torch::Tensor& flat,
+                                                    Reduce reduce) override {
+    ++started;
+    return comm->StartAllReduce(flat, reduce);
+  }
+  Status AllReduceScalars(std::vector<double>* v) override { return comm->AllReduceScalars(v); }
+  Status Barrier() override { return comm->Barrier(); }
+  void Abort(int exit_status) override { comm->Abort(exit_status); }
+  int started = 0;
+};
+
+// A net with a parameter the forward never reaches, as a replaced head can leave behind.
+struct Unreached : torch::nn::Module {
+  Unreached() {
+    body = register_module("body", torch::nn::Sequential(torch::nn::Linear(6, 16),
+                                                         torch::nn::GELU(),
+                                                         torch::nn::Linear(16, 3)));
+    spare = register_parameter("spare", torch::ones({5}));
+  }
+  torch::nn::Sequential body{nullptr};
+  torch::Tensor spare;
+};
+
+// This rank's gradient over two micro-batches of `x`, then averaged over ranks: by the
+// reducer's hooks when `reducer` is set, else by one AllReduce after backward (the reference).
+std::vector<torch::Tensor> MeanGradients(Unreached& net, const torch::Tensor& x,
+                                         const torch::Tensor& y, GradientReducer* reducer) {
+  for (auto& p : net.parameters()) p.mutable_grad() = torch::Tensor();
+  const int64_t half = x.size(0) / 2;
+  for (int64_t begin : {int64_t{0}, half}) {
+    if (reducer != nullptr && begin == half) reducer->Arm();
+    torch::Tensor loss =
+        SmoothedCrossEntropy(net.body->forward(x.narrow(0, begin, half)), y.narrow(0, begin, half),
+                             0.0) * 0.5;
+    loss.backward();
+  }
+  std::vector<torch::Tensor> grads;
+  if (reducer != nullptr) {
+    EXPECT_TRUE(reducer->Finish().ok());
+  } else {
+    for (auto& p : net.parameters()) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    }
+    for (auto& p : net.parameters()) grads.push_back(p.grad());
+    EXPECT_TRUE(comm->AllReduce(grads, Communicator::Reduce::kMean).ok());
+    grads.clear();
+  }
+  for (auto& p : net.parameters()) grads.push_back(p.grad().clone());
+  return grads;
+}
+
+TEST(GradientReducerTest, HooksAverageLikeOneAllReduceAfterBackward) {
+  torch::manual_seed(3);
+  Unreached net;
+  ASSERT_TRUE(comm->Broadcast(net.parameters()).ok());
+  torch::manual_seed(11 + comm->rank());  // each rank its own shard
+  torch::Tensor x = torch::randn({8, 6});
+  torch::Tensor y = torch::randint(0, 3, {8});
+  const std::vector<torch::Tensor> expected = MeanGradients(net, x, y, nullptr);
+
+  // Tiny buckets: one tensor or two each, so several start while backward runs.
+  CountingCommunicator counting;
+  GradientReducer reducer(net.parameters(), counting, kTinyBucketBytes);
+  ASSERT_GT(reducer.bucket_count(), 3u);
+  for (int repeat = 0; repeat < 2; ++repeat) {  // and again: the reducer resets between steps
+    counting.started = 0;
+    const std::vector<torch::Tensor> got = MeanGradients(net, x, y, &reducer);
+    EXPECT_EQ(counting.started, static_cast<int>(reducer.bucket_count()));
+    ASSERT_EQ(got.size(), expected.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      EXPECT_TRUE(torch::equal(got[i], expected[i])) << "parameter " << i << ", repeat " << repeat;
+    }
+  }
+  // The parameter the forward never reached has a zero gradient, as the reference gives it.
+  EXPECT_TRUE(torch::equal(net.spare.grad(), torch::zeros({5})));
+}
+
+TEST(GradientReducerTest, BucketsStartWhileBackwardIsStillRunning) {
+  torch::nn::Sequential net = MakeNet(3);
+  ASSERT_TRUE(comm->Broadcast(net->parameters()).ok());
+  CountingCommunicator counting;
+  GradientReducer reducer(net->parameters(), counting, kTinyBucketBytes);
+  // The first layer's weight gets its gradient last: by then the layers above it have had
+  // their buckets started.
+  int started_before_last = -1;
+  net->parameters().front().register_hook(
+      [&](torch::Tensor) { started_before_last = counting.started; });
+  torch::Tensor x = torch::randn({4, 6});
+  torch::Tensor y = torch::randint(0, 3, {4});
+  reducer.Arm();
+  SmoothedCrossEntropy(net->forward(x), y, 0.0).backward();
+  EXPECT_GE(started_before_last, 2) << "buckets waited for the end of the backward pass";
+  EXPECT_TRUE(reducer.Finish().ok());
 }
 
 }  // namespace

@@ -117,5 +117,36 @@ TEST(JobSpecTest, ProtocolFieldsAreCheckedAgainstTheModel) {
   EXPECT_NE(Error(bad).find("'inspect' must be true or false"), std::string::npos) << Error(bad);
 }
 
+TEST(JobSpecTest, DeviceOptions) {
+  Expected<JobSpec> spec = ParseJobSpec(ValidSpec().dump(), "spec.json");
+  ASSERT_TRUE(spec.ok());
+  EXPECT_EQ(spec->run.gpus_per_rank, 0);  // CPU ranks unless the spec asks
+  EXPECT_EQ(spec->run.precision, Precision::kAuto);
+  EXPECT_TRUE(spec->run.cuda_graphs);
+  EXPECT_FALSE(spec->run.deterministic);
+
+  nlohmann::json s = ValidSpec();
+  s["run"]["gpus_per_rank"] = 1;
+  s["run"]["precision"] = "fp32";
+  s["run"]["cuda_graphs"] = false;
+  s["run"]["deterministic"] = true;
+  spec = ParseJobSpec(s.dump(), "spec.json");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->run.gpus_per_rank, 1);
+  EXPECT_EQ(spec->run.precision, Precision::kFloat32);
+  EXPECT_FALSE(spec->run.cuda_graphs);
+  EXPECT_TRUE(spec->run.deterministic);
+
+  s = ValidSpec();
+  s["run"]["gpus_per_rank"] = 2;
+  EXPECT_NE(Error(s).find("'run.gpus_per_rank' is 2; a rank drives 0 (CPU) or 1 GPU"),
+            std::string::npos) << Error(s);
+  s = ValidSpec();
+  s["run"]["precision"] = "bf61";
+  EXPECT_NE(Error(s).find("'run.precision' is 'bf61'; use auto, fp32 or bf16"), std::string::npos)
+      << Error(s);
+  EXPECT_NE(Error(s).find("did you mean 'bf16'"), std::string::npos) << Error(s);
+}
+
 }  // namespace
 }  // namespace vitscale::trainer

@@ -1,7 +1,9 @@
 // vitscale-train end to end, as the agent runs it: real mpirun, real ranks, real Fashion-MNIST
 // (skipped where /usr/share/datasets/fashion-mnist is missing). CPU, 1 thread per rank.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
@@ -12,7 +14,10 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "models/checkpoint.h"
 #include "models/npz.h"
@@ -31,8 +36,8 @@ const char* const kFashionMnist = "/usr/share/datasets/fashion-mnist";
 class TrainE2eTest : public testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = (fs::temp_directory_path() / ("vitscale_train_e2e_" + std::to_string(getpid())))
-                .string();
+    root_ =
+        (fs::temp_directory_path() / ("vitscale_train_e2e_" + std::to_string(getpid()))).string();
     fs::create_directories(root_);
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
@@ -52,7 +57,7 @@ class TrainE2eTest : public testing::Test {
               "few_shot": {"datasets": [], "shots": [], "seeds": 0, "l2": 1024.0},
               "fine_tune": []},
       "run": {"threads": 1, "loader_threads": 1, "stdout_report": false,
-              "checkpoint_every_steps": 4, "eval_batch": 512}
+              "checkpoint_every_steps": 4, "metrics_every_steps": 1, "eval_batch": 512}
     })");
     spec["run"]["dir"] = root_ + "/" + name;
     return spec;
@@ -65,11 +70,17 @@ class TrainE2eTest : public testing::Test {
   }
 
   // Starts `ranks` ranks under mpirun (0: one rank without mpirun) in a process group of their
-  // own; returns the pid of mpirun (or of the rank).
-  static pid_t Start(int ranks, const std::string& spec_path) {
+  // own, their output appended to <root>/<name>.log; returns the pid of mpirun (or of the rank).
+  static pid_t Start(int ranks, const std::string& spec_path, const std::string& name) {
+    const std::string log = LogPath(name);
     pid_t pid = fork();
     if (pid == 0) {
       setpgid(0, 0);
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+      }
       setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
       if (ranks == 0) {
         execl(VITSCALE_TRAIN_BIN, VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), nullptr);
@@ -86,24 +97,30 @@ class TrainE2eTest : public testing::Test {
     return pid;
   }
 
+  static std::string LogPath(const std::string& name) { return root_ + "/" + name + ".log"; }
+  // What the run `name` wrote to stdout and stderr.
+  static std::string Output(const std::string& name) {
+    std::ifstream in(LogPath(name));
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
+
   static int Wait(pid_t pid) {
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
+  // Runs the job, its spec written to <root>/<name>.json and its output to <root>/<name>.log.
   static int Train(int ranks, const nlohmann::json& spec, const std::string& name) {
-    return Wait(Start(ranks, WriteSpec(spec, name)));
+    return Wait(Start(ranks, WriteSpec(spec, name), name));
   }
 
   // Starts the job and, once the checkpoint of `step` exists, sends `signal` to the whole job.
   // Returns the exit status; fails the test if the job ended before the signal.
-  static int SignalAt(int ranks, const nlohmann::json& spec, const std::string& name,
-                      int64_t step, int signal) {
-    pid_t pid = Start(ranks, WriteSpec(spec, name));
-    char dir[32];
-    std::snprintf(dir, sizeof(dir), "step-%010lld", static_cast<long long>(step));
-    const fs::path checkpoint = fs::path(spec["run"]["dir"].get<std::string>()) / "checkpoints" / dir;
+  static int SignalAt(int ranks, const nlohmann::json& spec, const std::string& name, int64_t step,
+                      int signal) {
+    pid_t pid = Start(ranks, WriteSpec(spec, name), name);
+    const fs::path checkpoint = CheckpointDir(spec, step);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
     while (!fs::exists(checkpoint) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -112,6 +129,38 @@ class TrainE2eTest : public testing::Test {
     EXPECT_EQ(waitpid(pid, &status, WNOHANG), 0) << "the job ended before it could be signalled";
     kill(-pid, signal);
     return Wait(pid);
+  }
+
+  static fs::path CheckpointDir(const nlohmann::json& spec, int64_t step) {
+    char dir[32];
+    std::snprintf(dir, sizeof(dir), "step-%010lld", static_cast<long long>(step));
+    return fs::path(spec["run"]["dir"].get<std::string>()) / "checkpoints" / dir;
+  }
+
+  // Steps of the checkpoints in the job's directory, oldest first.
+  static std::vector<int64_t> CheckpointSteps(const nlohmann::json& spec) {
+    std::vector<int64_t> steps;
+    for (const auto& e :
+         fs::directory_iterator(fs::path(spec["run"]["dir"].get<std::string>()) / "checkpoints")) {
+      steps.push_back(std::stoll(e.path().filename().string().substr(5)));
+    }
+    std::sort(steps.begin(), steps.end());
+    return steps;
+  }
+
+  // The steps of the metric points in the job's report.jsonl, which is then moved aside, so
+  // that the next attempt's report holds only that attempt's lines.
+  static std::vector<int64_t> TakeReportedSteps(const nlohmann::json& spec) {
+    const fs::path report = fs::path(spec["run"]["dir"].get<std::string>()) / "report.jsonl";
+    std::ifstream in(report);
+    std::set<int64_t> steps;
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line);
+      if (j["kind"] == "metric") steps.insert(j["step"].get<int64_t>());
+    }
+    in.close();
+    fs::rename(report, report.string() + ".taken");
+    return {steps.begin(), steps.end()};
   }
 
   static std::vector<torch::Tensor> FinalParameters(const std::string& name) {
@@ -164,19 +213,38 @@ TEST_F(TrainE2eTest, TwoRanksStayIdenticalAndMatchOneRankWithTheWholeBatch) {
   EXPECT_EQ(ledgers, 1);
 }
 
+// The resumed run must continue from the newest good checkpoint, not start over: a
+// deterministic run restarted from step 0 would end with the same weights. So the test checks
+// what the trainer says and does: the torn checkpoint skipped with its warning, the step it
+// resumed from, and that it trained only the steps after it.
 TEST_F(TrainE2eTest, KilledRunResumesBitIdenticalToUninterruptedRun) {
   ASSERT_EQ(Train(2, Spec("whole"), "whole"), kExitDone);
+  EXPECT_EQ(Output("whole").find("resuming from"), std::string::npos) << Output("whole");
   nlohmann::json spec = Spec("killed");
   EXPECT_EQ(SignalAt(2, spec, "killed", 8, SIGKILL), 128 + SIGKILL);
   EXPECT_FALSE(fs::exists(root_ + "/killed/final.pt"));
   // A torn newest checkpoint, as a kill during a write on another filesystem might leave.
-  const fs::path checkpoints = root_ + "/killed/checkpoints";
-  std::vector<fs::path> steps;
-  for (const auto& e : fs::directory_iterator(checkpoints)) steps.push_back(e.path());
-  std::sort(steps.begin(), steps.end());
+  std::vector<int64_t> steps = CheckpointSteps(spec);
   ASSERT_GE(steps.size(), 2u);
-  fs::resize_file(steps.back() / "model.pt", 10);
-  ASSERT_EQ(Train(2, spec, "killed"), kExitDone);
+  const int64_t torn = steps.back(), good = steps[steps.size() - 2];
+  fs::resize_file(CheckpointDir(spec, torn) / "model.pt", 10);
+  TakeReportedSteps(spec);
+
+  ASSERT_EQ(Train(2, spec, "killed-resumed"), kExitDone);
+  const std::string output = Output("killed-resumed");
+  EXPECT_NE(output.find("warning: skipping checkpoint " + CheckpointDir(spec, torn).string() +
+                        ": " + (CheckpointDir(spec, torn) / "model.pt").string() + " has 10 bytes"),
+            std::string::npos)
+      << output;
+  EXPECT_NE(output.find("resuming from " + CheckpointDir(spec, good).string() + " at step " +
+                        std::to_string(good) + "\n"),
+            std::string::npos)
+      << output;
+  std::vector<int64_t> trained = TakeReportedSteps(spec);
+  ASSERT_FALSE(trained.empty());
+  EXPECT_EQ(trained.front(), good + 1) << "the resumed attempt trains from the step after " << good;
+  EXPECT_EQ(trained.back(), 32);
+  EXPECT_EQ(trained.size(), static_cast<size_t>(32 - good));
   ExpectBitIdentical("whole", "killed");
 }
 
@@ -187,7 +255,28 @@ TEST_F(TrainE2eTest, SigtermCheckpointsAndExitsPreempted) {
   // agent's concern).
   EXPECT_EQ(SignalAt(0, spec, "term", 4, SIGTERM), kExitPreempted);
   EXPECT_FALSE(fs::exists(root_ + "/term/final.pt"));
-  ASSERT_EQ(Train(1, spec, "term"), kExitDone);
+  // The trainer names the step it checkpointed at on the way out; that is the newest checkpoint.
+  const std::string stopped = Output("term");
+  const std::string said = "preempted: checkpoint at step ";
+  const size_t at = stopped.find(said);
+  ASSERT_NE(at, std::string::npos) << stopped;
+  const int64_t step = std::stoll(stopped.substr(at + said.size()));
+  EXPECT_GE(step, 4);
+  EXPECT_LT(step, 32);
+  EXPECT_EQ(CheckpointSteps(spec).back(), step);
+  TakeReportedSteps(spec);
+
+  ASSERT_EQ(Train(1, spec, "term-resumed"), kExitDone);
+  const std::string output = Output("term-resumed");
+  EXPECT_NE(output.find("resuming from " + CheckpointDir(spec, step).string() + " at step " +
+                        std::to_string(step) + "\n"),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(output.find("warning: skipping checkpoint"), std::string::npos) << output;
+  std::vector<int64_t> trained = TakeReportedSteps(spec);
+  ASSERT_FALSE(trained.empty());
+  EXPECT_EQ(trained.front(), step + 1) << "the resumed attempt trains from the step after " << step;
+  EXPECT_EQ(trained.size(), static_cast<size_t>(32 - step));
   ExpectBitIdentical("whole1", "term");
 }
 
@@ -206,6 +295,89 @@ TEST_F(TrainE2eTest, ConfigurationErrorsExit78) {
   spec = Spec("other");
   spec["job"]["model"] = "ViT-Mi/7";
   EXPECT_EQ(Train(1, spec, "other"), kExitConfigError);
+}
+
+// A failure one rank meets alone (its spec or its dataset missing on its host) ends every rank
+// with that rank's status instead of leaving the others in a collective forever; mpirun's
+// MPMD form gives rank 1 a spec of its own. Each case used to hang rank 0 in its first
+// all-reduce (CTest's timeout is what would end this test then).
+TEST_F(TrainE2eTest, RankLocalConfigErrorEndsEveryRankWith78) {
+  const std::string good = WriteSpec(Spec("local"), "local");
+  nlohmann::json without_data = Spec("local");
+  without_data["run"]["datasets_dir"] = root_ + "/no-datasets-here";
+  const std::vector<std::string> rank1_specs = {root_ + "/no-such-spec.json",
+                                                WriteSpec(without_data, "local-without-data")};
+  for (const std::string& rank1_spec : rank1_specs) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      setpgid(0, 0);
+      setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 1);
+      std::vector<const char*> argv = {VITSCALE_MPIEXEC, "--oversubscribe"};
+      if (getuid() == 0) argv.push_back("--allow-run-as-root");
+      argv.insert(argv.end(), {"-np", "1", VITSCALE_TRAIN_BIN, "--spec", good.c_str(), ":",
+                               "-np", "1", VITSCALE_TRAIN_BIN, "--spec", rank1_spec.c_str(),
+                               nullptr});
+      execv(argv[0], const_cast<char* const*>(argv.data()));
+      _exit(127);
+    }
+    setpgid(pid, pid);
+    EXPECT_EQ(Wait(pid), kExitConfigError) << "rank 1's spec: " << rank1_spec;
+  }
+}
+
+// Out of memory, for real: one rank under an address-space limit that a 1024-image micro-batch
+// of ViT-Mu/4 exceeds (about 2.8 GB of address space here) and a 256-image one fits (1.6 GB;
+// 512 is near the limit and may go either way). Each attempt that runs out exits 79 naming the
+// model and micro-batch, and the next attempt of the same run directory trains with half of it,
+// until one finishes.
+TEST_F(TrainE2eTest, OutOfMemoryEndsTheAttemptAndTheRetryHalvesTheMicroBatch) {
+  nlohmann::json spec = Spec("oom");
+  spec["job"]["model"] = "ViT-Mu/4";
+  spec["job"]["train"]["batch_size"] = 1024;
+  spec["job"]["train"]["epochs"] = 2.0;  // two steps
+  spec["job"]["train"]["warmup_steps"] = 1;
+  spec["run"]["checkpoint_every_steps"] = 0;
+  const std::string spec_path = WriteSpec(spec, "oom");
+  const std::string limits = root_ + "/oom/out_of_memory.json";
+  int64_t failed_micro_batch = 1024 * 2;  // the first attempt runs the whole rank batch
+  int status = -1;
+  for (int attempt = 1; attempt <= 4 && status != kExitDone; ++attempt) {
+    const std::string log = root_ + "/oom-" + std::to_string(attempt) + ".log";
+    pid_t pid = fork();
+    if (pid == 0) {
+      const rlim_t bytes = 2100ull << 20;
+      struct rlimit limit = {bytes, bytes};
+      setrlimit(RLIMIT_AS, &limit);
+      int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      dup2(fd, 2);
+      setenv("OMPI_MCA_ess_singleton_isolated", "1", 1);
+      execl(VITSCALE_TRAIN_BIN, VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), nullptr);
+      _exit(127);
+    }
+    status = Wait(pid);
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (attempt == 1) {
+      ASSERT_EQ(status, kExitOutOfMemory) << text;
+    }
+    if (status == kExitOutOfMemory) {
+      const int64_t micro = failed_micro_batch / 2;
+      EXPECT_NE(text.find("out of memory training ViT-Mu/4 at 28 px with micro-batch " +
+                          std::to_string(micro) + " of this rank's 1024 images"),
+                std::string::npos) << text;
+      EXPECT_NE(text.find("the next attempt will train with run.micro_batch " +
+                          std::to_string(micro / 2)), std::string::npos) << text;
+      std::ifstream recorded(limits);
+      ASSERT_TRUE(recorded.good()) << "no " << limits;
+      EXPECT_EQ(nlohmann::json::parse(recorded)["micro_batch"], micro);
+      failed_micro_batch = micro;
+    } else {
+      ASSERT_EQ(status, kExitDone) << text;
+      EXPECT_NE(text.find("training with micro-batch " + std::to_string(failed_micro_batch / 2)),
+                std::string::npos) << text;
+    }
+  }
+  EXPECT_EQ(status, kExitDone) << "still out of memory after 4 attempts";
 }
 
 TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {

@@ -15,8 +15,11 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+#include <utility>
 
+#include "common/clock.h"
 #include "common/files.h"
+#include "common/sha256.h"
 #include "tests/worker/test_server.h"
 
 namespace vitscale::worker {
@@ -29,28 +32,38 @@ using testing::TestRequest;
 using testing::TestServer;
 namespace fs = std::filesystem;
 
+using protocol::ExitOutcome;
+
+// Job ids are 64 hex digits (protocol/json.h); the tests name jobs and hash the names.
+std::string Id(const std::string& name) { return Sha256Hex(name); }
+
 TEST(ClassifyExitTest, FollowsTheTrainersStatusesAndWhoSentTheKill) {
   auto exited = [](int code) { return ProcessExit{1, false, code, 0}; };
   ProcessExit sigkill{1, true, 0, SIGKILL};
   ProcessExit segv{1, true, 0, SIGSEGV};
-  EXPECT_EQ(ClassifyExit(exited(0), false, false), Outcome::kSucceeded);
-  EXPECT_EQ(ClassifyExit(exited(75), true, false), Outcome::kPreempted);
-  EXPECT_EQ(ClassifyExit(exited(78), false, false), Outcome::kConfigError);
-  EXPECT_EQ(ClassifyExit(exited(1), false, false), Outcome::kFailed);
-  EXPECT_EQ(ClassifyExit(sigkill, false, true), Outcome::kKilled);
-  EXPECT_EQ(ClassifyExit(sigkill, true, false), Outcome::kPreempted);
-  EXPECT_EQ(ClassifyExit(sigkill, false, false), Outcome::kFailed);
-  EXPECT_EQ(ClassifyExit(segv, true, false), Outcome::kFailed);
-  EXPECT_STREQ(OutcomeName(Outcome::kConfigError), "config_error");
+  EXPECT_EQ(ClassifyExit(exited(0), false, false), ExitOutcome::kSucceeded);
+  EXPECT_EQ(ClassifyExit(exited(75), true, false), ExitOutcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(exited(78), false, false), ExitOutcome::kConfigError);
+  EXPECT_EQ(ClassifyExit(exited(1), false, false), ExitOutcome::kFailed);
+  EXPECT_EQ(ClassifyExit(sigkill, false, true), ExitOutcome::kKilled);
+  EXPECT_EQ(ClassifyExit(sigkill, true, false), ExitOutcome::kPreempted);
+  EXPECT_EQ(ClassifyExit(sigkill, false, false), ExitOutcome::kFailed);
+  EXPECT_EQ(ClassifyExit(segv, true, false), ExitOutcome::kFailed);
+  EXPECT_STREQ(protocol::ExitOutcomeName(ExitOutcome::kConfigError), "config_error");
 }
 
 TEST(MpirunHostsTest, NamesThisHostLocalhostAndKeepsTheOthers) {
-  EXPECT_EQ(*MpirunHosts(json("agent-a:2"), "agent-a"), "localhost:2");
-  EXPECT_EQ(*MpirunHosts(json("agent-a:2,agent-b:4"), "agent-a"), "localhost:2,agent-b:4");
-  EXPECT_EQ(*MpirunHosts(json::array({"b:1", "a:3"}), "a"), "b:1,localhost:3");
-  EXPECT_FALSE(MpirunHosts(json(""), "a").ok());
-  EXPECT_FALSE(MpirunHosts(json(3), "a").ok());
-  EXPECT_FALSE(MpirunHosts(json(":2"), "a").ok());
+  EXPECT_EQ(MpirunHosts({{"agent-a", 2}}, "agent-a"), "localhost:2");
+  EXPECT_EQ(MpirunHosts({{"agent-a", 2}, {"agent-b", 4}}, "agent-a"), "localhost:2,agent-b:4");
+  EXPECT_EQ(MpirunHosts({{"b", 1}, {"a", 3}}, "a"), "b:1,localhost:3");
+}
+
+TEST(PathWithinTest, OnlyInsideTheGivenFolders) {
+  EXPECT_TRUE(PathWithin("/w/logs/x.log", {"/w"}));
+  EXPECT_TRUE(PathWithin("/runs/j/attempt-1.log", {"/w", "/runs/"}));
+  EXPECT_FALSE(PathWithin("/w", {"/w"}));
+  EXPECT_FALSE(PathWithin("/wx/a.log", {"/w"}));
+  EXPECT_FALSE(PathWithin("/etc/cron.d/x", {"/w", ""}));
 }
 
 TEST(MpirunCommandTest, RunsTheTrainerWithItsSpecOnTheGivenHosts) {
@@ -103,12 +116,13 @@ class ScriptedCoordinator {
   std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(mu_); }
   std::vector<json> registers;
   std::vector<json> polls;
-  std::vector<std::pair<std::string, json>> exits;  // (path, body)
+  std::vector<std::pair<std::string, json>> exits;  // (path, body), accepted ones
+  int exit_attempts = 0;                             // every exit report, refused ones too
 
   bool PollListed(const std::string& job) const {
     for (const json& poll : polls) {
       for (const json& entry : poll["running"]) {
-        if (entry["job"] == job) return true;
+        if (entry["job"] == Id(job)) return true;
       }
     }
     return false;
@@ -146,6 +160,8 @@ class ScriptedCoordinator {
       }
       reply.body = answer.dump();
     } else if (request.target.find("/exit") != std::string::npos) {
+      ++exit_attempts;
+      cv_.notify_all();
       if (refuse_exits_) return TestReply{503, R"({"error": "busy"})"};
       exits.emplace_back(request.target, body);
     } else {
@@ -195,17 +211,21 @@ class AgentTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
 
-  void StartAgent(const std::string& url) {
+  void StartAgent(const std::string& url, Launcher* launcher = nullptr,
+                  const Clock* clock = nullptr, milliseconds max_backoff = milliseconds(200)) {
     AgentOptions options;
     options.coordinator_url = url;
     options.token = "test-token";
     options.host = "agent-a";
     options.slots = 2;
     options.work_dir = (dir_ / "work").string();
+    options.runs_dir = (dir_ / "runs").string();
     options.train_command = trainer_;
     options.allow_run_as_root = ::geteuid() == 0;
-    options.max_backoff = milliseconds(200);
-    Expected<std::unique_ptr<Agent>> agent = Agent::Create(options, launcher_);
+    options.max_backoff = max_backoff;
+    options.clock = clock;
+    Expected<std::unique_ptr<Agent>> agent =
+        Agent::Create(options, launcher ? *launcher : static_cast<Launcher&>(launcher_));
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
     agent_ = std::move(agent).value();
     run_thread_ = std::thread([this] { ASSERT_TRUE(agent_->Run().ok()); });
@@ -217,7 +237,7 @@ class AgentTest : public ::testing::Test {
 
   json Launch(const std::string& job, const std::string& mode, int grace = 30, int ranks = 2) {
     json spec = {{"job_id", job}, {"mode", mode}};
-    return {{"launch", json::array({{{"job", job},
+    return {{"launch", json::array({{{"job", Id(job)},
                                      {"attempt", 1},
                                      {"ranks", ranks},
                                      {"hosts", "agent-a:" + std::to_string(ranks)},
@@ -238,7 +258,7 @@ class AgentTest : public ::testing::Test {
     coordinator_.WaitFor(
         [&] {
           for (const auto& [path, body] : coordinator_.exits) {
-            if (path == "/api/v1/jobs/" + job + "/attempts/1/exit") found = body;
+            if (path == "/api/v1/jobs/" + Id(job) + "/attempts/1/exit") found = body;
           }
           return !found.is_null();
         },
@@ -288,12 +308,18 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
   ASSERT_FALSE(exit.is_null()) << Log("job1");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
   std::string log = Log("job1");
-  EXPECT_NE(log.find("vitscale-agent: job job1 attempt 1 on agent-a: mpirun"), std::string::npos)
+  EXPECT_NE(log.find("vitscale-agent: job " + Id("job1") + " attempt 1 on agent-a: mpirun"),
+            std::string::npos)
       << log;
   EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("omp=passive"), std::string::npos) << log;
-  EXPECT_TRUE(fs::exists(dir_ / "work" / "specs" / "job1" / "attempt-1.json"));
+  fs::path spec = dir_ / "work" / "specs" / Id("job1") / "attempt-1.json";
+  EXPECT_TRUE(fs::exists(spec));
+  // The spec carries the attempt's report token: its owner alone reads it, and the log too.
+  EXPECT_EQ(fs::status(spec).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(LogPath("job1")).permissions() & (fs::perms::group_all | fs::perms::others_all),
+            fs::perms::none);
   auto lock = coordinator_.Lock();
   ASSERT_FALSE(coordinator_.registers.empty());
   EXPECT_EQ(coordinator_.registers[0],
@@ -308,7 +334,7 @@ TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {
   coordinator_.QueuePollReply(
       {{"signal",
         json::array(
-            {{{"job", "job2"}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
+            {{{"job", Id("job2")}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
   json exit = WaitExit("job2");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job2");
@@ -330,7 +356,7 @@ TEST_F(AgentTest, OneRankRunsTheTrainerWithoutMpirunAndPreemptsIt) {
   coordinator_.QueuePollReply(
       {{"signal",
         json::array(
-            {{{"job", "job7"}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
+            {{{"job", Id("job7")}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
   json exit = WaitExit("job7");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job7");
@@ -342,7 +368,7 @@ TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
   StartAgent(coordinator_.url());
   WaitListed("job3");
   WaitRanksStarted("job3");
-  coordinator_.QueuePollReply({{"signal", json::array({{{"job", "job3"}, {"action", "kill"}}})}});
+  coordinator_.QueuePollReply({{"signal", json::array({{{"job", Id("job3")}, {"action", "kill"}}})}});
   json exit = WaitExit("job3", milliseconds(10000));
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
   EXPECT_EQ(TrainerProcesses(), 0);
@@ -355,7 +381,7 @@ TEST_F(AgentTest, APreemptedJobThatOutlivesItsGraceIsKilledAndCountsAsPreempted)
   WaitRanksStarted("job4");
   auto start = std::chrono::steady_clock::now();
   coordinator_.QueuePollReply(
-      {{"signal", json::array({{{"job", "job4"}, {"attempt", 1}, {"action", "preempt"}}})}});
+      {{"signal", json::array({{{"job", Id("job4")}, {"attempt", 1}, {"action", "preempt"}}})}});
   json exit = WaitExit("job4");
   EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 137}}));
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(900));
@@ -374,7 +400,7 @@ TEST_F(AgentTest, AJobOutlivesACoordinatorRestartAndItsExitIsReportedAfterwards)
       << Log("job5");
   auto lock = coordinator_.Lock();
   // It registered again after the restart, still listing the job it had not reported.
-  json listed = json::array({{{"job", "job5"}, {"attempt", 1}}});
+  json listed = json::array({{{"job", Id("job5")}, {"attempt", 1}}});
   EXPECT_TRUE(std::any_of(coordinator_.registers.begin(), coordinator_.registers.end(),
                           [&](const json& r) { return r["running"] == listed; }));
 }
@@ -385,7 +411,7 @@ TEST_F(AgentTest, ANotHeldJobIsKilledAndDroppedWithoutAReport) {
   WaitListed("job6");
   WaitRanksStarted("job6");
   EXPECT_EQ(TrainerProcesses(), 3);  // mpirun and its two ranks
-  coordinator_.RefuseNextPollWith("job6");
+  coordinator_.RefuseNextPollWith(Id("job6"));
   ASSERT_TRUE(coordinator_.WaitFor([&] {
     // Polls after the refusal no longer list it.
     return !coordinator_.polls.empty() && coordinator_.polls.back()["running"].empty();
@@ -434,13 +460,136 @@ TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
   ASSERT_TRUE(coordinator_.WaitFor([&] {
     bool first = false, next = false;
     for (const auto& [path, body] : coordinator_.exits) {
-      first = first || path == "/api/v1/jobs/job8/attempts/1/exit";
-      next = next || path == "/api/v1/jobs/job8/attempts/2/exit";
+      first = first || path == "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit";
+      next = next || path == "/api/v1/jobs/" + Id("job8") + "/attempts/2/exit";
     }
     return first && next;
   })) << "both attempts must run and report";
   auto lock = coordinator_.Lock();
-  EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/job8/attempts/1/exit");
+  EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit");
+}
+
+
+// A Launcher that runs nothing: it records what the agent asks, and its processes end when the
+// test says so (or when they are SIGKILLed). With a FakeClock, grace periods and backoff pass
+// without waiting for them.
+class FakeLauncher : public Launcher {
+ public:
+  Expected<pid_t> Start(const LaunchRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_.push_back(request);
+    return next_pid_++;
+  }
+  Status Signal(pid_t pid, int signal) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    signals_.emplace_back(pid, signal);
+    if (signal == SIGKILL) ended_.push_back(ProcessExit{pid, true, 0, SIGKILL});
+    return Status::Ok();
+  }
+  std::vector<ProcessExit> Reap() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return std::exchange(ended_, {});
+  }
+  void Exit(pid_t pid, int code) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ended_.push_back(ProcessExit{pid, false, code, 0});
+  }
+  size_t started() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return started_.size();
+  }
+  std::vector<int> SignalsSent() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<int> sent;
+    for (const auto& [pid, signal] : signals_) sent.push_back(signal);
+    return sent;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<LaunchRequest> started_;
+  std::vector<std::pair<pid_t, int>> signals_;
+  std::vector<ProcessExit> ended_;
+  pid_t next_pid_ = 4242;
+};
+
+bool Eventually(const std::function<bool()>& done, milliseconds timeout = milliseconds(5000)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return done();
+}
+
+TEST_F(AgentTest, APreemptionsGraceRunsOnTheAgentsClock) {
+  FakeLauncher launcher;
+  FakeClock clock;
+  coordinator_.QueuePollReply(Launch("job9", "unused", /*grace=*/600, /*ranks=*/1));
+  StartAgent(coordinator_.url(), &launcher, &clock);
+  ASSERT_TRUE(Eventually([&] { return launcher.started() == 1; }));
+  WaitListed("job9");
+  coordinator_.QueuePollReply(
+      {{"signal", json::array({{{"job", Id("job9")}, {"attempt", 1}, {"action", "preempt"}}})}});
+  ASSERT_TRUE(Eventually([&] { return launcher.SignalsSent() == std::vector<int>{SIGTERM}; }));
+  // Ten minutes of grace: nothing happens while the clock stands still...
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(launcher.SignalsSent(), std::vector<int>{SIGTERM});
+  clock.Advance(std::chrono::seconds(599));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(launcher.SignalsSent(), std::vector<int>{SIGTERM});
+  // ...and the SIGKILL follows as soon as the clock passes the grace.
+  clock.Advance(std::chrono::seconds(2));
+  ASSERT_TRUE(Eventually([&] { return launcher.SignalsSent().size() == 2; }));
+  EXPECT_EQ(launcher.SignalsSent().back(), SIGKILL);
+  EXPECT_EQ(WaitExit("job9"),
+            (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 137}}));
+  StopAgent();  // before the launcher and the clock go
+}
+
+TEST_F(AgentTest, ExitReportsRetryWithABackoffOnTheAgentsClock) {
+  FakeLauncher launcher;
+  FakeClock clock;
+  coordinator_.RefuseExits(true);
+  coordinator_.QueuePollReply(Launch("job10", "unused", 30, /*ranks=*/1));
+  StartAgent(coordinator_.url(), &launcher, &clock, /*max_backoff=*/milliseconds(60000));
+  ASSERT_TRUE(Eventually([&] { return launcher.started() == 1; }));
+  launcher.Exit(4242, 0);
+  auto attempts = [&] {
+    auto lock = coordinator_.Lock();
+    return coordinator_.exit_attempts;
+  };
+  ASSERT_TRUE(Eventually([&] { return attempts() == 1; }));
+  // The retry waits for its backoff (100 ms, then 200 ms, ...) on the clock, not in real time.
+  std::this_thread::sleep_for(milliseconds(400));
+  EXPECT_EQ(attempts(), 1);
+  clock.Advance(milliseconds(100));
+  ASSERT_TRUE(Eventually([&] { return attempts() == 2; }));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(attempts(), 2);
+  coordinator_.RefuseExits(false);
+  clock.Advance(milliseconds(200));
+  EXPECT_EQ(WaitExit("job10"),
+            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+  StopAgent();  // before the launcher and the clock go
+}
+
+// A launch whose log or run folder lies outside the agent's own folders is refused, and
+// reported as failed without running anything.
+TEST_F(AgentTest, LogsAndRunFoldersOutsideItsOwnFoldersAreRefused) {
+  FakeLauncher launcher;
+  json launch = Launch("job11", "unused", 30, 1);
+  launch["launch"][0]["log"] = (dir_ / "elsewhere" / "x.log").string();
+  json escape = Launch("job12", "unused", 30, 1);
+  escape["launch"][0]["spec"]["run"] = {{"dir", "/etc/cron.d"}};
+  coordinator_.QueuePollReply(launch);
+  coordinator_.QueuePollReply(escape);
+  StartAgent(coordinator_.url(), &launcher);
+  EXPECT_EQ(WaitExit("job11"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
+  EXPECT_EQ(WaitExit("job12"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
+  EXPECT_EQ(launcher.started(), 0u);
+  EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
+  StopAgent();  // before the launcher goes
 }
 
 }  // namespace

@@ -1,7 +1,9 @@
 #include "worker/launcher.h"
 
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -141,6 +143,98 @@ TEST_F(LauncherTest, WhatALeaderLeavesBehindDiesWithIt) {
   ASSERT_TRUE(exit);
   EXPECT_EQ(exit->exit_code, 0);
   EXPECT_EQ(SignalSession(*pid, 0), 0);
+}
+
+// The agent ignores and blocks signals of its own; a job starts with none ignored or blocked.
+TEST_F(LauncherTest, AJobStartsWithDefaultSignalDispositions) {
+  struct sigaction ignore {
+  }, previous_action{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(::sigaction(SIGUSR1, &ignore, &previous_action), 0);
+  sigset_t usr2, previous_mask;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &usr2, &previous_mask), 0);
+  LaunchRequest request = Shell("");
+  request.argv = {"/bin/cat", "/proc/self/status"};
+  Expected<pid_t> pid = launcher_.Start(request);
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
+  ::sigaction(SIGUSR1, &previous_action, nullptr);
+  ASSERT_TRUE(pid.ok());
+  ASSERT_TRUE(WaitExit(*pid));
+  EXPECT_NE(Log().find("SigBlk:\t0000000000000000\n"), std::string::npos) << Log();
+  EXPECT_NE(Log().find("SigIgn:\t0000000000000000\n"), std::string::npos) << Log();
+}
+
+// A leftover whose parent still lives when the leader ends is no child of the launcher's process
+// yet: it becomes one when its parent is killed, and is killed in turn.
+TEST_F(LauncherTest, WhatALeaderLeavesBehindDiesWithItDownToGrandchildren) {
+  Expected<pid_t> pid =
+      launcher_.Start(Shell("sh -c 'sleep 30 & echo $! > grandchild; sleep 30' & echo $! > child; "
+                            "while [ ! -s grandchild ]; do sleep 0.01; done; exit 0"));
+  ASSERT_TRUE(pid.ok());
+  std::optional<ProcessExit> exit = WaitExit(*pid);
+  ASSERT_TRUE(exit);
+  EXPECT_EQ(exit->exit_code, 0);
+  EXPECT_EQ(SignalSession(*pid, 0), 0);
+  for (const char* file : {"child", "grandchild"}) {
+    Expected<std::string> leftover = ReadFile((dir_ / file).string());
+    ASSERT_TRUE(leftover.ok());
+    EXPECT_FALSE(fs::exists("/proc/" + std::to_string(std::stoi(*leftover)))) << file;
+  }
+}
+
+// Reads the pid a job wrote to `file`, waiting for it.
+pid_t PidFrom(const fs::path& file) {
+  for (int i = 0; i < 500; ++i) {
+    Expected<std::string> text = ReadFile(file.string());
+    if (text.ok() && !text->empty() && text->back() == '\n') return std::stoi(*text);
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return 0;
+}
+
+// Waits until `pid` no longer exists, not even as a zombie, calling Reap() meanwhile.
+bool ReapedWhileWaiting(ProcessLauncher& launcher, pid_t pid) {
+  for (int i = 0; i < 300; ++i) {
+    launcher.Reap();
+    if (!fs::exists("/proc/" + std::to_string(pid))) return true;
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  return false;
+}
+
+// Orphans of a running job are re-parented to the launcher's process: one that ends is reaped
+// (no zombie piles up), one that left the job's session is killed; the job runs on.
+TEST_F(LauncherTest, OrphansOfARunningJobAreReapedAndEscapedOnesKilled) {
+  Expected<pid_t> pid = launcher_.Start(
+      Shell("(sleep 0.2 & echo $! > ended) ; (setsid sleep 30 & echo $! > escaped) ; "
+            "sleep 30"));
+  ASSERT_TRUE(pid.ok());
+  pid_t ended = PidFrom(dir_ / "ended");
+  pid_t escaped = PidFrom(dir_ / "escaped");
+  ASSERT_GT(ended, 0);
+  ASSERT_GT(escaped, 0);
+  EXPECT_TRUE(ReapedWhileWaiting(launcher_, ended));
+  EXPECT_TRUE(ReapedWhileWaiting(launcher_, escaped));
+  EXPECT_EQ(SignalSession(*pid, 0), 2) << "the job's shell and its sleep still run";
+  ASSERT_TRUE(launcher_.Signal(*pid, SIGKILL).ok());
+  ASSERT_TRUE(WaitExit(*pid));
+}
+
+// Children of the process that no job started (a popen, say) are left to their owner.
+TEST_F(LauncherTest, ChildrenItDidNotStartAreLeftAlone) {
+  pid_t own = ::fork();
+  if (own == 0) {
+    ::execl("/bin/sh", "sh", "-c", "exit 7", nullptr);
+    ::_exit(127);
+  }
+  ASSERT_GT(own, 0);
+  std::this_thread::sleep_for(milliseconds(100));
+  EXPECT_TRUE(launcher_.Reap().empty());
+  int status = 0;
+  ASSERT_EQ(::waitpid(own, &status, 0), own) << "Reap() must not have reaped it";
+  EXPECT_EQ(WEXITSTATUS(status), 7);
 }
 
 TEST_F(LauncherTest, SignalForAnUnknownProcessIsNotFound) {

@@ -1,0 +1,123 @@
+// What every audience's handlers share: the store, the scheduler, the clock, the event log, the
+// agents' mailbox and the action applier. The handlers are grouped by who calls them:
+//   coordinator/user_api.*    people and the CLI (sweeps, jobs, agents, exports, credentials)
+//   coordinator/agent_api.*   agents (register, poll)
+//   coordinator/report_api.*  a job's reports (metrics, results, checkpoints) and its exit
+// and coordinator/actions.cc carries out the scheduler's decisions.
+//
+// The store is the truth: every scheduler transition is written (with the state it expects to
+// move from) before the commands that follow it go out, and Restore() rebuilds the scheduler
+// from the store, so the coordinator can be killed at any moment and started again without
+// losing or duplicating a job. A store write that fails undoes itself whole, and the scheduler,
+// which has already decided, is rebuilt from the store (Resync) so that memory never runs ahead
+// of the database.
+//
+// Threading: everything runs on the io_context's single thread.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "coordinator/event_log.h"
+#include "coordinator/http_server.h"
+#include "coordinator/mailbox.h"
+#include "coordinator/scheduler.h"
+#include "protocol/api.h"
+#include "storage/store.h"
+
+namespace vitscale::coordinator {
+
+struct CoordinatorOptions {
+  // Where jobs keep checkpoints and outputs: runs_dir/<job id>/. Every agent must see this path
+  // (one machine, or a shared filesystem across hosts).
+  std::string runs_dir;
+  // The URL the trainer reports to (its HTTP sink).
+  std::string public_url;
+  // The admin token (<state dir>/token); agents and reports have credentials of their own.
+  std::string admin_token;
+  bool open_read_access = false;
+  SchedulerOptions scheduler;  // its lease_duration is also what agents are told
+  std::chrono::milliseconds tick{250};
+  std::chrono::milliseconds poll_timeout{20000};
+  int max_retries = 2;      // failures retried per job before it fails for good
+  int grace_seconds = 60;   // SIGTERM to SIGKILL for a preempted job
+  int checkpoint_every_steps = 200;
+  size_t max_events = 100000;     // the event log's memory, in events
+  size_t max_event_bytes = 64 << 20;  // and in bytes
+};
+
+class Core {
+ public:
+  // REQUIRES: every reference outlives the Core.
+  Core(boost::asio::io_context& io, storage::Store& store, const Clock& clock,
+       CoordinatorOptions options, std::unique_ptr<Scheduler> scheduler);
+
+  boost::asio::io_context& io() { return io_; }
+  storage::Store& store() { return store_; }
+  Scheduler& scheduler() { return *scheduler_; }
+  const Clock& clock() const { return clock_; }
+  const CoordinatorOptions& options() const { return options_; }
+  EventLog& events() { return events_; }
+  const EventLog& events() const { return events_; }
+  Mailbox& mailbox() { return mailbox_; }
+  int lease_seconds() const;
+
+  // Every agent seen (registered now or in the store), for the views.
+  const std::vector<std::string>& agent_ids() const { return agent_ids_; }
+  void NoteAgent(const std::string& id);
+
+  // Rebuilds the scheduler's jobs from the store: pending jobs queue again, jobs with a live
+  // attempt keep their slots until their agents come back (or their leases run out).
+  Status RestoreJobs();
+
+  // Carries out the scheduler's actions (coordinator/actions.cc): one store operation per
+  // action, all in one transaction; then the commands go to the agents' mailboxes and the
+  // changed jobs to the event stream. If the transaction fails, nothing of it is written, no
+  // launch goes out, and the scheduler is rebuilt from the store.
+  Status Apply(const std::vector<Action>& actions, std::optional<int> exit_status = {});
+  // Schedules now: expired leases, placements. Called by the timer and after events.
+  void Tick();
+  // After a failed store write: the scheduler again as the store has it.
+  void Resync();
+
+  // A job by its id or a unique prefix of 8+ hex digits; errors say which form is wanted.
+  Expected<storage::JobRecord> FindJob(const std::string& id_or_prefix);
+  // Where a job's trainer keeps its checkpoints and reports, and an attempt's log.
+  std::string RunDir(const std::string& job_id) const;
+  std::string AttemptLogPath(const std::string& job_id, int attempt) const;
+  // The job's row as the API shows it, announced on the event stream.
+  void AnnounceJob(const storage::JobRecord& job);
+
+  // Called on every tick (the user API's utilisation samples).
+  void SetTickHook(std::function<void()> hook) { tick_hook_ = std::move(hook); }
+
+ private:
+  // The spec vitscale-train runs for this attempt (docs/train-spec.md).
+  protocol::Json LaunchSpec(const storage::JobRecord& job, int attempt,
+                            const std::string& report_token) const;
+  // Apply's writes, inside its transaction; the commands for agents go to `launches`/`signals`.
+  Status Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
+                 std::vector<std::pair<std::string, protocol::LaunchEntry>>* launches,
+                 std::vector<std::pair<std::string, protocol::SignalEntry>>* signals,
+                 std::vector<storage::JobRecord>* changed);
+
+  boost::asio::io_context& io_;
+  storage::Store& store_;
+  const Clock& clock_;
+  CoordinatorOptions options_;
+  std::unique_ptr<Scheduler> scheduler_;
+  EventLog events_;
+  Mailbox mailbox_;
+  std::vector<std::string> agent_ids_;
+  std::function<void()> tick_hook_;
+};
+
+// JobSpec for the scheduler from a stored job.
+JobSpec ToJobSpec(const storage::JobRecord& job);
+
+}  // namespace vitscale::coordinator

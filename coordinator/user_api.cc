@@ -1,0 +1,454 @@
+#include "coordinator/user_api.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <sstream>
+
+#include "common/text.h"
+#include "coordinator/views.h"
+#include "storage/results_table.h"
+#include "sweep/sweep.h"
+
+namespace vitscale::coordinator {
+
+using protocol::Json;
+using storage::JobRecord;
+
+namespace {
+
+constexpr int64_t kMaxPageSize = 500;
+
+// A whole-number query parameter, or `fallback` when it is absent or empty.
+Expected<int64_t> QueryInt(const HttpRequest& request, const std::string& name, int64_t fallback,
+                           int64_t low, int64_t high) {
+  auto it = request.query.find(name);
+  if (it == request.query.end() || it->second.empty()) return fallback;
+  return protocol::ParseWholeNumber(it->second, "query parameter '" + name + "'", low, high);
+}
+
+// A time in a query parameter: seconds since the Unix epoch, or an ISO 8601 UTC time as the API
+// writes them ("2026-11-27T13:00:00.123Z"); `fallback` when absent or empty.
+Expected<double> QueryTime(const HttpRequest& request, const std::string& name, double fallback) {
+  auto it = request.query.find(name);
+  if (it == request.query.end() || it->second.empty()) return fallback;
+  const std::string& text = it->second;
+  char* end = nullptr;
+  double value = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() && *end == '\0' && std::isfinite(value)) return value;
+  std::tm utc{};
+  double seconds = 0;
+  int used = 0;
+  if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%lfZ%n", &utc.tm_year, &utc.tm_mon,
+                  &utc.tm_mday, &utc.tm_hour, &utc.tm_min, &seconds, &used) == 6 &&
+      used == static_cast<int>(text.size()) && seconds >= 0 && seconds < 61) {
+    utc.tm_year -= 1900;
+    utc.tm_mon -= 1;
+    return static_cast<double>(::timegm(&utc)) + seconds;
+  }
+  return InvalidArgument("query parameter '" + name +
+                         "' must be seconds since the Unix epoch or an ISO 8601 UTC time, not '" +
+                         Printable(text, 40) + "'");
+}
+
+}  // namespace
+
+UserApi::UserApi(Core& core, Credentials& credentials) : core_(core), credentials_(credentials) {}
+
+void UserApi::AddRoutes(Router& router) {
+  auto bind = [this](HttpResponse (UserApi::*method)(const HttpRequest&)) {
+    return Immediate([this, method](const HttpRequest& request) { return (this->*method)(request); });
+  };
+  router.Add("GET", "/api/v1/health", Scope::kRead, kSmallBody, bind(&UserApi::Health));
+  router.Add("GET", "/api/v1/sweeps", Scope::kRead, kSmallBody, bind(&UserApi::ListSweeps));
+  router.Add("POST", "/api/v1/sweeps", Scope::kAdmin, kLargeBody, bind(&UserApi::SubmitSweep));
+  router.Add("GET", "/api/v1/sweeps/{name}", Scope::kRead, kSmallBody, bind(&UserApi::GetSweep));
+  router.Add("GET", "/api/v1/jobs", Scope::kRead, kSmallBody, bind(&UserApi::ListJobs));
+  router.Add("GET", "/api/v1/jobs/{id}", Scope::kRead, kSmallBody, bind(&UserApi::GetJob));
+  router.Add("GET", "/api/v1/jobs/{id}/metrics", Scope::kRead, kSmallBody,
+             bind(&UserApi::JobMetrics));
+  router.Add("GET", "/api/v1/jobs/{id}/logs", Scope::kRead, kSmallBody, bind(&UserApi::JobLogs));
+  router.Add("POST", "/api/v1/jobs/{id}/cancel", Scope::kAdmin, kSmallBody,
+             bind(&UserApi::CancelJob));
+  router.Add("POST", "/api/v1/jobs/{id}/preempt", Scope::kAdmin, kSmallBody,
+             bind(&UserApi::PreemptJob));
+  router.Add("POST", "/api/v1/jobs/{id}/priority", Scope::kAdmin, kSmallBody,
+             bind(&UserApi::SetPriority));
+  router.Add("GET", "/api/v1/agents", Scope::kRead, kSmallBody, bind(&UserApi::ListAgents));
+  router.Add("POST", "/api/v1/agents/credentials", Scope::kAdmin, kSmallBody,
+             bind(&UserApi::IssueCredential));
+  router.Add("DELETE", "/api/v1/agents/credentials/{host}", Scope::kAdmin, kSmallBody,
+             bind(&UserApi::RevokeCredential));
+  router.Add("GET", "/api/v1/cluster/utilisation", Scope::kRead, kSmallBody,
+             bind(&UserApi::Utilisation));
+  router.Add("GET", "/api/v1/study/{sweep}", Scope::kRead, kSmallBody, bind(&UserApi::Study));
+  router.Add("GET", "/api/v1/export", Scope::kRead, kSmallBody, bind(&UserApi::Export));
+}
+
+void UserApi::SampleUtilisation() {
+  int busy = 0, total = 0;
+  for (const std::string& id : core_.agent_ids()) {
+    std::optional<AgentView> agent = core_.scheduler().GetAgent(id);
+    if (!agent || !agent->alive) continue;
+    total += agent->spec.slots;
+    busy += agent->spec.slots - agent->free_slots;
+  }
+  double now = core_.clock().WallSeconds();
+  if (!utilisation_.empty()) {
+    const UtilisationSample& last = utilisation_.back();
+    if (last.busy == busy && last.total == total) return;
+    if (now - last.time < 1.0) {
+      utilisation_.back() = {last.time, busy, total};
+      return;
+    }
+  }
+  utilisation_.push_back({now, busy, total});
+  if (utilisation_.size() > 86400) utilisation_.pop_front();
+}
+
+HttpResponse UserApi::JobResponse(const JobRecord& job) {
+  Expected<protocol::JobDetail> detail = DetailOf(core_.store(), job);
+  if (!detail.ok()) return StatusResponse(detail.status());
+  return JsonResponse(200, detail->ToJson());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+HttpResponse UserApi::Health(const HttpRequest&) {
+  Expected<int> version = core_.store().SchemaVersion();
+  if (!version.ok()) return StatusResponse(version.status());
+  return JsonResponse(200, Json{{"ok", true}, {"version", "1"}, {"schema_version", *version}});
+}
+
+HttpResponse UserApi::ListSweeps(const HttpRequest&) {
+  Expected<std::vector<storage::SweepSummary>> sweeps = core_.store().SweepSummaries();
+  if (!sweeps.ok()) return StatusResponse(sweeps.status());
+  protocol::SweepList list;
+  for (const auto& sweep : *sweeps) list.sweeps.push_back(SweepViewOf(sweep));
+  return JsonResponse(200, list.ToJson());
+}
+
+HttpResponse UserApi::GetSweep(const HttpRequest& request) {
+  const std::string& name = request.params.at("name");
+  Expected<storage::SweepRecord> record = core_.store().GetSweep(name);
+  if (!record.ok()) return StatusResponse(record.status());
+  Expected<std::vector<storage::SweepSummary>> sweeps = core_.store().SweepSummaries();
+  if (!sweeps.ok()) return StatusResponse(sweeps.status());
+  for (const auto& sweep : *sweeps) {
+    if (sweep.name != name) continue;
+    protocol::SweepView view = SweepViewOf(sweep);
+    view.definition = record->definition;
+    return JsonResponse(200, view.ToJson());
+  }
+  return ErrorResponse(404, "unknown sweep '" + name + "'");
+}
+
+HttpResponse UserApi::ListJobs(const HttpRequest& request) {
+  storage::JobFilter filter;
+  if (auto it = request.query.find("sweep"); it != request.query.end()) filter.sweep = it->second;
+  if (auto it = request.query.find("model"); it != request.query.end()) filter.model = it->second;
+  if (auto it = request.query.find("state"); it != request.query.end()) {
+    // Several states come comma-separated: state=pending,running.
+    std::stringstream states(it->second);
+    std::string name;
+    while (std::getline(states, name, ',')) {
+      Expected<JobState> state = storage::ParseJobState(name);
+      if (!state.ok()) return StatusResponse(state.status());
+      if (filter.states.size() >= 16) return ErrorResponse(400, "state lists at most 16 states");
+      filter.states.push_back(*state);
+    }
+  }
+  Expected<int64_t> subset = QueryInt(request, "subset", -1, 0, int64_t{1} << 62);
+  Expected<int64_t> limit = QueryInt(request, "limit", 50, 1, kMaxPageSize);
+  Expected<int64_t> offset = QueryInt(request, "offset", 0, 0, int64_t{1} << 62);
+  for (const auto* value : {&subset, &limit, &offset}) {
+    if (!value->ok()) return StatusResponse(value->status());
+  }
+  if (*subset >= 0) filter.subset_size = *subset;
+  if (auto it = request.query.find("sort"); it != request.query.end()) {
+    Expected<storage::JobSort> sort = storage::ParseJobSort(it->second);
+    if (!sort.ok()) return StatusResponse(sort.status());
+    filter.sort = *sort;
+  }
+  if (auto it = request.query.find("order"); it != request.query.end()) {
+    if (it->second != "asc" && it->second != "desc") {
+      return ErrorResponse(400, "order must be 'asc' or 'desc', not '" + it->second + "'");
+    }
+    filter.descending = it->second == "desc";
+  }
+  Expected<int64_t> total = core_.store().CountJobs(filter);
+  if (!total.ok()) return StatusResponse(total.status());
+  filter.limit = *limit;
+  filter.offset = *offset;
+  Expected<std::vector<JobRecord>> jobs = core_.store().ListJobs(filter);
+  if (!jobs.ok()) return StatusResponse(jobs.status());
+  protocol::JobPage page;
+  page.total = *total;
+  page.offset = *offset;
+  page.limit = *limit;
+  for (const JobRecord& job : *jobs) page.jobs.push_back(SummaryOf(job));
+  return JsonResponse(200, page.ToJson());
+}
+
+HttpResponse UserApi::GetJob(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  return JobResponse(*job);
+}
+
+HttpResponse UserApi::JobMetrics(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  Expected<int64_t> after = QueryInt(request, "after_step", -1, -1, protocol::kMaxStep);
+  Expected<int64_t> limit = QueryInt(request, "limit", 5000, 1, 100000);
+  if (!after.ok()) return StatusResponse(after.status());
+  if (!limit.ok()) return StatusResponse(limit.status());
+  Expected<std::vector<storage::MetricPoint>> points = core_.store().ReadMetrics(job->id, *after);
+  if (!points.ok()) return StatusResponse(points.status());
+  auto name = request.query.find("name");
+  Json out = Json::array();
+  for (const auto& p : *points) {
+    if (name != request.query.end() && p.name != name->second) continue;
+    if (static_cast<int64_t>(out.size()) >= *limit) break;
+    out.push_back({{"step", p.step},
+                   {"name", p.name},
+                   {"value", std::isnan(p.value) ? Json(nullptr) : Json(p.value)},
+                   {"time", IsoTime(p.time)}});
+  }
+  return JsonResponse(200, Json{{"points", out}});
+}
+
+HttpResponse UserApi::JobLogs(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  // The query is checked before anything is looked up, so bad input is a 400 in every state.
+  Expected<int64_t> attempt = QueryInt(request, "attempt", 0, 0, protocol::kMaxAttempt);
+  Expected<int64_t> tail = QueryInt(request, "tail_bytes", 65536, 1, 16 << 20);
+  if (!attempt.ok()) return StatusResponse(attempt.status());
+  if (!tail.ok()) return StatusResponse(tail.status());
+  if (job->attempts == 0) return ErrorResponse(404, "job " + job->id + " has not run yet");
+  if (*attempt == 0) *attempt = job->attempts;
+  if (*attempt > job->attempts) {
+    return ErrorResponse(404, fmt::format("job {} has no attempt {}", job->id, *attempt));
+  }
+  // The path is built from the job id (validated hex from the database) and a number only, so a
+  // request cannot name a file outside the runs folder.
+  std::string path = core_.AttemptLogPath(job->id, static_cast<int>(*attempt));
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return ErrorResponse(404, fmt::format("no log for attempt {} yet", *attempt));
+  std::streamoff size = in.tellg();
+  std::streamoff start = std::max<std::streamoff>(0, size - *tail);
+  in.seekg(start);
+  std::string text(static_cast<size_t>(std::max<std::streamoff>(0, size - start)), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  HttpResponse response;
+  response.content_type = "text/plain; charset=utf-8";
+  response.body = std::move(text);
+  return response;
+}
+
+HttpResponse UserApi::ListAgents(const HttpRequest&) {
+  Json agents = Json::array();
+  for (const std::string& id : core_.agent_ids()) {
+    if (std::optional<AgentView> agent = core_.scheduler().GetAgent(id)) {
+      agents.push_back(AgentInfoOf(*agent, core_.scheduler(), core_.clock()).ToJson());
+    }
+  }
+  return JsonResponse(200, Json{{"agents", agents}});
+}
+
+HttpResponse UserApi::Utilisation(const HttpRequest& request) {
+  Expected<double> since = QueryTime(request, "since", 0);
+  if (!since.ok()) return StatusResponse(since.status());
+  Json samples = Json::array();
+  for (const auto& s : utilisation_) {
+    if (s.time < *since) continue;
+    samples.push_back({{"time", IsoTime(s.time)}, {"busy_slots", s.busy}, {"total_slots", s.total}});
+  }
+  return JsonResponse(200, Json{{"samples", samples}});
+}
+
+HttpResponse UserApi::Study(const HttpRequest& request) {
+  Expected<storage::ResultsTable> table =
+      storage::BuildResultsTable(core_.store(), request.params.at("sweep"));
+  if (!table.ok()) return StatusResponse(table.status());
+  Json columns = Json::array();
+  for (const auto& column : table->columns) columns.push_back(column.Title());
+  Json rows = Json::array();
+  for (const auto& row : table->rows) {
+    Expected<JobRecord> job = core_.store().GetJob(row.job_id);
+    if (!job.ok()) return StatusResponse(job.status());
+    Json results = Json::object();
+    for (size_t i = 0; i < table->columns.size(); ++i) {
+      if (row.transfer[i]) results[table->columns[i].Title()] = *row.transfer[i] / 100.0;
+    }
+    rows.push_back({{"job", row.job_id},
+                    {"model", row.model},
+                    {"family", job->family},
+                    {"epochs", row.epochs},
+                    {"dataset", row.dataset},
+                    {"subset_size", row.examples},
+                    {"state", storage::JobStateName(row.state)},
+                    {"exaflops", row.exaflops},
+                    {"planned", row.compute_planned},
+                    {"device_hours", row.device_hours ? Json(*row.device_hours) : Json(nullptr)},
+                    {"results", results},
+                    {"average", row.average ? Json(*row.average / 100.0) : Json(nullptr)}});
+  }
+  return JsonResponse(200, Json{{"columns", columns}, {"rows", rows}});
+}
+
+HttpResponse UserApi::Export(const HttpRequest& request) {
+  auto sweep = request.query.find("sweep");
+  if (sweep == request.query.end()) return ErrorResponse(400, "query parameter 'sweep' is missing");
+  auto format_name = request.query.find("format");
+  Expected<storage::TableFormat> format = storage::ParseTableFormat(
+      format_name == request.query.end() ? "csv" : format_name->second);
+  if (!format.ok()) return StatusResponse(format.status());
+  Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep->second);
+  if (!table.ok()) return StatusResponse(table.status());
+  HttpResponse response;
+  response.content_type = *format == storage::TableFormat::kCsv ? "text/csv; charset=utf-8"
+                                                                : "text/plain; charset=utf-8";
+  response.body = storage::FormatResultsTable(*table, *format);
+  return response;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Changing
+
+HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
+  auto file = request.query.find("file");
+  std::string name = file == request.query.end() ? "sweep.yaml" : Printable(file->second, 200);
+  if (!IsValidUtf8(request.body)) {
+    return ErrorResponse(400, name + ": the sweep is not valid UTF-8 text");
+  }
+  Expected<sweep::Sweep> parsed = sweep::ParseSweep(request.body, name);
+  if (!parsed.ok()) return StatusResponse(parsed.status());
+  // The name becomes a URL segment (/sweeps/{name}) and a database key.
+  Status named = protocol::CheckText(name + ": name", parsed->name, protocol::kNameRule);
+  if (!named.ok()) return StatusResponse(named);
+  Expected<std::vector<sweep::Job>> expanded = sweep::ExpandSweep(*parsed);
+  if (!expanded.ok()) return StatusResponse(expanded.status());
+  std::vector<JobRecord> records;
+  records.reserve(expanded->size());
+  for (const sweep::Job& job : *expanded) {
+    JobRecord record;
+    record.id = job.id;
+    record.model = job.config.model;
+    record.family = job.family;
+    record.dataset = job.config.dataset;
+    record.subset_size = job.config.subset;
+    record.epochs = job.config.train.epochs;
+    record.config_json = protocol::Dump(job.canonical);
+    record.planned_train_flops = job.train_flops;
+    record.priority = static_cast<int>(job.priority);
+    record.ranks = static_cast<int>(job.resources.ranks);
+    record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
+    record.retries_left = core_.options().max_retries;
+    records.push_back(std::move(record));
+  }
+  Expected<storage::AddSweepOutcome> outcome =
+      core_.store().AddSweep(parsed->name, request.body, records);
+  if (!outcome.ok()) return StatusResponse(outcome.status());
+  // New jobs, and known ones still waiting, join the queue (a known finished job never reruns).
+  protocol::SubmitReply reply;
+  reply.sweep = parsed->name;
+  reply.jobs_added = outcome->added;
+  reply.jobs_known = outcome->already_known;
+  for (const JobRecord& record : records) {
+    reply.jobs.push_back(record.id);
+    if (core_.scheduler().GetJob(record.id)) continue;
+    Expected<JobRecord> stored = core_.store().GetJob(record.id);
+    if (!stored.ok()) return StatusResponse(stored.status());
+    if (stored->state != JobState::kPending) continue;
+    Status added = core_.scheduler().AddJob(ToJobSpec(*stored));
+    if (!added.ok()) return StatusResponse(added);
+    core_.AnnounceJob(*stored);
+  }
+  core_.events().Append("sweep", "", Json{{"name", parsed->name}});
+  core_.Tick();  // place new work now rather than at the next tick
+  return JsonResponse(200, reply.ToJson());
+}
+
+HttpResponse UserApi::CancelJob(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  if (!core_.scheduler().GetJob(job->id)) {
+    return ErrorResponse(409, fmt::format("job {} is already {}", job->id,
+                                          storage::JobStateName(job->state)));
+  }
+  Expected<std::vector<Action>> actions = core_.scheduler().Cancel(job->id);
+  if (!actions.ok()) return StatusResponse(actions.status());
+  Status applied = core_.Apply(*actions);
+  if (!applied.ok()) return StatusResponse(applied);
+  Expected<JobRecord> after = core_.store().GetJob(job->id);
+  return after.ok() ? JobResponse(*after) : StatusResponse(after.status());
+}
+
+HttpResponse UserApi::PreemptJob(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  Expected<std::vector<Action>> actions = core_.scheduler().Preempt(job->id);
+  if (!actions.ok()) return StatusResponse(actions.status());
+  Status applied = core_.Apply(*actions);
+  if (!applied.ok()) return StatusResponse(applied);
+  Expected<JobRecord> after = core_.store().GetJob(job->id);
+  return after.ok() ? JobResponse(*after) : StatusResponse(after.status());
+}
+
+HttpResponse UserApi::SetPriority(const HttpRequest& request) {
+  Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
+  if (!job.ok()) return StatusResponse(job.status());
+  Expected<protocol::PriorityRequest> wanted = protocol::Decode<protocol::PriorityRequest>(request.body);
+  if (!wanted.ok()) return StatusResponse(wanted.status());
+  // Every check comes before the first write: a refused change leaves no trace.
+  if (IsFinal(job->state)) {
+    return ErrorResponse(409, fmt::format("job {} is {}; its priority no longer matters", job->id,
+                                          storage::JobStateName(job->state)));
+  }
+  std::optional<JobView> view = core_.scheduler().GetJob(job->id);
+  if (view) {
+    Status changed = core_.scheduler().SetPriority(job->id, wanted->priority);
+    if (!changed.ok()) return StatusResponse(changed);
+  }
+  Status stored = core_.store().SetJobPriority(job->id, wanted->priority);
+  if (!stored.ok()) {
+    if (view) {
+      Status undone = core_.scheduler().SetPriority(job->id, view->spec.priority);
+      (void)undone;  // it was accepted a moment ago with the same state
+    }
+    return StatusResponse(stored);
+  }
+  Expected<JobRecord> after = core_.store().GetJob(job->id);
+  if (!after.ok()) return StatusResponse(after.status());
+  core_.AnnounceJob(*after);
+  core_.Tick();
+  return JobResponse(*after);
+}
+
+HttpResponse UserApi::IssueCredential(const HttpRequest& request) {
+  Expected<protocol::CredentialRequest> wanted =
+      protocol::Decode<protocol::CredentialRequest>(request.body);
+  if (!wanted.ok()) return StatusResponse(wanted.status());
+  Expected<std::string> token = credentials_.Issue(wanted->host);
+  if (!token.ok()) return StatusResponse(token.status());
+  return JsonResponse(200, protocol::CredentialReply{wanted->host, *token}.ToJson());
+}
+
+HttpResponse UserApi::RevokeCredential(const HttpRequest& request) {
+  const std::string& host = request.params.at("host");
+  Status checked = protocol::CheckText("host", host, protocol::kHostRule);
+  if (!checked.ok()) return StatusResponse(checked);
+  Status revoked = credentials_.Revoke(host);
+  if (!revoked.ok()) return StatusResponse(revoked);
+  return JsonResponse(200, Json{{"host", host}, {"revoked", true}});
+}
+
+}  // namespace vitscale::coordinator

@@ -1,0 +1,56 @@
+// The API people and their tools call (docs/api.md, "Reading" and "Changing"): sweeps, jobs,
+// logs, agents, utilisation, the study table and exports, and the admin's credential calls.
+// Reading routes are Scope::kRead (open with --open-read); changing ones need the admin token.
+//
+// Threading: io thread only.
+#pragma once
+
+#include <deque>
+
+#include "coordinator/core.h"
+#include "coordinator/credentials.h"
+
+namespace vitscale::coordinator {
+
+class UserApi {
+ public:
+  // REQUIRES: `core` and `credentials` outlive the UserApi.
+  UserApi(Core& core, Credentials& credentials);
+
+  void AddRoutes(Router& router);
+  // Records cluster utilisation; called on every scheduler tick.
+  void SampleUtilisation();
+
+ private:
+  HttpResponse Health(const HttpRequest& request);
+  HttpResponse SubmitSweep(const HttpRequest& request);
+  HttpResponse ListSweeps(const HttpRequest& request);
+  HttpResponse GetSweep(const HttpRequest& request);
+  HttpResponse ListJobs(const HttpRequest& request);
+  HttpResponse GetJob(const HttpRequest& request);
+  HttpResponse JobMetrics(const HttpRequest& request);
+  HttpResponse JobLogs(const HttpRequest& request);
+  HttpResponse CancelJob(const HttpRequest& request);
+  HttpResponse PreemptJob(const HttpRequest& request);
+  HttpResponse SetPriority(const HttpRequest& request);
+  HttpResponse ListAgents(const HttpRequest& request);
+  HttpResponse Utilisation(const HttpRequest& request);
+  HttpResponse Study(const HttpRequest& request);
+  HttpResponse Export(const HttpRequest& request);
+  HttpResponse IssueCredential(const HttpRequest& request);
+  HttpResponse RevokeCredential(const HttpRequest& request);
+
+  // The job's detail view, or the error response.
+  HttpResponse JobResponse(const storage::JobRecord& job);
+
+  Core& core_;
+  Credentials& credentials_;
+  struct UtilisationSample {
+    double time;
+    int busy;
+    int total;
+  };
+  std::deque<UtilisationSample> utilisation_;
+};
+
+}  // namespace vitscale::coordinator

@@ -1,0 +1,96 @@
+#include "coordinator/views.h"
+
+#include <algorithm>
+
+namespace vitscale::coordinator {
+
+using storage::JobRecord;
+
+protocol::JobSummary SummaryOf(const JobRecord& job) {
+  double planned_images = job.epochs * static_cast<double>(job.subset_size);
+  double seen = job.images_seen.value_or(0);
+  if (job.state == JobState::kSucceeded) seen = std::max(seen, planned_images);
+  protocol::JobSummary s;
+  s.id = job.id;
+  s.model = job.model;
+  s.family = job.family;
+  s.dataset = job.dataset;
+  s.subset_size = job.subset_size;
+  s.epochs = job.epochs;
+  s.state = job.state;
+  s.priority = job.priority;
+  s.ranks = job.ranks;
+  s.attempts = job.attempts;
+  s.planned_exaflops = job.planned_train_flops / 1e18;
+  s.images_seen = seen;
+  s.progress = planned_images > 0 ? std::clamp(seen / planned_images, 0.0, 1.0) : 0.0;
+  s.created_at = IsoTime(job.submitted_at);
+  s.updated_at = IsoTime(job.updated_at);
+  return s;
+}
+
+Expected<protocol::JobDetail> DetailOf(storage::Store& store, const JobRecord& job) {
+  protocol::JobDetail d;
+  d.summary = SummaryOf(job);
+  d.config = protocol::Json::parse(job.config_json, nullptr, /*allow_exceptions=*/false);
+  ASSIGN_OR_RETURN(d.sweeps, store.JobSweeps(job.id));
+  ASSIGN_OR_RETURN(std::vector<storage::AttemptRecord> attempts, store.ListAttempts(job.id));
+  for (const storage::AttemptRecord& a : attempts) {
+    protocol::AttemptView view;
+    view.number = a.number;
+    view.agent = a.agent_id;
+    view.hosts = a.hosts;
+    view.started_at = IsoTime(a.started_at);
+    if (a.ended_at) view.ended_at = IsoTime(*a.ended_at);
+    view.outcome = a.outcome;
+    view.exit_status = a.exit_status;
+    view.resumed_from_step = a.resumed_from_step;
+    d.attempts.push_back(std::move(view));
+  }
+  ASSIGN_OR_RETURN(std::vector<storage::CheckpointRecord> checkpoints,
+                   store.ListCheckpoints(job.id));
+  for (const storage::CheckpointRecord& c : checkpoints) {
+    d.checkpoints.push_back({c.step, c.path, c.sha256, IsoTime(c.created_at)});
+  }
+  ASSIGN_OR_RETURN(std::vector<storage::ResultRecord> results, store.ListResults(job.id));
+  for (const storage::ResultRecord& r : results) {
+    d.results.push_back({r.evaluation, r.dataset, r.shots, r.seed, r.metric, r.value});
+  }
+  ASSIGN_OR_RETURN(std::vector<storage::LedgerEntry> ledger, store.ListLedger(job.id));
+  for (const storage::LedgerEntry& entry : ledger) {
+    d.ledger.train_flops += entry.train_flops;
+    d.ledger.eval_flops += entry.eval_flops;
+    d.ledger.wall_seconds += entry.wall_seconds;
+    d.ledger.images_seen += entry.images_seen;
+    d.ledger.device_seconds[entry.device_kind] += entry.device_seconds;
+  }
+  return d;
+}
+
+protocol::SweepView SweepViewOf(const storage::SweepSummary& sweep) {
+  protocol::SweepView view;
+  view.name = sweep.name;
+  view.created_at = IsoTime(sweep.created_at);
+  view.jobs = sweep.jobs;
+  view.by_state = sweep.jobs_by_state;
+  view.planned_exaflops = sweep.planned_train_flops / 1e18;
+  view.spent_exaflops = sweep.spent_train_flops / 1e18;
+  return view;
+}
+
+protocol::AgentInfo AgentInfoOf(const AgentView& agent, const Scheduler& scheduler,
+                                const Clock& clock) {
+  protocol::AgentInfo info;
+  info.id = agent.spec.id;
+  info.host = agent.spec.host;
+  info.slots = agent.spec.slots;
+  info.gpus = agent.spec.gpus;
+  info.free_slots = agent.free_slots;
+  double since_heartbeat = std::chrono::duration<double>(clock.Now() - agent.last_heartbeat).count();
+  info.last_heartbeat = IsoTime(clock.WallSeconds() - since_heartbeat);
+  info.alive = agent.alive;
+  info.jobs = scheduler.JobsOnAgent(agent.spec.id);
+  return info;
+}
+
+}  // namespace vitscale::coordinator

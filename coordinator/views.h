@@ -1,0 +1,19 @@
+// The API's views of stored records and of the scheduler's state, as protocol messages.
+#pragma once
+
+#include "common/clock.h"
+#include "coordinator/scheduler.h"
+#include "protocol/api.h"
+#include "storage/store.h"
+
+namespace vitscale::coordinator {
+
+// A job's row in lists and "job" events; progress from its newest images_seen metric.
+protocol::JobSummary SummaryOf(const storage::JobRecord& job);
+// GET /api/v1/jobs/{id}: the row plus attempts, checkpoints, results and the ledger's totals.
+Expected<protocol::JobDetail> DetailOf(storage::Store& store, const storage::JobRecord& job);
+protocol::SweepView SweepViewOf(const storage::SweepSummary& sweep);
+protocol::AgentInfo AgentInfoOf(const AgentView& agent, const Scheduler& scheduler,
+                                const Clock& clock);
+
+}  // namespace vitscale::coordinator

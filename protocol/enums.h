@@ -1,0 +1,58 @@
+// The domain's enumerations, defined once for every process: the coordinator stores and sends
+// them, the agent and the trainer report them, the CLI and the dashboard read them. Each has
+// the spelling the API and the database use (Name) and a strict parser whose error lists the
+// valid spellings.
+#pragma once
+
+#include <string_view>
+
+#include "common/status.h"
+
+namespace vitscale::protocol {
+
+// DESIGN.md "Job life": pending -> leased -> running -> succeeded | failed | cancelled;
+// running -> preempted -> pending; failed -> pending while retries remain.
+enum class JobState { kPending, kLeased, kRunning, kSucceeded, kFailed, kCancelled, kPreempted };
+const char* JobStateName(JobState state);  // "pending", "leased", ...
+Expected<JobState> ParseJobState(std::string_view name);
+// Succeeded, failed or cancelled: the job will not run again.
+inline bool IsFinal(JobState state) {
+  return state == JobState::kSucceeded || state == JobState::kFailed ||
+         state == JobState::kCancelled;
+}
+// The same for a state's name (as the API gives it); an unknown name is not final.
+bool IsFinalStateName(std::string_view name);
+
+// How an attempt ended, as the coordinator records it. `kLost` = the lease ran out (the worker
+// vanished); like kPreempted it never counts as a failure.
+enum class AttemptOutcome { kSucceeded, kFailed, kCancelled, kPreempted, kLost };
+const char* AttemptOutcomeName(AttemptOutcome outcome);
+Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name);
+
+// How a job's processes ended, as the leader agent reports it (docs/agent.md has the table).
+enum class ExitOutcome { kSucceeded, kFailed, kConfigError, kPreempted, kKilled };
+const char* ExitOutcomeName(ExitOutcome outcome);  // "succeeded", ..., "config_error", "killed"
+Expected<ExitOutcome> ParseExitOutcome(std::string_view name);
+
+// What a signal entry of a poll reply tells the leader agent to do.
+enum class SignalAction { kPreempt, kKill };
+const char* SignalActionName(SignalAction action);
+Expected<SignalAction> ParseSignalAction(std::string_view name);
+
+enum class Evaluation { kPretrain, kFewShot, kFineTune };
+const char* EvaluationName(Evaluation evaluation);  // "pretrain", "few_shot", "fine_tune"
+Expected<Evaluation> ParseEvaluation(std::string_view name);
+
+// vitscale-train's exit statuses (sysexits.h values where one fits): the agent classifies them
+// into an ExitOutcome. The coordinator retries a failure while retries remain, requeues a
+// preemption without counting it, and never retries a configuration error.
+inline constexpr int kTrainExitSucceeded = 0;
+inline constexpr int kTrainExitFailed = 1;
+inline constexpr int kTrainExitPreempted = 75;    // EX_TEMPFAIL: checkpointed, run me again
+inline constexpr int kTrainExitConfigError = 78;  // EX_CONFIG: the spec is wrong; retrying cannot help
+// Out of (GPU or host) memory: the trainer recorded the size that failed in the run directory,
+// and a retry (a failure, to the agent) trains or evaluates with half of it. Past sysexits'
+// range: none of its means this.
+inline constexpr int kTrainExitOutOfMemory = 79;
+
+}  // namespace vitscale::protocol

@@ -1,0 +1,192 @@
+// The typed protocol: every decoder is strict, names the field it refuses, never throws, and
+// reads back what the encoder wrote.
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+
+#include "protocol/agent.h"
+#include "protocol/api.h"
+#include "protocol/reports.h"
+
+namespace vitscale::protocol {
+namespace {
+
+const std::string kJob(64, 'a');
+
+// The message of a decode failure (the test fails if it decoded).
+template <typename T>
+std::string ErrorOf(const std::string& text) {
+  Expected<T> decoded = Decode<T>(text);
+  EXPECT_FALSE(decoded.ok()) << text;
+  if (decoded.ok()) return "";
+  EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
+  return decoded.status().message();
+}
+
+TEST(ProtocolTest, MetricBatchRefusalsNameTheField) {
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": 1, "name": "loss", "value": 1},
+                                                {"step": 2, "name": "loss", "value": "x"}]})"),
+            "points[1].value: expected a number, got a string");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": 1.5, "name": "loss", "value": 1}]})"),
+            "points[0].step: expected an integer within 0..1125899906842624, got a number with a "
+            "fraction");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": 18446744073709551615, "name": "l",
+                                                 "value": 1}]})"),
+            "points[0].step: expected an integer within 0..1125899906842624, got "
+            "18446744073709551615");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": -1, "name": "l", "value": 1}]})"),
+            "points[0].step: expected an integer within 0..1125899906842624, got -1");
+  // The parser keeps every integer >= 0 unsigned: the lower bound holds for those too.
+  EXPECT_EQ(ErrorOf<PollRequest>(R"({"running": [{"job": ")" + kJob + R"(", "attempt": 0}]})"),
+            "running[0].attempt: expected an integer within 1..1000000, got 0");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": 1, "value": 1}]})"),
+            "points[0].name: is missing");
+  EXPECT_NE(ErrorOf<MetricBatch>(R"({"points": [{"step": 1, "name": "lo ss", "value": 1}]})")
+                .find("points[0].name: 'lo ss' is not a name"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": [{"step": 1, "name": "l", "valeu": 1}]})"),
+            "points[0].value: is missing");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"({"points": {}})"), "points: expected an array, got an object");
+  EXPECT_EQ(ErrorOf<MetricBatch>(R"([1])"), "the body: expected a JSON object, got an array");
+}
+
+TEST(ProtocolTest, RequestsRefuseUnknownFieldsAndRepliesIgnoreThem) {
+  std::string message = ErrorOf<RegisterRequest>(
+      R"({"host": "h1", "slots": 1, "gpus": 0, "slot": 2})");
+  EXPECT_EQ(message, "slot: is not a field of this message; did you mean 'slots'?");
+  Expected<RegisterReply> reply = Decode<RegisterReply>(
+      R"({"agent": "h1", "lease_seconds": 30, "not_held": [], "added_later": {"x": 1}})");
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->agent, "h1");
+}
+
+TEST(ProtocolTest, StringsAreUtf8WithoutControlCharactersAndBounded) {
+  // nlohmann refuses invalid UTF-8 in JSON text itself; a decoder refuses it in a value built
+  // otherwise, and control characters and lengths always.
+  Json value = {{"host", "h1"}, {"slots", 1}, {"gpus", 0}};
+  value["host"] = std::string("h\xff", 2);
+  EXPECT_NE(RegisterRequest::FromJson(value, "").status().message().find("host: is not valid UTF-8"),
+            std::string::npos);
+  value["host"] = "h\n1";
+  EXPECT_NE(RegisterRequest::FromJson(value, "").status().message().find("control character"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf<RegisterRequest>("{\"host\": \"h\xc3\x28\", \"slots\": 1, \"gpus\": 0}")
+                .find("malformed JSON"),
+            std::string::npos);
+  std::string long_name(300, 'a');
+  EXPECT_NE(ErrorOf<MetricBatch>(R"({"points": [{"step": 1, "name": ")" + long_name +
+                                 R"(", "value": 1}]})")
+                .find("is 300 bytes long; at most 128"),
+            std::string::npos);
+}
+
+TEST(ProtocolTest, HostNamesFollowRfc1123) {
+  for (const char* good : {"h1", "host-a", "node7.lab.example", "A1"}) {
+    EXPECT_TRUE(CheckText("host", good, kHostRule).ok()) << good;
+  }
+  for (const char* bad : {"", "-h", "h-", "h_1", "h 1", "h:1", "h,1", "h/1", "a..b", ".a", "a.",
+                          "$(reboot)", "h;ls", "--oversubscribe"}) {
+    EXPECT_FALSE(CheckText("host", bad, kHostRule).ok()) << bad;
+  }
+  EXPECT_FALSE(CheckText("host", std::string(64, 'a'), kHostRule).ok());  // a label over 63
+}
+
+TEST(ProtocolTest, PathsAreAbsoluteWithoutDotSegments) {
+  EXPECT_TRUE(CheckText("p", "/runs/abc/checkpoints/step-1", kPathRule).ok());
+  for (const char* bad : {"runs/x", "/runs/../etc", "/runs/./x", "/a//b", "", "/a/.."}) {
+    EXPECT_FALSE(CheckText("p", bad, kPathRule).ok()) << bad;
+  }
+}
+
+TEST(ProtocolTest, DeepNestingIsRefusedBeforeParsing) {
+  std::string deep(100000, '[');
+  EXPECT_NE(ParseJson(deep).status().message().find("deeper than 32"), std::string::npos);
+  std::string in_string = "{\"a\": \"" + std::string(100, '[') + "\"}";
+  EXPECT_TRUE(ParseJson(in_string).ok());
+}
+
+TEST(ProtocolTest, DumpNeverThrowsOnBadUtf8) {
+  Json value = {{"error", std::string("no route /api/v1/\xff", 18)}};
+  EXPECT_EQ(Dump(value), "{\"error\":\"no route /api/v1/\xEF\xBF\xBD\"}");
+}
+
+TEST(ProtocolTest, LaunchEntriesCheckTheirHosts) {
+  LaunchEntry launch;
+  launch.job = kJob;
+  launch.attempt = 2;
+  launch.ranks = 4;
+  launch.hosts = {{"host-a", 2}, {"host-b", 2}};
+  launch.grace_seconds = 30;
+  launch.log = "/runs/" + kJob + "/attempt-2.log";
+  launch.spec = {{"job", Json::object()}, {"run", Json::object()}};
+  PollReply reply;
+  reply.launch = {launch};
+  reply.signal = {{kJob, 1, SignalAction::kPreempt, 30}, {kJob, std::nullopt, SignalAction::kKill, {}}};
+  Expected<PollReply> back = Decode<PollReply>(Dump(reply.ToJson()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->launch[0].hosts, launch.hosts);
+  EXPECT_EQ(back->launch[0].log, launch.log);
+  EXPECT_EQ(back->signal[1].action, SignalAction::kKill);
+  EXPECT_FALSE(back->signal[1].attempt.has_value());
+
+  Json bad = reply.ToJson();
+  bad["launch"][0]["hosts"] = "host-a:2,evil host:2";
+  EXPECT_NE(PollReply::FromJson(bad, "").status().message().find("launch[0].hosts[1].host"),
+            std::string::npos);
+  bad["launch"][0]["hosts"] = "host-a:3,host-b:2";
+  EXPECT_NE(PollReply::FromJson(bad, "").status().message().find("places 5 ranks"),
+            std::string::npos);
+  bad["launch"][0]["hosts"] = "host-a:2,host-b:2";
+  bad["launch"][0]["log"] = "/runs/../../etc/cron.d/x";
+  EXPECT_NE(PollReply::FromJson(bad, "").status().message().find("launch[0].log"),
+            std::string::npos);
+}
+
+TEST(ProtocolTest, ResultsNeedShotsExactlyForFewShot) {
+  EXPECT_EQ(ErrorOf<ResultsReport>(R"({"results": [{"evaluation": "few_shot", "dataset": "d",
+                                                    "metric": "accuracy", "value": 0.5}]})"),
+            "results[0].shots: few_shot results need shots");
+  EXPECT_EQ(ErrorOf<ResultsReport>(R"({"results": [], "ledger": {"train_flops": 1,
+      "eval_flops": 1, "images_seen": -5, "device_kind": "cpu", "device_seconds": 1,
+      "wall_seconds": 1}})"),
+            "ledger.images_seen: expected an integer within 0..4611686018427387904, got -5");
+  EXPECT_EQ(ErrorOf<ResultsReport>(R"({"results": [{"evaluation": "zero_shot", "dataset": "d",
+                                                    "metric": "accuracy", "value": 0.5}]})"),
+            "results[0].evaluation: unknown evaluation 'zero_shot'; use one of: pretrain, "
+            "few_shot, fine_tune");
+}
+
+TEST(ProtocolTest, ViewsRoundTrip) {
+  JobSummary job;
+  job.id = kJob;
+  job.model = "ViT-B/16";
+  job.state = JobState::kRunning;
+  job.progress = 0.5;
+  JobDetail detail;
+  detail.summary = job;
+  detail.config = {{"model", "ViT-B/16"}};
+  detail.attempts.push_back({1, "h1", "h1:1", "t", std::nullopt, std::nullopt, std::nullopt, 400});
+  detail.results.push_back({Evaluation::kFewShot, "digits", 5, 0, "accuracy", 0.8});
+  detail.ledger.device_seconds["cpu"] = 4;
+  Expected<JobDetail> back = Decode<JobDetail>(Dump(detail.ToJson()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->summary.state, JobState::kRunning);
+  EXPECT_EQ(back->attempts[0].resumed_from_step, 400);
+  EXPECT_EQ(back->results[0].shots, 5);
+  EXPECT_EQ(back->ledger.device_seconds.at("cpu"), 4);
+}
+
+TEST(ProtocolTest, WholeNumbersFromText) {
+  EXPECT_EQ(*ParseWholeNumber("42", "n", 0, 100), 42);
+  EXPECT_EQ(*ParseWholeNumber("-3", "n", -5, 5), -3);
+  for (const char* bad : {"", "+1", " 1", "1 ", "0x1", "1e3", "99999999999999999999", "--1", "-"}) {
+    EXPECT_FALSE(ParseWholeNumber(bad, "n", -100, 100).ok()) << bad;
+  }
+  EXPECT_FALSE(ParseWholeNumber("9223372036854775808", "n", 0,
+                                std::numeric_limits<int64_t>::max())
+                   .ok());
+}
+
+}  // namespace
+}  // namespace vitscale::protocol
