@@ -58,6 +58,15 @@ ALTER TABLE attempts ADD COLUMN report_token_sha256 TEXT NOT NULL DEFAULT ''
   CHECK (report_token_sha256 = '' OR (length(report_token_sha256) = 64 AND
                                       report_token_sha256 NOT GLOB '*[^0-9a-f]*'));
 )SQL"},
+      {4, "the phase a running attempt reports (pretraining, few-shot i/n, ...)", R"SQL(
+-- The trainer reports what it is doing (docs/api.md, "Reports"); the job views show the phase of
+-- the job's open attempt. NULL until the attempt reports one.
+ALTER TABLE attempts ADD COLUMN phase TEXT
+  CHECK (phase IN ('pretraining', 'few-shot', 'fine-tune', 'inspection'));
+ALTER TABLE attempts ADD COLUMN phase_index INTEGER CHECK (phase_index >= 0);
+ALTER TABLE attempts ADD COLUMN phase_count INTEGER CHECK (phase_count >= 0);
+ALTER TABLE attempts ADD COLUMN phase_detail TEXT;
+)SQL"},
   };
   return kMigrations;
 }
