@@ -60,6 +60,7 @@ for model in ViT-Mu/7 R11s+ViT-Mu/4; do
     python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
   echo "demo: inspecting $model ($job):"
   "$bin/vitscale" inspect "$job" 2>>"$state/inspect.log" | sed 's/^/  /'
+  echo "  drawn on its job page: $url/#/jobs/${job:0:12}"
 done
 echo
 echo "demo: done. The dashboard stays up until you press Ctrl-C: $url/"
