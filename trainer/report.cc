@@ -76,6 +76,11 @@ Status JsonlFileSink::Final(const std::vector<ResultRecord>& results, const Comp
   return WriteLines(lines);
 }
 
+Expected<protocol::PhaseReport> ToProtocol(const Phase& phase) {
+  ASSIGN_OR_RETURN(protocol::JobPhase name, protocol::ParseJobPhase(phase.name));
+  return protocol::PhaseReport{name, phase.index, phase.count, phase.detail};
+}
+
 std::string Phase::ToString() const {
   std::string text = name;
   if (count > 0) text += " " + std::to_string(index) + "/" + std::to_string(count);

@@ -68,6 +68,8 @@ struct ComputeLedger {
 // result the coordinator stores (it averages the seeds itself): kNotFound.
 Expected<protocol::ResultEntry> ToProtocol(const ResultRecord& result);
 protocol::Ledger ToProtocol(const ComputeLedger& ledger);
+// kInvalidArgument for a phase name that is none of the kPhase* names.
+Expected<protocol::PhaseReport> ToProtocol(const Phase& phase);
 
 class ReportSink {
  public:
