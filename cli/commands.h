@@ -22,7 +22,7 @@ enum ExitCode : int {
 
 using Args = vitscale::Args;  // common/flags.h
 
-int RunModels(const Args& args);  // vitscale models [--json]
+int RunModels(const Args& args);  // vitscale models [--json] | models import FILE --model NAME
 int RunSweep(const Args& args);   // vitscale sweep check|cost|simulate FILE [--json]
 // vitscale sweep simulate FILE --hosts SPEC [...]: the sweep on a cluster, simulated offline.
 int RunSweepSimulate(const Args& args);
@@ -45,6 +45,8 @@ int RunLogs(const Args& args);      // vitscale logs JOB [--attempt N] [--follow
 int RunCancel(const Args& args);    // vitscale cancel JOB [--json]
 int RunPreempt(const Args& args);   // vitscale preempt JOB [--json]
 int RunPriority(const Args& args);  // vitscale priority JOB N [--json]
+// vitscale inspect JOB | --spec FILE: a finished job's inspection views, by vitscale-train.
+int RunInspect(const Args& args);
 // vitscale agents [--json] | agents issue HOST | agents revoke HOST
 int RunAgents(const Args& args);
 // vitscale export --sweep NAME [--format F] [--json]: from the coordinator; with --db FILE it

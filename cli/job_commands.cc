@@ -64,16 +64,21 @@ constexpr const char* kListUsage =
     "  --all               every matching job, fetched page by page\n";
 
 std::string JobTableHeader() {
-  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {}\n", "ID",
-                     "MODEL", "DATASET", "SUBSET", "EPOCHS", "STATE", "PRIO", "ATT", "PROG",
-                     "UPDATED");
+  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {:<20}  {}\n",
+                     "ID", "MODEL", "DATASET", "SUBSET", "EPOCHS", "STATE", "PRIO", "ATT", "PROG",
+                     "UPDATED", "PHASE");
+}
+
+// A running job's phase: "few-shot 2/6 (digits seed 1)"; "-" for a job without one.
+std::string PhaseCell(const protocol::JobSummary& job) {
+  return job.phase ? job.phase->ToString() : "-";
 }
 
 std::string JobTableRow(const protocol::JobSummary& job) {
-  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {}\n",
-                     ShortId(job.id), job.model, job.dataset, job.subset_size,
-                     Number(job.epochs), protocol::JobStateName(job.state), job.priority,
-                     job.attempts, Percent(job.progress), job.updated_at);
+  return fmt::format("{:<12}  {:<14} {:<18} {:>7} {:>6}  {:<9} {:>4} {:>3} {:>5}  {:<20}  {}\n",
+                     ShortId(job.id), job.model, job.dataset, job.subset_size, Number(job.epochs),
+                     protocol::JobStateName(job.state), job.priority, job.attempts,
+                     Percent(job.progress), job.updated_at, PhaseCell(job));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -93,6 +98,7 @@ std::string ShowText(const protocol::JobDetail& detail) {
   out += fmt::format("  state     {}, priority {}, progress {} ({} images seen), {} ranks\n",
                      protocol::JobStateName(job.state), job.priority, Percent(job.progress),
                      Number(job.images_seen), job.ranks);
+  if (job.phase) out += fmt::format("  phase     {}\n", job.phase->ToString());
   std::string sweeps;
   for (const std::string& s : detail.sweeps) sweeps += (sweeps.empty() ? "" : ", ") + s;
   out += fmt::format("  sweeps    {}\n", sweeps.empty() ? "-" : sweeps);

@@ -14,7 +14,8 @@ struct Command {
 };
 
 const Command kCommands[] = {
-    {"models", vitscale::cli::RunModels, "list every registered model with params and GMACs"},
+    {"models", vitscale::cli::RunModels,
+     "list every registered model with params and GMACs; import FILE --model NAME: check a file"},
     {"sweep", vitscale::cli::RunSweep,
      "check FILE | cost FILE | simulate FILE --hosts SPEC: validate, cost, plan a sweep"},
     {"throughput", vitscale::cli::RunThroughput,
@@ -28,6 +29,7 @@ const Command kCommands[] = {
     {"cancel", vitscale::cli::RunCancel, "JOB: cancel a job (kills it if running)"},
     {"preempt", vitscale::cli::RunPreempt, "JOB: checkpoint, requeue and resume later"},
     {"priority", vitscale::cli::RunPriority, "JOB N: set a job's priority"},
+    {"inspect", vitscale::cli::RunInspect, "JOB: draw a finished ViT's attention and embeddings"},
     {"agents", vitscale::cli::RunAgents,
      "[issue HOST | revoke HOST]: list agents; issue or revoke a host's credential"},
     {"export", vitscale::cli::RunExportAny,

@@ -1,6 +1,8 @@
 // `vitscale models [--json]`: every registered model with its size and analytic compute, at the
 // input it is quoted at (models::ReferenceInput): 224x224 and 1000 classes for the paper's
 // models, 28x28 and 10 classes for the small variants.
+// `vitscale models import FILE --model NAME`: checks a released .npz against a model, reading
+// only the arrays' headers (models/npz_layout.h), and says what a job importing it gets.
 #include <fmt/core.h>
 
 #include <cstdio>
@@ -9,7 +11,10 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "common/flags.h"
 #include "common/names.h"
+#include "models/npy.h"
+#include "models/npz_layout.h"
 #include "models/registry.h"
 
 namespace vitscale::cli {
@@ -89,12 +94,127 @@ void PrintTable(const std::vector<ModelRow>& rows) {
 void PrintUsage(FILE* out) {
   std::fprintf(out,
                "usage: vitscale models [--json]\n"
-               "Lists every registered model with its parameters and forward GMACs.\n");
+               "       vitscale models import FILE.npz --model NAME [--resolution R] [--json]\n"
+               "Lists every registered model with its parameters and forward GMACs; `import`\n"
+               "checks a released .npz (the paper's ViT and hybrid files, BiT's ResNet files)\n"
+               "against a model and lists every missing, unexpected or misshapen array.\n");
+}
+
+std::string StdConvText(const models::Conventions& c) {
+  return c.std_conv_form == models::StdConvForm::kStd
+             ? fmt::format("(w - mean) / (std + {:g})", c.std_conv_eps)
+             : fmt::format("(w - mean) / sqrt(var + {:g})", c.std_conv_eps);
+}
+
+int RunImport(const Args& args) {
+  Expected<ParsedArgs> parsed =
+      ParseArgs(args, {{"--model", true}, {"--resolution", true}, {"--json", false}});
+  if (!parsed.ok() || parsed->help || parsed->positional.size() != 1 || !parsed->Has("--model")) {
+    if (!parsed.ok())
+      std::fprintf(stderr, "vitscale models import: %s\n", parsed.status().message().c_str());
+    PrintUsage(parsed.ok() && parsed->help ? stdout : stderr);
+    return parsed.ok() && parsed->help ? kExitOk : kExitUsage;
+  }
+  const std::string path = parsed->positional[0];
+  Expected<models::ModelConfig> config = models::LookupModel(parsed->Get("--model"));
+  if (!config.ok()) {
+    std::fprintf(stderr, "vitscale models import: %s\n", config.status().message().c_str());
+    return kExitNotFound;
+  }
+  int resnet_resolution = models::ReferenceInput(*config).resolution;
+  if (parsed->Has("--resolution")) {
+    Expected<long long> r = ParseInteger(parsed->Get("--resolution"), "--resolution", 1, 4096);
+    if (!r.ok()) {
+      std::fprintf(stderr, "vitscale models import: %s\n", r.status().message().c_str());
+      return kExitUsage;
+    }
+    resnet_resolution = static_cast<int>(*r);
+  }
+  auto fail = [&](const Status& status) {
+    std::fprintf(stderr, "vitscale models import: %s\n", status.message().c_str());
+    switch (status.code()) {
+      case StatusCode::kNotFound:
+        return kExitNotFound;
+      case StatusCode::kInvalidArgument:
+      case StatusCode::kCorruption:
+        return kExitBadInput;
+      default:
+        return kExitFailure;
+    }
+  };
+  Expected<std::map<std::string, std::vector<int64_t>>> shapes = models::ReadNpzShapes(path);
+  if (!shapes.ok()) return fail(shapes.status());
+  Expected<models::ReleasedFileShape> file =
+      models::InferReleasedShape(*config, *shapes, path, resnet_resolution);
+  if (!file.ok()) return fail(file.status());
+  models::ModelConfig as_released = *config;
+  as_released.pre_logits = file->pre_logits;
+  Status shape = models::CheckShape(as_released, file->resolution, file->num_classes);
+  if (!shape.ok()) return fail(InvalidArgument(path + ": " + shape.message()));
+  const std::vector<models::NpzEntry> layout =
+      models::ReleasedLayout(as_released, file->num_classes, file->resolution);
+  const models::NpzMismatch mismatch = models::CompareWithLayout(layout, *shapes);
+  const models::Conventions conventions = models::ReleasedConventions(config->family);
+  int64_t params = 0;
+  for (const models::NpzEntry& e : layout) {
+    int64_t n = 1;
+    for (int64_t d : e.shape) n *= d;
+    params += n;
+  }
+  if (parsed->Has("--json")) {
+    nlohmann::ordered_json out = {
+        {"file", path},
+        {"model", config->name},
+        {"fits", mismatch.empty()},
+        {"classes", file->num_classes},
+        {"resolution", file->resolution},
+        {"pre_logits", file->pre_logits},
+        {"arrays", shapes->size()},
+        {"params", params},
+        {"conventions",
+         {{"padding", models::PaddingName(conventions.padding)},
+          {"gelu", models::GeluName(conventions.gelu)},
+          {"std_conv_eps", conventions.std_conv_eps},
+          {"std_conv_form", models::StdConvFormName(conventions.std_conv_form)},
+          {"group_norm_eps", conventions.group_norm_eps}}},
+        {"missing", mismatch.missing},
+        {"unexpected", mismatch.unexpected},
+        {"wrong_shapes", mismatch.wrong_shape},
+    };
+    fmt::print("{}\n", out.dump(2));
+    return mismatch.empty() ? kExitOk : kExitBadInput;
+  }
+  if (!mismatch.empty()) {
+    std::fprintf(stderr,
+                 "vitscale models import: %s does not fit %s (%d classes, resolution %d): %s\n",
+                 path.c_str(), config->name.c_str(), file->num_classes, file->resolution,
+                 mismatch.Describe().c_str());
+    return kExitBadInput;
+  }
+  fmt::print("{} fits {}: {} arrays, {} parameters; {} classes{}, resolution {}{}\n", path,
+             config->name, shapes->size(), params, file->num_classes,
+             file->pre_logits > 0 ? fmt::format(", pre_logits {}", file->pre_logits) : "",
+             file->resolution,
+             config->family == models::Family::kResNet ? " (ResNets run at any resolution)" : "");
+  fmt::print(
+      "imported with the released code's conventions: padding {}, GELU {}, weight "
+      "standardisation {}, GroupNorm epsilon {:g}\n",
+      models::PaddingName(conventions.padding), models::GeluName(conventions.gelu),
+      StdConvText(conventions), conventions.group_norm_eps);
+  fmt::print(
+      "a job starts from it with `run.init_from: {}`: another class count gets a new "
+      "zero head{}\n",
+      path,
+      config->family == models::Family::kResNet
+          ? ""
+          : ", another resolution interpolated position embeddings");
+  return kExitOk;
 }
 
 }  // namespace
 
 int RunModels(const Args& args) {
+  if (!args.empty() && args[0] == "import") return RunImport(Args(args.begin() + 1, args.end()));
   bool json = false;
   for (const std::string& arg : args) {
     if (arg == "--json") {

@@ -139,10 +139,18 @@ double SweepFraction(const SweepPoll& poll) {
   return done / static_cast<double>(poll.summary.jobs);
 }
 
+// The job's state, and while it runs the phase it reported ("running: few-shot 2/6 (digits
+// seed 1)"): a job at 100% of its pretraining may have minutes of evaluations ahead.
+std::string StateText(const protocol::JobSummary& job) {
+  std::string text = protocol::JobStateName(job.state);
+  if (job.phase) text += ": " + job.phase->ToString();
+  return text;
+}
+
 std::string JobLine(const protocol::JobSummary& job) {
   return fmt::format("  {:<12} {:<14} {:<18} {:>7} {} {:>3.0f}% {}", ShortId(job.id), job.model,
                      job.dataset, job.subset_size, Bar(job.progress, 20), job.progress * 100,
-                     protocol::JobStateName(job.state));
+                     StateText(job));
 }
 
 // Polls `fetch` until `done` says so; `render` shows each view. Returns the last view, or the
@@ -211,11 +219,10 @@ int WatchSweep(ApiClient& api, const std::string& name, bool json_lines,
       screen.Draw(lines);
       return;
     }
-    // Plain lines (a log file, a pipe): a job line when a job starts or passes a tenth of its
-    // work, the sweep line when its counts change.
+    // Plain lines (a log file, a pipe): a job line when a job starts, passes a tenth of its
+    // work or enters a phase, the sweep line when its counts change.
     for (const protocol::JobSummary& job : view.active) {
-      std::string mark = fmt::format("{} {}", protocol::JobStateName(job.state),
-                                     static_cast<int>(job.progress * 10));
+      std::string mark = fmt::format("{} {}", StateText(job), static_cast<int>(job.progress * 10));
       std::string& seen = job_marks[job.id];
       if (seen != mark) std::printf("%s %s\n", Clock().c_str(), JobLine(job).c_str() + 2);
       seen = mark;
@@ -271,9 +278,8 @@ int WatchJob(ApiClient& api, const std::string& id, bool json_lines,
         screen.Draw(lines);
         return;
       }
-      // Plain output: a line per state change or tenth of progress.
-      std::string mark = fmt::format("{} {}", protocol::JobStateName(job.state),
-                                     static_cast<int>(job.progress * 10));
+      // Plain output: a line per state or phase change or tenth of progress.
+      std::string mark = fmt::format("{} {}", StateText(job), static_cast<int>(job.progress * 10));
       if (mark == last_printed) return;
       last_printed = mark;
       std::printf("%s %s\n", Clock().c_str(), text.c_str());

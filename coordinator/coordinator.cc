@@ -19,6 +19,7 @@ Coordinator::Coordinator(boost::asio::io_context& io, storage::Store& store, con
       users_(core_, credentials_),
       agents_(core_),
       reports_(core_),
+      inspection_(core_),
       tick_timer_(io) {
   core_.SetTickHook([this] { users_.SampleUtilisation(); });
 }
@@ -37,6 +38,7 @@ void Coordinator::AddRoutes(Router& router) {
   users_.AddRoutes(router);
   agents_.AddRoutes(router);
   reports_.AddRoutes(router);
+  inspection_.AddRoutes(router);
 }
 
 Authorizer Coordinator::authorizer() {

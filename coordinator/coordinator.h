@@ -15,6 +15,7 @@
 #include "coordinator/agent_api.h"
 #include "coordinator/core.h"
 #include "coordinator/credentials.h"
+#include "coordinator/inspection_api.h"
 #include "coordinator/report_api.h"
 #include "coordinator/user_api.h"
 
@@ -54,6 +55,7 @@ class Coordinator {
   UserApi users_;
   AgentApi agents_;
   ReportApi reports_;
+  InspectionApi inspection_;
   boost::asio::steady_timer tick_timer_;
   bool stopped_ = false;
 };

@@ -48,6 +48,8 @@ void ReportApi::AddRoutes(Router& router) {
              bind(&ReportApi::PostResults));
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/checkpoints", Scope::kReport, kSmallBody,
              bind(&ReportApi::PostCheckpoint));
+  router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/phase", Scope::kReport, kSmallBody,
+             bind(&ReportApi::PostPhase));
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/exit", Scope::kAgent, kSmallBody,
              bind(&ReportApi::PostExit));
 }
@@ -106,6 +108,19 @@ HttpResponse ReportApi::PostCheckpoint(const HttpRequest& request) {
   }
   Status stored = core_.store().AddCheckpoint({job_id, report->step, report->path, report->sha256, 0});
   if (!stored.ok()) return StatusResponse(stored);
+  return JsonResponse(200, Json::object());
+}
+
+HttpResponse ReportApi::PostPhase(const HttpRequest& request) {
+  auto [job_id, attempt] = AttemptOf(request);
+  Expected<protocol::PhaseReport> report = protocol::Decode<protocol::PhaseReport>(request.body);
+  if (!report.ok()) return StatusResponse(report.status());
+  Status stored = core_.store().SetAttemptPhase(
+      job_id, attempt, {report->phase, report->index, report->count, report->detail});
+  if (!stored.ok()) return StatusResponse(stored);
+  // Watchers (the CLI's watch, the dashboard) learn of it as of any change to the job's row.
+  Expected<storage::JobRecord> job = core_.store().GetJob(job_id);
+  if (job.ok()) core_.AnnounceJob(*job);
   return JsonResponse(200, Json::object());
 }
 

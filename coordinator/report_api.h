@@ -1,6 +1,7 @@
 // Report ingestion (docs/api.md, "Reports"): what a running attempt's trainer reports — metric
-// batches, results with the compute ledger, checkpoints — each accepted only with that
-// attempt's report token while it runs; and the leader agent's exit report, which ends it.
+// batches, results with the compute ledger, checkpoints, the phase it is in — each accepted only
+// with that attempt's report token while it runs; and the leader agent's exit report, which ends
+// it.
 //
 // Threading: io thread only.
 #pragma once
@@ -24,6 +25,7 @@ class ReportApi {
   HttpResponse PostMetrics(const HttpRequest& request);
   HttpResponse PostResults(const HttpRequest& request);
   HttpResponse PostCheckpoint(const HttpRequest& request);
+  HttpResponse PostPhase(const HttpRequest& request);
   HttpResponse PostExit(const HttpRequest& request);
   // An attempt that exited 79 (out of memory): kOutOfMemory when the trainer recorded a smaller
   // batch than at its last such exit (the next attempt runs with half of it, and no retry is

@@ -24,6 +24,11 @@ protocol::JobSummary SummaryOf(const JobRecord& job) {
   s.planned_exaflops = job.planned_train_flops / 1e18;
   s.images_seen = seen;
   s.progress = planned_images > 0 ? std::clamp(seen / planned_images, 0.0, 1.0) : 0.0;
+  // A phase belongs to a running attempt; a job that left "running" (preempted, say) keeps none.
+  if (job.phase && job.state == JobState::kRunning) {
+    s.phase = protocol::PhaseReport{job.phase->phase, job.phase->index, job.phase->count,
+                                    job.phase->detail};
+  }
   s.created_at = IsoTime(job.submitted_at);
   s.updated_at = IsoTime(job.updated_at);
   return s;

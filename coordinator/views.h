@@ -8,7 +8,8 @@
 
 namespace vitscale::coordinator {
 
-// A job's row in lists and "job" events; progress from its newest images_seen metric.
+// A job's row in lists and "job" events; progress from its newest images_seen metric, and the
+// phase its running attempt reported last.
 protocol::JobSummary SummaryOf(const storage::JobRecord& job);
 // GET /api/v1/jobs/{id}: the row plus attempts, checkpoints, results and the ledger's totals.
 Expected<protocol::JobDetail> DetailOf(storage::Store& store, const storage::JobRecord& job);

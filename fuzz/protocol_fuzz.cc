@@ -40,7 +40,7 @@ void RoundTrip(std::string_view text) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   std::string_view text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  switch (data[0] % 24) {
+  switch (data[0] % 25) {
     case 0: RoundTrip<RegisterRequest>(text); break;
     case 1: RoundTrip<RegisterReply>(text); break;
     case 2: RoundTrip<PollRequest>(text); break;
@@ -74,7 +74,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       break;
     }
-    default:
+    case 24:
+      RoundTrip<PhaseReport>(text);
+      break;
+    default:  // 23: the text rules
       for (TextRule rule : {TextRule{}, TextRule{TextKind::kDocument, 1 << 20}, kNameRule,
                             kLabelRule, kHostRule, kJobIdRule, kPathRule, kTokenRule}) {
         Status checked = CheckText("f", text, rule);

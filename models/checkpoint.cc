@@ -8,71 +8,13 @@
 #include <vector>
 
 #include "common/files.h"
+#include "models/config_json.h"
 #include "models/zoo.h"
 
 namespace vitscale::models {
 namespace {
 
 using nlohmann::json;
-
-json ConfigToJson(const ModelConfig& c) {
-  return json{
-      {"name", c.name},
-      {"family", FamilyName(c.family)},
-      {"transformer",
-       {{"depth", c.transformer.depth},
-        {"width", c.transformer.width},
-        {"mlp_dim", c.transformer.mlp_dim},
-        {"heads", c.transformer.heads},
-        {"patch", c.transformer.patch}}},
-      {"resnet",
-       {{"blocks", c.resnet.blocks},
-        {"width_factor", c.resnet.width_factor},
-        {"base_width", c.resnet.base_width},
-        {"small_stem", c.resnet.small_stem},
-        {"groupnorm_groups", c.resnet.groupnorm_groups}}},
-      {"pooling", c.pooling == Pooling::kClassToken ? "token" : "gap"},
-      {"pre_logits", c.pre_logits},
-      {"dropout", c.dropout},
-  };
-}
-
-Expected<ModelConfig> ConfigFromJson(const std::string& text, std::string_view what) {
-  try {
-    const json j = json::parse(text);
-    ModelConfig c;
-    c.name = j.at("name").get<std::string>();
-    const std::string family = j.at("family").get<std::string>();
-    if (family == FamilyName(Family::kViT)) {
-      c.family = Family::kViT;
-    } else if (family == FamilyName(Family::kResNet)) {
-      c.family = Family::kResNet;
-    } else if (family == FamilyName(Family::kHybrid)) {
-      c.family = Family::kHybrid;
-    } else {
-      return Corruption(std::string(what) + ": config.family '" + family + "' is unknown");
-    }
-    const json& t = j.at("transformer");
-    c.transformer.depth = t.at("depth").get<int>();
-    c.transformer.width = t.at("width").get<int>();
-    c.transformer.mlp_dim = t.at("mlp_dim").get<int>();
-    c.transformer.heads = t.at("heads").get<int>();
-    c.transformer.patch = t.at("patch").get<int>();
-    const json& r = j.at("resnet");
-    c.resnet.blocks = r.at("blocks").get<std::vector<int>>();
-    c.resnet.width_factor = r.at("width_factor").get<int>();
-    c.resnet.base_width = r.at("base_width").get<int>();
-    c.resnet.small_stem = r.at("small_stem").get<bool>();
-    c.resnet.groupnorm_groups = r.at("groupnorm_groups").get<int>();
-    c.pooling = j.at("pooling").get<std::string>() == "gap" ? Pooling::kGlobalAverage
-                                                            : Pooling::kClassToken;
-    c.pre_logits = j.at("pre_logits").get<int>();
-    c.dropout = j.at("dropout").get<double>();
-    return c;
-  } catch (const std::exception& e) {
-    return Corruption(std::string(what) + ": bad model config: " + e.what());
-  }
-}
 
 std::string SizesString(const torch::Tensor& t) {
   std::string s = "[";
@@ -128,7 +70,7 @@ Expected<std::string> EncodeModel(ModelImpl& model) {
     c10::impl::GenericDict dict(c10::StringType::get(), c10::AnyType::get());
     dict.insert(std::string("format"), std::string(kCheckpointFormat));
     dict.insert(std::string("name"), model.name());
-    dict.insert(std::string("config"), ConfigToJson(model.config()).dump());
+    dict.insert(std::string("config"), ModelConfigToJson(model.config()).dump());
     dict.insert(std::string("num_classes"), int64_t{model.num_classes()});
     dict.insert(std::string("resolution"), int64_t{model.resolution()});
     dict.insert(std::string("state"), state);
@@ -148,8 +90,8 @@ Expected<CheckpointInfo> DecodeInfo(std::string_view bytes, std::string_view wha
   ASSIGN_OR_RETURN(Decoded decoded, Decode(bytes, what));
   try {
     CheckpointInfo info;
-    ASSIGN_OR_RETURN(info.config,
-                     ConfigFromJson(decoded.dict.at(std::string("config")).toStringRef(), what));
+    const json config = json::parse(decoded.dict.at(std::string("config")).toStringRef());
+    ASSIGN_OR_RETURN(info.config, ModelConfigFromJson(config, what));
     info.num_classes = static_cast<int>(decoded.dict.at(std::string("num_classes")).toInt());
     info.resolution = static_cast<int>(decoded.dict.at(std::string("resolution")).toInt());
     return info;

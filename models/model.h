@@ -32,6 +32,10 @@ class ModelImpl : public torch::nn::Module {
   // bilinearly on the 2-D grid (the [class] entry kept); ResNets only check the shape.
   virtual Status ResizePositionEmbedding(int resolution) = 0;
 
+  // Switches how the model computes (padding, GELU, epsilons; see Conventions) without touching
+  // a weight: importing a released file sets the released code's conventions.
+  void SetConventions(const Conventions& conventions);
+
   // Same as Forward, so that the module works with torch::nn::ModuleHolder::operator().
   torch::Tensor forward(const torch::Tensor& images) { return Forward(images); }
 

@@ -86,7 +86,12 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
   return s + ")";
 }
 
-Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
+namespace {
+
+// The header of a .npy file whose first bytes are `bytes`: the array without its data, and in
+// *data_offset where the data starts.
+Expected<NpyArray> ParseNpyHeader(std::string_view bytes, std::string_view what,
+                                  size_t* data_offset) {
   const std::string where(what);
   if (bytes.size() < 10 || bytes.substr(0, kMagic.size()) != kMagic) {
     return Corruption(where + ": not a .npy array (no \\x93NUMPY magic)");
@@ -148,18 +153,31 @@ Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
     shape.remove_prefix(digits);
   }
 
-  const std::string_view data = bytes.substr(header_start + header_len);
-  // Dimensions are checked one by one above, but their product can still overflow.
+  *data_offset = header_start + header_len;
+  return array;
+}
+
+// The data bytes `array` needs against those a file holds. Dimensions are checked one by one
+// while parsing, but their product can still overflow.
+Status CheckDataSize(const NpyArray& array, uint64_t size, const std::string& where) {
   uint64_t expected = static_cast<uint64_t>(NpyItemSize(array.dtype));
   bool overflow = false;
   for (int64_t dim : array.shape) {
     overflow = overflow || __builtin_mul_overflow(expected, static_cast<uint64_t>(dim), &expected);
   }
-  if (overflow || data.size() != expected) {
-    return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
-                      " needs " + (overflow ? "more than 2^64" : std::to_string(expected)) +
-                      " data bytes, the file has " + std::to_string(data.size()) + " (truncated?)");
-  }
+  if (!overflow && size == expected) return Status::Ok();
+  return Corruption(where + ": " + ShapeString(array.shape) + " " + NpyDtypeName(array.dtype) +
+                    " needs " + (overflow ? "more than 2^64" : std::to_string(expected)) +
+                    " data bytes, the file has " + std::to_string(size) + " (truncated?)");
+}
+
+}  // namespace
+
+Expected<NpyArray> ParseNpy(std::string_view bytes, std::string_view what) {
+  size_t data_offset = 0;
+  ASSIGN_OR_RETURN(NpyArray array, ParseNpyHeader(bytes, what, &data_offset));
+  const std::string_view data = bytes.substr(data_offset);
+  RETURN_IF_ERROR(CheckDataSize(array, data.size(), std::string(what)));
   array.data.assign(data.data(), data.size());
   return array;
 }
@@ -185,7 +203,11 @@ std::string SerializeNpy(const NpyArray& array) {
   return out;
 }
 
-Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
+namespace {
+
+// Reads every member of the .npz at `path`: whole arrays, or with `headers_only` their headers
+// (data left empty, its size still checked against the member's).
+Expected<std::map<std::string, NpyArray>> ReadMembers(const std::string& path, bool headers_only) {
   int error_code = 0;
   std::unique_ptr<zip_t, ZipCloser> archive(
       zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &error_code));
@@ -197,6 +219,8 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     return Corruption(path + ": not a readable .npz (zip) archive: " + ZipErrorString(error_code) +
                       "; is the file complete?");
   }
+  // A .npy header is a few hundred bytes; this bounds what a header-only read takes.
+  constexpr zip_uint64_t kHeaderBytes = 1 << 16;
   std::map<std::string, NpyArray> arrays;
   const zip_int64_t entries = zip_get_num_entries(archive.get(), 0);
   for (zip_int64_t i = 0; i < entries; ++i) {
@@ -215,26 +239,47 @@ Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
     }
     // The size in the header is a claim: memory grows with the data actually read, so that a
     // small file cannot make the reader allocate gigabytes before it fails.
+    const zip_uint64_t wanted = headers_only ? std::min(stat.size, kHeaderBytes) : stat.size;
     std::string bytes;
     constexpr zip_uint64_t kChunk = zip_uint64_t{1} << 20;
     zip_int64_t read = 0;
-    while (bytes.size() < stat.size) {
+    while (bytes.size() < wanted) {
       const size_t before = bytes.size();
-      bytes.resize(before + std::min<zip_uint64_t>(kChunk, stat.size - before));
+      bytes.resize(before + std::min<zip_uint64_t>(kChunk, wanted - before));
       read = zip_fread(file, bytes.data() + before, bytes.size() - before);
       bytes.resize(before + std::max<zip_int64_t>(read, 0));
       if (read <= 0) break;
     }
     std::string read_error = read < 0 ? zip_error_strerror(zip_file_get_error(file)) : "";
     zip_fclose(file);
-    if (bytes.size() != stat.size) {
+    if (bytes.size() != wanted) {
       return Corruption(what + ": member is truncated or corrupt" +
                         (read_error.empty() ? std::string() : ": " + read_error));
     }
-    ASSIGN_OR_RETURN(NpyArray array, ParseNpy(bytes, what));
+    NpyArray array;
+    if (headers_only) {
+      size_t data_offset = 0;
+      ASSIGN_OR_RETURN(array, ParseNpyHeader(bytes, what, &data_offset));
+      RETURN_IF_ERROR(CheckDataSize(array, stat.size - data_offset, what));
+    } else {
+      ASSIGN_OR_RETURN(array, ParseNpy(bytes, what));
+    }
     arrays.emplace(std::move(key), std::move(array));
   }
   return arrays;
+}
+
+}  // namespace
+
+Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path) {
+  return ReadMembers(path, /*headers_only=*/false);
+}
+
+Expected<std::map<std::string, std::vector<int64_t>>> ReadNpzShapes(const std::string& path) {
+  ASSIGN_OR_RETURN(auto headers, ReadMembers(path, /*headers_only=*/true));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (auto& [key, array] : headers) shapes.emplace(key, std::move(array.shape));
+  return shapes;
 }
 
 Status WriteNpz(const std::string& path, const std::map<std::string, NpyArray>& arrays) {

@@ -40,6 +40,10 @@ std::string ShapeString(const std::vector<int64_t>& shape);
 // suffix dropped. A missing, non-zip or truncated file, or a bad member, is an error naming it.
 Expected<std::map<std::string, NpyArray>> ReadNpz(const std::string& path);
 
+// The shape of every array of an .npz, reading only the members' headers (a released ViT-H file
+// is 2.5 GB): for checking a file against a model without loading it. Errors as ReadNpz's.
+Expected<std::map<std::string, std::vector<int64_t>>> ReadNpzShapes(const std::string& path);
+
 // Writes `arrays` as an uncompressed .npz, atomically (temp file, fsync, rename).
 Status WriteNpz(const std::string& path, const std::map<std::string, NpyArray>& arrays);
 

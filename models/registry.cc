@@ -16,11 +16,13 @@ struct ViTSize {
   int depth, width, mlp_dim, heads;
 };
 
-// Table 1 of the paper (B, L, H), DeiT's Ti and S, and two smaller sizes for 28x28 CPU studies.
+// Table 1 of the paper (B, L, H), Fig. 4's "b" (B with every hidden dimension halved: width,
+// MLP and each head's width, 12 heads of 32), DeiT's Ti and S, and two smaller sizes for 28x28
+// CPU studies.
 constexpr ViTSize kViTSizes[] = {
-    {"Mu", 4, 64, 256, 4},     {"Mi", 6, 128, 512, 4},   {"Ti", 12, 192, 768, 3},
-    {"S", 12, 384, 1536, 6},   {"B", 12, 768, 3072, 12}, {"L", 24, 1024, 4096, 16},
-    {"H", 32, 1280, 5120, 16},
+    {"Mu", 4, 64, 256, 4},     {"Mi", 6, 128, 512, 4},    {"Ti", 12, 192, 768, 3},
+    {"S", 12, 384, 1536, 6},   {"b", 12, 384, 1536, 12},  {"B", 12, 768, 3072, 12},
+    {"L", 24, 1024, 4096, 16}, {"H", 32, 1280, 5120, 16},
 };
 
 struct ResNetDepth {
@@ -50,6 +52,8 @@ const std::vector<std::string>& RegisteredNames() {
       "R50+ViT-B/32", "R50+ViT-B/16", "R50+ViT-L/32", "R50+ViT-L/16",
       // The rest of Table 1's sizes x patches.
       "ViT-B/14", "ViT-L/14", "ViT-H/16", "ViT-H/32",
+      // Fig. 4's ViT-b/32, and the widths BiT released that the study does not train.
+      "ViT-b/32", "R50x3", "R101x3", "R152x4",
       // Small variants for 28x28 inputs.
       "ViT-Mu/4", "ViT-Mu/7", "ViT-Mi/4", "ViT-Mi/7", "ViT-Ti/4", "ViT-Ti/7", "ViT-S/4", "ViT-S/7",
       "R11s", "R20s", "R29s", "R20sx2",
@@ -266,6 +270,52 @@ Status CheckTransformerConfig(const ModelConfig& config) {
 
 }  // namespace
 
+const char* PaddingName(Padding padding) {
+  switch (padding) {
+    case Padding::kSymmetric:
+      return "symmetric";
+    case Padding::kSame:
+      return "same";
+    case Padding::kFixed:
+      return "fixed";
+  }
+  return "unknown";
+}
+
+const char* GeluName(Gelu gelu) { return gelu == Gelu::kTanh ? "tanh" : "exact"; }
+
+const char* StdConvFormName(StdConvForm form) {
+  return form == StdConvForm::kStd ? "std" : "variance";
+}
+
+bool Conventions::operator==(const Conventions& other) const {
+  return padding == other.padding && gelu == other.gelu && std_conv_eps == other.std_conv_eps &&
+         std_conv_form == other.std_conv_form && group_norm_eps == other.group_norm_eps;
+}
+
+Conventions ReleasedViTConventions() {
+  Conventions c;
+  c.padding = Padding::kSame;  // flax's nn.Conv and nn.max_pool default
+  c.gelu = Gelu::kTanh;        // flax's nn.gelu default
+  c.std_conv_eps = 1e-5;
+  c.std_conv_form = StdConvForm::kStd;
+  c.group_norm_eps = 1e-6;  // flax's nn.GroupNorm default
+  return c;
+}
+
+Conventions ReleasedBiTConventions() {
+  Conventions c;
+  c.padding = Padding::kFixed;
+  c.std_conv_eps = 1e-10;
+  c.std_conv_form = StdConvForm::kVariance;
+  c.group_norm_eps = 1e-5;
+  return c;
+}
+
+Conventions ReleasedConventions(Family family) {
+  return family == Family::kResNet ? ReleasedBiTConventions() : ReleasedViTConventions();
+}
+
 const char* FamilyName(Family family) {
   switch (family) {
     case Family::kViT:
@@ -305,7 +355,7 @@ Expected<ModelConfig> LookupModel(std::string_view name) {
 
 InputShape ReferenceInput(const ModelConfig& config) {
   const bool small =
-      config.family == Family::kViT ? config.transformer.width < 768 : config.resnet.small_stem;
+      config.family == Family::kViT ? config.transformer.patch <= 7 : config.resnet.small_stem;
   return small ? InputShape{28, 10} : InputShape{224, 1000};
 }
 

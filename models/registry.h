@@ -41,6 +41,45 @@ struct ResNetConfig {
   int groupnorm_groups = 32;
 };
 
+// How a model computes where the released codes and vitscale's own models differ
+// (docs/models.md, "Conventions"). None of it changes a parameter's shape, so a model switches
+// conventions in place (ModelImpl::SetConventions) and a checkpoint records them.
+enum class Padding {
+  kSymmetric,  // vitscale: every convolution pads kernel/2 on each side, the max-pool with -inf
+  kSame,       // TensorFlow's SAME (the released ViT code's hybrids): the extra pixel of a strided
+               // convolution or max-pool goes at the end
+  kFixed,      // the released BiT code: symmetric, but the stem's max-pool pads with zeros
+};
+const char* PaddingName(Padding padding);  // "symmetric", "same", "fixed"
+
+enum class Gelu { kExact, kTanh };  // the released ViT code uses the tanh approximation
+const char* GeluName(Gelu gelu);    // "exact", "tanh"
+
+// Weight standardisation divides a filter's deviations from its mean by
+// sqrt(variance + eps) (kVariance) or by (standard deviation + eps) (kStd, the released ViT code).
+enum class StdConvForm { kVariance, kStd };
+const char* StdConvFormName(StdConvForm form);  // "variance", "std"
+
+struct Conventions {
+  Padding padding = Padding::kSymmetric;
+  Gelu gelu = Gelu::kExact;
+  double std_conv_eps = 1e-5;
+  StdConvForm std_conv_form = StdConvForm::kVariance;
+  double group_norm_eps = 1e-5;
+
+  bool operator==(const Conventions& other) const;
+  bool operator!=(const Conventions& other) const { return !(*this == other); }
+};
+
+// The paper's released ViT and hybrid code (vit_jax): SAME padding, tanh GELU, weight
+// standardisation (w - mean) / (std + 1e-5), GroupNorm epsilon 1e-6.
+Conventions ReleasedViTConventions();
+// The released BiT code (big_transfer): symmetric convolutions and a zero-padded stem max-pool,
+// weight standardisation (w - mean) / sqrt(var + 1e-10), GroupNorm epsilon 1e-5.
+Conventions ReleasedBiTConventions();
+// The released code's conventions for `family`'s files: BiT's for ResNets, vit_jax's otherwise.
+Conventions ReleasedConventions(Family family);
+
 struct ModelConfig {
   std::string name;
   Family family = Family::kViT;
@@ -49,6 +88,7 @@ struct ModelConfig {
   Pooling pooling = Pooling::kClassToken;  // ViT and hybrid
   int pre_logits = 0;             // width of the tanh pre_logits layer; 0 = none
   double dropout = 0.0;           // after dense layers (not qkv) and after the position embedding
+  Conventions conventions;        // vitscale's own unless the weights come from a released file
 };
 
 // Total downsampling of a ResNet config's feature map (4 x 2^(stages-1) with the BiT stem).
@@ -80,8 +120,8 @@ Status CheckShape(const ModelConfig& config, int resolution, int num_classes);
 ModelCost ComputeCost(const ModelConfig& config, int resolution, int num_classes);
 
 // The input a registered model is quoted at: 224x224 with 1000 classes for the paper's models,
-// 28x28 with 10 classes for the small variants (ViTs narrower than Base, small-stem ResNets and
-// their hybrids), which are sized for Fashion-MNIST-like data.
+// 28x28 with 10 classes for the small variants (ViTs with patches of 7 pixels or less,
+// small-stem ResNets and their hybrids), which are sized for Fashion-MNIST-like data.
 struct InputShape {
   int resolution = 224;
   int num_classes = 1000;

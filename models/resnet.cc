@@ -4,7 +4,9 @@
 #include <torch/nn/init.h>
 #include <torch/nn/modules/container/sequential.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "models/macs.h"
@@ -12,15 +14,28 @@
 namespace vitscale::models {
 namespace {
 
-// Weight standardisation's epsilon, as in the ViT paper's released ResNet code.
-constexpr double kStdConvEps = 1e-5;
-constexpr double kGroupNormEps = 1e-5;
-
+// Built with vitscale's own conventions; BuildModel then applies the config's.
 torch::nn::GroupNorm MakeGroupNorm(int groups, int64_t channels) {
-  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(kGroupNormEps));
+  return torch::nn::GroupNorm(
+      torch::nn::GroupNormOptions(groups, channels).eps(Conventions{}.group_norm_eps));
+}
+
+// Pads the last two dimensions of x (N, C, H, W) by TensorFlow's SAME for the window, with
+// `value` (0 before a convolution, -inf before a max-pool).
+torch::Tensor PadSame(const torch::Tensor& x, int64_t kernel, int64_t stride, double value) {
+  auto [top, bottom] = SamePadding(x.size(2), kernel, stride);
+  auto [left, right] = SamePadding(x.size(3), kernel, stride);
+  if (top == 0 && bottom == 0 && left == 0 && right == 0) return x;
+  return torch::constant_pad_nd(x, {left, right, top, bottom}, value);
 }
 
 }  // namespace
+
+std::pair<int64_t, int64_t> SamePadding(int64_t size, int64_t kernel, int64_t stride) {
+  const int64_t out = (size + stride - 1) / stride;
+  const int64_t total = std::max<int64_t>(0, (out - 1) * stride + kernel - size);
+  return {total / 2, total - total / 2};
+}
 
 torch::nn::Linear ZeroLinear(int64_t in_features, int64_t out_features) {
   torch::nn::Linear layer(in_features, out_features);
@@ -37,19 +52,36 @@ torch::Tensor CountedLinear(torch::nn::Linear& layer, const torch::Tensor& x) {
 
 StdConv2dImpl::StdConv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel,
                              int64_t stride)
-    : stride_(stride), padding_(kernel / 2) {
+    : stride_(stride) {
   weight = register_parameter("weight", torch::empty({out_channels, in_channels, kernel, kernel}));
   torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanOut, torch::kReLU);
+  SetConventions(Conventions{});
+}
+
+void StdConv2dImpl::SetConventions(const Conventions& conventions) {
+  padding_ = conventions.padding;
+  form_ = conventions.std_conv_form;
+  eps_ = conventions.std_conv_eps;
+}
+
+torch::Tensor StdConv2dImpl::Standardized() const {
+  if (form_ == StdConvForm::kStd) {
+    auto [variance, mean] = torch::var_mean(weight, {1, 2, 3}, /*unbiased=*/false,
+                                            /*keepdim=*/true);
+    return (weight - mean) / (variance.sqrt() + eps_);
+  }
+  // batch_norm over (1, out, in*k*k) standardises each output filter in one fused kernel.
+  const int64_t out_channels = weight.size(0);
+  return torch::batch_norm(weight.reshape({1, out_channels, -1}), {}, {}, {}, {},
+                           /*training=*/true, /*momentum=*/0.0, eps_, /*cudnn_enabled=*/true)
+      .reshape_as(weight);
 }
 
 torch::Tensor StdConv2dImpl::forward(const torch::Tensor& x) {
-  // batch_norm over (1, out, in*k*k) standardises each output filter in one fused kernel.
-  const int64_t out_channels = weight.size(0);
-  torch::Tensor standardised =
-      torch::batch_norm(weight.reshape({1, out_channels, -1}), {}, {}, {}, {}, /*training=*/true,
-                        /*momentum=*/0.0, kStdConvEps, /*cudnn_enabled=*/true)
-          .reshape_as(weight);
-  torch::Tensor y = torch::conv2d(x, standardised, {}, stride_, padding_);
+  const int64_t kernel = weight.size(2);
+  const bool same = padding_ == Padding::kSame;
+  torch::Tensor y = torch::conv2d(same ? PadSame(x, kernel, stride_, 0.0) : x, Standardized(), {},
+                                  stride_, same ? 0 : kernel / 2);
   CountMacs(y.numel() * weight.size(1) * weight.size(2) * weight.size(3));
   return y;
 }
@@ -66,6 +98,10 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t mid_channels, int64_
   if (stride != 1 || in_channels != out_channels) {
     proj_ = register_module("proj", StdConv2d(in_channels, out_channels, 1, stride));
     if (!preact) proj_norm_ = register_module("proj_norm", MakeGroupNorm(groups, out_channels));
+  }
+  if (!preact) {
+    torch::NoGradGuard no_grad;
+    norm3_->weight.zero_();
   }
 }
 
@@ -113,7 +149,19 @@ ResNetTrunkImpl::ResNetTrunkImpl(const ResNetConfig& config, bool preact)
 torch::Tensor ResNetTrunkImpl::forward(const torch::Tensor& images) {
   torch::Tensor x = stem_(images);
   if (!preact_) x = torch::relu(stem_norm_(x));
-  if (!config_.small_stem) x = torch::max_pool2d(x, 3, 2, 1);
+  if (!config_.small_stem) {
+    switch (padding_) {
+      case Padding::kSymmetric:
+        x = torch::max_pool2d(x, 3, 2, 1);
+        break;
+      case Padding::kSame:
+        x = torch::max_pool2d(PadSame(x, 3, 2, -std::numeric_limits<double>::infinity()), 3, 2);
+        break;
+      case Padding::kFixed:
+        x = torch::max_pool2d(torch::constant_pad_nd(x, {1, 1, 1, 1}, 0.0), 3, 2);
+        break;
+    }
+  }
   for (const auto& stage : *stages_) x = stage->as<torch::nn::Sequential>()->forward(x);
   if (preact_) x = torch::relu(norm_(x));
   return x;

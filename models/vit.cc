@@ -43,13 +43,21 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t width, int64_t mlp_dim, int64
     : heads_(heads), dropout_(dropout) {
   norm1_ = register_module("norm1", MakeLayerNorm(width));
   qkv_ = register_module("qkv", MakeLinear(width, 3 * width));
+  {
+    // Xavier's bound from each projection's own D x D shape, not from the fused 3D x D.
+    torch::NoGradGuard no_grad;
+    for (int64_t part = 0; part < 3; ++part) {
+      torch::Tensor slice = qkv_->weight.narrow(0, part * width, width);
+      torch::nn::init::xavier_uniform_(slice);
+    }
+  }
   proj_ = register_module("proj", MakeLinear(width, width));
   norm2_ = register_module("norm2", MakeLayerNorm(width));
   fc1_ = register_module("fc1", MakeLinear(width, mlp_dim, 1e-6));
   fc2_ = register_module("fc2", MakeLinear(mlp_dim, width, 1e-6));
 }
 
-torch::Tensor TransformerBlockImpl::Attention(const torch::Tensor& x) {
+torch::Tensor TransformerBlockImpl::Attention(const torch::Tensor& x, torch::Tensor* weights) {
   const int64_t batch = x.size(0), tokens = x.size(1), width = x.size(2);
   const int64_t head_dim = width / heads_;
   // (B, T, 3D) → (3, B, heads, T, head_dim)
@@ -57,16 +65,30 @@ torch::Tensor TransformerBlockImpl::Attention(const torch::Tensor& x) {
       CountedLinear(qkv_, x).view({batch, tokens, 3, heads_, head_dim}).permute({2, 0, 3, 1, 4});
   // QK^T and AV: tokens x tokens x head_dim each, per head.
   CountMacs(2 * batch * heads_ * tokens * tokens * head_dim);
-  torch::Tensor out = compat::DotProductAttention(qkv[0], qkv[1], qkv[2]);
+  torch::Tensor out;
+  if (weights == nullptr) {
+    out = compat::DotProductAttention(qkv[0], qkv[1], qkv[2]);
+  } else {
+    // Spelled out, for the weights themselves.
+    const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+    *weights = torch::matmul(qkv[0], qkv[1].transpose(-2, -1)).mul(scale).softmax(-1);
+    out = torch::matmul(*weights, qkv[2]);
+  }
   out = out.transpose(1, 2).reshape({batch, tokens, width});
   return MaybeDropout(CountedLinear(proj_, out), dropout_, is_training());
 }
 
-torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = x + Attention(norm1_(x));
-  torch::Tensor h =
-      MaybeDropout(torch::gelu(CountedLinear(fc1_, norm2_(y))), dropout_, is_training());
+torch::Tensor TransformerBlockImpl::ForwardKeepingAttention(const torch::Tensor& x,
+                                                            torch::Tensor* weights) {
+  torch::Tensor y = x + Attention(norm1_(x), weights);
+  torch::Tensor h = CountedLinear(fc1_, norm2_(y));
+  h = MaybeDropout(gelu_ == Gelu::kTanh ? torch::gelu(h, "tanh") : torch::gelu(h), dropout_,
+                   is_training());
   return y + MaybeDropout(CountedLinear(fc2_, h), dropout_, is_training());
+}
+
+torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& x) {
+  return ForwardKeepingAttention(x, nullptr);
 }
 
 ViTImpl::ViTImpl(const ModelConfig& config, int num_classes, int resolution, ResNetTrunk backbone)
@@ -113,19 +135,37 @@ int ViTImpl::FeatureDim() const {
   return has_pre_logits() ? config().pre_logits : config().transformer.width;
 }
 
-torch::Tensor ViTImpl::Features(const torch::Tensor& images) {
+torch::Tensor ViTImpl::Tokens(const torch::Tensor& images) {
   torch::Tensor x = backbone_ ? backbone_(images) : images;
   x = embedding_(x);  // (B, D, g, g)
   CountMacs(x.numel() * embedding_->weight.size(1) * embedding_->weight.size(2) *
             embedding_->weight.size(3));
   x = x.flatten(2).transpose(1, 2);  // (B, g*g, D)
   if (cls.defined()) x = torch::cat({cls.expand({x.size(0), -1, -1}), x}, 1);
-  x = MaybeDropout(x + pos_embedding, config().dropout, is_training());
-  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x);
-  x = norm_(x);
+  return MaybeDropout(x + pos_embedding, config().dropout, is_training());
+}
+
+torch::Tensor ViTImpl::Pool(const torch::Tensor& tokens) {
+  torch::Tensor x = norm_(tokens);
   x = cls.defined() ? x.select(1, 0) : x.mean(1);
   if (has_pre_logits()) x = torch::tanh(CountedLinear(pre_logits_, x));
   return x;
+}
+
+torch::Tensor ViTImpl::Features(const torch::Tensor& images) {
+  torch::Tensor x = Tokens(images);
+  for (const auto& block : *blocks_) x = block->as<TransformerBlock>()->forward(x);
+  return Pool(x);
+}
+
+std::vector<torch::Tensor> ViTImpl::AttentionWeights(const torch::Tensor& images) {
+  std::vector<torch::Tensor> weights;
+  torch::Tensor x = Tokens(images);
+  for (const auto& block : *blocks_) {
+    weights.emplace_back();
+    x = block->as<TransformerBlock>()->ForwardKeepingAttention(x, &weights.back());
+  }
+  return weights;
 }
 
 torch::Tensor ViTImpl::Forward(const torch::Tensor& images) {

@@ -11,6 +11,8 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 
+#include <vector>
+
 #include "models/model.h"
 #include "models/registry.h"
 #include "models/resnet.h"
@@ -23,14 +25,20 @@ class TransformerBlockImpl : public torch::nn::Module {
  public:
   TransformerBlockImpl(int64_t width, int64_t mlp_dim, int64_t heads, double dropout);
   torch::Tensor forward(const torch::Tensor& x);
+  // forward, also returning the softmax attention weights (batch, heads, tokens, tokens) in
+  // *weights; for the inspection evaluators.
+  torch::Tensor ForwardKeepingAttention(const torch::Tensor& x, torch::Tensor* weights);
+  void set_gelu(Gelu gelu) { gelu_ = gelu; }
 
  private:
-  torch::Tensor Attention(const torch::Tensor& x);
+  torch::Tensor Attention(const torch::Tensor& x, torch::Tensor* weights);
 
   int64_t heads_;
   double dropout_;
+  Gelu gelu_ = Gelu::kExact;
   torch::nn::LayerNorm norm1_{nullptr}, norm2_{nullptr};
-  // q, k and v as one (3D x D) matmul: rows [0,D) query, [D,2D) key, [2D,3D) value.
+  // q, k and v as one (3D x D) matmul: rows [0,D) query, [D,2D) key, [2D,3D) value, each
+  // initialised as its own D x D projection, as the released code's three kernels are.
   torch::nn::Linear qkv_{nullptr}, proj_{nullptr}, fc1_{nullptr}, fc2_{nullptr};
 };
 TORCH_MODULE(TransformerBlock);
@@ -48,6 +56,10 @@ class ViTImpl : public ModelImpl {
   Status ReplaceHead(int num_classes) override;
   Status ResizePositionEmbedding(int resolution) override;
 
+  // The softmax attention weights of every block for `images`, in order, each
+  // (batch, heads, tokens, tokens) with the [class] token first when the model has one.
+  std::vector<torch::Tensor> AttentionWeights(const torch::Tensor& images);
+
   // Patches per side at `resolution`.
   int64_t GridSize(int resolution) const;
   bool has_pre_logits() const { return !pre_logits_.is_empty(); }
@@ -56,6 +68,11 @@ class ViTImpl : public ModelImpl {
   torch::Tensor pos_embedding;  // (1, [1 +] grid^2, D)
 
  private:
+  // The token sequence entering the first block: embedded patches, [class], position embeddings.
+  torch::Tensor Tokens(const torch::Tensor& images);
+  // The final LayerNorm, pooling and pre_logits after the last block.
+  torch::Tensor Pool(const torch::Tensor& x);
+
   ResNetTrunk backbone_{nullptr};
   torch::nn::Conv2d embedding_{nullptr};
   torch::nn::ModuleList blocks_{nullptr};

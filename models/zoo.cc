@@ -10,6 +10,21 @@
 
 namespace vitscale::models {
 
+void ModelImpl::SetConventions(const Conventions& conventions) {
+  config_.conventions = conventions;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* conv = module->as<StdConv2dImpl>()) {
+      conv->SetConventions(conventions);
+    } else if (auto* trunk = module->as<ResNetTrunkImpl>()) {
+      trunk->set_padding(conventions.padding);
+    } else if (auto* norm = module->as<torch::nn::GroupNormImpl>()) {
+      norm->options.eps(conventions.group_norm_eps);
+    } else if (auto* block = module->as<TransformerBlockImpl>()) {
+      block->set_gelu(conventions.gelu);
+    }
+  }
+}
+
 Expected<Model> BuildModel(std::string_view name, int num_classes, int resolution) {
   ASSIGN_OR_RETURN(ModelConfig config, LookupModel(name));
   return BuildModel(config, num_classes, resolution);
@@ -33,7 +48,11 @@ Expected<Model> BuildModel(const ModelConfig& config, int num_classes, int resol
         model = std::make_shared<ResNetImpl>(config, num_classes, resolution);
         break;
     }
-    if (model) return Model(model);
+    if (model) {
+      // The modules start with vitscale's own conventions.
+      model->SetConventions(config.conventions);
+      return Model(model);
+    }
   } catch (const std::exception& e) {
     // Allocation failures for the largest models land here.
     return Internal("building '" + config.name + "': " + e.what());

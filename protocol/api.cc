@@ -81,6 +81,7 @@ Expected<JobSummary> JobSummary::FromJson(const Json& value, const std::string& 
   r.Number("planned_exaflops", &job.planned_exaflops, 0, kHuge);
   r.Number("images_seen", &job.images_seen, 0, kHuge);
   r.Number("progress", &job.progress, 0, 1);
+  r.OptionalMessage("phase", &job.phase, &PhaseReport::FromReply);
   r.Text("created_at", &job.created_at, kShown);
   r.Text("updated_at", &job.updated_at, kShown);
   RETURN_IF_ERROR(r.Finish());
@@ -101,6 +102,7 @@ Json JobSummary::ToJson() const {
               {"planned_exaflops", planned_exaflops},
               {"images_seen", images_seen},
               {"progress", progress},
+              {"phase", phase ? phase->ToJson() : Json(nullptr)},
               {"created_at", created_at},
               {"updated_at", updated_at}};
 }

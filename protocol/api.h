@@ -73,6 +73,8 @@ struct JobSummary {
   double planned_exaflops = 0;
   double images_seen = 0;
   double progress = 0;  // 0..1
+  // What a running job is doing now (its open attempt's newest phase report); absent otherwise.
+  std::optional<PhaseReport> phase;
   std::string created_at;
   std::string updated_at;
 

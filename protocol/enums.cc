@@ -70,6 +70,13 @@ constexpr Spellings<Evaluation, 3> kEvaluations = {{
     {Evaluation::kFineTune, "fine_tune"},
 }};
 
+constexpr Spellings<JobPhase, 4> kJobPhases = {{
+    {JobPhase::kPretraining, "pretraining"},
+    {JobPhase::kFewShot, "few-shot"},
+    {JobPhase::kFineTune, "fine-tune"},
+    {JobPhase::kInspection, "inspection"},
+}};
+
 }  // namespace
 
 const char* JobStateName(JobState state) { return NameOf(state, kJobStates); }
@@ -99,6 +106,11 @@ Expected<SignalAction> ParseSignalAction(std::string_view name) {
 const char* EvaluationName(Evaluation evaluation) { return NameOf(evaluation, kEvaluations); }
 Expected<Evaluation> ParseEvaluation(std::string_view name) {
   return ParseName(name, kEvaluations, "evaluation");
+}
+
+const char* JobPhaseName(JobPhase phase) { return NameOf(phase, kJobPhases); }
+Expected<JobPhase> ParseJobPhase(std::string_view name) {
+  return ParseName(name, kJobPhases, "job phase");
 }
 
 }  // namespace vitscale::protocol

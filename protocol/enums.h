@@ -45,6 +45,12 @@ enum class Evaluation { kPretrain, kFewShot, kFineTune };
 const char* EvaluationName(Evaluation evaluation);  // "pretrain", "few_shot", "fine_tune"
 Expected<Evaluation> ParseEvaluation(std::string_view name);
 
+// What a running job is doing (docs/api.md, "Reports"): its phases in the order a job goes
+// through them. A job at 100% of its pretraining may have minutes of evaluations ahead.
+enum class JobPhase { kPretraining, kFewShot, kFineTune, kInspection };
+const char* JobPhaseName(JobPhase phase);  // "pretraining", "few-shot", "fine-tune", "inspection"
+Expected<JobPhase> ParseJobPhase(std::string_view name);
+
 // vitscale-train's exit statuses (sysexits.h values where one fits): the agent classifies them
 // into an ExitOutcome. The coordinator retries a failure while retries remain, requeues a
 // preemption without counting it, and never retries a configuration error.

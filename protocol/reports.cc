@@ -116,6 +116,49 @@ Json CheckpointReport::ToJson() const {
   return Json{{"step", step}, {"path", path}, {"sha256", sha256}};
 }
 
+namespace {
+
+Expected<PhaseReport> ReadPhase(const Json& value, const std::string& path, UnknownFields unknown) {
+  PhaseReport report;
+  ObjectReader r(value, path, unknown);
+  r.Enum("phase", &report.phase, &ParseJobPhase);
+  r.Int("index", &report.index, 0, kMaxPhaseParts);
+  r.Int("count", &report.count, 0, kMaxPhaseParts);
+  r.Text("detail", &report.detail, TextRule{TextKind::kText, 256});
+  RETURN_IF_ERROR(r.Finish());
+  if (report.count == 0 && report.index != 0) {
+    return FieldError(r.Join("index"), "must be 0 for a phase without parts (count 0)");
+  }
+  if (report.count > 0 && (report.index < 1 || report.index > report.count)) {
+    return FieldError(r.Join("index"), "must be between 1 and count (" +
+                                           std::to_string(report.count) + "), not " +
+                                           std::to_string(report.index));
+  }
+  return report;
+}
+
+}  // namespace
+
+Expected<PhaseReport> PhaseReport::FromJson(const Json& value, const std::string& path) {
+  return ReadPhase(value, path, kRequest);
+}
+
+Expected<PhaseReport> PhaseReport::FromReply(const Json& value, const std::string& path) {
+  return ReadPhase(value, path, UnknownFields::kIgnore);
+}
+
+Json PhaseReport::ToJson() const {
+  return Json{
+      {"phase", JobPhaseName(phase)}, {"index", index}, {"count", count}, {"detail", detail}};
+}
+
+std::string PhaseReport::ToString() const {
+  std::string text = JobPhaseName(phase);
+  if (count > 0) text += " " + std::to_string(index) + "/" + std::to_string(count);
+  if (!detail.empty()) text += " (" + detail + ")";
+  return text;
+}
+
 Expected<StoredReply> StoredReply::FromJson(const Json& value, const std::string& path) {
   StoredReply reply;
   ObjectReader r(value, path, UnknownFields::kIgnore);

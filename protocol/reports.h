@@ -1,6 +1,6 @@
 // What a running job's trainer (rank 0) reports to the coordinator (docs/api.md, "Reports"):
-// metric batches, results with the compute ledger, and checkpoints. All are requests, so
-// unknown fields are refused. The trainer writes the same records to its report.jsonl.
+// metric batches, results with the compute ledger, checkpoints, and the phase it is in. All are
+// requests, so unknown fields are refused. The trainer writes the same records to its report.jsonl.
 #pragma once
 
 #include <cstdint>
@@ -77,6 +77,24 @@ struct CheckpointReport {
 
   static Expected<CheckpointReport> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;
+};
+
+// POST /api/v1/jobs/{id}/attempts/{n}/phase: the job entered a phase, or a new part of one
+// ("few-shot 2/6"). The coordinator shows the newest with the job while the attempt runs.
+inline constexpr int64_t kMaxPhaseParts = 100000;
+struct PhaseReport {
+  JobPhase phase = JobPhase::kPretraining;
+  int64_t index = 0;   // the part under way, 1..count; 0 for a phase without parts
+  int64_t count = 0;   // how many parts the phase has; 0 without parts
+  std::string detail;  // e.g. "cifar10 lr=0.01"; may be empty
+
+  // A request (unknown fields refused); FromReply reads the same object in a reply (job views),
+  // where unknown fields are ignored.
+  static Expected<PhaseReport> FromJson(const Json& value, const std::string& path);
+  static Expected<PhaseReport> FromReply(const Json& value, const std::string& path);
+  Json ToJson() const;
+  // "few-shot 2/6 (digits seed 1)", as the CLI shows it.
+  std::string ToString() const;
 };
 
 // The answer to a metric batch or a results report.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: a small real study on Fashion-MNIST, end to end. Starts a coordinator (with the
 # dashboard) and one local agent, submits experiments/fashion-mnist/study.yaml, shows progress
-# until every job has finished, and prints the Table 6-shaped result table.
+# until every job has finished, prints the Table 6-shaped result table, and draws the inspection
+# views (trainer/inspection.h) of the study's largest ViT-Mu/7 and R11s+ViT-Mu/4 jobs.
 #
 # State lives in runs/demo/ (database, token, checkpoints, logs), so running it again runs
 # nothing that already finished: the same sweep adds no jobs. `rm -rf runs/demo` starts over.
@@ -52,6 +53,15 @@ echo "demo: sweep '$name': $added jobs added, $known already known (finished job
 echo
 "$bin/vitscale" export --sweep "$name" --format markdown
 echo
+# The paper's Sec. 4.5 views (filter components, position-embedding similarity, attention
+# distance, attention rollout) of the study's largest-subset ViT and hybrid.
+for model in ViT-Mu/7 R11s+ViT-Mu/4; do
+  job=$("$bin/vitscale" list --sweep "$name" --model "$model" --subset 8000 --json |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["jobs"][0]["id"])')
+  echo "demo: inspecting $model ($job):"
+  "$bin/vitscale" inspect "$job" 2>>"$state/inspect.log" | sed 's/^/  /'
+  echo "  drawn on its job page: $url/#/jobs/${job:0:12}"
+done
 # The planner's check: the same sweep simulated on this host with the throughput it measured.
 bash scripts/fidelity.sh "$state" "$sweep_file" || echo "demo: the simulated makespan is off (above)"
 echo

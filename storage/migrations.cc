@@ -187,6 +187,15 @@ ALTER TABLE agents ADD COLUMN gpu_kind TEXT NOT NULL DEFAULT '';
 -- 1: every rank on one host (a sweep's `resources: {hosts: one}`); 0: the ranks may span hosts.
 ALTER TABLE jobs ADD COLUMN one_host INTEGER NOT NULL DEFAULT 0 CHECK (one_host IN (0, 1))
 )SQL"},
+      {8, "the phase a running attempt reports (pretraining, few-shot i/n, ...)", R"SQL(
+-- The trainer reports what it is doing (docs/api.md, "Reports"); the job views show the phase of
+-- the job's open attempt. NULL until the attempt reports one.
+ALTER TABLE attempts ADD COLUMN phase TEXT
+  CHECK (phase IN ('pretraining', 'few-shot', 'fine-tune', 'inspection'));
+ALTER TABLE attempts ADD COLUMN phase_index INTEGER CHECK (phase_index >= 0);
+ALTER TABLE attempts ADD COLUMN phase_count INTEGER CHECK (phase_count >= 0);
+ALTER TABLE attempts ADD COLUMN phase_detail TEXT;
+)SQL"},
   };
   return kMigrations;
 }

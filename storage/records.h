@@ -25,11 +25,22 @@ using protocol::Evaluation;
 using protocol::EvaluationName;
 using protocol::IsFinal;
 using protocol::IsFinalStateName;
+using protocol::JobPhase;
+using protocol::JobPhaseName;
 using protocol::JobState;
 using protocol::JobStateName;
 using protocol::ParseAttemptOutcome;
 using protocol::ParseEvaluation;
+using protocol::ParseJobPhase;
 using protocol::ParseJobState;
+
+// What a running attempt is doing: its trainer's newest phase report (protocol::PhaseReport).
+struct PhaseRecord {
+  JobPhase phase = JobPhase::kPretraining;
+  int64_t index = 0;  // the part under way, 1..count; 0 without parts
+  int64_t count = 0;
+  std::string detail;
+};
 
 // One job: a pretraining run plus its transfer evaluations, as the sweep expansion produced it.
 struct JobRecord {
@@ -54,6 +65,7 @@ struct JobRecord {
   double updated_at = 0;
   int64_t attempts = 0;               // attempts started so far
   std::optional<double> images_seen;  // the newest "images_seen" metric, if any
+  std::optional<PhaseRecord> phase;   // the open attempt's newest phase, if it reported one
 };
 
 struct SweepRecord {

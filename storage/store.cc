@@ -149,7 +149,16 @@ constexpr const char* kJobColumns =
     "j.submit_order, j.submitted_at, j.updated_at, "
     "(SELECT count(*) FROM attempts a WHERE a.job_id = j.id), "
     "(SELECT m.value FROM metrics m WHERE m.job_id = j.id AND m.name = 'images_seen' "
-    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.gpu_kind, j.one_host";
+    "ORDER BY m.step DESC, m.rowid DESC LIMIT 1), j.gpu_kind, j.one_host, "
+    "(SELECT a.phase FROM attempts a WHERE a.job_id = j.id AND a.ended_at IS NULL "
+    "ORDER BY a.number DESC LIMIT 1), "
+    "(SELECT a.phase_index FROM attempts a WHERE a.job_id = j.id AND a.ended_at IS NULL "
+    "ORDER BY a.number DESC LIMIT 1), "
+    "(SELECT a.phase_count FROM attempts a WHERE a.job_id = j.id AND a.ended_at IS NULL "
+    "ORDER BY a.number DESC LIMIT 1), "
+    "(SELECT a.phase_detail FROM attempts a WHERE a.job_id = j.id AND a.ended_at IS NULL "
+    "ORDER BY a.number DESC LIMIT 1)";
+constexpr int kJobColumnCount = 24;  // what ReadJob reads; a query's own columns follow
 
 Expected<JobRecord> ReadJob(const Query& q) {
   JobRecord job;
@@ -173,6 +182,15 @@ Expected<JobRecord> ReadJob(const Query& q) {
   job.images_seen = q.ColOptReal(17);
   job.gpu_kind = q.ColText(18);
   job.one_host = q.ColInt(19) != 0;
+  // The phase of the job's open attempt (migration 8 keeps it on the attempt).
+  if (!q.IsNull(20)) {
+    PhaseRecord phase;
+    ASSIGN_OR_RETURN(phase.phase, ParseJobPhase(q.ColText(20)));
+    phase.index = q.ColInt(21);
+    phase.count = q.ColInt(22);
+    phase.detail = q.ColText(23);
+    job.phase = std::move(phase);
+  }
   return job;
 }
 
@@ -866,7 +884,7 @@ Expected<std::vector<std::pair<JobRecord, JobPosition>>> Store::ReadJobRows(
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     ASSIGN_OR_RETURN(JobRecord job, ReadJob(q));
-    rows.emplace_back(std::move(job), ReadPosition(filter, q, 18));
+    rows.emplace_back(std::move(job), ReadPosition(filter, q, kJobColumnCount));
   }
   if (rc != SQLITE_DONE) return Error("cannot list jobs");
   return rows;
@@ -1161,6 +1179,27 @@ Status Store::EndAttempt(const std::string& job_id, int number, AttemptOutcome o
         fmt::format("attempt {} of job {} has already ended", number, job_id));
   }
   return tx.Commit();
+}
+
+Status Store::SetAttemptPhase(const std::string& job_id, int number, const PhaseRecord& phase) {
+  ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      Prepare("UPDATE attempts SET phase = ?, phase_index = ?, phase_count = ?, "
+              "phase_detail = ? WHERE job_id = ? AND number = ? AND ended_at IS NULL"));
+  {
+    Query q(stmt);
+    q.Text(JobPhaseName(phase.phase)).Int(phase.index).Int(phase.count).Text(phase.detail);
+    q.Text(job_id).Int(number);
+    if (!q.Run()) {
+      return Error(fmt::format("cannot record the phase of attempt {} of job {}", number, job_id));
+    }
+  }
+  if (sqlite3_changes(db_) == 0) {
+    RETURN_IF_ERROR(CheckAttemptExists(job_id, number));
+    return FailedPrecondition(
+        fmt::format("attempt {} of job {} has ended; it has no phase to report", number, job_id));
+  }
+  return Status::Ok();
 }
 
 Expected<std::vector<AttemptRecord>> Store::ListAttempts(const std::string& job_id) {

@@ -136,6 +136,9 @@ class Store {
   Expected<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id);
   // One attempt; kNotFound naming the job and number.
   Expected<AttemptRecord> GetAttempt(const std::string& job_id, int number);
+  // Records the phase a running attempt reports (it replaces the one before); kNotFound for an
+  // unknown attempt, kFailedPrecondition for one that has ended.
+  Status SetAttemptPhase(const std::string& job_id, int number, const PhaseRecord& phase);
   // The attempt in progress (no end time), if any.
   Expected<std::optional<AttemptRecord>> OpenAttempt(const std::string& job_id);
 

@@ -1,5 +1,6 @@
 #include "sweep/job_config.h"
 
+#include <algorithm>
 #include <string_view>
 
 #include "common/sha256.h"
@@ -27,27 +28,45 @@ json ToJson(const JobConfig& c) {
   if (t.label_smoothing != 0) train["label_smoothing"] = t.label_smoothing;
   if (t.crop_padding) train["crop_padding"] = *t.crop_padding;
   if (t.flip) train["flip"] = *t.flip;
+  if (t.pre_logits != 0) train["pre_logits"] = t.pre_logits;
+  if (t.early_stopping_every != 0) train["early_stopping_every"] = t.early_stopping_every;
   json few_shot = {{"datasets", c.few_shot.datasets},
                    {"shots", c.few_shot.shots},
                    {"seeds", c.few_shot.seeds},
                    {"l2", c.few_shot.l2}};
   json fine_tune = json::array();
   for (const FineTuneConfig& f : c.fine_tune) {
-    fine_tune.push_back({{"dataset", f.dataset},
-                         {"steps", f.steps},
-                         {"resolution", f.resolution},
-                         {"lrs", f.lrs},
-                         {"batch_size", f.batch_size}});
+    json entry = {{"dataset", f.dataset},
+                  {"steps", f.steps},
+                  {"resolution", f.resolution},
+                  {"lrs", f.lrs},
+                  {"batch_size", f.batch_size}};
+    if (f.holdout) entry["holdout"] = *f.holdout;
+    if (f.final_run) entry["final_run"] = *f.final_run;
+    if (f.polyak) entry["polyak"] = *f.polyak;
+    fine_tune.push_back(entry);
   }
-  return {{"version", kJobConfigVersion},
-          {"model", c.model},
-          {"dataset", c.dataset},
-          {"subset", c.subset},
-          {"subset_seed", c.subset_seed},
-          {"seed", c.seed},
-          {"train", train},
-          {"few_shot", few_shot},
-          {"fine_tune", fine_tune}};
+  json job = {{"version", kJobConfigVersion},
+              {"model", c.model},
+              {"dataset", c.dataset},
+              {"subset", c.subset},
+              {"subset_seed", c.subset_seed},
+              {"seed", c.seed},
+              {"train", train},
+              {"few_shot", few_shot},
+              {"fine_tune", fine_tune}};
+  if (c.inspect) job["inspect"] = true;
+  return job;
+}
+
+int64_t FineTuneRuns(const FineTuneConfig& config) {
+  const int64_t grid = static_cast<int64_t>(config.lrs.size());
+  if (!config.final_run.value_or(false)) return grid;
+  return grid > 1 ? grid + 1 : 1;
+}
+
+int64_t ValidationTailSize(int64_t train_size) {
+  return std::min<int64_t>(50'000, train_size / 100);
 }
 
 std::string JobId(const JobConfig& config) { return Sha256Hex(ToJson(config).dump()); }
@@ -170,6 +189,8 @@ Expected<JobConfig> JobConfigFromJson(const json& j) {
     r.GetIfPresent(*t, "train.", "label_smoothing", &tc.label_smoothing);
     r.GetIfPresent(*t, "train.", "crop_padding", &tc.crop_padding);
     r.GetIfPresent(*t, "train.", "flip", &tc.flip);
+    r.GetIfPresent(*t, "train.", "pre_logits", &tc.pre_logits);
+    r.GetIfPresent(*t, "train.", "early_stopping_every", &tc.early_stopping_every);
   }
   if (const json* f = r.Object(j, "", "few_shot")) {
     r.Get(*f, "few_shot.", "datasets", &c.few_shot.datasets);
@@ -192,9 +213,13 @@ Expected<JobConfig> JobConfigFromJson(const json& j) {
       r.Get(item, path, "resolution", &ft.resolution);
       r.Get(item, path, "lrs", &ft.lrs);
       r.Get(item, path, "batch_size", &ft.batch_size);
+      r.GetIfPresent(item, path, "holdout", &ft.holdout);
+      r.GetIfPresent(item, path, "final_run", &ft.final_run);
+      r.GetIfPresent(item, path, "polyak", &ft.polyak);
       c.fine_tune.push_back(ft);
     }
   }
+  r.GetIfPresent(j, "", "inspect", &c.inspect);
   if (!r.status().ok()) return r.status();
   return c;
 }

@@ -34,6 +34,10 @@ struct TrainConfig {
   double label_smoothing = 0;          // 0 = plain cross-entropy
   std::optional<int64_t> crop_padding;  // unset = the dataset's default augmentation
   std::optional<bool> flip;             // unset = the dataset's default augmentation
+  int64_t pre_logits = 0;               // width of the tanh pre_logits pretraining head; 0 = none
+  // Early stopping (Sec. 4.3): every this many steps the validation accuracy is measured and the
+  // best model kept; the transfer evaluations then use the best one. 0 = off.
+  int64_t early_stopping_every = 0;
 };
 
 // Linear few-shot evaluation (Sec. 4.1): closed-form ridge regression on frozen features.
@@ -51,6 +55,12 @@ struct FineTuneConfig {
   int64_t resolution = 0;
   std::vector<double> lrs;  // grid; the best on a held-out slice of train is reported
   int64_t batch_size = 0;
+  // Written into the canonical JSON only when set (ids of older jobs stay):
+  std::optional<double> holdout;  // fraction of train held out to pick the lr; unset = 10%
+  // App. B.1.1: after the grid, one more run on the whole train split at the chosen lr, whose
+  // test accuracy is the one reported. Unset = false: the chosen grid run's is reported.
+  std::optional<bool> final_run;
+  std::optional<double> polyak;  // decay of Polyak averaging (e.g. 0.9999); unset = none
 };
 
 struct JobConfig {
@@ -62,7 +72,18 @@ struct JobConfig {
   TrainConfig train;
   FewShotConfig few_shot;
   std::vector<FineTuneConfig> fine_tune;
+  // The inspection evaluators (Fig. 6, 7, 11, 14) after pretraining; written only when true.
+  bool inspect = false;
 };
+
+// Fine-tuning runs a config makes: one per learning rate of the grid on train minus the
+// held-out slice, then with final_run one on the whole split at the chosen rate; a final run
+// with a single rate has nothing to choose and is the only run.
+int64_t FineTuneRuns(const FineTuneConfig& config);
+
+// Early stopping on a dataset without a test split validates on the last
+// min(50,000, train / 100) examples of the subset permutation, which subsets must leave free.
+int64_t ValidationTailSize(int64_t train_size);
 
 // Canonical JSON: sorted keys, integers as integers, reals as reals, every field present.
 nlohmann::json ToJson(const JobConfig& config);

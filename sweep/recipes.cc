@@ -110,6 +110,14 @@ Expected<Recipe> LookupRecipe(std::string_view name) {
                   " (known: " + known + ")");
 }
 
+FineTuneProtocol PaperFineTuneProtocol(std::string_view dataset) {
+  const std::vector<double> small_grid = {0.001, 0.003, 0.01, 0.03};
+  if (dataset == "imagenet") return {{0.003, 0.01, 0.03, 0.06}, 0.01};
+  if (dataset == "cifar10" || dataset == "cifar100") return {small_grid, 0.02};
+  if (dataset == "pets" || dataset == "flowers") return {small_grid, 0.10};
+  return {{0.01}, std::nullopt};
+}
+
 std::optional<double> BaseLearningRate(const Recipe& recipe, std::string_view model) {
   if (recipe.train.lr > 0) return recipe.train.lr;
   for (const auto& [name, lr] : kJftLearningRates) {

@@ -35,6 +35,7 @@ enum class Kind {
   kInteger,  // a plain integer
   kReal,
   kChoice,  // one of `choices`
+  kWidth,   // `true` (the model's own width), `false` or a width >= 0 (0 = none)
 };
 
 struct KeySpec {
@@ -69,6 +70,10 @@ const std::vector<KeySpec>& KeySpecs() {
       {"label_smoothing", Kind::kReal, 0, false, 1},
       {"crop_padding", Kind::kInteger, 0},
       {"flip", Kind::kChoice, 0, false, 0, {"true", "false"}},
+      {"pre_logits", Kind::kWidth},
+      {"early_stopping_every", Kind::kCount, 0},
+      {"fine_tune_resolution", Kind::kCount, 0, true},
+      {"inspect", Kind::kChoice, 0, false, 0, {"true", "false"}},
   };
   return specs;
 }
@@ -262,6 +267,20 @@ Expected<Setting> Parser::ParseSetting(const std::string& spec_key, const YAML::
                                  text, DidYouMean(text, spec.choices)));
       }
       setting.value = text;
+      return setting;
+    }
+    case Kind::kWidth: {
+      if (text == "true") {
+        setting.value = text;
+        return setting;
+      }
+      std::optional<int64_t> value = text == "false" ? 0 : ParseCount(text, false);
+      if (!value || *value < 0) {
+        return Error(node, fmt::format("'{}' must be true (the model's width), false or a width "
+                                       ">= 0, not '{}'",
+                                       key, text));
+      }
+      setting.value = *value;
       return setting;
     }
     case Kind::kCount:
@@ -532,14 +551,16 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
   for (const YAML::Node& item : node) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries,
                      Entries(item, "a fine_tune entry",
-                             {"dataset", "steps", "resolution", "lrs", "batch_size"}));
+                             {"dataset", "steps", "resolution", "lrs", "batch_size", "holdout",
+                              "final_run", "polyak"}));
     FineTuneSpec spec;
     spec.mark = MarkOf(item);
     FineTuneConfig& ft = spec.config;
     ft.resolution = recipe_.fine_tune_resolution;
     ft.batch_size = recipe_.fine_tune_batch_size;
-    ft.lrs = recipe_.fine_tune_lrs;
+    ft.final_run = true;  // App. B.1.1
     std::optional<int64_t> steps;
+    bool lrs_given = false, holdout_given = false;
     for (const Entry& e : entries) {
       if (e.key == "dataset") {
         ASSIGN_OR_RETURN(Setting s, ParseSetting("dataset", e.value));
@@ -548,6 +569,24 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
         ASSIGN_OR_RETURN(Axis axis, ParseAxis("lr", e.key_node, e.value, false, "lrs"));
         ft.lrs.clear();
         for (const Setting& s : axis.values) ft.lrs.push_back(std::get<double>(s.value));
+        lrs_given = true;
+      } else if (e.key == "holdout") {
+        ASSIGN_OR_RETURN(double holdout, Real(e.value, "'holdout'", 0, true));
+        if (holdout >= 1) return Error(e.value, "'holdout' is a fraction of train: below 1");
+        ft.holdout = holdout;
+        holdout_given = true;
+      } else if (e.key == "polyak") {
+        ASSIGN_OR_RETURN(double polyak, Real(e.value, "'polyak'", 0, true));
+        if (polyak >= 1) {
+          return Error(e.value, "'polyak' is the averaging decay, e.g. 0.9999: below 1");
+        }
+        ft.polyak = polyak;
+      } else if (e.key == "final_run") {
+        ASSIGN_OR_RETURN(std::string text, Text(e.value, "'final_run'"));
+        if (text != "true" && text != "false") {
+          return Error(e.value, "'final_run' must be true or false, not '" + text + "'");
+        }
+        ft.final_run = text == "true";
       } else {
         const char* key = e.key == "steps"        ? "steps"
                           : e.key == "resolution" ? "resolution"
@@ -564,6 +603,9 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
     }
     if (ft.dataset.empty()) return Error(item, "a fine_tune entry needs 'dataset'");
     DatasetInfo d = LookupDataset(ft.dataset).value();
+    const FineTuneProtocol protocol = PaperFineTuneProtocol(ft.dataset);
+    if (!lrs_given) ft.lrs = protocol.lrs;
+    if (!holdout_given && ft.lrs.size() > 1) ft.holdout = protocol.holdout;
     if (!steps && d.fine_tune_steps == 0) {
       return Error(item,
                    "the paper gives no fine-tuning steps for " + ft.dataset + "; set 'steps'");
@@ -573,7 +615,8 @@ Status Parser::ParseFineTune(const YAML::Node& node, Sweep* sweep) const {
       const FineTuneConfig& other = sweep->fine_tune[i].config;
       if (other.dataset == ft.dataset && other.steps == ft.steps &&
           other.resolution == ft.resolution && other.lrs == ft.lrs &&
-          other.batch_size == ft.batch_size) {
+          other.batch_size == ft.batch_size && other.holdout == ft.holdout &&
+          other.final_run == ft.final_run && other.polyak == ft.polyak) {
         return Error(item, fmt::format("this fine_tune entry repeats the one at line {}",
                                        sweep->fine_tune[i].mark.line));
       }
@@ -886,6 +929,20 @@ class Expander {
     t.label_smoothing = real("label_smoothing", d.label_smoothing);
     t.crop_padding = get("crop_padding") ? integer("crop_padding", 0) : d.crop_padding;
     t.flip = get("flip") ? std::optional<bool>(text("flip", "") == "true") : d.flip;
+    if (const Setting* pre_logits = get("pre_logits")) {
+      const bool model_width = std::holds_alternative<std::string>(pre_logits->value);
+      if (model.family == models::Family::kResNet) {
+        // BiT has no pre_logits layer: `true` means "where the model has one".
+        if (!model_width && std::get<int64_t>(pre_logits->value) > 0) {
+          return parser_.Error(pre_logits->mark, c.model +
+                                                     " is a ResNet: it has no pre_logits "
+                                                     "layer (set it on ViTs and hybrids)");
+        }
+      } else {
+        t.pre_logits = model_width ? model.transformer.width : std::get<int64_t>(pre_logits->value);
+      }
+    }
+    t.early_stopping_every = integer("early_stopping_every", 0);
     if (const Setting* steps = get("steps")) {
       t.epochs = static_cast<double>(std::get<int64_t>(steps->value)) *
                  static_cast<double>(t.batch_size) / static_cast<double>(c.subset);
@@ -910,11 +967,32 @@ class Expander {
                            fmt::format("{} cannot pretrain at resolution {} on {}: {}", c.model,
                                        t.resolution, c.dataset, shape.message()));
     }
+    if (t.early_stopping_every > 0 && dataset.test_size == 0) {
+      // Without a test split, validation takes the tail of the subset permutation.
+      const int64_t tail = ValidationTailSize(dataset.train_size);
+      if (c.subset + tail > dataset.train_size) {
+        return parser_.Error(
+            get("subset") ? get("subset")->mark : get("early_stopping_every")->mark,
+            fmt::format("early stopping on {} validates on the last {} examples of its "
+                        "permutation, so the subset may be at most {}, not {}",
+                        c.dataset, tail, dataset.train_size - tail, c.subset));
+      }
+    }
+    c.inspect = text("inspect", "false") == "true";
+    if (c.inspect && model.family == models::Family::kResNet) {
+      return parser_.Error(get("inspect")->mark,
+                           c.model +
+                               " is a ResNet: the inspection evaluators read a "
+                               "transformer's embeddings and attention");
+    }
     c.few_shot = sweep_.few_shot;
     double fine_tune_flops = 0;
+    const Setting* fine_tune_resolution = get("fine_tune_resolution");
     for (const FineTuneSpec& spec : sweep_.fine_tune) {
       FineTuneConfig ft = spec.config;
-      if (!spec.resolution_given) {
+      if (fine_tune_resolution) {
+        ft.resolution = std::get<int64_t>(fine_tune_resolution->value);
+      } else if (!spec.resolution_given) {
         int64_t stride = models::InputStride(model);
         ft.resolution = std::max(stride, ft.resolution / stride * stride);
       }
@@ -922,16 +1000,16 @@ class Expander {
       Status ft_shape =
           models::CheckShape(model, static_cast<int>(ft.resolution), target.num_classes);
       if (!ft_shape.ok()) {
-        return parser_.Error(spec.mark,
+        return parser_.Error(fine_tune_resolution ? fine_tune_resolution->mark : spec.mark,
                              fmt::format("{} cannot fine-tune at resolution {} on {}: {}", c.model,
                                          ft.resolution, ft.dataset, ft_shape.message()));
       }
-      // One run per learning rate of the grid, each steps x batch images.
+      // Every run of steps x batch images: the grid's and the final one.
       models::ModelCost ft_cost =
           models::ComputeCost(model, static_cast<int>(ft.resolution), target.num_classes);
       fine_tune_flops += models::TrainFlopsPerImage(ft_cost.forward_macs) *
                          static_cast<double>(ft.steps * ft.batch_size) *
-                         static_cast<double>(ft.lrs.size());
+                         static_cast<double>(FineTuneRuns(ft));
       c.fine_tune.push_back(std::move(ft));
     }
 

@@ -89,6 +89,12 @@ Status HttpSink::Checkpoint(int64_t step, const std::string& path, const std::st
   return Status::Ok();
 }
 
+Status HttpSink::EnterPhase(const Phase& phase) {
+  ASSIGN_OR_RETURN(protocol::PhaseReport report, ToProtocol(phase));
+  Enqueue({"phase", report.ToJson()});
+  return Status::Ok();
+}
+
 Status HttpSink::Flush(std::chrono::seconds timeout) {
   std::unique_lock<std::mutex> lock(mutex_);
   bool done = changed_.wait_for(lock, timeout, [this] { return queue_.empty() && !sending_; });

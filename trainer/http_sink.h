@@ -1,10 +1,10 @@
-// HttpSink: rank 0's reports sent to the coordinator (docs/api.md, "Agents"): metric batches,
-// results with the compute ledger, and each checkpoint written. Training never waits for the
-// network: every call queues and returns, and a background thread delivers in order, retrying
-// with backoff while the coordinator is away (restarting, say). Flush() waits for delivery at the
-// end of a job, so results are never reported as done while they still sit in memory.
+// HttpSink: rank 0's reports sent to the coordinator (docs/api.md, "Reports"): metric batches,
+// results with the compute ledger, each checkpoint written, and each phase entered. Training never
+// waits for the network: every call queues and returns, and a background thread delivers in order,
+// retrying with backoff while the coordinator is away (restarting, say). Flush() waits for delivery
+// at the end of a job, so results are never reported as done while they still sit in memory.
 //
-// Threads: the Metrics/Final/Checkpoint calls and Flush() come from the training thread;
+// Threads: the Metrics/Final/Checkpoint/EnterPhase calls and Flush() come from the training thread;
 // one internal thread does the HTTP.
 #pragma once
 
@@ -33,13 +33,13 @@ class HttpSink final : public ReportSink {
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
   Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
-
+  Status EnterPhase(const Phase& phase) override;
   // Waits until everything queued has been delivered; kUnavailable if `timeout` passes first.
   Status Flush(std::chrono::seconds timeout);
 
  private:
   struct Post {
-    std::string what;  // "metrics", "results" or "checkpoints"
+    std::string what;  // "metrics", "results", "checkpoints" or "phase"
     nlohmann::json body;
   };
 

@@ -184,6 +184,18 @@ Status ValidateJobSpec(const JobSpec& spec) {
   if (t.crop_padding) {
     RETURN_IF_ERROR(non_negative("job.train.crop_padding", static_cast<double>(*t.crop_padding)));
   }
+  RETURN_IF_ERROR(non_negative("job.train.pre_logits", static_cast<double>(t.pre_logits)));
+  if (t.pre_logits > 0 && model->family == models::Family::kResNet) {
+    return InvalidArgument("field 'job.train.pre_logits': " + j.model +
+                           " is a ResNet, which has no pre_logits layer");
+  }
+  RETURN_IF_ERROR(
+      non_negative("job.train.early_stopping_every", static_cast<double>(t.early_stopping_every)));
+  if (j.inspect && model->family == models::Family::kResNet) {
+    return InvalidArgument("field 'job.inspect': " + j.model +
+                           " is a ResNet; the inspection reads a transformer's embeddings and "
+                           "attention");
+  }
   for (size_t i = 0; i < j.few_shot.shots.size(); ++i) {
     if (j.few_shot.shots[i] <= 0) {
       return InvalidArgument("field 'job.few_shot.shots[" + std::to_string(i) + "]' must be > 0");
@@ -201,6 +213,12 @@ Status ValidateJobSpec(const JobSpec& spec) {
     if (f.batch_size <= 0) return InvalidArgument("field '" + at + "batch_size' must be > 0");
     if (f.resolution <= 0) return InvalidArgument("field '" + at + "resolution' must be > 0");
     if (f.lrs.empty()) return InvalidArgument("field '" + at + "lrs' is empty");
+    if (f.holdout && !(*f.holdout > 0 && *f.holdout < 1)) {
+      return InvalidArgument("field '" + at + "holdout' must be in (0, 1)");
+    }
+    if (f.polyak && !(*f.polyak >= 0 && *f.polyak < 1)) {
+      return InvalidArgument("field '" + at + "polyak' must be in [0, 1)");
+    }
   }
   const RunOptions& r = spec.run;
   RETURN_IF_ERROR(non_negative("run.checkpoint_every_steps",

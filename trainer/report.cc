@@ -76,6 +76,35 @@ Status JsonlFileSink::Final(const std::vector<ResultRecord>& results, const Comp
   return WriteLines(lines);
 }
 
+Expected<protocol::PhaseReport> ToProtocol(const Phase& phase) {
+  ASSIGN_OR_RETURN(protocol::JobPhase name, protocol::ParseJobPhase(phase.name));
+  return protocol::PhaseReport{name, phase.index, phase.count, phase.detail};
+}
+
+std::string Phase::ToString() const {
+  std::string text = name;
+  if (count > 0) text += " " + std::to_string(index) + "/" + std::to_string(count);
+  if (!detail.empty()) text += " (" + detail + ")";
+  return text;
+}
+
+Status JsonlFileSink::EnterPhase(const Phase& phase) {
+  return WriteLines(json{{"kind", "phase"},
+                         {"job", job_id_},
+                         {"phase", phase.name},
+                         {"index", phase.index},
+                         {"count", phase.count},
+                         {"detail", phase.detail}}
+                        .dump() +
+                    "\n");
+}
+
+Status StreamSink::EnterPhase(const Phase& phase) {
+  std::fprintf(stream_, "phase %s\n", phase.ToString().c_str());
+  std::fflush(stream_);
+  return Status::Ok();
+}
+
 Status StreamSink::Metrics(const std::vector<MetricPoint>& points) {
   // One line per step, its metrics in the order given.
   std::map<int64_t, std::string> lines;
@@ -121,6 +150,10 @@ Status FanoutSink::Metrics(const std::vector<MetricPoint>& points) {
 }
 Status FanoutSink::Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) {
   return ForEach(sinks_, [&](ReportSink& s) { return s.Final(results, ledger); });
+}
+
+Status FanoutSink::EnterPhase(const Phase& phase) {
+  return ForEach(sinks_, [&](ReportSink& s) { return s.EnterPhase(phase); });
 }
 
 Status FanoutSink::Checkpoint(int64_t step, const std::string& path, const std::string& sha256) {

@@ -7,6 +7,9 @@
 //   ResultRecord   one final figure: pretraining test accuracy, each few-shot (dataset, shots,
 //                  seed) accuracy and its mean over seeds, each fine-tune accuracy.
 //   ComputeLedger  the job's cost: analytic FLOPs and measured seconds.
+//   Phase          what the job is doing now: pretraining, few-shot i/n, fine-tune i/n,
+//                  inspection i/n; for progress displays (a job at 100% of its pretraining
+//                  may still have minutes of evaluations ahead).
 #pragma once
 
 #include <cstdint>
@@ -35,6 +38,22 @@ struct ResultRecord {
   double value = 0.0;
 };
 
+// The phase names a job reports, in the order a job goes through them.
+inline constexpr char kPhasePretraining[] = "pretraining";
+inline constexpr char kPhaseFewShot[] = "few-shot";
+inline constexpr char kPhaseFineTune[] = "fine-tune";
+inline constexpr char kPhaseInspection[] = "inspection";
+
+struct Phase {
+  std::string name;    // one of the kPhase* names
+  int64_t index = 0;   // the part under way, from 1; 0 for a phase without parts
+  int64_t count = 0;   // how many parts the phase has; 0 without parts
+  std::string detail;  // e.g. "cifar10 lr=0.01"; may be empty
+
+  // "few-shot 2/6 (digits seed 1)"
+  std::string ToString() const;
+};
+
 struct ComputeLedger {
   double train_flops = 0.0;  // 6 x forward MACs x images seen (PAPER.md)
   double eval_flops = 0.0;   // 2 x forward MACs per evaluated image (+ 6x for fine-tune steps)
@@ -49,6 +68,8 @@ struct ComputeLedger {
 // result the coordinator stores (it averages the seeds itself): kNotFound.
 Expected<protocol::ResultEntry> ToProtocol(const ResultRecord& result);
 protocol::Ledger ToProtocol(const ComputeLedger& ledger);
+// kInvalidArgument for a phase name that is none of the kPhase* names.
+Expected<protocol::PhaseReport> ToProtocol(const Phase& phase);
 
 class ReportSink {
  public:
@@ -63,11 +84,16 @@ class ReportSink {
     (void)step, (void)path, (void)sha256;
     return Status::Ok();
   }
+  // The job entered a phase or a new part of one. Sinks without a use for it ignore it.
+  virtual Status EnterPhase(const Phase& phase) {
+    (void)phase;
+    return Status::Ok();
+  }
 };
 
 // One JSON object per line, appended to `path` (a resumed job continues the same file, so a
 // reader may see a step's metrics twice and keeps the last). Each line carries "job" and "kind"
-// ("metric", "result" or "ledger"); each call is flushed before it returns.
+// ("metric", "result", "ledger" or "phase"); each call is flushed before it returns.
 class JsonlFileSink final : public ReportSink {
  public:
   static Expected<std::unique_ptr<JsonlFileSink>> Open(const std::string& path,
@@ -75,6 +101,7 @@ class JsonlFileSink final : public ReportSink {
   ~JsonlFileSink() override;
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
+  Status EnterPhase(const Phase& phase) override;
 
  private:
   JsonlFileSink(std::FILE* file, std::string path, std::string job_id)
@@ -87,12 +114,13 @@ class JsonlFileSink final : public ReportSink {
 };
 
 // Human-readable lines on a stdio stream (stdout by default): one line per metric batch step,
-// a table of results, the ledger.
+// a line per phase, a table of results, the ledger.
 class StreamSink final : public ReportSink {
  public:
   explicit StreamSink(std::FILE* stream = stdout) : stream_(stream) {}
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
+  Status EnterPhase(const Phase& phase) override;
 
  private:
   std::FILE* stream_;
@@ -105,6 +133,7 @@ class FanoutSink final : public ReportSink {
   Status Metrics(const std::vector<MetricPoint>& points) override;
   Status Final(const std::vector<ResultRecord>& results, const ComputeLedger& ledger) override;
   Status Checkpoint(int64_t step, const std::string& path, const std::string& sha256) override;
+  Status EnterPhase(const Phase& phase) override;
 
  private:
   std::vector<std::unique_ptr<ReportSink>> sinks_;

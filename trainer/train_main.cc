@@ -150,12 +150,35 @@ class Job {
                                          " ranks: " + plan.status().message()));
     }
     const int resolution = static_cast<int>(job.train.resolution);
+    // Early stopping validates on the test split, or without one on the tail of the subset
+    // permutation, which the subset must leave free (sweep::ValidationTailSize).
+    data::Split validation;
+    const bool early_stopping = job.train.early_stopping_every > 0;
+    if (early_stopping) {
+      if (dataset.test.size() > 0) {
+        validation = dataset.test;
+      } else {
+        const size_t n = dataset.train.size();
+        const size_t tail = static_cast<size_t>(sweep::ValidationTailSize(static_cast<int64_t>(n)));
+        if (tail == 0 || subset->size() + tail > n) {
+          return ConfigError(InvalidArgument(
+              "field 'job.train.early_stopping_every': " + job.dataset +
+              " has no test split, so "
+              "validation takes the last " +
+              std::to_string(tail) + " of its " + std::to_string(n) +
+              " training examples; 'job.subset' must be at most " + std::to_string(n - tail)));
+        }
+        TRY(std::vector<uint32_t> order, data::NestedSubset(n, n, job.subset_seed));
+        validation = dataset.train.Select(std::vector<uint32_t>(order.end() - tail, order.end()));
+      }
+    }
     const int64_t total_steps = std::max<int64_t>(
         1, std::llround(job.train.epochs * static_cast<double>(plan->steps_per_epoch())));
 
     // ---- Phase 2: model and optimizer.
     TRY_CONFIG(models::ModelConfig model_config, models::LookupModel(job.model));
     model_config.dropout = job.train.dropout;
+    model_config.pre_logits = static_cast<int>(job.train.pre_logits);
     torch::manual_seed(job.seed);
     Expected<models::Model> built = models::BuildModel(model_config, dataset.num_classes, resolution);
     if (!built.ok()) return ConfigError(InvalidArgument("field 'job.train.resolution' or 'job.model': " + built.status().message()));
@@ -190,8 +213,11 @@ class Job {
       }
       TRY_STATUS(LoadModule(checkpoint->blobs[kModelBlob], *model));
       TRY_STATUS(LoadOptimizer(checkpoint->blobs[kOptimizerBlob], *optimizer));
+      model->SetConventions(saved.conventions);
       progress.step = saved.step;
       progress.images_seen = saved.images_seen;
+      progress.best_validation = saved.best_validation;
+      progress.best_step = saved.best_step;
       Log("resuming from " + checkpoint->path + " at step " + std::to_string(saved.step));
     } else if (checkpoint.status().code() != StatusCode::kNotFound) {
       return OtherFailure(checkpoint.status());
@@ -200,6 +226,7 @@ class Job {
       if (!status.ok()) return ConfigError(InvalidArgument("field 'run.init_from': " + status.message()));
       Log("initialised from " + run.init_from);
     }
+    progress.conventions = model->config().conventions;
     // Every rank must agree on where it starts (a checkpoint directory that is not shared, or
     // one that changed between the ranks' reads, would split them).
     std::vector<double> start = {static_cast<double>(progress.step)};
@@ -230,6 +257,8 @@ class Job {
     }
     const double forward_macs = static_cast<double>(
         models::ComputeCost(model->config(), resolution, dataset.num_classes).forward_macs);
+    const std::string best_path = (std::filesystem::path(run.dir) / "best.pt").string();
+    double validation_flops = 0.0;
 
     // ---- Phase 5: the training loop. Sizes that ran out of memory before are halved.
     const int64_t rank_batch = job.train.batch_size / comm().size();
@@ -259,6 +288,7 @@ class Job {
     loader_options.prefetch = std::max(2, loader_options.threads);
     loader_options.max_bad_samples = run.max_bad_samples;
     loader_options.log = [this](const std::string& line) { Log(line); };
+    if (sink) TRY_STATUS(sink->EnterPhase({kPhasePretraining, 0, 0, ""}));
     if (progress.step < total_steps) {
       TRY(std::unique_ptr<data::Loader> loader,
           data::Loader::Create(dataset.train, *plan, comm().rank(), progress.step, loader_options));
@@ -277,6 +307,21 @@ class Job {
       hooks.sink = sink.get();
       hooks.stop_requested = &stop_requested;
       hooks.after_step = [&](int64_t steps_done, bool stopping) -> Status {
+        // Early stopping: validate on every rank (a collective), keep the best model. Skipped
+        // when stopping, so that the checkpoint fits in the grace period.
+        if (early_stopping && !stopping &&
+            (steps_done % job.train.early_stopping_every == 0 || steps_done == total_steps)) {
+          ASSIGN_OR_RETURN(double accuracy,
+                           EvaluateAccuracy(*model, comm(), validation, loader_options.augment,
+                                            eval_batch, loader_options.threads));
+          validation_flops += 2.0 * forward_macs * static_cast<double>(validation.size());
+          if (sink) RETURN_IF_ERROR(sink->Metrics({{steps_done, "val_accuracy", accuracy}}));
+          if (accuracy > progress.best_validation) {
+            progress.best_validation = accuracy;
+            progress.best_step = steps_done;
+            if (comm().rank() == 0) RETURN_IF_ERROR(models::SaveModel(*model, best_path));
+          }
+        }
         const bool due = stopping || steps_done == total_steps ||
                          (run.checkpoint_every_steps > 0 &&
                           steps_done % run.checkpoint_every_steps == 0);
@@ -321,6 +366,19 @@ class Job {
       }
       results.push_back({"pretrain", job.dataset, 0, -1, "accuracy", *test_accuracy});
     }
+    if (comm().rank() == 0) {
+      TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
+    }
+    if (early_stopping && progress.best_step >= 0) {
+      // Sec. 4.3: the transfer results are the best-validated model's. Rank 0 wrote best.pt
+      // before the collectives since, so every rank reads the complete file.
+      results.push_back(
+          {"pretrain", job.dataset, 0, -1, "best_validation_accuracy", progress.best_validation});
+      results.push_back(
+          {"pretrain", job.dataset, 0, -1, "best_step", static_cast<double>(progress.best_step)});
+      TRY_STATUS(models::LoadWeights(best_path, *model));
+      Log("evaluating the best-validated model, of step " + std::to_string(progress.best_step));
+    }
     EvalEnv env;
     env.comm = &comm();
     env.roots = roots;
@@ -330,10 +388,11 @@ class Job {
     env.seed = static_cast<uint64_t>(job.seed);
     env.stop_requested = &stop_requested;
     env.sink = sink.get();
-    env.eval_flops = 2.0 * forward_macs * static_cast<double>(dataset.test.size());
-    if (comm().rank() == 0) {
-      TRY_STATUS(models::SaveModel(*model, (std::filesystem::path(run.dir) / "final.pt").string()));
-    }
+    env.eval_flops =
+        2.0 * forward_macs * static_cast<double>(dataset.test.size()) + validation_flops;
+    env.dataset = job.dataset;
+    env.run_dir = run.dir;
+    env.file_prefix = spec_.job_id.substr(0, 12);
     for (auto& evaluator : MakeEvaluators(job, &env)) {
       Expected<std::vector<ResultRecord>> records = evaluator->Run(*model);
       if (!records.ok()) {
@@ -366,6 +425,44 @@ class Job {
       // restarting). Failing here retries the job, which resumes from its final checkpoint.
       if (http_sink) TRY_STATUS(http_sink->Flush(std::chrono::seconds(300)));
     }
+    return {kExitDone, Status::Ok()};
+  }
+
+  // `--inspect`: the inspection views of a finished job (trainer/inspection.h), from its run
+  // directory's best.pt (early stopping) or final.pt, written beside them. Reports go to stdout
+  // only; the job's state is not touched.
+  Failure Inspect(const std::string& spec_path) {
+    TRY_CONFIG(spec_, LoadJobSpec(spec_path));
+    torch::set_num_threads(static_cast<int>(spec_.run.threads));
+    const std::filesystem::path dir(spec_.run.dir);
+    std::string path = (dir / "best.pt").string();
+    std::error_code error;
+    if (spec_.job.train.early_stopping_every == 0 || !std::filesystem::exists(path, error)) {
+      path = (dir / "final.pt").string();
+    }
+    if (!std::filesystem::exists(path, error)) {
+      return ConfigError(InvalidArgument("no " + path +
+                                         ": the job has not finished pretraining in that run "
+                                         "directory"));
+    }
+    TRY(models::Model model, models::LoadModel(path));
+    if (model->name() != spec_.job.model) {
+      return ConfigError(InvalidArgument(path + " holds a " + model->name() + ", the job trains " +
+                                         spec_.job.model));
+    }
+    StreamSink sink(stdout);
+    EvalEnv env;
+    env.comm = &comm();
+    env.roots.datasets_dir = spec_.run.datasets_dir;
+    env.loader_threads = static_cast<int>(spec_.run.loader_threads);
+    env.stop_requested = &stop_requested;
+    env.sink = comm().rank() == 0 ? &sink : nullptr;
+    env.dataset = spec_.job.dataset;
+    env.run_dir = spec_.run.dir;
+    env.file_prefix = spec_.job_id.substr(0, 12);
+    Log("inspecting " + path);
+    Expected<std::vector<ResultRecord>> done = MakeInspectionEvaluator(&env)->Run(*model);
+    if (!done.ok()) return FromStatus(done.status());
     return {kExitDone, Status::Ok()};
   }
 
@@ -402,15 +499,20 @@ class Job {
 
 int Main(int argc, char** argv) {
   static const char kUsage[] =
-      "usage: [mpirun -np N] vitscale-train --spec JOB.json\n"
-      "Runs one job spec (docs/train-spec.md). Exit status: 0 done, 75 preempted (resume later),\n"
-      "78 configuration error, 79 out of memory (retried with half the batch), 1 other failure.\n\n";
-  CommandLine line = ParseCommandLine(argc, argv, "vitscale-train", kUsage,
-                                      {{"--spec", true, "JOB.json", "the job spec to run (required)"}});
+      "usage: [mpirun -np N] vitscale-train --spec JOB.json [--inspect]\n"
+      "Runs one job spec (docs/train-spec.md); with --inspect, only the inspection views of the\n"
+      "finished job in the spec's run directory (its final.pt, or best.pt with early stopping).\n"
+      "Exit status: 0 done, 75 preempted (resume later), 78 configuration error, 79 out of memory\n"
+      "(retried with half the batch), 1 other failure.\n\n";
+  CommandLine line = ParseCommandLine(
+      argc, argv, "vitscale-train", kUsage,
+      {{"--spec", true, "JOB.json", "the job spec to run (required)"},
+       {"--inspect", false, "", "draw the finished job's inspection views instead of training"}});
   // A bad command line is the caller's configuration error: retrying it cannot help.
   if (line.exit_code > 0) return kExitConfigError;
   if (line.exit_code == 0) return kExitDone;
   std::string spec_path = line.args.Get("--spec");
+  const bool inspect = line.args.Has("--inspect");
   if (spec_path.empty()) {
     std::fprintf(stderr, "vitscale-train: --spec JOB.json is required\n");
     return kExitConfigError;
@@ -424,7 +526,7 @@ int Main(int argc, char** argv) {
   Failure result{kExitDone, Status::Ok()};
   {
     Job job(**comm);
-    result = job.Run(spec_path);
+    result = inspect ? job.Inspect(spec_path) : job.Run(spec_path);
     if (!result.status.ok()) {
       std::fprintf(stderr, "vitscale-train: rank %d: %s\n", (*comm)->rank(),
                    result.status.ToString().c_str());

@@ -2,6 +2,7 @@
 // train_state.cc so that the tensor half builds without a JSON library (bench/gpu).
 #include <nlohmann/json.hpp>
 
+#include "models/config_json.h"
 #include "trainer/train_state.h"
 
 namespace vitscale::trainer {
@@ -18,6 +19,9 @@ std::string SerializeProgress(const TrainProgress& p) {
         {"total_steps", p.schedule.total_steps},
         {"decay", DecayName(p.schedule.decay)},
         {"end_lr", p.schedule.end_lr}}},
+      {"conventions", models::ConventionsToJson(p.conventions)},
+      {"best_validation", p.best_validation},
+      {"best_step", p.best_step},
   };
   return j.dump(2);
 }
@@ -36,6 +40,13 @@ Expected<TrainProgress> ParseProgress(const std::string& text) {
     p.schedule.total_steps = s.at("total_steps").get<int64_t>();
     ASSIGN_OR_RETURN(p.schedule.decay, ParseDecay(s.at("decay").get<std::string>()));
     p.schedule.end_lr = s.at("end_lr").get<double>();
+    // Checkpoints written before these fields existed have vitscale's own conventions and no
+    // early stopping.
+    if (j.contains("conventions")) {
+      ASSIGN_OR_RETURN(p.conventions, models::ConventionsFromJson(j.at("conventions"), kStateBlob));
+    }
+    p.best_validation = j.value("best_validation", -1.0);
+    p.best_step = j.value("best_step", int64_t{-1});
   } catch (const nlohmann::json::exception& e) {
     return Corruption(std::string("bad ") + kStateBlob + ": " + e.what());
   }

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "models/config_json.h"
+
 namespace vitscale::trainer {
 namespace {
 

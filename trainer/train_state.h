@@ -1,7 +1,8 @@
 // The training state a checkpoint holds, as named blobs for CheckpointStore:
 //   model.pt      every parameter and buffer of the module, by its registered name
 //   optimizer.pt  the optimiser's per-parameter state (Adam moments and step, SGD momentum)
-//   state.json    step, images seen, seed, the schedule and the model name
+//   state.json    step, images seen, seed, the schedule, the model name and conventions, and
+//                 early stopping's best validation so far
 // RNG streams need no blob: the trainer reseeds every step from (seed, step, rank) and the data
 // order is a pure function of (seed, epoch, step, rank, world), so step and seed restore both.
 #pragma once
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "models/registry.h"
 #include "trainer/optim.h"
 
 namespace vitscale::trainer {
@@ -27,6 +29,12 @@ struct TrainProgress {
   uint64_t seed = 0;
   std::string model;        // registry name, to refuse a checkpoint of another model
   Schedule schedule;
+  // How the model computes: vitscale's own, or a released file's when the job started from one
+  // (models/registry.h); a resumed run must compute as the first attempt did.
+  models::Conventions conventions;
+  // Early stopping: the best validation accuracy so far and its step; -1 before any.
+  double best_validation = -1;
+  int64_t best_step = -1;
 };
 
 Expected<std::string> SerializeModule(const torch::nn::Module& module);

@@ -13,6 +13,21 @@ export interface Sweep {
   definition?: string;
 }
 
+// What a running job is doing (docs/api.md, "Reports"): "few-shot 2/6 (digits seed 1)".
+export interface JobPhase {
+  phase: 'pretraining'|'few-shot'|'fine-tune'|'inspection';
+  index: number;  // the part under way, 1..count; 0 without parts
+  count: number;
+  detail: string;
+}
+
+export function phaseText(p: JobPhase): string {
+  let text: string = p.phase;
+  if (p.count > 0) text += ` ${p.index}/${p.count}`;
+  if (p.detail) text += ` (${p.detail})`;
+  return text;
+}
+
 export interface Job {
   id: string;
   model: string;
@@ -26,6 +41,7 @@ export interface Job {
   planned_exaflops: number;
   images_seen: number;
   progress: number;
+  phase?: JobPhase|null;  // while running, once the trainer reported one
   created_at: string;
   updated_at: string;
 }
@@ -121,9 +137,17 @@ export interface StudyRow {
   state: string;
   exaflops: number;
   planned: boolean;
-  device_hours: number;
+  device_hours: number | null;  // null where the ledger has no device time
   results: Record<string, number>;
   average: number | null;
+}
+
+// GET jobs/{id}/inspection: the inspection files present (docs/api.md, "Inspection").
+export interface InspectionFile {
+  name: string;  // "attention-distance.json", ...
+  view: string;  // "attention-distance", ...
+  bytes: number;
+  modified_at: string;
 }
 
 export interface Study {
@@ -279,6 +303,10 @@ export async function getJson<T>(path: string, query: Query = {}): Promise<T> {
 
 export async function getText(path: string, query: Query = {}): Promise<string> {
   return (await request('GET', path, query)).text();
+}
+
+export async function getBlob(path: string, query: Query = {}): Promise<Blob> {
+  return (await request('GET', path, query)).blob();
 }
 
 export async function postJson<T>(path: string, body: unknown = {}): Promise<T> {

@@ -130,10 +130,13 @@ function svgText(chart: EChart): string {
 }
 
 function toPng(chart: EChart): Promise<Blob> {
+  return rasterise(svgText(chart), chart.getWidth(), chart.getHeight());
+}
+
+// An SVG document drawn at twice its size on white, as a PNG.
+export function rasterise(svg: string, width: number, height: number): Promise<Blob> {
   const scale = 2;
-  const width = chart.getWidth();
-  const height = chart.getHeight();
-  const url = URL.createObjectURL(new Blob([svgText(chart)], { type: 'image/svg+xml' }));
+  const url = URL.createObjectURL(new Blob([svg], {type: 'image/svg+xml'}));
   return new Promise((resolve, reject) => {
     const image = new Image();
     image.onload = () => {
@@ -149,7 +152,7 @@ function toPng(chart: EChart): Promise<Blob> {
     };
     image.onerror = () => {
       URL.revokeObjectURL(url);
-      reject(new Error('the chart SVG could not be rasterised'));
+      reject(new Error('the SVG could not be rasterised'));
     };
     image.src = url;
   });

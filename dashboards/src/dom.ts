@@ -46,10 +46,60 @@ export function shortId(id: string): string {
   return id.slice(0, 12);
 }
 
-export function fmtFlops(exaflops: number | null | undefined): string {
-  if (exaflops === null || exaflops === undefined || !Number.isFinite(exaflops)) return '–';
-  if (exaflops === 0) return '0';
-  return exaflops.toExponential(2);
+// A unit of compute, as a multiple of the API's exaFLOPs.
+export interface Unit {
+  name: string;
+  per: number;  // how many of the base quantity one unit is
+}
+
+const kFlopsUnits: Unit[] = [
+  { name: 'GFLOPs', per: 1e-9 }, { name: 'TFLOPs', per: 1e-6 }, { name: 'PFLOPs', per: 1e-3 }, { name: 'exaFLOPs', per: 1 },
+];
+const kDeviceTimeUnits: Unit[] = [
+  { name: 'device-seconds', per: 1 / 3600 }, { name: 'device-minutes', per: 1 / 60 }, { name: 'device-hours', per: 1 },
+  { name: 'device-days', per: 24 },
+];
+
+// The largest unit in which `value` (in the base quantity) is at least 1; the smallest below that.
+function unitFor(units: Unit[], value: number): Unit {
+  let chosen = units[0];
+  for (const unit of units) if (Number.isFinite(value) && value / unit.per >= 1) chosen = unit;
+  return chosen;
+}
+
+// FLOPs by scale, so that a laptop study reads "17.6 TFLOPs", not "1.76e-5 exaFLOPs". Plots and
+// columns pass the unit of their largest value, so that every value of one axis shares it.
+export function flopsUnit(exaflops: number): Unit {
+  return unitFor(kFlopsUnits, exaflops);
+}
+
+// Device time by scale: seconds up to days (the paper counts TPUv3-core-days).
+export function deviceTimeUnit(hours: number): Unit {
+  return unitFor(kDeviceTimeUnits, hours);
+}
+
+// `value` (in the unit's base quantity) as a number of `unit`s, without the unit's name: for a
+// column whose header names the unit.
+export function fmtInUnit(value: number | null | undefined, unit: Unit): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '–';
+  if (value === 0) return '0';
+  const scaled = value / unit.per;
+  return Math.abs(scaled) >= 1000 || Math.abs(scaled) < 0.01 ? scaled.toExponential(2) : scaled.toPrecision(3);
+}
+
+function fmtWithUnit(value: number | null | undefined, unit: Unit): string {
+  const text = fmtInUnit(value, unit);
+  return text === '–' || text === '0' ? text : `${text} ${unit.name}`;
+}
+
+// "17.6 TFLOPs" from exaFLOPs, in `unit` or the value's own.
+export function fmtFlops(exaflops: number | null | undefined, unit?: Unit): string {
+  return fmtWithUnit(exaflops, unit ?? flopsUnit(exaflops ?? 0));
+}
+
+// "3.50 device-hours" from hours, in `unit` or the value's own.
+export function fmtDeviceTime(hours: number | null | undefined, unit?: Unit): string {
+  return fmtWithUnit(hours, unit ?? deviceTimeUnit(hours ?? 0));
 }
 
 export function fmtNumber(n: number | null | undefined, digits = 3): string {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { Browser, Coordinator, missingPrerequisites } from './harness.mjs';
-import { fillStudy, kJobCount, kModels, kSweepName, kFewShot } from './fill.mjs';
+import { fillStudy, kJobCount, kModels, kSweepName, kFewShot, writeInspection } from './fill.mjs';
 
 const missing = missingPrerequisites();
 
@@ -145,7 +145,7 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     }
     // The points as drawn: every scatter symbol in the chart's SVG, mapped back through the
     // chart's own axes to data coordinates.
-    const drawn = await page.evaluate(() => {
+    const drawnPoints = () => page.evaluate(() => {
       const chart = window.vitscaleCharts['study-compute'];
       const svg = document.querySelector('[data-chart="study-compute"] svg');
       const colours = chart.getOption().series.map((s) => s.color);
@@ -156,17 +156,46 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
         const [x, y] = chart.convertFromPixel({ gridIndex: 0 }, [m[4], m[5]]);
         points.push({ x, y, fill: path.getAttribute('fill') });
       }
-      return points;
+      // The legend draws one symbol per series too; keep the ones inside the plot.
+      return points.filter((p) => Number.isFinite(p.x) && p.x > 0 && p.y > 0 && p.y <= 100);
     });
-    // The legend draws one symbol per series too; keep the ones inside the plot.
-    const inPlot = drawn.filter((p) => Number.isFinite(p.x) && p.x > 0 && p.y > 0 && p.y <= 100);
-    const expected = study.done.map((d) => ({ x: d.exaflops, y: d.accuracy * 100 }));
-    const matched = expected.filter((e) =>
-      inPlot.some((p) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    const near = (p, e) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5;
+    const axisName = () => page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].name);
+    // The unit of the study's scale: the largest in which its largest value is at least 1 (a
+    // laptop study is not "1e-7 exaFLOPs").
+    const unitFor = (units, value) => units.find(([, per]) => value / per >= 1) ?? units[units.length - 1];
+    const flopsUnit = unitFor([['exaFLOPs', 1], ['PFLOPs', 1e-3], ['TFLOPs', 1e-6], ['GFLOPs', 1e-9]],
+      Math.max(...study.done.map((d) => d.exaflops)));
+    assert.equal(await axisName(), `Pretraining compute (${flopsUnit[0]})`);
+    const inPlot = await drawnPoints();
+    const expected = study.done.map((d) => ({ x: d.exaflops / flopsUnit[1], y: d.accuracy * 100 }));
+    const matched = expected.filter((e) => inPlot.some((p) => near(p, e)));
     assert.equal(matched.length, expected.length, `drawn ${JSON.stringify(inPlot)} expected ${JSON.stringify(expected)}`);
-    const onPoints = inPlot.filter((p) =>
-      expected.some((e) => Math.abs(Math.log10(p.x) - Math.log10(e.x)) < 0.02 && Math.abs(p.y - e.y) < 0.5));
+    const onPoints = inPlot.filter((p) => expected.some((e) => near(p, e)));
     assert.equal(onPoints.length, study.done.length, 'one point per finished job, no more');
+    // The table's compute column: planned jobs too, in the unit of its largest value.
+    const tableUnit = unitFor([['exaFLOPs', 1], ['PFLOPs', 1e-3], ['TFLOPs', 1e-6], ['GFLOPs', 1e-9]],
+      Math.max(...api.rows.map((r) => r.exaflops)));
+    const header = await page.$$eval('#study-table thead th', (cells) => cells.map((c) => c.textContent));
+    assert.ok(header.includes(`Compute (${tableUnit[0]})`), `the compute column names its unit: ${JSON.stringify(header)}`);
+    const finishedRow = study.done[0];
+    const cell = await page.$eval(`#study-table tr[data-job="${finishedRow.job}"] td:nth-last-child(3)`, (td) => td.textContent);
+    assert.ok(Math.abs(Number(cell) / (finishedRow.exaflops / tableUnit[1]) - 1) < 0.01, `compute cell ${cell}`);
+
+    // Device time on the same axis where the ledger has it, in its own unit of scale.
+    await page.selectOption('#study-axis', 'device');
+    await page.waitForFunction(() => location.hash.includes('x=device'));
+    const timed = api.rows.filter((r) => !r.planned && r.device_hours > 0 && study.done.some((d) => d.job === r.job));
+    assert.equal(timed.length, study.done.length, 'every finished job has device time');
+    const timeUnit = unitFor([['device-days', 24], ['device-hours', 1], ['device-minutes', 1 / 60], ['device-seconds', 1 / 3600]],
+      Math.max(...timed.map((r) => r.device_hours)));
+    assert.equal(await axisName(), `Pretraining device time (${timeUnit[0]})`);
+    const timedPoints = await drawnPoints();
+    const expectedTimes = timed.map((r) => ({ x: r.device_hours / timeUnit[1], y: study.done.find((d) => d.job === r.job).accuracy * 100 }));
+    assert.equal(expectedTimes.filter((e) => timedPoints.some((p) => near(p, e))).length, expectedTimes.length,
+      `drawn ${JSON.stringify(timedPoints)} expected ${JSON.stringify(expectedTimes)}`);
+    await page.selectOption('#study-axis', 'flops');
+    await page.waitForFunction(() => !location.hash.includes('x=device'));
     const axisType = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].type);
     assert.equal(axisType, 'log');
     assert.match(await page.textContent('#study-count'), new RegExp(`${study.done.length} with results plotted`));
@@ -297,6 +326,99 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     const elapsed = Date.now() - started;
     assert.ok(elapsed < 2000, `shown after ${elapsed} ms`);
     await browser.screenshot('job-live');
+  });
+
+  test('a running job names its phase on its page and in the job table, live', async () => {
+    const page = browser.page;
+    const running = study.running;
+    await browser.open(coordinator.url, `/jobs/${running.job}`);
+    await page.waitForSelector('#live[data-state="live"]');
+    await study.agent.phase(running, { phase: 'few-shot', index: 2, count: 6, detail: `${kFewShot} seed 0` });
+    await page.waitForFunction(() => document.querySelector('#job-phase')?.textContent?.includes('few-shot 2/6'), null, { timeout: 5000 });
+    assert.equal(await page.textContent('#job-phase'), ` · few-shot 2/6 (${kFewShot} seed 0)`);
+    await study.agent.phase(running, { phase: 'fine-tune', index: 3, count: 4, detail: 'lr=0.01' });
+    await page.waitForFunction(() => document.querySelector('#job-phase')?.textContent === ' · fine-tune 3/4 (lr=0.01)', null, { timeout: 5000 });
+    await browser.screenshot('job-phase');
+
+    await browser.open(coordinator.url, `/jobs?sweep=${kSweepName}&state=running`);
+    const cell = `#jobs-table tr[data-job="${running.job}"] .phase`;
+    assert.equal(await page.textContent(cell), 'fine-tune 3/4 (lr=0.01)');
+    await study.agent.phase(running, { phase: 'inspection', index: 1, count: 4, detail: 'filters' });
+    await page.waitForFunction((s) => document.querySelector(s)?.textContent === 'inspection 1/4 (filters)', cell, { timeout: 5000 });
+    await browser.screenshot('jobs-phase');
+  });
+
+  test('inspection views are drawn on the job page, download, and overlay across jobs', async () => {
+    const page = browser.page;
+    const models = await Promise.all(study.done.map(async (d) => ({ job: d.job, model: (await coordinator.get(`jobs/${d.job}`)).model })));
+    const vit = models.find((m) => m.model === 'ViT-Mu/7');
+    const hybrid = models.find((m) => m.model === 'R11s+ViT-Mu/4');
+    assert.ok(vit && hybrid, `a finished ViT and hybrid among ${JSON.stringify(models)}`);
+    const vitFiles = writeInspection(coordinator, vit.job, { layers: 4, heads: 3, grid: 4, patch: 7, seed: 1 });
+    const hybridFiles = writeInspection(coordinator, hybrid.job, { layers: 4, heads: 2, grid: 7, patch: 4, hybrid: true, seed: 2 });
+
+    await browser.open(coordinator.url, `/jobs/${vit.job}`);
+    await page.waitForSelector('[data-chart="inspection-distance"]');
+    // Every cell of every map is drawn (plus one white background rectangle per figure).
+    const rects = (figure) => page.$$eval(`[data-figure="${figure}"] .figure-box rect`, (r) => r.length);
+    assert.equal(await rects('inspection-filters'), 8 * 7 * 7 + 1);
+    assert.equal(await rects('inspection-similarity'), 16 * 16 + 1);
+    assert.equal(await rects('inspection-rollout'), 4 * 16 + 1);
+    // The similarity map of patch 0 at patch 0 is the diagonal: 1, the top of the colour scale.
+    assert.equal(await page.$eval('[data-figure="inspection-similarity"] .figure-box g rect', (r) => r.getAttribute('fill')), 'rgb(253,231,37)');
+    assert.ok(await page.$eval('img[data-file="attention-rollout.png"]', (i) => i.complete && i.naturalWidth === 1));
+
+    // The distances as drawn: each head's dot, mapped back through the chart's axes.
+    const drawn = await page.evaluate(() => {
+      const chart = window.vitscaleCharts['inspection-distance'];
+      const svg = document.querySelector('[data-chart="inspection-distance"] svg');
+      const points = [];
+      for (const path of svg.querySelectorAll('path[transform^="matrix"]')) {
+        const m = path.getAttribute('transform').match(/matrix\(([^)]*)\)/)[1].split(',').map(Number);
+        const [x, y] = chart.convertFromPixel({ gridIndex: 0 }, [m[4], m[5]]);
+        points.push({ x, y });
+      }
+      return points.filter((p) => p.x >= 0.5 && p.y >= 0);
+    });
+    const expected = vitFiles.distance.flatMap((heads, l) => heads.map((v) => ({ x: l + 1, y: v })));
+    const missed = expected.filter((e) => !drawn.some((p) => Math.abs(p.x - e.x) < 0.02 && Math.abs(p.y - e.y) < 0.3));
+    assert.deepEqual(missed, [], `drawn ${JSON.stringify(drawn)}`);
+    await browser.screenshot('job-inspection');
+
+    const svg = await downloadText(page, '[data-figure="inspection-similarity"] button[data-download="svg"]');
+    const parseError = await page.evaluate((text) =>
+      new DOMParser().parseFromString(text, 'image/svg+xml').querySelector('parsererror')?.textContent ?? '', svg);
+    assert.equal(parseError, '', 'the SVG download is well-formed XML');
+    assert.equal((svg.match(/<rect /g) ?? []).length, 16 * 16 + 1);
+    const png = await downloadBytes(page, '[data-figure="inspection-filters"] button[data-download="png"]');
+    assert.deepEqual([...png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+    const chartSvg = await downloadText(page, '.chart-card:has([data-chart="inspection-distance"]) button[data-download="svg"]');
+    assert.match(chartSvg, /<svg[\s\S]*<\/svg>/);
+
+    // Overlay the hybrid's distances: both jobs' dots and per-layer means in one chart.
+    await page.fill('input[aria-label="compare with job"]', hybrid.job.slice(0, 10));
+    await page.click('button[data-action="compare"]');
+    await page.waitForFunction(() => document.querySelector('#compare-message')?.textContent?.startsWith('Overlaid'), null, { timeout: 5000 });
+    const series = await page.evaluate(() => window.vitscaleCharts['inspection-compare'].getOption().series.map((s) => ({ type: s.type, data: s.data })));
+    const means = (d) => d.map((heads, l) => [l + 1, heads.reduce((a, b) => a + b, 0) / heads.length]);
+    assert.deepEqual(series.map((s) => s.type), ['scatter', 'line', 'scatter', 'line']);
+    assert.deepEqual(series[1].data, means(vitFiles.distance));
+    assert.deepEqual(series[3].data, means(hybridFiles.distance));
+    assert.equal(series[2].data.length, 4 * 2);
+    assert.match(page.url(), new RegExp(`compare=${hybrid.job.slice(0, 12)}`));
+    await browser.screenshot('job-inspection-compare');
+    const overlay = await downloadBytes(page, '.chart-card:has([data-chart="inspection-compare"]) button[data-download="png"]');
+    assert.deepEqual([...overlay.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
+
+    // The hybrid: no image filters (its embedding is 1x1 over feature maps), the rest drawn.
+    await browser.open(coordinator.url, `/jobs/${hybrid.job}`);
+    await page.waitForSelector('[data-chart="inspection-distance"]');
+    assert.equal(await page.$('[data-figure="inspection-filters"]'), null);
+    assert.equal(await rects('inspection-similarity'), 49 * 49 + 1);
+    // A job never inspected says how to inspect it.
+    const plain = study.done.find((d) => d.job !== vit.job && d.job !== hybrid.job);
+    await browser.open(coordinator.url, `/jobs/${plain.job}`);
+    assert.match(await page.textContent('#inspection-empty'), /vitscale inspect/);
   });
 
   test('an action without the token is refused and says so; with it, it works', async () => {

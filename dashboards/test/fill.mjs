@@ -3,6 +3,8 @@
 // the first jobs launched cover every model at the small subsets), some of whose jobs an agent
 // runs to the end with metrics, a checkpoint, a preemption and transfer results.
 
+import fs from 'node:fs';
+import path from 'node:path';
 import { Agent } from './harness.mjs';
 
 export const kSweepName = 'dash-test';
@@ -97,3 +99,41 @@ export async function fillStudy(coordinator, { finished = 15 } = {}) {
   agent.startHeartbeat();
   return { submitted, agent, done, running, preempted: resumed.job };
 }
+
+// Inspection files as vitscale-train --inspect writes them (docs/train-spec.md, "Inspection"),
+// with arrays made up from `seed`, into the coordinator's run folder of `job`. A hybrid has no
+// image filters. Returns the arrays written.
+export function writeInspection(coordinator, job, { layers, heads, grid, patch = 7, hybrid = false, seed = 1 }) {
+  const dir = path.join(coordinator.stateDir, 'runs', job, 'inspection');
+  fs.mkdirSync(dir, { recursive: true });
+  const write = (name, content) => fs.writeFileSync(path.join(dir, `${job.slice(0, 12)}-${name}`), content);
+  const wave = (i) => Math.sin(seed * 12.9898 + i * 78.233) * 0.5 + 0.5;
+  const resolution = grid * patch;
+  const distance = Array.from({ length: layers }, (_, l) =>
+    Array.from({ length: heads }, (_, h) => Math.round((4 + (resolution * 0.6 * (l + 1)) / layers * wave(l * heads + h)) * 100) / 100));
+  write('attention-distance.json', JSON.stringify({ layers, heads, images: 32, resolution, pixels_per_token: patch, distance }));
+  write('attention-distance.svg', '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>');
+  const n = grid * grid;
+  const similarity = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => {
+    const dy = Math.floor(i / grid) - Math.floor(j / grid);
+    const dx = (i % grid) - (j % grid);
+    return Math.cos(Math.min(Math.PI, Math.hypot(dx, dy) / 2));
+  }));
+  write('position-similarity.json', JSON.stringify({ grid, similarity }));
+  const maps = Array.from({ length: 4 }, (_, m) => Array.from({ length: grid }, (_, y) =>
+    Array.from({ length: grid }, (_, x) => (x === m % grid && y === m % grid ? 1 : wave(m * n + y * grid + x) * 0.8))));
+  write('attention-rollout.json', JSON.stringify({ images: 4, grid, maps }));
+  write('attention-rollout.png', kOnePixelPng);
+  let components = null;
+  if (!hybrid) {
+    components = Array.from({ length: 8 }, (_, k) => Array.from({ length: 3 }, (_, c) =>
+      Array.from({ length: patch }, (_, y) => Array.from({ length: patch }, (_, x) => Math.cos((k + 1) * (x + c) / patch) * Math.sin((y + 1) / patch)))));
+    const variance = components.map((_, k) => 0.5 ** (k + 1));
+    write('filters.json', JSON.stringify({ patch, channels: 3, explained_variance: variance, components }));
+  }
+  return { distance, similarity, maps, components, resolution };
+}
+
+// A 1x1 grey PNG, standing in for the trainer's picture of the images.
+const kOnePixelPng = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg==', 'base64');

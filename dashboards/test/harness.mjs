@@ -220,6 +220,10 @@ export class Agent {
     }, launch.spec.run.report_token);
   }
 
+  async phase(launch, report) {
+    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/phase`, report, launch.spec.run.report_token);
+  }
+
   async finish(launch, { results, ledger }) {
     await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/results`, { results, ledger }, launch.spec.run.report_token);
     await this.exit(launch, 'succeeded', 0);

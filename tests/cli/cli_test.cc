@@ -546,6 +546,50 @@ TEST_F(CliTest, WatchEndsWhenTheAgentFinishesEveryJob) {
   EXPECT_EQ(Vitscale("watch " + launches[1]["job"].get<std::string>()).status, kExitOk);
 }
 
+TEST_F(CliTest, ListShowAndWatchNameARunningJobsPhase) {
+  SubmitJson();
+  auto agent = AgentClient();
+  std::vector<json> launches = RegisterAndPoll(*agent, 1, 1);
+  ASSERT_EQ(launches.size(), 1u);
+  const json& launch = launches[0];
+  std::string job = launch["job"];
+  json running = {{"running", {{{"job", job}, {"attempt", launch["attempt"]}}}}};
+  auto polled = agent->PostJson("/api/v1/agents/test-agent/poll", running.dump());
+  ASSERT_TRUE(polled.ok() && polled->status == 200);
+  vitscale::HttpClientOptions trainer_options;
+  trainer_options.base_url = url_;
+  trainer_options.bearer_token = launch["spec"]["run"]["report_token"];
+  auto trainer = vitscale::HttpClient::Create(trainer_options);
+  ASSERT_TRUE(trainer.ok());
+  auto report = [&](const json& phase) {
+    auto posted = (*trainer)->PostJson("/api/v1/jobs/" + job + "/attempts/1/phase", phase.dump());
+    ASSERT_TRUE(posted.ok() && posted->status == 200)
+        << (posted.ok() ? posted->body : posted.status().message());
+  };
+  report({{"phase", "few-shot"}, {"index", 2}, {"count", 6}, {"detail", "digits seed 1"}});
+
+  Outcome list = Vitscale("list --state running");
+  EXPECT_EQ(list.status, kExitOk) << list.err;
+  EXPECT_NE(list.out.find("PHASE"), std::string::npos) << list.out;
+  EXPECT_NE(list.out.find("few-shot 2/6 (digits seed 1)"), std::string::npos) << list.out;
+  Outcome show = Vitscale("show " + job.substr(0, 12));
+  EXPECT_NE(show.out.find("phase     few-shot 2/6 (digits seed 1)"), std::string::npos) << show.out;
+
+  // watch prints a line as the job enters each phase (stdout is a file here).
+  Child watch = VitscaleInBackground("watch " + job + " --interval 0.1", "watch");
+  EXPECT_TRUE(WaitForText(dir_ / "watch.out", "running: few-shot 2/6 (digits seed 1)", 20s))
+      << Slurp(dir_ / "watch.out");
+  report({{"phase", "inspection"}, {"index", 1}, {"count", 4}, {"detail", "filters"}});
+  EXPECT_TRUE(WaitForText(dir_ / "watch.out", "running: inspection 1/4 (filters)", 20s))
+      << Slurp(dir_ / "watch.out");
+  ReportExit(*agent, launch, "succeeded");
+  Outcome watched = watch.Wait(30s);
+  EXPECT_EQ(watched.status, kExitOk) << watched.err << watched.out;
+  // A finished job has no phase.
+  Outcome after = Vitscale("show " + job.substr(0, 12));
+  EXPECT_EQ(after.out.find("phase "), std::string::npos) << after.out;
+}
+
 TEST_F(CliTest, PreemptSignalsTheAgentAndRequeues) {
   std::string pending = SubmitJson()["jobs"][0];
   Outcome refused = Vitscale("preempt " + pending);

@@ -658,6 +658,135 @@ TEST_F(ApiTest, ACheckpointOutsideItsRunFolderIsRefused) {
   EXPECT_EQ(GetJob(job)["checkpoints"].size(), 1u);
 }
 
+TEST_F(ApiTest, APhaseReportShowsWithItsRunningJobAndEndsWithIt) {
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string job = launch["job"];
+  std::string running = json{{"running", {{{"job", job}, {"attempt", 1}}}}}.dump();
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/poll", running).status, 200);
+  ASSERT_EQ(GetJob(job)["state"], "running");
+  EXPECT_TRUE(GetJob(job)["phase"].is_null());
+
+  EventClient live;
+  ASSERT_TRUE(
+      live.Connect(coordinator_->port(), "/api/v1/events?access_token=" + coordinator_->token()));
+  Call(*client_, "GET", "/api/v1/health");
+  std::string path = "/api/v1/jobs/" + job + "/attempts/1/phase";
+  json few_shot = {{"phase", "few-shot"}, {"index", 2}, {"count", 6}, {"detail", "digits seed 1"}};
+  HttpReply posted = Call(*Trainer(launch), "POST", path, few_shot.dump());
+  ASSERT_EQ(posted.status, 200) << posted.body;
+  EXPECT_EQ(GetJob(job)["phase"], few_shot);
+  json event = live.NextMatching([&](const json& e) {
+    return e.value("type", "") == "job" && e.value("job", "") == job &&
+           e["data"].contains("phase") && !e["data"]["phase"].is_null();
+  });
+  ASSERT_TRUE(event.is_object()) << "no job event with the phase arrived";
+  EXPECT_EQ(event["data"]["phase"], few_shot);
+  json listed = JsonOf(Call(*client_, "GET", "/api/v1/jobs?state=running"));
+  ASSERT_EQ(listed["jobs"].size(), 1u) << listed.dump();
+  EXPECT_EQ(listed["jobs"][0]["phase"], few_shot);
+
+  // Bad reports change nothing and say what is wrong; only the attempt's token may report.
+  HttpReply beyond = Call(*Trainer(launch), "POST", path,
+                          R"({"phase": "few-shot", "index": 7, "count": 6, "detail": ""})");
+  EXPECT_EQ(beyond.status, 400);
+  EXPECT_NE(beyond.body.find("index: must be between 1 and count (6), not 7"), std::string::npos)
+      << beyond.body;
+  HttpReply unknown = Call(*Trainer(launch), "POST", path,
+                           R"({"phase": "evaluating", "index": 0, "count": 0, "detail": ""})");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("unknown job phase 'evaluating'"), std::string::npos) << unknown.body;
+  EXPECT_EQ(Call(*anonymous_, "POST", path, few_shot.dump()).status, 401);
+  EXPECT_EQ(Call(Agent("host-a"), "POST", path, few_shot.dump()).status, 403);
+  EXPECT_EQ(GetJob(job)["phase"], few_shot);
+
+  // The phase is stored: a restarted coordinator still shows it.
+  std::string token = launch["spec"]["run"]["report_token"];
+  StartCoordinator();
+  EXPECT_EQ(GetJob(job)["phase"], few_shot);
+  std::unique_ptr<HttpClient> trainer = coordinator_->ClientWithToken(token);
+  json fine_tune = {
+      {"phase", "fine-tune"}, {"index", 1}, {"count", 4}, {"detail", "cifar10 lr=0.001"}};
+  ASSERT_EQ(Call(*trainer, "POST", path, fine_tune.dump()).status, 200);
+  EXPECT_EQ(GetJob(job)["phase"], fine_tune);
+
+  // When the attempt ends the job has no phase, and its token reports none. (The agent
+  // registers with the restarted coordinator first, as a real one does.)
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/agents/register",
+                 json{{"host", "host-a"},
+                      {"slots", 1},
+                      {"gpus", 0},
+                      {"running", {{{"job", job}, {"attempt", 1}}}}}
+                     .dump())
+                .status,
+            200);
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/jobs/" + job + "/attempts/1/exit",
+                 R"({"agent": "host-a", "outcome": "preempted", "exit_status": 75})")
+                .status,
+            200);
+  EXPECT_NE(GetJob(job)["state"], "running");
+  EXPECT_TRUE(GetJob(job)["phase"].is_null());
+  EXPECT_EQ(Call(*trainer, "POST", path, few_shot.dump()).status, 401);
+}
+
+TEST_F(ApiTest, InspectionFilesAreListedAndServedFromTheFixedSetOnly) {
+  Submit();
+  json launch = TakeJob("host-a");
+  ASSERT_TRUE(launch.is_object());
+  std::string job = launch["job"];
+  std::string base = "/api/v1/jobs/" + job + "/inspection";
+  HttpReply none = Call(*client_, "GET", base);
+  ASSERT_EQ(none.status, 200) << none.body;
+  EXPECT_EQ(JsonOf(none)["files"], json::array());
+  HttpReply missing = Call(*client_, "GET", base + "/attention-distance.json");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_NE(missing.body.find("vitscale inspect"), std::string::npos) << missing.body;
+
+  std::filesystem::path dir = launch["spec"]["run"]["dir"].get<std::string>() + "/inspection";
+  std::filesystem::create_directories(dir);
+  std::string prefix = (dir / job.substr(0, 12)).string() + "-";
+  std::string distance = R"({"distance": [[12.5, 30.0]], "pixels_per_token": 16})";
+  std::ofstream(prefix + "attention-distance.json") << distance;
+  std::ofstream(prefix + "attention-distance.svg") << "<svg/>";
+  // Files the coordinator must never serve: a link out of the folder, a name outside the set.
+  std::ofstream(dir_.File("state/secret.txt")) << "classified-7f3a";
+  std::filesystem::create_symlink(dir_.File("state/secret.txt"), prefix + "filters.png");
+  std::ofstream(prefix + "notes.json") << "classified-7f3a";
+
+  json listed = JsonOf(Call(*client_, "GET", base));
+  std::vector<std::string> names;
+  for (const json& f : listed["files"]) names.push_back(f["name"]);
+  EXPECT_EQ(names, (std::vector<std::string>{"attention-distance.json", "attention-distance.svg"}))
+      << listed.dump();
+  EXPECT_EQ(listed["files"][0]["view"], "attention-distance");
+  EXPECT_EQ(listed["files"][0]["bytes"], distance.size());
+
+  HttpReply served = Call(*client_, "GET", base + "/attention-distance.json");
+  ASSERT_EQ(served.status, 200);
+  EXPECT_EQ(served.body, distance);
+  EXPECT_EQ(served.content_type, "application/json");
+  HttpReply svg = Call(*client_, "GET", base + "/attention-distance.svg");
+  EXPECT_EQ(svg.status, 200);
+  EXPECT_EQ(svg.content_type, "image/svg+xml");
+  for (const std::string& name :
+       {std::string("filters.png"), std::string("notes.json"), std::string("..%2F..%2Fsecret.txt"),
+        std::string("%2e%2e"), std::string("attention-distance.json%00"),
+        std::string("attention-distance.json/x"), std::string("..")}) {
+    HttpReply reply = Call(*client_, "GET", base + "/" + name);
+    EXPECT_TRUE(reply.status == 400 || reply.status == 404) << name << ": " << reply.status;
+    EXPECT_EQ(reply.body.find("classified-7f3a"), std::string::npos) << name;
+  }
+  // Reading needs the admin token (the coordinator here does not open reading).
+  EXPECT_EQ(Call(*anonymous_, "GET", base).status, 401);
+  EXPECT_EQ(Call(*anonymous_, "GET", base + "/attention-distance.json").status, 401);
+  // The folder itself reached through a link is refused as well.
+  std::filesystem::path moved = dir.string() + ".real";
+  std::filesystem::rename(dir, moved);
+  std::filesystem::create_directory_symlink(moved, dir);
+  EXPECT_EQ(Call(*client_, "GET", base + "/attention-distance.json").status, 404);
+}
+
 TEST_F(ApiTest, BodiesAreLimitedPerRoute) {
   std::vector<std::string> ids = Submit();
   std::string big(200 << 10, ' ');  // 200 KiB of JSON white space

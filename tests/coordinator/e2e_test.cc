@@ -50,6 +50,7 @@ struct RunOutcome {
   double last_loss = -1;
   int64_t last_step = -1;
   int ledger_lines = 0;
+  std::vector<std::string> phases;  // "few-shot 1/2", in the order entered
 };
 
 RunOutcome ReadReport(const std::string& dir) {
@@ -74,6 +75,13 @@ RunOutcome ReadReport(const std::string& dir) {
       }
     } else if (kind == "ledger") {
       ++outcome.ledger_lines;
+    } else if (kind == "phase") {
+      std::string phase = record.value("phase", "");
+      if (record.value("count", 0) > 0) {
+        phase += " " + std::to_string(record.value("index", 0)) + "/" +
+                 std::to_string(record.value("count", 0));
+      }
+      outcome.phases.push_back(phase);
     }
   }
   return outcome;
@@ -249,6 +257,13 @@ TEST_F(E2eTest, SweepRunsToCompletionThroughTwoAgents) {
       EXPECT_DOUBLE_EQ(value, run.results.at(key)) << key;
     }
     EXPECT_GT(job["ledger"]["images_seen"].get<int64_t>(), 0);
+    // Its phases, in order; each went to the coordinator too, which accepted every report (the
+    // sink says on the attempt's log when one is refused).
+    EXPECT_EQ(run.phases, (std::vector<std::string>{"pretraining", "few-shot 1/1"}));
+    std::string log = Slurp(RunDir(id) + "/attempt-1.log");
+    EXPECT_EQ(log.find("coordinator refused"), std::string::npos) << log;
+    // A finished job has no phase: it went with its attempt.
+    EXPECT_TRUE(job["phase"].is_null()) << job.dump();
   }
   // One slot each: the two jobs ran side by side on the two hosts.
   EXPECT_EQ(agents_used, (std::set<std::string>{"host-a", "host-b"}));

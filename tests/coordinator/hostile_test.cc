@@ -209,6 +209,8 @@ std::vector<Case> HostileTest::Table() const {
       {"GET", job, "", not_admin, 403},
       {"GET", job + "/metrics", "", not_admin, 403},
       {"GET", job + "/logs", "", not_admin, 403},
+      {"GET", job + "/inspection", "", not_admin, 403},
+      {"GET", job + "/inspection/attention-distance.json", "", not_admin, 403},
       {"POST", job + "/cancel", "", not_admin, 403},
       {"POST", job + "/preempt", "", not_admin, 403},
       {"POST", job + "/priority", R"({"priority": 5})", not_admin, 403},
@@ -224,14 +226,27 @@ std::vector<Case> HostileTest::Table() const {
       {"GET", "/api/v1/sweeps/hostile/timeline", "", not_admin, 403},
       {"POST", reg, R"({"host": "host-a", "slots": 9, "gpus": 0})", {Who::kAdmin, Who::kReport}, 403},
       {"POST", poll, R"({"running": []})", {Who::kAdmin, Who::kAgentB, Who::kReport}, 403},
-      {"POST", attempt + "/exit", R"({"agent": "host-a", "outcome": "failed"})",
-       {Who::kAdmin, Who::kReport}, 403},
-      {"POST", attempt + "/metrics", R"({"points": [{"step": 1, "name": "l", "value": 1}]})",
-       {Who::kAdmin, Who::kAgentA}, 403},
+      {"POST",
+       attempt + "/exit",
+       R"({"agent": "host-a", "outcome": "failed"})",
+       {Who::kAdmin, Who::kReport},
+       403},
+      {"POST",
+       attempt + "/metrics",
+       R"({"points": [{"step": 1, "name": "l", "value": 1}]})",
+       {Who::kAdmin, Who::kAgentA},
+       403},
       {"POST", attempt + "/results", R"({"results": []})", {Who::kAdmin, Who::kAgentA}, 403},
-      {"POST", attempt + "/checkpoints",
+      {"POST",
+       attempt + "/checkpoints",
        json{{"step", 1}, {"path", run_dir_ + "/c"}, {"sha256", std::string(64, 'a')}}.dump(),
-       {Who::kAdmin, Who::kAgentA}, 403},
+       {Who::kAdmin, Who::kAgentA},
+       403},
+      {"POST",
+       attempt + "/phase",
+       R"({"phase": "inspection", "index": 0, "count": 0, "detail": ""})",
+       {Who::kAdmin, Who::kAgentA},
+       403},
   };
   for (const Route& r : routes) {
     t.push_back({r.method, r.target, Who::kNone, r.body, 401, "credential"});
@@ -244,7 +259,7 @@ std::vector<Case> HostileTest::Table() const {
     }
   }
   // The other attempt's report token, and the agent B credential, on A's routes.
-  for (const char* what : {"/metrics", "/results", "/checkpoints"}) {
+  for (const char* what : {"/metrics", "/results", "/checkpoints", "/phase"}) {
     t.push_back({"POST", attempt + what, Who::kOtherReport, "{}", 401, "token"});
   }
   t.push_back({"POST", attempt + "/exit", Who::kAgentB,
@@ -270,6 +285,7 @@ std::vector<Case> HostileTest::Table() const {
       {attempt + "/metrics", Who::kReport},
       {attempt + "/results", Who::kReport},
       {attempt + "/checkpoints", Who::kReport},
+      {attempt + "/phase", Who::kReport},
       {job + "/priority", Who::kAdmin},
       {"/api/v1/agents/credentials", Who::kAdmin},
   };
@@ -442,6 +458,22 @@ std::vector<Case> HostileTest::Table() const {
                {"sha256", "abc"},
                {"sha256", std::string(64, 'G')},
                {"sha256", missing}});
+  field_cases(attempt + "/phase", Who::kReport,
+              json{{"phase", "few-shot"}, {"index", 1}, {"count", 2}, {"detail", ""}},
+              {{"phase", "warmup"},
+               {"phase", 1},
+               {"phase", missing},
+               {"index", -1},
+               {"index", 3},
+               {"index", huge},
+               {"index", 1.5},
+               {"count", "2"},
+               {"count", 100001},
+               {"count", missing},
+               {"detail", bad},
+               {"detail", control},
+               {"detail", std::string(300, 'd')},
+               {"detail", nullptr}});
   field_cases(job + "/priority", Who::kAdmin, json{{"priority", 1}},
               {{"priority", missing},
                {"priority", "high"},
@@ -565,6 +597,7 @@ std::vector<Case> HostileTest::Table() const {
   t.push_back({"POST", "/api/v1/agents/credentials", Who::kAdmin, Big(70 << 10), 413, "limit"});
   t.push_back({"POST", poll, Who::kAgentA, Big(2 << 20), 413, "limit"});
   t.push_back({"POST", attempt + "/checkpoints", Who::kReport, Big(70 << 10), 413, "limit"});
+  t.push_back({"POST", attempt + "/phase", Who::kReport, Big(70 << 10), 413, "limit"});
   t.push_back({"POST", attempt + "/results", Who::kReport, Big(5 << 20), 413, "limit"});
   json many = json::array();
   for (int i = 0; i < 4097; ++i) many.push_back({{"job", std::string(64, 'a')}, {"attempt", 1}});

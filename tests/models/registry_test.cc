@@ -33,7 +33,7 @@ TEST(RegistryTest, EveryNameDecodesAndRunsAtItsReferenceInput) {
     EXPECT_GT(cost.params, 0) << name;
     EXPECT_GT(cost.forward_macs, 0) << name;
   }
-  EXPECT_EQ(ModelNames().size(), 33u);
+  EXPECT_EQ(ModelNames().size(), 37u);
 }
 
 TEST(RegistryTest, PaperStudyNamesComeFirst) {
@@ -189,6 +189,24 @@ TEST(RegistryTest, ResNetCountsMatchBiT) {
   // BiT's published sizes (1000-class heads): R101x1 44.54M, R152x2 236.34M.
   EXPECT_NEAR(static_cast<double>(Cost("R101x1", 224, 1000).params) / 1e6, 44.54, 0.01);
   EXPECT_NEAR(static_cast<double>(Cost("R152x2", 224, 1000).params) / 1e6, 236.34, 0.01);
+  // The other widths BiT released (BiT-M/BiT-S files), at their published sizes.
+  EXPECT_NEAR(static_cast<double>(Cost("R50x3", 224, 1000).params) / 1e6, 217.32, 0.01);
+  EXPECT_NEAR(static_cast<double>(Cost("R101x3", 224, 1000).params) / 1e6, 387.93, 0.01);
+  EXPECT_NEAR(static_cast<double>(Cost("R152x4", 224, 1000).params) / 1e6, 936.53, 0.01);
+}
+
+// Fig. 4's ViT-b/32: ViT-B with every hidden dimension halved (width, MLP and per-head width;
+// still 12 heads and 12 layers), quoted at 224 like the paper's models.
+TEST(RegistryTest, DecodesTheHalvedBase) {
+  ModelConfig b = Lookup("ViT-b/32");
+  ModelConfig base = Lookup("ViT-B/32");
+  EXPECT_EQ(b.transformer.depth, base.transformer.depth);
+  EXPECT_EQ(2 * b.transformer.width, base.transformer.width);
+  EXPECT_EQ(2 * b.transformer.mlp_dim, base.transformer.mlp_dim);
+  EXPECT_EQ(b.transformer.heads, base.transformer.heads);
+  EXPECT_EQ(b.transformer.patch, 32);
+  EXPECT_EQ(ReferenceInput(b).resolution, 224);
+  EXPECT_EQ(ReferenceInput(b).num_classes, 1000);
 }
 
 TEST(RegistryTest, SmallResNetCountedByHand) {

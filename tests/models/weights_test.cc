@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -151,112 +153,152 @@ TEST_F(WeightsTest, BrokenCheckpointsAreErrors) {
   EXPECT_EQ(LoadModel(Path("missing.pt")).status().code(), StatusCode::kNotFound);
 }
 
-// The flax model of the paper's code, written from the .npz shapes alone: tokens are
-// (batch, N, D) rows, kernels multiply from the right, attention is per head via einsum.
-torch::Tensor ReferenceViT(const std::map<std::string, NpyArray>& npz, const torch::Tensor& images,
-                           int depth) {
-  auto w = [&](const std::string& key) { return ToTensor(npz.at(key)); };
-  auto layer_norm = [&](const torch::Tensor& x, const std::string& prefix) {
-    return torch::layer_norm(x, {x.size(-1)}, w(prefix + "/scale"), w(prefix + "/bias"), 1e-6);
+// ---- Released-checkpoint parity: tests/models/released_reference.py computes the released
+// code's forward pass in numpy on random weights it saves in the released layout; vitscale
+// imports that file and must give the same logits.
+
+struct ParityCase {
+  std::string name;
+  std::string family;       // the reference's: vit, hybrid, bit
+  std::string conventions;  // released | vitscale
+  std::vector<std::string> args;
+  ModelConfig config;
+  int classes = 5;
+  int resolution = 32;
+};
+
+ModelConfig TinyViT() {
+  ModelConfig c;
+  c.name = "parity-ViT";
+  c.family = Family::kViT;
+  c.transformer = {2, 32, 64, 4, 4};
+  c.pre_logits = 16;
+  return c;
+}
+
+// A hybrid with the released root (7x7/2 conv, 3x3/2 max-pool) and three stages: every strided
+// convolution and the pool see even sizes, where SAME and symmetric padding differ.
+ModelConfig TinyHybrid() {
+  ModelConfig c;
+  c.name = "parity-hybrid";
+  c.family = Family::kHybrid;
+  c.transformer = {1, 32, 64, 4, 1};
+  c.resnet.blocks = {1, 1, 1};
+  c.resnet.base_width = 16;
+  c.resnet.groupnorm_groups = 8;
+  return c;
+}
+
+ModelConfig TinyBiT() {
+  ModelConfig c;
+  c.name = "parity-BiT";
+  c.family = Family::kResNet;
+  c.pooling = Pooling::kGlobalAverage;
+  c.resnet.blocks = {1, 1, 2, 1};
+  c.resnet.base_width = 16;
+  c.resnet.groupnorm_groups = 8;
+  return c;
+}
+
+std::vector<ParityCase> ParityCases() {
+  const std::vector<std::string> vit = {"--depth", "2",  "--width", "32", "--heads",      "4",
+                                        "--mlp",   "64", "--patch", "4",  "--pre_logits", "16"};
+  const std::vector<std::string> hybrid = {
+      "--depth", "1", "--width",  "32",    "--heads",      "4",  "--mlp",    "64",
+      "--patch", "1", "--blocks", "1,1,1", "--base_width", "16", "--groups", "8"};
+  const std::vector<std::string> bit = {"--blocks", "1,1,2,1",  "--base_width",
+                                        "16",       "--groups", "8"};
+  return {
+      {"ViT, released", "vit", "released", vit, TinyViT(), 5, 32},
+      {"ViT, vitscale's own", "vit", "vitscale", vit, TinyViT(), 5, 32},
+      {"hybrid, released (SAME padding)", "hybrid", "released", hybrid, TinyHybrid(), 5, 64},
+      {"hybrid, vitscale's own (symmetric padding)", "hybrid", "vitscale", hybrid, TinyHybrid(), 5,
+       64},
+      {"BiT, released", "bit", "released", bit, TinyBiT(), 5, 64},
+      {"BiT, vitscale's own", "bit", "vitscale", bit, TinyBiT(), 5, 64},
   };
-  torch::Tensor kernel = w("embedding/kernel");  // (P, P, C, D)
-  const int64_t p = kernel.size(0), d = kernel.size(3), batch = images.size(0);
-  const int64_t grid = images.size(2) / p;
-  torch::Tensor x = images
-                        .permute({0, 2, 3, 1})  // NHWC
-                        .reshape({batch, grid, p, grid, p, 3})
-                        .permute({0, 1, 3, 2, 4, 5})
-                        .reshape({batch, grid * grid, p * p * 3});
-  x = torch::matmul(x, kernel.reshape({p * p * 3, d})) + w("embedding/bias");
-  x = torch::cat({w("cls").expand({batch, 1, d}), x}, 1) +
-      w("Transformer/posembed_input/pos_embedding");
-  for (int i = 0; i < depth; ++i) {
-    const std::string block = "Transformer/encoderblock_" + std::to_string(i) + "/";
-    const std::string attention = block + "MultiHeadDotProductAttention_1/";
-    torch::Tensor y = layer_norm(x, block + "LayerNorm_0");
-    auto project = [&](const std::string& name) {
-      return torch::einsum("btd,dhk->bthk", {y, w(attention + name + "/kernel")}) +
-             w(attention + name + "/bias");
-    };
-    torch::Tensor q = project("query"), k = project("key"), v = project("value");
-    torch::Tensor scores =
-        torch::einsum("bqhk,bshk->bhqs", {q, k}) / std::sqrt(static_cast<double>(q.size(3)));
-    torch::Tensor o = torch::einsum("bhqs,bshk->bqhk", {scores.softmax(-1), v});
-    x = x + torch::einsum("bqhk,hkd->bqd", {o, w(attention + "out/kernel")}) +
-        w(attention + "out/bias");
-    y = layer_norm(x, block + "LayerNorm_2");
-    const std::string mlp = block + "MlpBlock_3/";
-    y = torch::gelu(torch::matmul(y, w(mlp + "Dense_0/kernel")) + w(mlp + "Dense_0/bias"));
-    x = x + torch::matmul(y, w(mlp + "Dense_1/kernel")) + w(mlp + "Dense_1/bias");
-  }
-  x = layer_norm(x, "Transformer/encoder_norm").select(1, 0);
-  return torch::matmul(x, w("head/kernel")) + w("head/bias");
 }
 
-TEST_F(WeightsTest, NpzImportMatchesTheFlaxLayout) {
-  // Export only to learn the key set; every array is then replaced by fresh random values of
-  // the released shapes, so the check does not depend on our export.
-  Model model = *BuildModel("ViT-Mu/4", 10, 28);
-  ASSERT_TRUE(ExportNpz(*model, Path("layout.npz")).ok());
-  Expected<std::map<std::string, NpyArray>> arrays = ReadNpz(Path("layout.npz"));
-  ASSERT_TRUE(arrays.ok()) << arrays.status().ToString();
-  const ModelConfig& c = model->config();
-  const int64_t d = c.transformer.width, h = c.transformer.heads, mlp = c.transformer.mlp_dim;
-  const std::string a = "Transformer/encoderblock_0/MultiHeadDotProductAttention_1/";
-  const std::map<std::string, std::vector<int64_t>> expected_shapes = {
-      {"embedding/kernel", {4, 4, 3, d}},
-      {"cls", {1, 1, d}},
-      {"Transformer/posembed_input/pos_embedding", {1, 50, d}},
-      {a + "query/kernel", {d, h, d / h}},
-      {a + "value/bias", {h, d / h}},
-      {a + "out/kernel", {h, d / h, d}},
-      {"Transformer/encoderblock_3/MlpBlock_3/Dense_0/kernel", {d, mlp}},
-      {"Transformer/encoderblock_3/LayerNorm_2/scale", {d}},
-      {"Transformer/encoder_norm/bias", {d}},
-      {"head/kernel", {d, 10}}};
-  for (const auto& [key, shape] : expected_shapes) {
-    ASSERT_TRUE(arrays->count(key)) << key;
-    EXPECT_EQ(arrays->at(key).shape, shape) << key;
-  }
-  EXPECT_EQ(arrays->size(), 4u + 16u * 4u + 2u + 2u);
-
-  for (auto& [key, array] : *arrays) {
-    array = ToArray(torch::randn(array.shape) * 0.3 + (key.find("scale") != std::string::npos));
-  }
-  ASSERT_TRUE(WriteNpz(Path("random.npz"), *arrays).ok());
-  Status imported = ImportNpz(*model, Path("random.npz"));
-  ASSERT_TRUE(imported.ok()) << imported.ToString();
-  model->eval();
-  torch::Tensor images = torch::randn({2, 3, 28, 28});
-  torch::Tensor expected = ReferenceViT(*arrays, images, c.transformer.depth);
-  EXPECT_TRUE(torch::allclose(Logits(model, images), expected, 1e-4, 1e-4))
-      << (Logits(model, images) - expected).abs().max();
+torch::Tensor ReadNpyFile(const std::string& path) {
+  Expected<NpyArray> array = ParseNpy(ReadBytes(path), path);
+  EXPECT_TRUE(array.ok()) << array.status().ToString();
+  return ToTensor(*array);
 }
 
-TEST_F(WeightsTest, NpzExportThenImportGivesIdenticalLogits) {
+TEST_F(WeightsTest, ReleasedForwardPassesMatchTheReferenceWithin1e4) {
+  for (const ParityCase& c : ParityCases()) {
+    SCOPED_TRACE(c.name);
+    std::string command = "/usr/bin/python3 " VITSCALE_RELEASED_REFERENCE " " + c.family + " " +
+                          dir_.string() + " --conventions " + c.conventions + " --classes " +
+                          std::to_string(c.classes) + " --resolution " +
+                          std::to_string(c.resolution);
+    for (const std::string& arg : c.args) command += " " + arg;
+    ASSERT_EQ(std::system(command.c_str()), 0) << command;
+
+    Expected<Model> built = BuildModel(c.config, c.classes, c.resolution);
+    ASSERT_TRUE(built.ok()) << built.status().ToString();
+    Model model = *built;
+    model->eval();
+    Status imported = ImportNpz(*model, Path("weights.npz"));
+    ASSERT_TRUE(imported.ok()) << imported.ToString();
+    EXPECT_EQ(model->config().conventions, ReleasedConventions(c.config.family));
+    if (c.conventions == "vitscale") model->SetConventions(Conventions{});
+
+    const torch::Tensor images = ReadNpyFile(Path("images.npy"));
+    const torch::Tensor expected = ReadNpyFile(Path("logits.npy"));
+    const torch::Tensor logits = Logits(model, images);
+    ASSERT_EQ(logits.sizes(), expected.sizes());
+    const double difference = (logits - expected).abs().max().item<double>();
+    std::printf("parity %-45s max |logit difference| %.2e (logits up to %.2f)\n", c.name.c_str(),
+                difference, expected.abs().max().item<double>());
+    EXPECT_LT(difference, 1e-4);
+
+    // The conventions matter: the other ones give logits far from the reference.
+    model->SetConventions(c.conventions == "vitscale" ? ReleasedConventions(c.config.family)
+                                                      : Conventions{});
+    const double other = (Logits(model, images) - expected).abs().max().item<double>();
+    std::printf("       with the other conventions:                  %.2e\n", other);
+    EXPECT_GT(other, 50 * difference);
+  }
+}
+
+// An .npz carries weights only: import gives the released code's conventions, and with the
+// exporter's conventions the logits are identical.
+TEST_F(WeightsTest, NpzExportThenImportIsExact) {
   ModelConfig with_pre_logits = *LookupModel("ViT-Mu/7");
   with_pre_logits.pre_logits = 24;
+  ModelConfig same_padded = *LookupModel("R11s+ViT-Mu/4");
+  same_padded.conventions = ReleasedViTConventions();
   for (const ModelConfig& config :
-       {*LookupModel("ViT-Mu/4"), with_pre_logits, *LookupModel("R11s+ViT-Mu/4")}) {
+       {*LookupModel("ViT-Mu/4"), with_pre_logits, *LookupModel("R11s+ViT-Mu/4"), same_padded,
+        TinyHybrid(), *LookupModel("R11s"), TinyBiT()}) {
     SCOPED_TRACE(config.name);
-    Model model = *BuildModel(config, 10, 28);
+    const int resolution = config.name.rfind("parity", 0) == 0 ? 64 : 28;
+    Model model = *BuildModel(config, 10, resolution);
     {
       torch::NoGradGuard no_grad;
       for (auto& p : model->parameters()) p.normal_(0.0, 0.2);
     }
     model->eval();
     ASSERT_TRUE(ExportNpz(*model, Path("out.npz")).ok());
-    Model fresh = *BuildModel(config, 10, 28);
+    Model fresh = *BuildModel(config, 10, resolution);
     fresh->eval();
     Status imported = ImportNpz(*fresh, Path("out.npz"));
     ASSERT_TRUE(imported.ok()) << imported.ToString();
-    torch::Tensor images = torch::randn({2, 3, 28, 28});
+    EXPECT_EQ(fresh->config().conventions, ReleasedConventions(config.family));
+    auto exported = model->named_parameters();
+    for (const auto& item : fresh->named_parameters()) {
+      EXPECT_TRUE(torch::equal(item.value(), *exported.find(item.key()))) << item.key();
+    }
+    fresh->SetConventions(config.conventions);
+    torch::Tensor images = torch::randn({2, 3, resolution, resolution});
     EXPECT_TRUE(torch::equal(Logits(fresh, images), Logits(model, images)));
   }
 }
 
 TEST_F(WeightsTest, NpzHalfPrecisionAndFortranOrderImport) {
   Model model = RandomModel("ViT-Mu/7", 10, 28);
+  model->SetConventions(ReleasedViTConventions());  // what an import gives
   ASSERT_TRUE(ExportNpz(*model, Path("f32.npz")).ok());
   std::map<std::string, NpyArray> arrays = *ReadNpz(Path("f32.npz"));
   torch::Tensor images = torch::randn({2, 3, 28, 28});
@@ -329,10 +371,13 @@ TEST_F(WeightsTest, NpzThatDoesNotFitIsAnErrorListingKeys) {
   ASSERT_FALSE(ParseNpy(npy, "cls").ok());
   EXPECT_NE(ParseNpy(npy, "cls").status().message().find("'<f8'"), std::string::npos);
 
+  // A ViT file is not a BiT file.
   Model resnet = *BuildModel("R11s", 10, 28);
-  Status refused = ExportNpz(*resnet, Path("resnet.npz"));
+  Status refused = ImportNpz(*resnet, Path("good.npz"));
   EXPECT_EQ(refused.code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(refused.message().find("R11s"), std::string::npos);
+  EXPECT_NE(refused.message().find("missing keys: resnet/root_block/standardized_conv2d/kernel"),
+            std::string::npos)
+      << refused.message();
 }
 
 TEST_F(WeightsTest, BrokenNpzFilesAreErrors) {
@@ -383,6 +428,79 @@ TEST_F(WeightsTest, InitializeFromAnotherArchitectureIsRefused) {
   Status status = InitializeFrom(Path("mu.pt"), *target);
   EXPECT_EQ(status.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(status.message().find("ViT-Mu/7"), std::string::npos) << status.message();
+}
+
+// A released BiT file (another head) and a released hybrid file start jobs: the trunk arrives,
+// the head is new, and the job's model computes with the released code's conventions, which
+// its own checkpoint then carries.
+TEST_F(WeightsTest, InitializeFromReleasedFilesTakesTheirConventions) {
+  for (const ModelConfig& config : {TinyBiT(), TinyHybrid()}) {
+    SCOPED_TRACE(config.name);
+    Model released = *BuildModel(config, 21, 64);
+    {
+      torch::NoGradGuard no_grad;
+      for (auto& p : released->parameters()) p.normal_(0.0, 0.2);
+    }
+    ASSERT_TRUE(ExportNpz(*released, Path("released.npz")).ok());
+    Model job = *BuildModel(config, 5, 64);
+    Status status = InitializeFrom(Path("released.npz"), *job);
+    ASSERT_TRUE(status.ok()) << status.ToString();
+    EXPECT_EQ(job->config().conventions, ReleasedConventions(config.family));
+    auto want = released->named_parameters();
+    for (const auto& item : job->named_parameters()) {
+      if (item.key().rfind("head.", 0) == 0) {
+        EXPECT_EQ(item.value().abs().max().item<float>(), 0.0f) << item.key();
+      } else {
+        EXPECT_TRUE(torch::equal(item.value(), *want.find(item.key()))) << item.key();
+      }
+    }
+    ASSERT_TRUE(SaveModel(*job, Path("job.pt")).ok());
+    Expected<CheckpointInfo> info = ReadCheckpointInfo(Path("job.pt"));
+    ASSERT_TRUE(info.ok()) << info.status().ToString();
+    EXPECT_EQ(info->config.conventions, ReleasedConventions(config.family));
+    Model next = *BuildModel(config, 5, 64);
+    ASSERT_TRUE(InitializeFrom(Path("job.pt"), *next).ok());
+    EXPECT_EQ(next->config().conventions, ReleasedConventions(config.family));
+  }
+}
+
+// The released code's initialisation: q, k and v each get Xavier's bound of a D x D matrix (a
+// fused 3D x D one would get a smaller bound), and the hybrid's units start at their shortcut
+// (the last GroupNorm's scale zero).
+TEST_F(WeightsTest, InitialisationFollowsTheReleasedCode) {
+  Model vit = *BuildModel("ViT-Mi/7", 10, 28);
+  const int64_t d = 128;
+  const double bound = std::sqrt(6.0 / (d + d));
+  const double fused_bound = std::sqrt(6.0 / (d + 3 * d));
+  for (const auto& item : vit->named_parameters()) {
+    if (item.key().find(".qkv.weight") == std::string::npos) continue;
+    for (int part = 0; part < 3; ++part) {
+      const double max = item.value().narrow(0, part * d, d).abs().max().item<double>();
+      EXPECT_LE(max, bound) << item.key();
+      EXPECT_GT(max, fused_bound) << item.key() << " part " << part;
+    }
+  }
+  Model hybrid = *BuildModel("R11s+ViT-Mu/4", 10, 28);
+  int zeroed = 0;
+  for (const auto& item : hybrid->named_parameters()) {
+    if (item.key().find("backbone.stages.") != 0) continue;
+    const bool last_norm_scale = item.key().find(".norm3.weight") != std::string::npos;
+    if (last_norm_scale) {
+      EXPECT_EQ(item.value().abs().max().item<float>(), 0.0f) << item.key();
+      ++zeroed;
+    } else if (item.key().find("norm") != std::string::npos &&
+               item.key().find(".weight") != std::string::npos) {
+      EXPECT_EQ(item.value().min().item<float>(), 1.0f) << item.key();
+    }
+  }
+  EXPECT_EQ(zeroed, 3);  // one unit per stage
+  // BiT's own units keep unit scales.
+  Model resnet = *BuildModel("R11s", 10, 28);
+  for (const auto& item : resnet->named_parameters()) {
+    if (item.key().find("norm3.weight") != std::string::npos) {
+      EXPECT_EQ(item.value().min().item<float>(), 1.0f) << item.key();
+    }
+  }
 }
 
 }  // namespace

@@ -211,12 +211,60 @@ TEST(ProtocolTest, ResultsNeedShotsExactlyForFewShot) {
             "few_shot, fine_tune");
 }
 
+TEST(ProtocolTest, PhaseReportsAreStrict) {
+  Expected<PhaseReport> few_shot = Decode<PhaseReport>(
+      R"({"phase": "few-shot", "index": 2, "count": 6, "detail": "digits seed 1"})");
+  ASSERT_TRUE(few_shot.ok()) << few_shot.status().ToString();
+  EXPECT_EQ(few_shot->phase, JobPhase::kFewShot);
+  EXPECT_EQ(few_shot->ToString(), "few-shot 2/6 (digits seed 1)");
+  Expected<PhaseReport> back = Decode<PhaseReport>(Dump(few_shot->ToJson()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->ToString(), few_shot->ToString());
+  Expected<PhaseReport> pretraining =
+      Decode<PhaseReport>(R"({"phase": "pretraining", "index": 0, "count": 0, "detail": ""})");
+  ASSERT_TRUE(pretraining.ok()) << pretraining.status().ToString();
+  EXPECT_EQ(pretraining->ToString(), "pretraining");
+
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "warmup", "index": 0, "count": 0, "detail": ""})"),
+            "phase: unknown job phase 'warmup'; use one of: pretraining, few-shot, fine-tune, "
+            "inspection");
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "fine-tune", "index": 5, "count": 4,
+                                     "detail": ""})"),
+            "index: must be between 1 and count (4), not 5");
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "fine-tune", "index": 0, "count": 4,
+                                     "detail": ""})"),
+            "index: must be between 1 and count (4), not 0");
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": 1, "count": 0,
+                                     "detail": ""})"),
+            "index: must be 0 for a phase without parts (count 0)");
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": -1, "count": 0,
+                                     "detail": ""})"),
+            "index: expected an integer within 0..100000, got -1");
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": 0, "count": 0})"),
+            "detail: is missing");
+  EXPECT_NE(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": 0, "count": 0,
+                                     "detail": "", "step": 3})")
+                .find("step: is not a field of this message"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": 0, "count": 0,
+                                     "detail": "a\nb"})")
+                .find("detail:"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf<PhaseReport>(R"({"phase": "inspection", "index": 0, "count": 0, "detail": ")" +
+                                 std::string(300, 'x') + R"("})")
+                .find("detail:"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf<PhaseReport>(R"({"phase": 3, "index": 0, "count": 0, "detail": ""})"),
+            "phase: expected a string, got an integer");
+}
+
 TEST(ProtocolTest, ViewsRoundTrip) {
   JobSummary job;
   job.id = kJob;
   job.model = "ViT-B/16";
   job.state = JobState::kRunning;
   job.progress = 0.5;
+  job.phase = PhaseReport{JobPhase::kFineTune, 3, 4, "cifar10 lr=0.01"};
   JobDetail detail;
   detail.summary = job;
   detail.config = {{"model", "ViT-B/16"}};
@@ -226,6 +274,13 @@ TEST(ProtocolTest, ViewsRoundTrip) {
   Expected<JobDetail> back = Decode<JobDetail>(Dump(detail.ToJson()));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   EXPECT_EQ(back->summary.state, JobState::kRunning);
+  ASSERT_TRUE(back->summary.phase.has_value());
+  EXPECT_EQ(back->summary.phase->ToString(), "fine-tune 3/4 (cifar10 lr=0.01)");
+  // A job without a phase says null, which reads back as none.
+  job.phase.reset();
+  Expected<JobSummary> plain = Decode<JobSummary>(Dump(job.ToJson()));
+  ASSERT_TRUE(plain.ok()) << plain.status().ToString();
+  EXPECT_FALSE(plain->phase.has_value());
   EXPECT_EQ(back->attempts[0].resumed_from_step, 400);
   EXPECT_EQ(back->results[0].shots, 5);
   EXPECT_EQ(back->ledger.device_seconds.at("cpu"), 4);

@@ -284,6 +284,36 @@ TEST_F(StoreTest, ActionsAreOneCallEach) {
   EXPECT_EQ(store_->GetAttempt(job.id, 3).status().code(), StatusCode::kNotFound);
 }
 
+TEST_F(StoreTest, APhaseBelongsToTheOpenAttempt) {
+  JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  EXPECT_EQ(store_->SetAttemptPhase(job.id, 1, {}).code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store_->AddAttempt(job.id, std::nullopt, "h:1").ok());
+  EXPECT_FALSE(store_->GetJob(job.id)->phase.has_value());
+  ASSERT_TRUE(store_->SetAttemptPhase(job.id, 1, {JobPhase::kFewShot, 2, 6, "digits seed 1"}).ok());
+  ASSERT_TRUE(store_->SetAttemptPhase(job.id, 1, {JobPhase::kFineTune, 1, 4, "lr=0.01"}).ok());
+  Expected<JobRecord> read = store_->GetJob(job.id);
+  ASSERT_TRUE(read.ok() && read->phase.has_value());
+  EXPECT_EQ(read->phase->phase, JobPhase::kFineTune);
+  EXPECT_EQ(read->phase->index, 1);
+  EXPECT_EQ(read->phase->count, 4);
+  EXPECT_EQ(read->phase->detail, "lr=0.01");
+  // Listing reads the same columns.
+  Expected<std::vector<JobRecord>> listed = store_->ListJobs(JobFilter{});
+  ASSERT_TRUE(listed.ok() && listed->size() == 1u);
+  EXPECT_EQ(listed->front().phase->detail, "lr=0.01");
+
+  // An ended attempt takes its phase with it; the next one starts without.
+  ASSERT_TRUE(store_->EndAttempt(job.id, 1, AttemptOutcome::kPreempted, 75).ok());
+  EXPECT_FALSE(store_->GetJob(job.id)->phase.has_value());
+  EXPECT_EQ(store_->SetAttemptPhase(job.id, 1, {JobPhase::kInspection, 0, 0, ""}).code(),
+            StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(store_->AddAttempt(job.id, std::nullopt, "h:1").ok());
+  EXPECT_FALSE(store_->GetJob(job.id)->phase.has_value());
+  ASSERT_TRUE(store_->SetAttemptPhase(job.id, 2, {JobPhase::kPretraining, 0, 0, ""}).ok());
+  EXPECT_EQ(store_->GetJob(job.id)->phase->phase, JobPhase::kPretraining);
+}
+
 TEST_F(StoreTest, AgentCredentialsKeepOnlyHashesAndReplace) {
   ASSERT_TRUE(store_->PutAgentCredential("h1", std::string(64, '1')).ok());
   ASSERT_TRUE(store_->PutAgentCredential("h2", std::string(64, '2')).ok());
@@ -723,6 +753,10 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
       "ALTER TABLE agents DROP COLUMN gpu_kind;"
       "DROP TABLE throughput_imports;"
       "DROP TABLE agent_credentials;"
+      "ALTER TABLE attempts DROP COLUMN phase;"
+      "ALTER TABLE attempts DROP COLUMN phase_index;"
+      "ALTER TABLE attempts DROP COLUMN phase_count;"
+      "ALTER TABLE attempts DROP COLUMN phase_detail;"
       "ALTER TABLE attempts DROP COLUMN report_token_sha256;"
       "ALTER TABLE jobs DROP COLUMN one_host;"
       "DROP INDEX metrics_by_job_step_name;"
@@ -741,6 +775,7 @@ TEST(MigrationTest, Version2DropsDuplicateMetricPointsOfAVersion1Database) {
   EXPECT_TRUE((*store)->ListThroughputImports()->empty());              // migration 4
   EXPECT_EQ((*store)->GetJob(job.id)->gpu_kind, "");                     // migration 6
   EXPECT_FALSE((*store)->GetJob(job.id)->one_host);  // migration 7: the ranks may span hosts
+  EXPECT_FALSE((*store)->GetJob(job.id)->phase.has_value());            // migration 8
   EXPECT_EQ(*(*store)->CountMetrics(job.id), 2);
   auto points = (*store)->ReadMetrics(job.id);
   ASSERT_TRUE(points.ok());
@@ -766,7 +801,12 @@ TEST(MigrationTest, Version5IndexesAndCountsAVersion4Database) {
   }
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  std::string to_v4 = "ALTER TABLE jobs DROP COLUMN gpu_kind;"
+  std::string to_v4 = "ALTER TABLE attempts DROP COLUMN phase;"
+                      "ALTER TABLE attempts DROP COLUMN phase_index;"
+                      "ALTER TABLE attempts DROP COLUMN phase_count;"
+                      "ALTER TABLE attempts DROP COLUMN phase_detail;"
+                      "ALTER TABLE jobs DROP COLUMN one_host;"
+                      "ALTER TABLE jobs DROP COLUMN gpu_kind;"
                           "ALTER TABLE agents DROP COLUMN gpu_kind;" +
                           UndoMigration5() + "PRAGMA user_version = 4;";
   ASSERT_EQ(sqlite3_exec(db, to_v4.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)

@@ -78,8 +78,13 @@ TEST(ShippedSweeps, DataSizeStudyUsesNestedSubsetsWithOneRecipe) {
     EXPECT_EQ(job.config.subset_seed, 0);
     EXPECT_EQ(job.config.few_shot.shots, (std::vector<int64_t>{5}));
     EXPECT_EQ(job.config.few_shot.datasets, (std::vector<std::string>{"imagenet"}));
+    // Early stopping (Sec. 4.3), and the paper's pretraining head on the ViTs.
+    EXPECT_GT(job.config.train.early_stopping_every, 0);
+    if (job.family == "ViT") {
+      EXPECT_GT(job.config.train.pre_logits, 0) << job.config.model;
+    }
   }
-  EXPECT_EQ(subsets, (std::set<int64_t>{9'000'000, 30'000'000, 90'000'000, 303'000'000}));
+  EXPECT_EQ(subsets, (std::set<int64_t>{9'000'000, 30'000'000, 90'000'000, 300'000'000}));
   // Same hyperparameters for every size: jobs of one model differ only in the subset.
   for (const Job& a : jobs) {
     for (const Job& b : jobs) {

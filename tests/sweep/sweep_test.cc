@@ -280,24 +280,156 @@ transfer:
   EXPECT_EQ(b16.fine_tune[0].steps, 20000);
   EXPECT_EQ(b16.fine_tune[0].resolution, 384);
   EXPECT_EQ(b16.fine_tune[0].batch_size, 512);
-  EXPECT_EQ(b16.fine_tune[0].lrs, (std::vector<double>{0.001, 0.003, 0.01, 0.03}));
+  // ImageNet's own grid, chosen on 1% of train, then a final run on all of it (App. B.1.1).
+  EXPECT_EQ(b16.fine_tune[0].lrs, (std::vector<double>{0.003, 0.01, 0.03, 0.06}));
+  EXPECT_EQ(b16.fine_tune[0].holdout, 0.01);
+  EXPECT_EQ(b16.fine_tune[0].final_run, true);
+  EXPECT_FALSE(b16.fine_tune[0].polyak.has_value());
+  EXPECT_EQ(FineTuneRuns(b16.fine_tune[0]), 5);
+  // One rate given: nothing to choose, so nothing held out and only the final run.
   EXPECT_EQ(b16.fine_tune[1].steps, 500);
   EXPECT_EQ(b16.fine_tune[1].lrs, (std::vector<double>{0.01}));
+  EXPECT_FALSE(b16.fine_tune[1].holdout.has_value());
+  EXPECT_EQ(FineTuneRuns(b16.fine_tune[1]), 1);
   // H/14's patch does not divide 384: it fine-tunes at 378, as an unpadded patch conv would.
   EXPECT_EQ(jobs[1].config.fine_tune[0].resolution, 378);
 
-  // Fine-tuning compute: every run of the lr grid, at its own resolution and class count.
+  // Fine-tuning compute: every run, the grid's and the final one, at its own resolution and
+  // class count.
   models::ModelConfig model = models::LookupModel("ViT-B/16").value();
   auto run_flops = [&](const FineTuneConfig& ft, int classes) {
     return models::TrainFlopsPerImage(
                models::ComputeCost(model, static_cast<int>(ft.resolution), classes).forward_macs) *
-           static_cast<double>(ft.steps * ft.batch_size) * static_cast<double>(ft.lrs.size());
+           static_cast<double>(ft.steps * ft.batch_size) * static_cast<double>(FineTuneRuns(ft));
   };
   const double expected = run_flops(b16.fine_tune[0], 1000) + run_flops(b16.fine_tune[1], 37);
   EXPECT_NEAR(jobs[0].fine_tune_flops, expected, 1e-9 * expected);
-  // ViT-B/16 at 384: about 55.5 GMACs; 4 x 20000 x 512 images of it is about 13.6 exaFLOPs.
-  EXPECT_NEAR(jobs[0].fine_tune_flops / 1e18, 13.7, 0.5);
+  // ViT-B/16 at 384: about 55.5 GMACs; 5 x 20000 x 512 images of it is about 17.1 exaFLOPs.
+  EXPECT_NEAR(jobs[0].fine_tune_flops / 1e18, 17.1, 0.5);
   EXPECT_EQ(ExpandOk(kMinimal)[0].fine_tune_flops, 0.0);
+}
+
+TEST(Expand, FineTuneProtocolPerDataset) {
+  std::vector<Job> jobs = ExpandOk(R"(name: protocol
+recipe: jft-300m
+pretrain: {model: ViT-B/16}
+transfer:
+  fine_tune:
+    - dataset: cifar10
+    - dataset: pets
+    - dataset: flowers
+      final_run: false
+    - dataset: digits
+    - dataset: cifar100
+      lrs: [0.01, 0.03]
+      holdout: 0.05
+      polyak: 0.9999
+)");
+  ASSERT_EQ(jobs.size(), 1u);
+  const std::vector<FineTuneConfig>& ft = jobs[0].config.fine_tune;
+  ASSERT_EQ(ft.size(), 5u);
+  EXPECT_EQ(ft[0].lrs, (std::vector<double>{0.001, 0.003, 0.01, 0.03}));
+  EXPECT_EQ(ft[0].holdout, 0.02);
+  EXPECT_EQ(ft[1].holdout, 0.10);
+  EXPECT_EQ(ft[2].final_run, false);
+  EXPECT_EQ(FineTuneRuns(ft[2]), 4);
+  // VTAB's protocol for a dataset Table 4 does not list: 0.01 alone.
+  EXPECT_EQ(ft[3].lrs, (std::vector<double>{0.01}));
+  EXPECT_EQ(ft[4].lrs, (std::vector<double>{0.01, 0.03}));
+  EXPECT_EQ(ft[4].holdout, 0.05);
+  EXPECT_EQ(ft[4].polyak, 0.9999);
+  const nlohmann::json& written = jobs[0].canonical["fine_tune"][4];
+  EXPECT_EQ(written["holdout"], 0.05);
+  EXPECT_EQ(written["final_run"], true);
+  EXPECT_EQ(written["polyak"], 0.9999);
+  EXPECT_FALSE(jobs[0].canonical["fine_tune"][3].contains("holdout"));
+  Expected<JobConfig> back = JobConfigFromJson(jobs[0].canonical);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(JobId(*back), jobs[0].id);
+
+  const std::string base =
+      "name: x\nrecipe: jft-300m\npretrain: {model: ViT-B/16}\n"
+      "transfer:\n  fine_tune:\n    - dataset: pets\n";
+  EXPECT_EQ(ErrorOf(base + "      holdout: 1.5\n"),
+            "s.yaml:7:16: 'holdout' is a fraction of train: below 1");
+  EXPECT_EQ(ErrorOf(base + "      polyak: 1\n"),
+            "s.yaml:7:15: 'polyak' is the averaging decay, e.g. 0.9999: below 1");
+  EXPECT_EQ(ErrorOf(base + "      final_run: maybe\n"),
+            "s.yaml:7:18: 'final_run' must be true or false, not 'maybe'");
+}
+
+// Table 2 fine-tunes ViT-L/16 at 512 and ViT-H/14 at 518: a per-job resolution.
+TEST(Expand, FineTuneResolutionPerJob) {
+  std::vector<Job> jobs = ExpandOk(R"(name: table2
+recipe: jft-300m
+grid:
+  - model: ViT-L/16
+    fine_tune_resolution: 512
+  - model: ViT-H/14
+    fine_tune_resolution: 518
+  - model: ViT-B/16
+transfer:
+  fine_tune: [{dataset: imagenet}]
+)");
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].config.fine_tune[0].resolution, 512);
+  EXPECT_EQ(jobs[1].config.fine_tune[0].resolution, 518);
+  EXPECT_EQ(jobs[2].config.fine_tune[0].resolution, 384);
+  const std::string e = ErrorOf(R"(name: x
+recipe: jft-300m
+grid:
+  - model: ViT-L/16
+    fine_tune_resolution: 500
+transfer:
+  fine_tune: [{dataset: imagenet}]
+)");
+  EXPECT_EQ(e.rfind("s.yaml:5:27: ViT-L/16 cannot fine-tune at resolution 500 on imagenet", 0), 0u)
+      << e;
+}
+
+TEST(Expand, PreLogitsEarlyStoppingAndInspectAreJobFields) {
+  std::vector<Job> jobs = ExpandOk(R"(name: protocol
+recipe: jft-300m
+pretrain: {pre_logits: true, subset: 30M, early_stopping_every: 2000}
+grid:
+  model: [ViT-B/16, R50+ViT-L/16, R50x1]
+)");
+  ASSERT_EQ(jobs.size(), 3u);
+  EXPECT_EQ(jobs[0].config.train.pre_logits, 768);
+  EXPECT_EQ(jobs[1].config.train.pre_logits, 1024);
+  EXPECT_EQ(jobs[2].config.train.pre_logits, 0);  // BiT has no pre_logits layer
+  EXPECT_EQ(jobs[0].canonical["train"]["pre_logits"], 768);
+  EXPECT_FALSE(jobs[2].canonical["train"].contains("pre_logits"));
+  EXPECT_EQ(jobs[0].canonical["train"]["early_stopping_every"], 2000);
+  EXPECT_FALSE(ExpandOk(kMinimal)[0].canonical["train"].contains("pre_logits"));
+  EXPECT_FALSE(ExpandOk(kMinimal)[0].canonical["train"].contains("early_stopping_every"));
+  EXPECT_FALSE(ExpandOk(kMinimal)[0].canonical.contains("inspect"));
+  EXPECT_NE(ExpandOk(std::string(kMinimal) + "  pre_logits: 512\n")[0].id,
+            ExpandOk(kMinimal)[0].id);
+  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "  pre_logits: false\n")[0].id,
+            ExpandOk(kMinimal)[0].id);
+
+  std::vector<Job> inspected = ExpandOk(std::string(kMinimal) + "  inspect: true\n");
+  EXPECT_TRUE(inspected[0].config.inspect);
+  EXPECT_EQ(inspected[0].canonical["inspect"], true);
+  Expected<JobConfig> back = JobConfigFromJson(inspected[0].canonical);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(JobId(*back), inspected[0].id);
+  EXPECT_EQ(ExpandOk(std::string(kMinimal) + "  inspect: false\n")[0].id, ExpandOk(kMinimal)[0].id);
+
+  EXPECT_EQ(ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: R50x1, pre_logits: 64}\n"),
+            "s.yaml:3:38: R50x1 is a ResNet: it has no pre_logits layer (set it on ViTs and "
+            "hybrids)");
+  EXPECT_EQ(ErrorOf("name: x\nrecipe: jft-300m\npretrain: {model: R50x1, inspect: true}\n"),
+            "s.yaml:3:35: R50x1 is a ResNet: the inspection evaluators read a transformer's "
+            "embeddings and attention");
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  pre_logits: wide\n"),
+            "s.yaml:5:15: 'pre_logits' must be true (the model's width), false or a width >= 0, "
+            "not 'wide'");
+  // JFT has no test split: validation takes 50,000 examples the subsets must leave free.
+  EXPECT_EQ(ErrorOf(std::string(kMinimal) + "  early_stopping_every: 1000\n"),
+            "s.yaml:5:25: early stopping on jft-300m validates on the last 50000 examples of its "
+            "permutation, so the subset may be at most 302950000, not 303000000");
 }
 
 TEST(JobConfigJson, RoundTripsAndNamesBadFields) {

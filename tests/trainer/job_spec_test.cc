@@ -76,6 +76,47 @@ TEST(JobSpecTest, ErrorsNameTheField) {
             StatusCode::kInvalidArgument);
 }
 
+TEST(JobSpecTest, ProtocolFieldsAreCheckedAgainstTheModel) {
+  nlohmann::json s = ValidSpec();
+  s["job"]["train"]["pre_logits"] = 64;
+  s["job"]["train"]["early_stopping_every"] = 100;
+  s["job"]["inspect"] = true;
+  s["job"]["fine_tune"] = nlohmann::json::parse(
+      R"([{"dataset": "digits", "steps": 10, "resolution": 28, "lrs": [0.01, 0.03],
+           "batch_size": 32, "holdout": 0.2, "final_run": true, "polyak": 0.99}])");
+  Expected<JobSpec> spec = ParseJobSpec(s.dump(), "spec.json");
+  ASSERT_TRUE(spec.ok()) << spec.status().ToString();
+  EXPECT_EQ(spec->job.train.pre_logits, 64);
+  EXPECT_EQ(spec->job.train.early_stopping_every, 100);
+  EXPECT_TRUE(spec->job.inspect);
+  EXPECT_EQ(spec->job.fine_tune[0].holdout, 0.2);
+  EXPECT_EQ(spec->job.fine_tune[0].final_run, true);
+  EXPECT_EQ(spec->job.fine_tune[0].polyak, 0.99);
+
+  nlohmann::json resnet = s;
+  resnet["job"]["model"] = "R11s";
+  EXPECT_NE(Error(resnet).find("'job.train.pre_logits': R11s is a ResNet"), std::string::npos)
+      << Error(resnet);
+  resnet["job"]["train"].erase("pre_logits");
+  EXPECT_NE(Error(resnet).find("'job.inspect': R11s is a ResNet"), std::string::npos)
+      << Error(resnet);
+  nlohmann::json bad = s;
+  bad["job"]["fine_tune"][0]["holdout"] = 1.0;
+  EXPECT_NE(Error(bad).find("'job.fine_tune[0].holdout' must be in (0, 1)"), std::string::npos)
+      << Error(bad);
+  bad = s;
+  bad["job"]["fine_tune"][0]["polyak"] = -0.5;
+  EXPECT_NE(Error(bad).find("'job.fine_tune[0].polyak' must be in [0, 1)"), std::string::npos)
+      << Error(bad);
+  bad = s;
+  bad["job"]["train"]["early_stopping_every"] = -1;
+  EXPECT_NE(Error(bad).find("'job.train.early_stopping_every' must be >= 0"), std::string::npos)
+      << Error(bad);
+  bad = s;
+  bad["job"]["inspect"] = "yes";
+  EXPECT_NE(Error(bad).find("'inspect' must be true or false"), std::string::npos) << Error(bad);
+}
+
 TEST(JobSpecTest, DeviceOptions) {
   Expected<JobSpec> spec = ParseJobSpec(ValidSpec().dump(), "spec.json");
   ASSERT_TRUE(spec.ok());

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -19,6 +20,10 @@
 #include <vector>
 
 #include "models/checkpoint.h"
+#include "models/npz.h"
+#include "models/vit.h"
+#include "models/zoo.h"
+#include "sweep/job_config.h"
 #include "trainer/job_spec.h"
 
 namespace vitscale::trainer {
@@ -413,6 +418,151 @@ TEST_F(TrainE2eTest, ShippedExampleSpecRuns) {
     if (j["kind"] == "result" && j["evaluation"] == "few_shot") ++few_shot;
   }
   EXPECT_GT(few_shot, 0);
+}
+
+// A job started from a released hybrid file computes with the released code's conventions (SAME
+// padding differs from vitscale's on the backbone's strided layers), its model files say so, and
+// a preempted attempt resumes computing the same way: bit-identical to the uninterrupted run.
+TEST_F(TrainE2eTest, ReleasedWeightsKeepTheirConventionsAcrossAResume) {
+  const std::string released = root_ + "/released-hybrid.npz";
+  {
+    torch::manual_seed(3);
+    models::Model source = *models::BuildModel("R11s+ViT-Mu/4", 1000, 28);
+    torch::NoGradGuard no_grad;
+    for (auto& p : source->parameters()) p.add_(torch::randn_like(p) * 0.05);
+    ASSERT_TRUE(models::ExportNpz(*source, released).ok());
+  }
+  auto spec_of = [&](const std::string& name) {
+    nlohmann::json spec = Spec(name);
+    spec["job"]["model"] = "R11s+ViT-Mu/4";
+    spec["job"]["dataset"] = "digits";  // 450 test images: a cheap final evaluation
+    spec["job"]["subset"] = 256;        // 8 steps
+    spec["run"]["init_from"] = released;
+    return spec;
+  };
+  ASSERT_EQ(Train(0, spec_of("released-whole"), "released-whole"), kExitDone);
+  Expected<models::CheckpointInfo> info =
+      models::ReadCheckpointInfo(root_ + "/released-whole/final.pt");
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->config.conventions, models::ReleasedViTConventions());
+
+  nlohmann::json spec = spec_of("released-term");
+  EXPECT_EQ(SignalAt(0, spec, "released-term", 4, SIGTERM), kExitPreempted);
+  ASSERT_EQ(Train(0, spec, "released-term"), kExitDone);
+  ExpectBitIdentical("released-whole", "released-term");
+}
+
+// The paper's protocol in one small job: the tanh pretraining head, early stopping (validation
+// tracked, the best-validated model evaluated), fine-tuning with a grid, a held-out slice, a
+// final run at the chosen rate and Polyak averaging, and the inspection views; every phase is
+// reported. Then `--inspect` redraws the views of the finished job.
+TEST_F(TrainE2eTest, PaperProtocolEarlyStoppingFineTuneAndInspection) {
+  nlohmann::json spec = Spec("protocol");
+  // digits: its 450 test images make the validations cheap.
+  spec["job"]["dataset"] = "digits";
+  spec["job"]["train"]["pre_logits"] = 32;
+  spec["job"]["train"]["early_stopping_every"] = 8;
+  spec["job"]["train"]["lr"] = 0.004;  // a bumpy curve, so that the best step is often not the last
+  spec["job"]["inspect"] = true;
+  spec["job"]["fine_tune"] = nlohmann::json::parse(
+      R"([{"dataset": "digits", "steps": 12, "resolution": 28, "lrs": [0.01, 0.03],
+           "batch_size": 32, "holdout": 0.2, "final_run": true, "polyak": 0.9}])");
+  ASSERT_EQ(Train(1, spec, "protocol"), kExitDone);
+
+  const std::string dir = root_ + "/protocol";
+  std::vector<std::string> phases;
+  std::map<int64_t, double> validation;
+  std::map<std::string, double> results;
+  std::ifstream report(dir + "/report.jsonl");
+  for (std::string line; std::getline(report, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["kind"] == "phase") {
+      std::string phase = j["phase"].get<std::string>();
+      if (j["count"].get<int64_t>() > 0) {
+        phase += " " + std::to_string(j["index"].get<int64_t>()) + "/" +
+                 std::to_string(j["count"].get<int64_t>());
+      }
+      phases.push_back(phase + " " + j["detail"].get<std::string>());
+    }
+    if (j["kind"] == "metric" && j["name"] == "val_accuracy") {
+      validation[j["step"].get<int64_t>()] = j["value"].get<double>();
+    }
+    if (j["kind"] == "result") {
+      results[j["evaluation"].get<std::string>() + " " + j["metric"].get<std::string>()] =
+          j["value"].get<double>();
+    }
+  }
+  EXPECT_EQ(phases,
+            (std::vector<std::string>{
+                "pretraining ", "fine-tune 1/3 digits lr=0.01", "fine-tune 2/3 digits lr=0.03",
+                "fine-tune 3/3 digits final lr=" +
+                    std::string(results["fine_tune chosen_lr"] == 0.01 ? "0.01" : "0.03"),
+                "inspection 1/4 filters", "inspection 2/4 position-similarity",
+                "inspection 3/4 attention-distance", "inspection 4/4 attention-rollout"}));
+
+  // Validation every 8 of the 32 steps; the best one is reported and kept.
+  ASSERT_EQ(validation.size(), 4u);
+  EXPECT_EQ(validation.begin()->first, 8);
+  auto best = std::max_element(validation.begin(), validation.end(),
+                               [](const auto& a, const auto& b) { return a.second < b.second; });
+  EXPECT_EQ(results["pretrain best_validation_accuracy"], best->second);
+  EXPECT_EQ(results["pretrain best_step"], static_cast<double>(best->first));
+  EXPECT_TRUE(results.count("fine_tune accuracy"));
+  EXPECT_TRUE(results.count("fine_tune holdout_accuracy@lr=0.01"));
+
+  // The pretraining head is part of the trained model.
+  Expected<models::Model> final_model = models::LoadModel(dir + "/final.pt");
+  ASSERT_TRUE(final_model.ok()) << final_model.status().ToString();
+  EXPECT_EQ((*final_model)->config().pre_logits, 32);
+  Expected<models::Model> best_model = models::LoadModel(dir + "/best.pt");
+  ASSERT_TRUE(best_model.ok()) << best_model.status().ToString();
+
+  // The inspection drew the best-validated model: its position embeddings' similarity.
+  Expected<sweep::JobConfig> job = sweep::JobConfigFromJson(spec["job"]);
+  ASSERT_TRUE(job.ok());
+  const std::string prefix = dir + "/inspection/" + sweep::JobId(*job).substr(0, 12) + "-";
+  auto similarity_of = [](models::Model& model) {
+    auto* vit = dynamic_cast<models::ViTImpl*>(model.get());
+    torch::Tensor pos = vit->pos_embedding.detach()[0].narrow(0, 1, 16).to(torch::kDouble);
+    pos = pos / pos.norm(2, 1, true);
+    return pos.matmul(pos.t());
+  };
+  auto drawn = [&]() {
+    std::ifstream in(prefix + "position-similarity.json");
+    nlohmann::json j = nlohmann::json::parse(in);
+    torch::Tensor t = torch::zeros({16, 16}, torch::kDouble);
+    for (int i = 0; i < 16; ++i) {
+      for (int k = 0; k < 16; ++k) t[i][k] = j["similarity"][i][k].get<double>();
+    }
+    return t;
+  };
+  EXPECT_TRUE(torch::allclose(drawn(), similarity_of(*best_model), 1e-9, 1e-9));
+  if (best->first != 32) {
+    EXPECT_FALSE(torch::allclose(drawn(), similarity_of(*final_model), 1e-6, 1e-6));
+  }
+  for (const char* file :
+       {"filters.json", "filters.png", "position-similarity.png", "attention-distance.json",
+        "attention-distance.svg", "attention-rollout.json", "attention-rollout.png"}) {
+    EXPECT_TRUE(fs::exists(prefix + file)) << file;
+  }
+
+  // A finished job's views again, from its run directory alone.
+  fs::remove(prefix + "attention-distance.svg");
+  const std::string spec_path = root_ + "/protocol.json";
+  pid_t pid = fork();
+  if (pid == 0) {
+    execl(VITSCALE_TRAIN_BIN, VITSCALE_TRAIN_BIN, "--spec", spec_path.c_str(), "--inspect",
+          nullptr);
+    _exit(127);
+  }
+  EXPECT_EQ(Wait(pid), kExitDone);
+  EXPECT_TRUE(fs::exists(prefix + "attention-distance.svg"));
+  // Nothing of the job itself changed: no new results.
+  std::ifstream again(dir + "/report.jsonl");
+  int ledgers = 0;
+  for (std::string line; std::getline(again, line);)
+    ledgers += nlohmann::json::parse(line)["kind"] == "ledger";
+  EXPECT_EQ(ledgers, 1);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "trainer/checkpoint_store.h"
 
@@ -103,6 +104,36 @@ TEST(LoadModuleTest, CheckpointOfAnotherModelNamesTheTensor) {
   EXPECT_NE(status.message().find("fc1.weight"), std::string::npos) << status.message();
   EXPECT_NE(status.message().find("another model"), std::string::npos);
   EXPECT_EQ(LoadModule("not an archive", *small).code(), StatusCode::kCorruption);
+}
+
+// A job started from a released file computes with its conventions, and so must every resumed
+// attempt: the checkpoint's state.json carries them, and early stopping's best so far.
+TEST(ProgressTest, CarriesConventionsAndTheBestValidation) {
+  TrainProgress progress;
+  progress.step = 12;
+  progress.model = "R50+ViT-B/16";
+  progress.conventions = models::ReleasedViTConventions();
+  progress.best_validation = 0.75;
+  progress.best_step = 8;
+  Expected<TrainProgress> back = ParseProgress(SerializeProgress(progress));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->conventions, models::ReleasedViTConventions());
+  EXPECT_EQ(back->best_validation, 0.75);
+  EXPECT_EQ(back->best_step, 8);
+
+  // A state.json written before these fields: vitscale's own conventions, no best yet.
+  nlohmann::json old = nlohmann::json::parse(SerializeProgress(progress));
+  old.erase("conventions");
+  old.erase("best_validation");
+  old.erase("best_step");
+  back = ParseProgress(old.dump());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->conventions, models::Conventions{});
+  EXPECT_EQ(back->best_step, -1);
+
+  old = nlohmann::json::parse(SerializeProgress(progress));
+  old["conventions"]["padding"] = "reflect";
+  EXPECT_EQ(ParseProgress(old.dump()).status().code(), StatusCode::kCorruption);
 }
 
 TEST(StepSeedTest, DependsOnEveryInput) {

@@ -1,13 +1,15 @@
-// Job detail: the live training curves (loss, learning rate, images/s), the attempts with their
-// preemptions and resumes, checkpoints, results, the compute ledger and the log tail. Metric
-// events for this job extend the curves in place; job and result events refresh the rest.
+// Job detail: the live training curves (loss, learning rate, images/s), the phase a running job
+// is in, the attempts with their preemptions and resumes, checkpoints, results, the compute
+// ledger, the inspection views (./inspection.ts) and the log tail. Metric events for this job
+// extend the curves in place; job and result events refresh the rest.
 
-import { ApiError, enc, getJson, getText, postJson, type Job, type JobDetail, type MetricPoint } from '../api';
+import {ApiError, enc, getJson, getText, phaseText, postJson, type Job, type JobDetail, type MetricPoint} from '../api';
 import { createChart, kBaseOption, type ChartCard } from '../charts';
 import {
-  clear, errorBox, fmtCount, fmtFlops, fmtNumber, h, progressBar, stateBadge, throttle, timeCell,
+  clear, errorBox, fmtCount, fmtDeviceTime, fmtFlops, fmtNumber, h, progressBar, stateBadge, throttle, timeCell,
 } from '../dom';
-import { errorText, markReady, showLoadError, type Page } from '../page';
+import {errorText, markReady, showLoadError, type Page, type PageContext} from '../page';
+import {mountInspection, type InspectionSection} from './inspection';
 
 const kCurves: { name: string; title: string; unit: string; color: string; log?: boolean }[] = [
   { name: 'loss', title: 'Training loss', unit: 'loss', color: '#d62728' },
@@ -37,8 +39,9 @@ function table(headers: string[], rows: (Node | string)[][], empty: string, id?:
     h('tbody', null, rows.map((r) => h('tr', null, r.map((c) => h('td', null, c))))));
 }
 
-export function mountJob(root: HTMLElement, _context: unknown, id: string): Page {
+export function mountJob(root: HTMLElement, context: PageContext, id: string): Page {
   let disposed = false;
+  let inspection: InspectionSection|null = null;
   let job: JobDetail | null = null;
   const series = new Map<string, [number, number][]>();
   const charts: ChartCard[] = [];
@@ -53,8 +56,11 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
   const logBox = h('pre', { class: 'log', id: 'log-tail' });
   const logSection = h('section', { class: 'card' }, h('header', null, h('h3', null, 'Log tail')), logBox);
   const configBox = h('pre', { class: 'config' });
-  const body = h('div', null, summary, actionMessage, chartRow, h('div', { class: 'two-col' }, attempts, checkpoints), results, logSection,
-    h('details', { class: 'card' }, h('summary', null, 'Job config'), configBox));
+  const inspectionBox = h('div', {class: 'card'});
+  const body =
+      h('div', null, summary, actionMessage, chartRow,
+        h('div', {class: 'two-col'}, attempts, checkpoints), results, inspectionBox, logSection,
+        h('details', {class: 'card'}, h('summary', null, 'Job config'), configBox));
   root.append(head, body);
 
   for (const curve of kCurves) {
@@ -107,28 +113,69 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
     const finished = kFinished.has(j.state);
     const ledger = j.ledger;
     const device = ledger?.device_seconds
-      ? Object.entries(ledger.device_seconds).map(([k, v]) => `${k} ${fmtNumber(v)} s`).join(', ')
+      ? Object.entries(ledger.device_seconds).map(([k, v]) => `${k} ${fmtDeviceTime(v / 3600)}`).join(', ')
       : '–';
     summary.append(
-      h('dl', { class: 'facts' },
-        h('dt', null, 'State'), h('dd', { id: 'job-state' }, stateBadge(j.state)),
-        h('dt', null, 'Model'), h('dd', null, `${j.model} (${j.family})`),
-        h('dt', null, 'Pretraining'), h('dd', null, `${j.dataset}, ${fmtCount(j.subset_size)} images, ${j.epochs} epoch${j.epochs === 1 ? '' : 's'}`),
-        h('dt', null, 'Progress'), h('dd', null, progressBar(j.progress), ` ${fmtCount(j.images_seen)} images seen`),
-        h('dt', null, 'Compute'), h('dd', null,
-          `planned ${fmtFlops(j.planned_exaflops)} EFLOPs; spent ${fmtFlops(ledger?.train_flops !== undefined ? ledger.train_flops / 1e18 : null)} EFLOPs training`,
-          ledger?.eval_flops !== undefined ? `, ${fmtFlops(ledger.eval_flops / 1e18)} evaluating` : ''),
-        h('dt', null, 'Device time'), h('dd', null, device, ledger?.wall_seconds !== undefined ? `; wall ${fmtNumber(ledger.wall_seconds)} s` : ''),
-        h('dt', null, 'Sweeps'), h('dd', null, j.sweeps.flatMap((s, i) => [i ? ', ' : '', h('a', { href: `#/study/${enc(s)}` }, s)])),
-        h('dt', null, 'Id'), h('dd', { class: 'mono small-text' }, j.id),
-        h('dt', null, 'Updated'), h('dd', null, timeCell(j.updated_at)),
-      ),
-      h('div', { class: 'actions' },
-        h('button', { 'data-action': 'cancel', disabled: finished, onclick: () => void action('Cancel', 'cancel') }, 'Cancel'),
-        h('button', { 'data-action': 'preempt', disabled: j.state !== 'running', onclick: () => void action('Preempt', 'preempt') }, 'Preempt'),
-        h('span', { class: 'priority' }, 'Priority ', priorityInput,
-          h('button', { 'data-action': 'priority', onclick: () => void action('Set priority', 'priority', { priority: Number(priorityInput.value) }) }, 'Set')),
-      ),
+        h(
+            'dl',
+            {class: 'facts'},
+            h('dt', null, 'State'),
+            h('dd', {id: 'job-state'}, stateBadge(j.state)),
+            h('dt', null, 'Model'),
+            h('dd', null, `${j.model} (${j.family})`),
+            h('dt', null, 'Pretraining'),
+            h('dd', null,
+              `${j.dataset}, ${fmtCount(j.subset_size)} images, ${j.epochs} epoch${
+                  j.epochs === 1 ? '' : 's'}`),
+            h('dt', null, 'Progress'),
+            h('dd', null, progressBar(j.progress), ` ${fmtCount(j.images_seen)} images seen`,
+              j.phase ? h('span', {class: 'phase', id: 'job-phase', 'data-phase': j.phase.phase},
+                          ` · ${phaseText(j.phase)}`) :
+                        null),
+            h('dt', null, 'Compute'),
+            h('dd', null,
+              `planned ${fmtFlops(j.planned_exaflops)}; spent ${
+                  fmtFlops(
+                      ledger?.train_flops !== undefined ? ledger.train_flops / 1e18 :
+                                                          null)} training`,
+              ledger?.eval_flops !== undefined ?
+                  `, ${fmtFlops(ledger.eval_flops / 1e18)} evaluating` :
+                  ''),
+            h('dt', null, 'Device time'),
+            h('dd', null, device,
+              ledger?.wall_seconds !== undefined ? `; wall ${fmtNumber(ledger.wall_seconds)} s` :
+                                                   ''),
+            h('dt', null, 'Sweeps'),
+            h('dd', null,
+              j.sweeps.flatMap((s, i) => [i ? ', ' : '', h('a', {href: `#/study/${enc(s)}`}, s)])),
+            h('dt', null, 'Id'),
+            h('dd', {class: 'mono small-text'}, j.id),
+            h('dt', null, 'Updated'),
+            h('dd', null, timeCell(j.updated_at)),
+            ),
+        h(
+            'div',
+            {class: 'actions'},
+            h('button', {
+              'data-action': 'cancel',
+              disabled: finished,
+              onclick: () => void action('Cancel', 'cancel')
+            },
+              'Cancel'),
+            h('button', {
+              'data-action': 'preempt',
+              disabled: j.state !== 'running',
+              onclick: () => void action('Preempt', 'preempt')
+            },
+              'Preempt'),
+            h('span', {class: 'priority'}, 'Priority ', priorityInput,
+              h('button', {
+                'data-action': 'priority',
+                onclick: () =>
+                    void action('Set priority', 'priority', {priority: Number(priorityInput.value)})
+              },
+                'Set')),
+            ),
     );
   };
 
@@ -172,10 +219,21 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
     }
   };
 
+  const loadInspection = async (detail: JobDetail) => {
+    inspection?.dispose();
+    clear(inspectionBox);
+    inspection = mountInspection(detail.id, detail.model, context.query.get('compare'));
+    inspectionBox.append(inspection.element);
+    await inspection.load();
+  };
+
   const loadJob = async () => {
     const detail = await getJson<JobDetail>(`jobs/${enc(id)}`);
     if (disposed) return;
+    // The views appear when an inspection phase ends (or the job ends).
+    const inspected = job?.phase?.phase === 'inspection' && detail.phase?.phase !== 'inspection';
     job = detail;
+    if (inspected) void loadInspection(detail);
     head.querySelector('.mono')!.textContent = `${detail.id.slice(0, 12)} · ${detail.model}`;
     renderSummary(detail);
     renderRest(detail);
@@ -188,6 +246,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
       if (disposed) return;
       kCurves.forEach((c, i) => series.set(c.name, curves[i]));
       redrawCharts();
+      await loadInspection(job!);
       await loadLog();
     } catch (e) {
       if (disposed) return;
@@ -233,6 +292,7 @@ export function mountJob(root: HTMLElement, _context: unknown, id: string): Page
     },
     dispose() {
       disposed = true;
+      inspection?.dispose();
       refreshJob.cancel();
       refreshLog.cancel();
       charts.forEach((c) => c.dispose());

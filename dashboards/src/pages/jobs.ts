@@ -4,7 +4,7 @@
 // be linked. Job events update rows in view in place; other changes refetch the page at most
 // once a second.
 
-import { ApiError, getJson, type Job, type JobPage } from '../api';
+import { ApiError, getJson, phaseText, type Job, type JobPage } from '../api';
 import { clear, errorBox, fmtFlops, fmtCount, h, progressBar, shortId, stateBadge, throttle, timeCell } from '../dom';
 import { errorText, markReady, type Page, type PageContext } from '../page';
 
@@ -63,8 +63,8 @@ function filtersHash(f: Filters): string {
 }
 
 // Columns: header, the API's sort key when the column sorts, and the cell.
-const kColumns: [string, string | null, (job: Job) => Node | string][] = [
-  ['Job', null, (j) => h('a', { href: `#/jobs/${j.id}`, class: 'mono' }, shortId(j.id))],
+const kColumns: [string, string|null, (job: Job) => Node | string][] = [
+  ['Job', null, (j) => h('a', {href: `#/jobs/${j.id}`, class: 'mono'}, shortId(j.id))],
   ['Model', 'model', (j) => j.model],
   ['Family', null, (j) => j.family],
   ['Dataset', null, (j) => j.dataset],
@@ -73,8 +73,15 @@ const kColumns: [string, string | null, (job: Job) => Node | string][] = [
   ['State', 'state', (j) => stateBadge(j.state)],
   ['Priority', 'priority', (j) => String(j.priority)],
   ['Attempts', null, (j) => String(j.attempts)],
-  ['Progress', null, (j) => progressBar(j.progress)],
-  ['Planned EFLOPs', null, (j) => fmtFlops(j.planned_exaflops)],
+  [
+    'Progress', null,
+    (j) =>
+        h('span', {class: 'progress-cell'}, progressBar(j.progress),
+          j.phase ? h('span', {class: 'phase small-text', 'data-phase': j.phase.phase},
+                      phaseText(j.phase)) :
+                    null)
+  ],
+  ['Planned compute', null, (j) => fmtFlops(j.planned_exaflops)],
   ['Updated', 'updated', (j) => timeCell(j.updated_at)],
 ];
 

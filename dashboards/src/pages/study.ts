@@ -8,7 +8,11 @@
 
 import { enc, getJson, getText, type FitGroup, type Study, type StudyFits, type StudyRow, type Sweep } from '../api';
 import { createChart, kBaseOption, kFamilyColors, kPalette, powerOfTen, type ChartCard } from '../charts';
-import { clear, download, errorBox, fmtCount, fmtFlops, fmtNumber, fmtPercent, h, stateBadge, throttle } from '../dom';
+import {
+  clear, deviceTimeUnit, download, errorBox, flopsUnit, fmtCount, fmtInUnit, fmtNumber, fmtPercent, h, stateBadge,
+  throttle,
+  type Unit,
+} from '../dom';
 import { errorText, markReady, showLoadError, type Page, type PageContext } from '../page';
 import { mountTimeline } from '../timeline';
 
@@ -58,14 +62,31 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   let study: Study | null = null;
   let fits: StudyFits | null = null;
   let column = context.query.get('column') ?? kAverage;
+  // Fig. 5's x axis: analytic FLOPs (the paper's), or measured device time where the ledger has it.
+  let axis: 'flops' | 'device' = context.query.get('x') === 'device' ? 'device' : 'flops';
   const jobsInStudy = new Set<string>();
 
   const errorSlot = h('div');
   const columnSelect = h('select', { id: 'study-column', 'aria-label': 'accuracy column', onchange: (e: Event) => {
     column = (e.target as HTMLSelectElement).value;
-    history.replaceState(null, '', `#/study/${enc(sweep)}${column === kAverage ? '' : `?column=${enc(column)}`}`);
+    updateUrl();
     void loadFits().then(() => { if (!disposed) render(); });
   } });
+  const updateUrl = () => {
+    const query = new URLSearchParams();
+    if (column !== kAverage) query.set('column', column);
+    if (axis === 'device') query.set('x', 'device');
+    const text = query.toString();
+    history.replaceState(null, '', `#/study/${enc(sweep)}${text ? `?${text}` : ''}`);
+  };
+  const axisSelect = h('select', { id: 'study-axis', 'aria-label': 'compute axis' },
+    h('option', { value: 'flops' }, 'pretraining FLOPs'), h('option', { value: 'device' }, 'device time'));
+  axisSelect.value = axis;
+  axisSelect.addEventListener('change', () => {
+    axis = axisSelect.value === 'device' ? 'device' : 'flops';
+    updateUrl();
+    render();
+  });
   const countLine = h('p', { class: 'note', id: 'study-count' });
   const chartRow = h('div', { class: 'chart-row two' });
   const tableBox = h('section', { class: 'card' });
@@ -76,11 +97,13 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     h('div', { class: 'page-head' },
       h('h2', null, 'Study: ', sweep),
       h('label', { class: 'inline' }, 'Accuracy: ', columnSelect),
+      h('label', { class: 'inline' }, 'Compute: ', axisSelect),
       h('a', { href: `#/jobs?sweep=${enc(sweep)}`, class: 'small-text' }, 'jobs of this sweep')),
     countLine, errorSlot, chartRow, fitsBox, tableBox, timelineBox,
   );
-  const fig5 = createChart(chartRow, 'study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-exaflops`, {
-    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining exaFLOPs.',
+  const fig5 = createChart(chartRow, 'study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-compute`, {
+    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining FLOPs, ' +
+      'or its device time, in the unit that suits the study\'s scale.',
   });
   const fig4 = createChart(chartRow, 'study-data', 'Accuracy vs pretraining data size', `${sweep}-accuracy-vs-subset`, {
     height: 380, note: 'One line per model over the nested pretraining subsets (paper Fig. 4).',
@@ -95,15 +118,15 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     axisLabel: { formatter: (v: number) => `${Number.isInteger(v) ? v.toFixed(0) : v.toFixed(1)}%` },
   });
 
-  // A fitted group drawn as accuracy (%): the curve over the data, dashed beyond it, and the
+  // A fitted group drawn as accuracy (%), x in the axis' unit (exaFLOPs / per): the curve over the data, dashed beyond it, and the
   // bootstrap band as an area between its bounds. No symbols, so only jobs are points.
-  const fitSeries = (g: FitGroup, name: string, color: string) => {
+  const fitSeries = (g: FitGroup, name: string, color: string, per: number) => {
     const fit = g.fit;
     if (fit.status !== 'ok' || !fit.curve) return [];
     const acc = (e: number) => (1 - e) * 100;
     const edge = fit.extrapolated_from!;
-    const inside = fit.curve.filter((p) => p.x <= edge * (1 + 1e-9)).map((p) => [p.x, acc(p.error)]);
-    const beyond = fit.curve.filter((p) => p.x >= edge * (1 - 1e-9)).map((p) => [p.x, acc(p.error)]);
+    const inside = fit.curve.filter((p) => p.x <= edge * (1 + 1e-9)).map((p) => [p.x / per, acc(p.error)]);
+    const beyond = fit.curve.filter((p) => p.x >= edge * (1 - 1e-9)).map((p) => [p.x / per, acc(p.error)]);
     const line = { type: 'line', showSymbol: false, color, silent: true, z: 1 };
     const series: object[] = [
       { ...line, name: `${name} fit`, data: inside, lineStyle: { width: 2, color } },
@@ -113,25 +136,37 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     if (band.length) {
       const stack = `band-${name}`;
       series.push(
-        { ...line, name: `${name} band low`, stack, data: band.map((p) => [p.x, acc(p.high!)]), lineStyle: { opacity: 0 } },
-        { ...line, name: `${name} band`, stack, data: band.map((p) => [p.x, (p.high! - p.low!) * 100]),
+        { ...line, name: `${name} band low`, stack, data: band.map((p) => [p.x / per, acc(p.high!)]), lineStyle: { opacity: 0 } },
+        { ...line, name: `${name} band`, stack, data: band.map((p) => [p.x / per, (p.high! - p.low!) * 100]),
           lineStyle: { opacity: 0 }, areaStyle: { color, opacity: 0.12 } },
       );
     }
     return series;
   };
 
+  // x of a row on Fig. 5's axis, in the base quantity (exaFLOPs or device-hours); null: not plotted.
+  const computeOf = (r: StudyRow): number | null => {
+    const x = axis === 'device' ? r.device_hours : r.exaflops;
+    return x !== null && x !== undefined && x > 0 ? x : null;
+  };
   const renderFig5 = (rows: StudyRow[]) => {
-    const points = rows.filter((r) => !r.planned && r.exaflops > 0 && valueOf(r, column) !== null);
-    fig5.setEmpty(points.length ? null : 'No finished job has results yet: points appear as jobs finish.');
+    const points = rows.filter((r) => !r.planned && computeOf(r) !== null && valueOf(r, column) !== null);
+    fig5.setEmpty(points.length ? null : axis === 'device'
+      ? 'No finished job has both results and device time yet.'
+      : 'No finished job has results yet: points appear as jobs finish.');
+    const largest = Math.max(0, ...points.map((r) => computeOf(r)!));
+    const unit: Unit = axis === 'device' ? deviceTimeUnit(largest) : flopsUnit(largest);
+    const axisName = axis === 'device' ? `Pretraining device time (${unit.name})` : `Pretraining compute (${unit.name})`;
     const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
     const familyName = (family: string) => family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)';
-    const fitted = (fits?.compute ?? []).flatMap((g) => fitSeries(g, familyName(g.family), kFamilyColors[g.family] ?? '#9467bd'));
+    // The fits are of accuracy against FLOPs: drawn on the FLOPs axis only.
+    const compute = axis === 'device' ? [] : fits?.compute ?? [];
+    const fitted = compute.flatMap((g) => fitSeries(g, familyName(g.family), kFamilyColors[g.family] ?? '#9467bd', unit.per));
     // Each family's Pareto frontier (what the fit saw), as a thin step line through its points.
-    const frontiers = (fits?.compute ?? []).filter((g) => g.fitted.length > 1).map((g) => ({
+    const frontiers = compute.filter((g) => g.fitted.length > 1).map((g) => ({
       type: 'line', name: `${familyName(g.family)} frontier`, showSymbol: false, silent: true, step: 'end', z: 1,
       color: kFamilyColors[g.family] ?? '#9467bd', lineStyle: { width: 1, opacity: 0.5 },
-      data: g.fitted.map((i) => [g.points[i].exaflops!, (1 - g.points[i].error) * 100]),
+      data: g.fitted.map((i) => [g.points[i].exaflops! / unit.per, (1 - g.points[i].error) * 100]),
     }));
     fig5.chart.setOption({
       ...kBaseOption,
@@ -141,10 +176,10 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         trigger: 'item',
         formatter: (p: { data: { row: StudyRow; value: [number, number] } }) =>
           `<b>${escapeHtml(p.data.row.model)}</b> · ${fmtCount(p.data.row.subset_size)} images · ${p.data.row.epochs} ep<br>` +
-          `${fmtFlops(p.data.value[0])} exaFLOPs · ${p.data.value[1].toFixed(1)}%`,
+          `${p.data.value[0].toPrecision(3)} ${unit.name} · ${p.data.value[1].toFixed(1)}%`,
       },
       xAxis: {
-        type: 'log', logBase: 10, name: 'Pretraining compute (exaFLOPs)', nameLocation: 'middle', nameGap: 30,
+        type: 'log', logBase: 10, name: axisName, nameLocation: 'middle', nameGap: 30,
         axisLabel: { formatter: powerOfTen }, splitLine: { show: true, lineStyle: { color: '#eee' } },
       },
       yAxis: accuracyAxis(column === kAverage ? 'Average transfer accuracy' : `${column} accuracy`),
@@ -155,7 +190,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         symbolSize: 11,
         color: kFamilyColors[family] ?? '#9467bd',
         itemStyle: { borderColor: '#fff', borderWidth: 1 },
-        data: points.filter((r) => r.family === family).map((r) => ({ value: [r.exaflops, valueOf(r, column)! * 100], row: r, job: r.job })),
+        data: points.filter((r) => r.family === family)
+          .map((r) => ({ value: [computeOf(r)! / unit.per, valueOf(r, column)! * 100], row: r, job: r.job })),
       })), ...frontiers, ...fitted],
     }, { replaceMerge: ['series'] });
   };
@@ -182,7 +218,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     const groupFits = new Map((fits?.data_size ?? []).map((g) => [g.group, g]));
     const fitted = keys.flatMap((key, i) => {
       const g = groupFits.get(key);
-      return g ? fitSeries(g, key, kPalette[i % kPalette.length]) : [];
+      return g ? fitSeries(g, key, kPalette[i % kPalette.length], 1) : [];
     });
     fig4.chart.setOption({
       ...kBaseOption,
@@ -293,9 +329,12 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       exportMessage, exportButton('csv', 'CSV', 'csv'), exportButton('markdown', 'Markdown', 'md'), exportButton('latex', 'LaTeX', 'tex')));
     const rows = [...s.rows].sort((a, b) =>
       familyRank(a.family) - familyRank(b.family) || a.model.localeCompare(b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size);
+    // One unit per column, that of its largest value.
+    const flops = flopsUnit(Math.max(0, ...rows.map((r) => r.exaflops)));
+    const device = deviceTimeUnit(Math.max(0, ...rows.map((r) => r.device_hours ?? 0)));
     tableBox.append(h('div', { class: 'table-wrap' }, h('table', { class: 'grid study', id: 'study-table' },
       h('thead', null, h('tr', null,
-        ['Model', 'Epochs', 'Pretrained on', ...s.columns, 'Average', 'exaFLOPs', 'Device h', 'State'].map((t) => h('th', null, t)))),
+        ['Model', 'Epochs', 'Pretrained on', ...s.columns, 'Average', `Compute (${flops.name})`, `Device time (${device.name})`, 'State'].map((t) => h('th', null, t)))),
       h('tbody', null, rows.map((r) => h('tr', { 'data-job': r.job },
         h('td', null, h('a', { href: `#/jobs/${r.job}` }, r.model)),
         h('td', { class: 'num' }, String(r.epochs)),
@@ -303,8 +342,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         s.columns.map((c) => h('td', { class: 'num' }, fmtPercent(r.results[c]))),
         h('td', { class: 'num strong' }, fmtPercent(r.average)),
         h('td', { class: `num${r.planned ? ' planned' : ''}`, title: r.planned ? 'planned: the job has not run' : 'spent' },
-          fmtFlops(r.exaflops), r.planned ? ' (planned)' : ''),
-        h('td', { class: 'num' }, fmtNumber(r.device_hours, 2)),
+          fmtInUnit(r.exaflops, flops), r.planned ? ' (planned)' : ''),
+        h('td', { class: 'num' }, fmtInUnit(r.device_hours, device)),
         h('td', null, stateBadge(r.state))))))));
   };
 

@@ -2,7 +2,7 @@
 // from `sweep` events.
 
 import { enc, getJson, type Sweep } from '../api';
-import { clear, fmtFlops, h, throttle, timeCell } from '../dom';
+import { clear, flopsUnit, fmtFlops, h, throttle, timeCell } from '../dom';
 import { markReady, showLoadError, type Page } from '../page';
 
 const kStateOrder = ['succeeded', 'running', 'leased', 'pending', 'preempted', 'failed', 'cancelled'];
@@ -36,7 +36,7 @@ function computeCell(sweep: Sweep): HTMLElement {
     'div',
     { class: 'compute-cell' },
     bar,
-    h('span', { class: 'num' }, `${fmtFlops(sweep.spent_exaflops)} / ${fmtFlops(sweep.planned_exaflops)} EFLOPs`),
+    h('span', { class: 'num' }, `${fmtFlops(sweep.spent_exaflops, flopsUnit(sweep.planned_exaflops))} / ${fmtFlops(sweep.planned_exaflops)}`),
   );
 }
 
@@ -45,7 +45,7 @@ export function mountSweeps(root: HTMLElement): Page {
   const body = h('div');
   root.append(
     h('div', { class: 'page-head' }, h('h2', null, 'Sweeps'),
-      h('p', { class: 'note' }, 'Jobs by state and pretraining compute spent against planned (exaFLOPs).')),
+      h('p', { class: 'note' }, 'Jobs by state and pretraining compute spent against planned.')),
     body,
   );
   let disposed = false;
