@@ -163,7 +163,7 @@ TEST(ProtocolTest, GpuFieldsAreCheckedWhereTheyCrossTheBoundary) {
                 .find("gpu_kind: 'cpu' is the kind of CPU slots"),
             std::string::npos);
   // Without GPUs the kind is not sent, and a CPU host's message is as before.
-  RegisterRequest cpu_host{"c1", 2, 0, "", {}};
+  RegisterRequest cpu_host{"c1", 2, 0, "", {}, std::nullopt};
   EXPECT_EQ(cpu_host.ToJson(),
             (Json{{"host", "c1"}, {"slots", 2}, {"gpus", 0}, {"running", Json::array()}}));
   std::string job = std::string(64, 'b');
