@@ -136,7 +136,8 @@ std::string CudaVisibleDevices(const std::vector<int>& gpus,
 std::vector<std::string> MpirunGpuCommand(const AgentOptions& options,
                                           const std::vector<protocol::HostRanks>& hosts,
                                           const std::vector<protocol::HostGpus>& gpus,
-                                          const std::string& spec_file);
+                                          const std::string& spec_file,
+                                          const std::vector<std::string>& forward);
 
 class Agent {
  public:

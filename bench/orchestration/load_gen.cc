@@ -280,7 +280,7 @@ class LoadGenerator {
       HttpClientOptions agent_options = options;
       agent_options.bearer_token = agent->credential;
       ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> as_agent, HttpClient::Create(agent_options));
-      protocol::RegisterRequest body{agent->id, 1, 0, {}};
+      protocol::RegisterRequest body{agent->id, 1, 0, "", {}, std::nullopt};
       Clock::time_point sent = Clock::now();
       ASSIGN_OR_RETURN(HttpReply reply,
                        as_agent->PostJson("/api/v1/agents/register", protocol::Dump(body.ToJson())));

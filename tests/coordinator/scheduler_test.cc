@@ -191,7 +191,7 @@ TEST_F(SchedulerTest, GpuJobsMatchTheKindTheyAskForAndCpuJobsShareGpuHosts) {
   ASSERT_TRUE(sched_.RegisterAgent({"cpu", "host-cpu", 16, 0}).ok());
   ASSERT_TRUE(sched_.RegisterAgent({"a100", "host-a100", 4, 2, "NVIDIA A100"}).ok());
   auto gpu_job = [&](const std::string& id, const std::string& kind, int ranks) {
-    JobSpec spec{id, 0, next_order_++, ranks, /*gpus_per_rank=*/1, false, 0, kind};
+    JobSpec spec{id, 0, next_order_++, ranks, /*gpus_per_rank=*/1, false, 0, 0, kind};
     ASSERT_TRUE(sched_.AddJob(spec).ok());
   };
   gpu_job("wants-h200", "NVIDIA H200", 1);
@@ -477,7 +477,7 @@ TEST_F(SchedulerTest, AnUnreachableHostRequeuesWithoutUsingARetry) {
 TEST_F(SchedulerTest, AGangSpansOnlyAgentsThatShareTheRunsFolder) {
   AddAgent("a", 1);
   AddAgent("b", 1);
-  AgentSpec blind{"c", "c", 1, 0, /*shares_runs_dir=*/false};
+  AgentSpec blind{"c", "c", 1, 0, "", /*shares_runs_dir=*/false};
   ASSERT_TRUE(sched_.RegisterAgent(blind).ok());
   AddJob("gang", 0, 3, /*multi_host=*/true);
   EXPECT_TRUE(Launched().empty()) << "a and b share the folder but have 2 slots, not 3";

@@ -200,7 +200,8 @@ TEST(MpirunCommandTest, AGpuGangGivesEachHostsRanksThatHostsGpus) {
   AgentOptions options;
   options.train_command = "/opt/bin/vitscale-train";
   EXPECT_EQ(MpirunGpuCommand(options, {{"localhost", 2}, {"agent-b", 1}},
-                             {{"agent-a", {0, 1}}, {"agent-b", {3}}}, "/w/spec.json"),
+                             {{"agent-a", {0, 1}}, {"agent-b", {3}}}, "/w/spec.json",
+                             {"OMP_WAIT_POLICY"}),
             (std::vector<std::string>{
                 "mpirun", "--oversubscribe", "-x", "OMP_WAIT_POLICY", "-np", "2", "-H",
                 "localhost:2", "env", "CUDA_DEVICE_ORDER=PCI_BUS_ID", "CUDA_VISIBLE_DEVICES=0,1",
