@@ -890,6 +890,10 @@ TEST_F(AgentTest, GpusGivenToTheAgentByNameReachItsJobsByThoseNames) {
 // Both "hosts" are this machine here (the second one named localhost), which is what lets real
 // mpirun run it; the leader's own host's entry is matched by its name.
 TEST_F(AgentTest, AGpuGangsRanksOnEachHostGetThatHostsGpus) {
+  // The "other host" is this machine: its reachability check runs `true` here. mpirun starts
+  // localhost's ranks itself, without the rsh agent.
+  rsh_agent_ = (dir_ / "local-ssh").string();
+  ASSERT_TRUE(WriteFileAtomically(rsh_agent_, "#!/bin/sh\nshift\nexec \"$@\"\n", 0755).ok());
   json gang = Launch("gang", "succeed", 30, 2);
   gang["launch"][0]["hosts"] = "agent-a:1,localhost:1";
   gang["launch"][0]["gpus"] = json::array(
