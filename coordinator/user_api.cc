@@ -121,6 +121,15 @@ void UserApi::SampleUtilisation() {
   if (utilisation_.size() > 86400) utilisation_.pop_front();
 }
 
+HttpResponse UserApi::ApplyAndShow(const std::string& job_id,
+                                   Expected<std::vector<Action>> actions) {
+  if (!actions.ok()) return StatusResponse(actions.status());
+  Status applied = core_.Apply(*actions);
+  if (!applied.ok()) return StatusResponse(applied);
+  Expected<JobRecord> after = core_.store().GetJob(job_id);
+  return after.ok() ? JobResponse(*after) : StatusResponse(after.status());
+}
+
 HttpResponse UserApi::JobResponse(const JobRecord& job) {
   Expected<protocol::JobDetail> detail = DetailOf(core_.store(), job);
   if (!detail.ok()) return StatusResponse(detail.status());
@@ -621,23 +630,13 @@ HttpResponse UserApi::CancelJob(const HttpRequest& request) {
     return ErrorResponse(409, fmt::format("job {} is already {}", job->id,
                                           storage::JobStateName(job->state)));
   }
-  Expected<std::vector<Action>> actions = core_.scheduler().Cancel(job->id);
-  if (!actions.ok()) return StatusResponse(actions.status());
-  Status applied = core_.Apply(*actions);
-  if (!applied.ok()) return StatusResponse(applied);
-  Expected<JobRecord> after = core_.store().GetJob(job->id);
-  return after.ok() ? JobResponse(*after) : StatusResponse(after.status());
+  return ApplyAndShow(job->id, core_.scheduler().Cancel(job->id));
 }
 
 HttpResponse UserApi::PreemptJob(const HttpRequest& request) {
   Expected<JobRecord> job = core_.FindJob(request.params.at("id"));
   if (!job.ok()) return StatusResponse(job.status());
-  Expected<std::vector<Action>> actions = core_.scheduler().Preempt(job->id);
-  if (!actions.ok()) return StatusResponse(actions.status());
-  Status applied = core_.Apply(*actions);
-  if (!applied.ok()) return StatusResponse(applied);
-  Expected<JobRecord> after = core_.store().GetJob(job->id);
-  return after.ok() ? JobResponse(*after) : StatusResponse(after.status());
+  return ApplyAndShow(job->id, core_.scheduler().Preempt(job->id));
 }
 
 HttpResponse UserApi::SetPriority(const HttpRequest& request) {

@@ -51,6 +51,8 @@ class UserApi {
 
   // The job's detail view, or the error response.
   HttpResponse JobResponse(const storage::JobRecord& job);
+  // Applies a scheduler decision about one job (cancel, preempt) and answers with the job after.
+  HttpResponse ApplyAndShow(const std::string& job_id, Expected<std::vector<Action>> actions);
 
   Core& core_;
   Credentials& credentials_;
