@@ -8,10 +8,35 @@
 
 #include "common/text.h"
 #include "coordinator/views.h"
+#include "protocol/json.h"
 
 namespace vitscale::coordinator {
 
 using storage::JobRecord;
+
+std::vector<JobRecord> ToJobRecords(const std::vector<sweep::Job>& expanded, int retries) {
+  std::vector<JobRecord> records;
+  records.reserve(expanded.size());
+  for (const sweep::Job& job : expanded) {
+    JobRecord record;
+    record.id = job.id;
+    record.model = job.config.model;
+    record.family = job.family;
+    record.dataset = job.config.dataset;
+    record.subset_size = job.config.subset;
+    record.epochs = job.config.train.epochs;
+    record.config_json = protocol::Dump(job.canonical);
+    record.planned_train_flops = job.train_flops;
+    record.priority = static_cast<int>(job.priority);
+    record.ranks = static_cast<int>(job.resources.ranks);
+    record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
+    record.gpu_kind = job.resources.gpu_kind;
+    record.one_host = job.resources.one_host;
+    record.retries_left = retries;
+    records.push_back(std::move(record));
+  }
+  return records;
+}
 
 JobSpec ToJobSpec(const JobRecord& job) {
   JobSpec spec;

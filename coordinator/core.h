@@ -29,6 +29,7 @@
 #include "coordinator/scheduler.h"
 #include "protocol/api.h"
 #include "storage/store.h"
+#include "sweep/sweep.h"
 
 namespace vitscale::coordinator {
 
@@ -122,5 +123,8 @@ class Core {
 
 // JobSpec for the scheduler from a stored job.
 JobSpec ToJobSpec(const storage::JobRecord& job);
+
+// The records a submission stores for an expanded sweep, each with `retries` retries.
+std::vector<storage::JobRecord> ToJobRecords(const std::vector<sweep::Job>& expanded, int retries);
 
 }  // namespace vitscale::coordinator

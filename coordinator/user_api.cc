@@ -531,26 +531,7 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   if (!named.ok()) return StatusResponse(named);
   Expected<std::vector<sweep::Job>> expanded = sweep::ExpandSweep(*parsed);
   if (!expanded.ok()) return StatusResponse(expanded.status());
-  std::vector<JobRecord> records;
-  records.reserve(expanded->size());
-  for (const sweep::Job& job : *expanded) {
-    JobRecord record;
-    record.id = job.id;
-    record.model = job.config.model;
-    record.family = job.family;
-    record.dataset = job.config.dataset;
-    record.subset_size = job.config.subset;
-    record.epochs = job.config.train.epochs;
-    record.config_json = protocol::Dump(job.canonical);
-    record.planned_train_flops = job.train_flops;
-    record.priority = static_cast<int>(job.priority);
-    record.ranks = static_cast<int>(job.resources.ranks);
-    record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
-    record.gpu_kind = job.resources.gpu_kind;
-    record.one_host = job.resources.one_host;
-    record.retries_left = core_.options().max_retries;
-    records.push_back(std::move(record));
-  }
+  std::vector<JobRecord> records = ToJobRecords(*expanded, core_.options().max_retries);
   Status fits = CheckGpusOffered(records);
   if (!fits.ok()) return StatusResponse(fits);
   Expected<storage::AddSweepOutcome> outcome =

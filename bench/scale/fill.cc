@@ -18,6 +18,7 @@
 
 #include "common/clock.h"
 #include "common/flags.h"
+#include "coordinator/core.h"
 #include "protocol/json.h"
 #include "storage/store.h"
 #include "sweep/sweep.h"
@@ -52,28 +53,6 @@ std::string SweepYaml(int sweep, int seeds) {
       sweep, kModels, subsets, seed_list);
 }
 
-// The records the coordinator's submit makes from an expanded sweep (coordinator/user_api.cc).
-std::vector<JobRecord> Records(const std::vector<sweep::Job>& expanded) {
-  std::vector<JobRecord> records;
-  records.reserve(expanded.size());
-  for (const sweep::Job& job : expanded) {
-    JobRecord record;
-    record.id = job.id;
-    record.model = job.config.model;
-    record.family = job.family;
-    record.dataset = job.config.dataset;
-    record.subset_size = job.config.subset;
-    record.epochs = job.config.train.epochs;
-    record.config_json = protocol::Dump(job.canonical);
-    record.planned_train_flops = job.train_flops;
-    record.priority = static_cast<int>(job.priority);
-    record.ranks = static_cast<int>(job.resources.ranks);
-    record.gpus_per_rank = static_cast<int>(job.resources.gpus_per_rank);
-    record.retries_left = 2;
-    records.push_back(std::move(record));
-  }
-  return records;
-}
 
 JobState FinalState(size_t index) {
   switch (index % 100) {
@@ -131,7 +110,7 @@ int main(int argc, char** argv) {
     if (!parsed.ok()) return fail("parse", parsed.status());
     Expected<std::vector<sweep::Job>> expanded = sweep::ExpandSweep(*parsed);
     if (!expanded.ok()) return fail("expand", expanded.status());
-    std::vector<JobRecord> records = Records(*expanded);
+    std::vector<JobRecord> records = coordinator::ToJobRecords(*expanded, /*retries=*/2);
     expand_seconds += Seconds(t);
 
     t = std::chrono::steady_clock::now();
