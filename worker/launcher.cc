@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,13 +129,14 @@ int RunChild(void* arg) {
   if (::getppid() != setup.parent) ::_exit(127);  // the agent died before the line above
   // Every signal starts with its default action, and no handler of the agent may run here, in
   // the agent's memory: SpawnChild blocked them all, and they are unblocked only after this.
-  struct sigaction default_action;
-  std::memset(&default_action, 0, sizeof(default_action));
-  default_action.sa_handler = SIG_DFL;
+  // The raw system call also reaches the two real-time signals glibc keeps for itself and
+  // refuses in sigaction(): a parent may have left them ignored, and an ignored signal survives
+  // exec. An all-zero kernel sigaction is SIG_DFL with no flags on every architecture.
+  static const char kDefaultAction[64] = {};
   for (int s = 1; s < NSIG; ++s) {
-    struct sigaction current;
-    if (s == SIGKILL || s == SIGSTOP || ::sigaction(s, nullptr, &current) != 0) continue;
-    if (current.sa_handler != SIG_DFL) ::sigaction(s, &default_action, nullptr);
+    if (s != SIGKILL && s != SIGSTOP) {
+      ::syscall(SYS_rt_sigaction, s, kDefaultAction, nullptr, (NSIG - 1) / 8);
+    }
   }
   sigset_t none;
   sigemptyset(&none);
