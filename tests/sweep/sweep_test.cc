@@ -181,7 +181,8 @@ TEST(Expand, IdsOfExistingJobsStayTheSame) {
 }
 
 TEST(Expand, AugmentationAndLabelSmoothingAreWrittenOnlyWhenSet) {
-  const nlohmann::json& plain = ExpandOk(kMinimal)[0].canonical["train"];
+  // A copy: the expanded jobs are a temporary that ends with this statement.
+  const nlohmann::json plain = ExpandOk(kMinimal)[0].canonical["train"];
   EXPECT_FALSE(plain.contains("crop_padding"));
   EXPECT_FALSE(plain.contains("flip"));
   EXPECT_FALSE(plain.contains("label_smoothing"));
