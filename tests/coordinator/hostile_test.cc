@@ -672,8 +672,14 @@ TEST_F(HostileTest, EveryHostileRequestIsA4xxNamingTheProblemAndChangesNothing) 
   EXPECT_TRUE(coordinator_->process().Running());
   EXPECT_EQ(Call(*admin_, "GET", "/api/v1/health").status, 200);
   EXPECT_EQ(Snapshot(db), before) << "a refused request changed the database";
+#if defined(__SANITIZE_ADDRESS__)
+  // AddressSanitizer keeps freed memory in quarantine (256 MiB by default), so the resident size
+  // of an instrumented coordinator grows with every request; there, LeakSanitizer checks leaks.
+  std::printf("memory bounds not checked: an AddressSanitizer build\n");
+#else
   EXPECT_LT(rss_after - rss_first_pass, 16 * 1024) << "memory grew with repeated hostile passes";
   EXPECT_LT(rss_after, 256 * 1024);
+#endif
 }
 
 }  // namespace

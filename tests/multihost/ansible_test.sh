@@ -14,6 +14,7 @@ bin=${1:?usage: ansible_test.sh BIN_DIR SOURCE_DIR DIR}
 src=${2:?usage: ansible_test.sh BIN_DIR SOURCE_DIR DIR}
 dir=${3:?usage: ansible_test.sh BIN_DIR SOURCE_DIR DIR}
 command -v ansible-playbook >/dev/null || { echo "SKIP: needs ansible (scripts/setup.sh)"; exit 77; }
+[[ -x $bin/vitscale-train ]] || { echo "SKIP: needs vitscale-train in $bin (a build with LibTorch)"; exit 77; }
 rm -rf "$dir"
 # The play copies what a build made; without debug information that is a tenth of the bytes.
 mkdir -p "$dir/bin"
