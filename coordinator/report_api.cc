@@ -201,9 +201,14 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
     if (exit.exit_status) exit_statuses[exit.job] = *exit.exit_status;
     if (!note.empty()) notes.emplace_back(exit.job, std::move(note));
   }
-  // Every recorded exit in one transaction (one fsync); the answer goes out only after it has
-  // committed. If it fails nothing is recorded, the scheduler is rebuilt from the store, and
-  // the agent sends the whole batch again.
+  // Every recorded exit in one transaction (one fsync), with the leases of the jobs placed on
+  // the slots they freed; the answer, and the launches, go out only after it has committed. If
+  // it fails nothing is recorded, the scheduler is rebuilt from the store, and the agent sends
+  // the whole batch again.
+  if (!actions.empty()) {
+    std::vector<Action> placed = core_.scheduler().Schedule();
+    actions.insert(actions.end(), placed.begin(), placed.end());
+  }
   Status applied = core_.Apply(actions, exit_statuses);
   if (!applied.ok()) return StatusResponse(applied);
   for (auto& [job, seen] : limits_seen) {
@@ -213,7 +218,7 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
     std::fprintf(stderr, "coordinator: job %s: %s\n", job.c_str(), note.c_str());
     core_.events().Append("note", job, Json{{"message", note}});
   }
-  core_.Tick();
+  core_.Tick();  // the tick's other duties; what it could place was placed above
   return JsonResponse(200, reply.ToJson());
 }
 
