@@ -140,12 +140,13 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
   }
   // Each exit is checked against its attempt as a single one would be; one that cannot be
   // recorded gets its own result and does not hold back the others. A store that cannot be
-  // read refuses the whole batch before anything has changed.
+  // read refuses the whole batch, and nothing is recorded.
   protocol::ExitBatchReply reply;
   std::vector<Action> actions;
   std::map<std::string, int> exit_statuses;
   std::vector<std::pair<std::string, std::string>> notes;  // (job, message), after the commit
   std::map<std::string, std::pair<int64_t, int64_t>> limits_seen;
+  bool scheduler_told = false;  // of an exit of this batch, which changes its leases
   for (const protocol::ExitEntry& exit : batch->exits) {
     protocol::ExitResultEntry& result = reply.results.emplace_back();
     result.job = exit.job;
@@ -159,7 +160,10 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
     if (job.ok()) attempt = core_.store().GetAttempt(exit.job, exit.attempt);
     Status found = job.ok() ? attempt.status() : job.status();
     if (!found.ok()) {
-      if (found.code() != StatusCode::kNotFound) return StatusResponse(found);
+      if (found.code() != StatusCode::kNotFound) {
+        if (scheduler_told) core_.Resync();  // the scheduler again as the store has it
+        return StatusResponse(found);
+      }
       refuse(protocol::ExitResult::kRefused, found.message());
       continue;
     }
@@ -188,15 +192,18 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
     }
     ExitKind kind = KindOf(exit.outcome);
     std::string note;
+    std::pair<int64_t, int64_t> seen{0, 0};
     if (exit.outcome == protocol::ExitOutcome::kFailed &&
         exit.exit_status == protocol::kTrainExitOutOfMemory) {
-      kind = OutOfMemoryExit(exit.job, exit.attempt, &note, &limits_seen[exit.job]);
+      kind = OutOfMemoryExit(exit.job, exit.attempt, &note, &seen);
     }
     Expected<std::vector<Action>> ended = core_.scheduler().ReportExit(agent, exit.job, kind);
+    scheduler_told = scheduler_told || ended.ok();
     if (!ended.ok()) {
       refuse(protocol::ExitResult::kRefused, ended.status().message());
       continue;
     }
+    if (seen != std::make_pair(int64_t{0}, int64_t{0})) limits_seen[exit.job] = seen;
     actions.insert(actions.end(), ended->begin(), ended->end());
     if (exit.exit_status) exit_statuses[exit.job] = *exit.exit_status;
     if (!note.empty()) notes.emplace_back(exit.job, std::move(note));
@@ -211,9 +218,7 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
   }
   Status applied = core_.Apply(actions, exit_statuses);
   if (!applied.ok()) return StatusResponse(applied);
-  for (auto& [job, seen] : limits_seen) {
-    if (seen != std::make_pair(int64_t{0}, int64_t{0})) memory_limits_seen_[job] = seen;
-  }
+  for (const auto& [job, seen] : limits_seen) memory_limits_seen_[job] = seen;
   for (const auto& [job, note] : notes) {
     std::fprintf(stderr, "coordinator: job %s: %s\n", job.c_str(), note.c_str());
     core_.events().Append("note", job, Json{{"message", note}});
