@@ -174,9 +174,21 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
                          agent, exit.attempt, exit.job));
       continue;
     }
-    // A repeated exit (the agent did not get the answer that recorded it) or one whose lease
-    // ran out first: the attempt has its end, and it stays the one recorded.
+    // A repeated exit (the agent did not get the answer that recorded it), one whose lease ran
+    // out first, or the exit of a cancelled job: the attempt has its end, and it stays the one
+    // recorded. A cancel ends the attempt at once but leaves its slots held until the leader
+    // reports that the processes are gone: that report frees them.
     if (attempt->ended_at) {
+      std::optional<JobView> view = core_.scheduler().GetJob(exit.job);
+      if (job->attempts == exit.attempt && view && !view->holders.empty() &&
+          view->holders.front().placement.agent_id == agent) {
+        Expected<std::vector<Action>> freed =
+            core_.scheduler().ReportExit(agent, exit.job, KindOf(exit.outcome));
+        if (freed.ok()) {
+          scheduler_told = true;
+          actions.insert(actions.end(), freed->begin(), freed->end());
+        }
+      }
       refuse(protocol::ExitResult::kEnded,
              fmt::format("attempt {} of job {} has already ended ({})", exit.attempt, exit.job,
                          attempt->outcome ? protocol::AttemptOutcomeName(*attempt->outcome)

@@ -409,6 +409,24 @@ TEST_F(CoordinatorTest, AnExitBatchRecordsItsGoodExitsAndSaysWhyOthersWereNot) {
   EXPECT_EQ(Job(b[0].job)["state"], "leased") << "host-b's job is host-b's to report";
 }
 
+// A cancel ends the running attempt at once; the slot is free again when the leader's exit
+// comes, and the next job is placed on it then.
+TEST_F(CoordinatorTest, TheExitOfACancelledJobFreesItsSlot) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
+  CallJson("POST", "/api/v1/jobs/" + launch.job + "/cancel", kAdmin);
+  EXPECT_EQ(Job(launch.job)["attempts"][0]["outcome"], "cancelled");
+  Json batch = {{"exits", {ExitJson(launch, "killed", 137)}}};
+  Json reply = CallJson("POST", "/api/v1/agents/host-a/exits", agent, batch.dump());
+  EXPECT_EQ(ResultsOf(reply), std::vector<std::string>{"ended"}) << reply;
+  std::vector<protocol::LaunchEntry> next = Poll("host-a", agent, Json::array()).launch;
+  ASSERT_EQ(next.size(), 1u) << "the cancelled job's slot was not freed by its exit";
+  EXPECT_NE(next[0].job, launch.job);
+  EXPECT_EQ(Job(launch.job)["state"], "cancelled");
+}
+
 // One transaction for the whole batch: when the database refuses the write of its last exit
 // (a trigger stands in for a disk that fails mid-batch), the exits before it are not recorded
 // either, and the scheduler still holds all their leases; sent again, the batch is recorded.
