@@ -81,14 +81,21 @@ protocol::Json Core::LaunchSpec(const JobRecord& job, int attempt,
                           {"gpus_per_rank", job.gpus_per_rank}}}};
 }
 
-Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
+Status Core::Persist(const std::vector<Action>& actions,
+                     const std::map<std::string, int>& exit_statuses,
                      std::vector<std::pair<std::string, protocol::LaunchEntry>>* launches,
                      std::vector<std::pair<std::string, protocol::SignalEntry>>* signals,
                      std::vector<JobRecord>* changed) {
   for (const Action& action : actions) {
     if (const auto* t = std::get_if<Transition>(&action)) {
       std::optional<storage::AttemptEnd> end;
-      if (EndsAttempt(t->reason)) end = storage::AttemptEnd{OutcomeFor(t->reason), exit_status};
+      if (EndsAttempt(t->reason)) {
+        auto status = exit_statuses.find(t->job_id);
+        end = storage::AttemptEnd{OutcomeFor(t->reason),
+                                  status == exit_statuses.end()
+                                      ? std::nullopt
+                                      : std::optional<int>(status->second)};
+      }
       ASSIGN_OR_RETURN(JobRecord job,
                        store_.ApplyTransition(t->job_id, t->from, t->to, t->retries_left, end));
       changed->push_back(std::move(job));
@@ -144,14 +151,15 @@ Status Core::Persist(const std::vector<Action>& actions, std::optional<int> exit
   return Status::Ok();
 }
 
-Status Core::Apply(const std::vector<Action>& actions, std::optional<int> exit_status) {
+Status Core::Apply(const std::vector<Action>& actions,
+                   const std::map<std::string, int>& exit_statuses) {
   if (actions.empty()) return Status::Ok();  // no empty transaction on every tick
   // One transaction for the whole list: a scheduling pass that leases 32 jobs is one fsync.
   std::vector<std::pair<std::string, protocol::LaunchEntry>> launches;
   std::vector<std::pair<std::string, protocol::SignalEntry>> signals;
   std::vector<JobRecord> changed;
   Status committed = store_.Atomically(
-      [&] { return Persist(actions, exit_status, &launches, &signals, &changed); });
+      [&] { return Persist(actions, exit_statuses, &launches, &signals, &changed); });
   if (!committed.ok()) {
     // Nothing was written and no agent hears of a launch the database does not have; the
     // scheduler, which already moved on, goes back to what the store holds.

@@ -17,6 +17,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -82,8 +83,10 @@ class Core {
   // Carries out the scheduler's actions (coordinator/actions.cc): one store operation per
   // action, all in one transaction; then the commands go to the agents' mailboxes and the
   // changed jobs to the event stream. If the transaction fails, nothing of it is written, no
-  // launch goes out, and the scheduler is rebuilt from the store.
-  Status Apply(const std::vector<Action>& actions, std::optional<int> exit_status = {});
+  // launch goes out, and the scheduler is rebuilt from the store. `exit_statuses`: by job id,
+  // the exit status an attempt ended by these actions reported (absent: none is known).
+  Status Apply(const std::vector<Action>& actions,
+               const std::map<std::string, int>& exit_statuses = {});
   // Schedules now: expired leases, placements. Called by the timer and after events.
   void Tick();
   // After a failed store write: the scheduler again as the store has it.
@@ -105,7 +108,7 @@ class Core {
   protocol::Json LaunchSpec(const storage::JobRecord& job, int attempt,
                             const std::string& report_token) const;
   // Apply's writes, inside its transaction; the commands for agents go to `launches`/`signals`.
-  Status Persist(const std::vector<Action>& actions, std::optional<int> exit_status,
+  Status Persist(const std::vector<Action>& actions, const std::map<std::string, int>& exit_statuses,
                  std::vector<std::pair<std::string, protocol::LaunchEntry>>* launches,
                  std::vector<std::pair<std::string, protocol::SignalEntry>>* signals,
                  std::vector<storage::JobRecord>* changed);

@@ -16,6 +16,8 @@ using protocol::Json;
 namespace {
 
 constexpr size_t kResultsBody = 4 << 20;
+// An exit batch of kMaxExits entries is about 0.5 MiB.
+constexpr size_t kExitsBody = 1 << 20;
 
 // {id} and {n} of a report route; the gate has checked both when it accepted the token.
 std::pair<std::string, int> AttemptOf(const HttpRequest& request) {
@@ -50,8 +52,8 @@ void ReportApi::AddRoutes(Router& router) {
              bind(&ReportApi::PostCheckpoint));
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/phase", Scope::kReport, kSmallBody,
              bind(&ReportApi::PostPhase));
-  router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/exit", Scope::kAgent, kSmallBody,
-             bind(&ReportApi::PostExit));
+  router.Add("POST", "/api/v1/agents/{agent}/exits", Scope::kAgent, kExitsBody,
+             bind(&ReportApi::PostExits));
 }
 
 HttpResponse ReportApi::PostMetrics(const HttpRequest& request) {
@@ -124,52 +126,121 @@ HttpResponse ReportApi::PostPhase(const HttpRequest& request) {
   return JsonResponse(200, Json::object());
 }
 
-HttpResponse ReportApi::PostExit(const HttpRequest& request) {
-  Expected<storage::JobRecord> job = core_.FindJob(request.params.at("id"));
-  if (!job.ok()) return StatusResponse(job.status());
-  Expected<int64_t> number = protocol::ParseWholeNumber(
-      request.params.at("n"), "attempt number '" + request.params.at("n") + "'", 1,
-      protocol::kMaxAttempt);
-  if (!number.ok()) return StatusResponse(number.status());
-  Expected<protocol::ExitReport> report = protocol::Decode<protocol::ExitReport>(request.body);
-  if (!report.ok()) return StatusResponse(report.status());
-  const std::string& agent = request.caller.agent_host;
-  if (report->agent != agent) {
-    return ErrorResponse(403, "the credential of agent '" + agent +
-                                  "' cannot report for agent '" + report->agent + "'");
+HttpResponse ReportApi::PostExits(const HttpRequest& request) {
+  // The gate has checked that the credential is this agent's.
+  const std::string& agent = request.params.at("agent");
+  // A malformed exit refuses the whole batch (400 naming it): the agent's encoder is broken,
+  // and nothing of the batch is recorded.
+  Expected<protocol::ExitBatch> batch = protocol::Decode<protocol::ExitBatch>(request.body);
+  if (!batch.ok()) return StatusResponse(batch.status());
+  // After a coordinator restart the agent registers again before its exits count; until then
+  // the whole batch waits (the agent registers on a 404 and sends it again).
+  if (!core_.scheduler().GetAgent(agent)) {
+    return ErrorResponse(404, "agent '" + agent + "' is not registered: register first");
   }
-  Expected<storage::AttemptRecord> attempt =
-      core_.store().GetAttempt(job->id, static_cast<int>(*number));
-  if (!attempt.ok()) return StatusResponse(attempt.status());
-  if (attempt->agent_id != agent) {
-    return ErrorResponse(403, fmt::format("agent '{}' did not lead attempt {} of job {}; only its "
-                                          "leader reports its exit",
-                                          agent, *number, job->id));
+  // Each exit is checked against its attempt as a single one would be; one that cannot be
+  // recorded gets its own result and does not hold back the others. A store that cannot be
+  // read refuses the whole batch, and nothing is recorded.
+  protocol::ExitBatchReply reply;
+  std::vector<Action> actions;
+  std::map<std::string, int> exit_statuses;
+  std::vector<std::pair<std::string, std::string>> notes;  // (job, message), after the commit
+  std::map<std::string, std::pair<int64_t, int64_t>> limits_seen;
+  bool scheduler_told = false;  // of an exit of this batch, which changes its leases
+  for (const protocol::ExitEntry& exit : batch->exits) {
+    protocol::ExitResultEntry& result = reply.results.emplace_back();
+    result.job = exit.job;
+    result.attempt = exit.attempt;
+    auto refuse = [&](protocol::ExitResult kind, std::string message) {
+      result.result = kind;
+      result.message = std::move(message);
+    };
+    Expected<storage::JobRecord> job = core_.store().GetJob(exit.job);
+    Expected<storage::AttemptRecord> attempt = NotFound("");
+    if (job.ok()) attempt = core_.store().GetAttempt(exit.job, exit.attempt);
+    Status found = job.ok() ? attempt.status() : job.status();
+    if (!found.ok()) {
+      if (found.code() != StatusCode::kNotFound) {
+        if (scheduler_told) core_.Resync();  // the scheduler again as the store has it
+        return StatusResponse(found);
+      }
+      refuse(protocol::ExitResult::kRefused, found.message());
+      continue;
+    }
+    if (attempt->agent_id != agent) {
+      refuse(protocol::ExitResult::kRefused,
+             fmt::format("agent '{}' did not lead attempt {} of job {}; only its leader reports "
+                         "its exit",
+                         agent, exit.attempt, exit.job));
+      continue;
+    }
+    // A repeated exit (the agent did not get the answer that recorded it), one whose lease ran
+    // out first, or the exit of a cancelled job: the attempt has its end, and it stays the one
+    // recorded. A cancel ends the attempt at once but leaves its slots held until the leader
+    // reports that the processes are gone: that report frees them.
+    if (attempt->ended_at) {
+      std::optional<JobView> view = core_.scheduler().GetJob(exit.job);
+      if (job->attempts == exit.attempt && view && !view->holders.empty() &&
+          view->holders.front().placement.agent_id == agent) {
+        Expected<std::vector<Action>> freed =
+            core_.scheduler().ReportExit(agent, exit.job, KindOf(exit.outcome));
+        if (freed.ok()) {
+          scheduler_told = true;
+          actions.insert(actions.end(), freed->begin(), freed->end());
+        }
+      }
+      refuse(protocol::ExitResult::kEnded,
+             fmt::format("attempt {} of job {} has already ended ({})", exit.attempt, exit.job,
+                         attempt->outcome ? protocol::AttemptOutcomeName(*attempt->outcome)
+                                          : "unknown"));
+      continue;
+    }
+    if (job->attempts != exit.attempt) {
+      refuse(protocol::ExitResult::kEnded,
+             fmt::format("attempt {} is not the newest attempt of job {}; the newer one owns "
+                         "the job",
+                         exit.attempt, exit.job));
+      continue;
+    }
+    ExitKind kind = KindOf(exit.outcome);
+    std::string note;
+    std::pair<int64_t, int64_t> seen{0, 0};
+    if (exit.outcome == protocol::ExitOutcome::kFailed &&
+        exit.exit_status == protocol::kTrainExitOutOfMemory) {
+      kind = OutOfMemoryExit(exit.job, exit.attempt, &note, &seen);
+    }
+    Expected<std::vector<Action>> ended = core_.scheduler().ReportExit(agent, exit.job, kind);
+    scheduler_told = scheduler_told || ended.ok();
+    if (!ended.ok()) {
+      refuse(protocol::ExitResult::kRefused, ended.status().message());
+      continue;
+    }
+    if (seen != std::make_pair(int64_t{0}, int64_t{0})) limits_seen[exit.job] = seen;
+    actions.insert(actions.end(), ended->begin(), ended->end());
+    if (exit.exit_status) exit_statuses[exit.job] = *exit.exit_status;
+    if (!note.empty()) notes.emplace_back(exit.job, std::move(note));
   }
-  // An exit for an attempt that is no longer the job's newest (its lease ran out and the job
-  // moved on) is acknowledged and ignored: the newer attempt owns the job.
-  if (job->attempts != *number) {
-    return JsonResponse(200, Json{{"ignored", "attempt is not the job's newest attempt"}});
+  // Every recorded exit in one transaction (one fsync), with the leases of the jobs placed on
+  // the slots they freed; the answer, and the launches, go out only after it has committed. If
+  // it fails nothing is recorded, the scheduler is rebuilt from the store, and the agent sends
+  // the whole batch again.
+  if (!actions.empty()) {
+    std::vector<Action> placed = core_.scheduler().Schedule();
+    actions.insert(actions.end(), placed.begin(), placed.end());
   }
-  ExitKind kind = KindOf(report->outcome);
-  std::string note;
-  if (report->outcome == protocol::ExitOutcome::kFailed &&
-      report->exit_status == protocol::kTrainExitOutOfMemory) {
-    kind = OutOfMemoryExit(job->id, static_cast<int>(*number), &note);
-  }
-  Expected<std::vector<Action>> actions = core_.scheduler().ReportExit(agent, job->id, kind);
-  if (!actions.ok()) return StatusResponse(actions.status());
-  Status applied = core_.Apply(*actions, report->exit_status);
+  Status applied = core_.Apply(actions, exit_statuses);
   if (!applied.ok()) return StatusResponse(applied);
-  if (!note.empty()) {
-    std::fprintf(stderr, "coordinator: job %s: %s\n", job->id.c_str(), note.c_str());
-    core_.events().Append("note", job->id, Json{{"message", note}});
+  for (const auto& [job, seen] : limits_seen) memory_limits_seen_[job] = seen;
+  for (const auto& [job, note] : notes) {
+    std::fprintf(stderr, "coordinator: job %s: %s\n", job.c_str(), note.c_str());
+    core_.events().Append("note", job, Json{{"message", note}});
   }
-  core_.Tick();
-  return JsonResponse(200, Json::object());
+  core_.Tick();  // the tick's other duties; what it could place was placed above
+  return JsonResponse(200, reply.ToJson());
 }
 
-ExitKind ReportApi::OutOfMemoryExit(const std::string& job_id, int attempt, std::string* note) {
+ExitKind ReportApi::OutOfMemoryExit(const std::string& job_id, int attempt, std::string* note,
+                                    std::pair<int64_t, int64_t>* seen_now) {
   // The trainer writes the sizes that ran out of memory into the run folder every attempt of
   // the job shares (docs/train-spec.md); the next attempt reads them and uses half.
   std::string path = core_.RunDir(job_id) + "/out_of_memory.json";
@@ -195,7 +266,7 @@ ExitKind ReportApi::OutOfMemoryExit(const std::string& job_id, int attempt, std:
         attempt, path);
     return ExitKind::kFailed;
   }
-  memory_limits_seen_[job_id] = {micro, eval};
+  *seen_now = {micro, eval};
   *note = micro_smaller
               ? fmt::format("attempt {} ran out of memory training with micro-batch {}; attempt "
                             "{} trains with micro-batch {} (the same global batch, accumulated); "

@@ -46,7 +46,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 2: RoundTrip<PollRequest>(text); break;
     case 3: RoundTrip<PollReply>(text); break;
     case 4: RoundTrip<NotHeldReply>(text); break;
-    case 5: RoundTrip<ExitReport>(text); break;
+    case 5:  // the exit batch and its answer
+      RoundTrip<ExitBatch>(text);
+      RoundTrip<ExitBatchReply>(text);
+      break;
     case 6: RoundTrip<MetricBatch>(text); break;
     case 7: RoundTrip<ResultsReport>(text); break;
     case 8: RoundTrip<CheckpointReport>(text); break;

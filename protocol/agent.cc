@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
+#include <utility>
 
 namespace vitscale::protocol {
 namespace {
@@ -272,20 +274,78 @@ Json NotHeldReply::ToJson() const {
   return Json{{"error", error}, {"not_held", RunningJson(not_held)}};
 }
 
-Expected<ExitReport> ExitReport::FromJson(const Json& value, const std::string& path) {
-  ExitReport report;
+Expected<ExitEntry> ExitEntry::FromJson(const Json& value, const std::string& path) {
+  ExitEntry entry;
   ObjectReader r(value, path, kRequest);
-  r.Text("agent", &report.agent, kHostRule);
-  r.Enum("outcome", &report.outcome, &ParseExitOutcome);
-  r.OptionalInt("exit_status", &report.exit_status, 0, 1023);
+  r.Text("job", &entry.job, kJobIdRule);
+  r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
+  r.Enum("outcome", &entry.outcome, &ParseExitOutcome);
+  r.OptionalInt("exit_status", &entry.exit_status, 0, 1023);
   RETURN_IF_ERROR(r.Finish());
-  return report;
+  return entry;
 }
 
-Json ExitReport::ToJson() const {
-  Json out = {{"agent", agent}, {"outcome", ExitOutcomeName(outcome)}};
+Json ExitEntry::ToJson() const {
+  Json out = {{"job", job}, {"attempt", attempt}, {"outcome", ExitOutcomeName(outcome)}};
   if (exit_status) out["exit_status"] = *exit_status;
   return out;
+}
+
+Expected<ExitBatch> ExitBatch::FromJson(const Json& value, const std::string& path) {
+  ExitBatch batch;
+  ObjectReader r(value, path, kRequest);
+  r.List("exits", &batch.exits, kMaxExits, &ExitEntry::FromJson);
+  RETURN_IF_ERROR(r.Finish());
+  if (batch.exits.empty()) return FieldError(r.Join("exits"), "is empty; send at least one exit");
+  // One result per attempt: the same attempt twice would be recorded against itself.
+  std::set<std::pair<std::string, int>> seen;
+  for (size_t i = 0; i < batch.exits.size(); ++i) {
+    const ExitEntry& e = batch.exits[i];
+    if (!seen.insert({e.job, e.attempt}).second) {
+      return FieldError(fmt::format("{}[{}]", r.Join("exits"), i),
+                        fmt::format("attempt {} of job {} is listed twice", e.attempt, e.job));
+    }
+  }
+  return batch;
+}
+
+Json ExitBatch::ToJson() const {
+  Json list = Json::array();
+  for (const ExitEntry& entry : exits) list.push_back(entry.ToJson());
+  return Json{{"exits", list}};
+}
+
+Expected<ExitResultEntry> ExitResultEntry::FromJson(const Json& value, const std::string& path) {
+  ExitResultEntry entry;
+  ObjectReader r(value, path, kReply);
+  r.Text("job", &entry.job, kJobIdRule);
+  r.Int("attempt", &entry.attempt, 1, kMaxAttempt);
+  r.Enum("result", &entry.result, &ParseExitResult);
+  std::optional<std::string> message;
+  r.OptionalText("message", &message, TextRule{TextKind::kDocument, 65536});
+  RETURN_IF_ERROR(r.Finish());
+  entry.message = message.value_or("");
+  return entry;
+}
+
+Json ExitResultEntry::ToJson() const {
+  Json out = {{"job", job}, {"attempt", attempt}, {"result", ExitResultName(result)}};
+  if (!message.empty()) out["message"] = message;
+  return out;
+}
+
+Expected<ExitBatchReply> ExitBatchReply::FromJson(const Json& value, const std::string& path) {
+  ExitBatchReply reply;
+  ObjectReader r(value, path, kReply);
+  r.List("results", &reply.results, kMaxExits, &ExitResultEntry::FromJson);
+  RETURN_IF_ERROR(r.Finish());
+  return reply;
+}
+
+Json ExitBatchReply::ToJson() const {
+  Json list = Json::array();
+  for (const ExitResultEntry& entry : results) list.push_back(entry.ToJson());
+  return Json{{"results", list}};
 }
 
 }  // namespace vitscale::protocol

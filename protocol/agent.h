@@ -1,5 +1,5 @@
 // The messages between an agent and the coordinator (docs/api.md, "Agents"): registration, the
-// poll (heartbeat and long poll in one) with its launch and signal entries, and the exit report.
+// poll (heartbeat and long poll in one) with its launch and signal entries, and the exit batch.
 // Requests (agent -> coordinator) refuse unknown fields; replies ignore them (protocol/json.h).
 #pragma once
 
@@ -152,13 +152,51 @@ struct NotHeldReply {
   Json ToJson() const;
 };
 
-// POST /api/v1/jobs/{id}/attempts/{n}/exit, from the gang's leader.
-struct ExitReport {
-  std::string agent;
+// One exit of an exit batch: how an attempt that this agent led ended.
+struct ExitEntry {
+  std::string job;
+  int attempt = 0;
   ExitOutcome outcome = ExitOutcome::kFailed;
   std::optional<int> exit_status;  // absent when the job never started
 
-  static Expected<ExitReport> FromJson(const Json& value, const std::string& path);
+  static Expected<ExitEntry> FromJson(const Json& value, const std::string& path);
+  Json ToJson() const;
+  bool operator==(const ExitEntry& o) const {
+    return job == o.job && attempt == o.attempt && outcome == o.outcome &&
+           exit_status == o.exit_status;
+  }
+};
+
+// Exits in one batch: an agent holds at most kMaxRunning jobs, so one batch holds every exit
+// it has waiting.
+inline constexpr size_t kMaxExits = kMaxRunning;
+
+// POST /api/v1/agents/{host}/exits, from the leader of the attempts: the exits it has reaped
+// since its last report, recorded in one transaction. At least one; no attempt twice.
+struct ExitBatch {
+  std::vector<ExitEntry> exits;
+
+  static Expected<ExitBatch> FromJson(const Json& value, const std::string& path);
+  Json ToJson() const;
+};
+
+// What became of one exit of a batch.
+struct ExitResultEntry {
+  std::string job;
+  int attempt = 0;
+  ExitResult result = ExitResult::kRecorded;
+  std::string message;  // why, when not kRecorded; else empty
+
+  static Expected<ExitResultEntry> FromJson(const Json& value, const std::string& path);
+  Json ToJson() const;
+};
+
+// The 200 answer to an exit batch, sent once the recorded exits are committed: one result per
+// exit, in the batch's order.
+struct ExitBatchReply {
+  std::vector<ExitResultEntry> results;
+
+  static Expected<ExitBatchReply> FromJson(const Json& value, const std::string& path);
   Json ToJson() const;
 };
 

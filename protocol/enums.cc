@@ -83,6 +83,12 @@ const char* JobStateName(JobState state) { return NameOf(state, kJobStates); }
 Expected<JobState> ParseJobState(std::string_view name) {
   return ParseName(name, kJobStates, "job state");
 }
+constexpr Spellings<ExitResult, 3> kExitResults = {{
+    {ExitResult::kRecorded, "recorded"},
+    {ExitResult::kEnded, "ended"},
+    {ExitResult::kRefused, "refused"},
+}};
+
 bool IsFinalStateName(std::string_view name) {
   Expected<JobState> state = ParseJobState(name);
   return state.ok() && IsFinal(*state);
@@ -96,6 +102,11 @@ Expected<AttemptOutcome> ParseAttemptOutcome(std::string_view name) {
 const char* ExitOutcomeName(ExitOutcome outcome) { return NameOf(outcome, kExitOutcomes); }
 Expected<ExitOutcome> ParseExitOutcome(std::string_view name) {
   return ParseName(name, kExitOutcomes, "exit outcome");
+}
+
+const char* ExitResultName(ExitResult result) { return NameOf(result, kExitResults); }
+Expected<ExitResult> ParseExitResult(std::string_view name) {
+  return ParseName(name, kExitResults, "exit result");
 }
 
 const char* SignalActionName(SignalAction action) { return NameOf(action, kSignalActions); }

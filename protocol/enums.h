@@ -36,6 +36,14 @@ enum class ExitOutcome { kSucceeded, kFailed, kConfigError, kPreempted, kKilled,
 const char* ExitOutcomeName(ExitOutcome outcome);
 Expected<ExitOutcome> ParseExitOutcome(std::string_view name);
 
+// What the coordinator did with one exit of an agent's exit batch (docs/api.md, "Agents").
+// kRecorded: the attempt ends as reported. kEnded: it had ended already (this exit was
+// recorded before and is sent again, or the lease ran out first); nothing changes. kRefused:
+// the exit cannot be recorded (its message says why) and sending it again will not help.
+enum class ExitResult { kRecorded, kEnded, kRefused };
+const char* ExitResultName(ExitResult result);  // "recorded", "ended", "refused"
+Expected<ExitResult> ParseExitResult(std::string_view name);
+
 // What a signal entry of a poll reply tells the leader agent to do.
 enum class SignalAction { kPreempt, kKill };
 const char* SignalActionName(SignalAction action);

@@ -29,9 +29,6 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{100};
 constexpr milliseconds kControlTick{50};
-// A 404 to an exit report right after a coordinator restart means "register first": the poller
-// is about to. After this many the job itself is unknown, and retrying cannot help.
-constexpr int kMaxNotFoundReplies = 10;
 
 void Log(const std::string& message) {
   std::time_t now = std::time(nullptr);
@@ -307,7 +304,7 @@ Status Agent::Run() {
   {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, options_.shutdown_report_timeout, [this] { return reports_.empty(); });
-    for (const ExitReport& report : reports_) {
+    for (const protocol::ExitEntry& report : reports_) {
       Log(
           fmt::format("gave up reporting the exit of job {} attempt {}: the coordinator is away; "
                       "its lease will run out and the job will be requeued",
@@ -532,11 +529,10 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
 
 void Agent::QueueExitLocked(Job& job, ExitOutcome outcome, std::optional<int> exit_status) {
   job.state = JobState::kExited;
-  protocol::ExitReport body{options_.host, outcome, exit_status};
   Log(fmt::format("job {} attempt {} ended: {}{}", job.id, job.attempt,
                   protocol::ExitOutcomeName(outcome),
                   exit_status ? fmt::format(" (exit status {})", *exit_status) : ""));
-  reports_.push_back({job.id, job.attempt, std::move(body), 0});
+  reports_.push_back({job.id, job.attempt, outcome, exit_status});
   cv_.notify_all();
 }
 
@@ -682,7 +678,7 @@ void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_hel
     Log(fmt::format("the coordinator says job {} attempt {} is no longer ours: stopping it", job.id,
                     job.attempt));
     reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
-                                  [&](const ExitReport& r) { return r.job == job.id; }),
+                                  [&](const protocol::ExitEntry& r) { return r.job == job.id; }),
                    reports_.end());
     if (job.state == JobState::kRunning) {
       // Killed without a report: the process stays in the launcher until reaped, and no entry
@@ -798,54 +794,79 @@ void Agent::ReportLoop() {
   bool away = false;
   std::unique_lock<std::mutex> lock(mu_);
   while (!finished_) {
-    // Only to a coordinator that knows this agent: after a restart it answers an exit report
+    // Only to a coordinator that knows this agent: after a restart it answers an exit batch
     // from an agent that has not registered again with a 404.
     if (reports_.empty() || !registered_) {
       cv_.wait(lock, [this] { return finished_ || (!reports_.empty() && registered_); });
       continue;
     }
-    ExitReport report = reports_.front();
-    lock.unlock();
-    Expected<HttpReply> reply = report_client_->PostJson(
-        fmt::format("/api/v1/jobs/{}/attempts/{}/exit", report.job, report.attempt),
-        protocol::Dump(report.body.ToJson()));
-    lock.lock();
-    auto queued = std::find_if(reports_.begin(), reports_.end(), [&](const ExitReport& r) {
-      return r.job == report.job && r.attempt == report.attempt;
-    });
-    bool done = false;
-    if (reply.ok()) {
-      int status = reply->status;
-      if (status >= 200 && status < 300) {
-        done = true;
-      } else if (status == 404 && queued != reports_.end() &&
-                 ++queued->not_found_replies < kMaxNotFoundReplies) {
-        registered_ = false;  // most likely a restarted coordinator: the poller registers again
-        cv_.notify_all();
-      } else if (status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
-        Log(fmt::format("the coordinator refused the exit report of job {} attempt {} ({}): {}",
-                        report.job, report.attempt, status, HttpErrorMessage(*reply)));
-        done = true;
-      }
+    // Every exit waiting, in one request, which the coordinator records in one transaction:
+    // the exits reaped while the previous batch was on its way go together in the next.
+    protocol::ExitBatch batch;
+    for (const protocol::ExitEntry& exit : reports_) {
+      if (batch.exits.size() == protocol::kMaxExits) break;
+      batch.exits.push_back(exit);
     }
-    if (done) {
-      if (queued != reports_.end()) reports_.erase(queued);
-      auto job = jobs_.find(report.job);
-      if (job != jobs_.end() && job->second.attempt == report.attempt &&
-          job->second.state == JobState::kExited) {
-        jobs_.erase(job);
+    lock.unlock();
+    Expected<HttpReply> reply =
+        report_client_->PostJson(fmt::format("/api/v1/agents/{}/exits", options_.host),
+                                 protocol::Dump(batch.ToJson()));
+    lock.lock();
+    // The exits the coordinator has answered for; the others are sent again.
+    std::vector<std::pair<std::string, int>> answered;
+    std::string problem;  // why the batch is sent again
+    if (!reply.ok()) {
+      problem = reply.status().message();
+      registered_ = false;  // the poller registers again once it is back
+    } else if (reply->status >= 200 && reply->status < 300) {
+      Expected<protocol::ExitBatchReply> results =
+          protocol::Decode<protocol::ExitBatchReply>(reply->body);
+      if (!results.ok()) {
+        // Recorded or not, the exits are safe to send again: a recorded one comes back "ended".
+        problem = "its answer is malformed: " + results.status().message();
+      } else {
+        for (const protocol::ExitResultEntry& result : results->results) {
+          if (result.result == protocol::ExitResult::kRefused) {
+            Log(fmt::format("the coordinator refused the exit of job {} attempt {}: {}",
+                            result.job, result.attempt, result.message));
+          }
+          answered.emplace_back(result.job, result.attempt);
+        }
+      }
+    } else if (reply->status == 404) {
+      problem = "this agent is not registered (a restarted coordinator?)";
+      registered_ = false;
+      cv_.notify_all();
+    } else if (reply->status >= 400 && reply->status < 500 && reply->status != 401 &&
+               reply->status != 408 && reply->status != 429) {
+      // The whole batch refused as malformed: sending it again cannot help. The attempts'
+      // leases run out and their jobs are requeued.
+      Log(fmt::format("the coordinator refused a batch of {} exits ({}): {}", batch.exits.size(),
+                      reply->status, HttpErrorMessage(*reply)));
+      for (const protocol::ExitEntry& exit : batch.exits) answered.emplace_back(exit.job, exit.attempt);
+    } else {
+      problem = fmt::format("HTTP {}: {}", reply->status, HttpErrorMessage(*reply));
+    }
+    if (problem.empty()) {
+      for (const auto& [job_id, attempt] : answered) {
+        reports_.erase(std::remove_if(reports_.begin(), reports_.end(),
+                                      [&](const protocol::ExitEntry& r) {
+                                        return r.job == job_id && r.attempt == attempt;
+                                      }),
+                       reports_.end());
+        auto job = jobs_.find(job_id);
+        if (job != jobs_.end() && job->second.attempt == attempt &&
+            job->second.state == JobState::kExited) {
+          jobs_.erase(job);
+        }
       }
       away = false;
       backoff = kFirstBackoff;
       cv_.notify_all();
       continue;
     }
-    if (!reply.ok()) registered_ = false;  // the poller registers again once it is back
     if (!away) {
-      Log(fmt::format(
-          "cannot report the exit of job {} attempt {} yet ({}); retrying", report.job,
-          report.attempt,
-          reply.ok() ? fmt::format("HTTP {}", reply->status) : reply.status().message()));
+      Log(fmt::format("cannot report {} exits yet ({}); retrying", batch.exits.size(), problem));
     }
     away = true;
     WaitLocked(lock, backoff);

@@ -6,7 +6,8 @@
 //    lives as long as the agent;
 //  - the poller registers, then long-polls POST /agents/{host}/poll with what the agent runs
 //    (the poll is the heartbeat), and writes what it is told into the table;
-//  - the reporter delivers exit reports in order, retrying until the coordinator takes them.
+//  - the reporter delivers the exits waiting, all in one batch, retrying until the coordinator
+//    has answered for each.
 // The coordinator may vanish at any time: both HTTP threads retry with a capped backoff, the
 // poller registers again after any failure, and nothing is dropped while it is away.
 //
@@ -175,12 +176,6 @@ class Agent {
     bool kill_sent = false;
     TimePoint kill_at;  // when term_sent: the end of the grace
   };
-  struct ExitReport {
-    std::string job;
-    int attempt = 0;
-    protocol::ExitReport body;
-    int not_found_replies = 0;
-  };
 
   Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
         std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client);
@@ -221,7 +216,7 @@ class Agent {
   // A job's newer attempt that waits here for the processes of its older one (in jobs_, being
   // killed) to end, by job id.
   std::map<std::string, Job> successors_;
-  std::deque<ExitReport> reports_;
+  std::deque<protocol::ExitEntry> reports_;  // exits not yet answered, oldest first
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
   bool stopping_ = false;               // RequestStop() was called
   bool control_work_ = false;           // a poll brought launches or signals to act on

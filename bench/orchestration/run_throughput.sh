@@ -97,7 +97,7 @@ run_vitscale() {
     sleep 0.05
   done
 
-  local start submitted end added done_count=0 failed=0 summary
+  local start submitted end added done_count=0 failed=0 summary end_load
   start=$(now)
   added=$("${api[@]}" -X POST -H 'Content-Type: application/yaml' --data-binary @"$sweep_file" \
     "$url/api/v1/sweeps" | jq .jobs_added)
@@ -114,6 +114,7 @@ run_vitscale() {
     sleep 0.1
   done
   end=$(now)
+  end_load=$(cut -d' ' -f1-3 /proc/loadavg)
   if [[ $failed != 0 ]]; then
     echo "run_throughput.sh: $failed jobs did not succeed; see $dir (rerun with --keep DIR)" >&2
     return 1
@@ -129,6 +130,7 @@ run_vitscale() {
   echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s"
   echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs);" \
     "per job: coordinator $(per_job_ms "$coordinator_cpu") ms, agent $(per_job_ms "$agent_cpu") ms"
+  echo "    load average at the end (1, 5, 15 min): $end_load"
   python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start"
   seconds=$(elapsed "$start" "$end")
 }
@@ -147,9 +149,12 @@ run_slurm_jobs() {
   submitted=$(now)
   while [[ -n $(squeue -h -o %i | head -1) ]]; do sleep 0.1; done
   end=$(now)
+  local end_load
+  end_load=$(cut -d' ' -f1-3 /proc/loadavg)
   cd "$root"
   states=$(squeue -h -t all -o %T | sort | uniq -c | tr -s ' ' | tr '\n' ',')
   echo "  slurm: submit $(elapsed "$start" "$submitted") s, all done after $(elapsed "$start" "$end") s; states:$states"
+  echo "    load average at the end (1, 5, 15 min): $end_load"
   if [[ $(squeue -h -t COMPLETED -o %i | wc -l) != "$jobs" ]]; then
     echo "run_throughput.sh: not every Slurm job completed ($states)" >&2
     return 1

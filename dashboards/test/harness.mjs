@@ -230,7 +230,8 @@ export class Agent {
   }
 
   async exit(launch, outcome, exitStatus) {
-    await this.coordinator.post(`jobs/${launch.job}/attempts/${launch.attempt}/exit`, { agent: this.host, outcome, exit_status: exitStatus }, this.token);
+    const exit = { job: launch.job, attempt: launch.attempt, outcome, exit_status: exitStatus };
+    await this.coordinator.post(`agents/${this.host}/exits`, { exits: [exit] }, this.token);
     this.running = this.running.filter((r) => !(r.job === launch.job && r.attempt === launch.attempt));
   }
 }

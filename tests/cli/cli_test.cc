@@ -248,12 +248,12 @@ class CliTest : public ::testing::Test {
   }
 
   void ReportExit(vitscale::HttpClient& agent, const json& launch, const std::string& outcome) {
-    std::string path = "/api/v1/jobs/" + launch["job"].get<std::string>() + "/attempts/" +
-                       std::to_string(launch["attempt"].get<int>()) + "/exit";
-    json body = {{"agent", "test-agent"},
+    json exit = {{"job", launch["job"]},
+                 {"attempt", launch["attempt"]},
                  {"outcome", outcome},
                  {"exit_status", outcome == "succeeded" ? 0 : 78}};
-    auto reply = agent.PostJson(path, body.dump());
+    auto reply = agent.PostJson("/api/v1/agents/test-agent/exits",
+                                json{{"exits", json::array({exit})}}.dump());
     ASSERT_TRUE(reply.ok()) << reply.status().message();
     ASSERT_EQ(reply->status, 200) << reply->body;
   }

@@ -13,6 +13,7 @@
 #include <boost/beast/websocket.hpp>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -76,6 +77,14 @@ std::pair<int, std::string> RawExchange(int port, const std::string& request) {
   int status = 0;
   if (reply.rfind("HTTP/1.1 ", 0) == 0) status = std::atoi(reply.c_str() + 9);
   return {status, reply};
+}
+
+// An exit batch of one exit, as an agent sends it to POST /api/v1/agents/{host}/exits.
+std::string OneExit(const std::string& job, int attempt, const std::string& outcome,
+                    std::optional<int> exit_status) {
+  json exit = {{"job", job}, {"attempt", attempt}, {"outcome", outcome}};
+  if (exit_status) exit["exit_status"] = *exit_status;
+  return json{{"exits", json::array({exit})}}.dump();
 }
 
 // The metrics endpoint of a launch entry's attempt.
@@ -252,7 +261,9 @@ TEST_F(ApiTest, BadJobIdsAreClear4xx) {
       Call(*client_, "POST", "/api/v1/jobs/" + ids[0] + "/attempts/1/metrics", R"({"points": []})")
           .status,
       401);
-  EXPECT_EQ(Call(Agent("h1"), "POST", "/api/v1/jobs/" + ids[0] + "/attempts/-1/exit", "{}").status,
+  EXPECT_EQ(Call(Agent("h1"), "POST", "/api/v1/agents/h1/exits",
+                 OneExit(ids[0], -1, "failed", std::nullopt))
+                .status,
             400);
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/sweeps/no-such-sweep").status, 404);
 }
@@ -542,11 +553,9 @@ TEST_F(ApiTest, CredentialsAreScoped) {
             401);
   EXPECT_EQ(Call(*trainer, "POST", MetricsPath(launch), R"({"points": []})").status, 200);
   // The agent reports the exit, which only the attempt's leader may do.
-  std::string exit_path = "/api/v1/jobs/" + job + "/attempts/1/exit";
-  EXPECT_EQ(Call(agent_b, "POST", exit_path, R"({"agent": "host-b", "outcome": "failed"})").status,
-            403);
-  EXPECT_EQ(Call(agent_a, "POST", exit_path, R"({"agent": "host-b", "outcome": "failed"})").status,
-            403);
+  std::string exit = OneExit(job, 1, "failed", std::nullopt);
+  EXPECT_EQ(Call(agent_b, "POST", "/api/v1/agents/host-a/exits", exit).status, 403);
+  EXPECT_EQ(Call(agent_a, "POST", "/api/v1/agents/host-b/exits", exit).status, 403);
   EXPECT_EQ(GetJob(job)["state"], state);
 
   // Issuing again replaces the credential; revoking ends it.
@@ -574,9 +583,8 @@ TEST_F(ApiTest, AReportTokenDiesWithItsAttempt) {
   std::unique_ptr<HttpClient> trainer = Trainer(launch);
   std::string points = R"({"points": [{"step": 1, "name": "loss", "value": 1.5}]})";
   EXPECT_EQ(Call(*trainer, "POST", MetricsPath(launch), points).status, 200);
-  std::string exit_path = "/api/v1/jobs/" + launch["job"].get<std::string>() + "/attempts/1/exit";
-  ASSERT_EQ(Call(Agent("host-a"), "POST", exit_path,
-                 R"({"agent": "host-a", "outcome": "failed", "exit_status": 1})")
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/exits",
+                 OneExit(launch["job"], 1, "failed", 1))
                 .status,
             200);
   HttpReply late = Call(*trainer, "POST", MetricsPath(launch), points);
@@ -605,8 +613,8 @@ TEST_F(ApiTest, ARefusedPriorityChangeIsNotStored) {
   json launch = TakeJob("host-a");
   ASSERT_TRUE(launch.is_object());
   std::string job = launch["job"];
-  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/jobs/" + job + "/attempts/1/exit",
-                 R"({"agent": "host-a", "outcome": "succeeded", "exit_status": 0})")
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/exits",
+                 OneExit(job, 1, "succeeded", 0))
                 .status,
             200);
   HttpReply refused = Call(*client_, "POST", "/api/v1/jobs/" + job + "/priority", R"({"priority": 7})");
@@ -721,8 +729,8 @@ TEST_F(ApiTest, APhaseReportShowsWithItsRunningJobAndEndsWithIt) {
                      .dump())
                 .status,
             200);
-  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/jobs/" + job + "/attempts/1/exit",
-                 R"({"agent": "host-a", "outcome": "preempted", "exit_status": 75})")
+  ASSERT_EQ(Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/exits",
+                 OneExit(job, 1, "preempted", 75))
                 .status,
             200);
   EXPECT_NE(GetJob(job)["state"], "running");

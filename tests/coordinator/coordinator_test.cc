@@ -131,6 +131,15 @@ class CoordinatorTest : public ::testing::Test {
   static std::string Prefix(const protocol::LaunchEntry& launch) {
     return "/api/v1/jobs/" + launch.job + "/attempts/" + std::to_string(launch.attempt);
   }
+  // One exit as the agent sends it, a batch of one; its result.
+  Json ReportExit(const std::string& host, const std::string& token,
+                  const protocol::LaunchEntry& launch, const std::string& outcome, int status) {
+    protocol::ExitOutcome parsed = *protocol::ParseExitOutcome(outcome);
+    protocol::ExitBatch batch{{{launch.job, launch.attempt, parsed, status}}};
+    Json reply = CallJson("POST", "/api/v1/agents/" + host + "/exits", token,
+                          protocol::Dump(batch.ToJson()));
+    return reply.is_object() && reply["results"].size() == 1 ? reply["results"][0] : Json();
+  }
   static Json Running(const protocol::LaunchEntry& launch) {
     return Json::array({{{"job", launch.job}, {"attempt", launch.attempt}}});
   }
@@ -213,14 +222,12 @@ TEST_F(CoordinatorTest, AFailedJobBacksOffOnTheClockAndKeepsItsRetryCount) {
   std::string agent = IssueAgent("host-a");
   Register("host-a", agent);
   protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
-  CallJson("POST", Prefix(launch) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "failed"}, {"exit_status", 1}}.dump());
+  ReportExit("host-a", agent, launch, "failed", 1);
   EXPECT_EQ(store_->GetJob(launch.job)->retries_left, 0);
   // The other job takes the slot; once it is done, the failed one still waits for its backoff.
   protocol::LaunchEntry other = Poll("host-a", agent, Json::array()).launch.at(0);
   ASSERT_NE(other.job, launch.job);
-  CallJson("POST", Prefix(other) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  ReportExit("host-a", agent, other, "succeeded", 0);
   auto held = Send("POST", "/api/v1/agents/host-a/poll", agent, R"({"running": []})");
   EXPECT_FALSE(*held) << "nothing to launch during the backoff: the poll is held";
   coordinator_->core().Tick();
@@ -246,13 +253,11 @@ TEST_F(CoordinatorTest, ABackoffSurvivesARestart) {
   std::string agent = IssueAgent("host-a");
   Register("host-a", agent);
   protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
-  CallJson("POST", Prefix(launch) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "failed"}, {"exit_status", 1}}.dump());
+  ReportExit("host-a", agent, launch, "failed", 1);
   // The other job takes the slot and ends; then only the failed one waits, for its backoff.
   protocol::LaunchEntry other = Poll("host-a", agent, Json::array()).launch.at(0);
   ASSERT_NE(other.job, launch.job);
-  CallJson("POST", Prefix(other) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  ReportExit("host-a", agent, other, "succeeded", 0);
   clock_.Advance(std::chrono::seconds(4));  // 6 s of the first failure's 10 s backoff remain
 
   coordinator_.reset();
@@ -286,11 +291,9 @@ TEST_F(CoordinatorTest, AFailedStoreWriteSendsNothingAndTheSchedulerFollowsTheSt
   std::string agent = IssueAgent("host-a");
   Register("host-a", agent);
   protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
-  CallJson("POST", Prefix(launch) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "failed"}, {"exit_status", 1}}.dump());
+  ReportExit("host-a", agent, launch, "failed", 1);
   protocol::LaunchEntry other = Poll("host-a", agent, Json::array()).launch.at(0);
-  CallJson("POST", Prefix(other) + "/exit", agent,
-           Json{{"agent", "host-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  ReportExit("host-a", agent, other, "succeeded", 0);
   EXPECT_FALSE(Call("POST", "/api/v1/agents/host-a/poll", agent, R"({"running": []})"));
 
   sqlite3* holder = nullptr;
@@ -334,6 +337,193 @@ TEST_F(CoordinatorTest, AHeartbeatThatCannotBeStoredChangesNothing) {
   Call("POST", "/api/v1/agents/host-a/poll", agent, Json{{"running", Running(launch)}}.dump());
   EXPECT_EQ(Job(launch.job)["state"], "running");
   EXPECT_EQ(Job(launch.job)["attempts"].size(), 1u);
+}
+
+// Four jobs, for the exit-batch tests.
+std::string FourJobSweep() {
+  std::string text = kSweep;
+  text.replace(text.find("[256, 512]"), 10, "[256, 512, 1024, 2048]");
+  return text;
+}
+
+Json ExitJson(const protocol::LaunchEntry& launch, const std::string& outcome, int status) {
+  return Json{{"job", launch.job}, {"attempt", launch.attempt}, {"outcome", outcome},
+              {"exit_status", status}};
+}
+
+std::vector<std::string> ResultsOf(const Json& reply) {
+  std::vector<std::string> results;
+  for (const Json& r : reply["results"]) results.push_back(r["result"]);
+  return results;
+}
+
+// The exits of one batch are recorded together: an exit that cannot be recorded (an unknown
+// attempt, one this agent did not lead) gets its own result and the others are recorded; a
+// malformed exit refuses the whole batch, naming it, and records nothing.
+TEST_F(CoordinatorTest, AnExitBatchRecordsItsGoodExitsAndSaysWhyOthersWereNot) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, FourJobSweep());
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent, Json::array(), /*slots=*/3);
+  std::string other = IssueAgent("host-b");
+  Register("host-b", other, Json::array(), /*slots=*/1);
+  std::vector<protocol::LaunchEntry> a = Poll("host-a", agent, Json::array()).launch;
+  std::vector<protocol::LaunchEntry> b = Poll("host-b", other, Json::array()).launch;
+  ASSERT_EQ(a.size(), 3u);
+  ASSERT_EQ(b.size(), 1u);
+
+  std::string exits = "/api/v1/agents/host-a/exits";
+  Json malformed = {{"exits", {ExitJson(a[0], "succeeded", 0), ExitJson(a[1], "done", 0)}}};
+  Json refusal = CallJson("POST", exits, agent, malformed.dump(), 400);
+  EXPECT_NE(refusal.value("error", "").find("exits[1].outcome"), std::string::npos) << refusal;
+  EXPECT_EQ(Job(a[0].job)["state"], "leased") << "nothing of a refused batch is recorded";
+  Json twice = {{"exits", {ExitJson(a[0], "succeeded", 0), ExitJson(a[0], "failed", 1)}}};
+  refusal = CallJson("POST", exits, agent, twice.dump(), 400);
+  EXPECT_NE(refusal.value("error", "").find("exits[1]: attempt 1 of job " + a[0].job +
+                                            " is listed twice"),
+            std::string::npos)
+      << refusal;
+  // Another host's credential cannot send host-a's batch.
+  EXPECT_EQ(Call("POST", exits, other, Json{{"exits", {ExitJson(a[0], "succeeded", 0)}}}.dump())
+                ->status,
+            403);
+
+  protocol::LaunchEntry unknown_attempt = a[2];
+  unknown_attempt.attempt = 7;
+  Json batch = {{"exits",
+                 {ExitJson(a[0], "succeeded", 0), ExitJson(b[0], "succeeded", 0),
+                  ExitJson(unknown_attempt, "failed", 1), ExitJson(a[1], "failed", 3),
+                  ExitJson(a[2], "succeeded", 0)}}};
+  Json reply = CallJson("POST", exits, agent, batch.dump());
+  EXPECT_EQ(ResultsOf(reply),
+            (std::vector<std::string>{"recorded", "refused", "refused", "recorded", "recorded"}));
+  EXPECT_EQ(reply["results"][1]["message"],
+            "agent 'host-a' did not lead attempt 1 of job " + b[0].job +
+                "; only its leader reports its exit");
+  EXPECT_NE(reply["results"][2].value("message", "").find("7"), std::string::npos) << reply;
+  EXPECT_EQ(Job(a[0].job)["state"], "succeeded");
+  EXPECT_EQ(Job(a[2].job)["state"], "succeeded");
+  Json failed = Job(a[1].job);
+  EXPECT_EQ(failed["state"], "pending") << "a failure with a retry left backs off";
+  EXPECT_EQ(failed["attempts"][0]["exit_status"], 3);
+  EXPECT_EQ(failed["attempts"][0]["outcome"], "failed");
+  EXPECT_EQ(Job(b[0].job)["state"], "leased") << "host-b's job is host-b's to report";
+}
+
+// A cancel ends the running attempt at once; the slot is free again when the leader's exit
+// comes, and the next job is placed on it then.
+TEST_F(CoordinatorTest, TheExitOfACancelledJobFreesItsSlot) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
+  CallJson("POST", "/api/v1/jobs/" + launch.job + "/cancel", kAdmin);
+  EXPECT_EQ(Job(launch.job)["attempts"][0]["outcome"], "cancelled");
+  Json batch = {{"exits", {ExitJson(launch, "killed", 137)}}};
+  Json reply = CallJson("POST", "/api/v1/agents/host-a/exits", agent, batch.dump());
+  EXPECT_EQ(ResultsOf(reply), std::vector<std::string>{"ended"}) << reply;
+  std::vector<protocol::LaunchEntry> next = Poll("host-a", agent, Json::array()).launch;
+  ASSERT_EQ(next.size(), 1u) << "the cancelled job's slot was not freed by its exit";
+  EXPECT_NE(next[0].job, launch.job);
+  EXPECT_EQ(Job(launch.job)["state"], "cancelled");
+}
+
+// One transaction for the whole batch: when the database refuses the write of its last exit
+// (a trigger stands in for a disk that fails mid-batch), the exits before it are not recorded
+// either, and the scheduler still holds all their leases; sent again, the batch is recorded.
+TEST_F(CoordinatorTest, AnExitBatchIsOneTransaction) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, FourJobSweep());
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent, Json::array(), /*slots=*/4);
+  std::vector<protocol::LaunchEntry> a = Poll("host-a", agent, Json::array()).launch;
+  ASSERT_EQ(a.size(), 4u);
+  Json batch = {{"exits", Json::array()}};
+  for (const protocol::LaunchEntry& l : a) batch["exits"].push_back(ExitJson(l, "succeeded", 0));
+
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/vitscale.db").c_str(), &db), SQLITE_OK);
+  std::string trigger = "CREATE TRIGGER refuse_last BEFORE UPDATE OF state ON jobs WHEN NEW.id = '" +
+                        a[3].job + "' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+  ASSERT_EQ(sqlite3_exec(db, trigger.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+  std::optional<HttpResponse> refused =
+      Call("POST", "/api/v1/agents/host-a/exits", agent, batch.dump());
+  ASSERT_TRUE(refused);
+  EXPECT_GE(refused->status, 400) << refused->body;
+  EXPECT_NE(refused->body.find("refused by the test"), std::string::npos) << refused->body;
+  for (const protocol::LaunchEntry& l : a) {
+    EXPECT_EQ(Job(l.job)["state"], "leased") << "exit of " << l.job << " recorded alone";
+    std::optional<JobView> view = coordinator_->core().scheduler().GetJob(l.job);
+    ASSERT_TRUE(view);
+    EXPECT_EQ(view->holders.size(), 1u) << "the scheduler follows the store: the lease is held";
+  }
+  ASSERT_EQ(sqlite3_exec(db, "DROP TRIGGER refuse_last", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  EXPECT_EQ(ResultsOf(CallJson("POST", "/api/v1/agents/host-a/exits", agent, batch.dump())),
+            (std::vector<std::string>(4, "recorded")));
+  for (const protocol::LaunchEntry& l : a) EXPECT_EQ(Job(l.job)["state"], "succeeded");
+}
+
+// Exactly once: a batch whose answer the agent never got (the coordinator died after the
+// commit, or the connection broke) is sent again, also to a restarted coordinator, and each
+// exit it holds is then answered "ended" and changes nothing; a batch the store could not
+// commit records nothing, and the same batch sent again is recorded once.
+TEST_F(CoordinatorTest, AnExitBatchSentAgainIsRecordedExactlyOnce) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, FourJobSweep());
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent, Json::array(), /*slots=*/4);
+  std::vector<protocol::LaunchEntry> a = Poll("host-a", agent, Json::array()).launch;
+  ASSERT_EQ(a.size(), 4u);
+  std::string exits = "/api/v1/agents/host-a/exits";
+  Json first = {{"exits", {ExitJson(a[0], "succeeded", 0), ExitJson(a[1], "failed", 1)}}};
+  Json second = {{"exits", {ExitJson(a[2], "failed", 1), ExitJson(a[3], "succeeded", 0)}}};
+
+  // The store cannot commit (another process holds its write lock): the whole batch is
+  // refused, nothing of it is recorded, and the scheduler still has the leases.
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/vitscale.db").c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::optional<HttpResponse> locked = Call("POST", exits, agent, first.dump());
+  ASSERT_TRUE(locked);
+  EXPECT_EQ(locked->status, 503) << locked->body;
+  ASSERT_EQ(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(holder);
+  for (const protocol::LaunchEntry& l : a) {
+    Json job = Job(l.job);
+    EXPECT_EQ(job["state"], "leased");
+    EXPECT_TRUE(job["attempts"][0]["outcome"].is_null()) << job;
+  }
+  Json all_running = Json::array();
+  for (const protocol::LaunchEntry& l : a) all_running.push_back(Running(l)[0]);
+  // A heartbeat for all four is accepted (held: there is no work), not refused as not held.
+  auto polled = Send("POST", "/api/v1/agents/host-a/poll", agent,
+                     Json{{"running", all_running}}.dump());
+  EXPECT_FALSE(*polled) << "the refused batch released no lease: " << (*polled)->body;
+
+  // Sent again: recorded, once.
+  EXPECT_EQ(ResultsOf(CallJson("POST", exits, agent, first.dump())),
+            (std::vector<std::string>{"recorded", "recorded"}));
+  EXPECT_EQ(Job(a[0].job)["state"], "succeeded");
+  EXPECT_EQ(store_->GetJob(a[1].job)->retries_left, 0);
+  // The answer was lost: the agent sends the batch again, and nothing changes.
+  Json again = CallJson("POST", exits, agent, first.dump());
+  EXPECT_EQ(ResultsOf(again), (std::vector<std::string>{"ended", "ended"}));
+  EXPECT_EQ(again["results"][1]["message"],
+            "attempt 1 of job " + a[1].job + " has already ended (failed)");
+  EXPECT_EQ(store_->GetJob(a[1].job)->retries_left, 0) << "no second retry used";
+  EXPECT_EQ(Job(a[1].job)["attempts"].size(), 1u);
+
+  // The second batch is committed, then the coordinator dies before answering; the agent
+  // sends it again to the restarted coordinator, first unregistered (404: register first).
+  EXPECT_EQ(ResultsOf(CallJson("POST", exits, agent, second.dump())),
+            (std::vector<std::string>{"recorded", "recorded"}));
+  coordinator_.reset();
+  Start();
+  EXPECT_EQ(Call("POST", exits, agent, second.dump())->status, 404);
+  Register("host-a", agent, Json::array(), /*slots=*/4);
+  EXPECT_EQ(ResultsOf(CallJson("POST", exits, agent, second.dump())),
+            (std::vector<std::string>{"ended", "ended"}));
+  EXPECT_EQ(store_->GetJob(a[2].job)->retries_left, 0);
+  EXPECT_EQ(Job(a[2].job)["attempts"].size(), 1u);
+  EXPECT_EQ(Job(a[3].job)["state"], "succeeded");
 }
 
 // GPU jobs (docs/gpu.md): refused at submission, with the numbers, when the registered hosts
@@ -397,8 +587,7 @@ TEST_F(CoordinatorTest, GpuJobsGetGpusOfTheirKindByIndexOrAreRefusedWithTheNumbe
   Start();
   register_gpu_host(Json::array({{{"job", launches[0].job}, {"attempt", 1}, {"gpus", {0, 1}}},
                                  {{"job", launches[1].job}, {"attempt", 1}, {"gpus", {2, 3}}}}));
-  CallJson("POST", Prefix(launches[1]) + "/exit", gpu_token,
-           Json{{"agent", "host-g"}, {"outcome", "succeeded"}, {"exit_status", 0}}.dump());
+  ReportExit("host-g", gpu_token, launches[1], "succeeded", 0);
   CallJson("POST", "/api/v1/sweeps", kAdmin, gpu_sweep("more-gpus", 2, "[1024]"));
   std::vector<protocol::LaunchEntry> next =
       Poll("host-g", gpu_token, Running(launches[0])).launch;
@@ -434,8 +623,7 @@ TEST_F(CoordinatorTest, OutOfMemoryRetriesWithTheHalvedBatchWithoutUsingARetry) 
     return found;
   };
   auto exit = [&](const protocol::LaunchEntry& l, const std::string& outcome, int status) {
-    CallJson("POST", Prefix(l) + "/exit", agent,
-             Json{{"agent", "host-a"}, {"outcome", outcome}, {"exit_status", status}}.dump());
+    ReportExit("host-a", agent, l, outcome, status);
   };
   write_limits(64);
   exit(launch, "failed", 79);

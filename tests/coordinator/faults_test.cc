@@ -312,7 +312,7 @@ TEST_F(FaultsTest, ALockedDatabaseIsA503NotAStall) {
   // The agent's exit report meets the lock: refused, retried, stored once the lock goes.
   ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
   FinishTrainer();
-  EXPECT_TRUE(WaitFor([&] { return Slurp(CoordinatorLog()).find("/exit -> 503") != std::string::npos; },
+  EXPECT_TRUE(WaitFor([&] { return Slurp(CoordinatorLog()).find("/exits -> 503") != std::string::npos; },
                       seconds(30)))
       << "the agent's exit report never met the lock";
   EXPECT_EQ(JobState(), "running");

@@ -189,6 +189,10 @@ std::vector<Case> HostileTest::Table() const {
   const std::string attempt = job + "/attempts/1";
   const std::string poll = "/api/v1/agents/host-a/poll";
   const std::string reg = "/api/v1/agents/register";
+  const std::string exits = "/api/v1/agents/host-a/exits";
+  const json exit_batch = {
+      {"exits", json::array({{{"job", job_}, {"attempt", 1}, {"outcome", "failed"},
+                              {"exit_status", 1}}})}};
   const std::string bad_utf8 = "\xff\xfe";  // in a URL or a YAML body
   const std::string bad = kBadUtf8;         // in a JSON value (BodyText)
   const std::string control = "a\x01" "b";
@@ -226,11 +230,7 @@ std::vector<Case> HostileTest::Table() const {
       {"GET", "/api/v1/sweeps/hostile/timeline", "", not_admin, 403},
       {"POST", reg, R"({"host": "host-a", "slots": 9, "gpus": 0})", {Who::kAdmin, Who::kReport}, 403},
       {"POST", poll, R"({"running": []})", {Who::kAdmin, Who::kAgentB, Who::kReport}, 403},
-      {"POST",
-       attempt + "/exit",
-       R"({"agent": "host-a", "outcome": "failed"})",
-       {Who::kAdmin, Who::kReport},
-       403},
+      {"POST", exits, exit_batch.dump(), {Who::kAdmin, Who::kAgentB, Who::kReport}, 403},
       {"POST",
        attempt + "/metrics",
        R"({"points": [{"step": 1, "name": "l", "value": 1}]})",
@@ -262,10 +262,8 @@ std::vector<Case> HostileTest::Table() const {
   for (const char* what : {"/metrics", "/results", "/checkpoints", "/phase"}) {
     t.push_back({"POST", attempt + what, Who::kOtherReport, "{}", 401, "token"});
   }
-  t.push_back({"POST", attempt + "/exit", Who::kAgentB,
-               R"({"agent": "host-b", "outcome": "failed"})", 403, "leader"});
-  t.push_back({"POST", attempt + "/exit", Who::kAgentA,
-               R"({"agent": "host-b", "outcome": "failed"})", 403, "host-b"});
+  t.push_back({"POST", "/api/v1/agents/host-b/exits", Who::kAgentA, exit_batch.dump(), 403,
+               "cannot act for agent 'host-b'"});
   t.push_back({"POST", reg, Who::kAgentA, R"({"host": "host-b", "slots": 1, "gpus": 0})", 403,
                "host-b"});
   // Query tokens open the event stream only.
@@ -281,7 +279,7 @@ std::vector<Case> HostileTest::Table() const {
   const std::vector<JsonRoute> json_routes = {
       {reg, Who::kAgentA},
       {poll, Who::kAgentA},
-      {attempt + "/exit", Who::kAgentA},
+      {exits, Who::kAgentA},
       {attempt + "/metrics", Who::kReport},
       {attempt + "/results", Who::kReport},
       {attempt + "/checkpoints", Who::kReport},
@@ -364,20 +362,28 @@ std::vector<Case> HostileTest::Table() const {
                {"running", json::array({{{"job", std::string(64, 'a')}, {"attempt", -7}}})},
                {"running", json::array({{{"job", std::string(64, 'a')}, {"attempt", 1},
                                          {"extra", true}}})}});
-  field_cases(attempt + "/exit", Who::kAgentA,
-              json{{"agent", "host-a"}, {"outcome", "failed"}, {"exit_status", 1}},
-              {{"agent", missing},
-               {"agent", 5},
-               {"agent", bad},
-               {"agent", "host-a\n"},
-               {"outcome", "exploded"},
-               {"outcome", 1},
-               {"outcome", missing},
-               {"outcome", control},
-               {"exit_status", -1},
-               {"exit_status", 99999},
-               {"exit_status", "0"},
-               {"exit_status", huge}});
+  field_cases(exits, Who::kAgentA, exit_batch,
+              {{"exits", missing},
+               {"exits", json::array()},
+               {"exits", "x"},
+               {"exits", json::array({1})},
+               {"exits", json::array({exit_batch["exits"][0], exit_batch["exits"][0]})},
+               {"exits[0].job", missing},
+               {"exits[0].job", bad},
+               {"exits[0].job", "../../etc"},
+               {"exits[0].job", std::string(64, 'A')},
+               {"exits[0].attempt", 0},
+               {"exits[0].attempt", huge},
+               {"exits[0].attempt", "1"},
+               {"exits[0].agent", "host-a"},
+               {"exits[0].outcome", "exploded"},
+               {"exits[0].outcome", 1},
+               {"exits[0].outcome", missing},
+               {"exits[0].outcome", control},
+               {"exits[0].exit_status", -1},
+               {"exits[0].exit_status", 99999},
+               {"exits[0].exit_status", "0"},
+               {"exits[0].exit_status", huge}});
   json point = {{"step", 1}, {"name", "loss"}, {"value", 1.5}};
   field_cases(attempt + "/metrics", Who::kReport, json{{"points", json::array({point})}},
               {{"points", missing},
@@ -584,7 +590,11 @@ std::vector<Case> HostileTest::Table() const {
   t.push_back({"POST", job + "/attempts/1x/metrics", Who::kReport, "{}", 400, "attempt"});
   t.push_back({"POST", "/api/v1/jobs/" + job_.substr(0, 10) + "/attempts/1/metrics", Who::kReport,
                "{}", 400, "job id"});
-  t.push_back({"POST", job + "/attempts/99999999999999999999/exit", Who::kAgentA, "{}", 400, ""});
+  json too_many = {{"exits", json::array()}};
+  for (int i = 1; i <= 4097; ++i) {
+    too_many["exits"].push_back({{"job", job_}, {"attempt", i}, {"outcome", "failed"}});
+  }
+  t.push_back({"POST", exits, Who::kAgentA, too_many.dump(), 400, "at most 4096"});
   t.push_back({"POST", "/api/v1/agents/host-a%2Fx/poll", Who::kAgentA, "{}", 400, ""});
   t.push_back({"DELETE", "/api/v1/agents/credentials/no_such", Who::kAdmin, "", 400, "host"});
   t.push_back({"DELETE", "/api/v1/agents/credentials/nobody", Who::kAdmin, "", 404, "nobody"});

@@ -258,6 +258,66 @@ TEST(ProtocolTest, PhaseReportsAreStrict) {
             "phase: expected a string, got an integer");
 }
 
+// An exit batch: 1..kMaxExits exits, each checked as a single report was, refusals naming the
+// entry; no attempt twice; its answer round-trips.
+TEST(ProtocolTest, ExitBatchesAreBoundedAndNameTheBadExit) {
+  const std::string other(64, 'b');
+  auto exit = [](const std::string& job, int attempt, const std::string& outcome) {
+    return Json{{"job", job}, {"attempt", attempt}, {"outcome", outcome}};
+  };
+  Json batch = {{"exits", {exit(kJob, 1, "succeeded"), exit(other, 2, "failed")}}};
+  batch["exits"][1]["exit_status"] = 79;
+  Expected<ExitBatch> decoded = Decode<ExitBatch>(batch.dump());
+  ASSERT_TRUE(decoded.ok()) << decoded.status().ToString();
+  ASSERT_EQ(decoded->exits.size(), 2u);
+  EXPECT_EQ(decoded->exits[1], (ExitEntry{other, 2, ExitOutcome::kFailed, 79}));
+  EXPECT_FALSE(decoded->exits[0].exit_status);
+  EXPECT_EQ(Dump(decoded->ToJson()), Dump(batch));
+
+  EXPECT_EQ(ErrorOf<ExitBatch>(R"({"exits": []})"),
+            "exits: is empty; send at least one exit");
+  EXPECT_EQ(ErrorOf<ExitBatch>(R"({})"), "exits: is missing");
+  EXPECT_EQ(ErrorOf<ExitBatch>(R"({"exits": {}})"), "exits: expected an array, got an object");
+  Json bad = {{"exits", {exit(kJob, 1, "succeeded"), exit("zz", 1, "succeeded")}}};
+  EXPECT_EQ(ErrorOf<ExitBatch>(bad.dump()).rfind("exits[1].job: ", 0), 0u);
+  bad = {{"exits", {exit(kJob, 0, "succeeded")}}};
+  EXPECT_EQ(ErrorOf<ExitBatch>(bad.dump()).rfind("exits[0].attempt: ", 0), 0u);
+  bad = {{"exits", {exit(kJob, 1, "succeeded"), exit(other, 1, "exploded")}}};
+  EXPECT_EQ(ErrorOf<ExitBatch>(bad.dump()).rfind("exits[1].outcome: unknown exit outcome", 0), 0u);
+  bad = {{"exits", {exit(kJob, 1, "failed")}}};
+  bad["exits"][0]["exit_status"] = 1024;
+  EXPECT_EQ(ErrorOf<ExitBatch>(bad.dump()).rfind("exits[0].exit_status: ", 0), 0u);
+  bad = {{"exits", {exit(kJob, 1, "failed")}}};
+  bad["exits"][0]["agent"] = "host-a";  // the host is in the route, not in the exit
+  EXPECT_NE(ErrorOf<ExitBatch>(bad.dump()).find("agent"), std::string::npos);
+  bad = {{"exits", {exit(kJob, 1, "failed"), exit(other, 1, "failed"), exit(kJob, 1, "killed")}}};
+  EXPECT_EQ(ErrorOf<ExitBatch>(bad.dump()),
+            "exits[2]: attempt 1 of job " + kJob + " is listed twice");
+  // The same job's two attempts may both wait for delivery.
+  EXPECT_TRUE(Decode<ExitBatch>(Json{{"exits", {exit(kJob, 1, "killed"), exit(kJob, 2, "failed")}}}
+                                    .dump())
+                  .ok());
+
+  Json full = {{"exits", Json::array()}};
+  for (size_t i = 0; i < kMaxExits; ++i) {
+    full["exits"].push_back(exit(kJob, static_cast<int>(i) + 1, "succeeded"));
+  }
+  EXPECT_TRUE(Decode<ExitBatch>(full.dump()).ok());
+  full["exits"].push_back(exit(kJob, static_cast<int>(kMaxExits) + 1, "succeeded"));
+  EXPECT_EQ(ErrorOf<ExitBatch>(full.dump()),
+            "exits: holds 4097 items; at most 4096 are accepted in one message");
+
+  ExitBatchReply reply{{{kJob, 1, ExitResult::kRecorded, ""},
+                        {other, 2, ExitResult::kEnded, "attempt 2 of job b has already ended"}}};
+  Expected<ExitBatchReply> back = Decode<ExitBatchReply>(Dump(reply.ToJson()));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(Dump(back->ToJson()), Dump(reply.ToJson()));
+  EXPECT_EQ(ErrorOf<ExitBatchReply>(
+                R"({"results": [{"job": ")" + kJob + R"(", "attempt": 1, "result": "maybe"}]})")
+                .rfind("results[0].result: unknown exit result", 0),
+            0u);
+}
+
 TEST(ProtocolTest, ViewsRoundTrip) {
   JobSummary job;
   job.id = kJob;

@@ -40,6 +40,10 @@ using protocol::ExitOutcome;
 
 // Job ids are 64 hex digits (protocol/json.h); the tests name jobs and hash the names.
 std::string Id(const std::string& name) { return Sha256Hex(name); }
+// Names an exit in the fake coordinator's records: "<job id>/<attempt>".
+std::string ExitKey(const std::string& job_id, int attempt) {
+  return job_id + "/" + std::to_string(attempt);
+}
 
 TEST(ClassifyExitTest, FollowsTheTrainersStatusesAndWhoSentTheKill) {
   auto exited = [](int code) { return ProcessExit{1, false, code, 0}; };
@@ -229,10 +233,16 @@ class ScriptedCoordinator {
     replies_.push_back(std::move(reply));
     cv_.notify_all();
   }
-  // While set, exit reports get a 503, as from a coordinator that is busy or going away.
+  // While set, exit batches get a 503, as from a coordinator that is busy or going away.
   void RefuseExits(bool refuse) {
     std::lock_guard<std::mutex> lock(mu_);
     refuse_exits_ = refuse;
+  }
+  // The next `n` exit batches are recorded, then their connections close without an answer,
+  // as a coordinator killed after its commit and before its reply would leave them.
+  void RecordExitsWithoutAnswering(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    unanswered_exits_ = n;
   }
   // Answers the next poll that lists `job` with a 409 naming it.
   void RefuseNextPollWith(const std::string& job) {
@@ -248,8 +258,11 @@ class ScriptedCoordinator {
   std::unique_lock<std::mutex> Lock() { return std::unique_lock<std::mutex>(mu_); }
   std::vector<json> registers;
   std::vector<json> polls;
-  std::vector<std::pair<std::string, json>> exits;  // (path, body), accepted ones
-  int exit_attempts = 0;                             // every exit report, refused ones too
+  // Each exit recorded, once, in the order recorded: (ExitKey, its outcome and exit status).
+  std::vector<std::pair<std::string, json>> exits;
+  std::vector<json> exit_batches;  // every exit batch as sent, refused ones too
+  std::vector<std::string> exit_fates;  // for each: "refused", "unanswered" or "answered"
+  int exit_attempts = 0;           // exit batches, refused ones too
 
   bool PollListed(const std::string& job) const {
     for (const json& poll : polls) {
@@ -291,11 +304,38 @@ class ScriptedCoordinator {
         for (auto& [key, value] : queued.items()) answer[key] = value;
       }
       reply.body = answer.dump();
-    } else if (request.target.find("/exit") != std::string::npos) {
+    } else if (request.target == "/api/v1/agents/agent-a/exits") {
       ++exit_attempts;
+      exit_batches.push_back(body);
       cv_.notify_all();
-      if (refuse_exits_) return TestReply{503, R"({"error": "busy"})"};
-      exits.emplace_back(request.target, body);
+      if (refuse_exits_) {
+        exit_fates.push_back("refused");
+        return TestReply{503, R"({"error": "busy"})"};
+      }
+      // As the coordinator answers: an exit recorded before is "ended" and changes nothing.
+      json results = json::array();
+      for (const json& entry : body["exits"]) {
+        std::string key = ExitKey(entry["job"], entry["attempt"]);
+        bool recorded = std::any_of(exits.begin(), exits.end(),
+                                    [&](const auto& e) { return e.first == key; });
+        json outcome = entry;
+        outcome.erase("job");
+        outcome.erase("attempt");
+        if (!recorded) exits.emplace_back(key, outcome);
+        results.push_back({{"job", entry["job"]},
+                           {"attempt", entry["attempt"]},
+                           {"result", recorded ? "ended" : "recorded"}});
+      }
+      if (unanswered_exits_ > 0) {
+        --unanswered_exits_;
+        exit_fates.push_back("unanswered");
+        cv_.notify_all();
+        TestReply dropped;
+        dropped.no_answer = true;
+        return dropped;
+      }
+      exit_fates.push_back("answered");
+      reply.body = json{{"results", results}}.dump();
     } else {
       reply = TestReply{404, R"({"error": "unknown route"})"};
     }
@@ -309,6 +349,7 @@ class ScriptedCoordinator {
   std::deque<json> replies_;
   std::string refuse_job_;
   bool refuse_exits_ = false;
+  int unanswered_exits_ = 0;
 };
 
 // The stand-in trainer: each rank reads its spec and behaves as its "mode" says.
@@ -393,7 +434,7 @@ class AgentTest : public ::testing::Test {
   json WaitExit(const std::string& job, milliseconds timeout = milliseconds(30000),
                int attempt = 1) {
     json found;
-    std::string want = "/api/v1/jobs/" + Id(job) + "/attempts/" + std::to_string(attempt) + "/exit";
+    std::string want = ExitKey(Id(job), attempt);
     coordinator_.WaitFor(
         [&] {
           for (const auto& [path, body] : coordinator_.exits) {
@@ -447,7 +488,7 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
   StartAgent(coordinator_.url());
   json exit = WaitExit("job1");
   ASSERT_FALSE(exit.is_null()) << Log("job1");
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+  EXPECT_EQ(exit, (json{{"outcome", "succeeded"}, {"exit_status", 0}}));
   std::string log = Log("job1");
   EXPECT_NE(log.find("vitscale-agent: job " + Id("job1") + " attempt 1 on agent-a: mpirun"),
             std::string::npos)
@@ -477,7 +518,7 @@ TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {
         json::array(
             {{{"job", Id("job2")}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
   json exit = WaitExit("job2");
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
+  EXPECT_EQ(exit, (json{{"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job2");
   EXPECT_NE(Log("job2").find("checkpointed"), std::string::npos);
 }
@@ -499,7 +540,7 @@ TEST_F(AgentTest, OneRankRunsTheTrainerWithoutMpirunAndPreemptsIt) {
         json::array(
             {{{"job", Id("job7")}, {"attempt", 1}, {"action", "preempt"}, {"grace_seconds", 20}}})}});
   json exit = WaitExit("job7");
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}))
+  EXPECT_EQ(exit, (json{{"outcome", "preempted"}, {"exit_status", 75}}))
       << Log("job7");
   EXPECT_NE(Log("job7").find("checkpointed"), std::string::npos);
 }
@@ -512,7 +553,7 @@ TEST_F(AgentTest, KillStopsTheJobAtOnceAndReportsKilled) {
   coordinator_.QueuePollReply(
       {{"signal", json::array({{{"job", Id("job3")}, {"attempt", 1}, {"action", "kill"}}})}});
   json exit = WaitExit("job3", milliseconds(10000));
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+  EXPECT_EQ(exit, (json{{"outcome", "killed"}, {"exit_status", 137}}));
   EXPECT_EQ(TrainerProcesses(), 0);
 }
 
@@ -525,7 +566,7 @@ TEST_F(AgentTest, APreemptedJobThatOutlivesItsGraceIsKilledAndCountsAsPreempted)
   coordinator_.QueuePollReply(
       {{"signal", json::array({{{"job", Id("job4")}, {"attempt", 1}, {"action", "preempt"}}})}});
   json exit = WaitExit("job4");
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 137}}));
+  EXPECT_EQ(exit, (json{{"outcome", "preempted"}, {"exit_status", 137}}));
   EXPECT_GE(std::chrono::steady_clock::now() - start, milliseconds(900));
 }
 
@@ -538,7 +579,7 @@ TEST_F(AgentTest, AJobOutlivesACoordinatorRestartAndItsExitIsReportedAfterwards)
   std::this_thread::sleep_for(milliseconds(3000));  // the job ends while nobody listens
   coordinator_.Start(port);
   json exit = WaitExit("job5");
-  EXPECT_EQ(exit, (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}))
+  EXPECT_EQ(exit, (json{{"outcome", "succeeded"}, {"exit_status", 0}}))
       << Log("job5");
   auto lock = coordinator_.Lock();
   // It registered again after the restart, still listing the job it had not reported.
@@ -577,7 +618,7 @@ TEST_F(AgentTest, StoppingTheAgentPreemptsItsJobsReportsThemAndTakesNoMoreWork) 
   auto lock = coordinator_.Lock();
   ASSERT_EQ(coordinator_.exits.size(), 1u);
   EXPECT_EQ(coordinator_.exits[0].second,
-            (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 75}}));
+            (json{{"outcome", "preempted"}, {"exit_status", 75}}));
   ASSERT_GE(coordinator_.registers.size(), 2u);
   EXPECT_EQ(coordinator_.registers.back()["slots"], 0);
 }
@@ -602,13 +643,13 @@ TEST_F(AgentTest, ANewAttemptRunsWhileTheOldOnesReportIsStillQueued) {
   ASSERT_TRUE(coordinator_.WaitFor([&] {
     bool first = false, next = false;
     for (const auto& [path, body] : coordinator_.exits) {
-      first = first || path == "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit";
-      next = next || path == "/api/v1/jobs/" + Id("job8") + "/attempts/2/exit";
+      first = first || path == ExitKey(Id("job8"), 1);
+      next = next || path == ExitKey(Id("job8"), 2);
     }
     return first && next;
   })) << "both attempts must run and report";
   auto lock = coordinator_.Lock();
-  EXPECT_EQ(coordinator_.exits.front().first, "/api/v1/jobs/" + Id("job8") + "/attempts/1/exit");
+  EXPECT_EQ(coordinator_.exits.front().first, ExitKey(Id("job8"), 1));
 }
 
 // The launch of a job's next attempt, as the coordinator sends it after the old one's lease ran
@@ -634,9 +675,9 @@ TEST_F(AgentTest, AKillOfTheOldAttemptAndTheLaunchOfTheNextInOneReply) {
       {{"launch", json::array({NextAttempt(Launch("job10", ""), 2, "succeed", log2)})},
        {"signal", json::array({{{"job", Id("job10")}, {"attempt", 1}, {"action", "kill"}}})}});
   EXPECT_EQ(WaitExit("job10", milliseconds(10000)),
-            (json{{"agent", "agent-a"}, {"outcome", "killed"}, {"exit_status", 137}}));
+            (json{{"outcome", "killed"}, {"exit_status", 137}}));
   EXPECT_EQ(WaitExit("job10", milliseconds(20000), 2),
-            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}))
+            (json{{"outcome", "succeeded"}, {"exit_status", 0}}))
       << ReadFile(log2.string()).ok();
   Expected<std::string> log = ReadFile(log2.string());
   ASSERT_TRUE(log.ok());
@@ -670,7 +711,7 @@ TEST_F(AgentTest, AKillForAnotherAttemptIsIgnored) {
       {{"signal", json::array({{{"job", Id("job12")}, {"attempt", 2}, {"action", "kill"}},
                                {{"job", Id("job12")}, {"attempt", 4}, {"action", "kill"}}})}});
   EXPECT_EQ(WaitExit("job12", milliseconds(20000), 3),
-            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+            (json{{"outcome", "succeeded"}, {"exit_status", 0}}));
 }
 
 // A gang whose other host cannot be reached: the launch ends before mpirun starts anything,
@@ -691,7 +732,7 @@ TEST_F(AgentTest, AGangWithAnUnreachableHostIsReportedUnreachable) {
   coordinator_.QueuePollReply(launch);
   StartAgent(coordinator_.url());
   EXPECT_EQ(WaitExit("job13"),
-            (json{{"agent", "agent-a"}, {"outcome", "unreachable"}, {"exit_status", 68}}))
+            (json{{"outcome", "unreachable"}, {"exit_status", 68}}))
       << Log("job13");
   EXPECT_NE(Log("job13").find("cannot reach host agent-b with '" + rsh_agent_ +
                               "': ssh: connect to host agent-b port 22: No route to host"),
@@ -773,7 +814,7 @@ TEST_F(AgentTest, APreemptionsGraceRunsOnTheAgentsClock) {
   ASSERT_TRUE(Eventually([&] { return launcher.SignalsSent().size() == 2; }));
   EXPECT_EQ(launcher.SignalsSent().back(), SIGKILL);
   EXPECT_EQ(WaitExit("job9"),
-            (json{{"agent", "agent-a"}, {"outcome", "preempted"}, {"exit_status", 137}}));
+            (json{{"outcome", "preempted"}, {"exit_status", 137}}));
   StopAgent();  // before the launcher and the clock go
 }
 
@@ -800,8 +841,93 @@ TEST_F(AgentTest, ExitReportsRetryWithABackoffOnTheAgentsClock) {
   coordinator_.RefuseExits(false);
   clock.Advance(milliseconds(200));
   EXPECT_EQ(WaitExit("job10"),
-            (json{{"agent", "agent-a"}, {"outcome", "succeeded"}, {"exit_status", 0}}));
+            (json{{"outcome", "succeeded"}, {"exit_status", 0}}));
   StopAgent();  // before the launcher and the clock go
+}
+
+// Launches of `names`, one rank each, in one poll reply.
+json Launches(const std::vector<std::string>& names, const std::string& dir) {
+  json launches = json::array();
+  for (const std::string& name : names) {
+    launches.push_back({{"job", Id(name)},
+                        {"attempt", 1},
+                        {"ranks", 1},
+                        {"hosts", "agent-a:1"},
+                        {"grace_seconds", 30},
+                        {"log", dir + "/runs/" + name + "/attempt-1.log"},
+                        {"spec", {{"job_id", name}, {"mode", "unused"}}}});
+  }
+  return {{"launch", launches}};
+}
+
+// The exits waiting when the reporter sends go in one request: six jobs that end while the
+// coordinator is away are reported by one batch once it is back, and nothing more is sent.
+TEST_F(AgentTest, ManyExitsGoInOneRequest) {
+  FakeLauncher launcher;
+  coordinator_.RefuseExits(true);
+  std::vector<std::string> names = {"m1", "m2", "m3", "m4", "m5", "m6"};
+  coordinator_.QueuePollReply(Launches(names, dir_.string()));
+  StartAgent(coordinator_.url(), &launcher);
+  ASSERT_TRUE(Eventually([&] { return launcher.started() == names.size(); }));
+  for (pid_t pid = 4242; pid < 4242 + static_cast<pid_t>(names.size()); ++pid) {
+    launcher.Exit(pid, 0);
+  }
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    return !coordinator_.exit_batches.empty() &&
+           coordinator_.exit_batches.back()["exits"].size() == names.size();
+  })) << "a refused batch is sent again with every exit waiting";
+  coordinator_.RefuseExits(false);
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.exits.size() == names.size(); }));
+  ASSERT_TRUE(Eventually([&] { return agent_->Jobs().empty(); }));
+  std::this_thread::sleep_for(milliseconds(300));
+  auto lock = coordinator_.Lock();
+  EXPECT_EQ(coordinator_.exit_fates.back(), "answered");
+  EXPECT_EQ(std::count(coordinator_.exit_fates.begin(), coordinator_.exit_fates.end(), "answered"),
+            1)
+      << "one request carried all six exits, and nothing was sent after it";
+  EXPECT_EQ(coordinator_.exit_batches.back()["exits"].size(), names.size());
+  for (const std::string& name : names) {
+    auto exit = std::find_if(coordinator_.exits.begin(), coordinator_.exits.end(),
+                             [&](const auto& e) { return e.first == ExitKey(Id(name), 1); });
+    ASSERT_NE(exit, coordinator_.exits.end()) << name;
+    EXPECT_EQ(exit->second, (json{{"outcome", "succeeded"}, {"exit_status", 0}}));
+  }
+  lock.unlock();
+  StopAgent();  // before the launcher goes
+}
+
+// A batch the coordinator recorded but never answered (killed after its commit) is sent again,
+// the same exits in it; the coordinator's answer that they have ended lets the agent drop
+// them, and nothing is sent a third time.
+TEST_F(AgentTest, AnExitBatchWithoutAnAnswerIsSentAgainUntilAnswered) {
+  FakeLauncher launcher;
+  coordinator_.RefuseExits(true);
+  std::vector<std::string> names = {"u1", "u2"};
+  coordinator_.QueuePollReply(Launches(names, dir_.string()));
+  StartAgent(coordinator_.url(), &launcher);
+  ASSERT_TRUE(Eventually([&] { return launcher.started() == names.size(); }));
+  launcher.Exit(4242, 0);
+  launcher.Exit(4243, 75);
+  ASSERT_TRUE(coordinator_.WaitFor([&] {
+    return !coordinator_.exit_batches.empty() &&
+           coordinator_.exit_batches.back()["exits"].size() == names.size();
+  }));
+  coordinator_.RecordExitsWithoutAnswering(1);  // refused batches do not count
+  coordinator_.RefuseExits(false);
+  ASSERT_TRUE(coordinator_.WaitFor([&] { return coordinator_.exit_fates.back() == "answered"; }))
+      << "the unanswered batch must be sent again";
+  ASSERT_TRUE(Eventually([&] { return agent_->Jobs().empty(); }));
+  std::this_thread::sleep_for(milliseconds(300));
+  auto lock = coordinator_.Lock();
+  size_t n = coordinator_.exit_fates.size();
+  ASSERT_GE(n, 3u);
+  EXPECT_EQ(coordinator_.exit_fates[n - 2], "unanswered") << "answered: nothing more is sent";
+  EXPECT_EQ(coordinator_.exit_batches[n - 2], coordinator_.exit_batches[n - 1]);
+  EXPECT_EQ(coordinator_.exit_batches[n - 1]["exits"].size(), 2u);
+  ASSERT_EQ(coordinator_.exits.size(), 2u) << "each exit recorded once";
+  EXPECT_EQ(coordinator_.exits[1].second["exit_status"], 75);
+  lock.unlock();
+  StopAgent();  // before the launcher goes
 }
 
 // A launch whose log or run folder lies outside the agent's own folders is refused, and
@@ -815,8 +941,8 @@ TEST_F(AgentTest, LogsAndRunFoldersOutsideItsOwnFoldersAreRefused) {
   coordinator_.QueuePollReply(launch);
   coordinator_.QueuePollReply(escape);
   StartAgent(coordinator_.url(), &launcher);
-  EXPECT_EQ(WaitExit("job11"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
-  EXPECT_EQ(WaitExit("job12"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
+  EXPECT_EQ(WaitExit("job11"), (json{{"outcome", "failed"}}));
+  EXPECT_EQ(WaitExit("job12"), (json{{"outcome", "failed"}}));
   EXPECT_EQ(launcher.started(), 0u);
   EXPECT_FALSE(fs::exists(dir_ / "elsewhere"));
   StopAgent();  // before the launcher goes
@@ -842,7 +968,7 @@ TEST_F(AgentTest, AGpuJobsRanksSeeOnlyItsGpusAndTwoJobsNeverShareOne) {
   }
   coordinator_.QueuePollReply(sharing);
 
-  EXPECT_EQ(WaitExit("g2"), (json{{"agent", "agent-a"}, {"outcome", "failed"}}));
+  EXPECT_EQ(WaitExit("g2"), (json{{"outcome", "failed"}}));
   EXPECT_EQ(Log("g2"), "") << "a job sharing a GPU never starts";
   EXPECT_EQ(WaitExit("g3")["outcome"], "succeeded");
   EXPECT_NE(Log("g3").find("cuda=0 order=PCI_BUS_ID"), std::string::npos) << Log("g3");

@@ -31,6 +31,8 @@ struct TestReply {
   std::string body = "{}";
   std::string content_type = "application/json";
   bool close_after = false;  // close the connection after this reply without saying so
+  // Close the connection without answering, as a server killed while handling the request.
+  bool no_answer = false;
 };
 
 class TestServer {
@@ -99,7 +101,7 @@ class TestServer {
                      request.body(), std::string(request[http::field::authorization]),
                      std::string(request[http::field::content_type])};
       TestReply out = handler_(in);
-      if (stopped_) break;
+      if (stopped_ || out.no_answer) break;
       http::response<http::string_body> response{static_cast<http::status>(out.status), 11};
       response.set(http::field::content_type, out.content_type);
       response.keep_alive(request.keep_alive());
