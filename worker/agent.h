@@ -3,7 +3,8 @@
 // Three threads share one table of jobs under one mutex:
 //  - the control thread (the caller of Run()) starts, signals and reaps job processes; it is
 //    the only thread that touches the Launcher, so a job's death signal follows a thread that
-//    lives as long as the agent;
+//    lives as long as the agent. It waits for a job to end (Launcher::ExitFd), for the other
+//    threads to bring it work (an eventfd), or for its tick, whichever comes first;
 //  - the poller registers, then long-polls POST /agents/{host}/poll with what the agent runs
 //    (the poll is the heartbeat), and writes what it is told into the table;
 //  - the reporter delivers the exits waiting, all in one batch, retrying until the coordinator
