@@ -7,6 +7,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -15,6 +16,8 @@
 #include <thread>
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "common/files.h"
@@ -28,7 +31,8 @@ using protocol::Json;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kFirstBackoff{100};
-constexpr milliseconds kControlTick{50};
+// A wait on the agent's clock checks it this often in real time.
+constexpr milliseconds kClockSlice{50};
 
 void Log(const std::string& message) {
   std::time_t now = std::time(nullptr);
@@ -247,20 +251,44 @@ Expected<std::unique_ptr<Agent>> Agent::Create(AgentOptions options, Launcher& l
   HttpClientOptions report_options{options.coordinator_url, options.token, milliseconds(3000),
                                    milliseconds(10000)};
   ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> report_client, HttpClient::Create(report_options));
+  int wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd < 0) return IOError(std::string("cannot create an eventfd: ") + std::strerror(errno));
   return std::unique_ptr<Agent>(new Agent(std::move(options), launcher, poll_options,
-                                          std::move(poll_client), std::move(report_client)));
+                                          std::move(poll_client), std::move(report_client),
+                                          wake_fd));
 }
 
 Agent::Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
-             std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client)
+             std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client,
+             int wake_fd)
     : options_(std::move(options)),
       clock_(options_.clock ? *options_.clock : SystemClock::Get()),
       launcher_(launcher),
       poll_options_(std::move(poll_options)),
       poll_client_(std::move(poll_client)),
-      report_client_(std::move(report_client)) {}
+      report_client_(std::move(report_client)),
+      wake_fd_(wake_fd) {}
 
-Agent::~Agent() = default;
+Agent::~Agent() { ::close(wake_fd_); }
+
+void Agent::WakeControl() {
+  uint64_t one = 1;
+  // Fails only when the counter is near 2^64, which leaves it readable all the same.
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof(one));
+  (void)ignored;
+}
+
+void Agent::WaitForControlWork() {
+  pollfd fds[2] = {{wake_fd_, POLLIN, 0}, {launcher_.ExitFd(), POLLIN, 0}};
+  // A negative fd is skipped by poll().
+  int ready = ::poll(fds, 2, static_cast<int>(options_.control_tick.count()));
+  if (ready > 0 && (fds[0].revents & POLLIN) != 0) {
+    uint64_t count;
+    ssize_t ignored = ::read(wake_fd_, &count, sizeof(count));  // resets the counter
+    (void)ignored;
+  }
+  // An ended process keeps the exit descriptor readable until the next pass reaps it.
+}
 
 void Agent::RequestStop() {
   std::lock_guard<std::mutex> lock(mu_);
@@ -270,6 +298,7 @@ void Agent::RequestStop() {
     poll_client_->Abort();
   }
   cv_.notify_all();
+  WakeControl();
 }
 
 std::vector<std::pair<std::string, int>> Agent::Jobs() const {
@@ -285,7 +314,7 @@ void Agent::WaitLocked(std::unique_lock<std::mutex>& lock, milliseconds delay) {
   while (!finished_ && clock_.Now() < deadline) {
     // Real time passes in short slices, so that a FakeClock a test moves ends the wait too.
     auto left = std::chrono::duration_cast<milliseconds>(deadline - clock_.Now()) + milliseconds(1);
-    cv_.wait_for(lock, std::min(left, kControlTick), [this] { return finished_; });
+    cv_.wait_for(lock, std::min(left, kClockSlice), [this] { return finished_; });
   }
 }
 
@@ -295,12 +324,9 @@ Status Agent::Run() {
                   poll_client_->base_url()));
   std::thread poller([this] { PollLoop(); });
   std::thread reporter([this] { ReportLoop(); });
-  while (ControlPass()) {
-    std::unique_lock<std::mutex> lock(mu_);
-    // The tick reaps children; new work from a poll wakes the control thread at once.
-    cv_.wait_for(lock, kControlTick, [this] { return finished_ || control_work_; });
-    control_work_ = false;
-  }
+  // A job that ends, or new work from a poll, wakes the control thread at once; the tick is
+  // for its timers.
+  while (ControlPass()) WaitForControlWork();
   {
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait_for(lock, options_.shutdown_report_timeout, [this] { return reports_.empty(); });
@@ -409,7 +435,7 @@ bool Agent::ControlPass() {
       Log(fmt::format("job {} attempt {} may start now", job.id, next->second.attempt));
       it->second = std::move(next->second);
       successors_.erase(next);
-      control_work_ = true;
+      WakeControl();
     }
   }
   bool active = std::any_of(jobs_.begin(), jobs_.end(), [](const auto& entry) {
@@ -650,8 +676,8 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
                     entry.job, entry.attempt));
     jobs_[entry.job] = std::move(job);
   }
-  control_work_ = true;
   cv_.notify_all();
+  WakeControl();
 }
 
 std::string Agent::GpuClashLocked(const std::vector<int>& gpus) const {
@@ -691,6 +717,7 @@ void Agent::DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_hel
     }
   }
   cv_.notify_all();
+  WakeControl();
 }
 
 void Agent::PollLoop() {

@@ -3,7 +3,8 @@
 // Three threads share one table of jobs under one mutex:
 //  - the control thread (the caller of Run()) starts, signals and reaps job processes; it is
 //    the only thread that touches the Launcher, so a job's death signal follows a thread that
-//    lives as long as the agent;
+//    lives as long as the agent. It waits for a job to end (Launcher::ExitFd), for the other
+//    threads to bring it work (an eventfd), or for its tick, whichever comes first;
 //  - the poller registers, then long-polls POST /agents/{host}/poll with what the agent runs
 //    (the poll is the heartbeat), and writes what it is told into the table;
 //  - the reporter delivers the exits waiting, all in one batch, retrying until the coordinator
@@ -71,6 +72,10 @@ struct AgentOptions {
   std::chrono::milliseconds poll_read_timeout{30000};
   // At shutdown, how long undelivered exit reports are retried before the agent gives up.
   std::chrono::milliseconds shutdown_report_timeout{10000};
+  // How often the control thread looks at its timers (preemption grace) without being woken.
+  // It is woken at once when a job's process ends (Launcher::ExitFd) and when a poll brings
+  // work; with a launcher that gives no exit descriptor, this is also how often it reaps.
+  std::chrono::milliseconds control_tick{50};
   // Preemption grace and retry backoff run on this clock (tests pass a FakeClock); the system
   // clock when unset. Must outlive the agent.
   const Clock* clock = nullptr;
@@ -178,13 +183,18 @@ class Agent {
   };
 
   Agent(AgentOptions options, Launcher& launcher, HttpClientOptions poll_options,
-        std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client);
+        std::unique_ptr<HttpClient> poll_client, std::unique_ptr<HttpClient> report_client,
+        int wake_fd);
 
   void PollLoop();
   void ReportLoop();
   // One pass of the control thread over the table; false once stopping and nothing runs.
   bool ControlPass();
   Expected<pid_t> LaunchJob(const Job& job);
+  // Waits until a job's process ends, WakeControl() is called or the control tick passes.
+  void WaitForControlWork();
+  // Makes the control thread run a pass now. Thread-safe.
+  void WakeControl();
 
   // What this host reads in the coordinator's runs folder (RegisterRequest::runs_mark).
   std::optional<std::string> RunsMark() const;
@@ -209,6 +219,8 @@ class Agent {
   std::unique_ptr<HttpClient> poll_client_;
   bool poll_client_aborted_ = false;
   std::unique_ptr<HttpClient> report_client_;
+  // An eventfd: readable when another thread (or a pass itself) has work for the control thread.
+  const int wake_fd_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
@@ -219,7 +231,6 @@ class Agent {
   std::deque<protocol::ExitEntry> reports_;  // exits not yet answered, oldest first
   std::vector<pid_t> orphans_to_kill_;  // processes of jobs dropped as not held
   bool stopping_ = false;               // RequestStop() was called
-  bool control_work_ = false;           // a poll brought launches or signals to act on
   bool finished_ = false;               // the control thread is done; the HTTP threads may end
   bool registered_ = false;             // since the last failure to reach the coordinator
   bool draining_registered_ = false;    // told the coordinator it offers no slots any more

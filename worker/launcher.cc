@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -199,8 +200,18 @@ int SignalSession(pid_t sid, int signal, pid_t except, const std::vector<std::st
   return signalled;
 }
 
-ProcessLauncher::ProcessLauncher() : own_session_(::getsid(0)) {
+ProcessLauncher::ProcessLauncher()
+    : own_session_(::getsid(0)), exit_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+ProcessLauncher::~ProcessLauncher() {
+  for (const Child& child : children_) ForgetPidfd(child);
+  if (exit_fd_ >= 0) ::close(exit_fd_);
+}
+
+void ProcessLauncher::ForgetPidfd(const Child& child) {
+  if (child.pidfd >= 0) ::close(child.pidfd);
 }
 
 Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
@@ -242,7 +253,20 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     pid = IOError(message);
   }
   ::close(log_fd);
-  if (pid.ok()) children_.push_back({*pid, request.spare_leader_on_term, request.spare_on_term});
+  if (!pid.ok()) return pid;
+  // Not reaped before Reap() reaps it, so the pid names this process even if it has ended. A
+  // pidfd polls readable once its process has ended; it is opened close-on-exec.
+  int pidfd = -1;
+  if (exit_fd_ >= 0) {
+    pidfd = static_cast<int>(::syscall(SYS_pidfd_open, *pid, 0));
+    epoll_event event{};
+    event.events = EPOLLIN;
+    if (pidfd >= 0 && ::epoll_ctl(exit_fd_, EPOLL_CTL_ADD, pidfd, &event) != 0) {
+      ::close(pidfd);
+      pidfd = -1;
+    }
+  }
+  children_.push_back({*pid, pidfd, request.spare_leader_on_term, request.spare_on_term});
   return pid;
 }
 
@@ -306,6 +330,7 @@ std::vector<ProcessExit> ProcessLauncher::Reap() {
     int rc = ::waitid(P_PID, static_cast<id_t>(it->pid), &info, WEXITED | WNOHANG | WNOWAIT);
     if (rc != 0 || info.si_pid != it->pid) {
       if (rc != 0 && errno == ECHILD) {
+        ForgetPidfd(*it);
         it = children_.erase(it);  // reaped elsewhere: nothing to report
       } else {
         ++it;
@@ -321,6 +346,7 @@ std::vector<ProcessExit> ProcessLauncher::Reap() {
     exit.signal = exit.signaled ? WTERMSIG(status) : 0;
     exit.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
     exits.push_back(exit);
+    ForgetPidfd(*it);
     it = children_.erase(it);
   }
   TidyOrphans();

@@ -13,6 +13,11 @@
 // orphans when they end, and kills an orphan whose job has ended or that left its job's session.
 // Children of this process in its own session (say, a popen) are never touched.
 //
+// The caller learns that a job has ended by waiting for ExitFd() to poll readable (it gathers a
+// pidfd per job in one epoll descriptor), not on a timer. What ended is still what Reap() finds
+// with waitid: a wake-up that finds nothing costs one pass, and an exit missed by the
+// descriptor is found by the caller's next Reap().
+//
 // A job dies with the agent: the launched process gets PR_SET_PDEATHSIG(SIGKILL), and Open MPI
 // ranks end when their mpirun dies. A restarted agent does not adopt old jobs; their leases run
 // out and the coordinator resumes them from their checkpoints. The death signal follows the
@@ -68,19 +73,30 @@ class Launcher {
   // Processes started here that have ended since the last call; does not wait for running ones.
   // Whatever an ended leader left behind in its session is killed before the leader is reaped.
   virtual std::vector<ProcessExit> Reap() = 0;
+  // A descriptor that polls readable while a process started here has ended and Reap() has not
+  // reported it, so that the caller can wait for exits instead of calling Reap() on a timer; -1
+  // when there is none (the caller then calls Reap() on its timer). Owned by the launcher.
+  virtual int ExitFd() const { return -1; }
 };
 
 class ProcessLauncher : public Launcher {
  public:
   // Makes this process a child subreaper (see above).
   ProcessLauncher();
+  ~ProcessLauncher() override;
+  ProcessLauncher(const ProcessLauncher&) = delete;
+  ProcessLauncher& operator=(const ProcessLauncher&) = delete;
   Expected<pid_t> Start(const LaunchRequest& request) override;
   Status Signal(pid_t pid, int signal) override;
   std::vector<ProcessExit> Reap() override;
+  // An epoll descriptor over a pidfd per started process (Linux >= 5.3); -1 where the kernel
+  // has none. A process whose pidfd could not be opened is still reaped, on the caller's timer.
+  int ExitFd() const override { return exit_fd_; }
 
  private:
   struct Child {
     pid_t pid;
+    int pidfd;  // -1: none (Reap still finds the process)
     bool spare_leader_on_term;
     std::vector<std::string> spare_on_term;
   };
@@ -91,8 +107,12 @@ class ProcessLauncher : public Launcher {
   // Reaps ended orphans of running jobs; kills orphans of ended jobs and escaped ones.
   void TidyOrphans();
 
+  // Closes the child's pidfd, which also takes it out of exit_fd_.
+  static void ForgetPidfd(const Child& child);
+
   std::vector<Child> children_;
   pid_t own_session_ = 0;
+  int exit_fd_ = -1;
 };
 
 // Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none) and

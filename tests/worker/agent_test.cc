@@ -244,6 +244,13 @@ class ScriptedCoordinator {
     std::lock_guard<std::mutex> lock(mu_);
     unanswered_exits_ = n;
   }
+  // While set, a poll with nothing to answer is held 20 s, as the real coordinator holds it,
+  // instead of 200 ms.
+  void HoldPolls(bool hold) {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_polls_ = hold;
+    cv_.notify_all();
+  }
   // Answers the next poll that lists `job` with a 409 naming it.
   void RefuseNextPollWith(const std::string& job) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -296,7 +303,9 @@ class ScriptedCoordinator {
         }
       }
       // A short long poll keeps the tests quick; the real one holds up to 20 s.
-      cv_.wait_for(lock, milliseconds(200), [this] { return !replies_.empty(); });
+      bool held = hold_polls_;
+      cv_.wait_for(lock, held ? milliseconds(20000) : milliseconds(200),
+                   [&] { return !replies_.empty() || held != hold_polls_; });
       json answer = {{"launch", json::array()}, {"signal", json::array()}, {"lease_seconds", 30}};
       if (!replies_.empty()) {
         json queued = replies_.front();
@@ -349,6 +358,7 @@ class ScriptedCoordinator {
   std::deque<json> replies_;
   std::string refuse_job_;
   bool refuse_exits_ = false;
+  bool hold_polls_ = false;
   int unanswered_exits_ = 0;
 };
 
@@ -402,6 +412,7 @@ class AgentTest : public ::testing::Test {
     options.max_backoff = max_backoff;
     options.clock = clock;
     options.rsh_agent = rsh_agent_;
+    options.control_tick = control_tick_;
     Expected<std::unique_ptr<Agent>> agent =
         Agent::Create(options, launcher ? *launcher : static_cast<Launcher&>(launcher_));
     ASSERT_TRUE(agent.ok()) << agent.status().ToString();
@@ -477,6 +488,7 @@ class AgentTest : public ::testing::Test {
   std::vector<std::string> gpu_devices_;  // AgentOptions::gpu_devices of the next StartAgent
   std::string trainer_;
   std::string rsh_agent_;  // AgentOptions::rsh_agent
+  milliseconds control_tick_{50};  // AgentOptions::control_tick
   ScriptedCoordinator coordinator_;
   ProcessLauncher launcher_;
   std::unique_ptr<Agent> agent_;
@@ -506,6 +518,22 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
   ASSERT_FALSE(coordinator_.registers.empty());
   EXPECT_EQ(coordinator_.registers[0],
             (json{{"host", "agent-a"}, {"slots", 2}, {"gpus", 0}, {"running", json::array()}}));
+}
+
+// The control thread hears of an ended job from the launcher's exit descriptor, not from its
+// tick: with a 30 s tick, and polls held 20 s so that no poll reply wakes it either, a job that
+// ends at once is reported well before either could have woken it.
+TEST_F(AgentTest, AnEndedJobIsReportedAtOnceNotOnTheControlTick) {
+  ASSERT_GE(launcher_.ExitFd(), 0) << "this kernel has no epoll";
+  control_tick_ = milliseconds(30000);
+  coordinator_.HoldPolls(true);
+  coordinator_.QueuePollReply(Launch("quick", "succeed", 30, /*ranks=*/1));
+  StartAgent(coordinator_.url());
+  json exit = WaitExit("quick", milliseconds(10000));
+  EXPECT_EQ(exit, (json{{"outcome", "succeeded"}, {"exit_status", 0}})) << Log("quick");
+  // Stopping wakes the control thread too, and nothing runs: the agent ends at once.
+  coordinator_.HoldPolls(false);
+  StopAgent();
 }
 
 TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {

@@ -1,6 +1,7 @@
 #include "worker/launcher.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/syscall.h>
@@ -83,6 +84,32 @@ TEST_F(LauncherTest, ReportsTheExitCodeAndAppendsOutputToTheLog) {
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(WaitExit(*second));
   EXPECT_EQ(Log(), "out\nerr\n" + dir_.string() + "\nagain\n");
+}
+
+// The exit descriptor is readable exactly while an ended process waits to be reaped: not while
+// its jobs run, at once when one ends, and no longer once Reap() has reported it.
+TEST_F(LauncherTest, TheExitDescriptorIsReadableWhileAnEndedJobWaitsForReap) {
+  ASSERT_GE(launcher_.ExitFd(), 0);
+  auto readable = [&](int timeout_ms) {
+    pollfd fd{launcher_.ExitFd(), POLLIN, 0};
+    return ::poll(&fd, 1, timeout_ms) == 1 && (fd.revents & POLLIN) != 0;
+  };
+  Expected<pid_t> running = launcher_.Start(Shell("sleep 30"));
+  ASSERT_TRUE(running.ok());
+  EXPECT_FALSE(readable(200)) << "nothing has ended";
+  Expected<pid_t> quick = launcher_.Start(Shell("exit 4", "logs/b/attempt-1.log"));
+  ASSERT_TRUE(quick.ok());
+  ASSERT_TRUE(readable(10000)) << "a process that ended must wake the caller";
+  EXPECT_TRUE(readable(0)) << "still readable until reaped";
+  std::vector<ProcessExit> exits = launcher_.Reap();
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].pid, *quick);
+  EXPECT_EQ(exits[0].exit_code, 4);
+  EXPECT_FALSE(readable(0)) << "reaped: nothing left to wake for";
+  ASSERT_TRUE(launcher_.Signal(*running, SIGKILL).ok());
+  ASSERT_TRUE(readable(10000));
+  ASSERT_TRUE(WaitExit(*running).has_value());
+  EXPECT_FALSE(readable(0));
 }
 
 TEST_F(LauncherTest, AProgramThatCannotRunIsAnErrorAndSaysSoInTheLog) {
