@@ -5,12 +5,12 @@
 //                     [--batch 100] [--seconds 60] [--connections 16]
 //                     [--heartbeat-only-seconds 0]
 //
-// Setup, through the real protocol with its real credentials: with the admin token, submit a
-// sweep of one job per simulated agent and issue each agent its credential; register the agents
-// (1 slot each). Load: every agent polls every --heartbeat-ms, its first poll handing it one
-// launch and its report token (as a real agent starts working: polled during a long setup, the
-// first leases of a thousand agents would expire before the last agent registered), the next
-// ones listing its job; metric batches go to the jobs' attempts at a fixed rate, round-robin
+// Setup, through the real protocol with its real credentials: with the admin token, issue each
+// simulated agent its credential and register it (1 slot), then submit a sweep of one job per
+// agent. Load: every agent polls every --heartbeat-ms, its first poll handing it one launch and
+// its report token (as a real agent starts working; polled during a long setup, the first
+// leases of a thousand agents would run out before the last agent registered), the next ones
+// listing its job; metric batches go to the jobs' attempts at a fixed rate, round-robin
 // over the launched jobs, on a pool of keep-alive connections. Stops by itself
 // after --seconds (plus at most 30 s for answers in flight) and prints what it sent and the
 // API latency. With --heartbeat-only-seconds W the agents poll alone for W seconds before the
@@ -249,23 +249,12 @@ class LoadGenerator {
   LoadGenerator(const Flags& flags, tcp::endpoint endpoint, std::string token)
       : flags_(flags), endpoint_(endpoint), token_(std::move(token)), metric_timer_(io_) {}
 
-  // Sweep, registration and one poll per agent, synchronously, before the load starts.
+  // Credentials, registrations and the sweep, synchronously, before the load starts.
   Status Setup() {
     HttpClientOptions options;
     options.base_url = flags_.url;
     options.bearer_token = token_;
     ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client, HttpClient::Create(options));
-
-    std::string sweep = "name: load\nrecipe: small-images\n"
-                        "pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 500, "
-                        "epochs: 1}\ngrid:\n  seed: [";
-    for (int i = 0; i < flags_.agents; ++i) sweep += fmt::format("{}{}", i ? ", " : "", i);
-    sweep += "]\nresources: {ranks: 1, gpus_per_rank: 0}\n";
-    ASSIGN_OR_RETURN(HttpReply submitted,
-                     client->Request("POST", "/api/v1/sweeps", sweep, "application/yaml"));
-    if (submitted.status != 200) {
-      return Internal("submitting the sweep failed: " + HttpErrorMessage(submitted));
-    }
 
     for (int i = 0; i < flags_.agents; ++i) {
       auto agent = std::make_unique<SimulatedAgent>();
@@ -291,11 +280,24 @@ class LoadGenerator {
       if (reply.status != 200) {
         return Internal(fmt::format("registering {} failed: {}", agent->id, HttpErrorMessage(reply)));
       }
-      // Its first poll, on the load's own timeline (Run), hands it its launch: polled here,
-      // the first agents' leases would run out while the last ones register.
+      // Its first poll, on the load's own timeline (Run), hands it its launch.
       agent->poll_body = "{\"running\": []}";
       agents_.push_back(std::move(agent));
     }
+    // The jobs come once every agent is registered: submitted before, each would be leased to
+    // an agent as it registered, and the first agents' leases would run out while the last
+    // ones register (a thousand registrations take a minute or more).
+    std::string sweep = "name: load\nrecipe: small-images\n"
+                        "pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 500, "
+                        "epochs: 1}\ngrid:\n  seed: [";
+    for (int i = 0; i < flags_.agents; ++i) sweep += fmt::format("{}{}", i ? ", " : "", i);
+    sweep += "]\nresources: {ranks: 1, gpus_per_rank: 0}\n";
+    ASSIGN_OR_RETURN(HttpReply submitted,
+                     client->Request("POST", "/api/v1/sweeps", sweep, "application/yaml"));
+    if (submitted.status != 200) {
+      return Internal("submitting the sweep failed: " + HttpErrorMessage(submitted));
+    }
+
     return Status::Ok();
   }
 
