@@ -53,8 +53,8 @@ const std::vector<FlagSpec> kFlags = {
 // A lab of a thousand agents holds a parked poll per agent, beside reports, dashboards and the
 // CLI: the default cap serves that with room to spare, and still bounds what a flood can open.
 constexpr long long kDefaultMaxConnections = 4096;
-// Descriptors beyond the connections: the database and its WAL, the listening socket, event
-// streams' sockets are sessions already, logs and specs written for jobs.
+// Descriptors beyond the connections (event streams are connections too): the database, its
+// WAL and shared memory, the listening socket, and the logs and specs written for jobs.
 constexpr rlim_t kSpareDescriptors = 256;
 
 // Each connection holds a descriptor, and the usual soft limit (1024) is below the cap: raises
