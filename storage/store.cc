@@ -394,6 +394,7 @@ class Store::Transaction {
     RETURN_IF_ERROR(store_->Exec(nested_ ? "RELEASE nested" : "COMMIT"));
     --store_->open_transactions_;
     open_ = false;
+    if (!nested_) ++store_->commits_;
     return Status::Ok();
   }
 

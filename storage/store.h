@@ -209,9 +209,14 @@ class Store {
   // does if it returns an error. A failed call inside it undoes only its own writes.
   Status Atomically(const std::function<Status()>& body);
 
+  // Outermost transactions committed on this connection since it opened: the tests that check
+  // that writes arriving together share one commit (one fsync) count them.
+  int64_t commits() const { return commits_; }
+
  private:
   class Transaction;
   int open_transactions_ = 0;  // Transactions begun and not yet ended, outermost included
+  int64_t commits_ = 0;
   Store(sqlite3* db, std::string path, OpenOptions options);
 
   // The cached prepared statement for `sql`, reset and with its bindings cleared.
