@@ -64,6 +64,7 @@ void Coordinator::Stop() {
   stopped_ = true;
   tick_timer_.cancel();
   core_.mailbox().Close();
+  reports_.Stop();
 }
 
 void Coordinator::OnTimer() {

@@ -162,7 +162,7 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1";
   uint16_t port = 0;  // 0 = any free port; port() tells which
   GateOptions gate;
-  size_t max_connections = 1024;   // beyond this a connection gets a 503 and is closed
+  size_t max_connections = 4096;   // beyond this a connection gets a 503 and is closed
   size_t max_event_streams = 256;  // WebSocket clients of the event stream
   std::chrono::seconds header_timeout{30};  // from the end of the last reply (idle included)
   std::chrono::seconds body_timeout{60};

@@ -5,6 +5,7 @@
 // listens on (DIR/address, written once listening, so tests and scripts can use port 0).
 // Everything it creates is readable by its owner only. Stopped by SIGTERM or SIGINT; killed at
 // any moment, it restarts where it was.
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -46,8 +47,46 @@ const std::vector<FlagSpec> kFlags = {
     {"--max-retries", true, "N", "failures retried per job, 0..100 (default 2)"},
     {"--grace-seconds", true, "N", "SIGTERM to SIGKILL for a preempted job, 1..3600 (default 60)"},
     {"--checkpoint-every-steps", true, "N", "trainer checkpoint cadence (default 200; 0 = end only)"},
-    {"--max-connections", true, "N", "open connections before new ones get a 503 (default 1024)"},
+    {"--max-connections", true, "N", "open connections before new ones get a 503 (default 4096)"},
 };
+
+// A lab of a thousand agents holds a parked poll per agent, beside reports, dashboards and the
+// CLI: the default cap serves that with room to spare, and still bounds what a flood can open.
+constexpr long long kDefaultMaxConnections = 4096;
+// Descriptors beyond the connections (event streams are connections too): the database, its
+// WAL and shared memory, the listening socket, and the logs and specs written for jobs.
+constexpr rlim_t kSpareDescriptors = 256;
+
+// Each connection holds a descriptor, and the usual soft limit (1024) is below the cap: raises
+// the soft limit toward the hard one so that `connections` can be open at once. Returns the cap
+// the limit allows: an explicit --max-connections beyond the hard limit is an error saying what
+// to change; the default is lowered to fit, with a warning.
+Expected<size_t> FitDescriptorLimit(long long connections, bool explicit_flag) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return static_cast<size_t>(connections);
+  rlim_t wanted = static_cast<rlim_t>(connections) + kSpareDescriptors;
+  if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < wanted) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max == RLIM_INFINITY ? wanted : std::min(wanted, limit.rlim_max);
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  if (limit.rlim_cur == RLIM_INFINITY || limit.rlim_cur >= wanted) {
+    return static_cast<size_t>(connections);
+  }
+  long long fits = static_cast<long long>(limit.rlim_cur) - static_cast<long long>(kSpareDescriptors);
+  if (explicit_flag || fits < 1) {
+    return InvalidArgument(fmt::format(
+        "--max-connections {} needs {} file descriptors, but this process may open {} (ulimit "
+        "-n; hard limit {}): lower --max-connections or raise the limit",
+        connections, wanted, limit.rlim_cur,
+        limit.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(limit.rlim_max)));
+  }
+  std::fprintf(stderr,
+               "vitscale-coordinator: warning: the file descriptor limit (%llu) allows %lld open "
+               "connections, not %lld; raise it (ulimit -n) to serve more\n",
+               static_cast<unsigned long long>(limit.rlim_cur), fits, connections);
+  return static_cast<size_t>(fits);
+}
 
 // The admin token: read it, or make one at first start. Only the owner may read the file.
 Expected<std::string> LoadOrCreateToken(const std::string& path) {
@@ -81,7 +120,8 @@ int Run(const ParsedArgs& args) {
   Expected<long long> retries = args.GetInt("--max-retries", 0, 100, 2);
   Expected<long long> grace = args.GetInt("--grace-seconds", 1, 3600, 60);
   Expected<long long> every = args.GetInt("--checkpoint-every-steps", 0, 1000000000, 200);
-  Expected<long long> connections = args.GetInt("--max-connections", 1, 1000000, 1024);
+  Expected<long long> connections =
+      args.GetInt("--max-connections", 1, 1000000, kDefaultMaxConnections);
   for (const auto* value : {&lease, &retries, &grace, &every, &connections}) {
     if (!value->ok()) return Fail(value->status().message(), kExitUsage);
   }
@@ -93,6 +133,9 @@ int Run(const ParsedArgs& args) {
   std::string host = listen.substr(0, colon);
   Expected<long long> port = ParseInteger(listen.substr(colon + 1), "the port of --listen", 0, 65535);
   if (!port.ok()) return Fail(port.status().message(), kExitUsage);
+
+  Expected<size_t> max_connections = FitDescriptorLimit(*connections, args.Has("--max-connections"));
+  if (!max_connections.ok()) return Fail(max_connections.status().message(), kExitUsage);
 
   // The database, the token, logs and specs of jobs: nobody but the owner reads them.
   ::umask(077);
@@ -141,7 +184,7 @@ int Run(const ParsedArgs& args) {
   server_options.port = static_cast<uint16_t>(*port);
   server_options.gate.open_read_access = options.open_read_access;
   server_options.gate.static_dir = args.Get("--dashboard");
-  server_options.max_connections = static_cast<size_t>(*connections);
+  server_options.max_connections = *max_connections;
   coordinator::Router router;
   // The server needs the coordinator's authorizer, and the coordinator the server's URL: the
   // authorizer is bound once both exist.

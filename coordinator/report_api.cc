@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <boost/asio/post.hpp>
 #include <cstdio>
 
 #include "common/files.h"
@@ -18,6 +19,9 @@ namespace {
 constexpr size_t kResultsBody = 4 << 20;
 // An exit batch of kMaxExits entries is about 0.5 MiB.
 constexpr size_t kExitsBody = 1 << 20;
+// A pending group of metric posts is written at once when it holds this many points, so that
+// what waits in memory for a commit stays bounded (a few MiB) whatever the clients send.
+constexpr size_t kMaxGroupPoints = 50000;
 
 // {id} and {n} of a report route; the gate has checked both when it accepted the token.
 std::pair<std::string, int> AttemptOf(const HttpRequest& request) {
@@ -45,7 +49,9 @@ void ReportApi::AddRoutes(Router& router) {
     return Immediate([this, method](const HttpRequest& request) { return (this->*method)(request); });
   };
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/metrics", Scope::kReport, kLargeBody,
-             bind(&ReportApi::PostMetrics));
+             [this](const HttpRequest& request, Respond respond) {
+               PostMetrics(request, std::move(respond));
+             });
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/results", Scope::kReport, kResultsBody,
              bind(&ReportApi::PostResults));
   router.Add("POST", "/api/v1/jobs/{id}/attempts/{n}/checkpoints", Scope::kReport, kSmallBody,
@@ -56,24 +62,61 @@ void ReportApi::AddRoutes(Router& router) {
              bind(&ReportApi::PostExits));
 }
 
-HttpResponse ReportApi::PostMetrics(const HttpRequest& request) {
+void ReportApi::Stop() { FlushMetrics(); }
+
+void ReportApi::PostMetrics(const HttpRequest& request, Respond respond) {
   auto [job_id, attempt] = AttemptOf(request);
   Expected<protocol::MetricBatch> batch = protocol::Decode<protocol::MetricBatch>(request.body);
-  if (!batch.ok()) return StatusResponse(batch.status());
+  if (!batch.ok()) return respond(StatusResponse(batch.status()));
   double now = core_.clock().WallSeconds();
-  std::vector<storage::MetricPoint> points;
-  points.reserve(batch->points.size());
+  PendingMetrics post{job_id, attempt, {}, Json::array(), std::move(respond)};
+  post.points.reserve(batch->points.size());
   for (const protocol::MetricPoint& p : batch->points) {
-    points.push_back({p.step, p.name, p.value, p.time.value_or(now)});
+    post.points.push_back({p.step, p.name, p.value, p.time.value_or(now)});
+    post.shown.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
   }
-  Status stored = core_.store().AppendMetrics(job_id, attempt, points);
-  if (!stored.ok()) return StatusResponse(stored);
-  Json shown = Json::array();
-  for (const protocol::MetricPoint& p : batch->points) {
-    shown.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
+  metric_group_points_ += post.points.size();
+  metric_group_.push_back(std::move(post));
+  if (metric_group_points_ >= kMaxGroupPoints) return FlushMetrics();
+  // The posts whose requests are ready in this turn of the loop run before the flush, and join.
+  if (metric_flush_posted_) return;
+  metric_flush_posted_ = true;
+  boost::asio::post(core_.io(), [this, alive = std::weak_ptr<char>(alive_)] {
+    if (alive.expired()) return;
+    metric_flush_posted_ = false;
+    FlushMetrics();
+  });
+}
+
+void ReportApi::FlushMetrics() {
+  std::vector<PendingMetrics> group = std::move(metric_group_);
+  metric_group_.clear();
+  metric_group_points_ = 0;
+  if (group.empty()) return;
+  // Each post's own refusal; a post that fails is undone alone (its savepoint).
+  std::vector<Status> refused(group.size());
+  Status committed = core_.store().Atomically([&]() -> Status {
+    for (size_t i = 0; i < group.size(); ++i) {
+      Status stored = core_.store().AppendMetrics(group[i].job_id, group[i].attempt, group[i].points);
+      bool its_own = stored.code() == StatusCode::kInvalidArgument ||
+                     stored.code() == StatusCode::kNotFound;
+      if (!stored.ok() && !its_own) return stored;  // the database's trouble: the whole group
+      refused[i] = stored;
+    }
+    return Status::Ok();
+  });
+  for (size_t i = 0; i < group.size(); ++i) {
+    PendingMetrics& post = group[i];
+    if (!committed.ok()) {
+      post.respond(StatusResponse(committed));
+    } else if (!refused[i].ok()) {
+      post.respond(StatusResponse(refused[i]));
+    } else {
+      core_.events().Append("metric", post.job_id, Json{{"points", std::move(post.shown)}});
+      post.respond(JsonResponse(
+          200, protocol::StoredReply{static_cast<int64_t>(post.points.size())}.ToJson()));
+    }
   }
-  core_.events().Append("metric", job_id, Json{{"points", shown}});
-  return JsonResponse(200, protocol::StoredReply{static_cast<int64_t>(points.size())}.ToJson());
 }
 
 HttpResponse ReportApi::PostResults(const HttpRequest& request) {

@@ -726,6 +726,29 @@ std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const 
   return view;
 }
 
+std::map<std::string, AgentView> Scheduler::AgentViews() const {
+  std::map<std::string, AgentView> views;
+  for (const auto& [id, agent] : agents_) {
+    AgentView& view = views.emplace(id, agent).first->second;
+    view.alive = Alive(view);
+    view.free_slots = view.spec.slots;
+    view.free_gpus = view.spec.gpus;
+  }
+  for (const std::string& job_id : leased_) {
+    for (const Holder& h : jobs_.at(job_id).holders) {
+      auto it = views.find(h.placement.agent_id);
+      if (it == views.end()) continue;
+      it->second.free_slots -= h.placement.ranks;
+      it->second.free_gpus -= h.placement.gpus;
+    }
+  }
+  for (auto& [id, view] : views) {
+    view.free_slots = std::max(view.free_slots, 0);
+    view.free_gpus = std::max(view.free_gpus, 0);
+  }
+  return views;
+}
+
 std::vector<std::string> Scheduler::PendingQueue() const {
   std::vector<std::string> ids;
   for (const QueueKey& key : pending_) ids.push_back(std::get<2>(key));

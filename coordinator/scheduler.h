@@ -226,6 +226,10 @@ class Scheduler {
   // Views ----------------------------------------------------------------------------------
   std::optional<JobView> GetJob(const std::string& job_id) const;
   std::optional<AgentView> GetAgent(const std::string& agent_id) const;
+  // Every registered agent's view, by id, in one pass over the leases: what GetAgent per agent
+  // gives, at O(agents + leases) rather than O(agents x leases) (a thousand agents, each
+  // holding a job, are polled every second, and every tick samples the utilisation).
+  std::map<std::string, AgentView> AgentViews() const;
   // Ids of pending jobs in the order Schedule considers them (eligible or still backing off).
   std::vector<std::string> PendingQueue() const;
   // Ids of the jobs whose live lease includes the agent's slots.

@@ -102,11 +102,10 @@ void UserApi::AddRoutes(Router& router) {
 
 void UserApi::SampleUtilisation() {
   int busy = 0, total = 0;
-  for (const std::string& id : core_.agent_ids()) {
-    std::optional<AgentView> agent = core_.scheduler().GetAgent(id);
-    if (!agent || !agent->alive) continue;
-    total += agent->spec.slots;
-    busy += agent->spec.slots - agent->free_slots;
+  for (const auto& [id, agent] : core_.scheduler().AgentViews()) {
+    if (!agent.alive) continue;
+    total += agent.spec.slots;
+    busy += agent.spec.slots - agent.free_slots;
   }
   double now = core_.clock().WallSeconds();
   if (!utilisation_.empty()) {

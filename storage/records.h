@@ -58,7 +58,7 @@ struct JobRecord {
   std::string gpu_kind;            // the GPU model its ranks need; "" = any (or CPU ranks)
   bool one_host = false;           // every rank on one host (else the ranks may span hosts)
   int retries_left = 0;            // failed -> pending while > 0
-  // Set by the store; ignored by AddSweep.
+  // Set by the store; ignored by AddSweep (ImportSweep writes state, submitted_at, updated_at).
   JobState state = JobState::kPending;
   int64_t submit_order = 0;  // global submission order, ties broken by position in the sweep
   double submitted_at = 0;

@@ -394,6 +394,7 @@ class Store::Transaction {
     RETURN_IF_ERROR(store_->Exec(nested_ ? "RELEASE nested" : "COMMIT"));
     --store_->open_transactions_;
     open_ = false;
+    if (!nested_) ++store_->commits_;
     return Status::Ok();
   }
 
@@ -588,7 +589,8 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
                       path, sqlite3_errmsg(db)));
     }
   }
-  RETURN_IF_ERROR(store->Exec("PRAGMA synchronous = FULL"));
+  RETURN_IF_ERROR(store->Exec(store->options_.sync_commits ? "PRAGMA synchronous = FULL"
+                                                            : "PRAGMA synchronous = OFF"));
   RETURN_IF_ERROR(Migrate(db, path, Migrations()));
   return store;
 }
@@ -604,6 +606,34 @@ Expected<int> Store::SchemaVersion() {
 
 Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::string& definition,
                                           const std::vector<JobRecord>& jobs) {
+  return InsertSweep(name, definition, jobs, /*keep_states=*/false);
+}
+
+Expected<AddSweepOutcome> Store::ImportSweep(const std::string& name,
+                                             const std::string& definition,
+                                             const std::vector<JobRecord>& jobs) {
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    JobState state = jobs[i].state;
+    // These need an attempt (leased, running) or a scheduler decision (preempted) to be true.
+    if (state != JobState::kPending && state != JobState::kSucceeded &&
+        state != JobState::kFailed && state != JobState::kCancelled) {
+      return InvalidArgument(fmt::format(
+          "job {} ({}): an imported job is pending, succeeded, failed or cancelled, not {}", i,
+          jobs[i].model, JobStateName(state)));
+    }
+    if (!(jobs[i].submitted_at > 0) || !(jobs[i].updated_at >= jobs[i].submitted_at)) {
+      return InvalidArgument(fmt::format(
+          "job {} ({}): an imported job needs submitted_at > 0 and updated_at >= submitted_at "
+          "(got {} and {})",
+          i, jobs[i].model, jobs[i].submitted_at, jobs[i].updated_at));
+    }
+  }
+  return InsertSweep(name, definition, jobs, /*keep_states=*/true);
+}
+
+Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
+                                             const std::string& definition,
+                                             const std::vector<JobRecord>& jobs, bool keep_states) {
   if (name.empty()) return InvalidArgument("a sweep needs a name");
   std::vector<const JobRecord*> unique_jobs;
   std::set<std::string> ids;
@@ -670,7 +700,7 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
                            "config_json, planned_train_flops, state, priority, ranks, "
                            "gpus_per_rank, retries_left, submit_order, submitted_at, updated_at, "
                            "gpu_kind, one_host) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (id) DO NOTHING"));
   ASSIGN_OR_RETURN(sqlite3_stmt * link_job,
                    Prepare("INSERT INTO sweep_jobs (sweep_id, job_id, position) VALUES (?, ?, ?)"));
@@ -679,9 +709,11 @@ Expected<AddSweepOutcome> Store::AddSweep(const std::string& name, const std::st
     {
       Query q(insert_job);
       q.Text(job.id).Text(job.model).Text(job.family).Text(job.dataset).Int(job.subset_size);
-      q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops).Int(job.priority);
+      q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops);
+      q.Text(JobStateName(keep_states ? job.state : JobState::kPending)).Int(job.priority);
       q.Int(job.ranks).Int(job.gpus_per_rank).Int(job.retries_left).Int(next_order);
-      q.Real(now).Real(now).Text(job.gpu_kind).Int(job.one_host ? 1 : 0);
+      q.Real(keep_states ? job.submitted_at : now).Real(keep_states ? job.updated_at : now);
+      q.Text(job.gpu_kind).Int(job.one_host ? 1 : 0);
       if (!q.Run()) return Error(fmt::format("cannot add job {} ({})", job.id, job.model));
     }
     if (sqlite3_changes(db_) == 1) {

@@ -39,6 +39,9 @@ struct OpenOptions {
   // sweep (a row and 19 index entries per job) does not spill its pages to the WAL over and
   // over; bulk loads pass more.
   int cache_mib = 64;
+  // false: commits are not synced to disk (PRAGMA synchronous = OFF), so a power loss may lose
+  // or damage the database. Only for throwaway databases: the scale benchmark's fill.
+  bool sync_commits = true;
 };
 
 // Per job of a sweep: what its attempts cost, summed over the ledger.
@@ -81,6 +84,12 @@ class Store {
   // ids adds nothing; the same name with different jobs is kAlreadyExists.
   Expected<AddSweepOutcome> AddSweep(const std::string& name, const std::string& definition,
                                      const std::vector<JobRecord>& jobs);
+  // The bulk path, for loading work done elsewhere (bench/scale fills a year of it): AddSweep,
+  // but each new job is written once with its own state (pending, succeeded, failed or
+  // cancelled), submitted_at and updated_at instead of as pending now, so a finished job costs
+  // one insert rather than an insert and an update. The counters are kept as for any insert.
+  Expected<AddSweepOutcome> ImportSweep(const std::string& name, const std::string& definition,
+                                        const std::vector<JobRecord>& jobs);
   Expected<SweepRecord> GetSweep(const std::string& name);  // kNotFound suggests a near name
   Expected<std::vector<SweepRecord>> ListSweeps();          // oldest first
   Expected<std::vector<SweepSummary>> SweepSummaries();     // oldest first
@@ -200,9 +209,14 @@ class Store {
   // does if it returns an error. A failed call inside it undoes only its own writes.
   Status Atomically(const std::function<Status()>& body);
 
+  // Outermost transactions committed on this connection since it opened: the tests that check
+  // that writes arriving together share one commit (one fsync) count them.
+  int64_t commits() const { return commits_; }
+
  private:
   class Transaction;
   int open_transactions_ = 0;  // Transactions begun and not yet ended, outermost included
+  int64_t commits_ = 0;
   Store(sqlite3* db, std::string path, OpenOptions options);
 
   // The cached prepared statement for `sql`, reset and with its bindings cleared.
@@ -217,6 +231,9 @@ class Store {
   Expected<int> InsertAttempt(const std::string& job_id, const std::optional<std::string>& agent_id,
                               const std::string& hosts, std::optional<int64_t> resumed_from_step,
                               const std::string& report_token_sha256);
+  // AddSweep's and ImportSweep's body: with `keep_states`, the jobs' own state and times.
+  Expected<AddSweepOutcome> InsertSweep(const std::string& name, const std::string& definition,
+                                        const std::vector<JobRecord>& jobs, bool keep_states);
   Status CheckJobExists(const std::string& job_id);
   // The id of the sweep named `name`, unset when there is none.
   Expected<std::optional<int64_t>> SweepId(const std::string& name);

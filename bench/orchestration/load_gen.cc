@@ -5,15 +5,18 @@
 //                     [--batch 100] [--seconds 60] [--connections 16]
 //                     [--heartbeat-only-seconds 0]
 //
-// Setup, through the real protocol with its real credentials: with the admin token, submit a
-// sweep of one job per simulated agent and issue each agent its credential; register the agents
-// (1 slot each) and poll each once, which hands every agent one launch and its report token. Load: every agent
-// polls every --heartbeat-ms listing its job, and metric batches go to the jobs' attempts at a
-// fixed rate, round-robin over the jobs, on a pool of keep-alive connections. Stops by itself
+// Setup, through the real protocol with its real credentials: with the admin token, issue each
+// simulated agent its credential and register it (1 slot), then submit a sweep of one job per
+// agent. Load: every agent polls every --heartbeat-ms, its first poll handing it one launch and
+// its report token (as a real agent starts working; polled during a long setup, the first
+// leases of a thousand agents would run out before the last agent registered), the next ones
+// listing its job; metric batches go to the jobs' attempts at a fixed rate, round-robin
+// over the launched jobs, on a pool of keep-alive connections. Stops by itself
 // after --seconds (plus at most 30 s for answers in flight) and prints what it sent and the
 // API latency. With --heartbeat-only-seconds W the agents poll alone for W seconds before the
 // metric load starts; the lines "phase=heartbeats" and "phase=metrics polls_sent=N" mark the
-// switch as it happens, so that run_load.sh can read the coordinator's CPU per heartbeat.
+// switch as it happens, and "phase=launched polls_sent=N" when every agent has its launch, so
+// that run_load.sh can read the coordinator's CPU per heartbeat between the two.
 //
 // Latency. A metric post is timed from when it was due to be sent (so a coordinator that falls
 // behind shows up as latency, not as a lower rate) to its whole response. A poll is a long poll
@@ -246,23 +249,12 @@ class LoadGenerator {
   LoadGenerator(const Flags& flags, tcp::endpoint endpoint, std::string token)
       : flags_(flags), endpoint_(endpoint), token_(std::move(token)), metric_timer_(io_) {}
 
-  // Sweep, registration and one poll per agent, synchronously, before the load starts.
+  // Credentials, registrations and the sweep, synchronously, before the load starts.
   Status Setup() {
     HttpClientOptions options;
     options.base_url = flags_.url;
     options.bearer_token = token_;
     ASSIGN_OR_RETURN(std::unique_ptr<HttpClient> client, HttpClient::Create(options));
-
-    std::string sweep = "name: load\nrecipe: small-images\n"
-                        "pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 500, "
-                        "epochs: 1}\ngrid:\n  seed: [";
-    for (int i = 0; i < flags_.agents; ++i) sweep += fmt::format("{}{}", i ? ", " : "", i);
-    sweep += "]\nresources: {ranks: 1, gpus_per_rank: 0}\n";
-    ASSIGN_OR_RETURN(HttpReply submitted,
-                     client->Request("POST", "/api/v1/sweeps", sweep, "application/yaml"));
-    if (submitted.status != 200) {
-      return Internal("submitting the sweep failed: " + HttpErrorMessage(submitted));
-    }
 
     for (int i = 0; i < flags_.agents; ++i) {
       auto agent = std::make_unique<SimulatedAgent>();
@@ -288,22 +280,24 @@ class LoadGenerator {
       if (reply.status != 200) {
         return Internal(fmt::format("registering {} failed: {}", agent->id, HttpErrorMessage(reply)));
       }
-      // Every agent has one slot and there is one job per agent, so each poll answers at once.
-      ASSIGN_OR_RETURN(HttpReply polled, as_agent->PostJson("/api/v1/agents/" + agent->id + "/poll",
-                                                            "{\"running\": []}"));
-      Expected<protocol::PollReply> poll = protocol::Decode<protocol::PollReply>(polled.body);
-      if (polled.status != 200 || !poll.ok() || poll->launch.size() != 1) {
-        return Internal(fmt::format("agent {} expected one launch from its first poll, got {} {}",
-                                    agent->id, polled.status, polled.body.substr(0, 300)));
-      }
-      const protocol::LaunchEntry& launch = poll->launch.front();
-      agent->job = launch.job;
-      agent->attempt = launch.attempt;
-      agent->report_token = launch.spec["run"].value("report_token", "");
-      agent->poll_body =
-          protocol::Dump(protocol::PollRequest{{{agent->job, agent->attempt}}}.ToJson());
+      // Its first poll, on the load's own timeline (Run), hands it its launch.
+      agent->poll_body = "{\"running\": []}";
       agents_.push_back(std::move(agent));
     }
+    // The jobs come once every agent is registered: submitted before, each would be leased to
+    // an agent as it registered, and the first agents' leases would run out while the last
+    // ones register (a thousand registrations take a minute or more).
+    std::string sweep = "name: load\nrecipe: small-images\n"
+                        "pretrain: {model: ViT-Mu/7, dataset: fashion-mnist/0-4, subset: 500, "
+                        "epochs: 1}\ngrid:\n  seed: [";
+    for (int i = 0; i < flags_.agents; ++i) sweep += fmt::format("{}{}", i ? ", " : "", i);
+    sweep += "]\nresources: {ranks: 1, gpus_per_rank: 0}\n";
+    ASSIGN_OR_RETURN(HttpReply submitted,
+                     client->Request("POST", "/api/v1/sweeps", sweep, "application/yaml"));
+    if (submitted.status != 200) {
+      return Internal("submitting the sweep failed: " + HttpErrorMessage(submitted));
+    }
+
     return Status::Ok();
   }
 
@@ -397,6 +391,7 @@ class LoadGenerator {
                                      status, body.substr(0, 200).c_str());
                         return;
                       }
+                      if (agent.job.empty()) TakeLaunch(agent, body);
                       // Answered because poll number+1 arrived: time that one's handling.
                       // Poll number+2 waits for this connection, so sent_at still holds number+1.
                       if (agent.polls_sent > number + 1) {
@@ -404,6 +399,26 @@ class LoadGenerator {
                             Milliseconds(Clock::now() - agent.sent_at[(number + 1) % 2]));
                       }
                     });
+  }
+
+  // The answer to an agent's first poll: one launch (one slot, one job per agent).
+  void TakeLaunch(SimulatedAgent& agent, const std::string& body) {
+    Expected<protocol::PollReply> poll = protocol::Decode<protocol::PollReply>(body);
+    if (!poll.ok() || poll->launch.size() != 1) {
+      ++polls_refused_;
+      std::fprintf(stderr, "agent %s expected one launch from its first poll, got %s\n",
+                   agent.id.c_str(), body.substr(0, 300).c_str());
+      return;
+    }
+    const protocol::LaunchEntry& launch = poll->launch.front();
+    agent.job = launch.job;
+    agent.attempt = launch.attempt;
+    agent.report_token = launch.spec["run"].value("report_token", "");
+    agent.poll_body = protocol::Dump(protocol::PollRequest{{{agent.job, agent.attempt}}}.ToJson());
+    if (++launched_ == agents_.size()) {
+      std::printf("phase=launched polls_sent=%lld\n", static_cast<long long>(polls_sent_));
+      std::fflush(stdout);
+    }
   }
 
   void ScheduleBatch() {
@@ -436,10 +451,18 @@ class LoadGenerator {
   }
 
   void SendBatch(Connection& connection) {
+    // The next launched job in turn; none yet (a load without --heartbeat-only-seconds), the
+    // batch waits in the backlog.
+    size_t index = 0;
+    size_t tries = 0;
+    for (; tries < agents_.size(); ++tries) {
+      index = batch_counter_++ % agents_.size();
+      if (!agents_[index]->job.empty()) break;
+    }
+    if (tries == agents_.size()) return;
+    SimulatedAgent& agent = *agents_[index];
     Clock::time_point due = backlog_.front();
     backlog_.pop_front();
-    size_t index = batch_counter_++ % agents_.size();
-    SimulatedAgent& agent = *agents_[index];
     fmt::memory_buffer body;
     fmt::format_to(std::back_inserter(body), "{{\"points\":[");
     for (int i = 0; i < flags_.batch; ++i) {
@@ -505,6 +528,7 @@ class LoadGenerator {
   std::vector<std::unique_ptr<SimulatedAgent>> agents_;
   Clock::time_point start_, metric_start_, end_of_load_, last_metric_answer_;
   bool stopping_ = false;
+  size_t launched_ = 0;  // agents that have their launch
 
   asio::steady_timer metric_timer_;
   std::vector<std::shared_ptr<Connection>> metric_pool_;

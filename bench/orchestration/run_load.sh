@@ -64,16 +64,21 @@ url=$(cat "$work/state/address")
 
 echo "load: $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 status=0
-# The generator's phase lines mark when heartbeats start and when the metrics join them; the
-# coordinator's CPU is read at each, so the first phase gives CPU per heartbeat alone.
-cpu_start="" cpu_metrics="" polls_alone=0
+# The generator's phase lines mark when every agent has its launch and when the metrics join
+# the heartbeats; the coordinator's CPU is read at each, so the span between them gives CPU per
+# heartbeat alone (launches excluded).
+cpu_start="" cpu_metrics="" polls_start=0 polls_alone=0 time_start=0 time_metrics=0
 while IFS= read -r line; do
   echo "$line"
   echo "$line" >>"$work/load-gen.out"
   case $line in
-    phase=heartbeats) cpu_start=$(cpu_seconds "$coordinator") ;;
+    phase=launched*)
+      cpu_start=$(cpu_seconds "$coordinator")
+      time_start=$(date +%s.%N)
+      polls_start=${line##*polls_sent=} ;;
     phase=metrics*)
       cpu_metrics=$(cpu_seconds "$coordinator")
+      time_metrics=$(date +%s.%N)
       polls_alone=${line##*polls_sent=} ;;
   esac
 done < <("$build/bin/vitscale-load-gen" --url "$url" --token-file "$work/state/token" \
@@ -82,9 +87,9 @@ done < <("$build/bin/vitscale-load-gen" --url "$url" --token-file "$work/state/t
 status=$(sed -n 's/^exit=//p' "$work/load-gen.out")
 cpu_end=$(cpu_seconds "$coordinator")
 echo "coordinator CPU: $cpu_end s in all (setup included)"
-if [[ -n $cpu_start && -n $cpu_metrics && $polls_alone -gt 0 ]]; then
-  awk -v a="$cpu_start" -v b="$cpu_metrics" -v c="$cpu_end" -v n="$polls_alone" -v w="$warmup" -v s="$seconds" 'BEGIN {
-    printf "coordinator CPU, heartbeats alone (%d s): %.2f s for %d polls = %.3f ms per heartbeat (%.0f%% of a core)\n", w, b - a, n, 1000 * (b - a) / n, 100 * (b - a) / w
+if [[ -n $cpu_start && -n $cpu_metrics && $polls_alone -gt $polls_start ]]; then
+  awk -v a="$cpu_start" -v b="$cpu_metrics" -v c="$cpu_end" -v n="$((polls_alone - polls_start))" -v w="$(awk -v x="$time_start" -v y="$time_metrics" 'BEGIN { print y - x }')" -v s="$seconds" 'BEGIN {
+    printf "coordinator CPU, heartbeats alone (%.1f s, after every launch): %.2f s for %d polls = %.3f ms per heartbeat (%.0f%% of a core)\n", w, b - a, n, 1000 * (b - a) / n, 100 * (b - a) / w
     printf "coordinator CPU, heartbeats and metrics (%d s): %.2f s (%.0f%% of a core)\n", s, c - b, 100 * (c - b) / s }'
 fi
 

@@ -1,6 +1,7 @@
 // The coordinator's HTTP API against the real vitscale-coordinator on loopback: bad input gets a
 // clear 4xx and writes nothing, the token guards what it should, sweeps submit idempotently,
 // and the event stream delivers live events and catches up with ?since=.
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -829,6 +830,68 @@ TEST_F(ApiTest, ConnectionsAreCapped) {
   idle.clear();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(Call(*client_, "GET", "/api/v1/health").status, 200);
+}
+
+// Each connection is a file descriptor: the coordinator raises its soft limit so that the
+// default cap (4096, a thousand agents' parked polls with room to spare) can be served; under a
+// hard limit too low for it the default cap is lowered to fit and still enforced, and an
+// explicit --max-connections beyond the limit is refused, saying what to change.
+TEST(DescriptorLimitTest, TheCapFitsTheLimitOrIsRefused) {
+  TempDir dir;
+  auto start = [&](const std::string& nofile, std::vector<std::string> flags,
+                   const std::string& name) {
+    std::vector<std::string> argv = {"/usr/bin/prlimit", "--nofile=" + nofile,
+                                     BinPath("vitscale-coordinator"), "--state-dir",
+                                     dir.File(name), "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    return std::make_unique<Process>(argv, dir.File(name + ".log"));
+  };
+  auto started = [&](Process& process, const std::string& name) {
+    return WaitFor([&] { return std::filesystem::exists(dir.File(name + "/address")); },
+                   std::chrono::seconds(20)) &&
+           process.Running();
+  };
+
+  auto refused = start("300:300", {"--max-connections", "1000"}, "refused");
+  int status = refused->Wait(std::chrono::seconds(20));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2) << status;
+  EXPECT_NE(Slurp(refused->log()).find("lower --max-connections or raise the limit"),
+            std::string::npos)
+      << Slurp(refused->log());
+
+  auto fitted = start("300:300", {"--open-read"}, "fitted");
+  ASSERT_TRUE(started(*fitted, "fitted")) << Slurp(fitted->log());
+  EXPECT_NE(Slurp(fitted->log()).find("allows 44 open connections, not 4096"), std::string::npos)
+      << Slurp(fitted->log());
+  std::string url = Slurp(dir.File("fitted/address"));
+  int port = std::stoi(url.substr(url.rfind(':') + 1));
+  asio::io_context io;
+  std::vector<std::unique_ptr<tcp::socket>> idle;
+  for (int i = 0; i < 44; ++i) {
+    idle.push_back(std::make_unique<tcp::socket>(io));
+    idle.back()->connect(
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(RawExchange(port, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").first, 503);
+  idle.pop_back();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(RawExchange(port, "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n").first, 200);
+
+  // A soft limit of 1024 under a high enough hard one is raised to what the cap needs.
+  rlimit own{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &own), 0);
+  if (own.rlim_max != RLIM_INFINITY && own.rlim_max < 4096 + 256) {
+    GTEST_SKIP() << "this test's hard descriptor limit (" << own.rlim_max
+                 << ") is below what the default cap needs";
+  }
+  std::string hard = own.rlim_max == RLIM_INFINITY ? "unlimited" : std::to_string(own.rlim_max);
+  auto raised = start("1024:" + hard, {}, "raised");
+  ASSERT_TRUE(started(*raised, "raised")) << Slurp(raised->log());
+  std::string limits = Slurp("/proc/" + std::to_string(raised->pid()) + "/limits");
+  EXPECT_TRUE(std::regex_search(limits, std::regex("Max open files +4352 ")))
+      << limits;
+  EXPECT_EQ(Slurp(raised->log()).find("warning"), std::string::npos) << Slurp(raised->log());
 }
 
 TEST(DaemonHelpTest, EveryDaemonAnswersHelpWithItsUsage) {

@@ -89,8 +89,14 @@ class CoordinatorTest : public ::testing::Test {
     auto answer = std::make_shared<std::optional<HttpResponse>>();
     gate_->Handle(method, target, token.empty() ? "" : "Bearer " + token, body,
                   [answer](HttpResponse response) { *answer = std::move(response); });
-    io_.poll();
+    Turn();
     return answer;
+  }
+  // Runs what is ready on the io_context, as a turn of the server's loop does (a poll that found
+  // no work leaves it stopped, hence the restart).
+  void Turn() {
+    io_.restart();
+    io_.poll();
   }
   std::optional<HttpResponse> Call(const std::string& method, const std::string& target,
                                    const std::string& token, const std::string& body = "") {
@@ -760,6 +766,92 @@ TEST_F(CoordinatorTest, HostsThatDoNotShareTheRunsFolderAreNotSpanned) {
   ASSERT_TRUE(to_a.ok());
   ASSERT_EQ(to_a->launch.size(), 1u) << (*held_a)->body;
   EXPECT_EQ(protocol::HostsString(to_a->launch[0].hosts), "host-a:1,host-b:1");
+}
+
+// Metric posts that arrive together share one commit: N posts handed to the server before its
+// loop turns are written in one transaction, each answered only after it, every point stored
+// once; a post invalid on its own is refused alone and does not spoil the others.
+TEST_F(CoordinatorTest, MetricPostsThatArriveTogetherShareOneCommit) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::PollReply reply = Poll("host-a", agent, Json::array());
+  ASSERT_EQ(reply.launch.size(), 1u);
+  const protocol::LaunchEntry& launch = reply.launch[0];
+  std::string target = Prefix(launch) + "/metrics", token = "Bearer " + ReportToken(launch);
+
+  constexpr int kPosts = 20;
+  std::vector<std::optional<HttpResponse>> answers(kPosts + 1);
+  auto send = [&](int i, const std::string& body) {
+    gate_->Handle("POST", target, token, body,
+                  [&answers, i](HttpResponse response) { answers[i] = std::move(response); });
+  };
+  int64_t commits_before = store_->commits();
+  for (int i = 0; i < kPosts; ++i) {
+    Json points = Json::array();
+    for (int step = 0; step < 10; ++step) {
+      points.push_back({{"step", i * 10 + step}, {"name", "loss"}, {"value", 1.0}});
+    }
+    send(i, Json{{"points", points}}.dump());
+  }
+  for (const auto& answer : answers) EXPECT_FALSE(answer) << "answered before its commit";
+  // Invalid on its own (a point without a name): refused alone, at once.
+  send(kPosts, R"({"points": [{"step": 1, "name": "", "value": 1}]})");
+  Turn();
+  for (int i = 0; i < kPosts; ++i) {
+    ASSERT_TRUE(answers[i]) << "post " << i << " never answered";
+    EXPECT_EQ(answers[i]->status, 200) << answers[i]->body;
+  }
+  ASSERT_TRUE(answers[kPosts]);
+  EXPECT_EQ(answers[kPosts]->status, 400) << answers[kPosts]->body;
+  EXPECT_LT(store_->commits() - commits_before, kPosts);
+  EXPECT_EQ(store_->commits() - commits_before, 1);
+  EXPECT_EQ(*store_->CountMetrics(launch.job), kPosts * 10);
+}
+
+// The database's write lock is held by another process while a group is pending: every post of
+// the group is refused (503) and none is stored; sent again after the lock goes, each is stored
+// exactly once.
+TEST_F(CoordinatorTest, AFailedGroupCommitRefusesEveryPostAndTheRetriesLandOnce) {
+  CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent);
+  protocol::PollReply reply = Poll("host-a", agent, Json::array());
+  ASSERT_EQ(reply.launch.size(), 1u);
+  const protocol::LaunchEntry& launch = reply.launch[0];
+  std::string target = Prefix(launch) + "/metrics", token = "Bearer " + ReportToken(launch);
+
+  constexpr int kPosts = 5;
+  auto send_all = [&](std::vector<std::optional<HttpResponse>>* answers) {
+    for (int i = 0; i < kPosts; ++i) {
+      Json body = {{"points", {{{"step", i}, {"name", "loss"}, {"value", 1.0}},
+                               {{"step", i}, {"name", "accuracy"}, {"value", 0.5}}}}};
+      gate_->Handle("POST", target, token, body.dump(),
+                    [answers, i](HttpResponse response) { (*answers)[i] = std::move(response); });
+    }
+    Turn();
+  };
+  sqlite3* holder = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ + "/vitscale.db").c_str(), &holder), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::vector<std::optional<HttpResponse>> refused(kPosts);
+  send_all(&refused);
+  for (const auto& answer : refused) {
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->status, 503) << answer->body;
+  }
+  ASSERT_EQ(sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(holder);
+  EXPECT_EQ(*store_->CountMetrics(launch.job), 0) << "a refused group stored points";
+
+  std::vector<std::optional<HttpResponse>> stored(kPosts);
+  send_all(&stored);
+  for (const auto& answer : stored) {
+    ASSERT_TRUE(answer);
+    EXPECT_EQ(answer->status, 200) << answer->body;
+  }
+  send_all(&stored);  // a retry whose answer was lost: the copies are dropped
+  EXPECT_EQ(*store_->CountMetrics(launch.job), kPosts * 2);
 }
 
 }  // namespace

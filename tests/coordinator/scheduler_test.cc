@@ -157,6 +157,34 @@ TEST_F(SchedulerTest, GangSpansHostsWhenAllowed) {
   EXPECT_EQ(FreeSlots("a"), 2);
 }
 
+// AgentViews is GetAgent for every agent at once: a gang over two hosts, a GPU job, an idle
+// agent and a silent one.
+TEST_F(SchedulerTest, AgentViewsAgreeWithGetAgent) {
+  AddAgent("a", 2);
+  AddAgent("b", 3);
+  AddAgent("g", 2, 2);
+  AddAgent("idle", 1);
+  AddJob("wide", 0, 4, /*multi_host=*/true);
+  AddJob("gpu", 0, 1, false, 0, /*gpus_per_rank=*/2);
+  ASSERT_EQ(Launched().size(), 2u);
+  clock_.Advance(std::chrono::seconds(20));
+  ASSERT_TRUE(sched_.Heartbeat("idle", {}).ok());
+  clock_.Advance(std::chrono::seconds(15));  // past the lease for all but "idle"
+  std::map<std::string, AgentView> views = sched_.AgentViews();
+  ASSERT_EQ(views.size(), 4u);
+  for (const std::string id : {"a", "b", "g", "idle"}) {
+    std::optional<AgentView> one = sched_.GetAgent(id);
+    ASSERT_TRUE(one.has_value());
+    EXPECT_EQ(views.at(id).free_slots, one->free_slots) << id;
+    EXPECT_EQ(views.at(id).free_gpus, one->free_gpus) << id;
+    EXPECT_EQ(views.at(id).alive, one->alive) << id;
+  }
+  EXPECT_EQ(views.at("b").free_slots, 0);
+  EXPECT_EQ(views.at("g").free_gpus, 0);
+  EXPECT_TRUE(views.at("idle").alive);
+  EXPECT_FALSE(views.at("a").alive);
+}
+
 TEST_F(SchedulerTest, NoPartialGangWhenSlotsAreShort) {
   AddAgent("a", 2);
   AddAgent("b", 2);

@@ -174,6 +174,76 @@ TEST_F(StoreTest, ReaddedSweepAddsNothingAndSharedJobsAreLinked) {
       << unknown.status().message();
 }
 
+// The bulk path writes each job once in its own state and times, and the maintained counters
+// agree with the rows as they would after AddSweep and the state changes.
+TEST_F(StoreTest, ImportedSweepKeepsStatesAndTimesAndCounts) {
+  const JobState kStates[] = {JobState::kSucceeded, JobState::kPending, JobState::kFailed,
+                              JobState::kSucceeded, JobState::kCancelled};
+  std::vector<JobRecord> jobs;
+  for (int seed = 0; seed < 5; ++seed) {
+    JobRecord job = MakeJob("ViT-S/16", "fashion-mnist", 1000, 2, seed);
+    job.state = kStates[seed];
+    job.submitted_at = 1735689600.0 + seed;
+    job.updated_at = job.submitted_at + 3600.0 * (5 - seed);
+    jobs.push_back(job);
+  }
+  auto imported = store_->ImportSweep("year", "d", jobs);
+  ASSERT_TRUE(imported.ok()) << imported.status().ToString();
+  EXPECT_EQ(imported->added, 5);
+
+  for (const JobRecord& want : jobs) {
+    auto got = store_->GetJob(want.id);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    EXPECT_EQ(got->state, want.state);
+    EXPECT_EQ(got->submitted_at, want.submitted_at);
+    EXPECT_EQ(got->updated_at, want.updated_at);
+  }
+  JobFilter succeeded;
+  succeeded.states = {JobState::kSucceeded};
+  auto count = store_->CountJobs(succeeded);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(count->jobs, 2);
+  EXPECT_TRUE(count->exact);
+  auto summaries = store_->SweepSummaries();
+  ASSERT_TRUE(summaries.ok());
+  ASSERT_EQ(summaries->size(), 1u);
+  EXPECT_EQ((*summaries)[0].jobs, 5);
+  EXPECT_EQ((*summaries)[0].jobs_by_state["succeeded"], 2);
+  EXPECT_EQ((*summaries)[0].jobs_by_state["pending"], 1);
+  EXPECT_EQ((*summaries)[0].jobs_by_state["failed"], 1);
+  EXPECT_EQ((*summaries)[0].jobs_by_state["cancelled"], 1);
+  // The counters are those a recount gives.
+  EXPECT_EQ(QueryText("SELECT count(*) FROM job_counts c "
+                      "WHERE c.jobs != (SELECT count(*) FROM jobs j WHERE j.state = c.state)"),
+            "0");
+  // Most recently updated first is the order of the times given, not of the submission.
+  JobFilter by_update;
+  by_update.sort = JobSort::kUpdated;
+  by_update.descending = true;
+  auto listed = store_->ListJobs(by_update);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 5u);
+  EXPECT_EQ((*listed)[0].id, jobs[0].id);
+  EXPECT_EQ((*listed)[4].id, jobs[4].id);
+
+  // A state that needs an attempt, or missing times, is refused naming the job; nothing is
+  // written.
+  JobRecord running = MakeJob("R26s", "fashion-mnist", 1000, 2);
+  running.state = JobState::kRunning;
+  running.submitted_at = running.updated_at = 1735689600.0;
+  auto refused = store_->ImportSweep("bad", "d", {running});
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("job 0 (R26s)"), std::string::npos)
+      << refused.status().message();
+  JobRecord untimed = MakeJob("R26s", "fashion-mnist", 1000, 2);
+  untimed.state = JobState::kSucceeded;
+  refused = store_->ImportSweep("bad", "d", {untimed});
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("submitted_at"), std::string::npos);
+  EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "5");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sweeps"), "1");
+}
+
 TEST_F(StoreTest, InvalidJobIsRefusedWholeSweepUnwritten) {
   std::vector<JobRecord> jobs = {MakeJob("ViT-B/16", "cifar10", 50000, 7),
                                  MakeJob("ViT-B/32", "cifar10", 50000, 7)};
