@@ -15,6 +15,15 @@ src=${2:?usage: ansible_test.sh BIN_DIR SOURCE_DIR DIR}
 dir=${3:?usage: ansible_test.sh BIN_DIR SOURCE_DIR DIR}
 command -v ansible-playbook >/dev/null || { echo "SKIP: needs ansible (scripts/setup.sh)"; exit 77; }
 [[ -x $bin/vitscale-train ]] || { echo "SKIP: needs vitscale-train in $bin (a build with LibTorch)"; exit 77; }
+# The services run as the vitscale user from a release under $dir: every folder above it must
+# let others through (a checkout in a 0700 folder, as `mktemp -d` makes, does not).
+mkdir -p "$(dirname "$dir")"
+above=$(cd "$(dirname "$dir")" && pwd -P)
+while [[ $above != / ]]; do
+  [[ $(stat -c %A "$above") == *[xt] ]] ||
+    { echo "FAILED: $above is closed to other users (chmod o+x it); the vitscale user runs from below it" >&2; exit 1; }
+  above=$(dirname "$above")
+done
 rm -rf "$dir"
 # The play copies what a build made; without debug information that is a tenth of the bytes.
 mkdir -p "$dir/bin"
@@ -101,6 +110,9 @@ check "nothing changed on any host" sh -c "! grep -q '^changed:' '$dir/play-bad-
 start=$SECONDS
 if ! play "$dir/play-1.log"; then
   tail -40 "$dir/play-1.log" >&2
+  for i in 1 2 3; do  # the daemons' own words, from each host's tmpfs, which goes with the test
+    th_ssh "$i" "tail -n 20 $local_root/var/log/vitscale/*.log" >&2 || true
+  done
   echo "FAILED: the first run of the play" >&2
   exit 1
 fi
