@@ -69,11 +69,10 @@ void ReportApi::PostMetrics(const HttpRequest& request, Respond respond) {
   Expected<protocol::MetricBatch> batch = protocol::Decode<protocol::MetricBatch>(request.body);
   if (!batch.ok()) return respond(StatusResponse(batch.status()));
   double now = core_.clock().WallSeconds();
-  PendingMetrics post{job_id, attempt, {}, Json::array(), std::move(respond)};
+  PendingMetrics post{job_id, attempt, {}, std::move(respond)};
   post.points.reserve(batch->points.size());
   for (const protocol::MetricPoint& p : batch->points) {
     post.points.push_back({p.step, p.name, p.value, p.time.value_or(now)});
-    post.shown.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
   }
   metric_group_points_ += post.points.size();
   metric_group_.push_back(std::move(post));
@@ -112,7 +111,11 @@ void ReportApi::FlushMetrics() {
     } else if (!refused[i].ok()) {
       post.respond(StatusResponse(refused[i]));
     } else {
-      core_.events().Append("metric", post.job_id, Json{{"points", std::move(post.shown)}});
+      Json shown = Json::array();  // the event shows what was stored, without its times
+      for (const storage::MetricPoint& p : post.points) {
+        shown.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
+      }
+      core_.events().Append("metric", post.job_id, Json{{"points", std::move(shown)}});
       post.respond(JsonResponse(
           200, protocol::StoredReply{static_cast<int64_t>(post.points.size())}.ToJson()));
     }

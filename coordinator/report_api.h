@@ -35,7 +35,6 @@ class ReportApi {
     std::string job_id;
     int attempt = 0;
     std::vector<storage::MetricPoint> points;
-    protocol::Json shown;  // the points as the "metric" event shows them
     Respond respond;
   };
   // Decodes the batch and adds it to the pending group (answers a malformed one at once).
