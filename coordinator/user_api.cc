@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/sha256.h"
 #include "common/text.h"
 #include "coordinator/views.h"
 #include "planning/simulate.h"
@@ -26,6 +27,87 @@ using storage::JobRecord;
 namespace {
 
 constexpr int64_t kMaxPageSize = 500;
+
+// The study view's JSON (docs/api.md), written straight into one string: a sweep's table is
+// 10,000 rows or more, and a document tree of them costs more than the query that read them.
+void AppendJsonString(std::string& out, std::string_view text) {
+  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u >= 0x20 && u < 0x80 && c != '"' && c != '\\';
+  });
+  if (plain) {
+    out += '"';
+    out += text;
+    out += '"';
+  } else {  // escapes and UTF-8 checks as every other answer has them
+    out += protocol::Dump(Json(std::string(text)));
+  }
+}
+
+// Shortest round-trip text, always a JSON float ("2.0", not "2"); null when not finite.
+void AppendJsonNumber(std::string& out, double value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  size_t start = out.size();
+  fmt::format_to(std::back_inserter(out), "{}", value);
+  if (out.find_first_of(".e", start) == std::string::npos) out += ".0";
+}
+
+void AppendJsonNumber(std::string& out, const std::optional<double>& value) {
+  if (value) {
+    AppendJsonNumber(out, *value);
+  } else {
+    out += "null";
+  }
+}
+
+std::string StudyJson(const storage::ResultsTable& table) {
+  std::vector<std::string> titles;
+  for (const auto& column : table.columns) {
+    titles.emplace_back();
+    AppendJsonString(titles.back(), column.Title());
+  }
+  std::string out = "{\"columns\":[";
+  for (size_t i = 0; i < titles.size(); ++i) out += (i ? "," : "") + titles[i];
+  out += "],\"rows\":[";
+  out.reserve(table.rows.size() * 400);
+  for (size_t r = 0; r < table.rows.size(); ++r) {
+    const storage::ResultsTableRow& row = table.rows[r];
+    out += r ? ",{\"job\":" : "{\"job\":";
+    AppendJsonString(out, row.job_id);
+    out += ",\"model\":";
+    AppendJsonString(out, row.model);
+    out += ",\"family\":";
+    AppendJsonString(out, row.family);
+    out += ",\"epochs\":";
+    AppendJsonNumber(out, row.epochs);
+    out += ",\"dataset\":";
+    AppendJsonString(out, row.dataset);
+    fmt::format_to(std::back_inserter(out), ",\"subset_size\":{},\"state\":\"{}\",\"exaflops\":",
+                   row.examples, storage::JobStateName(row.state));
+    AppendJsonNumber(out, row.exaflops);
+    out += row.compute_planned ? ",\"planned\":true" : ",\"planned\":false";
+    out += ",\"device_hours\":";
+    AppendJsonNumber(out, row.device_hours);
+    out += ",\"results\":{";
+    bool first = true;
+    for (size_t i = 0; i < titles.size(); ++i) {
+      if (!row.transfer[i]) continue;
+      out += first ? "" : ",";
+      first = false;
+      out += titles[i];
+      out += ':';
+      AppendJsonNumber(out, *row.transfer[i] / 100.0);
+    }
+    out += "},\"average\":";
+    AppendJsonNumber(out, row.average ? std::optional<double>(*row.average / 100.0) : std::nullopt);
+    out += '}';
+  }
+  out += "]}";
+  return out;
+}
 
 // A whole-number query parameter, or `fallback` when it is absent or empty.
 Expected<int64_t> QueryInt(const HttpRequest& request, const std::string& name, int64_t fallback,
@@ -328,28 +410,9 @@ HttpResponse UserApi::Study(const HttpRequest& request) {
   Expected<storage::ResultsTable> table =
       storage::BuildResultsTable(core_.store(), request.params.at("sweep"));
   if (!table.ok()) return StatusResponse(table.status());
-  Json columns = Json::array();
-  for (const auto& column : table->columns) columns.push_back(column.Title());
-  Json rows = Json::array();
-  for (const auto& row : table->rows) {
-    Json results = Json::object();
-    for (size_t i = 0; i < table->columns.size(); ++i) {
-      if (row.transfer[i]) results[table->columns[i].Title()] = *row.transfer[i] / 100.0;
-    }
-    rows.push_back({{"job", row.job_id},
-                    {"model", row.model},
-                    {"family", row.family},
-                    {"epochs", row.epochs},
-                    {"dataset", row.dataset},
-                    {"subset_size", row.examples},
-                    {"state", storage::JobStateName(row.state)},
-                    {"exaflops", row.exaflops},
-                    {"planned", row.compute_planned},
-                    {"device_hours", row.device_hours ? Json(*row.device_hours) : Json(nullptr)},
-                    {"results", results},
-                    {"average", row.average ? Json(*row.average / 100.0) : Json(nullptr)}});
-  }
-  return JsonResponse(200, Json{{"columns", columns}, {"rows", rows}});
+  HttpResponse response;
+  response.body = StudyJson(*table);
+  return response;
 }
 
 HttpResponse UserApi::Export(const HttpRequest& request) {
@@ -361,8 +424,8 @@ HttpResponse UserApi::Export(const HttpRequest& request) {
   if (!format.ok()) return StatusResponse(format.status());
   if (auto fits = request.query.find("fits"); fits != request.query.end() && fits->second == "1") {
     auto column = request.query.find("column");
-    Expected<planning::StudyFits> fitted = planning::FitStudy(
-        core_.store(), sweep->second, column == request.query.end() ? "average" : column->second);
+    Expected<planning::StudyFits> fitted =
+        FitsOf(sweep->second, column == request.query.end() ? "average" : column->second);
     if (!fitted.ok()) return StatusResponse(fitted.status());
     HttpResponse response;
     response.content_type = *format == storage::TableFormat::kCsv ? "text/csv; charset=utf-8"
@@ -414,11 +477,24 @@ HttpResponse UserApi::ImportThroughput(const HttpRequest& request) {
   return JsonResponse(200, Json{{"imported", rows->size()}});
 }
 
+Expected<planning::StudyFits> UserApi::FitsOf(const std::string& sweep, const std::string& column) {
+  ASSIGN_OR_RETURN(storage::ResultsTable table, storage::BuildResultsTable(core_.store(), sweep));
+  std::string digest = Sha256Hex(StudyJson(table));
+  auto key = std::make_pair(sweep, column);
+  if (auto it = fits_.find(key); it != fits_.end() && it->second.table_sha256 == digest) {
+    return it->second.fits;
+  }
+  ASSIGN_OR_RETURN(planning::StudyFits fits, planning::FitStudy(core_.store(), sweep, column));
+  constexpr size_t kMaxCachedFits = 16;  // a few studies' columns; any one may go
+  if (fits_.size() >= kMaxCachedFits && fits_.find(key) == fits_.end()) fits_.erase(fits_.begin());
+  fits_[key] = {std::move(digest), fits};
+  return fits;
+}
+
 HttpResponse UserApi::StudyFits(const HttpRequest& request) {
   auto column = request.query.find("column");
-  Expected<planning::StudyFits> fits =
-      planning::FitStudy(core_.store(), request.params.at("sweep"),
-                         column == request.query.end() ? "average" : column->second);
+  Expected<planning::StudyFits> fits = FitsOf(
+      request.params.at("sweep"), column == request.query.end() ? "average" : column->second);
   if (!fits.ok()) return StatusResponse(fits.status());
   return JsonResponse(200, planning::ToJson(*fits));
 }

@@ -6,9 +6,13 @@
 #pragma once
 
 #include <deque>
+#include <map>
+#include <string>
+#include <utility>
 
 #include "coordinator/core.h"
 #include "coordinator/credentials.h"
+#include "planning/study_fits.h"
 
 namespace vitscale::coordinator {
 
@@ -49,6 +53,9 @@ class UserApi {
   HttpResponse IssueCredential(const HttpRequest& request);
   HttpResponse RevokeCredential(const HttpRequest& request);
 
+  // The sweep's scaling-law fits for `column`, refitted only when its results table changed: a
+  // fit refits 200 bootstrap draws per group, seconds of the server thread's time.
+  Expected<planning::StudyFits> FitsOf(const std::string& sweep, const std::string& column);
   // The job's detail view, or the error response.
   HttpResponse JobResponse(const storage::JobRecord& job);
   // Applies a scheduler decision about one job (cancel, preempt) and answers with the job after.
@@ -62,6 +69,11 @@ class UserApi {
     int total;
   };
   std::deque<UtilisationSample> utilisation_;
+  struct CachedFits {
+    std::string table_sha256;  // of the study view the fits were made from
+    planning::StudyFits fits;
+  };
+  std::map<std::pair<std::string, std::string>, CachedFits> fits_;  // by sweep and column
 };
 
 }  // namespace vitscale::coordinator

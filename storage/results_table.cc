@@ -212,59 +212,42 @@ std::string TransferColumn::Title() const {
 Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_name) {
   ResultsTable table;
   table.sweep = sweep_name;
-  JobFilter filter;
-  filter.sweep = sweep_name;
-  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, store.ListJobs(filter));
-  ASSIGN_OR_RETURN(std::vector<JobCompute> compute, store.SweepCompute(sweep_name));
-  ASSIGN_OR_RETURN(std::vector<AveragedResult> results, store.SweepResults(sweep_name));
+  ASSIGN_OR_RETURN(SweepTable read, store.ReadSweepTable(sweep_name));
 
   // Columns: every transfer accuracy found in the sweep, in the documented order.
-  std::vector<const AveragedResult*> transfer;
-  for (const AveragedResult& r : results) {
-    if (r.evaluation == Evaluation::kPretrain || r.metric != kAccuracyMetric) continue;
-    transfer.push_back(&r);
+  using Key = decltype(ColumnKey(TransferColumn{}));
+  std::map<Key, size_t> column_of;
+  for (const SweepTableResult& r : read.results) {
     TransferColumn column{r.evaluation, r.dataset, r.shots};
-    auto same = [&](const TransferColumn& c) { return ColumnKey(c) == ColumnKey(column); };
-    if (std::none_of(table.columns.begin(), table.columns.end(), same)) {
-      table.columns.push_back(column);
-    }
+    if (column_of.emplace(ColumnKey(column), 0).second) table.columns.push_back(column);
   }
   std::sort(
       table.columns.begin(), table.columns.end(),
       [](const TransferColumn& a, const TransferColumn& b) { return ColumnKey(a) < ColumnKey(b); });
+  for (size_t i = 0; i < table.columns.size(); ++i) column_of[ColumnKey(table.columns[i])] = i;
 
-  std::map<std::string, const JobCompute*> compute_by_job;
-  for (const JobCompute& c : compute) compute_by_job[c.job_id] = &c;
-  std::map<std::string, size_t> row_of_job;
-  for (const JobRecord& job : jobs) {
+  table.rows.reserve(read.jobs.size());
+  for (SweepTableJob& job : read.jobs) {
     ResultsTableRow row;
-    row.job_id = job.id;
-    row.model = job.model;
-    row.family = job.family;
+    row.job_id = std::move(job.id);
+    row.model = std::move(job.model);
+    row.family = std::move(job.family);
     row.epochs = job.epochs;
-    row.dataset = job.dataset;
+    row.dataset = std::move(job.dataset);
     row.examples = job.subset_size;
     row.state = job.state;
     row.exaflops = job.planned_train_flops / 1e18;
-    auto it = compute_by_job.find(job.id);
-    if (job.state == JobState::kSucceeded && it != compute_by_job.end() &&
-        it->second->ledger_entries > 0) {
-      row.exaflops = it->second->train_flops / 1e18;
+    if (job.state == JobState::kSucceeded && job.ledger_entries > 0) {
+      row.exaflops = job.train_flops / 1e18;
       row.compute_planned = false;
-      row.device_hours = it->second->device_seconds / 3600.0;
+      row.device_hours = job.device_seconds / 3600.0;
     }
     row.transfer.resize(table.columns.size());
-    row_of_job[job.id] = table.rows.size();
     table.rows.push_back(std::move(row));
   }
-  for (const AveragedResult* r : transfer) {
-    TransferColumn column{r->evaluation, r->dataset, r->shots};
-    auto found =
-        std::find_if(table.columns.begin(), table.columns.end(),
-                     [&](const TransferColumn& c) { return ColumnKey(c) == ColumnKey(column); });
-    auto row = row_of_job.find(r->job_id);
-    if (row == row_of_job.end()) continue;  // linked to the sweep after ListJobs read it
-    table.rows[row->second].transfer[found - table.columns.begin()] = 100.0 * r->mean;
+  for (const SweepTableResult& r : read.results) {
+    size_t column = column_of.at(ColumnKey(TransferColumn{r.evaluation, r.dataset, r.shots}));
+    table.rows[r.row].transfer[column] = 100.0 * r.mean;
   }
   for (ResultsTableRow& row : table.rows) {
     if (row.transfer.empty()) continue;

@@ -1010,23 +1010,28 @@ Expected<std::vector<std::string>> Store::ExplainJobList(const JobFilter& filter
   if (filter.model || filter.subset_size) sqls.push_back(BoundedCountSql(filter));
   std::vector<std::string> plans;
   for (const std::string& sql : sqls) {
-    std::string explain = "EXPLAIN QUERY PLAN " + sql;
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db_, explain.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-      return Error("cannot explain " + sql);
-    }
-    // Each line indented by its depth in the plan's tree (columns id, parent, detail).
-    std::string plan = sql + "\n";
-    std::map<int, int> depth_of;
-    while (sqlite3_step(stmt) == SQLITE_ROW) {
-      int depth = depth_of[sqlite3_column_int(stmt, 0)] = depth_of[sqlite3_column_int(stmt, 1)] + 1;
-      plan += fmt::format("{:{}}{}\n", "", 2 * depth,
-                          reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)));
-    }
-    sqlite3_finalize(stmt);
+    ASSIGN_OR_RETURN(std::string plan, ExplainPlan(sql));
     plans.push_back(std::move(plan));
   }
   return plans;
+}
+
+Expected<std::string> Store::ExplainPlan(const std::string& sql) {
+  std::string explain = "EXPLAIN QUERY PLAN " + sql;
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, explain.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    return Error("cannot explain " + sql);
+  }
+  // Each line indented by its depth in the plan's tree (columns id, parent, detail).
+  std::string plan = sql + "\n";
+  std::map<int, int> depth_of;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    int depth = depth_of[sqlite3_column_int(stmt, 0)] = depth_of[sqlite3_column_int(stmt, 1)] + 1;
+    plan += fmt::format("{:{}}{}\n", "", 2 * depth,
+                        reinterpret_cast<const char*>(sqlite3_column_text(stmt, 3)));
+  }
+  sqlite3_finalize(stmt);
+  return plan;
 }
 
 Status Store::SetJobPriority(const std::string& id, int priority) {
@@ -1714,52 +1719,85 @@ Expected<std::vector<AgentCredential>> Store::ListAgentCredentials() {
 
 // Queries for tables and plots --------------------------------------------------------------
 
-Expected<std::vector<JobCompute>> Store::SweepCompute(const std::string& sweep_name) {
+namespace {
+
+// The sweep's jobs in its order (sweep_jobs' (sweep_id, position) index), each with its
+// ledger's sums; grouping by the position the index yields in order needs no sort.
+constexpr const char* kSweepTableJobsSql =
+    "SELECT sj.position, j.id, j.model, j.family, j.dataset, j.subset_size, j.epochs, j.state, "
+    "j.planned_train_flops, count(l.job_id), ifnull(sum(l.train_flops), 0), "
+    "ifnull(sum(l.device_seconds), 0) FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
+    "LEFT JOIN compute_ledger l ON l.job_id = sj.job_id WHERE sj.sweep_id = ? "
+    "GROUP BY sj.position ORDER BY sj.position";
+
+// Their transfer accuracies averaged over seeds, in the same order; the grouping and the order
+// follow results_by_job's columns, so it is a walk of that index per job (an ORDER BY of the
+// position alone would sort).
+constexpr const char* kSweepTableResultsSql =
+    "SELECT sj.position, r.evaluation, r.dataset, r.shots, avg(r.value), count(*) "
+    "FROM sweep_jobs sj JOIN results r ON r.job_id = sj.job_id "
+    "WHERE sj.sweep_id = ? AND r.evaluation <> 'pretrain' AND r.metric = 'accuracy' "
+    "GROUP BY sj.position, r.evaluation, r.dataset, ifnull(r.shots, 0) "
+    "ORDER BY sj.position, r.evaluation, r.dataset, ifnull(r.shots, 0)";
+
+}  // namespace
+
+Expected<SweepTable> Store::ReadSweepTable(const std::string& sweep_name) {
   ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT sj.job_id, count(l.job_id), ifnull(sum(l.train_flops), 0), "
-                           "ifnull(sum(l.eval_flops), 0), ifnull(sum(l.device_seconds), 0), "
-                           "ifnull(sum(l.wall_seconds), 0) FROM sweep_jobs sj "
-                           "LEFT JOIN compute_ledger l ON l.job_id = sj.job_id "
-                           "WHERE sj.sweep_id = ? GROUP BY sj.job_id ORDER BY min(sj.position)"));
-  Query q(stmt);
-  q.Int(sweep.id);
-  std::vector<JobCompute> rows;
+  SweepTable table;
+  ASSIGN_OR_RETURN(sqlite3_stmt * jobs_stmt, Prepare(kSweepTableJobsSql));
+  Query jobs(jobs_stmt);
+  jobs.Int(sweep.id);
   int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    rows.push_back({q.ColText(0), static_cast<int>(q.ColInt(1)), q.ColReal(2), q.ColReal(3),
-                    q.ColReal(4), q.ColReal(5)});
+  while ((rc = jobs.Step()) == SQLITE_ROW) {
+    SweepTableJob job;
+    job.position = jobs.ColInt(0);
+    job.id = jobs.ColText(1);
+    job.model = jobs.ColText(2);
+    job.family = jobs.ColText(3);
+    job.dataset = jobs.ColText(4);
+    job.subset_size = jobs.ColInt(5);
+    job.epochs = jobs.ColReal(6);
+    ASSIGN_OR_RETURN(job.state, ParseJobState(jobs.ColText(7)));
+    job.planned_train_flops = jobs.ColReal(8);
+    job.ledger_entries = static_cast<int>(jobs.ColInt(9));
+    job.train_flops = jobs.ColReal(10);
+    job.device_seconds = jobs.ColReal(11);
+    table.jobs.push_back(std::move(job));
   }
-  if (rc != SQLITE_DONE) return Error("cannot sum the compute of sweep " + sweep_name);
-  return rows;
+  if (rc != SQLITE_DONE) return Error("cannot read the jobs of sweep " + sweep_name);
+
+  ASSIGN_OR_RETURN(sqlite3_stmt * results_stmt, Prepare(kSweepTableResultsSql));
+  Query results(results_stmt);
+  results.Int(sweep.id);
+  size_t row = 0;  // both queries go by position: a merge, no lookup
+  while ((rc = results.Step()) == SQLITE_ROW) {
+    int64_t position = results.ColInt(0);
+    while (row < table.jobs.size() && table.jobs[row].position < position) ++row;
+    if (row == table.jobs.size()) break;
+    if (table.jobs[row].position != position) continue;
+    SweepTableResult result;
+    result.row = row;
+    ASSIGN_OR_RETURN(result.evaluation, ParseEvaluation(results.ColText(1)));
+    result.dataset = results.ColText(2);
+    result.shots = ToOptInt(results.ColOptInt(3));
+    result.mean = results.ColReal(4);
+    result.runs = static_cast<int>(results.ColInt(5));
+    table.results.push_back(std::move(result));
+  }
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    return Error("cannot read the results of sweep " + sweep_name);
+  }
+  return table;
 }
 
-Expected<std::vector<AveragedResult>> Store::SweepResults(const std::string& sweep_name) {
-  ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT r.job_id, r.evaluation, r.dataset, r.shots, r.metric, "
-                           "avg(r.value), count(*) FROM results r "
-                           "JOIN sweep_jobs sj ON sj.job_id = r.job_id WHERE sj.sweep_id = ? "
-                           "GROUP BY r.job_id, r.evaluation, r.dataset, r.shots, r.metric "
-                           "ORDER BY min(sj.position), r.evaluation, r.dataset, r.shots, "
-                           "r.metric"));
-  Query q(stmt);
-  q.Int(sweep.id);
-  std::vector<AveragedResult> rows;
-  int rc;
-  while ((rc = q.Step()) == SQLITE_ROW) {
-    AveragedResult row;
-    row.job_id = q.ColText(0);
-    ASSIGN_OR_RETURN(row.evaluation, ParseEvaluation(q.ColText(1)));
-    row.dataset = q.ColText(2);
-    row.shots = ToOptInt(q.ColOptInt(3));
-    row.metric = q.ColText(4);
-    row.mean = q.ColReal(5);
-    row.runs = static_cast<int>(q.ColInt(6));
-    rows.push_back(std::move(row));
+Expected<std::vector<std::string>> Store::ExplainSweepTable() {
+  std::vector<std::string> plans;
+  for (const char* sql : {kSweepTableJobsSql, kSweepTableResultsSql}) {
+    ASSIGN_OR_RETURN(std::string plan, ExplainPlan(sql));
+    plans.push_back(std::move(plan));
   }
-  if (rc != SQLITE_DONE) return Error("cannot read the results of sweep " + sweep_name);
-  return rows;
+  return plans;
 }
 
 }  // namespace vitscale::storage

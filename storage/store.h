@@ -44,25 +44,37 @@ struct OpenOptions {
   bool sync_commits = true;
 };
 
-// Per job of a sweep: what its attempts cost, summed over the ledger.
-struct JobCompute {
-  std::string job_id;
-  int ledger_entries = 0;  // 0 = the job has not reported any compute yet
+// A job of a sweep as its results table reads it, with what its attempts cost (the ledger's
+// sums; ledger_entries 0 = it has reported no compute yet).
+struct SweepTableJob {
+  int64_t position = 0;  // its place in the sweep's expansion
+  std::string id;
+  std::string model;
+  std::string family;
+  std::string dataset;
+  int64_t subset_size = 0;
+  double epochs = 0;
+  JobState state = JobState::kPending;
+  double planned_train_flops = 0;
+  int ledger_entries = 0;
   double train_flops = 0;
-  double eval_flops = 0;
   double device_seconds = 0;
-  double wall_seconds = 0;
 };
 
-// A result averaged over seeds, for one job of a sweep.
-struct AveragedResult {
-  std::string job_id;
+// A transfer accuracy (metric "accuracy", not a pretraining figure) of the job at
+// SweepTable::jobs[row], averaged over seeds.
+struct SweepTableResult {
+  size_t row = 0;
   Evaluation evaluation = Evaluation::kFewShot;
   std::string dataset;
   std::optional<int> shots;
-  std::string metric;
   double mean = 0;
   int runs = 0;  // how many seeds went into the mean
+};
+
+struct SweepTable {
+  std::vector<SweepTableJob> jobs;        // in the sweep's order
+  std::vector<SweepTableResult> results;  // by row, then evaluation, dataset and shots
 };
 
 class Store {
@@ -202,8 +214,11 @@ class Store {
   Expected<std::vector<ThroughputImport>> ListThroughputImports();
 
   // Queries for tables and plots over a sweep (storage/results_table.h) -------------------
-  Expected<std::vector<JobCompute>> SweepCompute(const std::string& sweep_name);
-  Expected<std::vector<AveragedResult>> SweepResults(const std::string& sweep_name);
+  // Two queries, each an index walk over the sweep's rows in its order (no sort, no scan of
+  // the jobs or results tables); kNotFound when the sweep does not exist.
+  Expected<SweepTable> ReadSweepTable(const std::string& sweep_name);
+  // The query plans (EXPLAIN QUERY PLAN) of ReadSweepTable's statements, as ExplainJobList's.
+  Expected<std::vector<std::string>> ExplainSweepTable();
 
   // Runs `body` in one transaction: every write it makes commits together (one fsync), or none
   // does if it returns an error. A failed call inside it undoes only its own writes.
@@ -221,6 +236,8 @@ class Store {
 
   // The cached prepared statement for `sql`, reset and with its bindings cleared.
   Expected<sqlite3_stmt*> Prepare(const char* sql);
+  // `sql`'s EXPLAIN QUERY PLAN: the SQL, then the plan's lines indented two spaces per level.
+  Expected<std::string> ExplainPlan(const std::string& sql);
   Status Exec(const char* sql);
   // A Status for the last error on the connection, saying what `what` was doing.
   Status Error(const std::string& what);

@@ -22,8 +22,13 @@ function fmtHours(seconds: number | undefined): string {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+// The coordinator draws the timeline of sweeps up to this size (kMaxTimelineJobs in
+// coordinator/user_api.cc): one row per job is unreadable, and slow to simulate, beyond it.
+const kMaxTimelineJobs = 5000;
+
 export interface TimelineView {
-  reload(): Promise<void>;
+  // `jobs`: the sweep's size, when known; a sweep too large to draw is not asked for.
+  reload(jobs?: number): Promise<void>;
   dispose(): void;
 }
 
@@ -114,7 +119,18 @@ export function mountTimeline(parent: HTMLElement, sweep: string): TimelineView 
     summary.textContent = parts.join(' · ');
   };
 
-  const reload = async () => {
+  let sweepJobs: number | undefined;
+  const reload = async (jobs?: number) => {
+    if (jobs !== undefined) sweepJobs = jobs;
+    if (sweepJobs !== undefined && sweepJobs > kMaxTimelineJobs) {
+      const text = `This sweep has ${sweepJobs.toLocaleString('en-US')} jobs: the schedule (one row per job) is drawn ` +
+        `for sweeps of at most ${kMaxTimelineJobs.toLocaleString('en-US')} jobs.`;
+      summary.textContent = text;
+      form.hidden = true;
+      card.setEmpty('Not drawn for a sweep this large.');
+      return;
+    }
+    form.hidden = false;
     try {
       const t = await getJson<Timeline>(`sweeps/${enc(sweep)}/timeline`, hosts ? { hosts } : {});
       if (!hostsInput.value) hostsInput.placeholder = t.hosts || hostsInput.placeholder;

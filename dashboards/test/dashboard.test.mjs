@@ -136,6 +136,7 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
   test('the study plot has one point per finished job at the right x', async () => {
     const page = browser.page;
     await browser.open(coordinator.url, `/study/${kSweepName}`);
+    await page.waitForSelector('#fits-card[data-fits="drawn"]');
     const api = await coordinator.get(`study/${kSweepName}`);
     assert.ok(api.columns.includes(`${kFewShot} 5-shot`), `columns ${JSON.stringify(api.columns)}`);
     for (const d of study.done) {
@@ -223,6 +224,7 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
   test('the study page draws the coordinator\'s fits, and says where there are too few points', async () => {
     const page = browser.page;
     await browser.open(coordinator.url, `/study/${kSweepName}`);
+    await page.waitForSelector('#fits-card[data-fits="drawn"]');
     const fits = await coordinator.get(`study/${kSweepName}/fits`);
     // The fill gives ViT and ResNet 6 finished jobs each and the hybrid 3; one subset size each
     // per model and seed, 3 sizes per model.
@@ -487,6 +489,80 @@ describe('dashboard against a real coordinator', { skip: missing.length ? missin
     await page.waitForSelector('#live[data-state="live"]', { timeout: 15_000 });
     await page.waitForFunction((id) => document.querySelector(`tr[data-job="${id}"] .state`)?.textContent === 'cancelled', job, { timeout: 5000 });
     await browser.screenshot('jobs-after-restart');
+  });
+});
+
+// A sweep of thousands of jobs, written into the coordinator's database by the scale
+// benchmark's bulk filler (5 models x 20 subset sizes x 60 seeds, most finished with results).
+describe('the study page of a sweep of thousands of jobs', { skip: missing.length ? missing.join('; ') : false }, () => {
+  const kJobs = 6000;
+  const kSweep = 'scale-000';
+  let coordinator;
+  let browser;
+
+  before(async () => {
+    coordinator = await Coordinator.start({ openRead: true, scaleJobs: kJobs });
+    browser = await Browser.start();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await coordinator?.close();
+  });
+
+  test('it draws a page of the table, one point per model and subset size, and no schedule', async () => {
+    const page = browser.page;
+    const errorsBefore = browser.errors.length;
+    await browser.open(coordinator.url, `/study/${kSweep}`);
+    const api = await coordinator.get(`study/${kSweep}`);
+    assert.equal(api.rows.length, kJobs);
+    assert.match(await page.textContent('#study-count'), new RegExp(`^${kJobs} jobs; `));
+
+    // The table holds one page of rows in Table 6's order (family, model, epochs, subset; the
+    // sweep's order among equals), and pages through all of them.
+    const families = ['ResNet', 'ViT', 'hybrid'];
+    const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+    const ordered = [...api.rows].sort((a, b) => families.indexOf(a.family) - families.indexOf(b.family) ||
+      byText(a.model, b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size).map((r) => r.job);
+    const shown = () => page.$$eval('#study-table tbody tr[data-job]', (rows) => rows.map((r) => r.dataset.job));
+    assert.deepEqual(await shown(), ordered.slice(0, 100));
+    assert.equal(await page.textContent('#study-range'), '1–100 of 6,000');
+    await page.click('button[data-study-page="last"]');
+    assert.deepEqual(await shown(), ordered.slice(-100));
+    assert.equal(await page.textContent('#study-range'), '5,901–6,000 of 6,000');
+    await page.click('button[data-study-page="prev"]');
+    assert.deepEqual(await shown(), ordered.slice(-200, -100));
+    assert.equal(await page.$$eval('tr', (rows) => rows.length) < 200, true, 'the page holds no more than a page of rows');
+
+    // Fig. 5: one point per model, epochs and subset size, at the mean of its seeds.
+    const groups = new Map();
+    for (const r of api.rows) {
+      if (r.planned || r.average === null) continue;
+      const key = `${r.model}|${r.epochs}|${r.subset_size}`;
+      const g = groups.get(key) ?? { x: 0, y: 0, n: 0 };
+      g.x += r.exaflops;
+      g.y += r.average;
+      g.n += 1;
+      groups.set(key, g);
+    }
+    assert.equal(groups.size, 100);
+    const axisName = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().xAxis[0].name);
+    const per = { exaFLOPs: 1, PFLOPs: 1e-3, TFLOPs: 1e-6, GFLOPs: 1e-9 }[axisName.match(/\((\w+)\)$/)[1]];
+    const drawn = await page.evaluate(() => window.vitscaleCharts['study-compute'].getOption().series
+      .filter((s) => s.type === 'scatter').flatMap((s) => s.data.map((d) => d.value)));
+    assert.equal(drawn.length, groups.size, 'one point per model and subset size');
+    for (const g of groups.values()) {
+      const x = g.x / g.n / per;
+      const y = (g.y / g.n) * 100;
+      assert.ok(drawn.some(([dx, dy]) => Math.abs(dx / x - 1) < 1e-6 && Math.abs(dy - y) < 1e-6), `a point at ${x}, ${y}`);
+    }
+
+    // The fits come after the page is drawn; then the schedule, which for a sweep this large is
+    // not drawn: the page says why, without asking for it.
+    await page.waitForSelector('#fits-card[data-fits="drawn"]', { timeout: 60_000 });
+    await page.waitForFunction(() => /6,000 jobs: .* at most 5,000 jobs/.test(document.querySelector('#timeline-summary')?.textContent ?? ''));
+    assert.deepEqual(browser.errors.slice(errorsBefore), [], 'no failed request');
+    await browser.screenshot('study-large');
   });
 });
 

@@ -4,10 +4,11 @@
 //
 // Environment:
 //   VITSCALE_COORDINATOR  the coordinator binary (default: <repo>/build/bin/vitscale-coordinator)
+//   VITSCALE_SCALE_FILL   the bulk filler of bench/scale (default: next to the coordinator)
 //   VITSCALE_ARTIFACTS    where screenshots go (default: <repo>/build/dashboard-artifacts)
 //   CHROMIUM              the browser (default: /usr/bin/chromium)
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,6 +20,8 @@ export const dashboardDir = path.resolve(path.dirname(fileURLToPath(import.meta.
 export const repoDir = path.resolve(dashboardDir, '..');
 export const coordinatorBinary =
   process.env.VITSCALE_COORDINATOR || path.join(repoDir, 'build/bin/vitscale-coordinator');
+export const scaleFillBinary =
+  process.env.VITSCALE_SCALE_FILL || path.join(path.dirname(coordinatorBinary), 'vitscale-scale-fill');
 export const artifactsDir =
   process.env.VITSCALE_ARTIFACTS || path.join(repoDir, 'build/dashboard-artifacts');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -42,6 +45,9 @@ export function missingPrerequisites() {
   if (!fs.existsSync(coordinatorBinary)) {
     missing.push(`no coordinator at ${coordinatorBinary}: build it (cmake --build build) or set VITSCALE_COORDINATOR`);
   }
+  if (!fs.existsSync(scaleFillBinary)) {
+    missing.push(`no vitscale-scale-fill at ${scaleFillBinary}: build it (cmake --build build) or set VITSCALE_SCALE_FILL`);
+  }
   if (!fs.existsSync(chromiumPath)) missing.push(`no browser at ${chromiumPath}: apt-get install chromium`);
   if (!fs.existsSync(path.join(dashboardDir, 'dist/index.html'))) {
     missing.push('no dashboards/dist: run `npm ci && npm run build` in dashboards/');
@@ -50,8 +56,15 @@ export function missingPrerequisites() {
 }
 
 export class Coordinator {
-  static async start({ openRead = true } = {}) {
+  // `scaleJobs`: the state dir starts with one sweep, scale-000, of that many jobs written by
+  // the store's bulk path (bench/scale/fill.cc: most finished, with results and ledgers).
+  static async start({ openRead = true, scaleJobs = 0 } = {}) {
     const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vitscale-dash-state-'));
+    if (scaleJobs) {
+      const fill = spawnSync(scaleFillBinary, ['--db', path.join(stateDir, 'vitscale.db'), '--jobs', String(scaleJobs),
+        '--sweep-jobs', String(scaleJobs)], { encoding: 'utf8' });
+      if (fill.status !== 0) throw new Error(`vitscale-scale-fill failed (${fill.status}):\n${fill.stderr}`);
+    }
     const c = new Coordinator(stateDir, openRead);
     await c.launch();
     return c;

@@ -751,6 +751,58 @@ TEST_F(CoordinatorTest, AOneHostJobWaitsForAHostWithRoomForAllItsRanks) {
 
 // A host that does not see the coordinator's runs folder (its runs mark is missing) is never
 // part of a gang: a two-rank job waits rather than run to a resume that cannot find its files.
+// The study view is the stored table; the fits follow it: kept while the table is the same,
+// made again once a result or a ledger entry changes it.
+TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
+  Json submitted = CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
+  std::vector<std::string> ids = submitted["jobs"];
+  ASSERT_EQ(ids.size(), 2u);
+  Json study = CallJson("GET", "/api/v1/study/in-process", kAdmin);
+  ASSERT_EQ(study["rows"].size(), 2u);
+  EXPECT_TRUE(study["columns"].empty());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const Json& row = study["rows"][i];
+    EXPECT_EQ(row["job"], ids[i]);  // the sweep's order
+    EXPECT_EQ(row["model"], "ViT-Mu/7");
+    EXPECT_EQ(row["family"], "ViT");
+    EXPECT_TRUE(row["epochs"].is_number_float());
+    EXPECT_EQ(row["state"], "pending");
+    EXPECT_EQ(row["planned"], true);
+    EXPECT_TRUE(row["device_hours"].is_null());
+    EXPECT_EQ(row["results"], Json::object());
+    EXPECT_TRUE(row["average"].is_null());
+  }
+  EXPECT_TRUE(CallJson("GET", "/api/v1/study/in-process/fits", kAdmin)["compute"].empty());
+
+  // Both jobs finish, as far as the store knows: an attempt, its ledger, two seeds of results.
+  for (size_t i = 0; i < ids.size(); ++i) {
+    auto attempt = store_->AddAttempt(ids[i], std::nullopt, "localhost:1");
+    ASSERT_TRUE(attempt.ok()) << attempt.status().ToString();
+    ASSERT_TRUE(store_->EndAttempt(ids[i], *attempt, storage::AttemptOutcome::kSucceeded, 0).ok());
+    std::vector<storage::ResultRecord> results;
+    for (int seed = 0; seed < 2; ++seed) {
+      results.push_back({ids[i], storage::Evaluation::kFewShot, "digits", 5, seed, "accuracy",
+                         0.6 + 0.1 * static_cast<double>(i) + 0.02 * seed});
+    }
+    storage::LedgerEntry ledger{ids[i], *attempt, 2e15, 1e12, 256, "cpu", 7200, 7200};
+    ASSERT_TRUE(store_->AddResultsAndLedger(results, ledger).ok());
+    ASSERT_TRUE(store_->SetJobState(ids[i], JobState::kSucceeded).ok());
+  }
+  study = CallJson("GET", "/api/v1/study/in-process", kAdmin);
+  EXPECT_EQ(study["columns"], Json::array({"digits 5-shot"}));
+  const Json& second = study["rows"][1];
+  EXPECT_EQ(second["planned"], false);
+  EXPECT_DOUBLE_EQ(second["exaflops"].get<double>(), 2e-3);
+  EXPECT_DOUBLE_EQ(second["device_hours"].get<double>(), 2.0);
+  EXPECT_DOUBLE_EQ(second["results"]["digits 5-shot"].get<double>(), 0.71);
+  EXPECT_DOUBLE_EQ(second["average"].get<double>(), 0.71);
+  Json fits = CallJson("GET", "/api/v1/study/in-process/fits", kAdmin);
+  ASSERT_EQ(fits["compute"].size(), 1u) << fits.dump();
+  EXPECT_EQ(fits["compute"][0]["points"].size(), 2u);
+  EXPECT_EQ(fits["compute"][0]["fit"]["status"], "too_few_points");
+  EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process/fits", kAdmin), fits);
+}
+
 TEST_F(CoordinatorTest, HostsThatDoNotShareTheRunsFolderAreNotSpanned) {
   CallJson("POST", "/api/v1/sweeps", kAdmin, TwoRankSweep("any"));
   std::string a = IssueAgent("host-a"), b = IssueAgent("host-b");

@@ -306,5 +306,25 @@ TEST_F(JobListTest, NoListedQueryScansTheJobsTableOrSortsIt) {
   EXPECT_GT(checked, 200);
 }
 
+// The study view and the export read a sweep with two queries: each a walk of the sweep's
+// (sweep_id, position) index joined by key to its jobs, ledger and results, in order.
+TEST_F(JobListTest, TheSweepTableQueriesWalkTheSweepsIndexWithoutSorting) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  auto plans = store_->ExplainSweepTable();
+  ASSERT_TRUE(plans.ok()) << plans.status().ToString();
+  ASSERT_EQ(plans->size(), 2u);
+  for (const std::string& plan : *plans) {
+    for (const std::string& line : TopLevelPlan(plan)) {
+      EXPECT_EQ(line.rfind("SEARCH", 0), 0u) << plan;
+      EXPECT_EQ(line.find("TEMP B-TREE"), std::string::npos) << plan;
+    }
+    EXPECT_NE(plan.find("SEARCH sj USING"), std::string::npos) << plan;
+  }
+  auto table = store_->ReadSweepTable("big");
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  ASSERT_EQ(table->jobs.size(), jobs_.size());
+  for (size_t i = 0; i < jobs_.size(); ++i) EXPECT_EQ(table->jobs[i].id, jobs_[i].id);
+}
+
 }  // namespace
 }  // namespace vitscale::storage

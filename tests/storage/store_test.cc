@@ -477,18 +477,27 @@ TEST_F(StoreTest, AttemptsAgentsCheckpointsResultsLedgerRoundTrip) {
 
   ASSERT_TRUE(store_->AddLedgerEntry({job.id, 1, 1e20, 1e18, 1000, "tpu", 3600, 60}).ok());
   ASSERT_TRUE(store_->AddLedgerEntry({job.id, 2, 2e20, 1e18, 2000, "tpu", 7200, 120}).ok());
-  auto compute = store_->SweepCompute("s");
-  ASSERT_TRUE(compute.ok());
-  ASSERT_EQ(compute->size(), 1u);
-  EXPECT_EQ((*compute)[0].ledger_entries, 2);
-  EXPECT_DOUBLE_EQ((*compute)[0].train_flops, 3e20);
-  EXPECT_DOUBLE_EQ((*compute)[0].device_seconds, 10800);
-  auto averaged = store_->SweepResults("s");
-  ASSERT_TRUE(averaged.ok());
-  ASSERT_EQ(averaged->size(), 2u);
-  EXPECT_EQ((*averaged)[0].evaluation, Evaluation::kFewShot);
-  EXPECT_EQ((*averaged)[0].runs, 2);
-  EXPECT_DOUBLE_EQ((*averaged)[0].mean, 0.71);
+  ASSERT_TRUE(store_->AddResults({{job.id, Evaluation::kPretrain, "jft", std::nullopt,
+                                    std::nullopt, "accuracy", 0.5},
+                                   {job.id, Evaluation::kFewShot, "imagenet", 5, 0, "loss", 1.5}})
+                  .ok());
+  auto table = store_->ReadSweepTable("s");
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  ASSERT_EQ(table->jobs.size(), 1u);
+  EXPECT_EQ(table->jobs[0].id, job.id);
+  EXPECT_EQ(table->jobs[0].ledger_entries, 2);
+  EXPECT_DOUBLE_EQ(table->jobs[0].train_flops, 3e20);
+  EXPECT_DOUBLE_EQ(table->jobs[0].device_seconds, 10800);
+  // Transfer accuracies only (no pretraining figure, no loss), fine-tune before few-shot as
+  // the evaluation's name sorts, seeds averaged.
+  ASSERT_EQ(table->results.size(), 2u);
+  EXPECT_EQ(table->results[0].evaluation, Evaluation::kFewShot);
+  EXPECT_EQ(table->results[0].row, 0u);
+  EXPECT_EQ(table->results[0].runs, 2);
+  EXPECT_DOUBLE_EQ(table->results[0].mean, 0.71);
+  EXPECT_EQ(table->results[1].evaluation, Evaluation::kFineTune);
+  EXPECT_DOUBLE_EQ(table->results[1].mean, 0.99);
+  EXPECT_EQ(store_->ReadSweepTable("nope").status().code(), StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, ForeignKeyViolationsAreErrors) {

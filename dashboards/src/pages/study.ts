@@ -1,7 +1,9 @@
 // The study of one sweep, drawn from /study/{sweep}: transfer accuracy against pretraining
 // compute with one series per family (the paper's Fig. 5), accuracy against pretraining subset
 // size with one line per model (Fig. 4), and the Table 6-shaped table with its CSV, Markdown
-// and LaTeX exports. Over both plots go the coordinator's scaling-law fits (/study/{sweep}/fits:
+// and LaTeX exports. Seeds of one model, epochs and subset size are one point on both plots
+// (their mean), and the table shows a page of rows at a time, so that a sweep of 10,000 jobs
+// draws as fast as a small one. Over both plots go the coordinator's scaling-law fits (/study/{sweep}/fits:
 // the curve, its bootstrap band and a decade of extrapolation, dashed), listed in a table with
 // their parameters; below, the sweep's real schedule beside its simulation. Result, job and
 // sweep events refetch the study at most twice a second.
@@ -20,6 +22,8 @@ const kFamilies = ['ResNet', 'ViT', 'hybrid'];
 const kFamilySymbols: Record<string, string> = { ResNet: 'rect', ViT: 'circle', hybrid: 'triangle' };
 const kFamilyLines: Record<string, string> = { ResNet: 'dashed', ViT: 'solid', hybrid: 'dotted' };
 const kAverage = 'average';
+// Rows of the results table drawn at once; a larger sweep's table pages.
+const kTableRows = 100;
 
 function valueOf(row: StudyRow, column: string): number | null {
   const v = column === kAverage ? row.average : row.results[column];
@@ -70,7 +74,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   const columnSelect = h('select', { id: 'study-column', 'aria-label': 'accuracy column', onchange: (e: Event) => {
     column = (e.target as HTMLSelectElement).value;
     updateUrl();
-    void loadFits().then(() => { if (!disposed) render(); });
+    void loadFits();
   } });
   const updateUrl = () => {
     const query = new URLSearchParams();
@@ -102,7 +106,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     countLine, errorSlot, chartRow, fitsBox, tableBox, timelineBox,
   );
   const fig5 = createChart(chartRow, 'study-compute', 'Transfer accuracy vs pretraining compute', `${sweep}-accuracy-vs-compute`, {
-    height: 380, note: 'One point per finished job, by model family (paper Fig. 5). Compute is the ledger\'s pretraining FLOPs, ' +
+    height: 380, note: 'One point per model, epochs and pretraining subset (the mean of its finished seeds), by model family (paper Fig. 5). ' +
+      'Compute is the ledger\'s pretraining FLOPs, ' +
       'or its device time, in the unit that suits the study\'s scale.',
   });
   const fig4 = createChart(chartRow, 'study-data', 'Accuracy vs pretraining data size', `${sweep}-accuracy-vs-subset`, {
@@ -149,15 +154,33 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     const x = axis === 'device' ? r.device_hours : r.exaflops;
     return x !== null && x !== undefined && x > 0 ? x : null;
   };
+  // Fig. 5's points: the finished jobs with a value, one point per model, epochs and subset
+  // size (the seeds' mean x and accuracy), as the paper draws a model at a data size.
+  interface Fig5Point { family: string; model: string; epochs: number; subset: number; x: number; y: number; runs: number }
+  const fig5Points = (rows: StudyRow[]): Fig5Point[] => {
+    const byKey = new Map<string, Fig5Point>();
+    for (const r of rows) {
+      const x = r.planned ? null : computeOf(r);
+      const y = valueOf(r, column);
+      if (x === null || y === null) continue;
+      const key = `${r.model}\u0000${r.epochs}\u0000${r.subset_size}`;
+      const point = byKey.get(key);
+      if (point) {
+        point.x += x;
+        point.y += y;
+        point.runs += 1;
+      } else {
+        byKey.set(key, { family: r.family, model: r.model, epochs: r.epochs, subset: r.subset_size, x, y, runs: 1 });
+      }
+    }
+    return [...byKey.values()].map((p) => ({ ...p, x: p.x / p.runs, y: p.y / p.runs }));
+  };
   const renderFig5 = (rows: StudyRow[]) => {
-    const points = rows.filter((r) => !r.planned && computeOf(r) !== null && valueOf(r, column) !== null);
-    fig5.setEmpty(points.length ? null : axis === 'device'
-      ? 'No finished job has both results and device time yet.'
-      : 'No finished job has results yet: points appear as jobs finish.');
-    const largest = Math.max(0, ...points.map((r) => computeOf(r)!));
+    const points = fig5Points(rows);
+    const largest = points.reduce((m, p) => Math.max(m, p.x), 0);
     const unit: Unit = axis === 'device' ? deviceTimeUnit(largest) : flopsUnit(largest);
     const axisName = axis === 'device' ? `Pretraining device time (${unit.name})` : `Pretraining compute (${unit.name})`;
-    const families = [...new Set(points.map((r) => r.family))].sort((a, b) => familyRank(a) - familyRank(b));
+    const families = [...new Set(points.map((p) => p.family))].sort((a, b) => familyRank(a) - familyRank(b));
     const familyName = (family: string) => family === 'hybrid' ? 'Hybrid' : family === 'ResNet' ? 'ResNet (BiT)' : 'Transformer (ViT)';
     // The fits are of accuracy against FLOPs: drawn on the FLOPs axis only.
     const compute = axis === 'device' ? [] : fits?.compute ?? [];
@@ -174,9 +197,10 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       legend: { top: 4, left: 'center', data: families.map(familyName) },
       tooltip: {
         trigger: 'item',
-        formatter: (p: { data: { row: StudyRow; value: [number, number] } }) =>
-          `<b>${escapeHtml(p.data.row.model)}</b> · ${fmtCount(p.data.row.subset_size)} images · ${p.data.row.epochs} ep<br>` +
-          `${p.data.value[0].toPrecision(3)} ${unit.name} · ${p.data.value[1].toFixed(1)}%`,
+        formatter: (p: { data: { point: Fig5Point; value: [number, number] } }) =>
+          `<b>${escapeHtml(p.data.point.model)}</b> · ${fmtCount(p.data.point.subset)} images · ${p.data.point.epochs} ep<br>` +
+          `${p.data.value[0].toPrecision(3)} ${unit.name} · ${p.data.value[1].toFixed(1)}%` +
+          (p.data.point.runs > 1 ? ` (mean of ${p.data.point.runs} runs)` : ''),
       },
       xAxis: {
         type: 'log', logBase: 10, name: axisName, nameLocation: 'middle', nameGap: 30,
@@ -190,8 +214,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         symbolSize: 11,
         color: kFamilyColors[family] ?? '#9467bd',
         itemStyle: { borderColor: '#fff', borderWidth: 1 },
-        data: points.filter((r) => r.family === family)
-          .map((r) => ({ value: [computeOf(r)! / unit.per, valueOf(r, column)! * 100], row: r, job: r.job })),
+        data: points.filter((p) => p.family === family)
+          .map((p) => ({ value: [p.x / unit.per, p.y * 100], point: p })),
       })), ...frontiers, ...fitted],
     }, { replaceMerge: ['series'] });
   };
@@ -290,7 +314,10 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       fitsBox.append(errorBox(failure));
       return;
     }
-    if (!f) return;
+    if (!f) {
+      fitsBox.append(h('p', { class: 'note' }, 'fitting…'));
+      return;
+    }
     fitsBox.append(h('p', { class: 'note' },
       'Error is 1 − accuracy. Per family over its Pareto frontier against exaFLOPs (x), and per model against pretraining examples; ' +
       'the band is the 2.5–97.5% range of fits to the jobs drawn with replacement; the dashed part extrapolates a decade.'));
@@ -323,28 +350,59 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       })))));
   };
 
+  // The table: every row in Table 6's order, drawn a page at a time.
+  let tableRows: StudyRow[] = [];
+  let tablePage = 0;
+  const tableBody = h('tbody');
+  const tablePager = h('div', { class: 'pager' });
+  let tableColumns: string[] = [];
+  let flopsColumn = flopsUnit(0);
+  let deviceColumn = deviceTimeUnit(0);
+  const drawTablePage = () => {
+    const pages = Math.max(1, Math.ceil(tableRows.length / kTableRows));
+    tablePage = Math.min(Math.max(tablePage, 0), pages - 1);
+    const first = tablePage * kTableRows;
+    const shown = tableRows.slice(first, first + kTableRows);
+    tableBody.replaceChildren(...shown.map((r) => h('tr', { 'data-job': r.job },
+      h('td', null, h('a', { href: `#/jobs/${r.job}` }, r.model)),
+      h('td', { class: 'num' }, String(r.epochs)),
+      h('td', null, `${r.dataset} (${fmtCount(r.subset_size)})`),
+      tableColumns.map((c) => h('td', { class: 'num' }, fmtPercent(r.results[c]))),
+      h('td', { class: 'num strong' }, fmtPercent(r.average)),
+      h('td', { class: `num${r.planned ? ' planned' : ''}`, title: r.planned ? 'planned: the job has not run' : 'spent' },
+        fmtInUnit(r.exaflops, flopsColumn), r.planned ? ' (planned)' : ''),
+      h('td', { class: 'num' }, fmtInUnit(r.device_hours, deviceColumn)),
+      h('td', null, stateBadge(r.state)))));
+    const go = (to: number) => () => { tablePage = to; drawTablePage(); };
+    const range = tableRows.length === 0 ? 'no rows'
+      : `${(first + 1).toLocaleString('en-US')}–${(first + shown.length).toLocaleString('en-US')} of ${tableRows.length.toLocaleString('en-US')}`;
+    tablePager.hidden = pages === 1;
+    tablePager.replaceChildren(
+      h('button', { class: 'small', 'data-study-page': 'first', disabled: tablePage === 0, onclick: go(0) }, '« First'),
+      h('button', { class: 'small', 'data-study-page': 'prev', disabled: tablePage === 0, onclick: go(tablePage - 1) }, '‹ Prev'),
+      h('span', { class: 'range', id: 'study-range' }, range),
+      h('button', { class: 'small', 'data-study-page': 'next', disabled: tablePage === pages - 1, onclick: go(tablePage + 1) }, 'Next ›'),
+      h('button', { class: 'small', 'data-study-page': 'last', disabled: tablePage === pages - 1, onclick: go(pages - 1) }, 'Last »'));
+  };
+
   const renderTable = (s: Study) => {
     clear(tableBox);
     tableBox.append(h('header', null, h('h3', null, 'Results (Table 6 layout)'), h('span', { class: 'spacer' }),
       exportMessage, exportButton('csv', 'CSV', 'csv'), exportButton('markdown', 'Markdown', 'md'), exportButton('latex', 'LaTeX', 'tex')));
-    const rows = [...s.rows].sort((a, b) =>
-      familyRank(a.family) - familyRank(b.family) || a.model.localeCompare(b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size);
+    // Plain comparisons: a collator over 10,000 rows costs more than drawing them.
+    const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+    tableRows = [...s.rows].sort((a, b) =>
+      familyRank(a.family) - familyRank(b.family) || byText(a.model, b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size);
+    tableColumns = s.columns;
     // One unit per column, that of its largest value.
-    const flops = flopsUnit(Math.max(0, ...rows.map((r) => r.exaflops)));
-    const device = deviceTimeUnit(Math.max(0, ...rows.map((r) => r.device_hours ?? 0)));
-    tableBox.append(h('div', { class: 'table-wrap' }, h('table', { class: 'grid study', id: 'study-table' },
+    flopsColumn = flopsUnit(tableRows.reduce((m, r) => Math.max(m, r.exaflops), 0));
+    deviceColumn = deviceTimeUnit(tableRows.reduce((m, r) => Math.max(m, r.device_hours ?? 0), 0));
+    drawTablePage();
+    tableBox.append(tablePager, h('div', { class: 'table-wrap' }, h('table', { class: 'grid study', id: 'study-table' },
       h('thead', null, h('tr', null,
-        ['Model', 'Epochs', 'Pretrained on', ...s.columns, 'Average', `Compute (${flops.name})`, `Device time (${device.name})`, 'State'].map((t) => h('th', null, t)))),
-      h('tbody', null, rows.map((r) => h('tr', { 'data-job': r.job },
-        h('td', null, h('a', { href: `#/jobs/${r.job}` }, r.model)),
-        h('td', { class: 'num' }, String(r.epochs)),
-        h('td', null, `${r.dataset} (${fmtCount(r.subset_size)})`),
-        s.columns.map((c) => h('td', { class: 'num' }, fmtPercent(r.results[c]))),
-        h('td', { class: 'num strong' }, fmtPercent(r.average)),
-        h('td', { class: `num${r.planned ? ' planned' : ''}`, title: r.planned ? 'planned: the job has not run' : 'spent' },
-          fmtInUnit(r.exaflops, flops), r.planned ? ' (planned)' : ''),
-        h('td', { class: 'num' }, fmtInUnit(r.device_hours, device)),
-        h('td', null, stateBadge(r.state))))))));
+        ['Model', 'Epochs', 'Pretrained on', ...s.columns, 'Average', `Compute (${flopsColumn.name})`, `Device time (${deviceColumn.name})`, 'State']
+          .map((t) => h('th', null, t)))),
+      tableBody)));
   };
 
   function render() {
@@ -356,15 +414,23 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       `${study.rows.filter((r) => r.planned).length} not yet run.`;
   }
 
+  // The fits card says where it stands (data-fits: loading, drawn or failed); once they are
+  // in, the plots are drawn again with their curves.
   const loadFits = async () => {
+    fitsBox.dataset.fits = 'loading';
+    if (!fits) renderFits(null);
     try {
       fits = await getJson<StudyFits>(`study/${enc(sweep)}/fits`, { column });
       if (disposed) return;
       renderFits(fits);
+      render();  // the curves over the plots
+      fitsBox.dataset.fits = 'drawn';
     } catch (e) {
       if (disposed) return;
       fits = null;
       renderFits(null, errorText(e));
+      render();
+      fitsBox.dataset.fits = 'failed';
     }
   };
 
@@ -380,16 +446,8 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       columnSelect.append(h('option', { value: kAverage, selected: column === kAverage }, 'average of all columns'),
         ...answer.columns.map((c) => h('option', { value: c, selected: c === column }, c)));
       clear(errorSlot);
-      await loadFits();
-      if (disposed) return;
       render();
       renderTable(answer);
-      // The simulation is redone by the coordinator on each call: at most every 10 s.
-      if (Date.now() - timelineLoaded > 10_000) {
-        timelineLoaded = Date.now();
-        await timeline.reload();
-        if (disposed) return;
-      }
     } catch (e) {
       if (disposed) return;
       if (!study) {
@@ -400,7 +458,16 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       }
       errorSlot.replaceChildren(errorBox(errorText(e)));
     }
+    // The plots and the table are drawn: the page is usable. The fits come after (the
+    // coordinator's first fit of a large sweep takes it seconds), then the schedule.
     markReady();
+    await loadFits();
+    if (disposed) return;
+    // The simulation is redone by the coordinator on each call: at most every 10 s.
+    if (study && Date.now() - timelineLoaded > 10_000) {
+      timelineLoaded = Date.now();
+      await timeline.reload(study.rows.length);
+    }
   };
   void load();
   const refetch = throttle(() => void load(), 500);
