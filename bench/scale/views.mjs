@@ -118,6 +118,12 @@ try {
   await timeApi('sweeps list', 'sweeps');
   await timeApi(`study of ${study}`, `study/${study}`);
   await timeApi(`export csv of ${study}`, `export?sweep=${study}&format=csv`);
+  // The scaling-law fits: the first call fits (seconds of the server thread for 10,000 jobs);
+  // the coordinator keeps them until the sweep's table changes, so later calls only check that.
+  const fitted = performance.now();
+  await get(`study/${study}/fits`);
+  report('api', `fits of ${study}: first call (fitted)`, [performance.now() - fitted]);
+  await timeApi(`fits of ${study}: again (kept)`, `study/${study}/fits`);
 
   // --- Dashboard. ----------------------------------------------------------------------------
   browser = await Browser.start();
