@@ -177,6 +177,9 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   };
   const renderFig5 = (rows: StudyRow[]) => {
     const points = fig5Points(rows);
+    fig5.setEmpty(points.length ? null : axis === 'device'
+      ? 'No finished job has both results and device time yet.'
+      : 'No finished job has results yet: points appear as jobs finish.');
     const largest = points.reduce((m, p) => Math.max(m, p.x), 0);
     const unit: Unit = axis === 'device' ? deviceTimeUnit(largest) : flopsUnit(largest);
     const axisName = axis === 'device' ? `Pretraining device time (${unit.name})` : `Pretraining compute (${unit.name})`;
