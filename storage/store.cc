@@ -549,6 +549,14 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
   if (exists && S_ISDIR(info.st_mode)) {
     return InvalidArgument(fmt::format("{} is a directory; pass the database file in it", path));
   }
+  // Statement journals (what undoes one statement or savepoint inside a transaction) stay in
+  // memory up to 16 MiB, where SQLite's default spills them to a temporary file past 64 KiB: a
+  // job's state change touches a dozen index pages, and every one of them was a pwrite. They
+  // never outlive their transaction, so a crash loses nothing the database needs. The setting
+  // is the process's and must come before SQLite's first use; if it comes too late (another
+  // part of the process opened SQLite first), only this saving is lost.
+  static const int stmt_journal_config [[maybe_unused]] =
+      sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 16 << 20);
   int flags = options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
@@ -590,11 +598,6 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
         path));
   }
   RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys = ON"));
-  // Statement journals (what undoes one statement or savepoint inside a transaction) in memory,
-  // not in temporary files: a job's state change touches a dozen index pages, more than SQLite
-  // keeps in memory before spilling the journal to a file, and every such write was a pwrite.
-  // They never outlive their transaction, so a crash loses nothing the database needs.
-  RETURN_IF_ERROR(store->Exec("PRAGMA temp_store = MEMORY"));
   RETURN_IF_ERROR(store->Exec(
       fmt::format("PRAGMA cache_size = -{}", 1024 * std::max(1, store->options_.cache_mib)).c_str()));
   if (read_only) {
