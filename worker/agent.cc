@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/files.h"
@@ -37,8 +38,21 @@ constexpr milliseconds kClockSlice{50};
 void Log(const std::string& message) {
   std::time_t now = std::time(nullptr);
   char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", std::localtime(&now));
+  // localtime_r, unlike localtime, does not look the time zone up again on every call.
+  std::tm local{};
+  ::localtime_r(&now, &local);
+  std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &local);
   std::fprintf(stderr, "%s vitscale-agent: %s\n", stamp, message.c_str());
+}
+
+// Creates `dir` and any missing parents. A job's folders are new and their parents exist: one
+// mkdir, where create_directories first stats the folder and each parent it walks up to.
+Status MakeDirectory(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IOError("cannot create " + dir.string() + ": " + ec.message());
+  return Status::Ok();
 }
 
 }  // namespace
@@ -470,9 +484,7 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
     }
   }
   fs::path spec_dir = fs::path(options_.work_dir) / "specs" / job.id;
-  std::error_code ec;
-  fs::create_directories(spec_dir, ec);
-  if (ec) return IOError("cannot create " + spec_dir.string() + ": " + ec.message());
+  RETURN_IF_ERROR(MakeDirectory(spec_dir));
   std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
   // The spec holds the attempt's report token: its owner alone may read it. Only this job's
   // processes read it, and they die with this host: old-or-new content across kill -9 is all it
@@ -538,7 +550,10 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   // A header line per attempt, so that a log read alone says what ran. The agent creates the
   // log itself, readable by its owner only.
   fs::path log_path(launch.log);
-  if (log_path.has_parent_path()) fs::create_directories(log_path.parent_path(), ec);
+  if (log_path.has_parent_path()) {
+    Status made = MakeDirectory(log_path.parent_path());
+    (void)made;  // opening the log below says what is wrong
+  }
   std::string command;
   for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
   std::string header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,

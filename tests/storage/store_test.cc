@@ -354,6 +354,55 @@ TEST_F(StoreTest, ActionsAreOneCallEach) {
   EXPECT_EQ(store_->GetAttempt(job.id, 3).status().code(), StatusCode::kNotFound);
 }
 
+// Inside a transaction (how the coordinator applies a scheduling pass) a refused action changes
+// nothing, also where the store takes no savepoint of its own for it, and the rest commits.
+TEST_F(StoreTest, ActionsRefusedInsideATransactionChangeNothing) {
+  JobRecord a = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
+  JobRecord b = MakeJob("ViT-B/32", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {a, b}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"host-a", "host-a", 4, 0, 0}).ok());
+  const std::string hash(64, 'a');
+  ASSERT_TRUE(store_->StartAttempt(b.id, "host-a", "host-a:1", hash).ok());
+  ASSERT_TRUE(store_->ApplyTransition(b.id, JobState::kPending, JobState::kLeased, 2, {}).ok());
+  Status done = store_->Atomically([&] {
+    EXPECT_TRUE(store_->StartAttempt(a.id, "host-a", "host-a:1", hash).ok());
+    EXPECT_TRUE(store_->ApplyTransition(a.id, JobState::kPending, JobState::kLeased, 2, {}).ok());
+    // b is leased, not pending or running: refused, with and without an attempt to end.
+    EXPECT_EQ(store_->ApplyTransition(b.id, JobState::kPending, JobState::kLeased, 0, {})
+                  .status()
+                  .code(),
+              StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store_->ApplyTransition(b.id, JobState::kRunning, JobState::kSucceeded, 0,
+                                      AttemptEnd{AttemptOutcome::kSucceeded, 0})
+                  .status()
+                  .code(),
+              StatusCode::kFailedPrecondition);
+    // b's attempt is open: no second one.
+    EXPECT_EQ(store_->StartAttempt(b.id, "host-a", "host-a:1", hash).status().code(),
+              StatusCode::kFailedPrecondition);
+    EXPECT_EQ(store_->ApplyTransition(std::string(64, '0'), JobState::kPending,
+                                      JobState::kLeased, 0, {})
+                  .status()
+                  .code(),
+              StatusCode::kNotFound);
+    return Status::Ok();
+  });
+  ASSERT_TRUE(done.ok()) << done.ToString();
+  EXPECT_EQ(QueryText("SELECT state || retries_left FROM jobs WHERE id = '" + a.id + "'"),
+            "leased2");
+  EXPECT_EQ(QueryText("SELECT state || retries_left FROM jobs WHERE id = '" + b.id + "'"),
+            "leased2");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM attempts WHERE job_id = '" + b.id + "'"), "1");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM attempts WHERE ended_at IS NULL"), "2");
+  // The job returned by a transition that ends its attempt shows no open attempt's phase.
+  auto ended = store_->ApplyTransition(b.id, JobState::kLeased, JobState::kSucceeded, 0,
+                                       AttemptEnd{AttemptOutcome::kSucceeded, 0});
+  ASSERT_TRUE(ended.ok()) << ended.status().ToString();
+  EXPECT_EQ(ended->state, JobState::kSucceeded);
+  EXPECT_EQ(ended->attempts, 1);
+  EXPECT_EQ(QueryText("SELECT outcome FROM attempts WHERE job_id = '" + b.id + "'"), "succeeded");
+}
+
 TEST_F(StoreTest, APhaseBelongsToTheOpenAttempt) {
   JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
