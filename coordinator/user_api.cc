@@ -1,5 +1,6 @@
 #include "coordinator/user_api.h"
 
+#include <boost/asio/post.hpp>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -145,6 +146,11 @@ Expected<double> QueryTime(const HttpRequest& request, const std::string& name, 
 
 UserApi::UserApi(Core& core, Credentials& credentials) : core_(core), credentials_(credentials) {}
 
+UserApi::~UserApi() {
+  fitter_.stop();
+  fitter_.join();
+}
+
 void UserApi::AddRoutes(Router& router) {
   auto bind = [this](HttpResponse (UserApi::*method)(const HttpRequest&)) {
     return Immediate([this, method](const HttpRequest& request) { return (this->*method)(request); });
@@ -172,12 +178,22 @@ void UserApi::AddRoutes(Router& router) {
   router.Add("GET", "/api/v1/cluster/utilisation", Scope::kRead, kSmallBody,
              bind(&UserApi::Utilisation));
   router.Add("GET", "/api/v1/study/{sweep}", Scope::kRead, kSmallBody, bind(&UserApi::Study));
-  router.Add("GET", "/api/v1/export", Scope::kRead, kSmallBody, bind(&UserApi::Export));
+  router.Add("GET", "/api/v1/export", Scope::kRead, kSmallBody,
+             [this](const HttpRequest& request, Respond respond) {
+               auto fits = request.query.find("fits");
+               if (fits != request.query.end() && fits->second == "1") {
+                 ExportFits(request, std::move(respond));
+               } else {
+                 respond(Export(request));
+               }
+             });
   router.Add("GET", "/api/v1/throughput", Scope::kRead, kSmallBody, bind(&UserApi::Throughput));
   router.Add("POST", "/api/v1/throughput", Scope::kAdmin, kLargeBody,
              bind(&UserApi::ImportThroughput));
   router.Add("GET", "/api/v1/study/{sweep}/fits", Scope::kRead, kSmallBody,
-             bind(&UserApi::StudyFits));
+             [this](const HttpRequest& request, Respond respond) {
+               StudyFits(request, std::move(respond));
+             });
   router.Add("GET", "/api/v1/sweeps/{name}/timeline", Scope::kRead, kSmallBody,
              bind(&UserApi::Timeline));
 }
@@ -422,17 +438,6 @@ HttpResponse UserApi::Export(const HttpRequest& request) {
   Expected<storage::TableFormat> format = storage::ParseTableFormat(
       format_name == request.query.end() ? "csv" : format_name->second);
   if (!format.ok()) return StatusResponse(format.status());
-  if (auto fits = request.query.find("fits"); fits != request.query.end() && fits->second == "1") {
-    auto column = request.query.find("column");
-    Expected<planning::StudyFits> fitted =
-        FitsOf(sweep->second, column == request.query.end() ? "average" : column->second);
-    if (!fitted.ok()) return StatusResponse(fitted.status());
-    HttpResponse response;
-    response.content_type = *format == storage::TableFormat::kCsv ? "text/csv; charset=utf-8"
-                                                                  : "text/plain; charset=utf-8";
-    response.body = planning::FormatFits(*fitted, *format);
-    return response;
-  }
   Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep->second);
   if (!table.ok()) return StatusResponse(table.status());
   HttpResponse response;
@@ -440,6 +445,28 @@ HttpResponse UserApi::Export(const HttpRequest& request) {
                                                                 : "text/plain; charset=utf-8";
   response.body = storage::FormatResultsTable(*table, *format);
   return response;
+}
+
+void UserApi::ExportFits(const HttpRequest& request, Respond respond) {
+  auto sweep = request.query.find("sweep");
+  if (sweep == request.query.end()) {
+    return respond(ErrorResponse(400, "query parameter 'sweep' is missing"));
+  }
+  auto format_name = request.query.find("format");
+  Expected<storage::TableFormat> format = storage::ParseTableFormat(
+      format_name == request.query.end() ? "csv" : format_name->second);
+  if (!format.ok()) return respond(StatusResponse(format.status()));
+  auto column = request.query.find("column");
+  WithFits(sweep->second, column == request.query.end() ? "average" : column->second,
+           [respond, format = *format](Expected<planning::StudyFits> fits) {
+             if (!fits.ok()) return respond(StatusResponse(fits.status()));
+             HttpResponse response;
+             response.content_type = format == storage::TableFormat::kCsv
+                                         ? "text/csv; charset=utf-8"
+                                         : "text/plain; charset=utf-8";
+             response.body = planning::FormatFits(*fits, format);
+             respond(std::move(response));
+           });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -477,26 +504,66 @@ HttpResponse UserApi::ImportThroughput(const HttpRequest& request) {
   return JsonResponse(200, Json{{"imported", rows->size()}});
 }
 
-Expected<planning::StudyFits> UserApi::FitsOf(const std::string& sweep, const std::string& column) {
-  ASSIGN_OR_RETURN(storage::ResultsTable table, storage::BuildResultsTable(core_.store(), sweep));
-  std::string digest = Sha256Hex(StudyJson(table));
-  auto key = std::make_pair(sweep, column);
+void UserApi::WithFits(const std::string& sweep, const std::string& column, FitsDone done) {
+  // What the fit needs is read here, on the io thread, which owns the store connection.
+  Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep);
+  if (!table.ok()) return done(table.status());
+  std::string digest = Sha256Hex(StudyJson(*table));
+  FitsKey key{sweep, column};
   if (auto it = fits_.find(key); it != fits_.end() && it->second.table_sha256 == digest) {
-    return it->second.fits;
+    return done(it->second.fits);
   }
-  ASSIGN_OR_RETURN(planning::StudyFits fits, planning::FitStudy(core_.store(), sweep, column));
-  constexpr size_t kMaxCachedFits = 16;  // a few studies' columns; any one may go
-  if (fits_.size() >= kMaxCachedFits && fits_.find(key) == fits_.end()) fits_.erase(fits_.begin());
-  fits_[key] = {std::move(digest), fits};
-  return fits;
+  if (auto it = fitting_.find(key); it != fitting_.end() && it->second.table_sha256 == digest) {
+    it->second.waiting.push_back(std::move(done));
+    return;
+  }
+  constexpr size_t kMaxFitsUnderWay = 4;  // each holds a study's table until its turn
+  if (fitting_.size() >= kMaxFitsUnderWay) {
+    return done(Unavailable(fmt::format(
+        "the coordinator is making the fits of {} other studies; try again in a minute",
+        fitting_.size())));
+  }
+  storage::JobFilter filter;
+  filter.sweep = sweep;
+  Expected<std::vector<storage::JobRecord>> jobs = core_.store().ListJobs(filter);
+  if (!jobs.ok()) return done(jobs.status());
+  // Fits under way for an older table are superseded: the requests waiting for them are
+  // answered with these.
+  fitting_[key].table_sha256 = digest;
+  fitting_[key].waiting.push_back(std::move(done));
+  auto input = std::make_shared<std::pair<storage::ResultsTable, std::vector<storage::JobRecord>>>(
+      std::move(*table), std::move(*jobs));
+  boost::asio::post(fitter_, [this, alive = std::weak_ptr<char>(alive_), &io = core_.io(), key,
+                              digest, input] {
+    auto fits = std::make_shared<Expected<planning::StudyFits>>(
+        planning::FitStudy(input->first, input->second, key.second));
+    boost::asio::post(io, [this, alive, key, digest, fits] {
+      if (!alive.lock()) return;
+      auto under_way = fitting_.find(key);
+      std::vector<FitsDone> waiting;
+      if (under_way != fitting_.end() && under_way->second.table_sha256 == digest) {
+        waiting = std::move(under_way->second.waiting);
+        fitting_.erase(under_way);
+      }
+      if (fits->ok()) {
+        constexpr size_t kMaxCachedFits = 16;  // a few studies' columns; any one may go
+        if (fits_.size() >= kMaxCachedFits && fits_.find(key) == fits_.end()) {
+          fits_.erase(fits_.begin());
+        }
+        fits_[key] = {digest, **fits};
+      }
+      for (FitsDone& waiter : waiting) waiter(*fits);
+    });
+  });
 }
 
-HttpResponse UserApi::StudyFits(const HttpRequest& request) {
+void UserApi::StudyFits(const HttpRequest& request, Respond respond) {
   auto column = request.query.find("column");
-  Expected<planning::StudyFits> fits = FitsOf(
-      request.params.at("sweep"), column == request.query.end() ? "average" : column->second);
-  if (!fits.ok()) return StatusResponse(fits.status());
-  return JsonResponse(200, planning::ToJson(*fits));
+  WithFits(request.params.at("sweep"), column == request.query.end() ? "average" : column->second,
+           [respond](Expected<planning::StudyFits> fits) {
+             if (!fits.ok()) return respond(StatusResponse(fits.status()));
+             respond(JsonResponse(200, planning::ToJson(*fits)));
+           });
 }
 
 HttpResponse UserApi::Timeline(const HttpRequest& request) {

@@ -2,13 +2,19 @@
 // logs, agents, utilisation, the study table and exports, and the admin's credential calls.
 // Reading routes are Scope::kRead (open with --open-read); changing ones need the admin token.
 //
-// Threading: io thread only.
+// Threading: io thread only, but for the scaling-law fits: a study's fits take seconds, so one
+// fitter thread makes them from data the io thread read, and hands them back to the io thread.
 #pragma once
 
+#include <boost/asio/thread_pool.hpp>
+
 #include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "coordinator/core.h"
 #include "coordinator/credentials.h"
@@ -20,6 +26,8 @@ class UserApi {
  public:
   // REQUIRES: `core` and `credentials` outlive the UserApi.
   UserApi(Core& core, Credentials& credentials);
+  // Waits for a fit under way (it cannot be interrupted); fits queued behind it are dropped.
+  ~UserApi();
 
   void AddRoutes(Router& router);
   // Records cluster utilisation; called on every scheduler tick.
@@ -44,18 +52,24 @@ class UserApi {
   HttpResponse Utilisation(const HttpRequest& request);
   HttpResponse Study(const HttpRequest& request);
   HttpResponse Export(const HttpRequest& request);
+  // An export of the fits (`fits=1`): answered once they are made.
+  void ExportFits(const HttpRequest& request, Respond respond);
   // Planning (docs/planning.md): the throughput table, the study's scaling-law fits, and a
   // sweep's real schedule beside its simulation.
   HttpResponse Throughput(const HttpRequest& request);
   HttpResponse ImportThroughput(const HttpRequest& request);
-  HttpResponse StudyFits(const HttpRequest& request);
+  void StudyFits(const HttpRequest& request, Respond respond);
   HttpResponse Timeline(const HttpRequest& request);
   HttpResponse IssueCredential(const HttpRequest& request);
   HttpResponse RevokeCredential(const HttpRequest& request);
 
-  // The sweep's scaling-law fits for `column`, refitted only when its results table changed: a
-  // fit refits 200 bootstrap draws per group, seconds of the server thread's time.
-  Expected<planning::StudyFits> FitsOf(const std::string& sweep, const std::string& column);
+  using FitsDone = std::function<void(Expected<planning::StudyFits>)>;
+  // Calls `done` on the io thread with the sweep's scaling-law fits for `column`: at once when
+  // the kept ones were made from the same results table, else once the fitter thread has made
+  // them (200 bootstrap draws per group: seconds for a large study, which the io thread must not
+  // spend). Requests for fits already being made wait for those; a kUnavailable error when
+  // kMaxFitsUnderWay other fits are queued.
+  void WithFits(const std::string& sweep, const std::string& column, FitsDone done);
   // The job's detail view, or the error response.
   HttpResponse JobResponse(const storage::JobRecord& job);
   // Applies a scheduler decision about one job (cancel, preempt) and answers with the job after.
@@ -73,7 +87,16 @@ class UserApi {
     std::string table_sha256;  // of the study view the fits were made from
     planning::StudyFits fits;
   };
-  std::map<std::pair<std::string, std::string>, CachedFits> fits_;  // by sweep and column
+  using FitsKey = std::pair<std::string, std::string>;  // sweep, column
+  std::map<FitsKey, CachedFits> fits_;
+  struct FitsUnderWay {
+    std::string table_sha256;
+    std::vector<FitsDone> waiting;
+  };
+  std::map<FitsKey, FitsUnderWay> fitting_;
+  boost::asio::thread_pool fitter_{1};
+  // The fitter's answers hold a weak copy: once the UserApi is gone they do nothing.
+  std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 }  // namespace vitscale::coordinator

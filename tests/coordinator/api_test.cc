@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
+#include <cstdlib>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -909,6 +910,42 @@ TEST(DaemonHelpTest, EveryDaemonAnswersHelpWithItsUsage) {
   int status = bad.Wait(std::chrono::seconds(10));
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 2);
   EXPECT_NE(Slurp(dir.File("bad")).find("did you mean '--state-dir'"), std::string::npos);
+}
+
+// A large study's scaling-law fits take seconds (200 bootstrap draws per group); they are made
+// beside the server's loop, which keeps answering meanwhile. Were they made on it, requests sent
+// during the fit would be answered only as it ends.
+TEST_F(ApiTest, FittingALargeStudyDoesNotHoldUpOtherRequests) {
+  coordinator_->Kill();
+  // 10,000 finished jobs with results, through the store's bulk path as bench/scale fills them.
+  std::string fill = BinPath("vitscale-scale-fill") + " --db " + dir_.File("state/vitscale.db") +
+                     " --jobs 10000 --sweep-jobs 10000 > " + dir_.File("fill.log") + " 2>&1";
+  ASSERT_EQ(std::system(fill.c_str()), 0) << Slurp(dir_.File("fill.log"));
+  StartCoordinator();
+
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point asked = Clock::now(), fitted;
+  HttpReply fits;
+  std::thread fitting([&] {
+    std::unique_ptr<HttpClient> client = coordinator_->Client(true);
+    fits = Call(*client, "GET", "/api/v1/study/scale-000/fits");
+    fitted = Clock::now();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the fits request is in
+  for (int i = 0; i < 3; ++i) {
+    HttpReply health = Call(*client_, "GET", "/api/v1/health");
+    EXPECT_EQ(health.status, 200) << health.body;
+  }
+  Clock::time_point answered = Clock::now();
+  fitting.join();
+  ASSERT_EQ(fits.status, 200) << fits.body;
+  EXPECT_FALSE(JsonOf(fits)["compute"].empty());
+  // The fit takes seconds; the three answers came in the first half of it, not at its end.
+  EXPECT_LT(answered - asked, (fitted - asked) / 2)
+      << "health answered after "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(answered - asked).count()
+      << " ms, the fits after "
+      << std::chrono::duration_cast<std::chrono::milliseconds>(fitted - asked).count() << " ms";
 }
 
 }  // namespace
