@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdio>
 
@@ -46,12 +47,21 @@ ExitKind KindOf(protocol::ExitOutcome outcome) {
   }
 }
 
+// The metric writer's connection waits for the write lock longer than the server thread's
+// (100 ms in the coordinator): its wait holds up only its own posts, and the server thread's
+// transactions (a WAL checkpoint among them) can hold the lock longer than that on a busy
+// machine.
+storage::OpenOptions WriterOptions(storage::OpenOptions options) {
+  options.busy_timeout_ms = std::max(options.busy_timeout_ms, 1000);
+  return options;
+}
+
 }  // namespace
 
 ReportApi::ReportApi(Core& core)
     : core_(core),
       metric_store_path_(core.store().path()),
-      metric_store_options_(core.store().options()) {}
+      metric_store_options_(WriterOptions(core.store().options())) {}
 
 ReportApi::~ReportApi() { Stop(); }
 
