@@ -44,6 +44,8 @@ class Coordinator {
   std::vector<EventLog::Message> EventsSince(int64_t since) const;
 
   Core& core() { return core_; }
+  // Tests wait for its metric posts to be answered and count its commits.
+  const ReportApi& reports() const { return reports_; }
 
  private:
   Coordinator(boost::asio::io_context& io, storage::Store& store, const Clock& clock,

@@ -16,8 +16,11 @@ void EventLog::Append(const std::string& type, const std::string& job_id, protoc
   event.time = IsoTime(clock_.WallSeconds());
   event.type = type;
   if (!job_id.empty()) event.job = job_id;
-  event.data = std::move(data);
-  auto text = std::make_shared<const std::string>(protocol::Dump(event.ToJson()));
+  // The data joins the message by move: Event::ToJson would copy it, and a metric event holds
+  // every point of its post.
+  protocol::Json message = event.ToJson();
+  message["data"] = std::move(data);
+  auto text = std::make_shared<const std::string>(protocol::Dump(message));
   bytes_ += text->size();
   events_.emplace_back(event.seq, text);
   while (!events_.empty() && (events_.size() > max_events_ || bytes_ > max_bytes_)) {

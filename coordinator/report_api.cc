@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/post.hpp>
 #include <cstdio>
 
@@ -19,9 +20,15 @@ namespace {
 constexpr size_t kResultsBody = 4 << 20;
 // An exit batch of kMaxExits entries is about 0.5 MiB.
 constexpr size_t kExitsBody = 1 << 20;
-// A pending group of metric posts is written at once when it holds this many points, so that
-// what waits in memory for a commit stays bounded (a few MiB) whatever the clients send.
-constexpr size_t kMaxGroupPoints = 50000;
+// A turn's group goes to the writer at once when it holds this many points, and the writer
+// joins groups into one transaction only up to it: the transaction holds the database's write
+// lock while it inserts (a few tens of ms for this many), and the server thread's own writes
+// wait for that lock.
+constexpr size_t kMaxCommitPoints = 5000;
+// Points handed in and not yet written beyond which a post is refused (503, sent again by the
+// trainer) rather than queued, so that what waits in memory stays bounded (about 100 MiB)
+// however far the disk falls behind.
+constexpr size_t kMaxQueuedPoints = 1000000;
 
 // {id} and {n} of a report route; the gate has checked both when it accepted the token.
 std::pair<std::string, int> AttemptOf(const HttpRequest& request) {
@@ -40,9 +47,23 @@ ExitKind KindOf(protocol::ExitOutcome outcome) {
   }
 }
 
+// The metric writer's connection waits for the write lock longer than the server thread's
+// (100 ms in the coordinator): its wait holds up only its own posts, and the server thread's
+// transactions (a WAL checkpoint among them) can hold the lock longer than that on a busy
+// machine.
+storage::OpenOptions WriterOptions(storage::OpenOptions options) {
+  options.busy_timeout_ms = std::max(options.busy_timeout_ms, 1000);
+  return options;
+}
+
 }  // namespace
 
-ReportApi::ReportApi(Core& core) : core_(core) {}
+ReportApi::ReportApi(Core& core)
+    : core_(core),
+      metric_store_path_(core.store().path()),
+      metric_store_options_(WriterOptions(core.store().options())) {}
+
+ReportApi::~ReportApi() { Stop(); }
 
 void ReportApi::AddRoutes(Router& router) {
   auto bind = [this](HttpResponse (ReportApi::*method)(const HttpRequest&)) {
@@ -62,63 +83,156 @@ void ReportApi::AddRoutes(Router& router) {
              bind(&ReportApi::PostExits));
 }
 
-void ReportApi::Stop() { FlushMetrics(); }
+void ReportApi::Stop() {
+  HandOver();
+  if (writer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_one();
+    writer_.join();  // it writes what is queued first
+  }
+  AnswerWritten();
+}
 
 void ReportApi::PostMetrics(const HttpRequest& request, Respond respond) {
   auto [job_id, attempt] = AttemptOf(request);
   Expected<protocol::MetricBatch> batch = protocol::Decode<protocol::MetricBatch>(request.body);
   if (!batch.ok()) return respond(StatusResponse(batch.status()));
+  size_t queued = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued = queued_points_;
+  }
+  if (queued + metric_group_points_ >= kMaxQueuedPoints) {
+    return respond(StatusResponse(Unavailable(fmt::format(
+        "{} metric points are waiting to be written (the disk is behind); send the batch again "
+        "in a few seconds",
+        queued + metric_group_points_))));
+  }
   double now = core_.clock().WallSeconds();
-  PendingMetrics post{job_id, attempt, {}, std::move(respond)};
+  PendingMetrics post{job_id, attempt, {}, std::move(respond), Status::Ok()};
   post.points.reserve(batch->points.size());
   for (const protocol::MetricPoint& p : batch->points) {
     post.points.push_back({p.step, p.name, p.value, p.time.value_or(now)});
   }
+  ++unanswered_;
   metric_group_points_ += post.points.size();
   metric_group_.push_back(std::move(post));
-  if (metric_group_points_ >= kMaxGroupPoints) return FlushMetrics();
-  // The posts whose requests are ready in this turn of the loop run before the flush, and join.
-  if (metric_flush_posted_) return;
-  metric_flush_posted_ = true;
+  if (metric_group_points_ >= kMaxCommitPoints) return HandOver();
+  // The posts whose requests are ready in this turn of the loop run before the hand-over, and
+  // join.
+  if (hand_over_posted_) return;
+  hand_over_posted_ = true;
   boost::asio::post(core_.io(), [this, alive = std::weak_ptr<char>(alive_)] {
     if (alive.expired()) return;
-    metric_flush_posted_ = false;
-    FlushMetrics();
+    hand_over_posted_ = false;
+    HandOver();
   });
 }
 
-void ReportApi::FlushMetrics() {
-  std::vector<PendingMetrics> group = std::move(metric_group_);
+void ReportApi::HandOver() {
+  if (metric_group_.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued_.push_back(std::move(metric_group_));
+    queued_points_ += metric_group_points_;
+    stopping_ = false;
+  }
   metric_group_.clear();
   metric_group_points_ = 0;
-  if (group.empty()) return;
-  // Each post's own refusal; a post that fails is undone alone (its savepoint).
-  std::vector<Status> refused(group.size());
-  Status committed = core_.store().Atomically([&]() -> Status {
-    for (size_t i = 0; i < group.size(); ++i) {
-      Status stored = core_.store().AppendMetrics(group[i].job_id, group[i].attempt, group[i].points);
+  if (!writer_.joinable()) writer_ = std::thread([this] { WriteMetrics(); });
+  wake_.notify_one();
+}
+
+void ReportApi::WriteMetrics() {
+  while (true) {
+    std::vector<PendingMetrics> group;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return !queued_.empty() || stopping_; });
+      if (queued_.empty()) return;
+      // Every group handed over while the last commit ran joins this one, up to the bound.
+      size_t points = 0;
+      while (!queued_.empty() && (group.empty() || points < kMaxCommitPoints)) {
+        for (PendingMetrics& post : queued_.front()) {
+          points += post.points.size();
+          group.push_back(std::move(post));
+        }
+        queued_.pop_front();
+      }
+      queued_points_ -= points;
+    }
+    WriteGroup(group);
+    bool post_answers = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (PendingMetrics& post : group) written_.push_back(std::move(post));
+      post_answers = !answer_posted_;
+      answer_posted_ = true;
+    }
+    if (post_answers) {
+      boost::asio::post(core_.io(), [this, alive = std::weak_ptr<char>(alive_)] {
+        if (!alive.expired()) AnswerWritten();
+      });
+    }
+  }
+}
+
+void ReportApi::WriteGroup(std::vector<PendingMetrics>& group) {
+  if (!metric_store_) {
+    Expected<std::unique_ptr<storage::Store>> opened =
+        storage::Store::Open(metric_store_path_, metric_store_options_);
+    if (!opened.ok()) {
+      for (PendingMetrics& post : group) post.stored = opened.status();
+      return;
+    }
+    metric_store_ = std::move(opened).value();
+  }
+  Status committed = metric_store_->Atomically([&]() -> Status {
+    for (PendingMetrics& post : group) {
+      Status stored = metric_store_->AppendMetrics(post.job_id, post.attempt, post.points);
       bool its_own = stored.code() == StatusCode::kInvalidArgument ||
                      stored.code() == StatusCode::kNotFound;
       if (!stored.ok() && !its_own) return stored;  // the database's trouble: the whole group
-      refused[i] = stored;
+      post.stored = stored;
     }
     return Status::Ok();
   });
-  for (size_t i = 0; i < group.size(); ++i) {
-    PendingMetrics& post = group[i];
-    if (!committed.ok()) {
-      post.respond(StatusResponse(committed));
-    } else if (!refused[i].ok()) {
-      post.respond(StatusResponse(refused[i]));
-    } else {
-      Json shown = Json::array();  // the event shows what was stored, without its times
-      for (const storage::MetricPoint& p : post.points) {
-        shown.push_back({{"step", p.step}, {"name", p.name}, {"value", p.value}});
-      }
-      core_.events().Append("metric", post.job_id, Json{{"points", std::move(shown)}});
-      post.respond(JsonResponse(
-          200, protocol::StoredReply{static_cast<int64_t>(post.points.size())}.ToJson()));
+  if (!committed.ok()) {
+    for (PendingMetrics& post : group) post.stored = committed;
+    return;
+  }
+  ++metric_commits_;
+}
+
+void ReportApi::AnswerWritten() {
+  std::vector<PendingMetrics> written;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    written.swap(written_);
+    answer_posted_ = false;
+  }
+  for (PendingMetrics& post : written) {
+    --unanswered_;
+    if (!post.stored.ok()) {
+      post.respond(StatusResponse(post.stored));
+      continue;
     }
+    // The event shows what was stored, without its times. Built field by field: an
+    // initializer list would copy each value once more.
+    Json shown = Json::array();
+    shown.get_ref<Json::array_t&>().reserve(post.points.size());
+    for (const storage::MetricPoint& p : post.points) {
+      Json& point = shown.emplace_back(Json::object());
+      point.emplace("step", p.step);
+      point.emplace("name", p.name);
+      point.emplace("value", p.value);
+    }
+    core_.events().Append("metric", post.job_id, Json{{"points", std::move(shown)}});
+    post.respond(JsonResponse(
+        200, protocol::StoredReply{static_cast<int64_t>(post.points.size())}.ToJson()));
   }
 }
 

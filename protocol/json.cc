@@ -156,31 +156,42 @@ std::string Dump(const Json& value) {
   return value.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-Status CheckText(const std::string& path, std::string_view value, TextRule rule) {
-  if (!IsValidUtf8(value)) return FieldError(path, "is not valid UTF-8");
+namespace {
+
+// What is wrong with `value` under `rule`, or "" when nothing is; the caller names the field
+// (only then, so that a valid field costs no message).
+std::string TextProblem(std::string_view value, TextRule rule) {
+  if (!IsValidUtf8(value)) return "is not valid UTF-8";
   bool lines = rule.kind == TextKind::kDocument;
   for (char c : value) {
     unsigned char u = static_cast<unsigned char>(c);
     bool allowed = lines && (c == '\n' || c == '\r' || c == '\t');
     if ((u < 0x20 || u == 0x7F) && !allowed) {
-      return FieldError(path, "holds a control character ('" + Printable(value, 60) + "')");
+      return "holds a control character ('" + Printable(value, 60) + "')";
     }
   }
   if (value.size() > rule.max_bytes) {
-    return FieldError(path, fmt::format("is {} bytes long; at most {} are allowed", value.size(),
-                                        rule.max_bytes));
+    return fmt::format("is {} bytes long; at most {} are allowed", value.size(), rule.max_bytes);
   }
   if (rule.kind != TextKind::kText && rule.kind != TextKind::kDocument && value.empty()) {
-    return FieldError(path, std::string("is empty; expected ") + Describe(rule.kind));
+    return std::string("is empty; expected ") + Describe(rule.kind);
   }
   if (!Matches(value, rule.kind)) {
-    return FieldError(path, "'" + Printable(value, 60) + "' is not " + Describe(rule.kind));
+    return "'" + Printable(value, 60) + "' is not " + Describe(rule.kind);
   }
-  return Status::Ok();
+  return "";
+}
+
+}  // namespace
+
+Status CheckText(const std::string& path, std::string_view value, TextRule rule) {
+  std::string problem = TextProblem(value, rule);
+  return problem.empty() ? Status::Ok() : FieldError(path, problem);
 }
 
 ObjectReader::ObjectReader(const Json& value, std::string path, UnknownFields unknown)
     : value_(value), path_(std::move(path)), unknown_(unknown) {
+  known_.reserve(8);  // most messages have a few fields: one allocation, not one per growth
   if (!value_.is_object()) {
     status_ = FieldError(path_, "expected a JSON object, got " + TypeName(value_));
   }
@@ -232,11 +243,8 @@ void ObjectReader::Text(const char* key, std::string* out, TextRule rule) {
   if (v == nullptr) return;
   if (!v->is_string()) return Fail(key, "expected a string, got " + TypeName(*v));
   const std::string& text = v->get_ref<const std::string&>();
-  Status checked = CheckText(Join(key), text, rule);
-  if (!checked.ok()) {
-    status_ = checked;
-    return;
-  }
+  std::string problem = TextProblem(text, rule);
+  if (!problem.empty()) return Fail(key, problem);
   *out = text;
 }
 
@@ -245,11 +253,8 @@ void ObjectReader::OptionalText(const char* key, std::optional<std::string>* out
   if (v == nullptr || v->is_null()) return;
   if (!v->is_string()) return Fail(key, "expected a string or null, got " + TypeName(*v));
   const std::string& text = v->get_ref<const std::string&>();
-  Status checked = CheckText(Join(key), text, rule);
-  if (!checked.ok()) {
-    status_ = checked;
-    return;
-  }
+  std::string problem = TextProblem(text, rule);
+  if (!problem.empty()) return Fail(key, problem);
   *out = text;
 }
 
@@ -257,20 +262,23 @@ namespace {
 
 // The integer in `v` if it is one within [low, high]; the problem otherwise.
 Expected<int64_t> WholeNumber(const Json& v, int64_t low, int64_t high) {
-  std::string range = fmt::format("expected an integer within {}..{}", low, high);
+  // The message is made only for a value that is refused.
+  auto range = [&] { return fmt::format("expected an integer within {}..{}", low, high); };
   if (v.is_number_unsigned()) {  // how the parser keeps every integer >= 0
     uint64_t value = v.get<uint64_t>();
     if (high < 0 || value > static_cast<uint64_t>(high) || static_cast<int64_t>(value) < low) {
-      return InvalidArgument(fmt::format("{}, got {}", range, value));
+      return InvalidArgument(fmt::format("{}, got {}", range(), value));
     }
     return static_cast<int64_t>(value);
   }
   if (v.is_number_integer()) {
     int64_t value = v.get<int64_t>();
-    if (value < low || value > high) return InvalidArgument(fmt::format("{}, got {}", range, value));
+    if (value < low || value > high) {
+      return InvalidArgument(fmt::format("{}, got {}", range(), value));
+    }
     return value;
   }
-  return InvalidArgument(range + ", got " + ObjectReader::TypeName(v));
+  return InvalidArgument(range() + ", got " + ObjectReader::TypeName(v));
 }
 
 }  // namespace
@@ -419,22 +427,24 @@ Status ObjectReader::Finish() {
 
 Expected<int64_t> ParseWholeNumber(std::string_view text, const std::string& what, int64_t low,
                                    int64_t high) {
-  std::string range = fmt::format("{} must be a whole number within {}..{}, not '{}'", what, low,
-                                  high, Printable(text, 40));
+  auto refused = [&] {  // the message is made only for a refused number
+    return InvalidArgument(fmt::format("{} must be a whole number within {}..{}, not '{}'", what,
+                                       low, high, Printable(text, 40)));
+  };
   bool negative = !text.empty() && text.front() == '-';
   std::string_view digits = negative ? text.substr(1) : text;
-  if (digits.empty() || digits.size() > 19) return InvalidArgument(range);
+  if (digits.empty() || digits.size() > 19) return refused();
   uint64_t magnitude = 0;  // 19 digits stay below 10^19 < 2^64
   for (char c : digits) {
-    if (c < '0' || c > '9') return InvalidArgument(range);
+    if (c < '0' || c > '9') return refused();
     magnitude = magnitude * 10 + static_cast<uint64_t>(c - '0');
   }
   if (magnitude > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-    return InvalidArgument(range);
+    return refused();
   }
   int64_t value = static_cast<int64_t>(magnitude);
   if (negative) value = -value;
-  if (value < low || value > high) return InvalidArgument(range);
+  if (value < low || value > high) return refused();
   return value;
 }
 

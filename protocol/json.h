@@ -143,9 +143,10 @@ class ObjectReader {
     }
     out->clear();
     out->reserve(v->size());
+    const std::string prefix = Join(key) + "[";
     for (size_t i = 0; i < v->size() && status_.ok(); ++i) {
       T item;
-      Keep(decode((*v)[i], Join(key) + "[" + std::to_string(i) + "]"), &item);
+      Keep(decode((*v)[i], prefix + std::to_string(i) + "]"), &item);
       if (status_.ok()) out->push_back(std::move(item));
     }
   }

@@ -87,6 +87,9 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   const std::string& path() const { return path_; }
+  // What it was opened with: a second connection to the same file (the coordinator's metric
+  // writer) opens with the same.
+  const OpenOptions& options() const { return options_; }
   // PRAGMA user_version of the open database.
   Expected<int> SchemaVersion();
 

@@ -46,6 +46,8 @@
 #include <string>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include "common/files.h"
 #include "common/flags.h"
 #include "common/http_client.h"
@@ -54,6 +56,14 @@
 #include "protocol/api.h"
 
 namespace {
+
+// User and system CPU seconds of this process so far.
+double OwnCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -348,6 +358,9 @@ class LoadGenerator {
     std::printf("achieved: %.0f points/s (last answer %.1f s after start); most batches waiting for "
                 "a connection: %zu\n",
                 seconds > 0 ? points_acked_ / seconds : 0.0, seconds, max_backlog_);
+    // The generator shares the machine's cores with the coordinator: its own CPU says how much
+    // of them the coordinator had.
+    std::printf("generator_cpu=%.2f\n", OwnCpuSeconds());
     std::printf("points_sent=%lld points_acknowledged=%lld\n",
                 static_cast<long long>(batches_sent_ * flags_.batch),
                 static_cast<long long>(points_acked_));
@@ -428,7 +441,8 @@ class LoadGenerator {
     metric_timer_.async_wait([this](const beast::error_code& error) {
       if (error) return;
       if (batches_due_ == 0) {
-        std::printf("phase=metrics polls_sent=%lld\n", static_cast<long long>(polls_sent_));
+        std::printf("phase=metrics cpu=%.2f polls_sent=%lld\n", OwnCpuSeconds(),
+                    static_cast<long long>(polls_sent_));
         std::fflush(stdout);
       }
       // Catch up on every batch now due (a timer may fire late on a busy machine).
