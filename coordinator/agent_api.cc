@@ -106,7 +106,8 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   const std::string& agent_id = request.params.at("agent");
   Expected<protocol::PollRequest> body = protocol::Decode<protocol::PollRequest>(request.body);
   if (!body.ok()) return respond(StatusResponse(body.status()));
-  if (!core_.scheduler().GetAgent(agent_id)) {
+  std::optional<AgentSpec> spec = core_.scheduler().GetAgentSpec(agent_id);
+  if (!spec) {
     return respond(ErrorResponse(404, "agent '" + agent_id + "' is not registered: register first"));
   }
   // A heartbeat for a lease the agent does not hold changes nothing and says which ones.
@@ -141,12 +142,10 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   // restarts, refreshed at most every few seconds so that polls do not each cost a commit.
   TimePoint& stored_at = stored_at_[agent_id];
   if (core_.clock().Now() - stored_at >= std::chrono::seconds(5)) {
-    if (auto view = core_.scheduler().GetAgent(agent_id)) {
-      Status stored = core_.store().UpsertAgent(
-          {agent_id, view->spec.host, view->spec.slots, view->spec.gpus, 0, view->spec.gpu_kind});
-      if (!stored.ok()) return respond(StatusResponse(stored));
-      stored_at = core_.clock().Now();
-    }
+    Status stored =
+        core_.store().UpsertAgent({agent_id, spec->host, spec->slots, spec->gpus, 0, spec->gpu_kind});
+    if (!stored.ok()) return respond(StatusResponse(stored));
+    stored_at = core_.clock().Now();
   }
   core_.mailbox().Park(agent_id, std::move(respond));
 }

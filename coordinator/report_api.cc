@@ -295,7 +295,7 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
   if (!batch.ok()) return StatusResponse(batch.status());
   // After a coordinator restart the agent registers again before its exits count; until then
   // the whole batch waits (the agent registers on a 404 and sends it again).
-  if (!core_.scheduler().GetAgent(agent)) {
+  if (!core_.scheduler().GetAgentSpec(agent)) {
     return ErrorResponse(404, "agent '" + agent + "' is not registered: register first");
   }
   // Each exit is checked against its attempt as a single one would be; one that cannot be

@@ -726,6 +726,12 @@ std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const 
   return view;
 }
 
+std::optional<AgentSpec> Scheduler::GetAgentSpec(const std::string& agent_id) const {
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return std::nullopt;
+  return it->second.spec;
+}
+
 std::map<std::string, AgentView> Scheduler::AgentViews() const {
   std::map<std::string, AgentView> views;
   for (const auto& [id, agent] : agents_) {

@@ -178,7 +178,10 @@ TEST_F(SchedulerTest, AgentViewsAgreeWithGetAgent) {
     EXPECT_EQ(views.at(id).free_slots, one->free_slots) << id;
     EXPECT_EQ(views.at(id).free_gpus, one->free_gpus) << id;
     EXPECT_EQ(views.at(id).alive, one->alive) << id;
+    ASSERT_TRUE(sched_.GetAgentSpec(id).has_value()) << id;
+    EXPECT_EQ(sched_.GetAgentSpec(id)->slots, one->spec.slots) << id;
   }
+  EXPECT_FALSE(sched_.GetAgentSpec("never-registered").has_value());
   EXPECT_EQ(views.at("b").free_slots, 0);
   EXPECT_EQ(views.at("g").free_gpus, 0);
   EXPECT_TRUE(views.at("idle").alive);
