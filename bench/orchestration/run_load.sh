@@ -6,7 +6,11 @@
 # --points-per-second 100000. Benchmarks are run by hand, not by `make test`.
 #
 #   bench/orchestration/run_load.sh [--agents 100] [--points-per-second 10000] [--seconds 60]
-#                                   [--batch 100] [--heartbeat-only-seconds 20] [--keep DIR]
+#                                   [--batch 100] [--heartbeat-only-seconds 20] [--connections 64]
+#                                   [--keep DIR]
+#
+# --connections: the generator's keep-alive connections for metric posts, each with one post in
+# flight (a lab's trainers post on one connection each, so more is closer to a real one).
 #
 # BUILD_DIR (default build) holds bin/vitscale-coordinator and bin/vitscale-load-gen.
 set -Eeuo pipefail
@@ -20,6 +24,7 @@ agents=100
 rate=10000
 seconds=60
 batch=100
+connections=64
 warmup=20
 keep=""
 while [[ $# -gt 0 ]]; do
@@ -29,6 +34,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds=$2; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --heartbeat-only-seconds) warmup=$2; shift 2 ;;
+    --connections) connections=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     *) echo "run_load.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
@@ -84,7 +90,7 @@ while IFS= read -r line; do
   esac
 done < <("$build/bin/vitscale-load-gen" --url "$url" --token-file "$work/state/token" \
            --agents "$agents" --points-per-second "$rate" --seconds "$seconds" --batch "$batch" \
-           --heartbeat-only-seconds "$warmup"; echo "exit=$?")
+           --heartbeat-only-seconds "$warmup" --connections "$connections"; echo "exit=$?")
 status=$(sed -n 's/^exit=//p' "$work/load-gen.out")
 cpu_end=$(cpu_seconds "$coordinator")
 time_end=$(date +%s.%N)
