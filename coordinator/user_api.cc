@@ -523,20 +523,15 @@ void UserApi::WithFits(const std::string& sweep, const std::string& column, Fits
         "the coordinator is making the fits of {} other studies; try again in a minute",
         fitting_.size())));
   }
-  storage::JobFilter filter;
-  filter.sweep = sweep;
-  Expected<std::vector<storage::JobRecord>> jobs = core_.store().ListJobs(filter);
-  if (!jobs.ok()) return done(jobs.status());
   // Fits under way for an older table are superseded: the requests waiting for them are
   // answered with these.
   fitting_[key].table_sha256 = digest;
   fitting_[key].waiting.push_back(std::move(done));
-  auto input = std::make_shared<std::pair<storage::ResultsTable, std::vector<storage::JobRecord>>>(
-      std::move(*table), std::move(*jobs));
+  auto input = std::make_shared<storage::ResultsTable>(std::move(*table));
   boost::asio::post(fitter_, [this, alive = std::weak_ptr<char>(alive_), &io = core_.io(), key,
                               digest, input] {
     auto fits = std::make_shared<Expected<planning::StudyFits>>(
-        planning::FitStudy(input->first, input->second, key.second));
+        planning::FitStudy(*input, key.second));
     boost::asio::post(io, [this, alive, key, digest, fits] {
       if (!alive.lock()) return;
       auto under_way = fitting_.find(key);

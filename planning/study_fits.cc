@@ -22,9 +22,7 @@ std::string Number(double value) { return fmt::format("{:.4g}", value); }
 
 }  // namespace
 
-Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
-                             const std::vector<storage::JobRecord>& jobs,
-                             const std::string& column) {
+Expected<StudyFits> FitStudy(const storage::ResultsTable& table, const std::string& column) {
   StudyFits fits;
   fits.sweep = table.sweep;
   fits.column = column.empty() ? kAverage : column;
@@ -41,9 +39,6 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
                                          known));
     }
   }
-  std::map<std::string, std::string> family_of;
-  for (const storage::JobRecord& job : jobs) family_of[job.id] = job.family;
-
   // Finished rows with a value, grouped by family (compute) and by model and epochs (data).
   std::map<std::string, GroupFit> by_family;
   std::map<std::string, std::vector<const storage::ResultsTableRow*>> by_model;
@@ -57,7 +52,7 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
     if (row.compute_planned || !percent || !(row.exaflops > 0)) continue;
     double error = 1.0 - *percent / 100.0;
     if (!(error > 0 && error < 1)) continue;  // a perfect or a zero score cannot be on the curve
-    const std::string family = family_of[row.job_id];
+    const std::string& family = row.family;
     GroupFit& group = by_family[family];
     group.group = family;
     group.family = family;
@@ -92,7 +87,7 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
     for (const auto& [epochs, list] : by_epochs) {
       GroupFit group;
       group.group = several_epochs ? fmt::format("{} ({} ep)", model, epochs) : model;
-      group.family = family_of[list.front()->job_id];
+      group.family = list.front()->family;
       std::vector<FitPoint> jobs_points;
       std::map<int64_t, std::vector<double>> by_size;
       for (const storage::ResultsTableRow* row : list) {
@@ -132,10 +127,7 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
 Expected<StudyFits> FitStudy(storage::Store& store, const std::string& sweep,
                              const std::string& column) {
   ASSIGN_OR_RETURN(storage::ResultsTable table, storage::BuildResultsTable(store, sweep));
-  storage::JobFilter filter;
-  filter.sweep = sweep;
-  ASSIGN_OR_RETURN(std::vector<storage::JobRecord> jobs, store.ListJobs(filter));
-  return FitStudy(table, jobs, column);
+  return FitStudy(table, column);
 }
 
 nlohmann::json ToJson(const StudyFits& fits) {

@@ -42,10 +42,8 @@ struct StudyFits {
 
 // `column` is "average" (the mean over every transfer column) or one column's title;
 // kInvalidArgument naming the columns for an unknown one.
-Expected<StudyFits> FitStudy(const storage::ResultsTable& table,
-                             const std::vector<storage::JobRecord>& jobs,
-                             const std::string& column);
-// Reads the table and the jobs of `sweep` from the store, then FitStudy.
+Expected<StudyFits> FitStudy(const storage::ResultsTable& table, const std::string& column);
+// Reads the table of `sweep` from the store, then FitStudy.
 Expected<StudyFits> FitStudy(storage::Store& store, const std::string& sweep,
                              const std::string& column);
 

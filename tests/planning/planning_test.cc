@@ -378,7 +378,6 @@ TEST(StudyFits, FitsFamiliesOnTheirFrontierAndSaysWhenTooFew) {
   storage::ResultsTable table;
   table.sweep = "s";
   table.columns.push_back({protocol::Evaluation::kFewShot, "cifar10", 5});
-  std::vector<storage::JobRecord> jobs;
   PowerLaw truth{0.5, 0.3, 0.1, 0.5};
   int n = 0;
   auto add = [&](const std::string& model, const std::string& family, double exaflops,
@@ -386,6 +385,7 @@ TEST(StudyFits, FitsFamiliesOnTheirFrontierAndSaysWhenTooFew) {
     storage::ResultsTableRow row;
     row.job_id = "job" + std::to_string(n++);
     row.model = model;
+    row.family = family;
     row.epochs = 7;
     row.examples = examples;
     row.exaflops = exaflops;
@@ -393,17 +393,13 @@ TEST(StudyFits, FitsFamiliesOnTheirFrontierAndSaysWhenTooFew) {
     row.transfer = {100 * accuracy};
     row.average = 100 * accuracy;
     table.rows.push_back(row);
-    storage::JobRecord job;
-    job.id = row.job_id;
-    job.family = family;
-    jobs.push_back(job);
   };
   for (double c : {0.1, 0.3, 1.0, 3.0, 10.0, 30.0}) {
     add("ViT-B/16", "ViT", c, static_cast<int64_t>(c * 1e6), 1 - truth.Eval(c));
   }
   add("R50x1", "ResNet", 1.0, 1000, 0.5);
   add("R50x1", "ResNet", 2.0, 2000, 0.6);
-  Expected<StudyFits> fits = FitStudy(table, jobs, "average");
+  Expected<StudyFits> fits = FitStudy(table, "average");
   ASSERT_TRUE(fits.ok()) << fits.status().ToString();
   ASSERT_EQ(fits->compute.size(), 2u);
   EXPECT_EQ(fits->compute[0].family, "ResNet");
@@ -414,9 +410,9 @@ TEST(StudyFits, FitsFamiliesOnTheirFrontierAndSaysWhenTooFew) {
   EXPECT_EQ(fits->data_size[1].group, "ViT-B/16");
   EXPECT_EQ(fits->data_size[1].fit.status, "ok");
 
-  Expected<StudyFits> column = FitStudy(table, jobs, "cifar10 5-shot");
+  Expected<StudyFits> column = FitStudy(table, "cifar10 5-shot");
   ASSERT_TRUE(column.ok());
-  Expected<StudyFits> unknown = FitStudy(table, jobs, "imagenet 5-shot");
+  Expected<StudyFits> unknown = FitStudy(table, "imagenet 5-shot");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("cifar10 5-shot"), std::string::npos);
 
