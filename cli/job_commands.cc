@@ -210,7 +210,7 @@ constexpr const char* kExportUsage =
     "       vitscale export --db FILE --sweep NAME [--format csv|markdown|latex]\n"
     "Prints a sweep's Table 6: from the coordinator, or from a database file with --db.\n"
     "  --format F          csv, markdown (the default) or latex (a booktabs tabular)\n"
-    "  --json              the study rows as JSON (GET /api/v1/study/NAME)\n"
+    "  --json              the study as JSON: GET /api/v1/study/NAME with every row\n"
     "  --fits              the scaling-law fits instead of Table 6 (docs/planning.md)\n"
     "  --column C          with --fits: the accuracy fitted, `average` (default) or a column\n";
 
@@ -372,9 +372,30 @@ int RunExportAny(const Args& raw) {
     if (call.args.Has("--format")) {
       return UsageError("export", "--json and --format exclude each other", kExportUsage);
     }
-    Expected<json> study = call.api->GetJson(
-        "/api/v1/study/" + UrlEncode(sweep) + (fits ? "/fits?column=" + column : std::string()));
+    if (fits) {
+      Expected<json> answer =
+          call.api->GetJson("/api/v1/study/" + UrlEncode(sweep) + "/fits?column=" + column);
+      if (!answer.ok()) return Fail("export", answer.status());
+      PrintJson(*answer);
+      return kExitOk;
+    }
+    // The study's summary and every row: the rows come a page at a time, by cursor.
+    Expected<json> study =
+        call.api->GetJson("/api/v1/study/" + UrlEncode(sweep) + "?limit=500");
     if (!study.ok()) return Fail("export", study.status());
+    while (study->contains("next")) {
+      Expected<json> page =
+          call.api->GetJson("/api/v1/study/" + UrlEncode(sweep) + "/rows?limit=500&after=" +
+                            UrlEncode((*study)["next"].get<std::string>()));
+      if (!page.ok()) return Fail("export", page.status());
+      for (json& row : (*page)["rows"]) (*study)["rows"].push_back(std::move(row));
+      if (page->contains("next")) {
+        (*study)["next"] = (*page)["next"];
+      } else {
+        study->erase("next");
+      }
+    }
+    for (const char* paging : {"start", "limit", "prev"}) study->erase(paging);
     PrintJson(*study);
     return kExitOk;
   }

@@ -64,16 +64,22 @@ void AppendJsonNumber(std::string& out, const std::optional<double>& value) {
   }
 }
 
-std::string StudyJson(const storage::ResultsTable& table) {
+std::vector<std::string> ColumnTitlesJson(const storage::ResultsTable& table) {
   std::vector<std::string> titles;
   for (const auto& column : table.columns) {
     titles.emplace_back();
     AppendJsonString(titles.back(), column.Title());
   }
-  std::string out = "{\"columns\":[";
+  return titles;
+}
+
+// `"columns":[...],"rows":[...]` of the table's rows.
+void AppendStudyRows(std::string& out, const storage::ResultsTable& table) {
+  std::vector<std::string> titles = ColumnTitlesJson(table);
+  out += "\"columns\":[";
   for (size_t i = 0; i < titles.size(); ++i) out += (i ? "," : "") + titles[i];
   out += "],\"rows\":[";
-  out.reserve(table.rows.size() * 400);
+  out.reserve(out.size() + table.rows.size() * 400);
   for (size_t r = 0; r < table.rows.size(); ++r) {
     const storage::ResultsTableRow& row = table.rows[r];
     out += r ? ",{\"job\":" : "{\"job\":";
@@ -106,8 +112,25 @@ std::string StudyJson(const storage::ResultsTable& table) {
     AppendJsonNumber(out, row.average ? std::optional<double>(*row.average / 100.0) : std::nullopt);
     out += '}';
   }
-  out += "]}";
+  out += ']';
+}
+
+// Every row of the table as one JSON document: what the fits' digest is taken of.
+std::string StudyJson(const storage::ResultsTable& table) {
+  std::string out = "{";
+  AppendStudyRows(out, table);
+  out += '}';
   return out;
+}
+
+// A page of the study's rows with where it lies: `"columns":…,"rows":…,"total":…,"start":…,
+// "limit":…` and the `next`/`prev` cursors where there are rows that way.
+void AppendStudyPage(std::string& out, const storage::ResultsTablePage& page, int64_t limit) {
+  AppendStudyRows(out, page.table);
+  fmt::format_to(std::back_inserter(out), ",\"total\":{},\"start\":{},\"limit\":{}", page.total,
+                 page.jobs_before, limit);
+  if (page.next) out += ",\"next\":\"" + *page.next + "\"";
+  if (page.prev) out += ",\"prev\":\"" + *page.prev + "\"";
 }
 
 // A whole-number query parameter, or `fallback` when it is absent or empty.
@@ -178,6 +201,8 @@ void UserApi::AddRoutes(Router& router) {
   router.Add("GET", "/api/v1/cluster/utilisation", Scope::kRead, kSmallBody,
              bind(&UserApi::Utilisation));
   router.Add("GET", "/api/v1/study/{sweep}", Scope::kRead, kSmallBody, bind(&UserApi::Study));
+  router.Add("GET", "/api/v1/study/{sweep}/rows", Scope::kRead, kSmallBody,
+             bind(&UserApi::StudyRows));
   router.Add("GET", "/api/v1/export", Scope::kRead, kSmallBody,
              [this](const HttpRequest& request, Respond respond) {
                auto fits = request.query.find("fits");
@@ -422,12 +447,67 @@ HttpResponse UserApi::Utilisation(const HttpRequest& request) {
   return JsonResponse(200, Json{{"samples", samples}});
 }
 
+namespace {
+
+constexpr int64_t kStudyPageSize = 100;
+
+// page=first|last, after=CURSOR or before=CURSOR (at most one), limit=1..500.
+Expected<storage::ResultsPageRequest> StudyPageRequest(const HttpRequest& request) {
+  storage::ResultsPageRequest wanted;
+  ASSIGN_OR_RETURN(wanted.limit, QueryInt(request, "limit", kStudyPageSize, 1, kMaxPageSize));
+  auto page = request.query.find("page");
+  auto after = request.query.find("after");
+  auto before = request.query.find("before");
+  int starts = (page != request.query.end()) + (after != request.query.end()) +
+               (before != request.query.end());
+  if (starts > 1) return InvalidArgument("give at most one of page, after and before");
+  if (page != request.query.end()) {
+    if (page->second != "first" && page->second != "last") {
+      return InvalidArgument("page must be 'first' or 'last', not '" +
+                             Printable(page->second, 40) + "'");
+    }
+    wanted.from = page->second == "last" ? storage::PageFrom::kLast : storage::PageFrom::kFirst;
+  } else if (after != request.query.end()) {
+    wanted.from = storage::PageFrom::kAfter;
+    wanted.cursor = after->second;
+  } else if (before != request.query.end()) {
+    wanted.from = storage::PageFrom::kBefore;
+    wanted.cursor = before->second;
+  }
+  return wanted;
+}
+
+}  // namespace
+
 HttpResponse UserApi::Study(const HttpRequest& request) {
-  Expected<storage::ResultsTable> table =
-      storage::BuildResultsTable(core_.store(), request.params.at("sweep"));
+  const std::string& sweep = request.params.at("sweep");
+  Expected<storage::ResultsPageRequest> wanted = StudyPageRequest(request);
+  if (!wanted.ok()) return StatusResponse(wanted.status());
+  // The summary and the plots' points are of every row (one read of the sweep's table); the
+  // rows sent are one page.
+  Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep);
   if (!table.ok()) return StatusResponse(table.status());
+  Expected<storage::ResultsTablePage> page =
+      storage::BuildResultsTablePage(core_.store(), sweep, *wanted);
+  if (!page.ok()) return StatusResponse(page.status());
+  std::string summary = protocol::Dump(StudySummaryOf(*table));
   HttpResponse response;
-  response.body = StudyJson(*table);
+  response.body = summary.substr(0, summary.size() - 1) + ",";  // the summary's fields, then
+  AppendStudyPage(response.body, *page, wanted->limit);          // the page's
+  response.body += '}';
+  return response;
+}
+
+HttpResponse UserApi::StudyRows(const HttpRequest& request) {
+  Expected<storage::ResultsPageRequest> wanted = StudyPageRequest(request);
+  if (!wanted.ok()) return StatusResponse(wanted.status());
+  Expected<storage::ResultsTablePage> page =
+      storage::BuildResultsTablePage(core_.store(), request.params.at("sweep"), *wanted);
+  if (!page.ok()) return StatusResponse(page.status());
+  HttpResponse response;
+  response.body = "{";
+  AppendStudyPage(response.body, *page, wanted->limit);
+  response.body += '}';
   return response;
 }
 

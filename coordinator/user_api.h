@@ -51,6 +51,7 @@ class UserApi {
   HttpResponse ListAgents(const HttpRequest& request);
   HttpResponse Utilisation(const HttpRequest& request);
   HttpResponse Study(const HttpRequest& request);
+  HttpResponse StudyRows(const HttpRequest& request);
   HttpResponse Export(const HttpRequest& request);
   // An export of the fits (`fits=1`): answered once they are made.
   void ExportFits(const HttpRequest& request, Respond respond);

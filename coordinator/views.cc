@@ -1,6 +1,8 @@
 #include "coordinator/views.h"
 
 #include <algorithm>
+#include <map>
+#include <tuple>
 
 namespace vitscale::coordinator {
 
@@ -70,6 +72,90 @@ Expected<protocol::JobDetail> DetailOf(storage::Store& store, const JobRecord& j
     d.ledger.device_seconds[entry.device_kind] += entry.device_seconds;
   }
   return d;
+}
+
+namespace {
+
+// Sums toward one mean: runs, x (a compute axis) and accuracy.
+struct Mean {
+  int64_t runs = 0;
+  double x = 0;
+  double accuracy = 0;
+  protocol::Json ToJson(bool with_x) const {
+    protocol::Json json = {{"runs", runs}, {"accuracy", accuracy / static_cast<double>(runs)}};
+    if (with_x) json["x"] = x / static_cast<double>(runs);
+    return json;
+  }
+};
+
+// A point's sums for one accuracy column: Fig. 4's (every finished job with a value) and
+// Fig. 5's per axis (those of them with compute on it).
+struct ColumnSums {
+  Mean all, exaflops, device_hours;
+};
+
+}  // namespace
+
+protocol::Json StudySummaryOf(const storage::ResultsTable& table) {
+  std::map<std::string, int64_t> by_state;
+  int64_t not_run = 0;
+  // Points in the table's order of first appearance, keyed by model, epochs and subset size.
+  using Key = std::tuple<std::string, double, int64_t>;
+  std::map<Key, size_t> point_of;
+  struct Point {
+    const storage::ResultsTableRow* first;
+    std::vector<ColumnSums> columns;  // table.columns, then the average
+  };
+  std::vector<Point> points;
+  size_t width = table.columns.size() + 1;
+  for (const storage::ResultsTableRow& row : table.rows) {
+    ++by_state[storage::JobStateName(row.state)];
+    if (row.compute_planned) {
+      ++not_run;
+      continue;
+    }
+    auto [it, added] = point_of.emplace(Key{row.model, row.epochs, row.examples}, points.size());
+    if (added) points.push_back({&row, std::vector<ColumnSums>(width)});
+    Point& point = points[it->second];
+    for (size_t c = 0; c < width; ++c) {
+      std::optional<double> value = c < table.columns.size() ? row.transfer[c] : row.average;
+      if (!value) continue;
+      double accuracy = *value / 100.0;
+      ColumnSums& sums = point.columns[c];
+      sums.all.runs += 1;
+      sums.all.accuracy += accuracy;
+      if (row.exaflops > 0) sums.exaflops = {sums.exaflops.runs + 1, sums.exaflops.x + row.exaflops,
+                                             sums.exaflops.accuracy + accuracy};
+      if (row.device_hours && *row.device_hours > 0) {
+        sums.device_hours = {sums.device_hours.runs + 1,
+                             sums.device_hours.x + *row.device_hours,
+                             sums.device_hours.accuracy + accuracy};
+      }
+    }
+  }
+  protocol::Json json_points = protocol::Json::array();
+  for (const Point& point : points) {
+    protocol::Json values = protocol::Json::object();
+    for (size_t c = 0; c < width; ++c) {
+      const ColumnSums& sums = point.columns[c];
+      if (sums.all.runs == 0) continue;
+      protocol::Json value = sums.all.ToJson(false);
+      if (sums.exaflops.runs) value["exaflops"] = sums.exaflops.ToJson(true);
+      if (sums.device_hours.runs) value["device_hours"] = sums.device_hours.ToJson(true);
+      values[c < table.columns.size() ? table.columns[c].Title() : "average"] = std::move(value);
+    }
+    if (values.empty()) continue;
+    json_points.push_back({{"model", point.first->model},
+                           {"family", point.first->family},
+                           {"epochs", point.first->epochs},
+                           {"subset_size", point.first->examples},
+                           {"values", std::move(values)}});
+  }
+  return {{"sweep", table.sweep},
+          {"jobs", table.rows.size()},
+          {"by_state", by_state},
+          {"not_run", not_run},
+          {"points", std::move(json_points)}};
 }
 
 protocol::SweepView SweepViewOf(const storage::SweepSummary& sweep) {

@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cinttypes>
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <tuple>
 
@@ -209,21 +211,19 @@ std::string TransferColumn::Title() const {
   return dataset + " " + EvaluationName(evaluation);
 }
 
-Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_name) {
+namespace {
+
+// The table of `read`'s rows under `columns` (any order; sorted here as documented).
+ResultsTable MakeTable(const std::string& sweep_name, SweepTable& read,
+                       std::vector<TransferColumn> columns) {
   ResultsTable table;
   table.sweep = sweep_name;
-  ASSIGN_OR_RETURN(SweepTable read, store.ReadSweepTable(sweep_name));
-
-  // Columns: every transfer accuracy found in the sweep, in the documented order.
-  using Key = decltype(ColumnKey(TransferColumn{}));
-  std::map<Key, size_t> column_of;
-  for (const SweepTableResult& r : read.results) {
-    TransferColumn column{r.evaluation, r.dataset, r.shots};
-    if (column_of.emplace(ColumnKey(column), 0).second) table.columns.push_back(column);
-  }
+  table.columns = std::move(columns);
   std::sort(
       table.columns.begin(), table.columns.end(),
       [](const TransferColumn& a, const TransferColumn& b) { return ColumnKey(a) < ColumnKey(b); });
+  using Key = decltype(ColumnKey(TransferColumn{}));
+  std::map<Key, size_t> column_of;
   for (size_t i = 0; i < table.columns.size(); ++i) column_of[ColumnKey(table.columns[i])] = i;
 
   table.rows.reserve(read.jobs.size());
@@ -246,8 +246,8 @@ Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_
     table.rows.push_back(std::move(row));
   }
   for (const SweepTableResult& r : read.results) {
-    size_t column = column_of.at(ColumnKey(TransferColumn{r.evaluation, r.dataset, r.shots}));
-    table.rows[r.row].transfer[column] = 100.0 * r.mean;
+    auto column = column_of.find(ColumnKey(TransferColumn{r.evaluation, r.dataset, r.shots}));
+    if (column != column_of.end()) table.rows[r.row].transfer[column->second] = 100.0 * r.mean;
   }
   for (ResultsTableRow& row : table.rows) {
     if (row.transfer.empty()) continue;
@@ -260,6 +260,92 @@ Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_
     if (complete) row.average = sum / static_cast<double>(row.transfer.size());
   }
   return table;
+}
+
+// A study cursor: hex of "study1.<sweep id>.<position>", the row's place in the sweep's order.
+std::string EncodeStudyCursor(int64_t sweep_id, int64_t position) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string text = fmt::format("study1.{}.{}", sweep_id, position), hex;
+  for (unsigned char c : text) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
+  }
+  return hex;
+}
+
+// (sweep id, position) of a cursor EncodeStudyCursor made; nullopt for anything else.
+std::optional<std::pair<int64_t, int64_t>> DecodeStudyCursor(std::string_view cursor) {
+  if (cursor.empty() || cursor.size() > 128 || cursor.size() % 2) return std::nullopt;
+  std::string text;
+  for (size_t i = 0; i < cursor.size(); i += 2) {
+    int value = 0;
+    for (char c : cursor.substr(i, 2)) {
+      int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+      if (digit < 0) return std::nullopt;
+      value = value * 16 + digit;
+    }
+    text += static_cast<char>(value);
+  }
+  int64_t sweep_id = 0, position = 0;
+  int used = 0;
+  if (std::sscanf(text.c_str(), "study1.%" SCNd64 ".%" SCNd64 "%n", &sweep_id, &position,
+                  &used) != 2 ||
+      static_cast<size_t>(used) != text.size() || position < 0 || sweep_id < 0 ||
+      text != fmt::format("study1.{}.{}", sweep_id, position)) {
+    return std::nullopt;
+  }
+  return std::pair{sweep_id, position};
+}
+
+}  // namespace
+
+Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_name) {
+  ASSIGN_OR_RETURN(SweepTable read, store.ReadSweepTable(sweep_name));
+  // Columns: every transfer accuracy found in the sweep.
+  using Key = decltype(ColumnKey(TransferColumn{}));
+  std::map<Key, size_t> seen;
+  std::vector<TransferColumn> columns;
+  for (const SweepTableResult& r : read.results) {
+    TransferColumn column{r.evaluation, r.dataset, r.shots};
+    if (seen.emplace(ColumnKey(column), 0).second) columns.push_back(column);
+  }
+  return MakeTable(sweep_name, read, std::move(columns));
+}
+
+Expected<ResultsTablePage> BuildResultsTablePage(Store& store, const std::string& sweep_name,
+                                                 const ResultsPageRequest& request) {
+  SweepTablePageRequest wanted;
+  wanted.from = request.from;
+  wanted.limit = request.limit;
+  bool from_cursor = request.from == PageFrom::kAfter || request.from == PageFrom::kBefore;
+  const char* name = request.from == PageFrom::kAfter ? "after" : "before";
+  auto refuse = [&](const char* why) {
+    return InvalidArgument(fmt::format(
+        "the cursor in '{}' {}; use the next or prev cursor of a page of this study's rows, or "
+        "ask for page=first",
+        name, why));
+  };
+  std::optional<std::pair<int64_t, int64_t>> cursor;
+  if (from_cursor) {
+    cursor = DecodeStudyCursor(request.cursor);
+    if (!cursor) return refuse("is not one this study gave out");
+    wanted.position = cursor->second;
+  }
+  ASSIGN_OR_RETURN(SweepTablePage read, store.ReadSweepTablePage(sweep_name, wanted));
+  if (cursor && read.sweep_id != cursor->first) return refuse("was made for another sweep");
+  std::vector<TransferColumn> columns;
+  for (SweepTableColumn& c : read.columns) {
+    columns.push_back({c.evaluation, std::move(c.dataset), c.shots});
+  }
+  ResultsTablePage page;
+  page.jobs_before = read.jobs_before;
+  page.total = read.total;
+  if (!read.table.jobs.empty()) {
+    if (read.more_before) page.prev = EncodeStudyCursor(read.sweep_id, read.table.jobs.front().position);
+    if (read.more_after) page.next = EncodeStudyCursor(read.sweep_id, read.table.jobs.back().position);
+  }
+  page.table = MakeTable(sweep_name, read.table, std::move(columns));
+  return page;
 }
 
 Expected<TableFormat> ParseTableFormat(std::string_view name) {

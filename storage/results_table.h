@@ -55,6 +55,26 @@ struct ResultsTable {
 // kNotFound (with the known sweep names) when the sweep does not exist.
 Expected<ResultsTable> BuildResultsTable(Store& store, const std::string& sweep_name);
 
+// A page of the table in the sweep's order (the study view's rows, docs/api.md), by keyset:
+// from one end, or after/before the row a cursor names. Cursors are opaque (hex) and checked:
+// one this table did not give out, or one of another sweep, is kInvalidArgument naming the
+// parameter ("after" or "before").
+struct ResultsPageRequest {
+  PageFrom from = PageFrom::kFirst;
+  std::string cursor;  // for kAfter and kBefore
+  int64_t limit = 100;
+};
+
+struct ResultsTablePage {
+  ResultsTable table;       // every transfer column of the sweep, the page's rows
+  int64_t jobs_before = 0;  // the sweep's rows before the page's first
+  int64_t total = 0;        // the sweep's rows
+  std::optional<std::string> next, prev;  // cursors of the pages after and before, if any
+};
+
+Expected<ResultsTablePage> BuildResultsTablePage(Store& store, const std::string& sweep_name,
+                                                 const ResultsPageRequest& request);
+
 enum class TableFormat { kCsv, kMarkdown, kLatex };
 // "csv", "markdown" or "latex"; the error suggests the nearest.
 Expected<TableFormat> ParseTableFormat(std::string_view name);

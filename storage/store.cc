@@ -1765,12 +1765,14 @@ Expected<std::vector<AgentCredential>> Store::ListAgentCredentials() {
 namespace {
 
 // The sweep's jobs in its order (sweep_jobs' (sweep_id, position) index), each with its
-// ledger's sums; grouping by the position the index yields in order needs no sort.
+// ledger's sums; grouping by the position the index yields in order needs no sort. A page
+// reads a range of positions; the whole table, all of them.
 constexpr const char* kSweepTableJobsSql =
     "SELECT sj.position, j.id, j.model, j.family, j.dataset, j.subset_size, j.epochs, j.state, "
     "j.planned_train_flops, count(l.job_id), ifnull(sum(l.train_flops), 0), "
     "ifnull(sum(l.device_seconds), 0) FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
-    "LEFT JOIN compute_ledger l ON l.job_id = sj.job_id WHERE sj.sweep_id = ? "
+    "LEFT JOIN compute_ledger l ON l.job_id = sj.job_id "
+    "WHERE sj.sweep_id = ?1 AND sj.position BETWEEN ?2 AND ?3 "
     "GROUP BY sj.position ORDER BY sj.position";
 
 // Their transfer accuracies averaged over seeds, in the same order; the grouping and the order
@@ -1779,18 +1781,37 @@ constexpr const char* kSweepTableJobsSql =
 constexpr const char* kSweepTableResultsSql =
     "SELECT sj.position, r.evaluation, r.dataset, r.shots, avg(r.value), count(*) "
     "FROM sweep_jobs sj JOIN results r ON r.job_id = sj.job_id "
-    "WHERE sj.sweep_id = ? AND r.evaluation <> 'pretrain' AND r.metric = 'accuracy' "
+    "WHERE sj.sweep_id = ?1 AND sj.position BETWEEN ?2 AND ?3 "
+    "AND r.evaluation <> 'pretrain' AND r.metric = 'accuracy' "
     "GROUP BY sj.position, r.evaluation, r.dataset, ifnull(r.shots, 0) "
     "ORDER BY sj.position, r.evaluation, r.dataset, ifnull(r.shots, 0)";
 
+// A page's positions: the next `limit` after ?2 (or before ?2, descending), one more to learn
+// whether another page follows. A walk of the sweep's index.
+constexpr const char* kSweepPageAfterSql =
+    "SELECT position FROM sweep_jobs WHERE sweep_id = ?1 AND position > ?2 "
+    "ORDER BY position LIMIT ?3";
+constexpr const char* kSweepPageBeforeSql =
+    "SELECT position FROM sweep_jobs WHERE sweep_id = ?1 AND position < ?2 "
+    "ORDER BY position DESC LIMIT ?3";
+// The sweep's jobs before a position, and all of them: counts of its index entries.
+constexpr const char* kSweepJobsBeforeSql =
+    "SELECT count(*), (SELECT count(*) FROM sweep_jobs WHERE sweep_id = ?1) "
+    "FROM sweep_jobs WHERE sweep_id = ?1 AND position < ?2";
+// Every transfer column of the sweep, from results_by_job's entries alone (its ifnull(shots, 0)
+// rather than shots, which the index does not hold; shots are positive, 0 is none).
+constexpr const char* kSweepColumnsSql =
+    "SELECT DISTINCT r.evaluation, r.dataset, ifnull(r.shots, 0) "
+    "FROM sweep_jobs sj JOIN results r ON r.job_id = sj.job_id "
+    "WHERE sj.sweep_id = ?1 AND r.evaluation <> 'pretrain' AND r.metric = 'accuracy'";
+
 }  // namespace
 
-Expected<SweepTable> Store::ReadSweepTable(const std::string& sweep_name) {
-  ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
+Expected<SweepTable> Store::ReadSweepRows(int64_t sweep_id, int64_t first, int64_t last) {
   SweepTable table;
   ASSIGN_OR_RETURN(sqlite3_stmt * jobs_stmt, Prepare(kSweepTableJobsSql));
   Query jobs(jobs_stmt);
-  jobs.Int(sweep.id);
+  jobs.Int(sweep_id).Int(first).Int(last);
   int rc;
   while ((rc = jobs.Step()) == SQLITE_ROW) {
     SweepTableJob job;
@@ -1808,11 +1829,11 @@ Expected<SweepTable> Store::ReadSweepTable(const std::string& sweep_name) {
     job.device_seconds = jobs.ColReal(11);
     table.jobs.push_back(std::move(job));
   }
-  if (rc != SQLITE_DONE) return Error("cannot read the jobs of sweep " + sweep_name);
+  if (rc != SQLITE_DONE) return Error("cannot read the jobs of a sweep's table");
 
   ASSIGN_OR_RETURN(sqlite3_stmt * results_stmt, Prepare(kSweepTableResultsSql));
   Query results(results_stmt);
-  results.Int(sweep.id);
+  results.Int(sweep_id).Int(first).Int(last);
   size_t row = 0;  // both queries go by position: a merge, no lookup
   while ((rc = results.Step()) == SQLITE_ROW) {
     int64_t position = results.ColInt(0);
@@ -1829,14 +1850,75 @@ Expected<SweepTable> Store::ReadSweepTable(const std::string& sweep_name) {
     table.results.push_back(std::move(result));
   }
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-    return Error("cannot read the results of sweep " + sweep_name);
+    return Error("cannot read the results of a sweep's table");
   }
   return table;
 }
 
+Expected<SweepTable> Store::ReadSweepTable(const std::string& sweep_name) {
+  ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
+  return ReadSweepRows(sweep.id, 0, std::numeric_limits<int64_t>::max());
+}
+
+Expected<SweepTablePage> Store::ReadSweepTablePage(const std::string& sweep_name,
+                                                   const SweepTablePageRequest& request) {
+  ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
+  SweepTablePage page;
+  page.sweep_id = sweep.id;
+  int64_t limit = std::max<int64_t>(request.limit, 1);
+  // Forward pages walk up from the position, backward ones down; -1 and max are the ends.
+  bool backward = request.from == PageFrom::kLast || request.from == PageFrom::kBefore;
+  int64_t from = request.position;
+  if (request.from == PageFrom::kFirst) from = -1;
+  if (request.from == PageFrom::kLast) from = std::numeric_limits<int64_t>::max();
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare(backward ? kSweepPageBeforeSql : kSweepPageAfterSql));
+  Query positions_query(stmt);
+  positions_query.Int(sweep.id).Int(from).Int(limit + 1);
+  std::vector<int64_t> positions;
+  int rc;
+  while ((rc = positions_query.Step()) == SQLITE_ROW) positions.push_back(positions_query.ColInt(0));
+  if (rc != SQLITE_DONE) return Error("cannot page the table of sweep " + sweep_name);
+  bool more = positions.size() > static_cast<size_t>(limit);
+  if (more) positions.pop_back();
+  if (backward) std::reverse(positions.begin(), positions.end());
+  // A page from a cursor has rows on the side it came from (the cursor's own row at least).
+  bool came_from_row = request.from == PageFrom::kAfter || request.from == PageFrom::kBefore;
+  page.more_before = backward ? more : came_from_row;
+  page.more_after = backward ? came_from_row : more;
+
+  int64_t first = positions.empty() ? from : positions.front();
+  ASSIGN_OR_RETURN(sqlite3_stmt * count_stmt, Prepare(kSweepJobsBeforeSql));
+  Query count(count_stmt);
+  count.Int(sweep.id).Int(positions.empty() && backward ? 0 : first);
+  if (count.Step() != SQLITE_ROW) return Error("cannot count the jobs of sweep " + sweep_name);
+  page.jobs_before = count.ColInt(0);
+  page.total = count.ColInt(1);
+  if (positions.empty()) {  // past an end: nothing on this side
+    page.more_before = page.jobs_before > 0 && !backward;
+    page.more_after = backward && page.total > 0;
+  } else {
+    ASSIGN_OR_RETURN(page.table, ReadSweepRows(sweep.id, positions.front(), positions.back()));
+  }
+
+  ASSIGN_OR_RETURN(sqlite3_stmt * columns_stmt, Prepare(kSweepColumnsSql));
+  Query columns(columns_stmt);
+  columns.Int(sweep.id);
+  while ((rc = columns.Step()) == SQLITE_ROW) {
+    SweepTableColumn column;
+    ASSIGN_OR_RETURN(column.evaluation, ParseEvaluation(columns.ColText(0)));
+    column.dataset = columns.ColText(1);
+    if (int64_t shots = columns.ColInt(2); shots > 0) column.shots = static_cast<int>(shots);
+    page.columns.push_back(std::move(column));
+  }
+  if (rc != SQLITE_DONE) return Error("cannot read the columns of sweep " + sweep_name);
+  return page;
+}
+
 Expected<std::vector<std::string>> Store::ExplainSweepTable() {
   std::vector<std::string> plans;
-  for (const char* sql : {kSweepTableJobsSql, kSweepTableResultsSql}) {
+  for (const char* sql : {kSweepTableJobsSql, kSweepTableResultsSql, kSweepPageAfterSql,
+                          kSweepPageBeforeSql, kSweepJobsBeforeSql, kSweepColumnsSql}) {
     ASSIGN_OR_RETURN(std::string plan, ExplainPlan(sql));
     plans.push_back(std::move(plan));
   }

@@ -77,6 +77,31 @@ struct SweepTable {
   std::vector<SweepTableResult> results;  // by row, then evaluation, dataset and shots
 };
 
+// A transfer accuracy's column: (evaluation, dataset, shots) of a result found in the sweep.
+struct SweepTableColumn {
+  Evaluation evaluation = Evaluation::kFewShot;
+  std::string dataset;
+  std::optional<int> shots;
+};
+
+// Keyset paging of a sweep's table (the study view's rows): `limit` jobs from one end of the
+// sweep's order, or just after/before the job at `position` in it.
+struct SweepTablePageRequest {
+  PageFrom from = PageFrom::kFirst;
+  int64_t position = 0;
+  int64_t limit = 100;
+};
+
+struct SweepTablePage {
+  int64_t sweep_id = 0;
+  SweepTable table;                       // the page's jobs, in the sweep's order
+  std::vector<SweepTableColumn> columns;  // every transfer column of the whole sweep
+  int64_t jobs_before = 0;                // the sweep's jobs before the page's first
+  int64_t total = 0;                      // the sweep's jobs
+  bool more_before = false;               // a page before this one / after it exists
+  bool more_after = false;
+};
+
 class Store {
  public:
   // Opens (creating it unless read-only) the database at `path` and brings its schema to the
@@ -220,7 +245,13 @@ class Store {
   // Two queries, each an index walk over the sweep's rows in its order (no sort, no scan of
   // the jobs or results tables); kNotFound when the sweep does not exist.
   Expected<SweepTable> ReadSweepTable(const std::string& sweep_name);
-  // The query plans (EXPLAIN QUERY PLAN) of ReadSweepTable's statements, as ExplainJobList's.
+  // One page of it, with the sweep's columns and where the page lies: each query is an index
+  // walk of the page's rows (or of the sweep's index entries only: the columns, the counts),
+  // so a page costs the same at any depth. kNotFound when the sweep does not exist.
+  Expected<SweepTablePage> ReadSweepTablePage(const std::string& sweep_name,
+                                              const SweepTablePageRequest& request);
+  // The query plans (EXPLAIN QUERY PLAN) of ReadSweepTable's and ReadSweepTablePage's
+  // statements, as ExplainJobList's.
   Expected<std::vector<std::string>> ExplainSweepTable();
 
   // Runs `body` in one transaction: every write it makes commits together (one fsync), or none
@@ -264,6 +295,8 @@ class Store {
                                                                        bool reversed,
                                                                        const JobPosition* after,
                                                                        int64_t limit);
+  // The sweep's jobs at positions first..last with their results (ReadSweepTable's reads).
+  Expected<SweepTable> ReadSweepRows(int64_t sweep_id, int64_t first, int64_t last);
   Status CheckAttemptExists(const std::string& job_id, int attempt);
   double Now() const;
 

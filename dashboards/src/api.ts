@@ -150,9 +150,42 @@ export interface InspectionFile {
   modified_at: string;
 }
 
-export interface Study {
+// GET /study/{sweep}/rows: a page of the table in the sweep's order, paged by cursor.
+export interface StudyRows {
   columns: string[];
   rows: StudyRow[];
+  total: number;
+  start: number;  // rows of the sweep before this page's first
+  limit: number;
+  next?: string;  // cursors of the pages after and before, absent at the ends
+  prev?: string;
+}
+
+// Per accuracy column of a point: the mean over its finished seeds with a value (Fig. 4), and
+// over those with compute on each axis, at their mean x (Fig. 5).
+export interface StudyMean {
+  runs: number;
+  accuracy: number;
+  exaflops?: { runs: number; x: number; accuracy: number };
+  device_hours?: { runs: number; x: number; accuracy: number };
+}
+
+// One model, epochs and pretraining subset size of the sweep.
+export interface StudyPoint {
+  model: string;
+  family: string;
+  epochs: number;
+  subset_size: number;
+  values: Record<string, StudyMean>;  // by column title, and "average"
+}
+
+// GET /study/{sweep}: the counts and the plots' points of the whole sweep, and a page of rows.
+export interface Study extends StudyRows {
+  sweep: string;
+  jobs: number;
+  by_state: Record<string, number>;
+  not_run: number;
+  points: StudyPoint[];
 }
 
 // GET /study/{sweep}/fits: the scaling-law fits, computed by the coordinator (planning/fit.h).

@@ -2,13 +2,14 @@
 // compute with one series per family (the paper's Fig. 5), accuracy against pretraining subset
 // size with one line per model (Fig. 4), and the Table 6-shaped table with its CSV, Markdown
 // and LaTeX exports. Seeds of one model, epochs and subset size are one point on both plots
-// (their mean), and the table shows a page of rows at a time, so that a sweep of 10,000 jobs
-// draws as fast as a small one. Over both plots go the coordinator's scaling-law fits (/study/{sweep}/fits:
+// (their mean, which the coordinator computes: the page never holds every row), and the table
+// shows a page of rows at a time, paged by the coordinator's cursors (/study/{sweep}/rows), so
+// that a sweep of 10,000 jobs draws as fast as a small one. Over both plots go the coordinator's scaling-law fits (/study/{sweep}/fits:
 // the curve, its bootstrap band and a decade of extrapolation, dashed), listed in a table with
 // their parameters; below, the sweep's real schedule beside its simulation. Result, job and
 // sweep events refetch the study at most twice a second.
 
-import { enc, getJson, getText, type FitGroup, type Study, type StudyFits, type StudyRow, type Sweep } from '../api';
+import { enc, getJson, getText, type FitGroup, type Study, type StudyFits, type StudyMean, type StudyPoint, type StudyRows, type Sweep } from '../api';
 import { createChart, kBaseOption, kFamilyColors, kPalette, powerOfTen, type ChartCard } from '../charts';
 import {
   clear, deviceTimeUnit, download, errorBox, flopsUnit, fmtCount, fmtInUnit, fmtNumber, fmtPercent, h, stateBadge,
@@ -22,12 +23,9 @@ const kFamilies = ['ResNet', 'ViT', 'hybrid'];
 const kFamilySymbols: Record<string, string> = { ResNet: 'rect', ViT: 'circle', hybrid: 'triangle' };
 const kFamilyLines: Record<string, string> = { ResNet: 'dashed', ViT: 'solid', hybrid: 'dotted' };
 const kAverage = 'average';
-// Rows of the results table drawn at once; a larger sweep's table pages.
-const kTableRows = 100;
 
-function valueOf(row: StudyRow, column: string): number | null {
-  const v = column === kAverage ? row.average : row.results[column];
-  return v === undefined || v === null || !Number.isFinite(v) ? null : v;
+function meanOf(point: StudyPoint, column: string): StudyMean | null {
+  return point.values[column] ?? null;
 }
 
 function familyRank(family: string): number {
@@ -68,7 +66,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   let column = context.query.get('column') ?? kAverage;
   // Fig. 5's x axis: analytic FLOPs (the paper's), or measured device time where the ledger has it.
   let axis: 'flops' | 'device' = context.query.get('x') === 'device' ? 'device' : 'flops';
-  const jobsInStudy = new Set<string>();
+  const jobsShown = new Set<string>();  // the table page's jobs
 
   const errorSlot = h('div');
   const columnSelect = h('select', { id: 'study-column', 'aria-label': 'accuracy column', onchange: (e: Event) => {
@@ -149,34 +147,15 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     return series;
   };
 
-  // x of a row on Fig. 5's axis, in the base quantity (exaFLOPs or device-hours); null: not plotted.
-  const computeOf = (r: StudyRow): number | null => {
-    const x = axis === 'device' ? r.device_hours : r.exaflops;
-    return x !== null && x !== undefined && x > 0 ? x : null;
-  };
-  // Fig. 5's points: the finished jobs with a value, one point per model, epochs and subset
-  // size (the seeds' mean x and accuracy), as the paper draws a model at a data size.
+  // Fig. 5's points: one per model, epochs and subset size with a value and compute on the
+  // axis, at the coordinator's means over its seeds, as the paper draws a model at a data size.
   interface Fig5Point { family: string; model: string; epochs: number; subset: number; x: number; y: number; runs: number }
-  const fig5Points = (rows: StudyRow[]): Fig5Point[] => {
-    const byKey = new Map<string, Fig5Point>();
-    for (const r of rows) {
-      const x = r.planned ? null : computeOf(r);
-      const y = valueOf(r, column);
-      if (x === null || y === null) continue;
-      const key = `${r.model}\u0000${r.epochs}\u0000${r.subset_size}`;
-      const point = byKey.get(key);
-      if (point) {
-        point.x += x;
-        point.y += y;
-        point.runs += 1;
-      } else {
-        byKey.set(key, { family: r.family, model: r.model, epochs: r.epochs, subset: r.subset_size, x, y, runs: 1 });
-      }
-    }
-    return [...byKey.values()].map((p) => ({ ...p, x: p.x / p.runs, y: p.y / p.runs }));
-  };
-  const renderFig5 = (rows: StudyRow[]) => {
-    const points = fig5Points(rows);
+  const fig5Points = (points: StudyPoint[]): Fig5Point[] => points.flatMap((p) => {
+    const mean = meanOf(p, column)?.[axis === 'device' ? 'device_hours' : 'exaflops'];
+    return mean ? [{ family: p.family, model: p.model, epochs: p.epochs, subset: p.subset_size, x: mean.x, y: mean.accuracy, runs: mean.runs }] : [];
+  });
+  const renderFig5 = (all: StudyPoint[]) => {
+    const points = fig5Points(all);
     fig5.setEmpty(points.length ? null : axis === 'device'
       ? 'No finished job has both results and device time yet.'
       : 'No finished job has results yet: points appear as jobs finish.');
@@ -223,19 +202,19 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     }, { replaceMerge: ['series'] });
   };
 
-  const renderFig4 = (rows: StudyRow[]) => {
-    const done = rows.filter((r) => !r.planned && valueOf(r, column) !== null);
+  const renderFig4 = (all: StudyPoint[]) => {
+    const done = all.filter((p) => meanOf(p, column) !== null);
     fig4.setEmpty(done.length ? null : 'No finished job has results yet.');
     const epochsByModel = new Map<string, Set<number>>();
-    for (const r of done) {
-      if (!epochsByModel.has(r.model)) epochsByModel.set(r.model, new Set());
-      epochsByModel.get(r.model)!.add(r.epochs);
+    for (const p of done) {
+      if (!epochsByModel.has(p.model)) epochsByModel.set(p.model, new Set());
+      epochsByModel.get(p.model)!.add(p.epochs);
     }
-    const groups = new Map<string, StudyRow[]>();
-    for (const r of done) {
-      const key = epochsByModel.get(r.model)!.size > 1 ? `${r.model} (${r.epochs} ep)` : r.model;
+    const groups = new Map<string, StudyPoint[]>();
+    for (const p of done) {
+      const key = epochsByModel.get(p.model)!.size > 1 ? `${p.model} (${p.epochs} ep)` : p.model;
       if (!groups.has(key)) groups.set(key, []);
-      groups.get(key)!.push(r);
+      groups.get(key)!.push(p);
     }
     const keys = [...groups.keys()].sort((a, b) => {
       const fa = familyRank(groups.get(a)![0].family);
@@ -265,14 +244,18 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       series: [...keys.map((key, i) => {
         const list = groups.get(key)!;
         const family = list[0].family;
-        // Seeds of one model and size are one point: their mean, as the paper reports.
-        const bySize = new Map<number, number[]>();
-        for (const r of list) {
-          if (!bySize.has(r.subset_size)) bySize.set(r.subset_size, []);
-          bySize.get(r.subset_size)!.push(valueOf(r, column)! * 100);
+        // Seeds of one model and size are one point: their mean, as the paper reports (and
+        // one size at several epochs of a model drawn as one line is their runs' mean).
+        const bySize = new Map<number, { sum: number; runs: number }>();
+        for (const p of list) {
+          const mean = meanOf(p, column)!;
+          const at = bySize.get(p.subset_size) ?? { sum: 0, runs: 0 };
+          at.sum += mean.accuracy * 100 * mean.runs;
+          at.runs += mean.runs;
+          bySize.set(p.subset_size, at);
         }
         const data = [...bySize.entries()].sort((a, b) => a[0] - b[0])
-          .map(([size, values]) => [size, values.reduce((x, y) => x + y, 0) / values.length, values.length]);
+          .map(([size, at]) => [size, at.sum / at.runs, at.runs]);
         return {
           type: 'line', name: key, color: kPalette[i % kPalette.length],
           symbol: kFamilySymbols[family] ?? 'circle', symbolSize: 8,
@@ -353,19 +336,32 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
       })))));
   };
 
-  // The table: every row in Table 6's order, drawn a page at a time.
-  let tableRows: StudyRow[] = [];
-  let tablePage = 0;
+  // The table: a page of rows in the sweep's order (Table 6's, as the downloads), from the
+  // coordinator's cursors; `pageQuery` is the page shown, asked for again on a refetch.
+  let rowsPage: StudyRows | null = null;
+  let pageQuery: Record<string, string> = {};
   const tableBody = h('tbody');
   const tablePager = h('div', { class: 'pager' });
   let tableColumns: string[] = [];
   let flopsColumn = flopsUnit(0);
   let deviceColumn = deviceTimeUnit(0);
+  const goTo = (query: Record<string, string>) => async () => {
+    try {
+      const answer = await getJson<StudyRows>(`study/${enc(sweep)}/rows`, query);
+      if (disposed) return;
+      pageQuery = query;
+      rowsPage = answer;
+      drawTablePage();
+    } catch (e) {
+      if (disposed) return;
+      errorSlot.replaceChildren(errorBox(errorText(e)));
+    }
+  };
   const drawTablePage = () => {
-    const pages = Math.max(1, Math.ceil(tableRows.length / kTableRows));
-    tablePage = Math.min(Math.max(tablePage, 0), pages - 1);
-    const first = tablePage * kTableRows;
-    const shown = tableRows.slice(first, first + kTableRows);
+    const page = rowsPage!;
+    const shown = page.rows;
+    jobsShown.clear();
+    for (const r of shown) jobsShown.add(r.job);
     tableBody.replaceChildren(...shown.map((r) => h('tr', { 'data-job': r.job },
       h('td', null, h('a', { href: `#/jobs/${r.job}` }, r.model)),
       h('td', { class: 'num' }, String(r.epochs)),
@@ -376,30 +372,29 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
         fmtInUnit(r.exaflops, flopsColumn), r.planned ? ' (planned)' : ''),
       h('td', { class: 'num' }, fmtInUnit(r.device_hours, deviceColumn)),
       h('td', null, stateBadge(r.state)))));
-    const go = (to: number) => () => { tablePage = to; drawTablePage(); };
-    const range = tableRows.length === 0 ? 'no rows'
-      : `${(first + 1).toLocaleString('en-US')}–${(first + shown.length).toLocaleString('en-US')} of ${tableRows.length.toLocaleString('en-US')}`;
-    tablePager.hidden = pages === 1;
+    const range = shown.length === 0 ? 'no rows'
+      : `${(page.start + 1).toLocaleString('en-US')}–${(page.start + shown.length).toLocaleString('en-US')} of ${page.total.toLocaleString('en-US')}`;
+    tablePager.hidden = !page.prev && !page.next;
     tablePager.replaceChildren(
-      h('button', { class: 'small', 'data-study-page': 'first', disabled: tablePage === 0, onclick: go(0) }, '« First'),
-      h('button', { class: 'small', 'data-study-page': 'prev', disabled: tablePage === 0, onclick: go(tablePage - 1) }, '‹ Prev'),
+      h('button', { class: 'small', 'data-study-page': 'first', disabled: !page.prev, onclick: goTo({}) }, '« First'),
+      h('button', { class: 'small', 'data-study-page': 'prev', disabled: !page.prev, onclick: goTo({ before: page.prev ?? '' }) }, '‹ Prev'),
       h('span', { class: 'range', id: 'study-range' }, range),
-      h('button', { class: 'small', 'data-study-page': 'next', disabled: tablePage === pages - 1, onclick: go(tablePage + 1) }, 'Next ›'),
-      h('button', { class: 'small', 'data-study-page': 'last', disabled: tablePage === pages - 1, onclick: go(pages - 1) }, 'Last »'));
+      h('button', { class: 'small', 'data-study-page': 'next', disabled: !page.next, onclick: goTo({ after: page.next ?? '' }) }, 'Next ›'),
+      h('button', { class: 'small', 'data-study-page': 'last', disabled: !page.next, onclick: goTo({ page: 'last' }) }, 'Last »'));
   };
 
   const renderTable = (s: Study) => {
     clear(tableBox);
     tableBox.append(h('header', null, h('h3', null, 'Results (Table 6 layout)'), h('span', { class: 'spacer' }),
       exportMessage, exportButton('csv', 'CSV', 'csv'), exportButton('markdown', 'Markdown', 'md'), exportButton('latex', 'LaTeX', 'tex')));
-    // Plain comparisons: a collator over 10,000 rows costs more than drawing them.
-    const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
-    tableRows = [...s.rows].sort((a, b) =>
-      familyRank(a.family) - familyRank(b.family) || byText(a.model, b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size);
+    rowsPage = s;
     tableColumns = s.columns;
-    // One unit per column, that of its largest value.
-    flopsColumn = flopsUnit(tableRows.reduce((m, r) => Math.max(m, r.exaflops), 0));
-    deviceColumn = deviceTimeUnit(tableRows.reduce((m, r) => Math.max(m, r.device_hours ?? 0), 0));
+    // One unit per column, that of the sweep's largest value (the plots' means bound it from
+    // below; a page's rows may hold a larger one).
+    const largest = (key: 'exaflops' | 'device_hours') => Math.max(0, ...s.rows.map((r) => r[key] ?? 0),
+      ...s.points.flatMap((p) => Object.values(p.values).map((v) => v[key]?.x ?? 0)));
+    flopsColumn = flopsUnit(largest('exaflops'));
+    deviceColumn = deviceTimeUnit(largest('device_hours'));
     drawTablePage();
     tableBox.append(tablePager, h('div', { class: 'table-wrap' }, h('table', { class: 'grid study', id: 'study-table' },
       h('thead', null, h('tr', null,
@@ -410,11 +405,11 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
 
   function render() {
     if (!study) return;
-    renderFig5(study.rows);
-    renderFig4(study.rows);
-    const plotted = study.rows.filter((r) => !r.planned && valueOf(r, column) !== null).length;
-    countLine.textContent = `${study.rows.length} jobs; ${plotted} with ${column === kAverage ? 'results' : column} plotted; ` +
-      `${study.rows.filter((r) => r.planned).length} not yet run.`;
+    renderFig5(study.points);
+    renderFig4(study.points);
+    const plotted = study.points.reduce((n, p) => n + (meanOf(p, column)?.runs ?? 0), 0);
+    countLine.textContent = `${study.jobs} jobs; ${plotted} with ${column === kAverage ? 'results' : column} plotted; ` +
+      `${study.not_run} not yet run.`;
   }
 
   // The fits card says where it stands (data-fits: loading, drawn or failed); once they are
@@ -439,11 +434,9 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
 
   const load = async () => {
     try {
-      const answer = await getJson<Study>(`study/${enc(sweep)}`);
+      const answer = await getJson<Study>(`study/${enc(sweep)}`, pageQuery);
       if (disposed) return;
       study = answer;
-      jobsInStudy.clear();
-      for (const r of answer.rows) jobsInStudy.add(r.job);
       if (column !== kAverage && !answer.columns.includes(column)) column = kAverage;
       clear(columnSelect);
       columnSelect.append(h('option', { value: kAverage, selected: column === kAverage }, 'average of all columns'),
@@ -469,7 +462,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
     // The simulation is redone by the coordinator on each call: at most every 10 s.
     if (study && Date.now() - timelineLoaded > 10_000) {
       timelineLoaded = Date.now();
-      await timeline.reload(study.rows.length);
+      await timeline.reload(study.jobs);
     }
   };
   void load();
@@ -478,7 +471,7 @@ export function mountStudy(root: HTMLElement, context: PageContext, sweep?: stri
   return {
     onEvent(event) {
       if (event.type === 'reset') void load();
-      else if (event.type === 'result' || (event.type === 'job' && event.job && jobsInStudy.has(event.job))) refetch();
+      else if (event.type === 'result' || (event.type === 'job' && event.job && jobsShown.has(event.job))) refetch();
       else if (event.type === 'sweep' && event.data?.name === sweep) refetch();
     },
     dispose() {
