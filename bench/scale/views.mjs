@@ -116,7 +116,14 @@ try {
   await timeApi('sweep sorted by model', `jobs?limit=50&sweep=${middleSweep}&sort=model`);
   await timeApi('job detail', `jobs/${job}`);
   await timeApi('sweeps list', 'sweeps');
-  await timeApi(`study of ${study}`, `study/${study}`);
+  // The study: its summary and plot points with the first page of rows, then pages of rows by
+  // cursor (a middle one, the last, the one before the last), and the whole table as CSV.
+  await timeApi(`study of ${study} (summary, points, first page)`, `study/${study}`);
+  const studyFirst = JSON.parse(await get(`study/${study}`));
+  const studyLast = JSON.parse(await get(`study/${study}/rows?page=last`));
+  await timeApi(`study of ${study}: next page`, `study/${study}/rows?after=${studyFirst.next}`);
+  await timeApi(`study of ${study}: last page`, `study/${study}/rows?page=last`);
+  await timeApi(`study of ${study}: page before the last`, `study/${study}/rows?before=${studyLast.prev}`);
   await timeApi(`export csv of ${study}`, `export?sweep=${study}&format=csv`);
   // The scaling-law fits: the first call fits (seconds of the server thread for 10,000 jobs);
   // the coordinator keeps them until the sweep's table changes, so later calls only check that.
@@ -184,6 +191,31 @@ try {
   await step('jobs: sort by updated desc within state=pending', () => click('th[data-sort="updated"]'), () => open('/jobs?state=pending&sort=updated'));
   await step('job detail page', () => route(`#/jobs/${job}`), () => open('/jobs'));
   await step(`study page of ${study}`, () => route(`#/study/${study}`), () => open('/jobs'));
+  // The study table's pages: the action to the redrawn range (the page stays ready).
+  const studyStep = async (view, button, prepare) => {
+    const times = [];
+    for (let i = 0; i < runs; i++) {
+      await prepare();
+      const before = await page.textContent('#study-range');
+      const start = await page.evaluate(() => performance.now());
+      await click(`button[data-study-page="${button}"]`);
+      await page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before, { timeout: 60_000 });
+      times.push((await page.evaluate(() => performance.now())) - start);
+    }
+    report('dashboard', view, times);
+  };
+  const openStudy = async () => {
+    await open(`/study/${study}`);
+    await page.waitForSelector('#study-range');
+  };
+  await studyStep(`study page of ${study}: next page`, 'next', openStudy);
+  await studyStep(`study page of ${study}: last page`, 'last', openStudy);
+  await studyStep(`study page of ${study}: previous page from the last`, 'prev', async () => {
+    await openStudy();
+    const before = await page.textContent('#study-range');
+    await click('button[data-study-page="last"]');
+    await page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before);
+  });
   if (browser.errors.length) console.log(JSON.stringify({ label, kind: 'errors', view: 'page errors', errors: browser.errors.slice(0, 5) }));
   console.log(JSON.stringify({ label, kind: 'memory', view: 'after the views', ...rss() }));
 } finally {

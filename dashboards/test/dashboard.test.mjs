@@ -510,33 +510,64 @@ describe('the study page of a sweep of thousands of jobs', { skip: missing.lengt
     await coordinator?.close();
   });
 
-  test('it draws a page of the table, one point per model and subset size, and no schedule', async () => {
+  test('it draws a page of the table, pages it by cursor, one point per model and subset size, and no schedule', async () => {
     const page = browser.page;
     const errorsBefore = browser.errors.length;
     await browser.open(coordinator.url, `/study/${kSweep}`);
+    // Every row, in the sweep's order, read by cursor through the API.
     const api = await coordinator.get(`study/${kSweep}`);
-    assert.equal(api.rows.length, kJobs);
+    assert.equal(api.jobs, kJobs);
+    assert.equal(api.rows.length, 100, 'the study view holds one page of rows');
+    const all = [...api.rows];
+    for (let next = api.next; next;) {
+      const more = await coordinator.get(`study/${kSweep}/rows?limit=500&after=${next}`);
+      all.push(...more.rows);
+      next = more.next;
+    }
+    assert.equal(all.length, kJobs);
     assert.match(await page.textContent('#study-count'), new RegExp(`^${kJobs} jobs; `));
 
-    // The table holds one page of rows in Table 6's order (family, model, epochs, subset; the
-    // sweep's order among equals), and pages through all of them.
-    const families = ['ResNet', 'ViT', 'hybrid'];
-    const byText = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
-    const ordered = [...api.rows].sort((a, b) => families.indexOf(a.family) - families.indexOf(b.family) ||
-      byText(a.model, b.model) || a.epochs - b.epochs || a.subset_size - b.subset_size).map((r) => r.job);
+    // The table holds one page of rows in the sweep's order (Table 6's), and pages through
+    // them by the coordinator's cursors: next, next, previous, last, previous, first.
+    const ordered = all.map((r) => r.job);
     const shown = () => page.$$eval('#study-table tbody tr[data-job]', (rows) => rows.map((r) => r.dataset.job));
+    const range = () => page.textContent('#study-range');
+    const go = async (button, expected) => {
+      const before = await range();
+      const pages = [];
+      const listen = (request) => { if (request.url().includes(`/study/${kSweep}/rows`)) pages.push(request.url()); };
+      page.on('request', listen);
+      await page.click(`button[data-study-page="${button}"]`);
+      await page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before);
+      page.off('request', listen);
+      assert.equal(pages.length, 1, `one page asked for by ${button}`);
+      assert.equal(await range(), expected, button);
+    };
     assert.deepEqual(await shown(), ordered.slice(0, 100));
-    assert.equal(await page.textContent('#study-range'), '1–100 of 6,000');
-    await page.click('button[data-study-page="last"]');
+    assert.equal(await range(), '1–100 of 6,000');
+    assert.equal(await page.isDisabled('button[data-study-page="prev"]'), true);
+    await go('next', '101–200 of 6,000');
+    assert.deepEqual(await shown(), ordered.slice(100, 200));
+    await go('next', '201–300 of 6,000');
+    await go('prev', '101–200 of 6,000');
+    assert.deepEqual(await shown(), ordered.slice(100, 200));
+    await go('last', '5,901–6,000 of 6,000');
     assert.deepEqual(await shown(), ordered.slice(-100));
-    assert.equal(await page.textContent('#study-range'), '5,901–6,000 of 6,000');
-    await page.click('button[data-study-page="prev"]');
+    assert.equal(await page.isDisabled('button[data-study-page="next"]'), true);
+    await go('prev', '5,801–5,900 of 6,000');
     assert.deepEqual(await shown(), ordered.slice(-200, -100));
+    await go('first', '1–100 of 6,000');
+    assert.deepEqual(await shown(), ordered.slice(0, 100));
     assert.equal(await page.$$eval('tr', (rows) => rows.length) < 200, true, 'the page holds no more than a page of rows');
+
+    // A forged cursor is refused, naming it.
+    const forged = await fetch(`${coordinator.url}/api/v1/study/${kSweep}/rows?after=abc`);
+    assert.equal(forged.status, 400);
+    assert.match(await forged.text(), /cursor in 'after'/);
 
     // Fig. 5: one point per model, epochs and subset size, at the mean of its seeds.
     const groups = new Map();
-    for (const r of api.rows) {
+    for (const r of all) {
       if (r.planned || r.average === null) continue;
       const key = `${r.model}|${r.epochs}|${r.subset_size}`;
       const g = groups.get(key) ?? { x: 0, y: 0, n: 0 };
