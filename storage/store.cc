@@ -600,6 +600,8 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
   RETURN_IF_ERROR(store->Exec("PRAGMA foreign_keys = ON"));
   RETURN_IF_ERROR(store->Exec(
       fmt::format("PRAGMA cache_size = -{}", 1024 * std::max(1, store->options_.cache_mib)).c_str()));
+  int64_t mmap_bytes = (int64_t{1} << 20) * std::max(0, store->options_.mmap_mib);
+  RETURN_IF_ERROR(store->Exec(fmt::format("PRAGMA mmap_size = {}", mmap_bytes).c_str()));
   if (read_only) {
     if (version == 0) {
       return FailedPrecondition(

@@ -65,7 +65,10 @@ report('restart', 'process start to first answer', [performance.now() - started]
 const rss = () => {
   const status = fs.readFileSync(`/proc/${coordinator.pid}/status`, 'utf8');
   const kb = (key) => Number(status.match(new RegExp(`${key}:\\s+(\\d+)`))[1]);
-  return { rss_mib: Number((kb('VmRSS') / 1024).toFixed(1)), peak_mib: Number((kb('VmHWM') / 1024).toFixed(1)) };
+  // RssFile is the database's pages mapped in (the system's file cache, shared, not the
+  // coordinator's own); RssAnon its own memory, SQLite's page cache included.
+  return { rss_mib: Number((kb('VmRSS') / 1024).toFixed(1)), peak_mib: Number((kb('VmHWM') / 1024).toFixed(1)),
+    anon_mib: Number((kb('RssAnon') / 1024).toFixed(1)), file_mib: Number((kb('RssFile') / 1024).toFixed(1)) };
 };
 console.log(JSON.stringify({ label, kind: 'memory', view: 'after restart', ...rss() }));
 

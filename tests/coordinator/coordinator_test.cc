@@ -817,6 +817,60 @@ TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
   EXPECT_DOUBLE_EQ(second["device_hours"].get<double>(), 2.0);
   EXPECT_DOUBLE_EQ(second["results"]["digits 5-shot"].get<double>(), 0.71);
   EXPECT_DOUBLE_EQ(second["average"].get<double>(), 0.71);
+  // The summary: the counts, and one point per model, epochs and subset size at the mean of
+  // its jobs, per column and compute axis.
+  EXPECT_EQ(study["jobs"], 2);
+  EXPECT_EQ(study["by_state"], Json({{"succeeded", 2}}));
+  EXPECT_EQ(study["not_run"], 0);
+  std::map<std::string, std::vector<const Json*>> rows_of;
+  for (const Json& row : study["rows"]) {
+    rows_of[row["model"].get<std::string>() + "|" + row["epochs"].dump() + "|" +
+            row["subset_size"].dump()]
+        .push_back(&row);
+  }
+  ASSERT_EQ(study["points"].size(), rows_of.size()) << study.dump();
+  for (const Json& point : study["points"]) {
+    const auto& rows = rows_of.at(point["model"].get<std::string>() + "|" +
+                                  point["epochs"].dump() + "|" + point["subset_size"].dump());
+    double accuracy = 0, exaflops = 0, hours = 0;
+    for (const Json* row : rows) {
+      accuracy += (*row)["average"].get<double>() / static_cast<double>(rows.size());
+      exaflops += (*row)["exaflops"].get<double>() / static_cast<double>(rows.size());
+      hours += (*row)["device_hours"].get<double>() / static_cast<double>(rows.size());
+    }
+    for (const char* column : {"average", "digits 5-shot"}) {
+      const Json& mean = point["values"][column];
+      EXPECT_EQ(mean["runs"], rows.size());
+      EXPECT_NEAR(mean["accuracy"].get<double>(), accuracy, 1e-12);
+      EXPECT_NEAR(mean["exaflops"]["x"].get<double>(), exaflops, 1e-15);
+      EXPECT_NEAR(mean["device_hours"]["x"].get<double>(), hours, 1e-12);
+      EXPECT_EQ(mean["device_hours"]["runs"], rows.size());
+    }
+  }
+  // The rows page by cursor.
+  Json one = CallJson("GET", "/api/v1/study/in-process/rows?limit=1", kAdmin);
+  ASSERT_EQ(one["rows"].size(), 1u);
+  EXPECT_EQ(one["rows"][0]["job"], ids[0]);
+  EXPECT_EQ(one["total"], 2);
+  EXPECT_EQ(one["start"], 0);
+  EXPECT_FALSE(one.contains("prev"));
+  Json two = CallJson("GET", "/api/v1/study/in-process/rows?limit=1&after=" +
+                                 one["next"].get<std::string>(), kAdmin);
+  ASSERT_EQ(two["rows"].size(), 1u);
+  EXPECT_EQ(two["rows"][0], second);
+  EXPECT_EQ(two["start"], 1);
+  EXPECT_FALSE(two.contains("next"));
+  EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process/rows?limit=1&before=" +
+                                two["prev"].get<std::string>(), kAdmin)["rows"],
+            one["rows"]);
+  EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process/rows?limit=1&page=last", kAdmin)["rows"],
+            two["rows"]);
+  for (const char* bad : {"after=00", "before=zz", "limit=0", "limit=501", "page=middle",
+                          "page=first&after=00"}) {
+    CallJson("GET", std::string("/api/v1/study/in-process/rows?") + bad, kAdmin, "", 400);
+  }
+  EXPECT_NE(Call("GET", "/api/v1/study/in-process/rows?after=00", kAdmin)->body.find("'after'"),
+            std::string::npos);
   Json fits = AwaitJson("GET", "/api/v1/study/in-process/fits", kAdmin);
   ASSERT_EQ(fits["compute"].size(), 1u) << fits.dump();
   EXPECT_EQ(fits["compute"][0]["points"].size(), 2u);
