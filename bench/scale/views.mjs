@@ -194,15 +194,22 @@ try {
   await step('jobs: sort by updated desc within state=pending', () => click('th[data-sort="updated"]'), () => open('/jobs?state=pending&sort=updated'));
   await step('job detail page', () => route(`#/jobs/${job}`), () => open('/jobs'));
   await step(`study page of ${study}`, () => route(`#/study/${study}`), () => open('/jobs'));
-  // The study table's pages: the action to the redrawn range (the page stays ready).
+  // The study table's pages: the action to the redrawn range (the page stays ready), once the
+  // page has settled: its fits drawn (the coordinator reads the whole table on its server thread
+  // to check the kept fits, which holds up a page asked for meanwhile) and its schedule line.
+  const changedRange = (before) => page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before, { timeout: 60_000 })
+    .catch(async (e) => {
+      const shown = await page.evaluate(() => document.querySelector('#study-range')?.textContent + ' | ' + document.body.innerText.slice(0, 400));
+      throw new Error(`the study table did not page: ${shown}; page errors: ${browser.errors.slice(-3).join('; ')}; ${e.message}`);
+    });
   const studyStep = async (view, button, prepare) => {
     const times = [];
     for (let i = 0; i < runs; i++) {
       await prepare();
       const before = await page.textContent('#study-range');
       const start = await page.evaluate(() => performance.now());
-      await click(`button[data-study-page="${button}"]`);
-      await page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before, { timeout: 60_000 });
+      await click(`button[data-study-page="${button}"]:not([disabled])`);
+      await changedRange(before);
       times.push((await page.evaluate(() => performance.now())) - start);
     }
     report('dashboard', view, times);
@@ -210,14 +217,16 @@ try {
   const openStudy = async () => {
     await open(`/study/${study}`);
     await page.waitForSelector('#study-range');
+    await page.waitForSelector('#fits-card[data-fits="drawn"], #fits-card[data-fits="failed"]', { timeout: 60_000 });
+    await page.waitForFunction(() => !/^loading/.test(document.querySelector('#timeline-summary')?.textContent ?? 'loading'), null, { timeout: 60_000 });
   };
   await studyStep(`study page of ${study}: next page`, 'next', openStudy);
   await studyStep(`study page of ${study}: last page`, 'last', openStudy);
   await studyStep(`study page of ${study}: previous page from the last`, 'prev', async () => {
     await openStudy();
     const before = await page.textContent('#study-range');
-    await click('button[data-study-page="last"]');
-    await page.waitForFunction((text) => document.querySelector('#study-range')?.textContent !== text, before);
+    await click('button[data-study-page="last"]:not([disabled])');
+    await changedRange(before);
   });
   if (browser.errors.length) console.log(JSON.stringify({ label, kind: 'errors', view: 'page errors', errors: browser.errors.slice(0, 5) }));
   console.log(JSON.stringify({ label, kind: 'memory', view: 'after the views', ...rss() }));

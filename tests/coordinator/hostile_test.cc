@@ -223,6 +223,7 @@ std::vector<Case> HostileTest::Table() const {
       {"DELETE", "/api/v1/agents/credentials/host-a", "", not_admin, 403},
       {"GET", "/api/v1/cluster/utilisation", "", not_admin, 403},
       {"GET", "/api/v1/study/hostile", "", not_admin, 403},
+      {"GET", "/api/v1/study/hostile/rows", "", not_admin, 403},
       {"GET", "/api/v1/export?sweep=hostile", "", not_admin, 403},
       {"GET", "/api/v1/throughput", "", not_admin, 403},
       {"POST", "/api/v1/throughput", R"({"rows": []})", not_admin, 403},
@@ -563,6 +564,18 @@ std::vector<Case> HostileTest::Table() const {
   t.push_back({"GET", "/api/v1/sweeps/" + std::string(5000, 'q'), Who::kAdmin, "", 404, "unknown"});
   t.push_back({"GET", "/api/v1/study/nope", Who::kAdmin, "", 404, "unknown sweep"});
   t.push_back({"GET", "/api/v1/study/nope/fits", Who::kAdmin, "", 404, "unknown sweep"});
+  t.push_back({"GET", "/api/v1/study/nope/rows", Who::kAdmin, "", 404, "unknown sweep"});
+  // Study cursors: forged, too long, of the wrong shape; page sizes out of bounds.
+  for (const std::string& cursor :
+       {std::string("abc"), std::string(5000, 'f'), std::string("7374756479312e312e2d31"),
+        std::string("%00"), std::string("73747564793100")}) {
+    t.push_back({"GET", "/api/v1/study/hostile/rows?after=" + cursor, Who::kAdmin, "", 400,
+                 "cursor in 'after'"});
+    t.push_back({"GET", "/api/v1/study/hostile?before=" + cursor, Who::kAdmin, "", 400,
+                 "cursor in 'before'"});
+  }
+  t.push_back({"GET", "/api/v1/study/hostile/rows?limit=100000", Who::kAdmin, "", 400, "limit"});
+  t.push_back({"GET", "/api/v1/study/hostile/rows?page=all", Who::kAdmin, "", 400, "page"});
   t.push_back({"GET", "/api/v1/study/hostile/fits?column=nope", Who::kAdmin, "", 400, "nope"});
   t.push_back({"GET", "/api/v1/export?sweep=hostile&fits=1&column=nope", Who::kAdmin, "", 400,
                "nope"});
