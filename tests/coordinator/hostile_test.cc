@@ -569,10 +569,10 @@ std::vector<Case> HostileTest::Table() const {
   for (const std::string& cursor :
        {std::string("abc"), std::string(5000, 'f'), std::string("7374756479312e312e2d31"),
         std::string("%00"), std::string("73747564793100")}) {
-    t.push_back({"GET", "/api/v1/study/hostile/rows?after=" + cursor, Who::kAdmin, "", 400,
-                 "cursor in 'after'"});
-    t.push_back({"GET", "/api/v1/study/hostile?before=" + cursor, Who::kAdmin, "", 400,
-                 "cursor in 'before'"});
+    t.push_back(
+        {"GET", "/api/v1/study/hostile/rows?after=" + cursor, Who::kAdmin, "", 400, "'after'"});
+    t.push_back(
+        {"GET", "/api/v1/study/hostile?before=" + cursor, Who::kAdmin, "", 400, "'before'"});
   }
   t.push_back({"GET", "/api/v1/study/hostile/rows?limit=100000", Who::kAdmin, "", 400, "limit"});
   t.push_back({"GET", "/api/v1/study/hostile/rows?page=all", Who::kAdmin, "", 400, "page"});
