@@ -247,8 +247,9 @@ class Store {
   Expected<std::vector<ThroughputImport>> ListThroughputImports();
 
   // Queries for tables and plots over a sweep (storage/results_table.h) -------------------
-  // Two queries, each an index walk over the sweep's rows in its order (no sort, no scan of
-  // the jobs or results tables); kNotFound when the sweep does not exist.
+  // Two queries, each a walk of the sweep's primary key (job id order) joined by key (no sort,
+  // no scan of the jobs or results tables), the rows then put in the sweep's order;
+  // kNotFound when the sweep does not exist.
   Expected<SweepTable> ReadSweepTable(const std::string& sweep_name);
   // One page of it, with the sweep's columns and where the page lies: each query is an index
   // walk of the page's rows (or of the sweep's index entries only: the columns, the counts),
