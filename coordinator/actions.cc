@@ -2,7 +2,7 @@
 // (docs/scheduling.md). A Transition is Store::ApplyTransition (state, retries and the attempt's
 // end together); a Launch is Store::StartAttempt (its number, the checkpoint it resumes from,
 // the hash of its fresh report token); a Signal or a Kill writes nothing and names the attempt
-// it is for. Starts reported by polls wait for the next list (Core::RecordStarts).
+// it is for. The starts polls report are written a second later (Core::RecordStarts).
 #include <fmt/format.h>
 
 #include <algorithm>

@@ -126,7 +126,7 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   Status beat = core_.scheduler().Heartbeat(agent_id, job_ids);
   if (!beat.ok()) return respond(StatusResponse(beat));
   AdoptGpus(agent_id, body->running);
-  std::vector<Action> started;  // written with the next transaction (Core::RecordStarts)
+  std::vector<Action> started;  // written a second later (Core::RecordStarts)
   for (const std::string& id : job_ids) {
     std::optional<JobView> view = core_.scheduler().GetJob(id);
     if (view && view->state == JobState::kLeased &&
