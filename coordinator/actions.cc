@@ -2,9 +2,10 @@
 // (docs/scheduling.md). A Transition is Store::ApplyTransition (state, retries and the attempt's
 // end together); a Launch is Store::StartAttempt (its number, the checkpoint it resumes from,
 // the hash of its fresh report token); a Signal or a Kill writes nothing and names the attempt
-// it is for.
+// it is for. The starts polls report are written a second later (Core::RecordStarts).
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common/secrets.h"
@@ -151,15 +152,62 @@ Status Core::Persist(const std::vector<Action>& actions,
   return Status::Ok();
 }
 
+Status Core::RecordStarts(const std::vector<Action>& actions) {
+  bool starts_only = std::all_of(actions.begin(), actions.end(), [](const Action& action) {
+    const auto* t = std::get_if<Transition>(&action);
+    return t != nullptr && t->from == JobState::kLeased && t->to == JobState::kRunning;
+  });
+  if (!starts_only) return Apply(actions);
+  TimePoint now = clock_.Now();
+  for (const Action& action : actions) {
+    const Transition& start = std::get<Transition>(action);
+    unwritten_starts_[start.job_id] = {start, now};
+  }
+  return Status::Ok();
+}
+
+std::vector<Action> Core::TakeStarts(TimePoint reported_by) {
+  std::vector<Action> starts;
+  for (auto it = unwritten_starts_.begin(); it != unwritten_starts_.end();) {
+    if (it->second.second > reported_by) {
+      ++it;
+      continue;
+    }
+    starts.push_back(std::move(it->second.first));
+    it = unwritten_starts_.erase(it);
+  }
+  return starts;
+}
+
+Status Core::WriteStarts() { return Apply(TakeStarts(TimePoint::max())); }
+
 Status Core::Apply(const std::vector<Action>& actions,
                    const std::map<std::string, int>& exit_statuses) {
   if (actions.empty()) return Status::Ok();  // no empty transaction on every tick
+  // A transition from running of a job whose start is not written yet is written from leased,
+  // one change instead of two. Should the transaction fail, Resync rebuilds the scheduler with
+  // the job leased, and the agent's next poll reports the start again.
+  std::vector<Action> writes;
+  writes.reserve(actions.size());
+  for (const Action& action : actions) {
+    const auto* t = std::get_if<Transition>(&action);
+    auto start = t != nullptr && t->from == JobState::kRunning ? unwritten_starts_.find(t->job_id)
+                                                                 : unwritten_starts_.end();
+    if (start == unwritten_starts_.end()) {
+      writes.push_back(action);
+      continue;
+    }
+    Transition folded = *t;
+    folded.from = start->second.first.from;
+    unwritten_starts_.erase(start);
+    writes.push_back(std::move(folded));
+  }
   // One transaction for the whole list: a scheduling pass that leases 32 jobs is one fsync.
   std::vector<std::pair<std::string, protocol::LaunchEntry>> launches;
   std::vector<std::pair<std::string, protocol::SignalEntry>> signals;
   std::vector<JobRecord> changed;
   Status committed = store_.Atomically(
-      [&] { return Persist(actions, exit_statuses, &launches, &signals, &changed); });
+      [&] { return Persist(writes, exit_statuses, &launches, &signals, &changed); });
   if (!committed.ok()) {
     // Nothing was written and no agent hears of a launch the database does not have; the
     // scheduler, which already moved on, goes back to what the store holds.

@@ -126,7 +126,7 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
   Status beat = core_.scheduler().Heartbeat(agent_id, job_ids);
   if (!beat.ok()) return respond(StatusResponse(beat));
   AdoptGpus(agent_id, body->running);
-  std::vector<Action> started;  // one transaction for every job this poll shows running
+  std::vector<Action> started;  // written a second later (Core::RecordStarts)
   for (const std::string& id : job_ids) {
     std::optional<JobView> view = core_.scheduler().GetJob(id);
     if (view && view->state == JobState::kLeased &&
@@ -136,8 +136,8 @@ void AgentApi::Poll(const HttpRequest& request, Respond respond) {
       }
     }
   }
-  Status applied = core_.Apply(started);
-  if (!applied.ok()) return respond(StatusResponse(applied));
+  Status recorded = core_.RecordStarts(started);
+  if (!recorded.ok()) return respond(StatusResponse(recorded));
   // The live heartbeat is the scheduler's; the database keeps a record of it for people and
   // restarts, refreshed at most every few seconds so that polls do not each cost a commit.
   TimePoint& stored_at = stored_at_[agent_id];

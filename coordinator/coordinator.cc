@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <cstdio>
+
 namespace vitscale::coordinator {
 
 Expected<std::unique_ptr<Coordinator>> Coordinator::Create(boost::asio::io_context& io,
@@ -63,6 +65,8 @@ void Coordinator::Start() {
 void Coordinator::Stop() {
   stopped_ = true;
   tick_timer_.cancel();
+  Status written = core_.WriteStarts();
+  if (!written.ok()) std::fprintf(stderr, "coordinator: %s\n", written.ToString().c_str());
   core_.mailbox().Close();
   reports_.Stop();
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <iterator>
 
 #include "common/text.h"
 #include "coordinator/views.h"
@@ -182,11 +183,19 @@ void Core::Resync() {
     std::fprintf(stderr, "coordinator: cannot read the store to rebuild the scheduler: %s\n",
                  restored.ToString().c_str());
     scheduler_ = std::move(old);  // the store cannot be read: keep what we know
+    return;
   }
+  // The rebuilt jobs are leased as stored; their agents' next polls report the starts again.
+  unwritten_starts_.clear();
 }
 
 void Core::Tick() {
-  Status status = Apply(scheduler_->Schedule());
+  // The starts due to be written first, in the scheduling pass's transaction.
+  std::vector<Action> actions = TakeStarts(clock_.Now() - kStartWriteDelay);
+  std::vector<Action> scheduled = scheduler_->Schedule();
+  actions.insert(actions.end(), std::make_move_iterator(scheduled.begin()),
+                 std::make_move_iterator(scheduled.end()));
+  Status status = Apply(actions);
   if (!status.ok()) std::fprintf(stderr, "coordinator: %s\n", status.ToString().c_str());
   if (tick_hook_) tick_hook_();
 }

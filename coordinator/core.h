@@ -10,7 +10,10 @@
 // from the store, so the coordinator can be killed at any moment and started again without
 // losing or duplicating a job. A store write that fails undoes itself whole, and the scheduler,
 // which has already decided, is rebuilt from the store (Resync) so that memory never runs ahead
-// of the database.
+// of the database. One exception: a job's start (leased -> running, from an agent's poll) is
+// written about a second later, by a tick, or folded into the job's next transition when that
+// comes first (RecordStarts). No command and no answer depends on it, and a start lost to a
+// crash is reported again by the agent's next poll.
 //
 // Threading: everything runs on the io_context's single thread.
 #pragma once
@@ -87,8 +90,18 @@ class Core {
   // the exit status an attempt ended by these actions reported (absent: none is known).
   Status Apply(const std::vector<Action>& actions,
                const std::map<std::string, int>& exit_statuses = {});
-  // Schedules now: expired leases, placements. Called by the timer and after events.
+  // The starts an agent's poll reports (Scheduler::ReportStarted's leased -> running
+  // transitions), kept for kStartWriteDelay and then written by a tick. A job whose next
+  // transition comes first (it ended, was cancelled, its lease ran out) goes from leased to that
+  // state in one write instead of two: a short job's whole life is often shorter than the delay.
+  // Any other action is applied at once.
+  Status RecordStarts(const std::vector<Action>& actions);
+  static constexpr std::chrono::seconds kStartWriteDelay{1};
+  // Schedules now: expired leases, placements; writes the starts kept for kStartWriteDelay.
+  // Called by the timer and after events.
   void Tick();
+  // Writes every start not written yet (a clean stop).
+  Status WriteStarts();
   // After a failed store write: the scheduler again as the store has it.
   void Resync();
 
@@ -122,6 +135,10 @@ class Core {
   Mailbox mailbox_;
   std::vector<std::string> agent_ids_;
   std::function<void()> tick_hook_;
+  // RecordStarts' transitions not yet written (and when each was reported), by job id.
+  std::map<std::string, std::pair<Transition, TimePoint>> unwritten_starts_;
+  // The unwritten starts reported at or before `reported_by`, taken out of unwritten_starts_.
+  std::vector<Action> TakeStarts(TimePoint reported_by);
 };
 
 // JobSpec for the scheduler from a stored job.

@@ -196,6 +196,13 @@ ALTER TABLE attempts ADD COLUMN phase_index INTEGER CHECK (phase_index >= 0);
 ALTER TABLE attempts ADD COLUMN phase_count INTEGER CHECK (phase_count >= 0);
 ALTER TABLE attempts ADD COLUMN phase_detail TEXT;
 )SQL"},
+      {9, "one index fewer for every job state change", R"SQL(
+-- No query reads jobs by (state, priority DESC, submit_order): the scheduler keeps its queue in
+-- memory and reads the unfinished jobs by state in submission order (jobs_list_state), and the
+-- job list's state filter sorted by priority reads jobs_list_state_priority, which holds the
+-- same columns. Every state change rewrote an entry of it.
+DROP INDEX IF EXISTS jobs_by_state_priority;
+)SQL"},
   };
   return kMigrations;
 }

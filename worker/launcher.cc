@@ -309,47 +309,60 @@ void ProcessLauncher::KillOrphans(pid_t sid) {
   }
 }
 
-void ProcessLauncher::TidyOrphans() {
+void ProcessLauncher::TidyOrphans(const std::vector<pid_t>& ended) {
+  // One scan of this process's children per pass, however many jobs ended: the leftovers of an
+  // ended job (its leader still a zombie, so its pid, the session id, cannot be reused yet) and
+  // orphans of jobs that ended before, or that left their job's session, are killed.
+  std::vector<pid_t> killed_in;  // ended jobs whose leftovers were found
   for (pid_t pid : OwnChildren()) {
     if (IsLeader(pid)) continue;
     pid_t sid = ::getsid(pid);
     if (sid < 0 || sid == own_session_) continue;  // gone, or none of the jobs'
+    bool of_ended = std::find(ended.begin(), ended.end(), sid) != ended.end();
     // Not in the session of a job that runs: its job ended, or it left its job's session.
-    if (!IsLeader(sid)) ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, WNOHANG);
+    if (of_ended || !IsLeader(sid)) ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, WNOHANG);  // reaped if already dead, else in a later pass
+    if (of_ended) killed_in.push_back(sid);
   }
+  // Killing one re-parents its own children here: scan those sessions until they are empty.
+  std::sort(killed_in.begin(), killed_in.end());
+  killed_in.erase(std::unique(killed_in.begin(), killed_in.end()), killed_in.end());
+  for (pid_t sid : killed_in) KillOrphans(sid);
 }
 
 std::vector<ProcessExit> ProcessLauncher::Reap() {
-  std::vector<ProcessExit> exits;
+  // Look without reaping first: while a leader is a zombie its pid (the session id) cannot be
+  // reused, so the session's leftovers are told apart from a new job's processes.
+  std::vector<pid_t> ended;
   for (auto it = children_.begin(); it != children_.end();) {
     siginfo_t info;
     std::memset(&info, 0, sizeof(info));
-    // Look without reaping first: while the leader is a zombie its pid (the session id) cannot
-    // be reused, so the session's leftovers are told apart from a new job's processes.
     int rc = ::waitid(P_PID, static_cast<id_t>(it->pid), &info, WEXITED | WNOHANG | WNOWAIT);
-    if (rc != 0 || info.si_pid != it->pid) {
-      if (rc != 0 && errno == ECHILD) {
-        ForgetPidfd(*it);
-        it = children_.erase(it);  // reaped elsewhere: nothing to report
-      } else {
-        ++it;
-      }
+    if (rc == 0 && info.si_pid == it->pid) {
+      ended.push_back(it->pid);
+    } else if (rc != 0 && errno == ECHILD) {
+      ForgetPidfd(*it);
+      it = children_.erase(it);  // reaped elsewhere: nothing to report
       continue;
     }
-    KillOrphans(it->pid);
+    ++it;
+  }
+  TidyOrphans(ended);
+  std::vector<ProcessExit> exits;
+  for (pid_t pid : ended) {
     int status = 0;
-    ::waitpid(it->pid, &status, 0);
+    ::waitpid(pid, &status, 0);
     ProcessExit exit;
-    exit.pid = it->pid;
+    exit.pid = pid;
     exit.signaled = WIFSIGNALED(status);
     exit.signal = exit.signaled ? WTERMSIG(status) : 0;
     exit.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
     exits.push_back(exit);
-    ForgetPidfd(*it);
-    it = children_.erase(it);
+    auto child = std::find_if(children_.begin(), children_.end(),
+                              [pid](const Child& c) { return c.pid == pid; });
+    ForgetPidfd(*child);
+    children_.erase(child);
   }
-  TidyOrphans();
   return exits;
 }
 

@@ -104,8 +104,9 @@ class ProcessLauncher : public Launcher {
   // Kills, and reaps once dead, the children of this process in session `sid` other than its
   // leader, until none is left (for at most about a second).
   void KillOrphans(pid_t sid);
-  // Reaps ended orphans of running jobs; kills orphans of ended jobs and escaped ones.
-  void TidyOrphans();
+  // Reaps ended orphans of running jobs; kills orphans of ended jobs and escaped ones, and the
+  // leftovers of the jobs whose leaders are `ended` (zombies not yet reaped).
+  void TidyOrphans(const std::vector<pid_t>& ended);
 
   // Closes the child's pidfd, which also takes it out of exit_fd_.
   static void ForgetPidfd(const Child& child);

@@ -567,6 +567,12 @@ TEST_F(CliTest, ListShowAndWatchNameARunningJobsPhase) {
         << (posted.ok() ? posted->body : posted.status().message());
   };
   report({{"phase", "few-shot"}, {"index", 2}, {"count", 6}, {"detail", "digits seed 1"}});
+  // The coordinator writes the start the poll reported about a second later.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (Vitscale("list --state running").out.find(job.substr(0, 12)) == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(100ms);
+  }
 
   Outcome list = Vitscale("list --state running");
   EXPECT_EQ(list.status, kExitOk) << list.err;

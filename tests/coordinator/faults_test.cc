@@ -187,6 +187,8 @@ class FaultsTest : public ::testing::Test {
     auto sink = trainer::HttpSink::Create(coordinator_->url(), report_token_, job_, attempt_);
     ASSERT_TRUE(sink.ok()) << sink.status().ToString();
     sink_ = std::move(sink).value();
+    // The agent's poll reported the start; a tick writes it about a second later.
+    ASSERT_TRUE(WaitFor([&] { return JobState() == "running"; }, seconds(30))) << JobState();
   }
 
   std::string ReportPath(const std::string& what) const {
