@@ -46,6 +46,8 @@ class Coordinator {
   Core& core() { return core_; }
   // Tests wait for its metric posts to be answered and count its commits.
   const ReportApi& reports() const { return reports_; }
+  // Tests count the fits it made.
+  const UserApi& users() const { return users_; }
 
  private:
   Coordinator(boost::asio::io_context& io, storage::Store& store, const Clock& clock,

@@ -585,39 +585,63 @@ HttpResponse UserApi::ImportThroughput(const HttpRequest& request) {
 }
 
 void UserApi::WithFits(const std::string& sweep, const std::string& column, FitsDone done) {
-  // What the fit needs is read here, on the io thread, which owns the store connection.
-  Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep);
-  if (!table.ok()) return done(table.status());
-  std::string digest = Sha256Hex(StudyJson(*table));
+  // Whether kept fits are current is told by the sweep's mark (storage/store.h): a few index
+  // probes, and a look at only what was written since, instead of reading the table again.
+  storage::Store& store = core_.store();
+  Expected<storage::SweepMark> mark = store.ReadSweepMark(sweep);
+  if (!mark.ok()) return done(mark.status());
+  // Whether nothing the fits show changed since `seen`; then `seen` moves on to now, so that
+  // the next check looks only at what is newer.
+  auto unchanged = [&](storage::SweepMark& seen) -> Expected<bool> {
+    if (seen == *mark) return true;
+    ASSIGN_OR_RETURN(bool changed, store.SweepChangedSince(seen, *mark));
+    if (!changed) seen = *mark;
+    return !changed;
+  };
   FitsKey key{sweep, column};
-  if (auto it = fits_.find(key); it != fits_.end() && it->second.table_sha256 == digest) {
-    return done(it->second.fits);
+  if (auto it = fits_.find(key); it != fits_.end()) {
+    Expected<bool> current = unchanged(it->second.mark);
+    if (!current.ok()) return done(current.status());
+    if (*current) return done(it->second.fits);
   }
-  if (auto it = fitting_.find(key); it != fitting_.end() && it->second.table_sha256 == digest) {
-    it->second.waiting.push_back(std::move(done));
-    return;
+  if (auto it = fitting_.find(key); it != fitting_.end()) {
+    Expected<bool> current = unchanged(it->second.mark);
+    if (!current.ok()) return done(current.status());
+    if (*current) {
+      it->second.waiting.push_back(std::move(done));
+      return;
+    }
   }
   constexpr size_t kMaxFitsUnderWay = 4;  // each holds a study's table until its turn
-  if (fitting_.size() >= kMaxFitsUnderWay) {
+  if (fitting_.size() >= kMaxFitsUnderWay && fitting_.find(key) == fitting_.end()) {
     return done(Unavailable(fmt::format(
         "the coordinator is making the fits of {} other studies; try again in a minute",
         fitting_.size())));
   }
+  // What the fit needs is read here, on the io thread, which owns the store connection; after
+  // the mark, so that a write between the two only makes the next check fit again.
+  Expected<storage::ResultsTable> table = storage::BuildResultsTable(store, sweep);
+  if (!table.ok()) return done(table.status());
   // Fits under way for an older table are superseded: the requests waiting for them are
   // answered with these.
-  fitting_[key].table_sha256 = digest;
-  fitting_[key].waiting.push_back(std::move(done));
+  const int64_t number = ++fits_made_;
+  FitsUnderWay& under_way = fitting_[key];
+  under_way.mark = *mark;
+  under_way.number = number;
+  under_way.waiting.push_back(std::move(done));
   auto input = std::make_shared<storage::ResultsTable>(std::move(*table));
   boost::asio::post(fitter_, [this, alive = std::weak_ptr<char>(alive_), &io = core_.io(), key,
-                              digest, input] {
+                              number, made_from = *mark, input] {
     auto fits = std::make_shared<Expected<planning::StudyFits>>(
         planning::FitStudy(*input, key.second));
-    boost::asio::post(io, [this, alive, key, digest, fits] {
+    boost::asio::post(io, [this, alive, key, number, made_from, fits] {
       if (!alive.lock()) return;
       auto under_way = fitting_.find(key);
       std::vector<FitsDone> waiting;
-      if (under_way != fitting_.end() && under_way->second.table_sha256 == digest) {
+      storage::SweepMark mark = made_from;
+      if (under_way != fitting_.end() && under_way->second.number == number) {
         waiting = std::move(under_way->second.waiting);
+        mark = under_way->second.mark;  // moved on by checks that found nothing new
         fitting_.erase(under_way);
       }
       if (fits->ok()) {
@@ -625,7 +649,7 @@ void UserApi::WithFits(const std::string& sweep, const std::string& column, Fits
         if (fits_.size() >= kMaxCachedFits && fits_.find(key) == fits_.end()) {
           fits_.erase(fits_.begin());
         }
-        fits_[key] = {digest, **fits};
+        fits_[key] = {mark, **fits};
       }
       for (FitsDone& waiter : waiting) waiter(*fits);
     });

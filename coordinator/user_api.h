@@ -30,6 +30,9 @@ class UserApi {
   ~UserApi();
 
   void AddRoutes(Router& router);
+  // Fits handed to the fitter thread since start: the tests that check that kept fits are
+  // answered, and new ones made only when the sweep's finished work changed, count them.
+  int64_t fits_made() const { return fits_made_; }
   // Records cluster utilisation; called on every scheduler tick.
   void SampleUtilisation();
 
@@ -66,8 +69,8 @@ class UserApi {
 
   using FitsDone = std::function<void(Expected<planning::StudyFits>)>;
   // Calls `done` on the io thread with the sweep's scaling-law fits for `column`: at once when
-  // the kept ones were made from the same results table, else once the fitter thread has made
-  // them (200 bootstrap draws per group: seconds for a large study, which the io thread must not
+  // nothing they show changed since the kept ones were made (storage::SweepMark), else once the
+  // fitter thread has made them (200 bootstrap draws per group, which the io thread must not
   // spend). Requests for fits already being made wait for those; a kUnavailable error when
   // kMaxFitsUnderWay other fits are queued.
   void WithFits(const std::string& sweep, const std::string& column, FitsDone done);
@@ -85,15 +88,17 @@ class UserApi {
   };
   std::deque<UtilisationSample> utilisation_;
   struct CachedFits {
-    std::string table_sha256;  // of the study view the fits were made from
+    storage::SweepMark mark;  // the sweep as the fits were made from it, or last found unchanged
     planning::StudyFits fits;
   };
   using FitsKey = std::pair<std::string, std::string>;  // sweep, column
   std::map<FitsKey, CachedFits> fits_;
   struct FitsUnderWay {
-    std::string table_sha256;
+    storage::SweepMark mark;
+    int64_t number = 0;  // which of fits_made_: a newer one supersedes it
     std::vector<FitsDone> waiting;
   };
+  int64_t fits_made_ = 0;
   std::map<FitsKey, FitsUnderWay> fitting_;
   boost::asio::thread_pool fitter_{1};
   // The fitter's answers hold a weak copy: once the UserApi is gone they do nothing.

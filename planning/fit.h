@@ -60,7 +60,9 @@ struct CurveFit {
 
 // Fits what `select` keeps of `points` (all of them when unset; the Pareto frontier, say), and
 // bootstraps the band by drawing `points` with replacement `resamples` times (seeded: the same
-// input gives the same band), applying `select` and fitting each draw.
+// input gives the same band), applying `select` and fitting each draw. `select` is given points
+// sorted by x, then error. Draws that select the same points share one fit (a fit depends on
+// nothing else: each starts from the full fit).
 CurveFit FitWithBand(
     const std::vector<FitPoint>& points,
     const std::function<std::vector<FitPoint>(const std::vector<FitPoint>&)>& select,

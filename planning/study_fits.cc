@@ -102,14 +102,18 @@ Expected<StudyFits> FitStudy(const storage::ResultsTable& table, const std::stri
             {"", model, {static_cast<double>(size), mean}, static_cast<int>(errors.size())});
         group.frontier.push_back(group.points.size() - 1);
       }
+      // FitWithBand hands the points sorted by x: each x's run is averaged in one pass.
       auto mean_per_x = [](const std::vector<FitPoint>& points) {
-        std::map<double, std::pair<double, int>> sums;
-        for (const FitPoint& p : points) {
-          sums[p.x].first += p.error;
-          sums[p.x].second += 1;
-        }
         std::vector<FitPoint> means;
-        for (const auto& [x, s] : sums) means.push_back({x, s.first / s.second});
+        for (size_t i = 0; i < points.size();) {
+          size_t end = i;
+          double sum = 0;
+          for (; end < points.size() && points[end].x == points[i].x; ++end) {
+            sum += points[end].error;
+          }
+          means.push_back({points[i].x, sum / static_cast<double>(end - i)});
+          i = end;
+        }
         return means;
       };
       group.fit = FitWithBand(jobs_points, mean_per_x);
@@ -135,17 +139,24 @@ nlohmann::json ToJson(const StudyFits& fits) {
   auto groups = [](const std::vector<GroupFit>& list, const char* x_name) {
     json out = json::array();
     for (const GroupFit& g : list) {
-      json points = json::array();
-      for (const FitPointOf& p : g.points) {
+      // Only the points fitted: every job of the group is in the study view already, and for
+      // a large sweep they made the answer megabytes that the page never drew.
+      json points = json::array(), fitted = json::array();
+      for (size_t i : g.frontier) {
+        const FitPointOf& p = g.points[i];
         json point = {
             {"model", p.model}, {x_name, p.point.x}, {"error", p.point.error}, {"runs", p.runs}};
         if (!p.job.empty()) point["job"] = p.job;
+        fitted.push_back(points.size());
         points.push_back(point);
       }
+      int jobs = 0;
+      for (const FitPointOf& p : g.points) jobs += p.runs;
       out.push_back({{"group", g.group},
                      {"family", g.family},
+                     {"jobs", jobs},
                      {"points", points},
-                     {"fitted", g.frontier},
+                     {"fitted", fitted},
                      {"fit", ToJson(g.fit)}});
     }
     return out;

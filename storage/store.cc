@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <set>
+#include <type_traits>
 #include <utility>
 #include <variant>
 
@@ -1955,6 +1956,97 @@ Expected<SweepTablePage> Store::ReadSweepTablePage(const std::string& sweep_name
   }
   if (rc != SQLITE_DONE) return Error("cannot read the columns of sweep " + sweep_name);
   return page;
+}
+
+namespace {
+
+// Each a probe of an index's end: the sweep's counters and the database's newest rows.
+constexpr const char* kSweepMarkSql =
+    "SELECT (SELECT jobs FROM sweep_counts WHERE sweep_id = ?1 AND state = 'succeeded'), "
+    "(SELECT spent_train_flops FROM sweep_compute WHERE sweep_id = ?1), "
+    "(SELECT ifnull(max(updated_at), 0) FROM jobs WHERE state = 'succeeded'), "
+    "(SELECT ifnull(max(rowid), 0) FROM results), "
+    "(SELECT ifnull(max(rowid), 0) FROM compute_ledger)";
+
+// What was written between two marks, then whether it is the sweep's: a range of an index over
+// the newer rows, each looked up in sweep_jobs by its key. CROSS JOIN keeps that order (the
+// other would walk the sweep's jobs).
+constexpr const char* kSweepSucceededSinceSql =
+    "SELECT 1 FROM jobs j CROSS JOIN sweep_jobs sj WHERE j.state = 'succeeded' AND "
+    "j.updated_at > ?1 AND j.updated_at <= ?2 AND sj.sweep_id = ?3 AND sj.job_id = j.id LIMIT 1";
+constexpr const char* kSweepResultsSinceSql =
+    "SELECT 1 FROM results r CROSS JOIN sweep_jobs sj WHERE r.rowid > ?1 AND r.rowid <= ?2 AND "
+    "sj.sweep_id = ?3 AND sj.job_id = r.job_id LIMIT 1";
+constexpr const char* kSweepLedgerSinceSql =
+    "SELECT 1 FROM compute_ledger l CROSS JOIN sweep_jobs sj WHERE l.rowid > ?1 AND "
+    "l.rowid <= ?2 AND sj.sweep_id = ?3 AND sj.job_id = l.job_id LIMIT 1";
+
+}  // namespace
+
+bool SweepMark::operator==(const SweepMark& other) const {
+  return sweep_id == other.sweep_id && succeeded == other.succeeded &&
+         spent_train_flops == other.spent_train_flops && last_success == other.last_success &&
+         last_result == other.last_result && last_ledger == other.last_ledger;
+}
+
+Expected<SweepMark> Store::ReadSweepMark(const std::string& sweep_name) {
+  ASSIGN_OR_RETURN(SweepRecord sweep, GetSweep(sweep_name));
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(kSweepMarkSql));
+  Query q(stmt);
+  if (q.Int(sweep.id).Step() != SQLITE_ROW) {
+    return Error("cannot read the mark of sweep " + sweep_name);
+  }
+  SweepMark mark;
+  mark.sweep_id = sweep.id;
+  mark.succeeded = q.ColInt(0);
+  mark.spent_train_flops = q.ColOptReal(1).value_or(0);
+  mark.last_success = q.ColReal(2);
+  mark.last_result = q.ColInt(3);
+  mark.last_ledger = q.ColInt(4);
+  return mark;
+}
+
+Expected<bool> Store::SweepChangedSince(const SweepMark& before, const SweepMark& now) {
+  if (before.sweep_id != now.sweep_id || before.succeeded != now.succeeded ||
+      before.spent_train_flops != now.spent_train_flops) {
+    return true;
+  }
+  auto any = [&](const char* sql, auto from, auto to) -> Expected<bool> {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql));
+    Query q(stmt);
+    if constexpr (std::is_floating_point_v<decltype(from)>) {
+      q.Real(from).Real(to);
+    } else {
+      q.Int(from).Int(to);
+    }
+    int rc = q.Int(now.sweep_id).Step();
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error("cannot read what changed in a sweep");
+    return rc == SQLITE_ROW;
+  };
+  if (now.last_success > before.last_success) {
+    ASSIGN_OR_RETURN(bool succeeded,
+                     any(kSweepSucceededSinceSql, before.last_success, now.last_success));
+    if (succeeded) return true;
+  }
+  if (now.last_result != before.last_result) {
+    ASSIGN_OR_RETURN(bool result, any(kSweepResultsSinceSql, before.last_result, now.last_result));
+    if (result) return true;
+  }
+  if (now.last_ledger != before.last_ledger) {
+    ASSIGN_OR_RETURN(bool ledger, any(kSweepLedgerSinceSql, before.last_ledger, now.last_ledger));
+    if (ledger) return true;
+  }
+  return false;
+}
+
+Expected<std::vector<std::string>> Store::ExplainSweepChanges() {
+  std::vector<std::string> plans;
+  for (const char* sql : {kSweepMarkSql, kSweepSucceededSinceSql, kSweepResultsSinceSql,
+                          kSweepLedgerSinceSql}) {
+    ASSIGN_OR_RETURN(std::string plan, ExplainPlan(sql));
+    plans.push_back(std::move(plan));
+  }
+  return plans;
 }
 
 Expected<std::vector<std::string>> Store::ExplainSweepTable() {

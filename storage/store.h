@@ -107,6 +107,20 @@ struct SweepTablePage {
   bool more_after = false;
 };
 
+// What a sweep's finished work looked like at one moment, read in O(log n) without touching
+// the sweep's rows: the coordinator keeps a sweep's scaling-law fits until SweepChangedSince
+// says otherwise. The last three are the whole database's newest, so that a later check looks
+// only at what was written after them.
+struct SweepMark {
+  int64_t sweep_id = 0;
+  int64_t succeeded = 0;          // the sweep's succeeded jobs (sweep_counts)
+  double spent_train_flops = 0;   // the sweep's ledger total (sweep_compute)
+  double last_success = 0;        // the newest updated_at of a succeeded job, any sweep
+  int64_t last_result = 0;        // the newest rowid of results, any sweep
+  int64_t last_ledger = 0;        // the newest rowid of compute_ledger, any sweep
+  bool operator==(const SweepMark& other) const;
+};
+
 class Store {
  public:
   // Opens (creating it unless read-only) the database at `path` and brings its schema to the
@@ -259,6 +273,15 @@ class Store {
   // The query plans (EXPLAIN QUERY PLAN) of ReadSweepTable's and ReadSweepTablePage's
   // statements, as ExplainJobList's.
   Expected<std::vector<std::string>> ExplainSweepTable();
+  // The sweep's mark now; kNotFound when the sweep does not exist.
+  Expected<SweepMark> ReadSweepMark(const std::string& sweep_name);
+  // Whether, between two marks of one sweep, a job of the sweep succeeded or stopped being
+  // succeeded, or a result or a ledger entry of one of its jobs was added or replaced: all
+  // that its results table can show of finished work. Looks only at the rows written between
+  // the marks, through indexes: no walk over the sweep's jobs.
+  Expected<bool> SweepChangedSince(const SweepMark& before, const SweepMark& now);
+  // The query plans of SweepChangedSince's statements, as ExplainJobList's.
+  Expected<std::vector<std::string>> ExplainSweepChanges();
 
   // Runs `body` in one transaction: every write it makes commits together (one fsync), or none
   // does if it returns an error. A failed call inside it undoes only its own writes.

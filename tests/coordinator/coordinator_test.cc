@@ -911,10 +911,93 @@ TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
             std::string::npos);
   Json fits = AwaitJson("GET", "/api/v1/study/in-process/fits", kAdmin);
   ASSERT_EQ(fits["compute"].size(), 1u) << fits.dump();
-  EXPECT_EQ(fits["compute"][0]["points"].size(), 2u);
+  // Both jobs ran the same compute: the better one alone is on the frontier, and only the
+  // points fitted are sent.
+  EXPECT_EQ(fits["compute"][0]["jobs"], 2);
+  ASSERT_EQ(fits["compute"][0]["points"].size(), 1u);
+  EXPECT_EQ(fits["compute"][0]["points"][0]["job"], ids[1]);
+  EXPECT_EQ(fits["compute"][0]["fitted"], Json::array({0}));
   EXPECT_EQ(fits["compute"][0]["fit"]["status"], "too_few_points");
   // Kept: answered at once, in the same turn, without the fitter.
   EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process/fits", kAdmin), fits);
+}
+
+// Kept fits are answered without reading the sweep: they are made again when one of its jobs
+// finishes, or a result or a ledger entry of one of its jobs arrives, and only then; what
+// happens to other sweeps, or to its jobs before they finish, leaves them kept.
+TEST_F(CoordinatorTest, KeptFitsAreMadeAgainOnlyWhenTheSweepsFinishedWorkChanges) {
+  auto submit = [&](const std::string& name, const std::string& subsets) {
+    std::string yaml = kSweep;
+    yaml.replace(yaml.find("in-process"), 10, name);
+    yaml.replace(yaml.find("[256, 512]"), 10, subsets);
+    std::vector<std::string> ids = CallJson("POST", "/api/v1/sweeps", kAdmin, yaml)["jobs"];
+    return ids;
+  };
+  std::vector<std::string> ids = submit("marks", "[256, 512, 1024]");
+  std::vector<std::string> other = submit("other", "[2048, 4096]");
+  ASSERT_EQ(ids.size(), 3u);
+  ASSERT_EQ(other.size(), 2u);
+  auto add_attempt = [&](const std::string& id) {
+    clock_.Advance(std::chrono::seconds(1));
+    auto attempt = store_->AddAttempt(id, std::nullopt, "localhost:1");
+    EXPECT_TRUE(attempt.ok()) << attempt.status().ToString();
+    EXPECT_TRUE(store_->EndAttempt(id, *attempt, storage::AttemptOutcome::kSucceeded, 0).ok());
+    return *attempt;
+  };
+  auto result = [&](const std::string& id, double accuracy) {
+    return storage::ResultRecord{id, storage::Evaluation::kFewShot, "digits", 5, 0, "accuracy",
+                                 accuracy};
+  };
+  auto finish = [&](const std::string& id, double accuracy) {
+    int attempt = add_attempt(id);
+    storage::LedgerEntry ledger{id, attempt, 2e15, 1e12, 256, "cpu", 7200, 7200};
+    ASSERT_TRUE(store_->AddResultsAndLedger({result(id, accuracy)}, ledger).ok());
+    ASSERT_TRUE(store_->SetJobState(id, JobState::kSucceeded).ok());
+  };
+  finish(ids[0], 0.6);
+  finish(ids[1], 0.7);
+  const std::string target = "/api/v1/study/marks/fits";
+  auto made = [&] { return coordinator_->users().fits_made(); };
+  Json fits = AwaitJson("GET", target, kAdmin);
+  EXPECT_EQ(fits["compute"][0]["jobs"], 2) << fits.dump();
+  EXPECT_EQ(made(), 1);
+  EXPECT_EQ(CallJson("GET", target, kAdmin), fits);
+  EXPECT_EQ(made(), 1);
+
+  // Another sweep's job finishes, with its result and ledger; a job of this one is leased and
+  // reprioritised: nothing the fits show.
+  finish(other[0], 0.8);
+  ASSERT_TRUE(store_->SetJobState(ids[2], JobState::kLeased).ok());
+  ASSERT_TRUE(store_->SetJobPriority(ids[2], 5).ok());
+  EXPECT_EQ(CallJson("GET", target, kAdmin), fits);
+  EXPECT_EQ(made(), 1);
+
+  // A result of a finished job is reported again with another value: made again.
+  clock_.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(store_->AddResults({result(ids[0], 0.65)}).ok());
+  fits = AwaitJson("GET", target, kAdmin);
+  EXPECT_EQ(made(), 2);
+  // The last job's attempt ends and its ledger entry arrives: made again (the view's columns
+  // and exaFLOPs follow results and ledgers whatever the state).
+  int attempt = add_attempt(ids[2]);
+  ASSERT_TRUE(store_->AddLedgerEntry({ids[2], attempt, 4e15, 1e12, 256, "cpu", 60, 60}).ok());
+  fits = AwaitJson("GET", target, kAdmin);
+  EXPECT_EQ(made(), 3);
+  ASSERT_TRUE(store_->AddResults({result(ids[2], 0.75)}).ok());
+  fits = AwaitJson("GET", target, kAdmin);
+  EXPECT_EQ(made(), 4);
+  EXPECT_EQ(fits["compute"][0]["jobs"], 2) << "not finished: not fitted";
+  // It finishes: made again, now with its point.
+  clock_.Advance(std::chrono::seconds(1));
+  ASSERT_TRUE(store_->SetJobState(ids[2], JobState::kSucceeded).ok());
+  fits = AwaitJson("GET", target, kAdmin);
+  EXPECT_EQ(made(), 5);
+  EXPECT_EQ(fits["compute"][0]["jobs"], 3) << fits.dump();
+  // And kept again, while the other sweep's second job finishes.
+  finish(other[1], 0.9);
+  EXPECT_EQ(CallJson("GET", target, kAdmin), fits);
+  EXPECT_EQ(CallJson("GET", target + "?column=average", kAdmin), fits);
+  EXPECT_EQ(made(), 5);
 }
 
 TEST_F(CoordinatorTest, HostsThatDoNotShareTheRunsFolderAreNotSpanned) {

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -363,9 +364,39 @@ TEST(Fit, BandBracketsTheFitAndExtendsADecade) {
     ASSERT_TRUE(p.low && p.high);
     EXPECT_LE(*p.low, *p.high);
   }
-  // The same seed gives the same band.
+  // The same seed gives the same band, whatever the order the points come in.
   CurveFit again = FitWithBand(points, nullptr, 100, 7);
   EXPECT_EQ(*again.curve.back().high, *fit.curve.back().high);
+  std::reverse(points.begin(), points.end());
+  CurveFit reversed = FitWithBand(points, nullptr, 100, 7);
+  for (size_t g = 0; g < fit.curve.size(); ++g) {
+    EXPECT_EQ(*reversed.curve[g].low, *fit.curve[g].low) << g;
+    EXPECT_EQ(*reversed.curve[g].high, *fit.curve[g].high) << g;
+  }
+}
+
+// Draws that select the same points (they share one fit) each count: a family whose frontier
+// is the same in every draw (each point many times over) has a band of no width, from all 200
+// draws.
+TEST(Fit, DrawsSelectingTheSamePointsCountEachTime) {
+  PowerLaw truth{0.4, 0.3, 0.1, 1.0};
+  std::vector<FitPoint> points;
+  for (double x : {1.0, 2.0, 4.0, 8.0, 16.0, 32.0}) {
+    for (int copy = 0; copy < 100; ++copy) points.push_back({x, truth.Eval(x)});
+  }
+  auto frontier = [](const std::vector<FitPoint>& all) {
+    std::vector<FitPoint> kept;
+    for (size_t i : ParetoFrontier(all)) kept.push_back(all[i]);
+    return kept;
+  };
+  CurveFit fit = FitWithBand(points, frontier);
+  ASSERT_EQ(fit.status, "ok") << fit.message;
+  EXPECT_EQ(fit.points, 6);
+  EXPECT_EQ(fit.resamples_fitted, 200);
+  for (const BandPoint& p : fit.curve) {
+    ASSERT_TRUE(p.low && p.high);
+    EXPECT_EQ(*p.low, *p.high) << p.x;
+  }
 }
 
 TEST(Fit, ParetoFrontierKeepsOnlyUnbeatenPoints) {

@@ -415,5 +415,34 @@ TEST_F(JobListTest, TheStudyRowsPageByCursorThroughTheWholeTable) {
   EXPECT_EQ(unknown.status().code(), StatusCode::kNotFound);
 }
 
+// Whether a sweep's fits are current is told without reading the sweep: the mark is probes of
+// index ends (no scan), and what changed since is a range of the newer rows, each looked up in
+// sweep_jobs by key (never a walk of the sweep's jobs).
+TEST_F(JobListTest, TheSweepMarkQueriesReadNoSweepAndScanNothing) {
+  ASSERT_NO_FATAL_FAILURE(Fill());
+  auto plans = store_->ExplainSweepChanges();
+  ASSERT_TRUE(plans.ok()) << plans.status().ToString();
+  ASSERT_EQ(plans->size(), 4u);
+  for (const std::string& plan : *plans) {
+    for (size_t at = plan.find("SCAN"); at != std::string::npos; at = plan.find("SCAN", at + 1)) {
+      EXPECT_EQ(plan.compare(at, 17, "SCAN CONSTANT ROW"), 0) << plan;  // the mark's one row
+    }
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+  }
+  for (size_t i = 1; i < plans->size(); ++i) {
+    // The newer rows first (a range of their index), then the sweep's link of each, by both
+    // of its columns.
+    const std::string& plan = (*plans)[i];
+    size_t newer = plan.find("SEARCH ");
+    size_t link = plan.find("SEARCH sj USING ");
+    ASSERT_NE(link, std::string::npos) << plan;
+    EXPECT_LT(newer, link) << plan;
+    EXPECT_NE(plan.find(">?", newer), std::string::npos) << plan;
+    std::string lookup = plan.substr(link, plan.find('\n', link) - link);
+    EXPECT_NE(lookup.find("job_id=?"), std::string::npos) << plan;
+    EXPECT_NE(lookup.find("sweep_id=?"), std::string::npos) << plan;
+  }
+}
+
 }  // namespace
 }  // namespace vitscale::storage
