@@ -11,7 +11,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "common/sha256.h"
 #include "common/text.h"
 #include "coordinator/views.h"
 #include "planning/simulate.h"
@@ -113,14 +112,6 @@ void AppendStudyRows(std::string& out, const storage::ResultsTable& table) {
     out += '}';
   }
   out += ']';
-}
-
-// Every row of the table as one JSON document: what the fits' digest is taken of.
-std::string StudyJson(const storage::ResultsTable& table) {
-  std::string out = "{";
-  AppendStudyRows(out, table);
-  out += '}';
-  return out;
 }
 
 // A page of the study's rows with where it lies: `"columns":…,"rows":…,"total":…,"start":…,
