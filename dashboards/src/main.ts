@@ -49,9 +49,22 @@ function later(load: () => Promise<Mount>): Mount {
   };
 }
 
-const mountJob = later(() => import('./pages/job').then((m) => m.mountJob));
-const mountCluster = later(() => import('./pages/cluster').then((m) => m.mountCluster));
-const mountStudy = later(() => import('./pages/study').then((m) => m.mountStudy));
+const loadJob = () => import('./pages/job').then((m) => m.mountJob);
+const loadCluster = () => import('./pages/cluster').then((m) => m.mountCluster);
+const loadStudy = () => import('./pages/study').then((m) => m.mountStudy);
+const mountJob = later(loadJob);
+const mountCluster = later(loadCluster);
+const mountStudy = later(loadStudy);
+
+// Once the first page is up and the browser idle, the chart pages' code is loaded beforehand,
+// so that the first job or study opened does not wait for ECharts. A failure here is left to
+// the page's own load to report when it is opened.
+function loadChartPagesWhenIdle(): void {
+  const load = () => {
+    for (const chunk of [loadJob, loadCluster, loadStudy]) chunk().catch(() => undefined);
+  };
+  window.addEventListener('load', () => requestIdleCallback(load, { timeout: 5000 }), { once: true });
+}
 
 const routes: Route[] = [
   { pattern: /^\/?$/, nav: 'sweeps', mount: mountSweeps },
@@ -168,3 +181,4 @@ events.subscribe((event: CoordinatorEvent) => current?.onEvent?.(event));
 events.start();
 window.addEventListener('hashchange', route);
 route();
+loadChartPagesWhenIdle();
