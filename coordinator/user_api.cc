@@ -474,19 +474,48 @@ HttpResponse UserApi::Study(const HttpRequest& request) {
   const std::string& sweep = request.params.at("sweep");
   Expected<storage::ResultsPageRequest> wanted = StudyPageRequest(request);
   if (!wanted.ok()) return StatusResponse(wanted.status());
-  // The summary and the plots' points are of every row (one read of the sweep's table); the
-  // rows sent are one page.
-  Expected<storage::ResultsTable> table = storage::BuildResultsTable(core_.store(), sweep);
-  if (!table.ok()) return StatusResponse(table.status());
+  // The summary is of the whole sweep; the rows sent are one page.
+  Expected<protocol::Json> summary_json = StudySummary(sweep);
+  if (!summary_json.ok()) return StatusResponse(summary_json.status());
   Expected<storage::ResultsTablePage> page =
       storage::BuildResultsTablePage(core_.store(), sweep, *wanted);
   if (!page.ok()) return StatusResponse(page.status());
-  std::string summary = protocol::Dump(StudySummaryOf(*table));
+  std::string summary = protocol::Dump(*summary_json);
   HttpResponse response;
   response.body = summary.substr(0, summary.size() - 1) + ",";  // the summary's fields, then
   AppendStudyPage(response.body, *page, wanted->limit);          // the page's
   response.body += '}';
   return response;
+}
+
+Expected<protocol::Json> UserApi::StudySummary(const std::string& sweep) {
+  storage::Store& store = core_.store();
+  ASSIGN_OR_RETURN(storage::SweepMark mark, store.ReadSweepMark(sweep));
+  auto kept = summaries_.find(sweep);
+  bool current = false;
+  if (kept != summaries_.end()) {
+    ASSIGN_OR_RETURN(current, Unchanged(kept->second.mark, mark));
+  }
+  if (!current) {
+    // One read of the sweep's whole table (O(sweep)); after the mark, so that a write between
+    // the two only makes the next request read it again.
+    ASSIGN_OR_RETURN(storage::ResultsTable table, storage::BuildResultsTable(store, sweep));
+    constexpr size_t kMaxKeptSummaries = 16;  // a few studies open at once; any one may go
+    if (summaries_.size() >= kMaxKeptSummaries && kept == summaries_.end()) {
+      summaries_.erase(summaries_.begin());
+    }
+    kept = summaries_.insert_or_assign(sweep, KeptSummary{mark, StudySummaryOf(table)}).first;
+  }
+  // Leases, starts, failures and cancels move the state counts but not the mark: those are
+  // the sweep's counters, read now.
+  protocol::Json summary = kept->second.summary;
+  ASSIGN_OR_RETURN(std::vector<storage::SweepSummary> sweeps, store.SweepSummaries());
+  for (const storage::SweepSummary& counted : sweeps) {
+    if (counted.name != sweep) continue;
+    summary["jobs"] = counted.jobs;
+    summary["by_state"] = counted.jobs_by_state;
+  }
+  return summary;
 }
 
 HttpResponse UserApi::StudyRows(const HttpRequest& request) {
@@ -575,28 +604,27 @@ HttpResponse UserApi::ImportThroughput(const HttpRequest& request) {
   return JsonResponse(200, Json{{"imported", rows->size()}});
 }
 
+Expected<bool> UserApi::Unchanged(storage::SweepMark& seen, const storage::SweepMark& now) {
+  if (seen == now) return true;
+  ASSIGN_OR_RETURN(bool changed, core_.store().SweepChangedSince(seen, now));
+  if (!changed) seen = now;
+  return !changed;
+}
+
 void UserApi::WithFits(const std::string& sweep, const std::string& column, FitsDone done) {
   // Whether kept fits are current is told by the sweep's mark (storage/store.h): a few index
   // probes, and a look at only what was written since, instead of reading the table again.
   storage::Store& store = core_.store();
   Expected<storage::SweepMark> mark = store.ReadSweepMark(sweep);
   if (!mark.ok()) return done(mark.status());
-  // Whether nothing the fits show changed since `seen`; then `seen` moves on to now, so that
-  // the next check looks only at what is newer.
-  auto unchanged = [&](storage::SweepMark& seen) -> Expected<bool> {
-    if (seen == *mark) return true;
-    ASSIGN_OR_RETURN(bool changed, store.SweepChangedSince(seen, *mark));
-    if (!changed) seen = *mark;
-    return !changed;
-  };
   FitsKey key{sweep, column};
   if (auto it = fits_.find(key); it != fits_.end()) {
-    Expected<bool> current = unchanged(it->second.mark);
+    Expected<bool> current = Unchanged(it->second.mark, *mark);
     if (!current.ok()) return done(current.status());
     if (*current) return done(it->second.fits);
   }
   if (auto it = fitting_.find(key); it != fitting_.end()) {
-    Expected<bool> current = unchanged(it->second.mark);
+    Expected<bool> current = Unchanged(it->second.mark, *mark);
     if (!current.ok()) return done(current.status());
     if (*current) {
       it->second.waiting.push_back(std::move(done));

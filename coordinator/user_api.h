@@ -74,6 +74,12 @@ class UserApi {
   // spend). Requests for fits already being made wait for those; a kUnavailable error when
   // kMaxFitsUnderWay other fits are queued.
   void WithFits(const std::string& sweep, const std::string& column, FitsDone done);
+  // Whether nothing of the sweep's finished work changed between `seen` and `now`; then `seen`
+  // moves on to `now`, so that the next check looks only at what is newer.
+  Expected<bool> Unchanged(storage::SweepMark& seen, const storage::SweepMark& now);
+  // The study view's summary of the whole sweep (StudySummaryOf): the plots' points are of its
+  // finished work, kept until its mark moves like the fits; the state counts are read fresh.
+  Expected<protocol::Json> StudySummary(const std::string& sweep);
   // The job's detail view, or the error response.
   HttpResponse JobResponse(const storage::JobRecord& job);
   // Applies a scheduler decision about one job (cancel, preempt) and answers with the job after.
@@ -99,6 +105,11 @@ class UserApi {
     std::vector<FitsDone> waiting;
   };
   int64_t fits_made_ = 0;
+  struct KeptSummary {
+    storage::SweepMark mark;
+    protocol::Json summary;
+  };
+  std::map<std::string, KeptSummary> summaries_;  // by sweep
   std::map<FitsKey, FitsUnderWay> fitting_;
   boost::asio::thread_pool fitter_{1};
   // The fitter's answers hold a weak copy: once the UserApi is gone they do nothing.

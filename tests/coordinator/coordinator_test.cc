@@ -832,6 +832,11 @@ TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
     EXPECT_TRUE(row["average"].is_null());
   }
   EXPECT_TRUE(AwaitJson("GET", "/api/v1/study/in-process/fits", kAdmin)["compute"].empty());
+  // A state change that leaves the finished work as it was (the kept points stay) still shows
+  // in the counts.
+  ASSERT_TRUE(store_->SetJobState(ids[0], JobState::kLeased).ok());
+  EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process", kAdmin)["by_state"],
+            Json({{"leased", 1}, {"pending", 1}}));
 
   // Both jobs finish, as far as the store knows: an attempt, its ledger, two seeds of results.
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -860,31 +865,34 @@ TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
   EXPECT_EQ(study["jobs"], 2);
   EXPECT_EQ(study["by_state"], Json({{"succeeded", 2}}));
   EXPECT_EQ(study["not_run"], 0);
-  std::map<std::string, std::vector<const Json*>> rows_of;
-  for (const Json& row : study["rows"]) {
-    rows_of[row["model"].get<std::string>() + "|" + row["epochs"].dump() + "|" +
-            row["subset_size"].dump()]
-        .push_back(&row);
-  }
-  ASSERT_EQ(study["points"].size(), rows_of.size()) << study.dump();
-  for (const Json& point : study["points"]) {
-    const auto& rows = rows_of.at(point["model"].get<std::string>() + "|" +
-                                  point["epochs"].dump() + "|" + point["subset_size"].dump());
-    double accuracy = 0, exaflops = 0, hours = 0;
-    for (const Json* row : rows) {
-      accuracy += (*row)["average"].get<double>() / static_cast<double>(rows.size());
-      exaflops += (*row)["exaflops"].get<double>() / static_cast<double>(rows.size());
-      hours += (*row)["device_hours"].get<double>() / static_cast<double>(rows.size());
+  auto expect_points_of_rows = [](const Json& study) {
+    std::map<std::string, std::vector<const Json*>> rows_of;
+    for (const Json& row : study["rows"]) {
+      rows_of[row["model"].get<std::string>() + "|" + row["epochs"].dump() + "|" +
+              row["subset_size"].dump()]
+          .push_back(&row);
     }
-    for (const char* column : {"average", "digits 5-shot"}) {
-      const Json& mean = point["values"][column];
-      EXPECT_EQ(mean["runs"], rows.size());
-      EXPECT_NEAR(mean["accuracy"].get<double>(), accuracy, 1e-12);
-      EXPECT_NEAR(mean["exaflops"]["x"].get<double>(), exaflops, 1e-15);
-      EXPECT_NEAR(mean["device_hours"]["x"].get<double>(), hours, 1e-12);
-      EXPECT_EQ(mean["device_hours"]["runs"], rows.size());
+    ASSERT_EQ(study["points"].size(), rows_of.size()) << study.dump();
+    for (const Json& point : study["points"]) {
+      const auto& rows = rows_of.at(point["model"].get<std::string>() + "|" +
+                                    point["epochs"].dump() + "|" + point["subset_size"].dump());
+      double accuracy = 0, exaflops = 0, hours = 0;
+      for (const Json* row : rows) {
+        accuracy += (*row)["average"].get<double>() / static_cast<double>(rows.size());
+        exaflops += (*row)["exaflops"].get<double>() / static_cast<double>(rows.size());
+        hours += (*row)["device_hours"].get<double>() / static_cast<double>(rows.size());
+      }
+      for (const char* column : {"average", "digits 5-shot"}) {
+        const Json& mean = point["values"][column];
+        EXPECT_EQ(mean["runs"], rows.size());
+        EXPECT_NEAR(mean["accuracy"].get<double>(), accuracy, 1e-12);
+        EXPECT_NEAR(mean["exaflops"]["x"].get<double>(), exaflops, 1e-15);
+        EXPECT_NEAR(mean["device_hours"]["x"].get<double>(), hours, 1e-12);
+        EXPECT_EQ(mean["device_hours"]["runs"], rows.size());
+      }
     }
-  }
+  };
+  expect_points_of_rows(study);
   // The rows page by cursor.
   Json one = CallJson("GET", "/api/v1/study/in-process/rows?limit=1", kAdmin);
   ASSERT_EQ(one["rows"].size(), 1u);
@@ -920,6 +928,12 @@ TEST_F(CoordinatorTest, TheStudyViewAndItsFitsFollowTheStoredResults) {
   EXPECT_EQ(fits["compute"][0]["fit"]["status"], "too_few_points");
   // Kept: answered at once, in the same turn, without the fitter.
   EXPECT_EQ(CallJson("GET", "/api/v1/study/in-process/fits", kAdmin), fits);
+  // A result reported again with another value: the points are made again from the rows.
+  ASSERT_TRUE(store_->AddResults({{ids[1], storage::Evaluation::kFewShot, "digits", 5, 0,
+                                   "accuracy", 0.9}}).ok());
+  Json changed = CallJson("GET", "/api/v1/study/in-process", kAdmin);
+  EXPECT_DOUBLE_EQ(changed["rows"][1]["average"].get<double>(), 0.81);
+  expect_points_of_rows(changed);
 }
 
 // Kept fits are answered without reading the sweep: they are made again when one of its jobs
