@@ -211,6 +211,7 @@ export interface CurveFit {
 export interface FitGroup {
   group: string;
   family: string;
+  jobs: number; // the group's runs; `points` holds only those fitted
   points: { model: string; job?: string; exaflops?: number; examples?: number; error: number; runs: number }[];
   fitted: number[];
   fit: CurveFit;
