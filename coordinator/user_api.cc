@@ -270,15 +270,12 @@ HttpResponse UserApi::GetSweep(const HttpRequest& request) {
   const std::string& name = request.params.at("name");
   Expected<storage::SweepRecord> record = core_.store().GetSweep(name);
   if (!record.ok()) return StatusResponse(record.status());
-  Expected<std::vector<storage::SweepSummary>> sweeps = core_.store().SweepSummaries();
+  Expected<std::vector<storage::SweepSummary>> sweeps = core_.store().SweepSummaries(record->id);
   if (!sweeps.ok()) return StatusResponse(sweeps.status());
-  for (const auto& sweep : *sweeps) {
-    if (sweep.name != name) continue;
-    protocol::SweepView view = SweepViewOf(sweep);
-    view.definition = record->definition;
-    return JsonResponse(200, view.ToJson());
-  }
-  return ErrorResponse(404, "unknown sweep '" + name + "'");
+  if (sweeps->empty()) return ErrorResponse(404, "unknown sweep '" + name + "'");
+  protocol::SweepView view = SweepViewOf(sweeps->front());
+  view.definition = record->definition;
+  return JsonResponse(200, view.ToJson());
 }
 
 HttpResponse UserApi::ListJobs(const HttpRequest& request) {
@@ -509,12 +506,10 @@ Expected<protocol::Json> UserApi::StudySummary(const std::string& sweep) {
   // Leases, starts, failures and cancels move the state counts but not the mark: those are
   // the sweep's counters, read now.
   protocol::Json summary = kept->second.summary;
-  ASSIGN_OR_RETURN(std::vector<storage::SweepSummary> sweeps, store.SweepSummaries());
-  for (const storage::SweepSummary& counted : sweeps) {
-    if (counted.name != sweep) continue;
-    summary["jobs"] = counted.jobs;
-    summary["by_state"] = counted.jobs_by_state;
-  }
+  ASSIGN_OR_RETURN(std::vector<storage::SweepSummary> counted, store.SweepSummaries(mark.sweep_id));
+  summary["jobs"] = counted.empty() ? 0 : counted.front().jobs;
+  summary["by_state"] = counted.empty() ? std::map<std::string, int64_t>{}
+                                        : counted.front().jobs_by_state;
   return summary;
 }
 

@@ -97,7 +97,6 @@ struct ColumnSums {
 }  // namespace
 
 protocol::Json StudySummaryOf(const storage::ResultsTable& table) {
-  std::map<std::string, int64_t> by_state;
   int64_t not_run = 0;
   // Points in the table's order of first appearance, keyed by model, epochs and subset size.
   using Key = std::tuple<std::string, double, int64_t>;
@@ -109,7 +108,6 @@ protocol::Json StudySummaryOf(const storage::ResultsTable& table) {
   std::vector<Point> points;
   size_t width = table.columns.size() + 1;
   for (const storage::ResultsTableRow& row : table.rows) {
-    ++by_state[storage::JobStateName(row.state)];
     if (row.compute_planned) {
       ++not_run;
       continue;
@@ -152,8 +150,6 @@ protocol::Json StudySummaryOf(const storage::ResultsTable& table) {
                            {"values", std::move(values)}});
   }
   return {{"sweep", table.sweep},
-          {"jobs", table.rows.size()},
-          {"by_state", by_state},
           {"not_run", not_run},
           {"points", std::move(json_points)}};
 }

@@ -102,6 +102,30 @@ std::optional<int64_t> WholeNumber(std::string_view text) {
 
 }  // namespace
 
+// A study cursor: the hex of "study1.<sweep id>.<position>", the row's place in the sweep's
+// order.
+std::string EncodeStudyCursor(int64_t sweep_id, int64_t position) {
+  return ToHex(fmt::format("study1.{}.{}", sweep_id, position));
+}
+
+std::optional<std::pair<int64_t, int64_t>> DecodeStudyCursor(std::string_view cursor) {
+  constexpr std::string_view kPrefix = "study1.";
+  if (cursor.empty() || cursor.size() > 128) return std::nullopt;
+  std::optional<std::string> text = FromHex(cursor);
+  if (!text || text->compare(0, kPrefix.size(), kPrefix) != 0) return std::nullopt;
+  std::string_view rest = std::string_view(*text).substr(kPrefix.size());
+  size_t dot = rest.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  std::optional<int64_t> sweep_id = WholeNumber(rest.substr(0, dot));
+  std::optional<int64_t> position = WholeNumber(rest.substr(dot + 1));
+  // Only the text EncodeStudyCursor writes: no sign, no leading zeros.
+  if (!sweep_id || !position || *sweep_id < 0 || *position < 0 ||
+      *text != fmt::format("study1.{}.{}", *sweep_id, *position)) {
+    return std::nullopt;
+  }
+  return std::pair{*sweep_id, *position};
+}
+
 // The cursor is the hex of "1.<fingerprint>.<order>.<kind><key>": opaque to clients, and cheap
 // to check whole.
 std::string EncodeJobCursor(const JobFilter& filter, const JobPosition& position) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -148,6 +149,10 @@ struct JobCount {
 // (kInvalidArgument) rather than read as some other place in some other order.
 std::string EncodeJobCursor(const JobFilter& filter, const JobPosition& position);
 Expected<JobPosition> DecodeJobCursor(const JobFilter& filter, std::string_view cursor);
+// The study table's cursors (the row's place in its sweep): (sweep id, position), or nullopt
+// for anything EncodeStudyCursor did not write.
+std::string EncodeStudyCursor(int64_t sweep_id, int64_t position);
+std::optional<std::pair<int64_t, int64_t>> DecodeStudyCursor(std::string_view cursor);
 
 struct AttemptRecord {
   std::string job_id;

@@ -3,9 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cinttypes>
 #include <cmath>
-#include <cstdio>
 #include <map>
 #include <tuple>
 
@@ -260,41 +258,6 @@ ResultsTable MakeTable(const std::string& sweep_name, SweepTable& read,
     if (complete) row.average = sum / static_cast<double>(row.transfer.size());
   }
   return table;
-}
-
-// A study cursor: hex of "study1.<sweep id>.<position>", the row's place in the sweep's order.
-std::string EncodeStudyCursor(int64_t sweep_id, int64_t position) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text = fmt::format("study1.{}.{}", sweep_id, position), hex;
-  for (unsigned char c : text) {
-    hex += kHex[c >> 4];
-    hex += kHex[c & 15];
-  }
-  return hex;
-}
-
-// (sweep id, position) of a cursor EncodeStudyCursor made; nullopt for anything else.
-std::optional<std::pair<int64_t, int64_t>> DecodeStudyCursor(std::string_view cursor) {
-  if (cursor.empty() || cursor.size() > 128 || cursor.size() % 2) return std::nullopt;
-  std::string text;
-  for (size_t i = 0; i < cursor.size(); i += 2) {
-    int value = 0;
-    for (char c : cursor.substr(i, 2)) {
-      int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      if (digit < 0) return std::nullopt;
-      value = value * 16 + digit;
-    }
-    text += static_cast<char>(value);
-  }
-  int64_t sweep_id = 0, position = 0;
-  int used = 0;
-  if (std::sscanf(text.c_str(), "study1.%" SCNd64 ".%" SCNd64 "%n", &sweep_id, &position,
-                  &used) != 2 ||
-      static_cast<size_t>(used) != text.size() || position < 0 || sweep_id < 0 ||
-      text != fmt::format("study1.{}.{}", sweep_id, position)) {
-    return std::nullopt;
-  }
-  return std::pair{sweep_id, position};
 }
 
 }  // namespace

@@ -822,15 +822,18 @@ Expected<std::vector<SweepRecord>> Store::ListSweeps() {
   return sweeps;
 }
 
-Expected<std::vector<SweepSummary>> Store::SweepSummaries() {
+Expected<std::vector<SweepSummary>> Store::SweepSummaries(std::optional<int64_t> sweep_id) {
   // From the counters migration 5 keeps: O(sweeps), however many jobs they hold.
   std::vector<SweepSummary> sweeps;
+  constexpr const char* kSelect =
+      "SELECT s.id, s.name, s.created_at, c.state, c.jobs, p.planned_train_flops, "
+      "p.spent_train_flops FROM sweeps s JOIN sweep_compute p ON p.sweep_id = s.id "
+      "JOIN sweep_counts c ON c.sweep_id = s.id ";
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT s.id, s.name, s.created_at, c.state, c.jobs, "
-                           "p.planned_train_flops, p.spent_train_flops FROM sweeps s "
-                           "JOIN sweep_compute p ON p.sweep_id = s.id "
-                           "JOIN sweep_counts c ON c.sweep_id = s.id ORDER BY s.id"));
+                   Prepare(sweep_id ? fmt::format("{}WHERE s.id = ?", kSelect).c_str()
+                                    : fmt::format("{}ORDER BY s.id", kSelect).c_str()));
   Query q(stmt);
+  if (sweep_id) q.Int(*sweep_id);
   int rc;
   while ((rc = q.Step()) == SQLITE_ROW) {
     if (sweeps.empty() || sweeps.back().id != q.ColInt(0)) {

@@ -151,7 +151,8 @@ class Store {
                                         const std::vector<JobRecord>& jobs);
   Expected<SweepRecord> GetSweep(const std::string& name);  // kNotFound suggests a near name
   Expected<std::vector<SweepRecord>> ListSweeps();          // oldest first
-  Expected<std::vector<SweepSummary>> SweepSummaries();     // oldest first
+  // Every sweep, oldest first; or only the one with `sweep_id` (none when there is no such).
+  Expected<std::vector<SweepSummary>> SweepSummaries(std::optional<int64_t> sweep_id = {});
   // Names of the sweeps a job belongs to, oldest first.
   Expected<std::vector<std::string>> JobSweeps(const std::string& job_id);
 
