@@ -12,8 +12,9 @@
 // which has already decided, is rebuilt from the store (Resync) so that memory never runs ahead
 // of the database. One exception: a job's start (leased -> running, from an agent's poll) is
 // written about a second later, by a tick, or folded into the job's next transition when that
-// comes first (RecordStarts). No command and no answer depends on it, and a start lost to a
-// crash is reported again by the agent's next poll.
+// comes first (RecordStarts). Until then the job's views, counts and events show it leased; no
+// command waits for the write, and a start lost to a crash or a failed write is reported again
+// by the agent's next poll.
 //
 // Threading: everything runs on the io_context's single thread.
 #pragma once

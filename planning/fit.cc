@@ -95,10 +95,17 @@ std::optional<double> Solve(Data& data, const std::vector<double>& start,
     constexpr double kStalled = 1e-9;  // relative decrease of the cost per step
     double last = sum_of_squares();
     int stalled = 0;
+    bool failed = false;
     for (int iteration = 0; iteration < kMaxIterations; ++iteration) {
       // No step from the start lowers the cost: the start is kept. Later, GSL resets its
-      // damping and goes on, as its driver does.
-      if (gsl_multifit_nlinear_iterate(w) == GSL_ENOPROG && iteration == 0) break;
+      // damping and goes on, as its driver does. Any other error (a domain error of the law
+      // or its Jacobian) leaves no fit, as the driver's status did.
+      int status = gsl_multifit_nlinear_iterate(w);
+      if (status == GSL_ENOPROG && iteration == 0) break;
+      if (status != GSL_SUCCESS && status != GSL_ENOPROG) {
+        failed = true;
+        break;
+      }
       int info = 0;
       if (gsl_multifit_nlinear_test(1e-10, 1e-10, 0.0, &info, w) != GSL_CONTINUE) break;
       double now = sum_of_squares();
@@ -108,7 +115,7 @@ std::optional<double> Solve(Data& data, const std::vector<double>& start,
     }
     double sum = sum_of_squares();
     gsl_vector* x = gsl_multifit_nlinear_position(w);
-    bool finite = std::isfinite(sum);
+    bool finite = !failed && std::isfinite(sum);
     for (size_t i = 0; i < p; ++i) finite &= std::isfinite(gsl_vector_get(x, i));
     if (finite) {
       cost = sum;

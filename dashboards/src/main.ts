@@ -63,7 +63,9 @@ function loadChartPagesWhenIdle(): void {
   const load = () => {
     for (const chunk of [loadJob, loadCluster, loadStudy]) chunk().catch(() => undefined);
   };
-  window.addEventListener('load', () => requestIdleCallback(load, { timeout: 5000 }), { once: true });
+  const whenIdle = () =>
+    'requestIdleCallback' in window ? requestIdleCallback(load, { timeout: 5000 }) : setTimeout(load, 500);
+  window.addEventListener('load', whenIdle, { once: true });
 }
 
 const routes: Route[] = [

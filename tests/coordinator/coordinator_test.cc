@@ -365,7 +365,7 @@ TEST_F(CoordinatorTest, AStartIsWrittenByATickAndReportedAgainIfThatFails) {
   sqlite3_close(holder);
   clock_.Advance(Core::kStartWriteDelay);
   coordinator_->core().Tick();
-  EXPECT_EQ(Job(launch.job)["state"], "leased") << "the failed write was kept and retried";
+  EXPECT_EQ(Job(launch.job)["state"], "leased") << "the failed write is dropped, not retried";
 
   Send("POST", "/api/v1/agents/host-a/poll", agent, Json{{"running", Running(launch)}}.dump());
   clock_.Advance(Core::kStartWriteDelay);
