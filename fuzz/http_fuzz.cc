@@ -102,7 +102,7 @@ class World {
     auto& ok = std::get<coordinator::RequestGate::Admitted>(admitted);
     if (header.body().size() > ok.body_limit) return;
     coordinator::RequestGate::Dispatch(std::move(ok), header.body(),
-                                       [this](coordinator::HttpResponse r) { Check(r); });
+                                       [](coordinator::HttpResponse r) { Check(r); });
     io_.poll();
   }
 
