@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -45,13 +44,37 @@ void Log(const std::string& message) {
   std::fprintf(stderr, "%s vitscale-agent: %s\n", stamp, message.c_str());
 }
 
-// Creates `dir` and any missing parents. A job's folders are new and their parents exist: one
-// mkdir, where create_directories first stats the folder and each parent it walks up to.
-Status MakeDirectory(const std::filesystem::path& dir) {
-  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return Status::Ok();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return IOError("cannot create " + dir.string() + ": " + ec.message());
+// Writes a job's spec to `path`, a new file in `dir` that its owner alone may read (the spec
+// holds the attempt's report token), made with `dir` when that is missing. One file, written in
+// place once: no folder of its own and no temporary file renamed over it, since each costs an
+// inode, the largest cost of a start on ext4 when many files were deleted recently
+// (docs/agent.md). Nothing needs more: only this attempt's processes read the spec, they start
+// after it is written, and they die with the agent, so none sees it half-written; a spec a
+// crash left half-written names an attempt that never runs again.
+Status WriteSpec(const std::string& dir, const std::string& path, std::string_view text) {
+  int fd = -1;
+  for (int tries = 0; tries < 3 && fd < 0; ++tries) {
+    // O_EXCL: the file is new, so it has the mode given here and is no link to elsewhere.
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) break;
+    if (errno == ENOENT) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return IOError("cannot create " + dir + ": " + ec.message());
+    } else if (errno == EEXIST) {
+      ::unlink(path.c_str());  // left by an earlier agent
+    } else {
+      break;
+    }
+  }
+  if (fd < 0) return IOError("cannot create spec " + path + ": " + std::strerror(errno));
+  ssize_t written = ::write(fd, text.data(), text.size());
+  int write_error = errno;
+  ::close(fd);
+  if (written != static_cast<ssize_t>(text.size())) {
+    return IOError("cannot write spec " + path + ": " +
+                   (written < 0 ? std::strerror(write_error) : "short write"));
+  }
   return Status::Ok();
 }
 
@@ -459,7 +482,6 @@ bool Agent::ControlPass() {
 }
 
 Expected<pid_t> Agent::LaunchJob(const Job& job) {
-  namespace fs = std::filesystem;
   const protocol::LaunchEntry& launch = job.launch;
   // Where the job may write: this agent's own folders only. A launch that names a log or a run
   // folder anywhere else is refused, whoever sent it.
@@ -483,14 +505,9 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
       }
     }
   }
-  fs::path spec_dir = fs::path(options_.work_dir) / "specs" / job.id;
-  RETURN_IF_ERROR(MakeDirectory(spec_dir));
-  std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
-  // The spec holds the attempt's report token: its owner alone may read it. Only this job's
-  // processes read it, and they die with this host: old-or-new content across kill -9 is all it
-  // needs, so it skips the two fsyncs of a durable write.
-  RETURN_IF_ERROR(WriteFileAtomically(spec_file, launch.spec.dump(2) + "\n", 0600,
-                                      Durability::kProcessCrash));
+  std::string spec_dir = options_.work_dir + "/specs";
+  std::string spec_file = fmt::format("{}/{}.attempt-{}.json", spec_dir, job.id, job.attempt);
+  RETURN_IF_ERROR(WriteSpec(spec_dir, spec_file, launch.spec.dump() + "\n"));
 
   std::string hosts = MpirunHosts(launch.hosts, options_.host);
   LaunchRequest request;
@@ -547,24 +564,11 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   }
   request.log_path = launch.log;
   request.work_dir = options_.work_dir;
-  // A header line per attempt, so that a log read alone says what ran. The agent creates the
-  // log itself, readable by its owner only.
-  fs::path log_path(launch.log);
-  if (log_path.has_parent_path()) {
-    Status made = MakeDirectory(log_path.parent_path());
-    (void)made;  // opening the log below says what is wrong
-  }
+  // A header line per attempt, so that a log read alone says what ran.
   std::string command;
   for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
-  std::string header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,
+  request.log_header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,
                                    job.attempt, options_.host, command);
-  int fd = ::open(launch.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) return IOError("cannot open log " + launch.log + ": " + std::strerror(errno));
-  ssize_t written = ::write(fd, header.data(), header.size());
-  ::close(fd);
-  if (written != static_cast<ssize_t>(header.size())) {
-    return IOError("cannot write log " + launch.log);
-  }
   return launcher_.Start(request);
 }
 

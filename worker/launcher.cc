@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +57,16 @@ bool ReadProcStat(pid_t pid, ProcStat& out) {
 }
 
 Status ErrnoStatus(const std::string& what) { return IOError(what + ": " + std::strerror(errno)); }
+
+// Creates `dir` and any missing parents. A job's log folder is new and its parent exists: one
+// mkdir, where create_directories first stats the folder and each parent it walks up to.
+Status MakeDirectory(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IOError("cannot create the folder " + dir.string() + ": " + ec.message());
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -216,13 +227,17 @@ void ProcessLauncher::ForgetPidfd(const Child& child) {
 
 Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   if (request.argv.empty()) return InvalidArgument("launch request has an empty command line");
-  std::error_code ec;
   std::filesystem::path log_path(request.log_path);
-  if (log_path.has_parent_path()) std::filesystem::create_directories(log_path.parent_path(), ec);
-  if (ec)
-    return IOError("cannot create the directory of log " + request.log_path + ": " + ec.message());
-  int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_path.has_parent_path()) RETURN_IF_ERROR(MakeDirectory(log_path.parent_path()));
+  int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return ErrnoStatus("cannot open log " + request.log_path);
+  if (!request.log_header.empty() &&
+      ::write(log_fd, request.log_header.data(), request.log_header.size()) !=
+          static_cast<ssize_t>(request.log_header.size())) {
+    Status status = ErrnoStatus("cannot write log " + request.log_path);
+    ::close(log_fd);
+    return status;
+  }
   int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   // Everything the child needs is built before it starts: it may only make system calls.
   std::vector<char*> argv;
