@@ -404,7 +404,12 @@ bool Agent::ControlPass() {
         } else if (job.preempt_requested) {
           QueueExitLocked(job, ExitOutcome::kPreempted, std::nullopt);
         } else {
-          to_launch.push_back(job);
+          // Only LaunchJob reads the launch entry: its spec moves out instead of being copied.
+          Job& starting = to_launch.emplace_back();
+          starting.id = id;
+          starting.attempt = job.attempt;
+          starting.gpus = job.gpus;
+          starting.launch = std::move(job.launch);
         }
       } else if (job.state == JobState::kRunning) {
         if (job.kill_requested && !job.kill_sent) {
@@ -610,7 +615,7 @@ std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   return running;
 }
 
-void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
+void Agent::ApplyPollLocked(protocol::PollReply& reply) {
   lease_seconds_ = reply.lease_seconds;
   // Signals first, each to the attempt it names only: one reply may carry the kill of a job's
   // old attempt and the launch of its next one (the coordinator requeues a job whose gang lost a
@@ -640,11 +645,10 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
       if (entry.grace_seconds) job->grace_seconds = *entry.grace_seconds;
     }
   }
-  for (const protocol::LaunchEntry& entry : reply.launch) {
+  for (protocol::LaunchEntry& entry : reply.launch) {
     Job job;
     job.id = entry.job;
     job.attempt = entry.attempt;
-    job.launch = entry;
     for (const protocol::HostGpus& g : entry.gpus) {
       if (g.host == options_.host) job.gpus = g.gpus;
     }
@@ -684,16 +688,19 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
         if (waiting == successors_.end() || waiting->second.attempt < entry.attempt) {
           Log(fmt::format("job {} attempt {} waits for attempt {} to end", entry.job,
                           entry.attempt, old.attempt));
-          successors_[entry.job] = std::move(job);
+          job.launch = std::move(entry);
+          successors_[job.id] = std::move(job);
         }
         continue;
       }
       jobs_.erase(known);
     }
-    Log(fmt::format("{} job {} attempt {}",
-                    job.state == JobState::kHolding ? "holding slots for" : "told to launch",
-                    entry.job, entry.attempt));
-    jobs_[entry.job] = std::move(job);
+    // A launch is logged once it has started ("launched job ..."), or failed to.
+    if (job.state == JobState::kHolding) {
+      Log(fmt::format("holding slots for job {} attempt {}", entry.job, entry.attempt));
+    }
+    job.launch = std::move(entry);
+    jobs_[job.id] = std::move(job);
   }
   cv_.notify_all();
   WakeControl();
