@@ -212,13 +212,17 @@ int SignalSession(pid_t sid, int signal, pid_t except, const std::vector<std::st
 }
 
 ProcessLauncher::ProcessLauncher()
-    : own_session_(::getsid(0)), exit_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    : own_pid_(::getpid()),
+      own_session_(::getsid(0)),
+      null_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      exit_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 }
 
 ProcessLauncher::~ProcessLauncher() {
   for (const Child& child : children_) ForgetPidfd(child);
   if (exit_fd_ >= 0) ::close(exit_fd_);
+  if (null_fd_ >= 0) ::close(null_fd_);
 }
 
 void ProcessLauncher::ForgetPidfd(const Child& child) {
@@ -238,7 +242,6 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
     ::close(log_fd);
     return status;
   }
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   // Everything the child needs is built before it starts: it may only make system calls.
   std::vector<char*> argv;
   for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -252,11 +255,10 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   setup.envp = envp.data();
   setup.work_dir = request.work_dir.empty() ? nullptr : request.work_dir.c_str();
   setup.log_fd = log_fd;
-  setup.null_fd = null_fd;
-  setup.parent = ::getpid();
+  setup.null_fd = null_fd_;
+  setup.parent = own_pid_;
 
   Expected<pid_t> pid = SpawnChild(setup);
-  if (null_fd >= 0) ::close(null_fd);
   if (pid.ok() && setup.error != 0) {
     ::waitpid(*pid, nullptr, 0);
     std::string message = fmt::format("cannot run '{}'{}: {}", request.argv[0],

@@ -113,7 +113,11 @@ class ProcessLauncher : public Launcher {
   static void ForgetPidfd(const Child& child);
 
   std::vector<Child> children_;
-  pid_t own_session_ = 0;
+  // Read once, not per start: this process's pid, its session, and /dev/null for the jobs'
+  // stdin (-1 if it cannot be opened: a job then inherits the agent's).
+  const pid_t own_pid_;
+  const pid_t own_session_;
+  const int null_fd_;
   int exit_fd_ = -1;
 };
 
