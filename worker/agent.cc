@@ -807,6 +807,12 @@ void Agent::PollLoop() {
     lock.unlock();
     Expected<HttpReply> reply = poll_client_->PostJson(
         "/api/v1/agents/" + options_.host + "/poll", protocol::Dump(body.ToJson()));
+    // Decoded before the lock is taken, so that the control thread and the reporter do not wait
+    // for the parse of the launches' specs.
+    std::optional<Expected<protocol::PollReply>> parsed;
+    if (reply.ok() && reply->status == 200) {
+      parsed.emplace(protocol::Decode<protocol::PollReply>(reply->body));
+    }
     lock.lock();
     if (finished_) break;
     if (!reply.ok()) {
@@ -829,13 +835,12 @@ void Agent::PollLoop() {
       continue;
     }
     // A reply that does not decode is refused whole: nothing of it is acted on.
-    Expected<protocol::PollReply> parsed = protocol::Decode<protocol::PollReply>(reply->body);
-    if (!parsed.ok()) {
-      failed("the coordinator's poll reply is not understood: " + parsed.status().message());
+    if (!parsed->ok()) {
+      failed("the coordinator's poll reply is not understood: " + parsed->status().message());
       continue;
     }
     backoff = kFirstBackoff;
-    ApplyPollLocked(*parsed);
+    ApplyPollLocked(**parsed);
   }
 }
 
