@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <thread>
 
 #include <fcntl.h>
@@ -45,13 +44,37 @@ void Log(const std::string& message) {
   std::fprintf(stderr, "%s vitscale-agent: %s\n", stamp, message.c_str());
 }
 
-// Creates `dir` and any missing parents. A job's folders are new and their parents exist: one
-// mkdir, where create_directories first stats the folder and each parent it walks up to.
-Status MakeDirectory(const std::filesystem::path& dir) {
-  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return Status::Ok();
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return IOError("cannot create " + dir.string() + ": " + ec.message());
+// Writes a job's spec to `path`, a new file in `dir` that its owner alone may read (the spec
+// holds the attempt's report token), made with `dir` when that is missing. One file, written in
+// place once: no folder of its own and no temporary file renamed over it, since each costs an
+// inode, the largest cost of a start on ext4 when many files were deleted recently
+// (docs/agent.md). Nothing needs more: only this attempt's processes read the spec, they start
+// after it is written, and they die with the agent, so none sees it half-written; a spec a
+// crash left half-written names an attempt that never runs again.
+Status WriteSpec(const std::string& dir, const std::string& path, std::string_view text) {
+  int fd = -1;
+  for (int tries = 0; tries < 3 && fd < 0; ++tries) {
+    // O_EXCL: the file is new, so it has the mode given here and is no link to elsewhere.
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) break;
+    if (errno == ENOENT) {
+      std::error_code ec;
+      std::filesystem::create_directories(dir, ec);
+      if (ec) return IOError("cannot create " + dir + ": " + ec.message());
+    } else if (errno == EEXIST) {
+      ::unlink(path.c_str());  // left by an earlier agent
+    } else {
+      break;
+    }
+  }
+  if (fd < 0) return IOError("cannot create spec " + path + ": " + std::strerror(errno));
+  ssize_t written = ::write(fd, text.data(), text.size());
+  int write_error = errno;
+  ::close(fd);
+  if (written != static_cast<ssize_t>(text.size())) {
+    return IOError("cannot write spec " + path + ": " +
+                   (written < 0 ? std::strerror(write_error) : "short write"));
+  }
   return Status::Ok();
 }
 
@@ -381,7 +404,12 @@ bool Agent::ControlPass() {
         } else if (job.preempt_requested) {
           QueueExitLocked(job, ExitOutcome::kPreempted, std::nullopt);
         } else {
-          to_launch.push_back(job);
+          // Only LaunchJob reads the launch entry: its spec moves out instead of being copied.
+          Job& starting = to_launch.emplace_back();
+          starting.id = id;
+          starting.attempt = job.attempt;
+          starting.gpus = job.gpus;
+          starting.launch = std::move(job.launch);
         }
       } else if (job.state == JobState::kRunning) {
         if (job.kill_requested && !job.kill_sent) {
@@ -459,7 +487,6 @@ bool Agent::ControlPass() {
 }
 
 Expected<pid_t> Agent::LaunchJob(const Job& job) {
-  namespace fs = std::filesystem;
   const protocol::LaunchEntry& launch = job.launch;
   // Where the job may write: this agent's own folders only. A launch that names a log or a run
   // folder anywhere else is refused, whoever sent it.
@@ -483,14 +510,9 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
       }
     }
   }
-  fs::path spec_dir = fs::path(options_.work_dir) / "specs" / job.id;
-  RETURN_IF_ERROR(MakeDirectory(spec_dir));
-  std::string spec_file = (spec_dir / fmt::format("attempt-{}.json", job.attempt)).string();
-  // The spec holds the attempt's report token: its owner alone may read it. Only this job's
-  // processes read it, and they die with this host: old-or-new content across kill -9 is all it
-  // needs, so it skips the two fsyncs of a durable write.
-  RETURN_IF_ERROR(WriteFileAtomically(spec_file, launch.spec.dump(2) + "\n", 0600,
-                                      Durability::kProcessCrash));
+  std::string spec_dir = options_.work_dir + "/specs";
+  std::string spec_file = fmt::format("{}/{}.attempt-{}.json", spec_dir, job.id, job.attempt);
+  RETURN_IF_ERROR(WriteSpec(spec_dir, spec_file, launch.spec.dump() + "\n"));
 
   std::string hosts = MpirunHosts(launch.hosts, options_.host);
   LaunchRequest request;
@@ -547,24 +569,11 @@ Expected<pid_t> Agent::LaunchJob(const Job& job) {
   }
   request.log_path = launch.log;
   request.work_dir = options_.work_dir;
-  // A header line per attempt, so that a log read alone says what ran. The agent creates the
-  // log itself, readable by its owner only.
-  fs::path log_path(launch.log);
-  if (log_path.has_parent_path()) {
-    Status made = MakeDirectory(log_path.parent_path());
-    (void)made;  // opening the log below says what is wrong
-  }
+  // A header line per attempt, so that a log read alone says what ran.
   std::string command;
   for (const std::string& arg : request.argv) command += (command.empty() ? "" : " ") + arg;
-  std::string header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,
+  request.log_header = fmt::format("vitscale-agent: job {} attempt {} on {}: {}\n", job.id,
                                    job.attempt, options_.host, command);
-  int fd = ::open(launch.log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-  if (fd < 0) return IOError("cannot open log " + launch.log + ": " + std::strerror(errno));
-  ssize_t written = ::write(fd, header.data(), header.size());
-  ::close(fd);
-  if (written != static_cast<ssize_t>(header.size())) {
-    return IOError("cannot write log " + launch.log);
-  }
   return launcher_.Start(request);
 }
 
@@ -606,7 +615,7 @@ std::vector<protocol::RunningEntry> Agent::RunningLocked() const {
   return running;
 }
 
-void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
+void Agent::ApplyPollLocked(protocol::PollReply& reply) {
   lease_seconds_ = reply.lease_seconds;
   // Signals first, each to the attempt it names only: one reply may carry the kill of a job's
   // old attempt and the launch of its next one (the coordinator requeues a job whose gang lost a
@@ -636,11 +645,10 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
       if (entry.grace_seconds) job->grace_seconds = *entry.grace_seconds;
     }
   }
-  for (const protocol::LaunchEntry& entry : reply.launch) {
+  for (protocol::LaunchEntry& entry : reply.launch) {
     Job job;
     job.id = entry.job;
     job.attempt = entry.attempt;
-    job.launch = entry;
     for (const protocol::HostGpus& g : entry.gpus) {
       if (g.host == options_.host) job.gpus = g.gpus;
     }
@@ -680,16 +688,19 @@ void Agent::ApplyPollLocked(const protocol::PollReply& reply) {
         if (waiting == successors_.end() || waiting->second.attempt < entry.attempt) {
           Log(fmt::format("job {} attempt {} waits for attempt {} to end", entry.job,
                           entry.attempt, old.attempt));
-          successors_[entry.job] = std::move(job);
+          job.launch = std::move(entry);
+          successors_[job.id] = std::move(job);
         }
         continue;
       }
       jobs_.erase(known);
     }
-    Log(fmt::format("{} job {} attempt {}",
-                    job.state == JobState::kHolding ? "holding slots for" : "told to launch",
-                    entry.job, entry.attempt));
-    jobs_[entry.job] = std::move(job);
+    // A launch is logged once it has started ("launched job ..."), or failed to.
+    if (job.state == JobState::kHolding) {
+      Log(fmt::format("holding slots for job {} attempt {}", entry.job, entry.attempt));
+    }
+    job.launch = std::move(entry);
+    jobs_[job.id] = std::move(job);
   }
   cv_.notify_all();
   WakeControl();
@@ -796,6 +807,12 @@ void Agent::PollLoop() {
     lock.unlock();
     Expected<HttpReply> reply = poll_client_->PostJson(
         "/api/v1/agents/" + options_.host + "/poll", protocol::Dump(body.ToJson()));
+    // Decoded before the lock is taken, so that the control thread and the reporter do not wait
+    // for the parse of the launches' specs.
+    std::optional<Expected<protocol::PollReply>> parsed;
+    if (reply.ok() && reply->status == 200) {
+      parsed.emplace(protocol::Decode<protocol::PollReply>(reply->body));
+    }
     lock.lock();
     if (finished_) break;
     if (!reply.ok()) {
@@ -818,13 +835,12 @@ void Agent::PollLoop() {
       continue;
     }
     // A reply that does not decode is refused whole: nothing of it is acted on.
-    Expected<protocol::PollReply> parsed = protocol::Decode<protocol::PollReply>(reply->body);
-    if (!parsed.ok()) {
-      failed("the coordinator's poll reply is not understood: " + parsed.status().message());
+    if (!parsed->ok()) {
+      failed("the coordinator's poll reply is not understood: " + parsed->status().message());
       continue;
     }
     backoff = kFirstBackoff;
-    ApplyPollLocked(*parsed);
+    ApplyPollLocked(**parsed);
   }
 }
 

@@ -200,7 +200,8 @@ class Agent {
   std::optional<std::string> RunsMark() const;
   // REQUIRES: mu_ held.
   std::vector<protocol::RunningEntry> RunningLocked() const;
-  void ApplyPollLocked(const protocol::PollReply& reply);
+  // Moves the launch entries out of `reply`.
+  void ApplyPollLocked(protocol::PollReply& reply);
   void DropNotHeldLocked(const std::vector<protocol::RunningEntry>& not_held);
   // Why a job may not use `gpus` of this host (one is not offered, or another job here uses
   // it); "" when it may.

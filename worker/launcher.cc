@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +57,16 @@ bool ReadProcStat(pid_t pid, ProcStat& out) {
 }
 
 Status ErrnoStatus(const std::string& what) { return IOError(what + ": " + std::strerror(errno)); }
+
+// Creates `dir` and any missing parents. A job's log folder is new and its parent exists: one
+// mkdir, where create_directories first stats the folder and each parent it walks up to.
+Status MakeDirectory(const std::filesystem::path& dir) {
+  if (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IOError("cannot create the folder " + dir.string() + ": " + ec.message());
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -201,13 +212,17 @@ int SignalSession(pid_t sid, int signal, pid_t except, const std::vector<std::st
 }
 
 ProcessLauncher::ProcessLauncher()
-    : own_session_(::getsid(0)), exit_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
+    : own_pid_(::getpid()),
+      own_session_(::getsid(0)),
+      null_fd_(::open("/dev/null", O_RDONLY | O_CLOEXEC)),
+      exit_fd_(::epoll_create1(EPOLL_CLOEXEC)) {
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
 }
 
 ProcessLauncher::~ProcessLauncher() {
   for (const Child& child : children_) ForgetPidfd(child);
   if (exit_fd_ >= 0) ::close(exit_fd_);
+  if (null_fd_ >= 0) ::close(null_fd_);
 }
 
 void ProcessLauncher::ForgetPidfd(const Child& child) {
@@ -216,14 +231,17 @@ void ProcessLauncher::ForgetPidfd(const Child& child) {
 
 Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   if (request.argv.empty()) return InvalidArgument("launch request has an empty command line");
-  std::error_code ec;
   std::filesystem::path log_path(request.log_path);
-  if (log_path.has_parent_path()) std::filesystem::create_directories(log_path.parent_path(), ec);
-  if (ec)
-    return IOError("cannot create the directory of log " + request.log_path + ": " + ec.message());
-  int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_path.has_parent_path()) RETURN_IF_ERROR(MakeDirectory(log_path.parent_path()));
+  int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (log_fd < 0) return ErrnoStatus("cannot open log " + request.log_path);
-  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (!request.log_header.empty() &&
+      ::write(log_fd, request.log_header.data(), request.log_header.size()) !=
+          static_cast<ssize_t>(request.log_header.size())) {
+    Status status = ErrnoStatus("cannot write log " + request.log_path);
+    ::close(log_fd);
+    return status;
+  }
   // Everything the child needs is built before it starts: it may only make system calls.
   std::vector<char*> argv;
   for (const std::string& arg : request.argv) argv.push_back(const_cast<char*>(arg.c_str()));
@@ -237,11 +255,10 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   setup.envp = envp.data();
   setup.work_dir = request.work_dir.empty() ? nullptr : request.work_dir.c_str();
   setup.log_fd = log_fd;
-  setup.null_fd = null_fd;
-  setup.parent = ::getpid();
+  setup.null_fd = null_fd_;
+  setup.parent = own_pid_;
 
   Expected<pid_t> pid = SpawnChild(setup);
-  if (null_fd >= 0) ::close(null_fd);
   if (pid.ok() && setup.error != 0) {
     ::waitpid(*pid, nullptr, 0);
     std::string message = fmt::format("cannot run '{}'{}: {}", request.argv[0],

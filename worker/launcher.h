@@ -37,7 +37,8 @@ namespace vitscale::worker {
 
 struct LaunchRequest {
   std::vector<std::string> argv;  // argv[0] is a path, or a name looked up in PATH
-  std::string log_path;           // created with its directories; appended to
+  std::string log_path;  // created (owner-only) with its directories; appended to
+  std::string log_header;  // written to the log before the process starts
   std::string work_dir;           // the process's working directory; "" = the agent's
   // SIGTERM spares the session leader (and reaches everything else in the session). Set for
   // mpirun, which answers SIGTERM by killing its ranks about a second later (Open MPI 4.1),
@@ -112,7 +113,11 @@ class ProcessLauncher : public Launcher {
   static void ForgetPidfd(const Child& child);
 
   std::vector<Child> children_;
-  pid_t own_session_ = 0;
+  // Read once, not per start: this process's pid, its session, and /dev/null for the jobs'
+  // stdin (-1 if it cannot be opened: a job then inherits the agent's).
+  const pid_t own_pid_;
+  const pid_t own_session_;
+  const int null_fd_;
   int exit_fd_ = -1;
 };
 

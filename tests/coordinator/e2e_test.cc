@@ -183,7 +183,7 @@ class E2eTest : public ::testing::Test {
   // Runs the spec the coordinator gave `agent` for `attempt` again, alone and uninterrupted, in a
   // fresh directory without reporting to the coordinator: the result every resumed run must match.
   RunOutcome ReferenceRun(const std::string& agent, const std::string& id, int attempt) {
-    std::string spec_path = dir_.File("agent-" + agent + "/specs/" + id + "/attempt-" +
+    std::string spec_path = dir_.File("agent-" + agent + "/specs/" + id + ".attempt-" +
                                       std::to_string(attempt) + ".json");
     json spec = json::parse(Slurp(spec_path), nullptr, false);
     EXPECT_TRUE(spec.is_object()) << "no spec at " << spec_path;

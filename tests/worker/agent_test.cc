@@ -367,10 +367,10 @@ constexpr const char* kTrainer = R"SH(#!/bin/sh
 spec="$2"
 echo "rank $OMPI_COMM_WORLD_RANK of $OMPI_COMM_WORLD_SIZE spec $spec isolated=$OMPI_MCA_ess_singleton_isolated omp=$OMP_WAIT_POLICY cuda=${CUDA_VISIBLE_DEVICES-unset} order=${CUDA_DEVICE_ORDER-unset}"
 case "$(cat "$spec")" in
-  *'"mode": "succeed"'*) exit 0 ;;
-  *'"mode": "finish-later"'*) sleep 2; exit 0 ;;
-  *'"mode": "checkpoint-on-term"'*) trap 'echo checkpointed; exit 75' TERM; sleep 60 & wait ;;
-  *'"mode": "ignore-term"'*) trap '' TERM; sleep 60 & wait; sleep 60 ;;
+  *'"mode":"succeed"'*) exit 0 ;;
+  *'"mode":"finish-later"'*) sleep 2; exit 0 ;;
+  *'"mode":"checkpoint-on-term"'*) trap 'echo checkpointed; exit 75' TERM; sleep 60 & wait ;;
+  *'"mode":"ignore-term"'*) trap '' TERM; sleep 60 & wait; sleep 60 ;;
 esac
 exit 1
 )SH";
@@ -508,7 +508,7 @@ TEST_F(AgentTest, RegistersRunsALaunchThroughMpirunAndReportsSuccess) {
   EXPECT_NE(log.find("rank 0 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("rank 1 of 2"), std::string::npos) << log;
   EXPECT_NE(log.find("omp=passive"), std::string::npos) << log;
-  fs::path spec = dir_ / "work" / "specs" / Id("job1") / "attempt-1.json";
+  fs::path spec = dir_ / "work" / "specs" / (Id("job1") + ".attempt-1.json");
   EXPECT_TRUE(fs::exists(spec));
   // The spec carries the attempt's report token: its owner alone reads it, and the log too.
   EXPECT_EQ(fs::status(spec).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
@@ -534,6 +534,34 @@ TEST_F(AgentTest, AnEndedJobIsReportedAtOnceNotOnTheControlTick) {
   // Stopping wakes the control thread too, and nothing runs: the agent ends at once.
   coordinator_.HoldPolls(false);
   StopAgent();
+}
+
+// A spec is one file in specs/, made new for its attempt: a file or a link already at its path
+// (left by an earlier agent, or put there) is replaced, never written through, and a specs
+// folder removed while the agent runs is made again.
+TEST_F(AgentTest, ASpecIsANewOwnerOnlyFileWhateverWasAtItsPath) {
+  fs::path specs = dir_ / "work" / "specs";
+  fs::create_directories(specs);
+  fs::path outside = dir_ / "outside.json";
+  ASSERT_TRUE(WriteFileAtomically(outside.string(), "untouched", 0644).ok());
+  fs::path linked = specs / (Id("linked") + ".attempt-1.json");
+  fs::create_symlink(outside, linked);
+  coordinator_.QueuePollReply(Launch("linked", "succeed", 30, /*ranks=*/1));
+  StartAgent(coordinator_.url());
+  EXPECT_EQ(WaitExit("linked"), (json{{"outcome", "succeeded"}, {"exit_status", 0}}))
+      << Log("linked");
+  EXPECT_EQ(*ReadFile(outside.string()), "untouched");
+  ASSERT_FALSE(fs::is_symlink(linked));
+  EXPECT_EQ(fs::status(linked).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  json written = json::parse(*ReadFile(linked.string()));
+  EXPECT_EQ(written, (json{{"job_id", "linked"}, {"mode", "succeed"}}));
+
+  fs::remove_all(specs);
+  coordinator_.QueuePollReply(Launch("again", "succeed", 30, /*ranks=*/1));
+  EXPECT_EQ(WaitExit("again"), (json{{"outcome", "succeeded"}, {"exit_status", 0}}))
+      << Log("again");
+  EXPECT_TRUE(fs::is_regular_file(specs / (Id("again") + ".attempt-1.json")));
 }
 
 TEST_F(AgentTest, PreemptSendsSigtermAndReportsPreempted) {

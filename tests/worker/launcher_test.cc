@@ -80,10 +80,15 @@ TEST_F(LauncherTest, ReportsTheExitCodeAndAppendsOutputToTheLog) {
   EXPECT_FALSE(exit->signaled);
   EXPECT_EQ(exit->exit_code, 3);
   EXPECT_EQ(exit->ShellStatus(), 3);
-  Expected<pid_t> second = launcher_.Start(Shell("echo again"));
+  LaunchRequest again = Shell("echo again");
+  again.log_header = "header of the second\n";
+  Expected<pid_t> second = launcher_.Start(again);
   ASSERT_TRUE(second.ok());
   ASSERT_TRUE(WaitExit(*second));
-  EXPECT_EQ(Log(), "out\nerr\n" + dir_.string() + "\nagain\n");
+  EXPECT_EQ(Log(), "out\nerr\n" + dir_.string() + "\nheader of the second\nagain\n");
+  // Made with its folder, readable by its owner only, whatever the umask.
+  EXPECT_EQ(fs::status(dir_ / "logs/a/attempt-1.log").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
 }
 
 // The exit descriptor is readable exactly while an ended process waits to be reaped: not while
