@@ -1162,7 +1162,16 @@ Expected<JobRecord> Store::ApplyTransition(const std::string& job_id, JobState f
 
 // Attempts and agents ------------------------------------------------------------------------
 
-Status Store::CheckJobExists(const std::string& job_id) { return GetJob(job_id).status(); }
+// Only the key: GetJob's columns read the job's attempts and metrics too, and every new attempt
+// checks its job.
+Status Store::CheckJobExists(const std::string& job_id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT 1 FROM jobs WHERE id = ?"));
+  Query q(stmt);
+  int rc = q.Text(job_id).Step();
+  if (rc == SQLITE_ROW) return Status::Ok();
+  if (rc != SQLITE_DONE) return Error("cannot read job " + job_id);
+  return NotFound(fmt::format("no job with id '{}'", job_id));
+}
 
 Status Store::CheckAttemptExists(const std::string& job_id, int attempt) {
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
