@@ -769,6 +769,15 @@ Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
     }
     if (sqlite3_changes(db_) == 1) {
       ++outcome.added;
+      if (!keep_states) {
+        JobRecord& stored = outcome.added_jobs.emplace_back(job);
+        stored.state = JobState::kPending;
+        stored.submit_order = next_order;
+        stored.submitted_at = stored.updated_at = now;
+        stored.attempts = 0;  // a new id has no attempts, metrics or phase yet
+        stored.images_seen.reset();
+        stored.phase.reset();
+      }
       ++next_order;
     } else {
       ++outcome.already_known;
