@@ -2,11 +2,13 @@
 // (docs/scheduling.md). A Transition is Store::ApplyTransition (state, retries and the attempt's
 // end together); a Launch is Store::StartAttempt (its number, the checkpoint it resumes from,
 // the hash of its fresh report token); a Signal or a Kill writes nothing and names the attempt
-// it is for. The starts polls report are written a second later (Core::RecordStarts).
+// it is for. A lease's job row and the starts polls report are written a second later
+// (Core::Apply, Core::RecordStarts).
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include "common/secrets.h"
 #include "coordinator/core.h"
@@ -161,45 +163,71 @@ Status Core::RecordStarts(const std::vector<Action>& actions) {
   TimePoint now = clock_.Now();
   for (const Action& action : actions) {
     const Transition& start = std::get<Transition>(action);
-    unwritten_starts_[start.job_id] = {start, now};
+    auto [it, added] =
+        unwritten_.try_emplace(start.job_id, UnwrittenChange{start.from, start, now});
+    // A lease not written yet stays the row's state and keeps its time: the tick writes
+    // pending -> running, one change for the two.
+    if (!added) it->second.latest = start;
   }
   return Status::Ok();
 }
 
-std::vector<Action> Core::TakeStarts(TimePoint reported_by) {
-  std::vector<Action> starts;
-  for (auto it = unwritten_starts_.begin(); it != unwritten_starts_.end();) {
-    if (it->second.second > reported_by) {
-      ++it;
-      continue;
-    }
-    starts.push_back(std::move(it->second.first));
-    it = unwritten_starts_.erase(it);
+std::vector<Action> Core::DueWrites(TimePoint made_by) const {
+  std::vector<Action> writes;
+  for (const auto& [job_id, change] : unwritten_) {
+    if (change.since > made_by) continue;
+    Transition write = change.latest;
+    write.from = change.stored;
+    writes.push_back(std::move(write));
   }
-  return starts;
+  return writes;
 }
 
-Status Core::WriteStarts() { return Apply(TakeStarts(TimePoint::max())); }
+Status Core::WriteUnwritten() { return Apply(DueWrites(TimePoint::max())); }
 
 Status Core::Apply(const std::vector<Action>& actions,
                    const std::map<std::string, int>& exit_statuses) {
   if (actions.empty()) return Status::Ok();  // no empty transaction on every tick
-  // A transition from running of a job whose start is not written yet is written from leased,
-  // one change instead of two. Should the transaction fail, Resync rebuilds the scheduler with
-  // the job leased, and the agent's next poll reports the start again.
+  // A lease (pending -> leased, with its Launch in the same list) writes only its attempt: the
+  // job's row stays pending until a tick writes it (kStateWriteDelay) or the job's next
+  // transition does. A transition of a job with a change not written yet is written from the
+  // state its row holds, one change instead of two. unwritten_ changes only once the
+  // transaction has committed; should it fail, Resync rebuilds the scheduler from the store (a
+  // pending job with an open attempt is leased), and the agent's next poll reports the start
+  // again.
+  std::set<std::string> launched;
+  for (const Action& action : actions) {
+    if (const auto* launch = std::get_if<Launch>(&action)) launched.insert(launch->job_id);
+  }
+  std::map<std::string, UnwrittenChange> leases;  // this list's, kept once it commits
+  std::set<std::string> caught_up;  // jobs whose rows this list brings up to the scheduler
+  TimePoint now = clock_.Now();
   std::vector<Action> writes;
   writes.reserve(actions.size());
   for (const Action& action : actions) {
     const auto* t = std::get_if<Transition>(&action);
-    auto start = t != nullptr && t->from == JobState::kRunning ? unwritten_starts_.find(t->job_id)
-                                                                 : unwritten_starts_.end();
-    if (start == unwritten_starts_.end()) {
+    if (t == nullptr || caught_up.count(t->job_id) > 0) {
+      writes.push_back(action);
+      continue;
+    }
+    std::optional<JobState> stored;
+    if (auto lease = leases.find(t->job_id); lease != leases.end()) {
+      stored = JobState::kPending;
+      leases.erase(lease);
+    } else if (auto unwritten = unwritten_.find(t->job_id); unwritten != unwritten_.end()) {
+      stored = unwritten->second.stored;
+    } else if (t->from == JobState::kPending && t->to == JobState::kLeased &&
+               launched.count(t->job_id) > 0) {
+      leases.emplace(t->job_id, UnwrittenChange{JobState::kPending, *t, now});
+      continue;
+    }
+    if (!stored) {
       writes.push_back(action);
       continue;
     }
     Transition folded = *t;
-    folded.from = start->second.first.from;
-    unwritten_starts_.erase(start);
+    folded.from = *stored;
+    caught_up.insert(t->job_id);
     writes.push_back(std::move(folded));
   }
   // One transaction for the whole list: a scheduling pass that leases 32 jobs is one fsync.
@@ -214,6 +242,8 @@ Status Core::Apply(const std::vector<Action>& actions,
     Resync();
     return committed;
   }
+  for (const std::string& job_id : caught_up) unwritten_.erase(job_id);
+  unwritten_.merge(leases);
   for (const JobRecord& job : changed) AnnounceJob(job);
   std::vector<std::string> agents;
   for (auto& [agent, entry] : launches) {

@@ -65,7 +65,7 @@ void Coordinator::Start() {
 void Coordinator::Stop() {
   stopped_ = true;
   tick_timer_.cancel();
-  Status written = core_.WriteStarts();
+  Status written = core_.WriteUnwritten();
   if (!written.ok()) std::fprintf(stderr, "coordinator: %s\n", written.ToString().c_str());
   core_.mailbox().Close();
   reports_.Stop();

@@ -83,6 +83,7 @@ namespace {
 struct FailureHistory {
   int failures = 0;
   std::optional<double> backing_off_since;
+  bool open_attempt = false;  // its newest attempt has not ended
 };
 
 Expected<FailureHistory> ReadFailureHistory(storage::Store& store, const JobRecord& job) {
@@ -91,6 +92,7 @@ Expected<FailureHistory> ReadFailureHistory(storage::Store& store, const JobReco
   ASSIGN_OR_RETURN(std::vector<storage::AttemptRecord> attempts, store.ListAttempts(job.id));
   const storage::AttemptRecord* newest_ended = nullptr;
   for (const storage::AttemptRecord& attempt : attempts) {  // in number order
+    history.open_attempt = !attempt.ended_at;
     if (!attempt.ended_at) continue;
     newest_ended = &attempt;
     if (attempt.outcome == storage::AttemptOutcome::kFailed) ++history.failures;
@@ -114,7 +116,7 @@ Status Core::RestoreJobs() {
     ASSIGN_OR_RETURN(std::vector<JobRecord> some, store_.ListJobs(unfinished));
     for (JobRecord& job : some) jobs.push_back(std::move(job));
   }
-  for (const JobRecord& job : jobs) {
+  for (JobRecord& job : jobs) {
     if (IsFinal(job.state)) continue;  // finished jobs need no scheduling
     // Backoffs are not stored as such: the attempts' outcomes and end times (wall clock) are,
     // and they give the same deadline after a restart, also of a coordinator on another clock.
@@ -126,6 +128,15 @@ Status Core::RestoreJobs() {
       double waited = clock_.WallSeconds() - *history.backing_off_since;
       eligible_at = clock_.Now() + scheduler_->BackoffAfter(history.failures) -
                     std::chrono::duration_cast<Duration>(std::chrono::duration<double>(waited));
+    }
+    // A lease is written as its attempt alone, the job's row a second later (Apply): a pending
+    // job with an open attempt is leased, and its row's write is due as any unwritten lease's.
+    // Nothing is written here, so that a store that refuses writes cannot stop a Resync.
+    if (job.state == JobState::kPending && history.open_attempt) {
+      job.state = JobState::kLeased;
+      Transition lease{job.id, JobState::kPending, JobState::kLeased, Reason::kPlaced,
+                       job.retries_left, {}};
+      unwritten_[job.id] = UnwrittenChange{JobState::kPending, std::move(lease), clock_.Now()};
     }
     switch (job.state) {
       case JobState::kPending:
@@ -178,20 +189,23 @@ void Core::Resync() {
   }
   std::unique_ptr<Scheduler> old = std::move(scheduler_);
   scheduler_ = std::move(rebuilt);
+  // The rebuilt jobs are as stored (RestoreJobs notes the leases whose rows are not written);
+  // their agents' next polls report the starts again.
+  std::map<std::string, UnwrittenChange> old_unwritten = std::move(unwritten_);
+  unwritten_.clear();
   Status restored = RestoreJobs();
   if (!restored.ok()) {
     std::fprintf(stderr, "coordinator: cannot read the store to rebuild the scheduler: %s\n",
                  restored.ToString().c_str());
     scheduler_ = std::move(old);  // the store cannot be read: keep what we know
+    unwritten_ = std::move(old_unwritten);
     return;
   }
-  // The rebuilt jobs are leased as stored; their agents' next polls report the starts again.
-  unwritten_starts_.clear();
 }
 
 void Core::Tick() {
-  // The starts due to be written first, in the scheduling pass's transaction.
-  std::vector<Action> actions = TakeStarts(clock_.Now() - kStartWriteDelay);
+  // The leases and starts due to be written first, in the scheduling pass's transaction.
+  std::vector<Action> actions = DueWrites(clock_.Now() - kStateWriteDelay);
   std::vector<Action> scheduled = scheduler_->Schedule();
   actions.insert(actions.end(), std::make_move_iterator(scheduled.begin()),
                  std::make_move_iterator(scheduled.end()));

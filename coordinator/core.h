@@ -10,11 +10,13 @@
 // from the store, so the coordinator can be killed at any moment and started again without
 // losing or duplicating a job. A store write that fails undoes itself whole, and the scheduler,
 // which has already decided, is rebuilt from the store (Resync) so that memory never runs ahead
-// of the database. One exception: a job's start (leased -> running, from an agent's poll) is
-// written about a second later, by a tick, or folded into the job's next transition when that
-// comes first (RecordStarts). Until then the job's views, counts and events show it leased; no
-// command waits for the write, and a start lost to a crash or a failed write is reported again
-// by the agent's next poll.
+// of the database. Two exceptions, both written about a second later by a tick, or folded into
+// the job's next transition when that comes first: a job's lease (pending -> leased) is
+// written as its attempt alone, the durable record of the lease, and Restore reads a pending
+// job with an open attempt as leased (Apply); a job's start (leased -> running, from an agent's
+// poll) is kept in memory (RecordStarts). Until the write the job's views, counts and events
+// show it pending (or leased); no command waits for it, and a start lost to a crash or a failed
+// write is reported again by the agent's next poll.
 //
 // Threading: everything runs on the io_context's single thread.
 #pragma once
@@ -81,7 +83,8 @@ class Core {
   void NoteAgent(const std::string& id);
 
   // Rebuilds the scheduler's jobs from the store: pending jobs queue again, jobs with a live
-  // attempt keep their slots until their agents come back (or their leases run out).
+  // attempt keep their slots until their agents come back (or their leases run out). A pending
+  // job with an open attempt is leased (its lease's row was not written yet); the tick writes it.
   Status RestoreJobs();
 
   // Carries out the scheduler's actions (coordinator/actions.cc): one store operation per
@@ -92,17 +95,19 @@ class Core {
   Status Apply(const std::vector<Action>& actions,
                const std::map<std::string, int>& exit_statuses = {});
   // The starts an agent's poll reports (Scheduler::ReportStarted's leased -> running
-  // transitions), kept for kStartWriteDelay and then written by a tick. A job whose next
-  // transition comes first (it ended, was cancelled, its lease ran out) goes from leased to that
-  // state in one write instead of two: a short job's whole life is often shorter than the delay.
-  // Any other action is applied at once.
+  // transitions), kept for kStateWriteDelay and then written by a tick. A job whose next
+  // transition comes first (it ended, was cancelled, its lease ran out) goes from leased (or
+  // pending, its lease unwritten too) to that state in one write: a short job's whole life is
+  // often shorter than the delay. Any other action is applied at once.
   Status RecordStarts(const std::vector<Action>& actions);
-  static constexpr std::chrono::seconds kStartWriteDelay{1};
-  // Schedules now: expired leases, placements; writes the starts kept for kStartWriteDelay.
-  // Called by the timer and after events.
+  // How long a lease's row and a start wait for the job's next transition before a tick writes
+  // them.
+  static constexpr std::chrono::seconds kStateWriteDelay{1};
+  // Schedules now: expired leases, placements; writes the leases and starts kept for
+  // kStateWriteDelay. Called by the timer and after events.
   void Tick();
-  // Writes every start not written yet (a clean stop).
-  Status WriteStarts();
+  // Writes every lease and start not written yet (a clean stop).
+  Status WriteUnwritten();
   // After a failed store write: the scheduler again as the store has it.
   void Resync();
 
@@ -136,10 +141,18 @@ class Core {
   Mailbox mailbox_;
   std::vector<std::string> agent_ids_;
   std::function<void()> tick_hook_;
-  // RecordStarts' transitions not yet written (and when each was reported), by job id.
-  std::map<std::string, std::pair<Transition, TimePoint>> unwritten_starts_;
-  // The unwritten starts reported at or before `reported_by`, taken out of unwritten_starts_.
-  std::vector<Action> TakeStarts(TimePoint reported_by);
+  // A job whose row is behind the scheduler: the state the row holds, the newest transition
+  // (its `to` is the state to write) and when the first unwritten one was made.
+  struct UnwrittenChange {
+    JobState stored;
+    Transition latest;
+    TimePoint since;
+  };
+  // The leases and starts not yet written, by job id.
+  std::map<std::string, UnwrittenChange> unwritten_;
+  // The writes of the unwritten changes made at or before `made_by`; Apply takes them out of
+  // unwritten_ once they have committed.
+  std::vector<Action> DueWrites(TimePoint made_by) const;
 };
 
 // JobSpec for the scheduler from a stored job.

@@ -80,6 +80,9 @@ struct AddSweepOutcome {
   int64_t sweep_id = 0;
   int added = 0;          // jobs new to the database
   int already_known = 0;  // jobs that existed (from this or another sweep) and were linked
+  // AddSweep: the `added` new jobs as stored (pending, with their submit_order and times), in
+  // the sweep's order, so that the caller need not read them back. ImportSweep leaves it empty.
+  std::vector<JobRecord> added_jobs;
 };
 
 // Per sweep: how many jobs are in each state and what they cost, for lists and dashboards.

@@ -556,9 +556,21 @@ Expected<std::unique_ptr<Store>> Store::Open(const std::string& path, OpenOption
   // never outlive their transaction, so a crash loses nothing the database needs. The setting
   // is the process's and must come before SQLite's first use; if it comes too late (another
   // part of the process opened SQLite first), only this saving is lost.
-  static const int stmt_journal_config [[maybe_unused]] =
-      sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 16 << 20);
-  int flags = options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  //
+  // SQLite's memory statistics are off too: with them on, every allocation SQLite makes (several
+  // per statement) takes a process-wide mutex to count itself, and nothing here reads the counts
+  // (sqlite3_memory_used, a soft heap limit).
+  static const int process_config [[maybe_unused]] =
+      sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 16 << 20) |
+      sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  // NOMUTEX: the connection takes no mutex of its own around each SQLite call (every bind,
+  // step and column read locked and unlocked one). That is safe because a Store is used by one
+  // thread at a time, as it must be anyway: its statement cache and transaction depth are plain
+  // members (store.h). In the coordinator the io thread alone uses the main Store, and the
+  // metric writer thread alone uses its own (coordinator/report_api.h); the fitter thread reads
+  // no database. SQLite's process-wide state (the VFS, the shared file locks) keeps its mutexes.
+  int flags = SQLITE_OPEN_NOMUTEX |
+              (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   sqlite3* db = nullptr;
   if (sqlite3_open_v2(path.c_str(), &db, flags, nullptr) != SQLITE_OK) {
     std::string message = db ? sqlite3_errmsg(db) : "out of memory";
@@ -757,6 +769,15 @@ Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
     }
     if (sqlite3_changes(db_) == 1) {
       ++outcome.added;
+      if (!keep_states) {
+        JobRecord& stored = outcome.added_jobs.emplace_back(job);
+        stored.state = JobState::kPending;
+        stored.submit_order = next_order;
+        stored.submitted_at = stored.updated_at = now;
+        stored.attempts = 0;  // a new id has no attempts, metrics or phase yet
+        stored.images_seen.reset();
+        stored.phase.reset();
+      }
       ++next_order;
     } else {
       ++outcome.already_known;
@@ -1150,7 +1171,16 @@ Expected<JobRecord> Store::ApplyTransition(const std::string& job_id, JobState f
 
 // Attempts and agents ------------------------------------------------------------------------
 
-Status Store::CheckJobExists(const std::string& job_id) { return GetJob(job_id).status(); }
+// Only the key: GetJob's columns read the job's attempts and metrics too, and every new attempt
+// checks its job.
+Status Store::CheckJobExists(const std::string& job_id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT 1 FROM jobs WHERE id = ?"));
+  Query q(stmt);
+  int rc = q.Text(job_id).Step();
+  if (rc == SQLITE_ROW) return Status::Ok();
+  if (rc != SQLITE_DONE) return Error("cannot read job " + job_id);
+  return NotFound(fmt::format("no job with id '{}'", job_id));
+}
 
 Status Store::CheckAttemptExists(const std::string& job_id, int attempt) {
   ASSIGN_OR_RETURN(sqlite3_stmt * stmt,

@@ -7,6 +7,8 @@
 //
 // Ownership and threads: a Store owns its SQLite connection and prepared statements; it is
 // not thread-safe, so use one Store per thread (the coordinator keeps one on its io_context).
+// Its connection is opened without SQLite's own per-connection mutex (SQLITE_OPEN_NOMUTEX),
+// which would only guard what the Store's unguarded members already rule out.
 // Several processes may open the same file: WAL lets readers run beside one writer, and a
 // writer waits up to OpenOptions::busy_timeout_ms for another before giving kUnavailable.
 #pragma once

@@ -3,6 +3,7 @@
 // and the event stream delivers live events and catches up with ?since=.
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sqlite3.h>
 #include <sys/time.h>
 
 #include <boost/asio/connect.hpp>
@@ -87,6 +88,29 @@ std::string OneExit(const std::string& job, int attempt, const std::string& outc
   json exit = {{"job", job}, {"attempt", attempt}, {"outcome", outcome}};
   if (exit_status) exit["exit_status"] = *exit_status;
   return json{{"exits", json::array({exit})}}.dump();
+}
+
+// The first column of each row a query gives on the coordinator's database, as text ("NULL" for
+// NULL), joined by ","; read directly, as after a crash.
+std::string DbRows(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return "cannot open " + db_path;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    out = std::string("cannot prepare: ") + sqlite3_errmsg(db);
+  }
+  while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    if (!out.empty()) out += ",";
+    out += text ? reinterpret_cast<const char*>(text) : "NULL";
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
 }
 
 // The metrics endpoint of a launch entry's attempt.
@@ -182,7 +206,7 @@ class ApiTest : public ::testing::Test {
     EXPECT_EQ(reply.status, 200) << reply.body;
     return JsonOf(reply);
   }
-  // A start a poll reports is written by a tick about a second later (Core::kStartWriteDelay).
+  // A start a poll reports is written by a tick about a second later (Core::kStateWriteDelay).
   bool BecomesRunning(const std::string& id) {
     return WaitFor([&] { return GetJob(id)["state"] == "running"; }, std::chrono::seconds(10));
   }
@@ -580,6 +604,79 @@ TEST_F(ApiTest, CredentialsAreScoped) {
                           "/api/v1/agents/host-b/poll", R"({"running": []})");
   EXPECT_EQ(polled.status, 404) << polled.body;  // known credential; not registered yet
   EXPECT_EQ(Slurp(dir_.File("state/vitscale.db")).find(fresh), std::string::npos);
+}
+
+// A lease is stored as its attempt alone until a tick writes the job's row a second later
+// (docs/scheduling.md). Killed (SIGKILL) in that second, the coordinator restarts with the job
+// leased: its agent keeps it and nothing runs twice, and a lease whose agent never comes back
+// runs out and the job runs again as the next attempt, never under a number used before.
+TEST_F(ApiTest, ALeaseStoredOnlyAsItsAttemptSurvivesAKill) {
+  std::vector<std::string> ids = Submit();
+  ASSERT_EQ(ids.size(), 2u);
+  std::string db = dir_.File("state/vitscale.db");
+  json first = TakeJob("host-a");
+  ASSERT_TRUE(first.is_object());
+  std::string leased = first["job"];
+  std::string waiting = leased == ids[0] ? ids[1] : ids[0];
+  EXPECT_EQ(first["attempt"], 1);
+  coordinator_->Kill();
+  // What the crash left: the attempt, and the job's row as it was before the lease.
+  ASSERT_EQ(DbRows(db, "SELECT state FROM jobs WHERE id = '" + leased + "'"), "pending")
+      << "the row was written before the kill; this test needs the kill within the second";
+  EXPECT_EQ(DbRows(db, "SELECT ifnull(outcome, 'open') FROM attempts WHERE job_id = '" + leased +
+                           "' ORDER BY number"),
+            "open");
+
+  StartCoordinator({"--lease-seconds", "6"});  // a poll without work is held 2 s, not 10
+  // The agent comes back running the job: it keeps it, and is given nothing else to run.
+  json running = json::array({{{"job", leased}, {"attempt", 1}}});
+  HttpReply registered =
+      Call(Agent("host-a"), "POST", "/api/v1/agents/register",
+           json{{"host", "host-a"}, {"slots", 1}, {"gpus", 0}, {"running", running}}.dump());
+  ASSERT_EQ(registered.status, 200) << registered.body;
+  EXPECT_TRUE(JsonOf(registered).value("not_held", json::array()).empty()) << registered.body;
+  EXPECT_EQ(GetJob(leased)["attempts"].size(), 1u);
+  HttpReply polled = Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/poll",
+                          json{{"running", running}}.dump());
+  ASSERT_EQ(polled.status, 200) << polled.body;
+  EXPECT_TRUE(JsonOf(polled).value("launch", json::array()).empty()) << polled.body;
+  EXPECT_TRUE(BecomesRunning(leased));
+  json sweep = JsonOf(Call(*client_, "GET", "/api/v1/sweeps/api-test"));
+  EXPECT_EQ(sweep["by_state"].value("running", 0), 1) << sweep.dump();
+  EXPECT_EQ(sweep["by_state"].value("pending", 0), 1) << sweep.dump();
+  EXPECT_EQ(sweep["by_state"].value("leased", 0), 0) << sweep.dump();
+
+  // Its exit frees the slot, and the same transaction leases the other job there; killed right
+  // after, that lease too is only its attempt.
+  HttpReply exited = Call(Agent("host-a"), "POST", "/api/v1/agents/host-a/exits",
+                          OneExit(leased, 1, "succeeded", 0));
+  ASSERT_EQ(exited.status, 200) << exited.body;
+  coordinator_->Kill();
+  ASSERT_EQ(DbRows(db, "SELECT state FROM jobs WHERE id = '" + waiting + "'"), "pending");
+  EXPECT_EQ(DbRows(db, "SELECT ifnull(outcome, 'open') FROM attempts WHERE job_id = '" + waiting +
+                           "' ORDER BY number"),
+            "open");
+
+  // This time host-a does not come back: the lease runs out, and host-b runs attempt 2.
+  StartCoordinator({"--lease-seconds", "2"});
+  json second = TakeJob("host-b");
+  ASSERT_TRUE(second.is_object());
+  EXPECT_EQ(second["job"], waiting);
+  EXPECT_EQ(second["attempt"], 2);
+  ASSERT_EQ(Call(Agent("host-b"), "POST", "/api/v1/agents/host-b/exits",
+                 OneExit(waiting, 2, "succeeded", 0))
+                .status,
+            200);
+  EXPECT_EQ(DbRows(db, "SELECT job_id || ':' || number || ':' || outcome FROM attempts "
+                       "ORDER BY job_id = '" + waiting + "', number"),
+            leased + ":1:succeeded," + waiting + ":1:lost," + waiting + ":2:succeeded");
+  json total = JsonOf(Call(*client_, "GET", "/api/v1/sweeps/api-test"));
+  EXPECT_EQ(total["by_state"].value("succeeded", 0), 2) << total.dump();
+  for (const char* state : {"pending", "leased", "running"}) {
+    EXPECT_EQ(total["by_state"].value(state, 0), 0) << state << ": " << total.dump();
+  }
+  EXPECT_EQ(DbRows(db, "SELECT group_concat(state || '=' || jobs) FROM job_counts WHERE jobs > 0"),
+            "succeeded=2");
 }
 
 TEST_F(ApiTest, AReportTokenDiesWithItsAttempt) {

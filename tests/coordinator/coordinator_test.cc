@@ -171,6 +171,14 @@ class CoordinatorTest : public ::testing::Test {
     return Json::array({{{"job", launch.job}, {"attempt", launch.attempt}}});
   }
   Json Job(const std::string& id) { return CallJson("GET", "/api/v1/jobs/" + id, kAdmin); }
+  // What the API shows of a job leased less than Core::kStateWriteDelay ago (its row is written
+  // by the tick after that, or by its next transition): "pending", with its attempt open.
+  static std::string Shown(const Json& job) {
+    const Json& attempts = job["attempts"];
+    bool open = !attempts.empty() && attempts.back()["ended_at"].is_null();
+    std::string state = job.value("state", "");
+    return state == "pending" && open ? "pending, attempt open" : state;
+  }
 
   boost::asio::io_context io_;
   FakeClock clock_;
@@ -230,7 +238,7 @@ TEST_F(CoordinatorTest, ALostLeaseEndsTheAttemptAndItsToken) {
   EXPECT_EQ(attempt2.job, attempt1.job);
   EXPECT_EQ(attempt2.attempt, 2);
   EXPECT_NE(ReportToken(attempt2), token1);
-  EXPECT_EQ(Job(attempt1.job)["state"], "leased");
+  EXPECT_EQ(Shown(Job(attempt1.job)), "pending, attempt open");
   EXPECT_EQ(store_->GetJob(attempt1.job)->retries_left, 1);  // a lost lease is no failure
 
   // Restarted over the same store: the running attempt's token still works, the old one not.
@@ -339,14 +347,16 @@ TEST_F(CoordinatorTest, AFailedStoreWriteSendsNothingAndTheSchedulerFollowsTheSt
   io_.poll();
   EXPECT_EQ(coordinator_->core().mailbox().held_polls(), 0u) << "the held poll got the launch";
   Json job = Job(launch.job);
-  EXPECT_EQ(job["state"], "leased");
+  EXPECT_EQ(Shown(job), "pending, attempt open");
   ASSERT_EQ(job["attempts"].size(), 2u);
   EXPECT_EQ(job["attempts"][1]["number"], 2);
 }
 
-// A heartbeat's start report is written by a tick once it is Core::kStartWriteDelay old, not by
-// the heartbeat; a start whose write fails (the store is busy) is not lost: the job stays leased
-// and the next heartbeat reports the start again.
+// A lease's row and a heartbeat's start report are written by a tick once they are
+// Core::kStateWriteDelay old, in one change, not by the scheduling pass or the heartbeat. A
+// start whose write fails (the store is busy) is not lost: the job stays leased (the store holds
+// the lease as its open attempt, and the next tick writes its row) and the next heartbeat
+// reports the start again.
 TEST_F(CoordinatorTest, AStartIsWrittenByATickAndReportedAgainIfThatFails) {
   CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
   std::string agent = IssueAgent("host-a");
@@ -354,29 +364,31 @@ TEST_F(CoordinatorTest, AStartIsWrittenByATickAndReportedAgainIfThatFails) {
   protocol::LaunchEntry launch = Poll("host-a", agent, Json::array()).launch.at(0);
   Send("POST", "/api/v1/agents/host-a/poll", agent, Json{{"running", Running(launch)}}.dump());
   coordinator_->core().Tick();
-  EXPECT_EQ(Job(launch.job)["state"], "leased") << "written before its delay";
+  EXPECT_EQ(Shown(Job(launch.job)), "pending, attempt open") << "written before its delay";
   sqlite3* holder = nullptr;
   ASSERT_EQ(sqlite3_open((dir_ + "/vitscale.db").c_str(), &holder), SQLITE_OK);
   ASSERT_EQ(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  clock_.Advance(Core::kStartWriteDelay);
+  clock_.Advance(Core::kStateWriteDelay);
   coordinator_->core().Tick();  // its write fails: the store is busy
-  EXPECT_EQ(Job(launch.job)["state"], "leased");
+  EXPECT_EQ(Shown(Job(launch.job)), "pending, attempt open");
   ASSERT_EQ(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(holder);
-  clock_.Advance(Core::kStartWriteDelay);
+  clock_.Advance(Core::kStateWriteDelay);
   coordinator_->core().Tick();
-  EXPECT_EQ(Job(launch.job)["state"], "leased") << "the failed write is dropped, not retried";
+  EXPECT_EQ(Job(launch.job)["state"], "leased")
+      << "the failed start is dropped, not retried; the lease, restored from its attempt, is "
+         "written";
 
   Send("POST", "/api/v1/agents/host-a/poll", agent, Json{{"running", Running(launch)}}.dump());
-  clock_.Advance(Core::kStartWriteDelay);
+  clock_.Advance(Core::kStateWriteDelay);
   coordinator_->core().Tick();
   EXPECT_EQ(Job(launch.job)["state"], "running");
   EXPECT_EQ(Job(launch.job)["attempts"].size(), 1u);
 }
 
-// A job whose exit is reported before the tick that would write its start goes from leased to
-// its end in one change: the event stream shows no running state for it, and its attempt and
-// counts are those of any succeeded job.
+// A job whose exit is reported before the tick that would write its lease and start goes from
+// pending to its end in one change: the event stream shows no leased or running state for it,
+// and its attempt and counts are those of any succeeded job.
 TEST_F(CoordinatorTest, AStartAndAnExitBeforeTheTickAreOneChange) {
   CallJson("POST", "/api/v1/sweeps", kAdmin, kSweep);
   std::string agent = IssueAgent("host-a");
@@ -402,6 +414,8 @@ TEST_F(CoordinatorTest, AStartAndAnExitBeforeTheTickAreOneChange) {
   Json by_state = sweeps["sweeps"][0]["by_state"];
   EXPECT_EQ(by_state.value("succeeded", 0), 1) << sweeps;
   EXPECT_EQ(by_state.value("running", 0), 0) << sweeps;
+  EXPECT_EQ(by_state.value("leased", 0), 0) << sweeps;
+  EXPECT_EQ(by_state.value("pending", 0), 1) << sweeps;
 }
 
 // Four jobs, for the exit-batch tests.
@@ -440,7 +454,8 @@ TEST_F(CoordinatorTest, AnExitBatchRecordsItsGoodExitsAndSaysWhyOthersWereNot) {
   Json malformed = {{"exits", {ExitJson(a[0], "succeeded", 0), ExitJson(a[1], "done", 0)}}};
   Json refusal = CallJson("POST", exits, agent, malformed.dump(), 400);
   EXPECT_NE(refusal.value("error", "").find("exits[1].outcome"), std::string::npos) << refusal;
-  EXPECT_EQ(Job(a[0].job)["state"], "leased") << "nothing of a refused batch is recorded";
+  EXPECT_EQ(Shown(Job(a[0].job)), "pending, attempt open")
+      << "nothing of a refused batch is recorded";
   Json twice = {{"exits", {ExitJson(a[0], "succeeded", 0), ExitJson(a[0], "failed", 1)}}};
   refusal = CallJson("POST", exits, agent, twice.dump(), 400);
   EXPECT_NE(refusal.value("error", "").find("exits[1]: attempt 1 of job " + a[0].job +
@@ -471,7 +486,7 @@ TEST_F(CoordinatorTest, AnExitBatchRecordsItsGoodExitsAndSaysWhyOthersWereNot) {
   EXPECT_EQ(failed["state"], "pending") << "a failure with a retry left backs off";
   EXPECT_EQ(failed["attempts"][0]["exit_status"], 3);
   EXPECT_EQ(failed["attempts"][0]["outcome"], "failed");
-  EXPECT_EQ(Job(b[0].job)["state"], "leased") << "host-b's job is host-b's to report";
+  EXPECT_EQ(Shown(Job(b[0].job)), "pending, attempt open") << "host-b's job is host-b's to report";
 }
 
 // A cancel ends the running attempt at once; the slot is free again when the leader's exit
@@ -515,7 +530,8 @@ TEST_F(CoordinatorTest, AnExitBatchIsOneTransaction) {
   EXPECT_GE(refused->status, 400) << refused->body;
   EXPECT_NE(refused->body.find("refused by the test"), std::string::npos) << refused->body;
   for (const protocol::LaunchEntry& l : a) {
-    EXPECT_EQ(Job(l.job)["state"], "leased") << "exit of " << l.job << " recorded alone";
+    EXPECT_EQ(Shown(Job(l.job)), "pending, attempt open")
+        << "exit of " << l.job << " recorded alone";
     std::optional<JobView> view = coordinator_->core().scheduler().GetJob(l.job);
     ASSERT_TRUE(view);
     EXPECT_EQ(view->holders.size(), 1u) << "the scheduler follows the store: the lease is held";
@@ -553,7 +569,7 @@ TEST_F(CoordinatorTest, AnExitBatchSentAgainIsRecordedExactlyOnce) {
   sqlite3_close(holder);
   for (const protocol::LaunchEntry& l : a) {
     Json job = Job(l.job);
-    EXPECT_EQ(job["state"], "leased");
+    EXPECT_EQ(Shown(job), "pending, attempt open");
     EXPECT_TRUE(job["attempts"][0]["outcome"].is_null()) << job;
   }
   Json all_running = Json::array();

@@ -152,6 +152,22 @@ TEST_F(StoreTest, ReaddedSweepAddsNothingAndSharedJobsAreLinked) {
   EXPECT_EQ(shared->added, 1);
   EXPECT_EQ(shared->already_known, 1);
   EXPECT_EQ(QueryText("SELECT count(*) FROM jobs"), "3");
+  // The new job comes back as stored, the known one not at all.
+  ASSERT_EQ(shared->added_jobs.size(), 1u);
+  EXPECT_TRUE(again->added_jobs.empty());
+  const JobRecord& returned = shared->added_jobs[0];
+  auto read = store_->GetJob(other[1].id);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(returned.id, read->id);
+  EXPECT_EQ(returned.config_json, read->config_json);
+  EXPECT_EQ(returned.state, read->state);
+  EXPECT_EQ(returned.submit_order, read->submit_order);
+  EXPECT_EQ(returned.submitted_at, read->submitted_at);
+  EXPECT_EQ(returned.updated_at, read->updated_at);
+  EXPECT_EQ(returned.retries_left, read->retries_left);
+  EXPECT_EQ(returned.attempts, read->attempts);
+  EXPECT_EQ(returned.images_seen, read->images_seen);
+  EXPECT_FALSE(returned.phase.has_value());
 
   JobFilter in_table5;
   in_table5.sweep = "table5";
