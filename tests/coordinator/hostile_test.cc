@@ -12,11 +12,13 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <thread>
 
 #include "common/text.h"
 #include "tests/coordinator/cluster.h"
@@ -93,6 +95,30 @@ std::string Snapshot(const std::string& db_path) {
   }
   sqlite3_close(db);
   return out;
+}
+
+// Waits (up to 10 s) until no pending job of the database at `db_path` has an open attempt: a
+// lease's job row is written a second after its attempt (docs/scheduling.md), and a snapshot
+// taken before that write would see the coordinator's own tick as a change.
+bool WaitForLeaseRows(const std::string& db_path) {
+  for (int i = 0; i < 200; ++i) {
+    sqlite3* db = nullptr;
+    sqlite3_stmt* stmt = nullptr;
+    long unwritten = -1;
+    if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
+        sqlite3_prepare_v2(db,
+                           "SELECT count(*) FROM jobs WHERE state = 'pending' AND EXISTS "
+                           "(SELECT 1 FROM attempts WHERE job_id = jobs.id AND ended_at IS NULL)",
+                           -1, &stmt, nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      unwritten = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    sqlite3_close(db);
+    if (unwritten == 0) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
 }
 
 // Raw bytes to the server; the status of its answer (0 if none came).
@@ -634,6 +660,7 @@ std::vector<Case> HostileTest::Table() const {
 TEST_F(HostileTest, EveryHostileRequestIsA4xxNamingTheProblemAndChangesNothing) {
   std::string db = dir_.File("state/vitscale.db");
   pid_t pid = coordinator_->process().pid();
+  ASSERT_TRUE(WaitForLeaseRows(db)) << "the leases' job rows were not written within 10 s";
   std::string before = Snapshot(db);
   ASSERT_FALSE(before.empty());
   long rss_before = RssKib(pid);
