@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
-#include <set>
 #include <sstream>
 
 #include "common/text.h"
@@ -798,17 +797,16 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   reply.sweep = parsed->name;
   reply.jobs_added = outcome->added;
   reply.jobs_known = outcome->already_known;
-  // The new jobs as the store wrote them; only known jobs are read back.
-  std::set<std::string> added;
+  // The new jobs as the store wrote them; only known jobs are read back below (a new one is
+  // in the scheduler by then).
   for (const JobRecord& job : outcome->added_jobs) {
     Status queued = core_.scheduler().AddJob(ToJobSpec(job));
     if (!queued.ok()) return StatusResponse(queued);
     core_.AnnounceJob(job);
-    added.insert(job.id);
   }
   for (const JobRecord& record : records) {
     reply.jobs.push_back(record.id);
-    if (added.count(record.id) > 0 || core_.scheduler().GetJob(record.id)) continue;
+    if (core_.scheduler().GetJob(record.id)) continue;
     Expected<JobRecord> stored = core_.store().GetJob(record.id);
     if (!stored.ok()) return StatusResponse(stored.status());
     if (stored->state != JobState::kPending) continue;
