@@ -755,13 +755,15 @@ Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
                            "ON CONFLICT (id) DO NOTHING"));
   ASSIGN_OR_RETURN(sqlite3_stmt * link_job,
                    Prepare("INSERT INTO sweep_jobs (sweep_id, job_id, position) VALUES (?, ?, ?)"));
+  std::map<JobState, int64_t> added_by_state;
   for (size_t position = 0; position < unique_jobs.size(); ++position) {
     const JobRecord& job = *unique_jobs[position];
+    JobState state = keep_states ? job.state : JobState::kPending;
     {
       Query q(insert_job);
       q.Text(job.id).Text(job.model).Text(job.family).Text(job.dataset).Int(job.subset_size);
       q.Real(job.epochs).Text(job.config_json).Real(job.planned_train_flops);
-      q.Text(JobStateName(keep_states ? job.state : JobState::kPending)).Int(job.priority);
+      q.Text(JobStateName(state)).Int(job.priority);
       q.Int(job.ranks).Int(job.gpus_per_rank).Int(job.retries_left).Int(next_order);
       q.Real(keep_states ? job.submitted_at : now).Real(keep_states ? job.updated_at : now);
       q.Text(job.gpu_kind).Int(job.one_host ? 1 : 0);
@@ -769,6 +771,7 @@ Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
     }
     if (sqlite3_changes(db_) == 1) {
       ++outcome.added;
+      ++added_by_state[state];
       if (!keep_states) {
         JobRecord& stored = outcome.added_jobs.emplace_back(job);
         stored.state = JobState::kPending;
@@ -787,8 +790,56 @@ Expected<AddSweepOutcome> Store::InsertSweep(const std::string& name,
       return Error(fmt::format("cannot link job {} to sweep {}", job.id, name));
     }
   }
+  RETURN_IF_ERROR(CountSweepJobs(outcome.sweep_id, added_by_state));
   RETURN_IF_ERROR(tx.Commit());
   return outcome;
+}
+
+Status Store::CountSweepJobs(int64_t sweep_id, const std::map<JobState, int64_t>& added_by_state) {
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("UPDATE job_counts SET jobs = jobs + ? WHERE state = ?"));
+    for (const auto& [state, added] : added_by_state) {
+      Query q(stmt);
+      if (!q.Int(added).Text(JobStateName(state)).Run()) return Error("cannot count the new jobs");
+    }
+  }
+  // The sweep is new, so its counters start at 0 (trigger sweep_counts_new_sweep); its jobs may
+  // be older ones, in any state and with compute spent.
+  std::vector<std::pair<std::string, int64_t>> by_state;
+  double planned = 0;
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("SELECT j.state, count(*), sum(j.planned_train_flops) "
+                             "FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
+                             "WHERE sj.sweep_id = ? GROUP BY j.state"));
+    Query q(stmt);
+    q.Int(sweep_id);
+    int rc;
+    while ((rc = q.Step()) == SQLITE_ROW) {
+      by_state.emplace_back(q.ColText(0), q.ColInt(1));
+      planned += q.ColReal(2);
+    }
+    if (rc != SQLITE_DONE) return Error("cannot count the jobs of the new sweep");
+  }
+  {
+    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                     Prepare("UPDATE sweep_counts SET jobs = ? WHERE sweep_id = ? AND state = ?"));
+    for (const auto& [state, jobs] : by_state) {
+      Query q(stmt);
+      if (!q.Int(jobs).Int(sweep_id).Text(state).Run()) {
+        return Error("cannot count the jobs of the new sweep");
+      }
+    }
+  }
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("UPDATE sweep_compute SET planned_train_flops = ?1, spent_train_flops = "
+                           "(SELECT ifnull(sum(l.train_flops), 0) FROM sweep_jobs sj "
+                           "JOIN compute_ledger l ON l.job_id = sj.job_id WHERE sj.sweep_id = ?2) "
+                           "WHERE sweep_id = ?2"));
+  Query q(stmt);
+  if (!q.Real(planned).Int(sweep_id).Run()) return Error("cannot sum the compute of the new sweep");
+  return Status::Ok();
 }
 
 Expected<SweepRecord> Store::GetSweep(const std::string& name) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -317,6 +318,9 @@ class Store {
   // AddSweep's and ImportSweep's body: with `keep_states`, the jobs' own state and times.
   Expected<AddSweepOutcome> InsertSweep(const std::string& name, const std::string& definition,
                                         const std::vector<JobRecord>& jobs, bool keep_states);
+  // Adds a new sweep's jobs to the counters (job_counts, sweep_counts, sweep_compute; migration
+  // 10): `added_by_state` are the jobs the sweep added, by state. REQUIRES: in a transaction.
+  Status CountSweepJobs(int64_t sweep_id, const std::map<JobState, int64_t>& added_by_state);
   Status CheckJobExists(const std::string& job_id);
   // The id of the sweep named `name`, unset when there is none.
   Expected<std::optional<int64_t>> SweepId(const std::string& name);

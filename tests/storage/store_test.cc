@@ -28,7 +28,7 @@ std::string UndoMigration5() {
   for (const char* trigger :
        {"job_counts_insert", "job_counts_delete", "job_counts_state", "sweep_counts_new_sweep",
         "sweep_counts_link", "sweep_compute_ledger_insert", "sweep_compute_ledger_update"}) {
-    sql += fmt::format("DROP TRIGGER {};", trigger);
+    sql += fmt::format("DROP TRIGGER IF EXISTS {};", trigger);  // 10 dropped two of them
   }
   return sql + "DROP TABLE job_counts; DROP TABLE sweep_counts; DROP TABLE sweep_compute;";
 }
