@@ -136,6 +136,43 @@ TEST_F(StoreTest, SweepAndJobsRoundTrip) {
   EXPECT_EQ(store_->GetJob(std::string(64, 'f')).status().code(), StatusCode::kNotFound);
 }
 
+// A submission counts its jobs itself (migration 10): the new ones by their state, and for the
+// new sweep every job it links, known ones in whatever state they are, with their planned FLOPs
+// and what the ledger already holds for them. The counters then equal a recount.
+TEST_F(StoreTest, ASubmissionCountsItsNewAndItsKnownJobs) {
+  std::vector<JobRecord> first = {MakeJob("ViT-B/32", "imagenet21k", 14000000, 30),
+                                  MakeJob("ViT-L/16", "imagenet21k", 14000000, 30)};
+  ASSERT_TRUE(store_->AddSweep("fig3", "a", first).ok());
+  ASSERT_TRUE(store_->AddAttempt(first[0].id, std::nullopt, "h:1").ok());
+  ASSERT_TRUE(store_->AddLedgerEntry({first[0].id, 1, 3e12, 0, 10, "cpu", 1, 1}).ok());
+  ASSERT_TRUE(store_->SetJobState(first[0].id, JobState::kSucceeded).ok());
+
+  std::vector<JobRecord> second = {first[0], first[1],
+                                   MakeJob("ViT-H/14", "imagenet21k", 14000000, 30)};
+  ASSERT_TRUE(store_->AddSweep("table5", "b", second).ok());
+  auto summaries = store_->SweepSummaries();
+  ASSERT_TRUE(summaries.ok());
+  ASSERT_EQ(summaries->size(), 2u);
+  const SweepSummary& table5 = (*summaries)[1];
+  EXPECT_EQ(table5.jobs, 3);
+  EXPECT_EQ(table5.jobs_by_state.at("succeeded"), 1);
+  EXPECT_EQ(table5.jobs_by_state.at("pending"), 2);
+  EXPECT_DOUBLE_EQ(table5.planned_train_flops, second[0].planned_train_flops +
+                                                   second[1].planned_train_flops +
+                                                   second[2].planned_train_flops);
+  EXPECT_DOUBLE_EQ(table5.spent_train_flops, 3e12);
+  JobFilter pending;
+  pending.states = {JobState::kPending};
+  EXPECT_EQ(store_->CountJobs(pending)->jobs, 2);
+  EXPECT_EQ(QueryText("SELECT count(*) FROM job_counts c "
+                      "WHERE c.jobs != (SELECT count(*) FROM jobs j WHERE j.state = c.state)"),
+            "0");
+  EXPECT_EQ(QueryText("SELECT count(*) FROM sweep_counts c WHERE c.jobs != (SELECT count(*) "
+                      "FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id "
+                      "WHERE sj.sweep_id = c.sweep_id AND j.state = c.state)"),
+            "0");
+}
+
 TEST_F(StoreTest, ReaddedSweepAddsNothingAndSharedJobsAreLinked) {
   std::vector<JobRecord> jobs = {MakeJob("ViT-B/32", "imagenet21k", 14000000, 30),
                                  MakeJob("ViT-L/16", "imagenet21k", 14000000, 30)};
