@@ -47,6 +47,16 @@ wants() { [[ ,$systems, == *,$1,* ]]; }
 
 work=${keep:-$(mktemp -d /tmp/vitscale-throughput.XXXXXX)}
 mkdir -p "$work"
+# The agent creates a run folder, a log and a spec per job. On ext4 without a journal (this
+# project's machines) the inode allocator passes over every inode freed in the last 60 s, or
+# 360 s while its inode table block is dirty, at the cost of a buffer lookup each: after a
+# previous run's `rm -rf`, or while compilers churn /tmp, each creation cost up to 0.2 ms
+# (docs/benchmarks.md, "Where the agent's time went"). ext4 places each subfolder of a folder
+# flagged +T ("top of a directory hierarchy") in a block group with few folders, looked for from
+# a hash of its name: the run's folder below gets a fresh name, so its files are allocated away
+# from earlier deletions. Where the flag is refused, the folder is used as it is; the cost of
+# creating files there is printed with each run either way.
+chattr +T "$work" 2>/dev/null || true
 pids=()
 cleanup() {
   local pid
@@ -73,8 +83,19 @@ sweep_file=$work/sweep.yaml
 
 # run_vitscale NAME: sets `seconds` to the time from submission to the last success.
 run_vitscale() {
-  local name=$1 dir=$work/$1
-  mkdir -p "$dir"
+  local name=$1 dir
+  dir=$(mktemp -d "$work/$1.XXXXXX")
+  # What a file or folder costs to create where the agent will create its own: 300 of each.
+  local creation_us
+  creation_us=$(python3 -c '
+import os, sys, time
+probe = sys.argv[1]
+os.mkdir(probe)
+start = time.perf_counter()
+for i in range(300):
+    os.mkdir(f"{probe}/d{i}")
+    os.close(os.open(f"{probe}/f{i}", os.O_CREAT | os.O_WRONLY, 0o600))
+print(f"{(time.perf_counter() - start) / 600 * 1e6:.0f}")' "$dir/creation-probe")
   "$build/bin/vitscale-coordinator" --state-dir "$dir/state" --listen 127.0.0.1:0 \
     >"$dir/coordinator.log" 2>&1 &
   local coordinator=$!
@@ -128,7 +149,8 @@ run_vitscale() {
   echo "  $name: submit $(elapsed "$start" "$submitted") s, all $jobs succeeded after $(elapsed "$start" "$end") s"
   echo "    CPU: coordinator $coordinator_cpu s, agent $agent_cpu s (not counting the jobs);" \
     "per job: coordinator $(per_job_ms "$coordinator_cpu") ms, agent $(per_job_ms "$agent_cpu") ms"
-  echo "    load average at the end (1, 5, 15 min): $end_load"
+  echo "    load average at the end (1, 5, 15 min): $end_load;" \
+    "creating a file or folder in its folder before the run: $creation_us us"
   python3 "$here/attempt_timeline.py" "$dir/state/vitscale.db" "$start"
   seconds=$(elapsed "$start" "$end")
 }
