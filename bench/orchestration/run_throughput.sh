@@ -13,6 +13,7 @@
 #
 # --slots: the agent's slots, so how many jobs run at once (Slurm's partition is oversubscribed
 #   and runs all it is given). --systems: run only one of the two (the baseline always runs).
+# --keep DIR: work in DIR (flagged +T, below) and leave it; vitscale's run is in DIR/vitscale.*.
 # BUILD_DIR (default build) holds bin/vitscale, bin/vitscale-coordinator, bin/vitscale-agent and
 # bin/vitscale-spawn-baseline.
 # Slurm needs root; slurm_cluster.sh installs slurm-wlm and munge with apt-get if missing.
