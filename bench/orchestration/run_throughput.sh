@@ -51,7 +51,7 @@ mkdir -p "$work"
 # The agent creates a run folder, a log and a spec per job. On ext4 without a journal (this
 # project's machines) the inode allocator passes over every inode freed in the last 60 s, or
 # 360 s while its inode table block is dirty, at the cost of a buffer lookup each: after a
-# previous run's `rm -rf`, or while compilers churn /tmp, each creation cost up to 0.2 ms
+# previous run's `rm -rf`, or while compilers churn /tmp, each creation cost 0.1-0.2 ms
 # (docs/benchmarks.md, "The run's folder away from recent deletions"). ext4 places each
 # subfolder of a folder flagged +T ("top of a directory hierarchy") in a block group with few
 # folders, looked for from a hash of its name: the run's folder below gets a fresh name, so its
