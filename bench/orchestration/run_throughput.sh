@@ -163,20 +163,42 @@ run_slurm_jobs() {
     return 1
   }
   export SLURM_CONF=$dir/slurm.conf
-  local start submitted end i states
+  local start submitted end i states retries=0
   cd "$dir/out"
   start=$(now)
-  for ((i = 0; i < jobs; ++i)); do sbatch --quiet --output=/dev/null --wrap "$payload"; done
+  for ((i = 0; i < jobs; ++i)); do
+    # A busy slurmctld lets an sbatch time out ("Socket timed out on send/recv operation"), as a
+    # loaded cluster does to its users, who submit again. The timed-out job may have been taken
+    # all the same, so Slurm may run a few more than asked: they are counted below.
+    until sbatch --quiet --output=/dev/null --wrap "$payload"; do
+      retries=$((retries + 1))
+      if ((retries > 20)); then
+        echo "run_throughput.sh: sbatch failed $retries times" >&2
+        return 1
+      fi
+    done
+  done
   submitted=$(now)
-  while [[ -n $(squeue -h -o %i | head -1) ]]; do sleep 0.1; done
+  local polls=0
+  while [[ -n $(squeue -h -o %i | head -1) ]]; do
+    # A drained node runs nothing more: say so rather than wait forever.
+    if ((++polls % 20 == 0)) && [[ $(sinfo -h -N -o %T) == drain* ]]; then
+      echo "run_throughput.sh: Slurm drained its node ($(sinfo -h -N -o %E)); the jobs left never run" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
   end=$(now)
   local end_load
   end_load=$(cut -d' ' -f1-3 /proc/loadavg)
   cd "$root"
   states=$(squeue -h -t all -o %T | sort | uniq -c | tr -s ' ' | tr '\n' ',')
   echo "  slurm: submit $(elapsed "$start" "$submitted") s, all done after $(elapsed "$start" "$end") s; states:$states"
-  echo "    load average at the end (1, 5, 15 min): $end_load"
-  if [[ $(squeue -h -t COMPLETED -o %i | wc -l) != "$jobs" ]]; then
+  echo "    sbatch calls repeated after a time-out: $retries;" \
+    "load average at the end (1, 5, 15 min): $end_load"
+  local completed
+  completed=$(squeue -h -t COMPLETED -o %i | wc -l)
+  if ((completed < jobs)) || [[ $(squeue -h -t all -o %T | sort -u) != COMPLETED ]]; then
     echo "run_throughput.sh: not every Slurm job completed ($states)" >&2
     return 1
   fi

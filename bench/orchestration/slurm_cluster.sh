@@ -83,6 +83,10 @@ SelectTypeParameters=CR_Core
 SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,default_queue_depth=1000
 MaxJobCount=100000
 MinJobAge=600
+# Ending a job's step waits for its processes to be gone; with hundreds of steps on 2 cores that
+# took longer than the 60 s default, and Slurm then drains the node ("Kill task failed"), so the
+# jobs still queued never ran.
+UnkillableStepTimeout=600
 ReturnToService=2
 NodeName=$node NodeAddr=127.0.0.1 NodeHostname=$(hostname) CPUs=$cpus State=UNKNOWN
 PartitionName=bench Nodes=$node Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:1000
