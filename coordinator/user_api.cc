@@ -799,23 +799,31 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   reply.jobs_known = outcome->already_known;
   // The new jobs as the store wrote them; only known jobs are read back below (a new one is
   // in the scheduler by then).
+  std::vector<const JobRecord*> queued;
   for (const JobRecord& job : outcome->added_jobs) {
-    Status queued = core_.scheduler().AddJob(ToJobSpec(job));
-    if (!queued.ok()) return StatusResponse(queued);
-    core_.AnnounceJob(job);
+    Status added = core_.scheduler().AddJob(ToJobSpec(job));
+    if (!added.ok()) return StatusResponse(added);
+    queued.push_back(&job);
   }
+  std::vector<JobRecord> requeued;  // known jobs still waiting
   for (const JobRecord& record : records) {
-    reply.jobs.push_back(record.id);
     if (core_.scheduler().GetJob(record.id)) continue;
     Expected<JobRecord> stored = core_.store().GetJob(record.id);
     if (!stored.ok()) return StatusResponse(stored.status());
     if (stored->state != JobState::kPending) continue;
     Status added = core_.scheduler().AddJob(ToJobSpec(*stored));
     if (!added.ok()) return StatusResponse(added);
-    core_.AnnounceJob(*stored);
+    requeued.push_back(std::move(*stored));
   }
+  // Place new work now rather than at the next tick, and before the announcements and the
+  // answer: the agents' launches go out first, so their jobs start while the rest of a large
+  // submission's answer is made. A lease is not announced (its job row stays pending until the
+  // state write, docs/scheduling.md), so each job's first event is still its own below.
+  core_.Tick();
+  for (const JobRecord* job : queued) core_.AnnounceJob(*job);
+  for (const JobRecord& job : requeued) core_.AnnounceJob(job);
   core_.events().Append("sweep", "", Json{{"name", parsed->name}});
-  core_.Tick();  // place new work now rather than at the next tick
+  for (const JobRecord& record : records) reply.jobs.push_back(record.id);
   return JsonResponse(200, reply.ToJson());
 }
 

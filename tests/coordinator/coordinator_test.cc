@@ -418,6 +418,49 @@ TEST_F(CoordinatorTest, AStartAndAnExitBeforeTheTickAreOneChange) {
   EXPECT_EQ(by_state.value("pending", 0), 1) << sweeps;
 }
 
+// A submission places its jobs before it announces them and answers: the held poll of a free
+// agent gets their launches before any event of theirs is written, and each new job's first
+// event is still its own, pending (a lease is not announced).
+TEST_F(CoordinatorTest, ASubmissionLaunchesBeforeItAnnouncesItsJobs) {
+  std::string agent = IssueAgent("host-a");
+  Register("host-a", agent, Json::array(), /*slots=*/2);
+  int64_t since = coordinator_->core().events().last_seq();
+  std::vector<std::string> answered;
+  std::optional<HttpResponse> poll;
+  int64_t events_at_poll = -1;
+  gate_->Handle("POST", "/api/v1/agents/host-a/poll", "Bearer " + agent,
+                Json{{"running", Json::array()}}.dump(), [&](HttpResponse response) {
+                  answered.push_back("poll");
+                  events_at_poll = coordinator_->core().events().last_seq();
+                  poll = std::move(response);
+                });
+  Turn();
+  ASSERT_TRUE(answered.empty()) << "the poll was answered with no work waiting";
+  gate_->Handle("POST", "/api/v1/sweeps", std::string("Bearer ") + kAdmin, kSweep,
+                [&](HttpResponse response) {
+                  answered.push_back("sweep " + std::to_string(response.status));
+                });
+  Turn();
+  EXPECT_EQ(answered, (std::vector<std::string>{"poll", "sweep 200"}));
+  EXPECT_EQ(events_at_poll, since);
+  ASSERT_TRUE(poll.has_value());
+  Expected<protocol::PollReply> reply = protocol::Decode<protocol::PollReply>(poll->body);
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  ASSERT_EQ(reply->launch.size(), 2u);
+
+  std::map<std::string, std::vector<std::string>> states;
+  std::vector<std::string> types;
+  for (const EventLog::Message& message : coordinator_->core().events().Since(since)) {
+    Json event = Json::parse(*message);
+    types.push_back(event["type"]);
+    if (event["type"] == "job") states[event["job"]].push_back(event["data"]["state"]);
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"job", "job", "sweep"}));
+  for (const protocol::LaunchEntry& launch : reply->launch) {
+    EXPECT_EQ(states[launch.job], std::vector<std::string>{"pending"}) << launch.job;
+  }
+}
+
 // Four jobs, for the exit-batch tests.
 std::string FourJobSweep() {
   std::string text = kSweep;
