@@ -3,7 +3,6 @@
 // and the event stream delivers live events and catches up with ?since=.
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sqlite3.h>
 #include <sys/time.h>
 
 #include <boost/asio/connect.hpp>
@@ -88,29 +87,6 @@ std::string OneExit(const std::string& job, int attempt, const std::string& outc
   json exit = {{"job", job}, {"attempt", attempt}, {"outcome", outcome}};
   if (exit_status) exit["exit_status"] = *exit_status;
   return json{{"exits", json::array({exit})}}.dump();
-}
-
-// The first column of each row a query gives on the coordinator's database, as text ("NULL" for
-// NULL), joined by ","; read directly, as after a crash.
-std::string DbRows(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
-    sqlite3_close(db);
-    return "cannot open " + db_path;
-  }
-  sqlite3_stmt* stmt = nullptr;
-  std::string out;
-  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
-    out = std::string("cannot prepare: ") + sqlite3_errmsg(db);
-  }
-  while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
-    const unsigned char* text = sqlite3_column_text(stmt, 0);
-    if (!out.empty()) out += ",";
-    out += text ? reinterpret_cast<const char*>(text) : "NULL";
-  }
-  sqlite3_finalize(stmt);
-  sqlite3_close(db);
-  return out;
 }
 
 // The metrics endpoint of a launch entry's attempt.

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,6 +70,30 @@ class TempDir {
 inline std::string Slurp(const std::string& path) {
   Expected<std::string> text = ReadFile(path);
   return text.ok() ? *text : "";
+}
+
+// The first column of each row a query gives on the database at `db_path`, as text ("NULL" for
+// NULL), joined by ","; read directly, as after a crash, on a read-only connection of its own.
+// A database that cannot be opened or a query that cannot be prepared gives a line saying so.
+inline std::string DbRows(const std::string& db_path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return "cannot open " + db_path;
+  }
+  sqlite3_stmt* stmt = nullptr;
+  std::string out;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) != SQLITE_OK) {
+    out = std::string("cannot prepare: ") + sqlite3_errmsg(db);
+  }
+  while (stmt != nullptr && sqlite3_step(stmt) == SQLITE_ROW) {
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    if (!out.empty()) out += ",";
+    out += text ? reinterpret_cast<const char*>(text) : "NULL";
+  }
+  sqlite3_finalize(stmt);
+  sqlite3_close(db);
+  return out;
 }
 
 // Polls `done` every 50 ms until it holds or `timeout` passes; true if it held.

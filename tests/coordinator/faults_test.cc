@@ -103,19 +103,10 @@ void FillDisk(const std::string& path) {
 
 // A row count of the database; -1 (and a test failure) when it cannot be read.
 int64_t CountRows(const std::string& db_path, const std::string& sql) {
-  sqlite3* db = nullptr;
-  int64_t count = -1;
-  if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      count = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-  }
-  EXPECT_GE(count, 0) << sql << ": " << (db ? sqlite3_errmsg(db) : "no database");
-  sqlite3_close(db);
-  return count;
+  std::string rows = DbRows(db_path, sql);
+  bool number = !rows.empty() && rows.find_first_not_of("0123456789") == std::string::npos;
+  EXPECT_TRUE(number) << sql << ": " << rows;
+  return number ? std::stoll(rows) : -1;
 }
 
 std::vector<trainer::MetricPoint> Points(int64_t first_step, int count) {

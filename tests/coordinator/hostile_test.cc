@@ -18,7 +18,6 @@
 #include <fstream>
 #include <map>
 #include <regex>
-#include <thread>
 
 #include "common/text.h"
 #include "tests/coordinator/cluster.h"
@@ -101,24 +100,14 @@ std::string Snapshot(const std::string& db_path) {
 // lease's job row is written a second after its attempt (docs/scheduling.md), and a snapshot
 // taken before that write would see the coordinator's own tick as a change.
 bool WaitForLeaseRows(const std::string& db_path) {
-  for (int i = 0; i < 200; ++i) {
-    sqlite3* db = nullptr;
-    sqlite3_stmt* stmt = nullptr;
-    long unwritten = -1;
-    if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK &&
-        sqlite3_prepare_v2(db,
-                           "SELECT count(*) FROM jobs WHERE state = 'pending' AND EXISTS "
-                           "(SELECT 1 FROM attempts WHERE job_id = jobs.id AND ended_at IS NULL)",
-                           -1, &stmt, nullptr) == SQLITE_OK &&
-        sqlite3_step(stmt) == SQLITE_ROW) {
-      unwritten = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    if (unwritten == 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return false;
+  return WaitFor(
+      [&] {
+        return DbRows(db_path,
+                      "SELECT count(*) FROM jobs WHERE state = 'pending' AND EXISTS "
+                      "(SELECT 1 FROM attempts WHERE job_id = jobs.id AND ended_at IS NULL)") ==
+               "0";
+      },
+      std::chrono::seconds(10));
 }
 
 // Raw bytes to the server; the status of its answer (0 if none came).
