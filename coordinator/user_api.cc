@@ -799,11 +799,9 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   reply.jobs_known = outcome->already_known;
   // The new jobs as the store wrote them; only known jobs are read back below (a new one is
   // in the scheduler by then).
-  std::vector<const JobRecord*> queued;
   for (const JobRecord& job : outcome->added_jobs) {
     Status added = core_.scheduler().AddJob(ToJobSpec(job));
     if (!added.ok()) return StatusResponse(added);
-    queued.push_back(&job);
   }
   std::vector<JobRecord> requeued;  // known jobs still waiting
   for (const JobRecord& record : records) {
@@ -820,7 +818,7 @@ HttpResponse UserApi::SubmitSweep(const HttpRequest& request) {
   // submission's answer is made. A lease is not announced (its job row stays pending until the
   // state write, docs/scheduling.md), so each job's first event is still its own below.
   core_.Tick();
-  for (const JobRecord* job : queued) core_.AnnounceJob(*job);
+  for (const JobRecord& job : outcome->added_jobs) core_.AnnounceJob(job);
   for (const JobRecord& job : requeued) core_.AnnounceJob(job);
   core_.events().Append("sweep", "", Json{{"name", parsed->name}});
   for (const JobRecord& record : records) reply.jobs.push_back(record.id);
