@@ -57,31 +57,31 @@ std::vector<protocol::HostRanks> HostsOf(const std::vector<Placement>& placement
 // the job's next attempt in the same list, so at this point of the list it is the attempt the
 // scheduler meant, also when the same pass places the job again.
 Expected<int> NewestAttempt(storage::Store& store, const std::string& job_id) {
-  ASSIGN_OR_RETURN(JobRecord job, store.GetJob(job_id));
-  if (job.attempts < 1) {
+  ASSIGN_OR_RETURN(int attempts, store.CountAttempts(job_id));
+  if (attempts < 1) {
     return Internal("job " + job_id + " has no attempt to signal (a scheduler bug)");
   }
-  return static_cast<int>(job.attempts);
+  return attempts;
 }
 
 }  // namespace
 
-protocol::Json Core::LaunchSpec(const JobRecord& job, int attempt,
+protocol::Json Core::LaunchSpec(const std::string& job_id, const std::string& config_json,
+                                int gpus_per_rank, int attempt,
                                 const std::string& report_token) const {
   // docs/train-spec.md: "job" is the canonical config (what is computed), "run" how this attempt
   // runs. Every attempt of a job shares its directory, so a resumed attempt finds the
   // checkpoints of the one before. The report token is this attempt's alone.
-  protocol::Json config =
-      protocol::Json::parse(job.config_json, nullptr, /*allow_exceptions=*/false);
+  protocol::Json config = protocol::Json::parse(config_json, nullptr, /*allow_exceptions=*/false);
   return protocol::Json{{"job", config},
                         {"run",
-                         {{"dir", RunDir(job.id)},
+                         {{"dir", RunDir(job_id)},
                           {"grace_seconds", options_.grace_seconds},
                           {"checkpoint_every_steps", options_.checkpoint_every_steps},
                           {"report_url", options_.public_url},
                           {"report_token", report_token},
                           {"attempt", attempt},
-                          {"gpus_per_rank", job.gpus_per_rank}}}};
+                          {"gpus_per_rank", gpus_per_rank}}}};
 }
 
 Status Core::Persist(const std::vector<Action>& actions,
@@ -103,11 +103,15 @@ Status Core::Persist(const std::vector<Action>& actions,
                        store_.ApplyTransition(t->job_id, t->from, t->to, t->retries_left, end));
       changed->push_back(std::move(job));
     } else if (const auto* launch = std::get_if<Launch>(&action)) {
-      ASSIGN_OR_RETURN(JobRecord job, store_.GetJob(launch->job_id));
+      // The job's shape from the scheduler, and only its config from the store: GetJob would
+      // also read the attempts and metrics a launch does not send.
+      std::optional<JobView> job = scheduler_->GetJob(launch->job_id);
+      if (!job) return Internal("job " + launch->job_id + " is launched but not scheduled (a scheduler bug)");
+      ASSIGN_OR_RETURN(std::string config_json, store_.GetJobConfig(launch->job_id));
       ASSIGN_OR_RETURN(std::string token, RandomHexToken(32));
       std::vector<protocol::HostRanks> hosts = HostsOf(launch->placements);
       ASSIGN_OR_RETURN(storage::AttemptRecord attempt,
-                       store_.StartAttempt(job.id, launch->placements.front().agent_id,
+                       store_.StartAttempt(launch->job_id, launch->placements.front().agent_id,
                                            protocol::HostsString(hosts), TokenHash(token)));
       std::vector<protocol::HostGpus> gpus;
       for (const Placement& p : launch->placements) {
@@ -115,15 +119,16 @@ Status Core::Persist(const std::vector<Action>& actions,
       }
       for (size_t i = 0; i < launch->placements.size(); ++i) {
         protocol::LaunchEntry entry;
-        entry.job = job.id;
+        entry.job = launch->job_id;
         entry.attempt = attempt.number;
         if (i == 0) {
           entry.gpus = gpus;  // every host's, for the ranks the leader's mpirun starts there
-          entry.ranks = job.ranks;
+          entry.ranks = job->spec.ranks;
           entry.hosts = hosts;
           entry.grace_seconds = options_.grace_seconds;
-          entry.log = AttemptLogPath(job.id, attempt.number);
-          entry.spec = LaunchSpec(job, attempt.number, token);
+          entry.log = AttemptLogPath(launch->job_id, attempt.number);
+          entry.spec = LaunchSpec(launch->job_id, config_json, job->spec.gpus_per_rank,
+                                  attempt.number, token);
         } else {
           entry.hold = true;  // a gang member: keep the slots and heartbeat the job
           const Placement& p = launch->placements[i];

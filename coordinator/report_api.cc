@@ -315,10 +315,11 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
       result.result = kind;
       result.message = std::move(message);
     };
-    Expected<storage::JobRecord> job = core_.store().GetJob(exit.job);
+    // The attempt, and the number of the job's newest (an unknown job is refused as such).
+    Expected<int> newest = core_.store().CountAttempts(exit.job);
     Expected<storage::AttemptRecord> attempt = NotFound("");
-    if (job.ok()) attempt = core_.store().GetAttempt(exit.job, exit.attempt);
-    Status found = job.ok() ? attempt.status() : job.status();
+    if (newest.ok()) attempt = core_.store().GetAttempt(exit.job, exit.attempt);
+    Status found = newest.ok() ? attempt.status() : newest.status();
     if (!found.ok()) {
       if (found.code() != StatusCode::kNotFound) {
         if (scheduler_told) core_.Resync();  // the scheduler again as the store has it
@@ -340,7 +341,7 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
     // reports that the processes are gone: that report frees them.
     if (attempt->ended_at) {
       std::optional<JobView> view = core_.scheduler().GetJob(exit.job);
-      if (job->attempts == exit.attempt && view && !view->holders.empty() &&
+      if (*newest == exit.attempt && view && !view->holders.empty() &&
           view->holders.front().placement.agent_id == agent) {
         Expected<std::vector<Action>> freed =
             core_.scheduler().ReportExit(agent, exit.job, KindOf(exit.outcome));
@@ -355,7 +356,7 @@ HttpResponse ReportApi::PostExits(const HttpRequest& request) {
                                           : "unknown"));
       continue;
     }
-    if (job->attempts != exit.attempt) {
+    if (*newest != exit.attempt) {
       refuse(protocol::ExitResult::kEnded,
              fmt::format("attempt {} is not the newest attempt of job {}; the newer one owns "
                          "the job",

@@ -258,7 +258,9 @@ Json PollReply::ToJson() const {
   Json launches = Json::array(), signals = Json::array();
   for (const LaunchEntry& entry : launch) launches.push_back(entry.ToJson());
   for (const SignalEntry& entry : signal) signals.push_back(entry.ToJson());
-  return Json{{"launch", launches}, {"signal", signals}, {"lease_seconds", lease_seconds}};
+  // Moved in: an initializer list of named values would copy every launch's spec again.
+  return Json{{"launch", std::move(launches)}, {"signal", std::move(signals)},
+              {"lease_seconds", lease_seconds}};
 }
 
 Expected<NotHeldReply> NotHeldReply::FromJson(const Json& value, const std::string& path) {

@@ -943,6 +943,15 @@ Expected<JobRecord> Store::GetJob(const std::string& id) {
   return NotFound(fmt::format("no job with id '{}'", id));
 }
 
+Expected<std::string> Store::GetJobConfig(const std::string& id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT config_json FROM jobs WHERE id = ?"));
+  Query q(stmt);
+  int rc = q.Text(id).Step();
+  if (rc == SQLITE_ROW) return q.ColText(0);
+  if (rc != SQLITE_DONE) return Error("cannot read job " + id);
+  return NotFound(fmt::format("no job with id '{}'", id));
+}
+
 Expected<JobRecord> Store::GetJobByPrefix(const std::string& prefix) {
   bool hex = !prefix.empty() && prefix.size() <= 64 &&
              prefix.find_first_not_of("0123456789abcdef") == std::string::npos;
@@ -1251,9 +1260,10 @@ Expected<int> Store::AddAttempt(const std::string& job_id,
                                 std::optional<int64_t> resumed_from_step) {
   Transaction tx(this);
   RETURN_IF_ERROR(tx.Begin());
-  ASSIGN_OR_RETURN(int number, InsertAttempt(job_id, agent_id, hosts, resumed_from_step, ""));
+  ASSIGN_OR_RETURN(AttemptRecord attempt,
+                   InsertAttempt(job_id, agent_id, hosts, resumed_from_step, ""));
   RETURN_IF_ERROR(tx.Commit());
-  return number;
+  return attempt.number;
 }
 
 Expected<AttemptRecord> Store::StartAttempt(const std::string& job_id, const std::string& agent_id,
@@ -1271,33 +1281,22 @@ Expected<AttemptRecord> Store::StartAttempt(const std::string& job_id, const std
     }
     resumed_from = q.ColOptInt(0);
   }
-  ASSIGN_OR_RETURN(int number,
+  ASSIGN_OR_RETURN(AttemptRecord attempt,
                    InsertAttempt(job_id, agent_id, hosts, resumed_from, report_token_sha256));
-  ASSIGN_OR_RETURN(AttemptRecord attempt, GetAttempt(job_id, number));
   RETURN_IF_ERROR(tx.Commit());
   return attempt;
 }
 
-Expected<int> Store::InsertAttempt(const std::string& job_id,
-                                   const std::optional<std::string>& agent_id,
-                                   const std::string& hosts,
-                                   std::optional<int64_t> resumed_from_step,
-                                   const std::string& report_token_sha256) {
+Expected<AttemptRecord> Store::InsertAttempt(const std::string& job_id,
+                                             const std::optional<std::string>& agent_id,
+                                             const std::string& hosts,
+                                             std::optional<int64_t> resumed_from_step,
+                                             const std::string& report_token_sha256) {
   if (resumed_from_step && *resumed_from_step < 0) {
     return InvalidArgument(fmt::format("resumed_from_step {} must be >= 0", *resumed_from_step));
   }
   if (!report_token_sha256.empty() && !IsLowerHex(report_token_sha256, 64)) {
     return InvalidArgument("a report token's hash must be 64 lower-case hex digits");
-  }
-  RETURN_IF_ERROR(CheckJobExists(job_id));
-  if (agent_id) {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT 1 FROM agents WHERE id = ?"));
-    Query q(stmt);
-    int rc = q.Text(*agent_id).Step();
-    if (rc == SQLITE_DONE) {
-      return NotFound(fmt::format("agent '{}' is not registered; UpsertAgent it first", *agent_id));
-    }
-    if (rc != SQLITE_ROW) return Error("cannot look up agent " + *agent_id);
   }
   int number = 1;
   {
@@ -1317,15 +1316,33 @@ Expected<int> Store::InsertAttempt(const std::string& job_id,
       return Error("cannot read the attempts of job " + job_id);
     }
   }
-  {
-    ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                     Prepare("INSERT INTO attempts (job_id, number, agent_id, hosts, started_at, "
-                             "resumed_from_step, report_token_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)"));
-    Query q(stmt);
-    q.Text(job_id).Int(number).OptText(agent_id).Text(hosts).Real(Now()).OptInt(resumed_from_step);
-    if (!q.Text(report_token_sha256).Run()) return Error("cannot add an attempt to job " + job_id);
+  static const std::string sql = fmt::format(
+      "INSERT INTO attempts (job_id, number, agent_id, hosts, started_at, resumed_from_step, "
+      "report_token_sha256) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {}",
+      kAttemptColumns);
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare(sql.c_str()));
+  Query q(stmt);
+  q.Text(job_id).Int(number).OptText(agent_id).Text(hosts).Real(Now()).OptInt(resumed_from_step);
+  int rc = q.Text(report_token_sha256).Step();
+  if (rc == SQLITE_ROW) {
+    ASSIGN_OR_RETURN(AttemptRecord attempt, ReadAttempt(q));
+    if (q.Step() == SQLITE_DONE) return attempt;
   }
-  return number;
+  Status failed = Error("cannot add an attempt to job " + job_id);
+  // The foreign keys refused an unknown job or agent: looked up only now, to say which, since
+  // every start would otherwise pay for two more lookups.
+  if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+    RETURN_IF_ERROR(CheckJobExists(job_id));
+    if (agent_id) {
+      ASSIGN_OR_RETURN(sqlite3_stmt * agent_stmt, Prepare("SELECT 1 FROM agents WHERE id = ?"));
+      Query agent_q(agent_stmt);
+      if (agent_q.Text(*agent_id).Step() == SQLITE_DONE) {
+        return NotFound(
+            fmt::format("agent '{}' is not registered; UpsertAgent it first", *agent_id));
+      }
+    }
+  }
+  return failed;
 }
 
 Status Store::EndAttempt(const std::string& job_id, int number, AttemptOutcome outcome,
@@ -1394,6 +1411,16 @@ Expected<AttemptRecord> Store::GetAttempt(const std::string& job_id, int number)
   if (rc == SQLITE_ROW) return ReadAttempt(q);
   if (rc != SQLITE_DONE) return Error("cannot read an attempt of job " + job_id);
   return NotFound(fmt::format("job {} has no attempt {}", job_id, number));
+}
+
+Expected<int> Store::CountAttempts(const std::string& job_id) {
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                   Prepare("SELECT count(*) FROM attempts WHERE job_id = ?"));
+  Query q(stmt);
+  if (q.Text(job_id).Step() != SQLITE_ROW) return Error("cannot count the attempts of job " + job_id);
+  int count = static_cast<int>(q.ColInt(0));
+  if (count == 0) RETURN_IF_ERROR(CheckJobExists(job_id));
+  return count;
 }
 
 Expected<std::optional<AttemptRecord>> Store::OpenAttempt(const std::string& job_id) {

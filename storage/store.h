@@ -160,6 +160,9 @@ class Store {
   Expected<std::vector<std::string>> JobSweeps(const std::string& job_id);
 
   Expected<JobRecord> GetJob(const std::string& id);
+  // The job's canonical config alone, which a launch sends: without the columns GetJob derives
+  // from the job's attempts and metrics. kNotFound for an unknown job.
+  Expected<std::string> GetJobConfig(const std::string& id);
   // The one job whose id starts with `prefix` (hex digits); several matches are
   // kInvalidArgument asking for more digits.
   Expected<JobRecord> GetJobByPrefix(const std::string& prefix);
@@ -208,6 +211,9 @@ class Store {
   Expected<std::vector<AttemptRecord>> ListAttempts(const std::string& job_id);
   // One attempt; kNotFound naming the job and number.
   Expected<AttemptRecord> GetAttempt(const std::string& job_id, int number);
+  // How many attempts the job has had: the number of its newest (0 before the first).
+  // kNotFound for an unknown job.
+  Expected<int> CountAttempts(const std::string& job_id);
   // Records the phase a running attempt reports (it replaces the one before); kNotFound for an
   // unknown attempt, kFailedPrecondition for one that has ended.
   Status SetAttemptPhase(const std::string& job_id, int number, const PhaseRecord& phase);
@@ -312,9 +318,11 @@ class Store {
   Status InsertResults(const std::vector<ResultRecord>& results);
   Status InsertLedgerEntry(const LedgerEntry& entry);
   // AddAttempt's and StartAttempt's insert, inside the caller's transaction.
-  Expected<int> InsertAttempt(const std::string& job_id, const std::optional<std::string>& agent_id,
-                              const std::string& hosts, std::optional<int64_t> resumed_from_step,
-                              const std::string& report_token_sha256);
+  Expected<AttemptRecord> InsertAttempt(const std::string& job_id,
+                                        const std::optional<std::string>& agent_id,
+                                        const std::string& hosts,
+                                        std::optional<int64_t> resumed_from_step,
+                                        const std::string& report_token_sha256);
   // AddSweep's and ImportSweep's body: with `keep_states`, the jobs' own state and times.
   Expected<AddSweepOutcome> InsertSweep(const std::string& name, const std::string& definition,
                                         const std::vector<JobRecord>& jobs, bool keep_states);

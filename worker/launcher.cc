@@ -165,25 +165,21 @@ int RunChild(void* arg) {
   ::_exit(127);
 }
 
-// Starts RunChild(setup) as a new process that shares this one's memory, on a stack of its own,
-// and returns once it has exec'd or exited (CLONE_VFORK), as posix_spawn does. Unlike fork,
+// Starts RunChild(setup) as a new process that shares this one's memory, on `stack`, and
+// returns once it has exec'd or exited (CLONE_VFORK), as posix_spawn does. Unlike fork,
 // nothing of the agent's memory is copied, which made starting a job the agent's largest cost
 // (docs/benchmarks.md); unlike posix_spawn, the child can set its parent-death signal.
-Expected<pid_t> SpawnChild(ChildSetup& setup) {
-  constexpr size_t kStackBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
-  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-  void* stack = ::mmap(nullptr, kStackBytes + page, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return ErrnoStatus("cannot map a stack to start a process");
-  ::mprotect(stack, page, PROT_NONE);  // a guard below the stack, which grows down
+Expected<pid_t> SpawnChild(ChildSetup& setup, const ChildStack& stack) {
+  if (stack.top() == nullptr) {
+    errno = ENOMEM;
+    return ErrnoStatus("cannot map a stack to start a process");
+  }
   sigset_t all, previous;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
-  pid_t pid = ::clone(RunChild, static_cast<char*>(stack) + page + kStackBytes,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
+  pid_t pid = ::clone(RunChild, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
   int clone_error = errno;
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-  ::munmap(stack, kStackBytes + page);
   if (pid < 0) {
     errno = clone_error;
     return ErrnoStatus("cannot start a process");
@@ -192,6 +188,22 @@ Expected<pid_t> SpawnChild(ChildSetup& setup) {
 }
 
 }  // namespace
+
+// A stack for the child of SpawnChild: one mapping, reused by every start. CLONE_VFORK returns
+// only once the child has exec'd or exited, so no two children use it at once; mapping and
+// unmapping it per start cost as much as the clone itself.
+ChildStack::ChildStack() {
+  page_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  void* mapped = ::mmap(nullptr, kBytes + page_, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (mapped == MAP_FAILED) return;
+  ::mprotect(mapped, page_, PROT_NONE);  // a guard below the stack, which grows down
+  base_ = mapped;
+}
+
+ChildStack::~ChildStack() {
+  if (base_ != nullptr) ::munmap(base_, kBytes + page_);
+}
 
 int SignalSession(pid_t sid, int signal, pid_t except, const std::vector<std::string>& spare) {
   if (sid <= 1) return 0;  // never the whole machine
@@ -258,7 +270,7 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   setup.null_fd = null_fd_;
   setup.parent = own_pid_;
 
-  Expected<pid_t> pid = SpawnChild(setup);
+  Expected<pid_t> pid = SpawnChild(setup, child_stack_);
   if (pid.ok() && setup.error != 0) {
     ::waitpid(*pid, nullptr, 0);
     std::string message = fmt::format("cannot run '{}'{}: {}", request.argv[0],

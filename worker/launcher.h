@@ -28,6 +28,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -80,6 +81,23 @@ class Launcher {
   virtual int ExitFd() const { return -1; }
 };
 
+// The stack a started process runs on until it execs (launcher.cc); top() is nullptr if it could
+// not be mapped.
+class ChildStack {
+ public:
+  ChildStack();
+  ~ChildStack();
+  ChildStack(const ChildStack&) = delete;
+  ChildStack& operator=(const ChildStack&) = delete;
+  void* top() const { return base_ == nullptr ? nullptr : static_cast<char*>(base_) + page_ + kBytes; }
+
+ private:
+  static constexpr size_t kBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
+  size_t page_ = 0;
+  void* base_ = nullptr;
+};
+
+// Start and Signal are called from one thread at a time (the agent's control thread).
 class ProcessLauncher : public Launcher {
  public:
   // Makes this process a child subreaper (see above).
@@ -119,6 +137,7 @@ class ProcessLauncher : public Launcher {
   const pid_t own_session_;
   const int null_fd_;
   int exit_fd_ = -1;
+  ChildStack child_stack_;
 };
 
 // Sends `signal` to every process whose session id is `sid`, skipping `except` (0: none) and

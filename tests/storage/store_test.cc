@@ -407,6 +407,34 @@ TEST_F(StoreTest, ActionsAreOneCallEach) {
   EXPECT_EQ(store_->GetAttempt(job.id, 3).status().code(), StatusCode::kNotFound);
 }
 
+// A start names what it lacks, an unknown job or an unregistered agent, found only after the
+// foreign keys refused the insert, and writes nothing; the light reads a launch and an exit use
+// answer as GetJob would.
+TEST_F(StoreTest, AStartRefusedForAnUnknownJobOrAgentSaysWhich) {
+  JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
+  ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
+  ASSERT_TRUE(store_->UpsertAgent({"host-a", "host-a", 4, 0, 0}).ok());
+  const std::string hash(64, 'a');
+  const std::string unknown(64, '0');
+  Expected<AttemptRecord> no_job = store_->StartAttempt(unknown, "host-a", "host-a:1", hash);
+  EXPECT_EQ(no_job.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(no_job.status().message().find("no job with id '" + unknown + "'"), std::string::npos)
+      << no_job.status().ToString();
+  Expected<AttemptRecord> no_agent = store_->StartAttempt(job.id, "host-b", "host-b:1", hash);
+  EXPECT_EQ(no_agent.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(no_agent.status().message().find("agent 'host-b' is not registered"), std::string::npos)
+      << no_agent.status().ToString();
+  EXPECT_EQ(QueryText("SELECT count(*) FROM attempts"), "0");
+
+  EXPECT_EQ(*store_->CountAttempts(job.id), 0);
+  EXPECT_EQ(store_->CountAttempts(unknown).status().code(), StatusCode::kNotFound);
+  ASSERT_TRUE(store_->StartAttempt(job.id, "host-a", "host-a:1", hash).ok());
+  EXPECT_EQ(*store_->CountAttempts(job.id), 1);
+  EXPECT_EQ(*store_->CountAttempts(job.id), store_->GetJob(job.id)->attempts);
+  EXPECT_EQ(*store_->GetJobConfig(job.id), store_->GetJob(job.id)->config_json);
+  EXPECT_EQ(store_->GetJobConfig(unknown).status().code(), StatusCode::kNotFound);
+}
+
 // Inside a transaction (how the coordinator applies a scheduling pass) a refused action changes
 // nothing, also where the store takes no savepoint of its own for it, and the rest commits.
 TEST_F(StoreTest, ActionsRefusedInsideATransactionChangeNothing) {
