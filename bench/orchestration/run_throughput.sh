@@ -208,7 +208,8 @@ run_slurm_jobs() {
 echo "throughput: $jobs jobs of $payload; vitscale agent with $slots slots; $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
 rate() { python3 -c "print(f'{$1 / $2:.1f}')"; }
 ratio() { python3 -c "print(f'{$2 / $1:.2f}')"; }
-percent() { python3 -c "print(f'{100 * $2 / $1:.0f}')"; }
+# One decimal: a share printed next to its 50% target must not round up to it.
+percent() { python3 -c "print(f'{100 * $2 / $1:.1f}')"; }
 per_job_ms() { python3 -c "print(f'{1000 * $1 / $jobs:.2f}')"; }
 # The raw rate of this machine varied by a third from one run to the next (docs/benchmarks.md):
 # the median of three runs is the baseline.
