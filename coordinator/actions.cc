@@ -106,7 +106,10 @@ Status Core::Persist(const std::vector<Action>& actions,
       // The job's shape from the scheduler, and only its config from the store: GetJob would
       // also read the attempts and metrics a launch does not send.
       std::optional<JobView> job = scheduler_->GetJob(launch->job_id);
-      if (!job) return Internal("job " + launch->job_id + " is launched but not scheduled (a scheduler bug)");
+      if (!job) {
+        return Internal("job " + launch->job_id +
+                        " is launched but not scheduled (a scheduler bug)");
+      }
       ASSIGN_OR_RETURN(std::string config_json, store_.GetJobConfig(launch->job_id));
       ASSIGN_OR_RETURN(std::string token, RandomHexToken(32));
       std::vector<protocol::HostRanks> hosts = HostsOf(launch->placements);

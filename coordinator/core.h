@@ -125,7 +125,8 @@ class Core {
  private:
   // The spec vitscale-train runs for this attempt (docs/train-spec.md).
   protocol::Json LaunchSpec(const std::string& job_id, const std::string& config_json,
-                            int gpus_per_rank, int attempt, const std::string& report_token) const;
+                            int gpus_per_rank, int attempt,
+                            const std::string& report_token) const;
   // Apply's writes, inside its transaction; the commands for agents go to `launches`/`signals`.
   Status Persist(const std::vector<Action>& actions, const std::map<std::string, int>& exit_statuses,
                  std::vector<std::pair<std::string, protocol::LaunchEntry>>* launches,

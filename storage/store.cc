@@ -1414,10 +1414,11 @@ Expected<AttemptRecord> Store::GetAttempt(const std::string& job_id, int number)
 }
 
 Expected<int> Store::CountAttempts(const std::string& job_id) {
-  ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                   Prepare("SELECT count(*) FROM attempts WHERE job_id = ?"));
+  ASSIGN_OR_RETURN(sqlite3_stmt * stmt, Prepare("SELECT count(*) FROM attempts WHERE job_id = ?"));
   Query q(stmt);
-  if (q.Text(job_id).Step() != SQLITE_ROW) return Error("cannot count the attempts of job " + job_id);
+  if (q.Text(job_id).Step() != SQLITE_ROW) {
+    return Error("cannot count the attempts of job " + job_id);
+  }
   int count = static_cast<int>(q.ColInt(0));
   if (count == 0) RETURN_IF_ERROR(CheckJobExists(job_id));
   return count;

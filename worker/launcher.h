@@ -89,7 +89,9 @@ class ChildStack {
   ~ChildStack();
   ChildStack(const ChildStack&) = delete;
   ChildStack& operator=(const ChildStack&) = delete;
-  void* top() const { return base_ == nullptr ? nullptr : static_cast<char*>(base_) + page_ + kBytes; }
+  void* top() const {
+    return base_ == nullptr ? nullptr : static_cast<char*>(base_) + page_ + kBytes;
+  }
 
  private:
   static constexpr size_t kBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
