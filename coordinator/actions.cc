@@ -105,7 +105,7 @@ Status Core::Persist(const std::vector<Action>& actions,
     } else if (const auto* launch = std::get_if<Launch>(&action)) {
       // The job's shape from the scheduler, and only its config from the store: GetJob would
       // also read the attempts and metrics a launch does not send.
-      std::optional<JobView> job = scheduler_->GetJob(launch->job_id);
+      std::optional<JobSpec> job = scheduler_->GetJobSpec(launch->job_id);
       if (!job) {
         return Internal("job " + launch->job_id +
                         " is launched but not scheduled (a scheduler bug)");
@@ -126,11 +126,11 @@ Status Core::Persist(const std::vector<Action>& actions,
         entry.attempt = attempt.number;
         if (i == 0) {
           entry.gpus = gpus;  // every host's, for the ranks the leader's mpirun starts there
-          entry.ranks = job->spec.ranks;
+          entry.ranks = job->ranks;
           entry.hosts = hosts;
           entry.grace_seconds = options_.grace_seconds;
           entry.log = AttemptLogPath(launch->job_id, attempt.number);
-          entry.spec = LaunchSpec(launch->job_id, config_json, job->spec.gpus_per_rank,
+          entry.spec = LaunchSpec(launch->job_id, config_json, job->gpus_per_rank,
                                   attempt.number, token);
         } else {
           entry.hold = true;  // a gang member: keep the slots and heartbeat the job

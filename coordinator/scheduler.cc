@@ -706,6 +706,12 @@ std::optional<JobView> Scheduler::GetJob(const std::string& job_id) const {
   return it->second;
 }
 
+std::optional<JobSpec> Scheduler::GetJobSpec(const std::string& job_id) const {
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  return it->second.spec;
+}
+
 std::optional<AgentView> Scheduler::GetAgent(const std::string& agent_id) const {
   auto it = agents_.find(agent_id);
   if (it == agents_.end()) return std::nullopt;

@@ -225,6 +225,8 @@ class Scheduler {
 
   // Views ----------------------------------------------------------------------------------
   std::optional<JobView> GetJob(const std::string& job_id) const;
+  // The job's spec alone, without copying its holders and reservation: what a launch needs.
+  std::optional<JobSpec> GetJobSpec(const std::string& job_id) const;
   std::optional<AgentView> GetAgent(const std::string& agent_id) const;
   // The agent's registration alone, without the walk over every lease that GetAgent's free
   // slots take: a poll needs no more, and a thousand agents poll every second.

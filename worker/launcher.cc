@@ -165,19 +165,16 @@ int RunChild(void* arg) {
   ::_exit(127);
 }
 
-// Starts RunChild(setup) as a new process that shares this one's memory, on `stack`, and
-// returns once it has exec'd or exited (CLONE_VFORK), as posix_spawn does. Unlike fork,
+// Starts RunChild(setup) as a new process that shares this one's memory, on the stack whose top
+// is `stack_top`, and returns once it has exec'd or exited (CLONE_VFORK), as posix_spawn does.
+// Unlike fork,
 // nothing of the agent's memory is copied, which made starting a job the agent's largest cost
 // (docs/benchmarks.md); unlike posix_spawn, the child can set its parent-death signal.
-Expected<pid_t> SpawnChild(ChildSetup& setup, const ChildStack& stack) {
-  if (stack.top() == nullptr) {
-    errno = ENOMEM;
-    return ErrnoStatus("cannot map a stack to start a process");
-  }
+Expected<pid_t> SpawnChild(ChildSetup& setup, void* stack_top) {
   sigset_t all, previous;
   sigfillset(&all);
   ::pthread_sigmask(SIG_SETMASK, &all, &previous);
-  pid_t pid = ::clone(RunChild, stack.top(), CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
+  pid_t pid = ::clone(RunChild, stack_top, CLONE_VM | CLONE_VFORK | SIGCHLD, &setup);
   int clone_error = errno;
   ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
   if (pid < 0) {
@@ -192,16 +189,19 @@ Expected<pid_t> SpawnChild(ChildSetup& setup, const ChildStack& stack) {
 // A stack for the child of SpawnChild: one mapping, reused by every start. CLONE_VFORK returns
 // only once the child has exec'd or exited, so no two children use it at once; mapping and
 // unmapping it per start cost as much as the clone itself.
-ChildStack::ChildStack() {
+ProcessLauncher::ChildStack::ChildStack() {
   page_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   void* mapped = ::mmap(nullptr, kBytes + page_, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (mapped == MAP_FAILED) return;
+  if (mapped == MAP_FAILED) {
+    error_ = errno;
+    return;
+  }
   ::mprotect(mapped, page_, PROT_NONE);  // a guard below the stack, which grows down
   base_ = mapped;
 }
 
-ChildStack::~ChildStack() {
+ProcessLauncher::ChildStack::~ChildStack() {
   if (base_ != nullptr) ::munmap(base_, kBytes + page_);
 }
 
@@ -243,6 +243,10 @@ void ProcessLauncher::ForgetPidfd(const Child& child) {
 
 Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   if (request.argv.empty()) return InvalidArgument("launch request has an empty command line");
+  if (child_stack_.top() == nullptr) {
+    errno = child_stack_.error();
+    return ErrnoStatus("cannot map a stack to start a process");
+  }
   std::filesystem::path log_path(request.log_path);
   if (log_path.has_parent_path()) RETURN_IF_ERROR(MakeDirectory(log_path.parent_path()));
   int log_fd = ::open(request.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -270,7 +274,7 @@ Expected<pid_t> ProcessLauncher::Start(const LaunchRequest& request) {
   setup.null_fd = null_fd_;
   setup.parent = own_pid_;
 
-  Expected<pid_t> pid = SpawnChild(setup, child_stack_);
+  Expected<pid_t> pid = SpawnChild(setup, child_stack_.top());
   if (pid.ok() && setup.error != 0) {
     ::waitpid(*pid, nullptr, 0);
     std::string message = fmt::format("cannot run '{}'{}: {}", request.argv[0],

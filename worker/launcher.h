@@ -81,24 +81,6 @@ class Launcher {
   virtual int ExitFd() const { return -1; }
 };
 
-// The stack a started process runs on until it execs (launcher.cc); top() is nullptr if it could
-// not be mapped.
-class ChildStack {
- public:
-  ChildStack();
-  ~ChildStack();
-  ChildStack(const ChildStack&) = delete;
-  ChildStack& operator=(const ChildStack&) = delete;
-  void* top() const {
-    return base_ == nullptr ? nullptr : static_cast<char*>(base_) + page_ + kBytes;
-  }
-
- private:
-  static constexpr size_t kBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
-  size_t page_ = 0;
-  void* base_ = nullptr;
-};
-
 // Start and Signal are called from one thread at a time (the agent's control thread).
 class ProcessLauncher : public Launcher {
  public:
@@ -115,6 +97,26 @@ class ProcessLauncher : public Launcher {
   int ExitFd() const override { return exit_fd_; }
 
  private:
+  // The stack a started process runs on until it execs, mapped once (launcher.cc). top() is
+  // nullptr if the mapping failed, and error() says why.
+  class ChildStack {
+   public:
+    ChildStack();
+    ~ChildStack();
+    ChildStack(const ChildStack&) = delete;
+    ChildStack& operator=(const ChildStack&) = delete;
+    void* top() const {
+      return base_ == nullptr ? nullptr : static_cast<char*>(base_) + page_ + kBytes;
+    }
+    int error() const { return error_; }
+
+   private:
+    static constexpr size_t kBytes = 256 * 1024;  // execvpe's PATH search uses a little of it
+    size_t page_ = 0;
+    void* base_ = nullptr;
+    int error_ = 0;
+  };
+
   struct Child {
     pid_t pid;
     int pidfd;  // -1: none (Reap still finds the process)

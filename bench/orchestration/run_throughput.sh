@@ -55,8 +55,8 @@ mkdir -p "$work"
 # (docs/benchmarks.md, "The run's folder away from recent deletions"). ext4 places each
 # subfolder of a folder flagged +T ("top of a directory hierarchy") in a block group with few
 # folders, looked for from a hash of its name: the run's folder below gets a fresh name, so its
-# files are allocated away from earlier deletions. Where the flag is refused, the folder is used as it is; the cost of
-# creating files there is printed with each run either way.
+# files are allocated away from earlier deletions. Where the flag is refused, the folder is used
+# as it is; the cost of creating files there is printed with each run either way.
 chattr +T "$work" 2>/dev/null || true
 pids=()
 cleanup() {

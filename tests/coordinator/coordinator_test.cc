@@ -698,6 +698,7 @@ TEST_F(CoordinatorTest, GpuJobsGetGpusOfTheirKindByIndexOrAreRefusedWithTheNumbe
   EXPECT_EQ(first, (std::vector<protocol::HostGpus>{{"host-g", {0, 1}}}));
   EXPECT_EQ(second, (std::vector<protocol::HostGpus>{{"host-g", {2, 3}}}));
   EXPECT_EQ(launches[0].spec["run"]["gpus_per_rank"], 1);
+  EXPECT_EQ(launches[0].ranks, 2);
   Json agents = CallJson("GET", "/api/v1/agents", kAdmin)["agents"];
   for (const Json& agent : agents) {
     if (agent["id"] != "host-g") continue;

@@ -407,9 +407,9 @@ TEST_F(StoreTest, ActionsAreOneCallEach) {
   EXPECT_EQ(store_->GetAttempt(job.id, 3).status().code(), StatusCode::kNotFound);
 }
 
-// A start names what it lacks, an unknown job or an unregistered agent, found only after the
-// foreign keys refused the insert, and writes nothing; the light reads a launch and an exit use
-// answer as GetJob would.
+// A start names what it lacks, an unknown job or an unregistered agent (looked up once the
+// foreign keys have refused the insert), and writes nothing; the light reads a launch and an
+// exit use answer as GetJob would.
 TEST_F(StoreTest, AStartRefusedForAnUnknownJobOrAgentSaysWhich) {
   JobRecord job = MakeJob("ViT-B/16", "jft-300m", 303000000, 7);
   ASSERT_TRUE(store_->AddSweep("s", "d", {job}).ok());
@@ -426,12 +426,18 @@ TEST_F(StoreTest, AStartRefusedForAnUnknownJobOrAgentSaysWhich) {
       << no_agent.status().ToString();
   EXPECT_EQ(QueryText("SELECT count(*) FROM attempts"), "0");
 
-  EXPECT_EQ(*store_->CountAttempts(job.id), 0);
+  Expected<int> none = store_->CountAttempts(job.id);
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(*none, 0);
   EXPECT_EQ(store_->CountAttempts(unknown).status().code(), StatusCode::kNotFound);
   ASSERT_TRUE(store_->StartAttempt(job.id, "host-a", "host-a:1", hash).ok());
-  EXPECT_EQ(*store_->CountAttempts(job.id), 1);
-  EXPECT_EQ(*store_->CountAttempts(job.id), store_->GetJob(job.id)->attempts);
-  EXPECT_EQ(*store_->GetJobConfig(job.id), store_->GetJob(job.id)->config_json);
+  Expected<int> one = store_->CountAttempts(job.id);
+  Expected<JobRecord> read = store_->GetJob(job.id);
+  Expected<std::string> config = store_->GetJobConfig(job.id);
+  ASSERT_TRUE(one.ok() && read.ok() && config.ok());
+  EXPECT_EQ(*one, 1);
+  EXPECT_EQ(*one, read->attempts);
+  EXPECT_EQ(*config, read->config_json);
   EXPECT_EQ(store_->GetJobConfig(unknown).status().code(), StatusCode::kNotFound);
 }
 
