@@ -89,7 +89,9 @@ play() {  # play LOG ARGS...: the play's exit status; its output in LOG
   local log=$1
   shift
   local rc=0
-  ansible-playbook -i "$dir/inventory.yml" "$src/ansible/site.yml" "$@" >"$log" 2>&1 || rc=$?
+  # stdin from /dev/null: ansible refuses a non-blocking one, as ctest's may be.
+  ansible-playbook -i "$dir/inventory.yml" "$src/ansible/site.yml" "$@" </dev/null >"$log" 2>&1 \
+    || rc=$?
   return $rc
 }
 # "changed=N" summed over the recap lines.
