@@ -202,7 +202,9 @@ field() { api "jobs/$1" | pyjson "$2"; }
 has_checkpoint() { [[ $(field "$1" "len(d['checkpoints'])") -gt 0 ]]; }
 state_is() { [[ $(field "$1" "d['state']") == "$2" ]]; }
 scenario_start=$SECONDS
-gang=$(submit "$(sweep mh-recovery 7 6)")
+# 24 epochs (384 steps): the job must outlive the 6 s lease after its first checkpoint, or the
+# killed agent's ranks finish it before the loss is noticed (6 epochs did, on a fast machine).
+gang=$(submit "$(sweep mh-recovery 7 24)")
 check "the two-host job runs and checkpoints" wait_for 240 has_checkpoint "$gang"
 hosts=$(field "$gang" "d['attempts'][0]['hosts']")
 check "its first attempt spans two hosts ($hosts)" test "$(tr ',' '\n' <<<"$hosts" | wc -l)" = 2
