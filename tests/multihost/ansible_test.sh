@@ -158,9 +158,10 @@ check "the coordinator was not restarted" \
   test "$(th_ssh 1 cat "$local_root/run/vitscale/vitscale-coordinator.pid")" = "$coordinator_pid"
 
 # 4. A sweep: one job of two ranks, which no host has room for alone (one slot each), and two
-# single-host jobs. Mid-job, the two-host job's non-leader agent is killed (kill -9, as a host
-# that dies): its lease runs out, the leader's agent kills the old gang, and the job runs again
-# on the two hosts left, resuming from its checkpoint on the shared directory.
+# single-host jobs. Mid-job, the two-host job's non-leader host dies: its ranks freeze (SIGSTOP)
+# and its agent is killed (kill -9). The agent's lease runs out, the leader's agent kills the old
+# gang, and the job runs again on the two hosts left, resuming from its checkpoint on the shared
+# directory.
 api() { curl -sf --noproxy '*' -H "Authorization: Bearer $token" "$url/api/v1/$1"; }
 api_post() { curl -sf --noproxy '*' -H "Authorization: Bearer $token" -X POST "$url/api/v1/$1"; }
 pyjson() { /usr/bin/python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
@@ -202,18 +203,23 @@ field() { api "jobs/$1" | pyjson "$2"; }
 has_checkpoint() { [[ $(field "$1" "len(d['checkpoints'])") -gt 0 ]]; }
 state_is() { [[ $(field "$1" "d['state']") == "$2" ]]; }
 scenario_start=$SECONDS
-# 24 epochs (384 steps): the job must outlive the 6 s lease after its first checkpoint, or the
-# killed agent's ranks finish it before the loss is noticed (6 epochs did, on a fast machine).
-gang=$(submit "$(sweep mh-recovery 7 24)")
+# 12 epochs: the job must not finish between its first checkpoint and the freeze below. After
+# the freeze it cannot finish at all, so the lease's expiry is what ends the attempt.
+gang=$(submit "$(sweep mh-recovery 7 12)")
 check "the two-host job runs and checkpoints" wait_for 240 has_checkpoint "$gang"
 hosts=$(field "$gang" "d['attempts'][0]['hosts']")
 check "its first attempt spans two hosts ($hosts)" test "$(tr ',' '\n' <<<"$hosts" | wc -l)" = 2
 member=$(cut -d, -f2 <<<"$hosts" | cut -d: -f1)
 member_index=""
 for i in 1 2 3; do [[ ${TH_ADDR[$i]} == "$member" ]] && member_index=$i; done
+frozen=()  # the host's ranks: its network namespace's vitscale-train processes
+for pid in $(ip netns pids "${TH_NS[$member_index]}"); do
+  [[ $(cat "/proc/$pid/comm" 2>/dev/null) == vitscale-train ]] && kill -STOP "$pid" && frozen+=("$pid")
+done
+check "the lost host's rank was frozen (${#frozen[@]} process)" test "${#frozen[@]}" = 1
 killed_agent=$(th_ssh "$member_index" cat "$local_root/run/vitscale/vitscale-agent.pid")
 th_ssh "$member_index" kill -9 "$killed_agent"
-echo "killed the agent of $member (pid $killed_agent), the non-leader of $hosts"
+echo "froze ${frozen[*]} and killed the agent of $member (pid $killed_agent), the non-leader of $hosts"
 check "the two-host job succeeds after the loss" wait_for 300 state_is "$gang" succeeded
 outcomes=$(field "$gang" "' '.join(a.get('outcome') or '-' for a in d['attempts'])")
 check "exactly one lost attempt, then success ($outcomes)" test "$outcomes" = "lost succeeded"
